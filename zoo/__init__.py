@@ -1,0 +1,1 @@
+"""Pure JAX/Flax model code: math as functions, networks as linen modules. No I/O."""
