@@ -1,0 +1,64 @@
+"""Config as code: the keys every training module shares, and their checks.
+
+Each `train/<model>.py` starts from `base_config()` and adds its own keys; users override any key
+from the shell with `--config.<key>=<value>` (ml_collections), e.g. `--config.num_steps=2000`.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names it and what is accepted."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.num_steps = 1000
+    c.batch_size = 128          # global batch, split over every device of every process
+    c.dataset = "digits"        # 'digits', 'npz:PATH' or a prepared TFDS image dataset name
+    c.data_dir = ""             # TFDS data dir ('' = TFDS's default, ~/tensorflow_datasets)
+    c.log_every = 50
+    c.checkpoint_every = 500
+    c.eval_every = 0            # 0: evaluate only at the end
+    c.keep_checkpoints = 3
+    c.progress = True           # tqdm progress bar on stderr
+
+    c.optimizer = "adam"        # 'adam' | 'adamw'
+    c.learning_rate = 2e-4
+    c.lr_schedule = "constant"  # 'constant' | 'cosine' | 'linear', after warmup
+    c.warmup_steps = 100
+    c.min_lr_ratio = 0.0        # floor of the cosine/linear decay, relative to learning_rate
+    c.b1 = 0.9
+    c.b2 = 0.999
+    c.weight_decay = 0.0        # used by 'adamw'
+    c.grad_clip = 1.0           # global-norm clipping; 0 disables
+    c.ema_decay = 0.999         # EMA of parameters used for sampling and evaluation; 0 disables
+    return c
+
+
+CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear")}
+POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
+NON_NEGATIVE_INTS = ("eval_every", "warmup_steps", "seed")
+
+
+def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
+    """Raise ConfigError naming the first key whose value cannot be used."""
+    for key, accepted in {**CHOICES, **(choices or {})}.items():
+        if key in config and config[key] not in accepted:
+            raise ConfigError(f"config.{key}={config[key]!r} is not accepted; accepted: {', '.join(map(str, accepted))}")
+    for key in POSITIVE_INTS + tuple(positive_ints):
+        v = config.get(key)
+        if key in config and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"config.{key}={v!r} must be a positive integer")
+    for key in NON_NEGATIVE_INTS + tuple(non_negative_ints):
+        v = config.get(key)
+        if key in config and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise ConfigError(f"config.{key}={v!r} must be a non-negative integer")
+    if not config.learning_rate > 0:
+        raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1)")
+    if config.grad_clip < 0:
+        raise ConfigError(f"config.grad_clip={config.grad_clip!r} must be >= 0 (0 disables clipping)")

@@ -1,0 +1,242 @@
+"""The one data layer: image datasets as random-access sources, fed through grain.
+
+`dataset` values every training module accepts:
+  digits         scikit-learn's 8x8 handwritten digits, prepared once (offline) as a TFDS dataset
+  <tfds name>    any TFDS image dataset already prepared in `data_dir` (mnist, fashion_mnist, cifar10, ...)
+  npz:PATH       a user's images: uint8 `x` of shape [N,H,W] or [N,H,W,C], optional int `y`;
+                 optional `x_test`/`y_test`, else the last 10% of `x` is the test split.
+Every example is {'image': uint8 [H,W,C], 'label': int32}; models scale pixels themselves on device.
+The batch at step s is a pure function of (seed, s): grain's shuffle draws a new permutation per epoch
+from the seed, so resuming at a step resumes the stream exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import zipfile
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+
+DIGITS = "digits"
+
+
+class DataError(ValueError):
+    """A dataset name or file that cannot be used; the message says what is accepted."""
+
+
+# ----------------------------------------------------------------------------- the embedded dataset
+
+@functools.lru_cache(maxsize=None)  # defining a builder class registers it with TFDS: do it once
+def _digits_builder_cls():
+    import tensorflow_datasets as tfds
+
+    class Digits(tfds.core.GeneratorBasedBuilder):
+        """scikit-learn's 1797 8x8 digits (UCI), pixels 0..16 rescaled to 0..255; 1500 train / 297 test."""
+        name = "sklearn_digits"
+        VERSION = tfds.core.Version("1.0.0")
+        RELEASE_NOTES = {"1.0.0": "From sklearn.datasets.load_digits; fixed permutation, seed 0."}
+
+        def __init__(self, **kwargs):
+            # array_record needs no TensorFlow to write or read.
+            super().__init__(file_format="array_record", **kwargs)
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                description="8x8 handwritten digits shipped with scikit-learn.",
+                features=tfds.features.FeaturesDict({
+                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                    "label": tfds.features.ClassLabel(num_classes=10),
+                }),
+                supervised_keys=("image", "label"),
+            )
+
+        def _split_generators(self, dl_manager):
+            from sklearn.datasets import load_digits
+            d = load_digits()
+            images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+            order = np.random.default_rng(0).permutation(len(images))
+            return {"train": self._generate_examples(images, d.target, order[:1500]),
+                    "test": self._generate_examples(images, d.target, order[1500:])}
+
+        def _generate_examples(self, images, labels, idx):
+            for i in idx:
+                yield int(i), {"image": images[i], "label": int(labels[i])}
+
+    return Digits
+
+
+def prepare_digits(data_dir: str | None = None):
+    """Build the digits TFDS dataset into data_dir once (no download, no TensorFlow); return its builder."""
+    builder = _digits_builder_cls()(data_dir=data_dir)
+    if not builder.is_prepared():
+        builder.download_and_prepare()
+    return builder
+
+
+# ----------------------------------------------------------------------------- sources
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+    """A dataset's two splits as random-access sources, and what a model needs to know of them."""
+    name: str
+    train: Any
+    test: Any
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+
+class _ArraySource:
+    """A random-access source over in-memory arrays (grain needs __len__ and __getitem__)."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "label": self.labels[i]}
+
+
+class _TfdsSource:
+    """Keep only image/label of a TFDS data source, under the names every model uses."""
+
+    def __init__(self, source, image_key, label_key):
+        self.source, self.image_key, self.label_key = source, image_key, label_key
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        ex = self.source[i]
+        image = np.asarray(ex[self.image_key])
+        if image.ndim == 2:
+            image = image[..., None]
+        label = np.int32(ex[self.label_key]) if self.label_key else np.int32(0)
+        return {"image": image, "label": label}
+
+
+def _npz_error(path, what):
+    return DataError(f"dataset 'npz:{path}': {what}; accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C] "
+                     f"(C in 1, 3), N >= 2, optional integer 'y' of length N")
+
+
+def load_npz(path: str) -> ImageData:
+    if not os.path.isfile(path):
+        raise _npz_error(path, "no such file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise _npz_error(path, f"not a readable .npz file ({type(e).__name__})") from None
+    if "x" not in arrays:
+        raise _npz_error(path, f"no array 'x' (found {sorted(arrays) or 'none'})")
+
+    def images(key):
+        x = arrays[key]
+        if x.dtype != np.uint8:
+            raise _npz_error(path, f"'{key}' has dtype {x.dtype}")
+        if x.ndim == 3:
+            x = x[..., None]
+        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+            raise _npz_error(path, f"'{key}' has shape {arrays[key].shape}")
+        return x
+
+    def labels(key, n):
+        if key not in arrays:
+            return np.zeros(n, np.int32)
+        y = arrays[key]
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+            raise _npz_error(path, f"'{key}' must be non-negative integers of shape ({n},), got {y.dtype} {y.shape}")
+        return y.astype(np.int32)
+
+    x = images("x")
+    if len(x) < 2:
+        raise _npz_error(path, f"'x' holds {len(x)} image(s)")
+    y = labels("y", len(x))
+    if "x_test" in arrays:
+        xt = images("x_test")
+        yt = labels("y_test", len(xt))
+        if xt.shape[1:] != x.shape[1:]:
+            raise _npz_error(path, f"'x_test' images {xt.shape[1:]} differ from 'x' images {x.shape[1:]}")
+    else:
+        cut = len(x) - max(1, len(x) // 10)
+        x, xt, y, yt = x[:cut], x[cut:], y[:cut], y[cut:]
+    num_classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1
+    return ImageData(f"npz:{path}", _ArraySource(x, y), _ArraySource(xt, yt), tuple(x.shape[1:]), num_classes)
+
+
+def load_tfds(name: str, data_dir: str | None) -> ImageData:
+    import tensorflow_datasets as tfds
+    if name == DIGITS:
+        builder = prepare_digits(data_dir)
+    else:
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+        except Exception as e:  # tfds raises several types for unknown names
+            raise DataError(f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', or a TFDS image dataset name "
+                            f"such as mnist, fashion_mnist, cifar10 ({type(e).__name__})") from None
+        if not builder.is_prepared():
+            raise DataError(
+                f"TFDS dataset {name!r} is not prepared in {builder.data_dir_root}; this program never downloads. "
+                f"Prepare it where there is internet (pip install '.[tf]'; python -c \"import tensorflow_datasets as "
+                f"tfds; tfds.builder('{name}', data_dir='DIR').download_and_prepare()\") and pass --config.data_dir=DIR")
+    features = builder.info.features
+    image_key = next((k for k in ("image", "img") if k in features), None)
+    if image_key is None:
+        raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: {sorted(features)}); "
+                        f"accepted: image datasets")
+    label_key = "label" if "label" in features else None
+    splits = builder.info.splits
+    test_split = "test" if "test" in splits else ("validation" if "validation" in splits else "train")
+    shape = tuple(features[image_key].shape)
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if None in shape:
+        raise DataError(f"TFDS dataset {name!r} has images of varying size {shape}; accepted: fixed-size images")
+    num_classes = features[label_key].num_classes if label_key else 1
+    src = lambda split: _TfdsSource(tfds.data_source(name, split=split, data_dir=data_dir, builder_kwargs=None)
+                                    if name != DIGITS else builder.as_data_source(split=split), image_key, label_key)
+    return ImageData(name, src("train"), src(test_split), shape, int(num_classes))
+
+
+def load_images(dataset: str, data_dir: str | None = None) -> ImageData:
+    """Resolve a `dataset` config value to its train and test sources."""
+    if not isinstance(dataset, str) or not dataset:
+        raise DataError(f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', "
+                        f"or a TFDS image dataset name")
+    if dataset.startswith("npz:"):
+        return load_npz(dataset[4:])
+    return load_tfds(dataset, data_dir)
+
+
+def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The first `limit` examples of a source as stacked arrays (for evaluation)."""
+    n = len(source) if limit is None else min(limit, len(source))
+    examples = [source[i] for i in range(n)]
+    return {"image": np.stack([e["image"] for e in examples]), "label": np.array([e["label"] for e in examples])}
+
+
+# ----------------------------------------------------------------------------- batches
+
+def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
+    """An endless, checkpointable iterator of this process's share of each global batch.
+
+    Process p of n reads examples p, p+n, p+2n, ... so the hosts of a multi-host run never feed
+    the same example; each host's batch is global_batch_size / n examples.
+    """
+    n, p = jax.process_count(), jax.process_index()
+    if global_batch_size % n:
+        raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {n}")
+    ds = grain.MapDataset.source(source)
+    if n > 1:
+        ds = ds[p::n]
+    if len(ds) == 0:
+        raise DataError("the training split is empty")
+    ds = ds.shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
+    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))

@@ -1,0 +1,62 @@
+"""The one train state: Optax optimizer from config, EMA parameters for sampling."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState plus an exponential moving average of the parameters.
+
+    `params` may hold several networks (e.g. {'generator': ..., 'discriminator': ...}); `tx` then is an
+    optax.multi_transform and the EMA covers all of them.
+    """
+    ema_params: Any = None  # None when ema_decay is 0
+    ema_decay: float = train_state.struct.field(pytree_node=False, default=0.0)
+
+    @property
+    def eval_params(self):
+        """The parameters to sample and evaluate with: the EMA if kept, else the raw parameters."""
+        return self.params if self.ema_params is None else self.ema_params
+
+    def apply_gradients(self, *, grads, **kwargs):
+        new = super().apply_gradients(grads=grads, **kwargs)
+        if self.ema_params is None:
+            return new
+        d = self.ema_decay
+        return new.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1 - d) * p, self.ema_params, new.params))
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+    """Linear warmup to config.learning_rate, then constant, cosine or linear decay to min_lr_ratio."""
+    lr, warm = config.learning_rate, config.warmup_steps
+    decay_steps = max(config.num_steps - warm, 1)
+    end = lr * config.min_lr_ratio
+    after = {
+        "constant": optax.constant_schedule(lr),
+        "cosine": optax.cosine_decay_schedule(lr, decay_steps, alpha=config.min_lr_ratio),
+        "linear": optax.linear_schedule(lr, end, decay_steps),
+    }[config.lr_schedule]
+    if not warm:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), after], [warm])
+
+
+def make_optimizer(config, learning_rate=None) -> optax.GradientTransformation:
+    """clip_by_global_norm -> Adam/AdamW with the config's schedule."""
+    schedule = learning_rate if learning_rate is not None else learning_rate_schedule(config)
+    if config.optimizer == "adamw":
+        opt = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
+    else:
+        opt = optax.adam(schedule, b1=config.b1, b2=config.b2)
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
+
+
+def create_train_state(params, tx, ema_decay: float) -> TrainState:
+    # The EMA starts as a copy: sharing buffers with params would break buffer donation in the step.
+    ema = jax.tree.map(jnp.copy, params) if ema_decay else None
+    return TrainState.create(apply_fn=None, params=params, tx=tx, ema_params=ema, ema_decay=ema_decay)

@@ -1,0 +1,340 @@
+"""Denoising diffusion probabilistic models (Ho, Jain & Abbeel 2020), the math in one module.
+
+Conventions: timesteps are 0-based, t in {0, ..., T-1}; index t here is the paper's t+1,
+so `alpha_bars[t] = prod_{s<=t} (1 - beta_s)`. Images live in [-1, 1] with 256 levels.
+A denoiser is any function `eps_fn(x_t, t) -> eps_hat` on batches (t has shape [B]);
+`UNet.apply` closed over its parameters is one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo.layers import Downsample, ResBlock, SelfAttention, Upsample, num_groups, sinusoidal_embedding
+
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
+VARIANCES = ("beta", "posterior")
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """beta_t linear from beta_start to beta_end (DDPM paper: 1e-4 to 0.02, T = 1000)."""
+    _check_steps(num_steps)
+    return np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
+
+
+def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """beta_t = 1 - abar_t / abar_{t-1}, abar(u) = cos^2((u + s)/(1 + s) * pi/2) (Nichol & Dhariwal)."""
+    _check_steps(num_steps)
+    u = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+    f = np.cos((u + s) / (1 + s) * np.pi / 2) ** 2
+    return np.clip(1.0 - f[1:] / f[:-1], 0.0, max_beta)
+
+
+def _check_steps(num_steps):
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
+
+
+@flax.struct.dataclass
+class Schedule:
+    """Every per-timestep constant of the forward and posterior processes, as [T] float32 arrays."""
+    betas: jax.Array
+    alpha_bars: jax.Array            # abar_t = prod_{s<=t} (1 - beta_s)
+    alpha_bars_prev: jax.Array       # abar_{t-1}, with abar_{-1} = 1
+    posterior_variance: jax.Array    # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+    posterior_log_variance: jax.Array  # log beta~_t, with t=0 clipped to t=1 (beta~_0 = 0)
+    posterior_mean_coef_x0: jax.Array  # sqrt(abar_{t-1}) beta_t / (1 - abar_t)
+    posterior_mean_coef_xt: jax.Array  # sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)
+
+    @property
+    def num_steps(self) -> int:
+        return self.betas.shape[0]
+
+
+def make_schedule(betas) -> Schedule:
+    """All constants derived from beta_1..beta_T (computed in float64, stored in float32)."""
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.ndim != 1 or not np.all((betas > 0) & (betas < 1)):
+        raise ValueError("betas must be a 1-D array with every value in (0, 1)")
+    alpha_bars = np.cumprod(1.0 - betas)
+    alpha_bars_prev = np.append(1.0, alpha_bars[:-1])
+    post_var = betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)
+    post_log_var = np.log(np.append(post_var[1], post_var[1:])) if len(betas) > 1 else np.log(betas)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)
+    return Schedule(
+        betas=f32(betas), alpha_bars=f32(alpha_bars), alpha_bars_prev=f32(alpha_bars_prev),
+        posterior_variance=f32(post_var), posterior_log_variance=f32(post_log_var),
+        posterior_mean_coef_x0=f32(np.sqrt(alpha_bars_prev) * betas / (1.0 - alpha_bars)),
+        posterior_mean_coef_xt=f32(np.sqrt(1.0 - betas) * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)),
+    )
+
+
+def schedule_from_name(name: str, num_steps: int = 1000) -> Schedule:
+    """make_schedule(linear_betas(T)) or make_schedule(cosine_betas(T)) by name."""
+    if name == "linear":
+        # Keep the paper's per-step noise scale when T differs from 1000.
+        scale = 1000 / num_steps
+        return make_schedule(linear_betas(num_steps, 1e-4 * scale, min(0.02 * scale, 0.999)))
+    if name == "cosine":
+        return make_schedule(cosine_betas(num_steps))
+    raise ValueError(f"unknown noise schedule {name!r}; accepted: 'linear', 'cosine'")
+
+
+def _bcast(a: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
+    """a[t] shaped [B, 1, 1, ...] to broadcast against x."""
+    return a[t].reshape(t.shape + (1,) * (x.ndim - t.ndim))
+
+
+# ----------------------------------------------------------------------------- forward process
+
+def q_step_mean_variance(sched: Schedule, x_prev, t):
+    """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)."""
+    beta = _bcast(sched.betas, t, x_prev)
+    return jnp.sqrt(1.0 - beta) * x_prev, beta
+
+
+def q_step_sample(sched: Schedule, x_prev, t, eps):
+    """x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps."""
+    mean, var = q_step_mean_variance(sched, x_prev, t)
+    return mean + jnp.sqrt(var) * eps
+
+
+def q_mean_variance(sched: Schedule, x0, t):
+    """Diffusion kernel q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I)."""
+    ab = _bcast(sched.alpha_bars, t, x0)
+    return jnp.sqrt(ab) * x0, 1.0 - ab
+
+
+def q_sample(sched: Schedule, x0, t, eps):
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+    mean, var = q_mean_variance(sched, x0, t)
+    return mean + jnp.sqrt(var) * eps
+
+
+def q_posterior(sched: Schedule, x0, xt, t):
+    """q(x_{t-1} | x_t, x_0) = N(c0_t x_0 + ct_t x_t, beta~_t I); returns (mean, variance, log variance)."""
+    mean = _bcast(sched.posterior_mean_coef_x0, t, xt) * x0 + _bcast(sched.posterior_mean_coef_xt, t, xt) * xt
+    return mean, _bcast(sched.posterior_variance, t, xt), _bcast(sched.posterior_log_variance, t, xt)
+
+
+def predict_x0_from_eps(sched: Schedule, xt, t, eps):
+    """x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t), the kernel solved for x_0."""
+    ab = _bcast(sched.alpha_bars, t, xt)
+    return (xt - jnp.sqrt(1.0 - ab) * eps) / jnp.sqrt(ab)
+
+
+# ----------------------------------------------------------------------------- reverse process
+
+def model_log_variance(sched: Schedule, variance: str) -> jax.Array:
+    """Fixed reverse variances: 'beta' (sigma_t^2 = beta_t) or 'posterior' (sigma_t^2 = beta~_t)."""
+    if variance == "beta":
+        # DDPM's "fixedlarge": beta~_1 at t=0 so the decoder's variance is not too wide.
+        return jnp.log(jnp.concatenate([sched.posterior_variance[1:2], sched.betas[1:]]))
+    if variance == "posterior":
+        return sched.posterior_log_variance
+    raise ValueError(f"unknown reverse variance {variance!r}; accepted: {VARIANCES}")
+
+
+def p_mean_variance(sched: Schedule, eps_hat, xt, t, *, variance: str = "beta", clip_x0: bool = True):
+    """p_theta(x_{t-1} | x_t) = N(mu~(x_t, x0_hat(eps_hat)), sigma_t^2 I); returns (mean, log variance, x0_hat)."""
+    x0_hat = predict_x0_from_eps(sched, xt, t, eps_hat)
+    if clip_x0:
+        x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+    mean, _, _ = q_posterior(sched, x0_hat, xt, t)
+    return mean, _bcast(model_log_variance(sched, variance), t, xt), x0_hat
+
+
+# ----------------------------------------------------------------------------- training loss
+
+def eps_loss(eps_hat, eps):
+    """The "simple" loss ||eps - eps_theta(x_t, t)||^2, averaged over the pixels of each example."""
+    return jnp.mean(jnp.square(eps - eps_hat).reshape(eps.shape[0], -1), axis=-1)
+
+
+def training_losses(sched: Schedule, eps_fn: EpsFn, x0, key):
+    """Per-example simple loss with t ~ U{0..T-1} and eps ~ N(0, I); returns [B]."""
+    k_t, k_eps = jax.random.split(key)
+    t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
+    eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
+    return eps_loss(eps_fn(q_sample(sched, x0, t, eps), t), eps)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+def p_sample(sched: Schedule, eps_fn: EpsFn, xt, t, key, *, variance="beta", clip_x0=True):
+    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, with no noise added at the last step (t = 0)."""
+    mean, log_var, _ = p_mean_variance(sched, eps_fn(xt, t), xt, t, variance=variance, clip_x0=clip_x0)
+    noise = jax.random.normal(key, xt.shape, xt.dtype)
+    nonzero = (t > 0).astype(xt.dtype).reshape(t.shape + (1,) * (xt.ndim - t.ndim))
+    return mean + nonzero * jnp.exp(0.5 * log_var) * noise
+
+
+def sample_ancestral(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, variance="beta", clip_x0=True):
+    """x_T ~ N(0, I), then x_{t-1} ~ p_theta(x_{t-1} | x_t) for t = T..1, as one lax.scan."""
+    k_init, k_steps = jax.random.split(key)
+    x = jax.random.normal(k_init, tuple(shape), jnp.float32)
+    ts = jnp.arange(sched.num_steps - 1, -1, -1)
+
+    def step(x, inp):
+        t, k = inp
+        return p_sample(sched, eps_fn, x, jnp.full((shape[0],), t), k, variance=variance, clip_x0=clip_x0), None
+
+    x, _ = jax.lax.scan(step, x, (ts, jax.random.split(k_steps, sched.num_steps)))
+    return x
+
+
+def ddim_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
+    """num_steps timesteps evenly spaced over 0..T-1, descending (DDIM's sub-sequence tau)."""
+    if not 1 <= num_steps <= num_train_steps:
+        raise ValueError(f"DDIM num_steps must be in 1..{num_train_steps}, got {num_steps}")
+    return np.linspace(0, num_train_steps - 1, num_steps).round().astype(np.int32)[::-1].copy()
+
+
+def sample_ddim(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, num_steps=50, eta=0.0, clip_x0=True):
+    """DDIM (Song et al. 2021): x_prev = sqrt(abar') x0_hat + sqrt(1 - abar' - s^2) eps_hat + s z."""
+    ts = ddim_timesteps(sched.num_steps, num_steps)
+    ts_prev = np.append(ts[1:], -1)
+    k_init, k_steps = jax.random.split(key)
+    x = jax.random.normal(k_init, tuple(shape), jnp.float32)
+    ab_all = jnp.concatenate([sched.alpha_bars, jnp.ones((1,))])  # index -1 reads abar = 1
+
+    def step(x, inp):
+        t, t_prev, k = inp
+        tb = jnp.full((shape[0],), t)
+        eps_hat = eps_fn(x, tb)
+        ab, ab_prev = ab_all[t], ab_all[t_prev]
+        x0_hat = (x - jnp.sqrt(1 - ab) * eps_hat) / jnp.sqrt(ab)
+        if clip_x0:
+            x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+        sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab)) * jnp.sqrt(1 - ab / ab_prev)
+        direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps_hat
+        return jnp.sqrt(ab_prev) * x0_hat + direction + sigma * jax.random.normal(k, x.shape), None
+
+    x, _ = jax.lax.scan(step, x, (jnp.asarray(ts), jnp.asarray(ts_prev), jax.random.split(k_steps, len(ts))))
+    return x
+
+
+# ----------------------------------------------------------------------------- likelihood bound
+
+def normal_kl(mean1, logvar1, mean2, logvar2):
+    """KL(N(m1, v1) || N(m2, v2)) = 0.5 (log v2/v1 + (v1 + (m1 - m2)^2)/v2 - 1), elementwise."""
+    return 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + jnp.square(mean1 - mean2) * jnp.exp(-logvar2) - 1.0)
+
+
+def standard_normal_cdf(x):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+    return 0.5 * (1.0 + jax.scipy.special.erf(x / math.sqrt(2.0)))
+
+
+def discretized_gaussian_log_likelihood(x, mean, log_scale):
+    """log of the N(mean, e^{2 log_scale}) mass of x's bin [x - 1/255, x + 1/255]; edge bins open (DDPM L_0)."""
+    centred = x - mean
+    inv_std = jnp.exp(-log_scale)
+    cdf_plus = standard_normal_cdf(inv_std * (centred + 1.0 / 255.0))
+    cdf_minus = standard_normal_cdf(inv_std * (centred - 1.0 / 255.0))
+    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
+    log_one_minus_cdf_minus = jnp.log(jnp.maximum(1.0 - cdf_minus, 1e-12))
+    log_delta = jnp.log(jnp.maximum(cdf_plus - cdf_minus, 1e-12))
+    return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_minus, log_delta))
+
+
+def _per_example_mean(a):
+    return jnp.mean(a.reshape(a.shape[0], -1), axis=-1)
+
+
+def vb_term_bpd(sched: Schedule, eps_fn: EpsFn, x0, xt, t, *, variance="beta", clip_x0=True):
+    """L_{t} in bits/dim: KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) for t > 0, -log p(x_0|x_1) at t = 0."""
+    true_mean, _, true_log_var = q_posterior(sched, x0, xt, t)
+    mean, log_var, _ = p_mean_variance(sched, eps_fn(xt, t), xt, t, variance=variance, clip_x0=clip_x0)
+    kl = _per_example_mean(normal_kl(true_mean, true_log_var, mean, log_var)) / math.log(2.0)
+    nll = -_per_example_mean(discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var)) / math.log(2.0)
+    return jnp.where(t == 0, nll, kl)
+
+
+def prior_bpd(sched: Schedule, x0):
+    """L_T in bits/dim: KL(q(x_T | x_0) || N(0, I))."""
+    t = jnp.full((x0.shape[0],), sched.num_steps - 1)
+    mean, var = q_mean_variance(sched, x0, t)
+    return _per_example_mean(normal_kl(mean, jnp.log(var), 0.0, 0.0)) / math.log(2.0)
+
+
+def nll_bound_bpd(sched: Schedule, eps_fn: EpsFn, x0, key, *, variance="beta", clip_x0=True):
+    """Variational bound on -log p(x_0) in bits/dim: L_T + sum_t L_{t-1}, one lax.scan over all T steps.
+
+    Returns (total [B], per-timestep terms [T, B], prior [B]).
+    """
+    def term(_, inp):
+        t, k = inp
+        tb = jnp.full((x0.shape[0],), t)
+        xt = q_sample(sched, x0, tb, jax.random.normal(k, x0.shape, x0.dtype))
+        return None, vb_term_bpd(sched, eps_fn, x0, xt, tb, variance=variance, clip_x0=clip_x0)
+
+    ts = jnp.arange(sched.num_steps)
+    _, terms = jax.lax.scan(term, None, (ts, jax.random.split(key, sched.num_steps)))
+    prior = prior_bpd(sched, x0)
+    return terms.sum(axis=0) + prior, terms, prior
+
+
+# ----------------------------------------------------------------------------- the network
+
+class UNet(nn.Module):
+    """The DDPM U-Net: sinusoidal time embedding, GroupNorm residual blocks, self-attention at low resolution.
+
+    `attn_resolutions` lists the feature-map widths that get attention (e.g. (4,) for 8x8 inputs).
+    """
+    ch: int = 64
+    ch_mult: Sequence[int] = (1, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: Sequence[int] = (4,)
+    dropout: float = 0.0
+    out_ch: int | None = None
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x, t, *, train: bool = False):
+        size = x.shape[1]
+        if x.shape[1] % 2 ** (len(self.ch_mult) - 1) or x.shape[2] % 2 ** (len(self.ch_mult) - 1):
+            raise ValueError(f"UNet: image size {x.shape[1:3]} must be divisible by 2^{len(self.ch_mult) - 1} "
+                             f"for ch_mult={tuple(self.ch_mult)}")
+        emb = sinusoidal_embedding(t, self.ch)
+        emb = nn.Dense(4 * self.ch, dtype=self.dtype)(emb)
+        emb = nn.Dense(4 * self.ch, dtype=self.dtype)(nn.swish(emb))
+
+        h = nn.Conv(self.ch, (3, 3), dtype=self.dtype)(x)
+        hs = [h]
+        for level, mult in enumerate(self.ch_mult):
+            for _ in range(self.num_res_blocks):
+                h = ResBlock(self.ch * mult, self.dropout, dtype=self.dtype)(h, emb, train=train)
+                if size in self.attn_resolutions:
+                    h = SelfAttention(dtype=self.dtype)(h)
+                hs.append(h)
+            if level != len(self.ch_mult) - 1:
+                h = Downsample(h.shape[-1], dtype=self.dtype)(h)
+                size //= 2
+                hs.append(h)
+
+        h = ResBlock(h.shape[-1], self.dropout, dtype=self.dtype)(h, emb, train=train)
+        h = SelfAttention(dtype=self.dtype)(h)
+        h = ResBlock(h.shape[-1], self.dropout, dtype=self.dtype)(h, emb, train=train)
+
+        for level, mult in reversed(list(enumerate(self.ch_mult))):
+            for _ in range(self.num_res_blocks + 1):
+                h = ResBlock(self.ch * mult, self.dropout, dtype=self.dtype)(
+                    jnp.concatenate([h, hs.pop()], axis=-1), emb, train=train)
+                if size in self.attn_resolutions:
+                    h = SelfAttention(dtype=self.dtype)(h)
+            if level != 0:
+                h = Upsample(h.shape[-1], dtype=self.dtype)(h)
+                size *= 2
+
+        h = nn.swish(nn.GroupNorm(num_groups(h.shape[-1]), dtype=self.dtype)(h))
+        out = nn.Conv(self.out_ch or x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        return out.astype(jnp.float32)
