@@ -1,0 +1,258 @@
+"""Gaussian mixture model fitted by expectation-maximisation.
+
+The simplest discrete latent-variable model:
+
+    z ~ Categorical(weights),   x | z = k ~ N(means_k, covs_k),
+    p(x) = sum_k p(z = k) p(x | z = k).
+
+EM alternates two closed-form steps, and each never decreases log p(x):
+
+* E-step: responsibilities r_nk = p(z = k | x_n) by Bayes' rule.
+* M-step: maximise sum_n sum_k r_nk log p(x_n, z = k) in closed form:
+  N_k = sum_n r_nk, weights_k = N_k / N, means_k = sum_n r_nk x_n / N_k,
+  covs_k = sum_n r_nk (x_n - means_k)(x_n - means_k)^T / N_k + reg I.
+
+Covariances are stored as ``covs`` [K, D, D] for ``covariance_type='full'`` or as
+the diagonal variances [K, D] for ``covariance_type='diag'``. The whole EM loop is
+one ``jax.lax.scan`` so ``gmm_fit`` compiles to a single program.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import operator
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.scipy.special import logsumexp
+
+COVARIANCE_TYPES = ("full", "diag")
+
+
+@struct.dataclass
+class GMM:
+    """Mixture parameters: weights [K], means [K, D], covs [K, D, D] ('full') or variances [K, D] ('diag')."""
+    weights: jax.Array
+    means: jax.Array
+    covs: jax.Array
+    covariance_type: str = struct.field(pytree_node=False, default="full")
+
+
+# ----------------------------------------------------------------------------- Gaussian densities
+
+
+def mvn_log_pdf_full(x: jax.Array, mean: jax.Array, cov: jax.Array) -> jax.Array:
+    """log N(x | mu, C) = -1/2 [D log 2pi + log det C + ||L^{-1}(x - mu)||^2], C = L L^T; x [N, D] -> [N]."""
+    d = x.shape[-1]
+    chol = jnp.linalg.cholesky(cov)
+    y = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)  # [D, N]
+    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * (d * math.log(2 * math.pi) + log_det + jnp.sum(y ** 2, axis=0))
+
+
+def mvn_log_pdf_diag(x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
+    """log N(x | mu, diag(v)) = -1/2 sum_d [log(2pi v_d) + (x_d - mu_d)^2 / v_d]; x [N, D] -> [N]."""
+    return -0.5 * jnp.sum(jnp.log(2 * math.pi * var) + (x - mean) ** 2 / var, axis=-1)
+
+
+def _joint_log_prob(params: GMM, x: jax.Array) -> jax.Array:
+    """log p(x_n, z = k) = log weights_k + log N(x_n | means_k, covs_k), [N, D] -> [N, K]."""
+    pdf = mvn_log_pdf_full if params.covariance_type == "full" else mvn_log_pdf_diag
+    comp = jax.vmap(pdf, in_axes=(None, 0, 0), out_axes=1)(x, params.means, params.covs)
+    return jnp.log(params.weights) + comp
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_params(params: GMM, fn: str) -> tuple[int, int]:
+    if not isinstance(params, GMM):
+        raise ValueError(f"{fn}: params must be a GMM, got {type(params).__name__}")
+    ct = params.covariance_type
+    if ct not in COVARIANCE_TYPES:
+        raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {ct!r}")
+    if jnp.ndim(params.means) != 2:
+        raise ValueError(f"{fn}: params.means must have shape [K, D], got {jnp.shape(params.means)}")
+    k, d = jnp.shape(params.means)
+    want = (k, d, d) if ct == "full" else (k, d)
+    if jnp.shape(params.weights) != (k,) or jnp.shape(params.covs) != want:
+        raise ValueError(
+            f"{fn}: inconsistent GMM shapes for covariance_type={ct!r}: expected weights {(k,)}, "
+            f"means {(k, d)}, covs {want}; got weights {jnp.shape(params.weights)}, "
+            f"covs {jnp.shape(params.covs)}")
+    return k, d
+
+
+def _check_data(x, d: int | None, fn: str) -> jax.Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    if x.ndim != 2 or (d is not None and x.shape[1] != d):
+        want = f"[N, {d}]" if d is not None else "[N, D]"
+        raise ValueError(f"{fn}: x must have shape {want}, got {x.shape}")
+    return x
+
+
+def _as_int(value, name: str, fn: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def gmm_log_prob(params: GMM, x) -> jax.Array:
+    """log p(x_n) = logsumexp_k [log weights_k + log N(x_n | means_k, covs_k)], [N, D] -> [N]."""
+    _, d = _check_params(params, "gmm_log_prob")
+    x = _check_data(x, d, "gmm_log_prob")
+    return logsumexp(_joint_log_prob(params, x), axis=1)
+
+
+def gmm_responsibilities(params: GMM, x) -> jax.Array:
+    """Bayes' rule: p(z = k | x_n) = p(x_n, z = k) / sum_j p(x_n, z = j), [N, D] -> [N, K], rows sum to 1."""
+    _, d = _check_params(params, "gmm_responsibilities")
+    x = _check_data(x, d, "gmm_responsibilities")
+    joint = _joint_log_prob(params, x)
+    return jnp.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+
+
+def _e_step(params: GMM, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    joint = _joint_log_prob(params, x)
+    log_px = logsumexp(joint, axis=1, keepdims=True)
+    return jnp.exp(joint - log_px), jnp.mean(log_px)
+
+
+def gmm_e_step(params: GMM, x) -> tuple[jax.Array, jax.Array]:
+    """E-step: (responsibilities r_nk = p(z = k | x_n) [N, K], mean log-likelihood (1/N) sum_n log p(x_n))."""
+    _, d = _check_params(params, "gmm_e_step")
+    x = _check_data(x, d, "gmm_e_step")
+    return _e_step(params, x)
+
+
+def _m_step(x: jax.Array, resp: jax.Array, covariance_type: str, reg) -> GMM:
+    n, d = x.shape
+    nk = jnp.sum(resp, axis=0) + 10 * jnp.finfo(x.dtype).eps  # guards empty components
+    weights = nk / n
+    means = (resp.T @ x) / nk[:, None]
+    diff = x[None, :, :] - means[:, None, :]  # [K, N, D]
+    if covariance_type == "full":
+        covs = jnp.einsum("nk,kni,knj->kij", resp, diff, diff) / nk[:, None, None]
+        covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2)) + reg * jnp.eye(d, dtype=x.dtype)
+    else:
+        covs = jnp.einsum("nk,knd->kd", resp, diff ** 2) / nk[:, None] + reg
+    return GMM(weights=weights / jnp.sum(weights), means=means, covs=covs,
+               covariance_type=covariance_type)
+
+
+def gmm_m_step(x, resp, *, covariance_type: str = "full", reg: float = 1e-6) -> GMM:
+    """M-step: N_k = sum_n r_nk, w_k = N_k / N, mu_k = sum_n r_nk x_n / N_k, C_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg I."""
+    fn = "gmm_m_step"
+    x = _check_data(x, None, fn)
+    resp = jnp.asarray(resp, x.dtype)
+    if resp.ndim != 2 or resp.shape[0] != x.shape[0]:
+        raise ValueError(f"{fn}: resp must have shape [N={x.shape[0]}, K], got {resp.shape}")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    if not reg >= 0:
+        raise ValueError(f"{fn}: reg must be >= 0, got {reg}")
+    return _m_step(x, resp, covariance_type, reg)
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def _kmeanspp_centers(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
+    """k-means++ seeding: each new centre is a data point drawn with probability proportional to D(x)^2."""
+    n = x.shape[0]
+    keys = jax.random.split(key, k)
+    first = x[jax.random.randint(keys[0], (), 0, n)]
+    centers = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
+    d2 = jnp.sum((x - first) ** 2, axis=1)
+
+    def body(i, carry):
+        centers, d2 = carry
+        logits = jnp.where(jnp.sum(d2) > 0, jnp.log(jnp.maximum(d2, 0.0)), 0.0)
+        c = x[jax.random.categorical(keys[i], logits)]
+        return centers.at[i].set(c), jnp.minimum(d2, jnp.sum((x - c) ** 2, axis=1))
+
+    centers, _ = jax.lax.fori_loop(1, k, body, (centers, d2))
+    return centers
+
+
+def _init_params(key: jax.Array, x: jax.Array, k: int, covariance_type: str, reg) -> GMM:
+    """Means from k-means++ seeding, every covariance the data covariance, uniform weights."""
+    n, d = x.shape
+    xc = x - jnp.mean(x, axis=0)
+    if covariance_type == "full":
+        cov = xc.T @ xc / n + reg * jnp.eye(d, dtype=x.dtype)
+        covs = jnp.broadcast_to(cov, (k, d, d))
+    else:
+        covs = jnp.broadcast_to(jnp.mean(xc ** 2, axis=0) + reg, (k, d))
+    return GMM(weights=jnp.full((k,), 1.0 / k, x.dtype), means=_kmeanspp_centers(key, x, k),
+               covs=covs, covariance_type=covariance_type)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_iters", "covariance_type"))
+def _fit(x, key, reg, *, k, num_iters, covariance_type):
+    params = _init_params(key, x, k, covariance_type, reg)
+    resp, _ = _e_step(params, x)
+
+    def step(carry, _):
+        _, resp = carry
+        params = _m_step(x, resp, covariance_type, reg)
+        resp, loglik = _e_step(params, x)
+        return (params, resp), loglik
+
+    (params, _), history = jax.lax.scan(step, (params, resp), None, length=num_iters)
+    return params, history
+
+
+def gmm_fit(x, num_components: int, *, key: jax.Array, num_iters: int = 100,
+            covariance_type: str = "full", reg: float = 1e-6) -> tuple[GMM, jax.Array]:
+    """Fit a K-component GMM to x [N, D] by EM; returns (params, history) with history[t] = (1/N) sum_n log p(x_n) after M-step t+1.
+
+    Means are seeded by k-means++ on ``key``; covariances start at the data
+    covariance. ``history[-1]`` is the mean log-likelihood of the returned params.
+    ``reg`` is added to every covariance diagonal to keep it positive definite.
+    """
+    fn = "gmm_fit"
+    x = _check_data(x, None, fn)
+    n = x.shape[0]
+    k = _as_int(num_components, "num_components", fn)
+    if not 1 <= k <= n:
+        raise ValueError(f"{fn}: num_components must be in 1..N={n} (number of rows of x), got {k}")
+    num_iters = _as_int(num_iters, "num_iters", fn)
+    if num_iters < 1:
+        raise ValueError(f"{fn}: num_iters must be >= 1, got {num_iters}")
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    if not reg >= 0:
+        raise ValueError(f"{fn}: reg must be >= 0, got {reg}")
+    if key is None:
+        raise ValueError(f"{fn}: key must be a jax.random key, got None")
+    return _fit(x, key, jnp.asarray(reg, x.dtype), k=k, num_iters=num_iters,
+                covariance_type=covariance_type)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def gmm_sample(params: GMM, key: jax.Array, n: int) -> jax.Array:
+    """Ancestral sampling: z ~ Cat(weights), x = means_z + L_z eps with L_z L_z^T = covs_z, eps ~ N(0, I); returns [n, D]."""
+    fn = "gmm_sample"
+    _, d = _check_params(params, fn)
+    n = _as_int(n, "n", fn)
+    if n < 0:
+        raise ValueError(f"{fn}: n must be >= 0, got {n}")
+    key_z, key_eps = jax.random.split(key)
+    z = jax.random.categorical(key_z, jnp.log(params.weights), shape=(n,))
+    eps = jax.random.normal(key_eps, (n, d), jnp.result_type(params.means))
+    if params.covariance_type == "full":
+        chol = jnp.linalg.cholesky(params.covs)[z]  # [n, D, D]
+        noise = jnp.einsum("nij,nj->ni", chol, eps)
+    else:
+        noise = jnp.sqrt(params.covs)[z] * eps
+    return params.means[z] + noise
