@@ -18,10 +18,14 @@ each relation is carried only by distributional context, never spelled out as a 
   comparative with than, much, even, far; both with the adjective's own nouns
   (elephant, whale) and its dimension (size, speed, ...).
 
-About one sentence in eight is filler from a Zipf-distributed pseudo-word
-vocabulary, template slots are filled with random general words and filler, and a
-fraction of pronouns and markers are flipped, so the relations are statistical,
-not exact. ``planted_analogies`` gives the questions-words style test sections
+It is not trivial: within a family the pairs are Zipf-frequent (the last pair
+about 1/20 as common as the first), a third of the topic slots take a word of
+another pair of the same group, 15% of pronouns and number markers are flipped,
+template slots are filled with random general words, and a quarter of the
+sentences are filler from a Zipf-distributed pseudo-word vocabulary. gensim's
+skip-gram (dim 100, window 5, negative 5, min_count 5) on the default 2M tokens
+gets about 47% of ``planted_analogies`` after 1 epoch, 80% after 2 and 91% after
+5, with king - man + woman = queen throughout. ``planted_analogies`` gives the questions-words style test sections
 and ``planted_similarities`` graded word pairs (a WordSim-style test) for the
 vectors trained on it.
 """

@@ -1,0 +1,414 @@
+"""word2vec: training pairs, losses against brute-force loops, sparse updates against dense SGD, and vector arithmetic."""
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from zoo import word2vec as w2v
+from zoo.text import UnknownWordError, Vocab, tokenize
+
+RTOL, ATOL = 1e-5, 1e-6   # float32 arithmetic against float64 / autodiff references
+
+
+def _params(seed, V=7, D=5, scale=0.5):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"in": scale * jax.random.normal(k1, (V, D)), "out": scale * jax.random.normal(k2, (V, D))}
+
+
+def _np(params):
+    return {k: np.asarray(v, np.float64) for k, v in params.items()}
+
+
+def _log_sigmoid(x):
+    return -math.log1p(math.exp(-x)) if x > 0 else x - math.log1p(math.exp(x))
+
+
+# ----------------------------------------------------------------------------- training pairs
+
+
+# The lecture's training samples for "The quick brown fox jumps over the lazy dog." with window 2,
+# the first four centres as on the slide, then the rest of the sentence the same way.
+LECTURE_PAIRS = [
+    ("the", "quick"), ("the", "brown"),
+    ("quick", "the"), ("quick", "brown"), ("quick", "fox"),
+    ("brown", "the"), ("brown", "quick"), ("brown", "fox"), ("brown", "jumps"),
+    ("fox", "quick"), ("fox", "brown"), ("fox", "jumps"), ("fox", "over"),
+    ("jumps", "brown"), ("jumps", "fox"), ("jumps", "over"), ("jumps", "the"),
+    ("over", "fox"), ("over", "jumps"), ("over", "the"), ("over", "lazy"),
+    ("the", "jumps"), ("the", "over"), ("the", "lazy"), ("the", "dog"),
+    ("lazy", "over"), ("lazy", "the"), ("lazy", "dog"),
+    ("dog", "the"), ("dog", "lazy"),
+]
+
+
+def test_skipgram_pairs_are_the_lectures_training_samples():
+    tokens = tokenize("The quick brown fox jumps over the lazy dog.")
+    vocab = Vocab(sorted(set(tokens)))
+    centres, contexts = w2v.skipgram_pairs(vocab.encode(tokens), window=2)
+    got = list(zip(vocab.decode(centres), vocab.decode(contexts)))
+    assert got[:13] == LECTURE_PAIRS[:13]          # exactly the slide's list, in the slide's order
+    assert got == LECTURE_PAIRS
+
+
+def test_skipgram_pairs_brute_force_and_short_sentences():
+    ids = np.array([5, 3, 9, 3, 1, 0, 7])
+    for window in (1, 3, 10):
+        c, o = w2v.skipgram_pairs(ids, window)
+        want = [(ids[t], ids[s]) for t in range(len(ids)) for s in range(len(ids)) if 0 < abs(s - t) <= window]
+        assert list(zip(c.tolist(), o.tolist())) == [(int(a), int(b)) for a, b in want]
+    assert w2v.skipgram_pairs(np.array([4]), 2)[0].size == 0
+    assert w2v.skipgram_pairs(np.array([], np.int32), 2)[0].size == 0
+    with pytest.raises(ValueError, match="window"):
+        w2v.skipgram_pairs(ids, 0)
+    with pytest.raises(ValueError, match="ids"):
+        w2v.skipgram_pairs(ids.reshape(1, -1), 2)
+
+
+def test_dynamic_window_keeps_offset_d_with_probability_1_minus_d_minus_1_over_window():
+    T, window = 4000, 4
+    ids = np.arange(T)                               # distinct ids: the offset of a pair is context - centre
+    c, o = w2v.dynamic_window_pairs(ids, window, np.random.default_rng(0))
+    off = o - c
+    # each centre gets a symmetric window {+-1..+-b}, b ~ U{1..window}, cut at the sentence ends
+    for t in (0, 1, 100, T - 1):
+        got = set(off[c == t].tolist())
+        b = max(abs(d) for d in got)
+        assert got == {d for d in range(-b, b + 1) if d != 0 and 0 <= t + d < T}
+    for d in range(1, window + 1):
+        p = (window - d + 1) / window
+        n = T - d                                    # centres that have a word at offset +d
+        frac = np.sum(off == d) / n
+        assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-9, (d, frac, p)
+    # window 1 is deterministic
+    np.testing.assert_array_equal(w2v.dynamic_window_pairs(ids[:9], 1, np.random.default_rng(1))[1],
+                                  w2v.skipgram_pairs(ids[:9], 1)[1])
+    with pytest.raises(ValueError, match="rng"):
+        w2v.dynamic_window_pairs(ids, 2, 0)
+
+
+def test_cbow_examples_match_skipgram_pairs():
+    ids = np.array([4, 8, 15, 16, 23, 42])
+    ctx, mask, centres = w2v.cbow_examples(ids, 2)
+    assert ctx.shape == mask.shape == (6, 4) and centres.tolist() == ids.tolist()
+    assert np.all(ctx[~mask] == 0)
+    c, o = w2v.skipgram_pairs(ids, 2)
+    got = sorted((int(centres[i]), int(ctx[i, j])) for i, j in zip(*np.nonzero(mask)))
+    assert got == sorted(zip(c.tolist(), o.tolist()))
+    # dynamic: every example's contexts are a sub-window of the full one
+    ctx_d, mask_d, cen_d = w2v.cbow_examples(ids, 2, np.random.default_rng(3))
+    assert np.all(mask_d <= mask) and np.all(ctx_d[mask_d] == ctx[mask_d]) and mask_d.any(axis=1).all()
+    # a one-word sentence has no example
+    assert w2v.cbow_examples(np.array([3]), 2)[2].size == 0
+
+
+# ----------------------------------------------------------------------------- losses vs brute force
+
+
+def test_init_params_word2vec_style():
+    p = w2v.init_params(jax.random.key(0), 50, 8)
+    assert p["in"].shape == p["out"].shape == (50, 8)
+    assert float(jnp.max(jnp.abs(p["in"]))) <= 0.5 / 8 and float(jnp.std(p["in"])) > 0.01
+    assert float(jnp.max(jnp.abs(p["out"]))) == 0.0
+    with pytest.raises(ValueError, match="dim"):
+        w2v.init_params(jax.random.key(0), 5, 0)
+
+
+def test_skipgram_softmax_loss_is_the_lectures_J():
+    params = _params(0)
+    P = _np(params)
+    centres, contexts = np.array([0, 3, 3, 6, 2]), np.array([1, 3, 5, 0, 2])
+    total = 0.0
+    for c, o in zip(centres, contexts):             # -log exp(u_o.v_c) / sum_w exp(u_w.v_c)
+        scores = [float(P["out"][w] @ P["in"][c]) for w in range(P["out"].shape[0])]
+        total += -math.log(math.exp(scores[o]) / sum(math.exp(s) for s in scores))
+    np.testing.assert_allclose(w2v.skipgram_softmax_loss(params, centres, contexts), total / len(centres), rtol=RTOL)
+    np.testing.assert_allclose(w2v.skipgram_softmax_loss(params, centres, contexts, reduction="sum"), total, rtol=RTOL)
+    with pytest.raises(ValueError, match="reduction"):
+        w2v.skipgram_softmax_loss(params, centres, contexts, reduction="max")
+
+
+def test_sgns_loss_brute_force():
+    params = _params(1)
+    P = _np(params)
+    centres, contexts = np.array([0, 3, 3, 6]), np.array([1, 3, 5, 0])
+    negatives = np.array([[2, 2, 4], [1, 0, 6], [3, 5, 5], [0, 1, 2]])
+    want = []
+    for c, o, negs in zip(centres, contexts, negatives):
+        v = P["in"][c]
+        want.append(-_log_sigmoid(P["out"][o] @ v) - sum(_log_sigmoid(-(P["out"][k] @ v)) for k in negs))
+    np.testing.assert_allclose(w2v.sgns_loss(params, centres, contexts, negatives), np.mean(want), rtol=RTOL)
+    shared = np.array([2, 4])
+    want_shared = [-_log_sigmoid(P["out"][o] @ P["in"][c]) - sum(_log_sigmoid(-(P["out"][k] @ P["in"][c])) for k in shared)
+                   for c, o in zip(centres, contexts)]
+    np.testing.assert_allclose(w2v.sgns_loss(params, centres, contexts, shared, reduction="sum"), sum(want_shared), rtol=RTOL)
+    with pytest.raises(ValueError, match="negatives"):
+        w2v.sgns_loss(params, centres, contexts, negatives[:2])
+    with pytest.raises(ValueError, match="params"):
+        w2v.sgns_loss({"in": params["in"]}, centres, contexts, negatives)
+
+
+def test_cbow_loss_brute_force():
+    params = _params(2)
+    P = _np(params)
+    ctx = np.array([[1, 2, 0, 0], [3, 3, 4, 5]])
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    centres, negatives = np.array([6, 0]), np.array([[4, 5], [6, 6]])
+    want = []
+    for b in range(2):
+        h = np.mean([P["in"][j] for j, m in zip(ctx[b], mask[b]) if m], axis=0)
+        want.append(-_log_sigmoid(P["out"][centres[b]] @ h) - sum(_log_sigmoid(-(P["out"][k] @ h)) for k in negatives[b]))
+    np.testing.assert_allclose(w2v.cbow_loss(params, ctx, mask, centres, negatives), np.mean(want), rtol=RTOL)
+
+
+# ----------------------------------------------------------------------------- sparse gradients and updates
+
+
+def _dense(V, D, rows_and_grads):
+    out = np.zeros((V, D))
+    for rows, g in rows_and_grads:
+        np.add.at(out, np.asarray(rows).reshape(-1), np.asarray(g, np.float64).reshape(-1, D))
+    return out
+
+
+# repeated rows on purpose: centre 3 twice, context 3 also a negative, negatives repeated within a row
+BATCH = dict(centres=np.array([0, 3, 3, 6, 1]), contexts=np.array([1, 3, 5, 0, 1]),
+             negatives=np.array([[2, 2, 4], [1, 0, 6], [3, 5, 5], [0, 1, 2], [1, 1, 1]]))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_sgns_grads_equal_autodiff(shared):
+    params = _params(3)
+    c, o = BATCH["centres"], BATCH["contexts"]
+    neg = np.array([2, 3, 3]) if shared else BATCH["negatives"]
+    d_in, d_ctx, d_neg = w2v.sgns_grads(params, c, o, neg)
+    V, D = params["in"].shape
+    g = jax.jit(jax.grad(lambda p: w2v.sgns_loss(p, c, o, neg, reduction="sum")))(params)
+    np.testing.assert_allclose(_dense(V, D, [(c, d_in)]), g["in"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_dense(V, D, [(o, d_ctx), (neg, d_neg)]), g["out"], rtol=RTOL, atol=ATOL)
+    assert d_neg.shape == ((3, D) if shared else (5, 3, D))
+
+
+def test_sgns_update_is_a_dense_sgd_step_touching_only_batch_rows():
+    params, lr = _params(4, V=9), 0.3
+    c, o, neg = BATCH["centres"], BATCH["contexts"], BATCH["negatives"]
+    g = jax.jit(jax.grad(lambda p: w2v.sgns_loss(p, c, o, neg, reduction="sum")))(params)
+    new = w2v.sgns_update(params, c, o, neg, lr)
+    for k in ("in", "out"):
+        np.testing.assert_allclose(new[k], params[k] - lr * g[k], rtol=RTOL, atol=ATOL)
+    untouched_in = np.setdiff1d(np.arange(9), c)
+    untouched_out = np.setdiff1d(np.arange(9), np.concatenate([o, neg.ravel()]))
+    assert untouched_in.size and untouched_out.size
+    np.testing.assert_array_equal(new["in"][untouched_in], params["in"][untouched_in])
+    np.testing.assert_array_equal(new["out"][untouched_out], params["out"][untouched_out])
+    with pytest.raises(ValueError, match="negatives"):
+        w2v.sgns_update(params, c, o, np.array([1, 2]), lr)
+
+
+def test_sgns_update_shared_hogbatch():
+    params, lr = _params(5, V=9), 0.2
+    c, o, shared = BATCH["centres"], BATCH["contexts"], np.array([2, 3, 7, 7])
+    g = jax.jit(jax.grad(lambda p: w2v.sgns_loss(p, c, o, shared, reduction="sum")))(params)
+    new = w2v.sgns_update_shared(params, c, o, shared, lr)
+    tiled = w2v.sgns_update(params, c, o, np.tile(shared, (len(c), 1)), lr)
+    for k in ("in", "out"):
+        np.testing.assert_allclose(new[k], params[k] - lr * g[k], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(new[k], tiled[k], rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="shared"):
+        w2v.sgns_update_shared(params, c, o, BATCH["negatives"], lr)
+
+
+def test_cbow_grads_and_update_equal_autodiff():
+    params, lr = _params(6, V=8), 0.25
+    ctx = np.array([[1, 2, 2, 0], [3, 3, 4, 5], [7, 0, 0, 0]])
+    mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], bool)
+    centres, negatives = np.array([6, 1, 1]), np.array([[4, 5], [6, 6], [1, 2]])
+    loss = lambda p: w2v.cbow_loss(p, ctx, mask, centres, negatives, reduction="sum")
+    g = jax.jit(jax.grad(loss))(params)
+    d_ctx, d_pos, d_neg = w2v.cbow_grads(params, ctx, mask, centres, negatives)
+    V, D = params["in"].shape
+    np.testing.assert_allclose(_dense(V, D, [(ctx, d_ctx)]), g["in"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_dense(V, D, [(centres, d_pos), (negatives, d_neg)]), g["out"], rtol=RTOL, atol=ATOL)
+    new = w2v.cbow_update(params, ctx, mask, centres, negatives, lr)
+    for k in ("in", "out"):
+        np.testing.assert_allclose(new[k], params[k] - lr * g[k], rtol=RTOL, atol=ATOL)
+
+
+def test_sparse_sgd_lowers_the_loss_on_a_toy_corpus():
+    ids = np.tile(np.array([0, 1, 2, 3, 4, 5]), 30)
+    c, o = w2v.skipgram_pairs(ids, 1)
+    params = w2v.init_params(jax.random.key(0), 6, 8)
+    probs = np.full(6, 1 / 6)
+    key = jax.random.key(1)
+    neg0 = w2v.sample_negatives(key, probs, (len(c), 3))
+    before = float(w2v.sgns_loss(params, c, o, neg0))
+    for step in range(50):
+        key, sub = jax.random.split(key)
+        params = w2v.sgns_update(params, c, o, w2v.sample_negatives(sub, probs, (len(c), 3)), 0.01)
+    assert float(w2v.sgns_loss(params, c, o, neg0)) < 0.7 * before
+
+
+# ----------------------------------------------------------------------------- sampling and schedule
+
+
+@pytest.mark.parametrize("as_cdf", [False, True])
+def test_sample_negatives_frequencies(as_cdf):
+    probs = np.array([0.5, 0.0, 0.2, 0.25, 0.05])
+    noise = np.cumsum(probs) * 3.0 if as_cdf else probs * 3.0          # unnormalised is fine
+    n = 200_000
+    s = np.asarray(w2v.sample_negatives(jax.random.key(0), noise, (n // 4, 4), cdf=as_cdf))
+    assert s.shape == (n // 4, 4) and s.dtype == np.int32
+    freq = np.bincount(s.ravel(), minlength=5) / n
+    assert freq[1] == 0.0
+    np.testing.assert_allclose(freq, probs, atol=4 * math.sqrt(0.25 / n))
+    with pytest.raises(ValueError, match="noise"):
+        w2v.sample_negatives(jax.random.key(0), np.ones((2, 2)), 3)
+
+
+def test_linear_decay_lr():
+    for progress, want in [(0.0, 0.025), (0.5, 0.0125 + 0.00005), (1.0, 1e-4), (2.0, 1e-4), (-1.0, 0.025)]:
+        np.testing.assert_allclose(w2v.linear_decay_lr(0.025, progress, 1e-4), want, rtol=1e-5)  # float32
+    with pytest.raises(ValueError, match="lr0"):
+        w2v.linear_decay_lr(-0.1, 0.5)
+
+
+# ----------------------------------------------------------------------------- using vectors
+
+
+WORDS = ["king", "queen", "man", "woman", "apple", "royal", "crown"]
+# dims: royalty, gender (+ male), fruit. king - man + woman lands nearest to a query word (excluded), then queen.
+HAND = np.array([
+    [1.0, 0.3, 0.0],     # king
+    [1.0, -0.3, 0.0],    # queen
+    [0.1, 1.0, 0.0],     # man
+    [0.1, -1.0, 0.0],    # woman
+    [0.0, 0.0, 1.0],     # apple
+    [1.0, 0.0, 0.9],     # royal
+    [0.8, 0.5, 0.6],     # crown
+])
+
+
+def _brute_3cosadd(W, a, b, c, exclude=True):
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    cos = lambda i, j: float(Wn[i] @ Wn[j])
+    scores = {d: cos(d, b) - cos(d, a) + cos(d, c) for d in range(len(W)) if not exclude or d not in (a, b, c)}
+    return max(scores, key=scores.get)
+
+
+def test_3cosadd_returns_planted_answer_and_excludes_query_words():
+    vocab = Vocab(WORDS)
+    ids = [vocab.id(w) for w in ("man", "king", "woman")]
+    assert WORDS[_brute_3cosadd(HAND, *ids, exclude=False)] in ("man", "king", "woman")  # so exclusion matters
+    top = w2v.analogy(HAND, vocab, "man", "king", "woman", topn=3)
+    assert top[0][0] == "queen"
+    assert not {"man", "king", "woman"} & {w for w, _ in top}
+    Wn = HAND / np.linalg.norm(HAND, axis=1, keepdims=True)
+    want = Wn[1] @ (Wn[0] - Wn[2] + Wn[3])
+    np.testing.assert_allclose(top[0][1], want, rtol=RTOL)
+    assert [s for _, s in top] == sorted((s for _, s in top), reverse=True)
+
+
+def test_3cosmul_formula_brute_force():
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(12)]
+    vocab = Vocab(words)
+    W = rng.normal(size=(12, 6))
+    a, b, c = 2, 5, 7
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    pos = lambda i, j: (float(Wn[i] @ Wn[j]) + 1) / 2
+    want = sorted(((pos(d, b) * pos(d, c) / (pos(d, a) + 1e-3), words[d]) for d in range(12) if d not in (a, b, c)),
+                  reverse=True)
+    got = w2v.analogy(W, vocab, words[a], words[b], words[c], method="3cosmul", topn=9)
+    assert [w for w, _ in got] == [w for _, w in want]
+    np.testing.assert_allclose([s for _, s in got], [s for s, _ in want], rtol=1e-5)
+    with pytest.raises(ValueError, match="method"):
+        w2v.analogy(W, vocab, "w0", "w1", "w2", method="pairdirection")
+
+
+def test_unknown_word_raises_unknown_word_error_naming_it():
+    vocab = Vocab(WORDS)
+    with pytest.raises(UnknownWordError, match="princess"):
+        w2v.analogy(HAND, vocab, "man", "princess", "woman")
+    with pytest.raises(UnknownWordError, match="zebra"):
+        w2v.most_similar(w2v.normalize(HAND), vocab, "zebra")
+    with pytest.raises(ValueError, match="rows"):
+        w2v.analogy(HAND[:3], vocab, "man", "king", "woman")
+
+
+def test_most_similar_brute_force():
+    rng = np.random.default_rng(1)
+    words = [f"w{i}" for i in range(15)]
+    vocab = Vocab(words)
+    Wn = np.asarray(w2v.normalize(rng.normal(size=(15, 4))))
+    np.testing.assert_allclose(np.linalg.norm(Wn, axis=1), 1.0, rtol=1e-6)
+    cos = Wn @ Wn[3]
+    want = [words[i] for i in np.argsort(-cos) if i not in (3, 7)][:5]
+    got = w2v.most_similar(Wn, vocab, "w3", topn=5, exclude=["w7"])
+    assert [w for w, _ in got] == want
+    np.testing.assert_allclose([s for _, s in got], sorted(cos[[words.index(w) for w in want]], reverse=True), rtol=1e-5)
+    q = rng.normal(size=4)
+    got_v = w2v.most_similar(Wn, vocab, q, topn=3)
+    assert [w for w, _ in got_v] == [words[i] for i in np.argsort(-(Wn @ q))[:3]]
+
+
+def test_parse_questions_words_and_evaluate_analogies_with_oov():
+    lines = [": capital-common-countries", "Athens Greece Baghdad Iraq", "Athens Greece Bangkok Thailand", "",
+             ": family", "boy girl brother sister", "king queen man woman", "boy girl son daughter"]
+    sections = w2v.parse_questions_words(lines)
+    assert [(n, len(q)) for n, q in sections] == [("capital-common-countries", 2), ("family", 3)]
+    assert sections[0][1][0] == ("athens", "greece", "baghdad", "iraq")
+    with pytest.raises(ValueError, match="line 2"):
+        w2v.parse_questions_words([": s", "a b c"])
+    with pytest.raises(ValueError, match="header"):
+        w2v.parse_questions_words(["a b c d"])
+
+    rng = np.random.default_rng(2)
+    words = ["athens", "greece", "baghdad", "iraq", "boy", "girl", "brother", "sister", "king", "queen", "man", "woman"]
+    vocab = Vocab(words)                                   # no 'bangkok', 'son': 2 questions skipped
+    W = rng.normal(size=(len(words), 5))
+    res = w2v.evaluate_analogies(W, vocab, sections)
+    assert res["skipped"] == 2 and res["total"] == 3
+    want = {}
+    for name, qs in sections:                              # brute force: 3CosAdd by loop
+        ok = [words[_brute_3cosadd(W, *(words.index(w) for w in q[:3]))] == q[3]
+              for q in qs if all(w in words for w in q)]
+        want[name] = sum(ok) / len(ok)
+    assert res["sections"] == pytest.approx(want)
+    assert res["accuracy"] == pytest.approx(res["correct"] / 3)
+    # planted: make every question right
+    W2 = np.zeros((len(words), 4))
+    for i, w in enumerate(words):
+        W2[i, i % 4] = 1.0
+    W2[words.index("iraq")] = W2[words.index("greece")] - W2[words.index("athens")] + W2[words.index("baghdad")]
+    assert w2v.evaluate_analogies(W2, vocab, [sections[0]])["sections"]["capital-common-countries"] == 1.0
+
+
+def test_parse_wordsim_formats():
+    tab = ["# comment", "Word 1\tWord 2\tHuman (mean)", "tiger\tcat\t7.35", "Book\tpaper\t7.46", ""]
+    assert w2v.parse_wordsim(tab) == [("tiger", "cat", 7.35), ("book", "paper", 7.46)]
+    csv = ["Word 1,Word 2,Human (mean)", "love,sex,6.77", "tiger,cat,7.35"]
+    assert w2v.parse_wordsim(csv) == [("love", "sex", 6.77), ("tiger", "cat", 7.35)]
+    assert w2v.parse_wordsim(["a b 1.5"]) == [("a", "b", 1.5)]
+    with pytest.raises(ValueError, match="line 3"):
+        w2v.parse_wordsim(["a\tb\t1", "c\td\t2", "e\tf\tmany"])
+
+
+def test_evaluate_wordsim_spearman_vs_scipy():
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(10)]
+    vocab = Vocab(words)
+    W = rng.normal(size=(10, 3))
+    pairs = [(words[i], words[j], float(rng.uniform(0, 10))) for i, j in itertools.combinations(range(10), 2)][:30]
+    pairs += [("w1", "nope", 5.0), ("nada", "w2", 1.0)]
+    res = w2v.evaluate_wordsim(W, vocab, pairs)
+    cos = [W[int(a[1:])] @ W[int(b[1:])] / np.linalg.norm(W[int(a[1:])]) / np.linalg.norm(W[int(b[1:])])
+           for a, b, _ in pairs[:30]]
+    want = scipy.stats.spearmanr(cos, [s for _, _, s in pairs[:30]]).statistic
+    assert res["skipped"] == 2 and res["evaluated"] == 30
+    np.testing.assert_allclose(res["spearman"], want, rtol=1e-9)
+    # a perfect monotone relation gives rho = 1
+    perfect = [(a, b, float(c)) for (a, b, _), c in zip(pairs[:30], cos)]
+    assert w2v.evaluate_wordsim(W, vocab, perfect)["spearman"] == pytest.approx(1.0)

@@ -1,0 +1,208 @@
+"""Word vectors on disk: the word2vec text and binary formats, and the TensorBoard projector's TSV files.
+
+Both word2vec formats start with a header line "V D\\n". In the text format each of
+the V lines is the word and D numbers separated by spaces. In the binary format
+(word2vec.c's ``-binary 1``, read by gensim's ``KeyedVectors.load_word2vec_format``
+with ``binary=True``) each entry is the UTF-8 word, a space, then D float32
+little-endian values, optionally followed by "\\n" (word2vec.c writes it, gensim
+does not; both readers accept either).
+
+Loaders return (words, W) with W a float32 numpy array [V, D]. A missing file
+raises ``MissingVectorFileError`` (a ValueError and a FileNotFoundError); a
+malformed one raises ``VectorFileError`` (a ValueError) naming the path and the
+line (text) or the entry and byte offset (binary).
+"""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["VectorFileError", "MissingVectorFileError", "save_word2vec_text", "load_word2vec_text",
+           "save_word2vec_binary", "load_word2vec_binary", "save_projector_tsv"]
+
+
+class VectorFileError(ValueError):
+    """A vector file that cannot be read; the message names the path and where it went wrong."""
+
+
+class MissingVectorFileError(VectorFileError, FileNotFoundError):
+    """The vector file does not exist."""
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_vectors(words, W, fn: str, forbidden: str) -> tuple[list[str], np.ndarray]:
+    if isinstance(words, str):
+        raise ValueError(f"{fn}: words must be a sequence of str, got a single str")
+    words = list(words)
+    W = np.asarray(W)
+    if W.ndim != 2 or not (np.issubdtype(W.dtype, np.floating) or np.issubdtype(W.dtype, np.integer)):
+        raise ValueError(f"{fn}: W must be a numeric 2-D array [V, D], got dtype {W.dtype} shape {W.shape}")
+    if W.shape[0] != len(words):
+        raise ValueError(f"{fn}: W has {W.shape[0]} rows but there are {len(words)} words")
+    if not np.all(np.isfinite(W)):
+        raise ValueError(f"{fn}: W must be finite, got a NaN or inf in row {int(np.argmin(np.isfinite(W).all(axis=1)))}")
+    for i, w in enumerate(words):
+        if not isinstance(w, str) or not w or any(ch in w for ch in forbidden):
+            raise ValueError(f"{fn}: word {i} must be a non-empty str without {forbidden!r}, got {w!r}")
+    return words, W.astype(np.float32)
+
+
+def _read_bytes(path, fn: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise MissingVectorFileError(f"{fn}: no such file {os.fspath(path)!r}") from None
+    except IsADirectoryError:
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} is a directory, expected a word2vec file") from None
+
+
+def _parse_header(line: bytes, path, fn: str) -> tuple[int, int]:
+    parts = line.split()
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        vocab_size, dim = int(parts[0]), int(parts[1])
+        if vocab_size < 0 or dim < 1:
+            raise ValueError
+    except ValueError:
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line 1: expected the header 'V D' (two integers, D >= 1), "
+                              f"got {line[:80]!r}") from None
+    return vocab_size, dim
+
+
+# ----------------------------------------------------------------------------- text format
+
+
+def save_word2vec_text(path, words: Sequence[str], W, precision: int = 9) -> None:
+    """Write 'V D' then one 'word x1 ... xD' line per word; 9 significant digits round-trip float32 exactly."""
+    fn = "save_word2vec_text"
+    words, W = _check_vectors(words, W, fn, " \t\n\r")
+    if not isinstance(precision, int) or precision < 1:
+        raise ValueError(f"{fn}: precision must be a positive int (significant digits), got {precision!r}")
+    fmt = f"%.{precision}g"
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(f"{W.shape[0]} {W.shape[1]}\n")
+        for w, row in zip(words, W):
+            f.write(w + " " + " ".join(fmt % x for x in row.tolist()) + "\n")
+
+
+def load_word2vec_text(path) -> tuple[list[str], np.ndarray]:
+    """Read the word2vec text format -> (words, float32 [V, D])."""
+    fn = "load_word2vec_text"
+    data = _read_bytes(path, fn)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {line}: not UTF-8 text (a binary file? "
+                              f"use load_word2vec_binary)") from None
+    lines = text.split("\n")
+    vocab_size, dim = _parse_header(lines[0].encode("utf-8"), path, fn)
+    words: list[str] = []
+    W = np.empty((vocab_size, dim), np.float32)
+    n = 1
+    for n, line in enumerate(lines[1:], 2):
+        parts = line.rstrip("\r").rstrip(" ").split(" ")
+        if parts == [""]:
+            continue
+        if len(words) == vocab_size:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: more entries than the {vocab_size} in the header")
+        if len(parts) != dim + 1:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: expected a word and {dim} numbers, "
+                                  f"got {len(parts)} fields")
+        try:
+            W[len(words)] = [float(x) for x in parts[1:]]
+        except ValueError:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: expected {dim} numbers after the word "
+                                  f"{parts[0]!r}, got {line[:80]!r}") from None
+        words.append(parts[0])
+    if len(words) != vocab_size:
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: file ends after {len(words)} of the "
+                              f"{vocab_size} entries in the header")
+    return words, W
+
+
+# ----------------------------------------------------------------------------- binary format
+
+
+def save_word2vec_binary(path, words: Sequence[str], W, newline: bool = True) -> None:
+    """Write 'V D\\n' then per word: UTF-8 word, ' ', D float32 little-endian (+ '\\n' as word2vec.c does)."""
+    fn = "save_word2vec_binary"
+    words, W = _check_vectors(words, W, fn, " \n")
+    W = W.astype("<f4")
+    end = b"\n" if newline else b""
+    with open(path, "wb") as f:
+        f.write(f"{W.shape[0]} {W.shape[1]}\n".encode("ascii"))
+        for w, row in zip(words, W):
+            f.write(w.encode("utf-8") + b" " + row.tobytes() + end)
+
+
+def load_word2vec_binary(path) -> tuple[list[str], np.ndarray]:
+    """Read the word2vec binary format -> (words, float32 [V, D]); a '\\n' after each vector is optional."""
+    fn = "load_word2vec_binary"
+    data = _read_bytes(path, fn)
+    eol = data.find(b"\n")
+    if eol < 0:
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line 1: no header line 'V D' (file of {len(data)} bytes)")
+    vocab_size, dim = _parse_header(data[:eol], path, fn)
+    nbytes = 4 * dim
+    words: list[str] = []
+    W = np.empty((vocab_size, dim), np.float32)
+    pos = eol + 1
+    for i in range(vocab_size):
+        while pos < len(data) and data[pos:pos + 1] == b"\n":
+            pos += 1
+        sp = data.find(b" ", pos, pos + 10_000)
+        if sp < 0:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                                  f"expected 'word ' followed by {dim} float32, "
+                                  f"{'file ends' if pos >= len(data) else 'no space after the word'}")
+        raw = data[pos:sp]
+        if b"\n" in raw or not raw:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                                  f"malformed word {raw[:40]!r} (a text file? use load_word2vec_text)")
+        try:
+            word = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                                  f"word {raw[:40]!r} is not UTF-8") from None
+        if sp + 1 + nbytes > len(data):
+            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                                  f"file ends inside the vector of {word!r} ({len(data) - sp - 1} of {nbytes} bytes)")
+        W[i] = np.frombuffer(data, "<f4", dim, sp + 1)
+        words.append(word)
+        pos = sp + 1 + nbytes
+    if data[pos:].strip(b"\n"):
+        raise VectorFileError(f"{fn}: {os.fspath(path)!r} byte {pos}: {len(data) - pos} bytes after the "
+                              f"{vocab_size} entries in the header")
+    return words, W
+
+
+# ----------------------------------------------------------------------------- TensorBoard projector
+
+
+def save_projector_tsv(directory, words: Sequence[str], W, tensor_name: str = "word2vec") -> tuple[str, str]:
+    """Write vectors.tsv (tab-separated rows) and metadata.tsv (one word a line) for projector.tensorflow.org.
+
+    Also writes projector_config.pbtxt pointing at them, so TensorBoard's projector
+    tab finds them with ``--logdir directory``. Returns (vectors path, metadata path).
+    """
+    fn = "save_projector_tsv"
+    words, W = _check_vectors(words, W, fn, "\t\n\r")
+    os.makedirs(directory, exist_ok=True)
+    vec_path = os.path.join(directory, "vectors.tsv")
+    meta_path = os.path.join(directory, "metadata.tsv")
+    with open(vec_path, "w", encoding="utf-8", newline="\n") as f:
+        for row in W.tolist():
+            f.write("\t".join("%.9g" % x for x in row) + "\n")
+    with open(meta_path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(w + "\n" for w in words)
+    with open(os.path.join(directory, "projector_config.pbtxt"), "w", encoding="utf-8") as f:
+        f.write(f'embeddings {{\n  tensor_name: "{tensor_name}"\n  tensor_path: "vectors.tsv"\n'
+                f'  metadata_path: "metadata.tsv"\n}}\n')
+    return vec_path, meta_path

@@ -1,0 +1,645 @@
+"""word2vec: skip-gram and CBOW word vectors (Mikolov et al. 2013), from the softmax up.
+
+Every word w has two vectors, v_w when it is the centre word and u_w when it is a
+context word; they are the rows of ``params['in']`` and ``params['out']``. A one-hot
+row times a matrix is a row lookup, so "the hidden layer" is ``params['in'][c]``.
+
+1. Losses. ``skipgram_softmax_loss`` is the lecture's J(theta): the mean over
+   (centre, context) pairs of -log P(o|c), P(o|c) = softmax(U v_c)[o], a full
+   softmax over the vocabulary (fine for small V). ``sgns_loss`` replaces the
+   softmax by negative sampling (logistic regression of the true context against K
+   noise words); ``cbow_loss`` predicts the centre from the mean of its context
+   vectors, also with negatives.
+2. Training data: ``skipgram_pairs`` (all pairs within the window),
+   ``dynamic_window_pairs`` and ``cbow_examples`` (word2vec's reduced window
+   b ~ U{1..window}), ``sample_negatives`` (noise words from a unigram^0.75
+   distribution), ``linear_decay_lr``.
+3. Sparse SGD, the way word2vec and gensim train: ``sgns_grads`` gives analytic
+   gradients of the batch's rows only and ``sgns_update`` scatter-adds them
+   (``.at[].add``), so a step touches B(K+2) rows and never builds a dense V x D
+   gradient or optimiser state. ``sgns_update_shared`` is the HogBatch variant
+   (Ji et al. 2016): one set of K negatives shared by the whole minibatch, so the
+   negative scores are a dense [B, D] x [D, K] matmul. ``cbow_grads``/``cbow_update``
+   likewise. The updates are SGD on the *summed* loss (every pair takes a full
+   ``lr`` step, as in word2vec); they are jitted but do not donate ``params``: a
+   training loop should run them inside ``lax.scan`` or re-jit with
+   ``donate_argnums=0`` so XLA updates the tables in place.
+4. Using vectors: ``normalize``, ``most_similar``, ``analogy`` (3CosAdd and 3CosMul,
+   a:b :: c:? as in king - man + woman = queen), ``evaluate_analogies`` on Google
+   questions-words style sections, ``evaluate_wordsim`` (Spearman rank correlation
+   with human similarity judgements) and the line parsers for both formats.
+
+Vocabularies are ``zoo.text.Vocab`` objects; unknown words raise ``UnknownWordError``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import operator
+from typing import Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo.text import UnknownWordError
+
+ANALOGY_METHODS = ("3cosadd", "3cosmul")
+REDUCTIONS = ("mean", "sum")
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _as_int(value, name: str, fn: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
+
+
+def _positive_int(value, name: str, fn: str) -> int:
+    value = _as_int(value, name, fn)
+    if value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive integer, got {value}")
+    return value
+
+
+def _check_params(params, fn: str) -> tuple[int, int]:
+    if not isinstance(params, dict) or set(params) != {"in", "out"}:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{fn}: params must be a dict with keys 'in' and 'out' ([V, D] each), got {got}")
+    s_in, s_out = jnp.shape(params["in"]), jnp.shape(params["out"])
+    if len(s_in) != 2 or s_in != s_out:
+        raise ValueError(f"{fn}: params['in'] and params['out'] must both be [V, D], got {s_in} and {s_out}")
+    return s_in
+
+
+def _check_ids(x, name: str, fn: str, ndim: int) -> jax.Array:
+    x = jnp.asarray(x)
+    if x.ndim != ndim or not jnp.issubdtype(x.dtype, jnp.integer):
+        kind = {1: "[B]", 2: "[B, K]"}.get(ndim, f"{ndim}-D")
+        raise ValueError(f"{fn}: {name} must be an integer array of shape {kind}, got dtype {x.dtype} shape {x.shape}")
+    return x
+
+
+def _check_batch(centres, contexts, fn: str) -> tuple[jax.Array, jax.Array]:
+    centres = _check_ids(centres, "centres", fn, 1)
+    contexts = _check_ids(contexts, "contexts", fn, 1)
+    if centres.shape != contexts.shape:
+        raise ValueError(f"{fn}: centres and contexts must have the same shape [B], got {centres.shape} and {contexts.shape}")
+    return centres, contexts
+
+
+def _check_negatives(negatives, batch: int, fn: str, shared: bool | None = None) -> jax.Array:
+    negatives = jnp.asarray(negatives)
+    ok_shape = (negatives.ndim == 2 and negatives.shape[0] == batch) or negatives.ndim == 1
+    if shared is not None:
+        ok_shape = ok_shape and (negatives.ndim == 1) == shared
+    if not ok_shape or not jnp.issubdtype(negatives.dtype, jnp.integer):
+        accepted = {True: "[K] (shared by the batch)", False: f"[B={batch}, K]", None: f"[B={batch}, K] or [K] (shared)"}[shared]
+        raise ValueError(f"{fn}: negatives must be an integer array of shape {accepted}, got dtype {negatives.dtype} shape {negatives.shape}")
+    return negatives
+
+
+def _check_reduction(reduction, fn: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{fn}: reduction={reduction!r} not supported; accepted: {REDUCTIONS}")
+
+
+def _reduce(losses: jax.Array, reduction: str) -> jax.Array:
+    return jnp.mean(losses) if reduction == "mean" else jnp.sum(losses)
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def init_params(key: jax.Array, vocab_size: int, dim: int) -> dict[str, jax.Array]:
+    """word2vec's initialisation: v (in) ~ U(-0.5/D, 0.5/D), u (out) = 0."""
+    vocab_size = _positive_int(vocab_size, "vocab_size", "init_params")
+    dim = _positive_int(dim, "dim", "init_params")
+    w_in = jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim)
+    return {"in": w_in, "out": jnp.zeros((vocab_size, dim), jnp.float32)}
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def skipgram_softmax_loss(params, centres, contexts, reduction: str = "mean") -> jax.Array:
+    """J(theta) = mean over pairs of -log softmax(U v_c)[o] = -u_o.v_c + log sum_w exp(u_w.v_c)."""
+    fn = "skipgram_softmax_loss"
+    _check_params(params, fn)
+    centres, contexts = _check_batch(centres, contexts, fn)
+    _check_reduction(reduction, fn)
+    return _softmax_nll(params, centres, contexts, reduction)
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _softmax_nll(params, centres, contexts, reduction):
+    logits = params["in"][centres] @ params["out"].T                       # [B, V]
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, contexts[:, None], axis=-1)[:, 0]
+    return _reduce(nll, reduction)
+
+
+def _sgns_terms(v, u_pos, u_neg):
+    """Per-pair SGNS loss from gathered rows: v, u_pos [B, D]; u_neg [B, K, D] or [K, D] (shared)."""
+    pos = jnp.sum(u_pos * v, axis=-1)                                      # [B]
+    neg = jnp.einsum("bkd,bd->bk", u_neg, v) if u_neg.ndim == 3 else v @ u_neg.T   # [B, K]
+    # -log sigma(x) = softplus(-x);  -log sigma(-x) = softplus(x)
+    return jax.nn.softplus(-pos) + jnp.sum(jax.nn.softplus(neg), axis=-1)
+
+
+def sgns_loss(params, centres, contexts, negatives, reduction: str = "mean") -> jax.Array:
+    """Skip-gram negative sampling: -log sigma(u_o.v_c) - sum_k log sigma(-u_k.v_c), mean over pairs.
+
+    ``negatives`` is [B, K] (per pair) or [K] (one set shared by the batch, HogBatch).
+    """
+    fn = "sgns_loss"
+    _check_params(params, fn)
+    centres, contexts = _check_batch(centres, contexts, fn)
+    negatives = _check_negatives(negatives, centres.shape[0], fn)
+    _check_reduction(reduction, fn)
+    return _sgns_loss(params, centres, contexts, negatives, reduction)
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _sgns_loss(params, centres, contexts, negatives, reduction):
+    return _reduce(_sgns_terms(params["in"][centres], params["out"][contexts], params["out"][negatives]), reduction)
+
+
+def _check_cbow(params, contexts, mask, centres, negatives, fn):
+    _check_params(params, fn)
+    contexts = _check_ids(contexts, "contexts", fn, 2)
+    mask = jnp.asarray(mask)
+    if mask.shape != contexts.shape:
+        raise ValueError(f"{fn}: mask must have the shape of contexts {contexts.shape}, got {mask.shape}")
+    centres = _check_ids(centres, "centres", fn, 1)
+    if centres.shape[0] != contexts.shape[0]:
+        raise ValueError(f"{fn}: centres must be [B={contexts.shape[0]}] like the rows of contexts, got {centres.shape}")
+    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=False)
+    return contexts, mask, centres, negatives
+
+
+def _cbow_hidden(w_in, contexts, mask):
+    m = mask.astype(w_in.dtype)
+    n = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)               # [B, 1]
+    return jnp.einsum("bc,bcd->bd", m, w_in[contexts]) / n, m, n
+
+
+def cbow_loss(params, contexts, mask, centres, negatives, reduction: str = "mean") -> jax.Array:
+    """CBOW with negatives: h = mean of masked v_context, loss = -log sigma(u_c.h) - sum_k log sigma(-u_k.h)."""
+    fn = "cbow_loss"
+    contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, fn)
+    _check_reduction(reduction, fn)
+    return _cbow_loss(params, contexts, mask, centres, negatives, reduction)
+
+
+@functools.partial(jax.jit, static_argnames="reduction")
+def _cbow_loss(params, contexts, mask, centres, negatives, reduction):
+    h, _, _ = _cbow_hidden(params["in"], contexts, mask)
+    return _reduce(_sgns_terms(h, params["out"][centres], params["out"][negatives]), reduction)
+
+
+# ----------------------------------------------------------------------------- training data
+
+
+def _check_sentence(ids, window, fn: str) -> tuple[np.ndarray, int]:
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(f"{fn}: ids must be a 1-D integer array (one sentence), got dtype {ids.dtype} shape {ids.shape}")
+    return ids, _positive_int(window, "window", fn)
+
+
+def _check_rng(rng, fn: str) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{fn}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    return rng
+
+
+def _window_positions(n: int, window: int, reach: np.ndarray | None):
+    """[n, 2w] context positions (offsets -w..-1, 1..w) and their validity mask."""
+    offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
+    pos = np.arange(n)[:, None] + offsets[None, :]
+    valid = (pos >= 0) & (pos < n)
+    if reach is not None:
+        valid &= np.abs(offsets)[None, :] <= reach[:, None]
+    return pos, valid
+
+
+def _pairs(ids, window, reach):
+    pos, valid = _window_positions(ids.shape[0], window, reach)
+    rows, cols = np.nonzero(valid)                                         # row-major: by centre, then context position
+    return ids[rows], ids[pos[rows, cols]]
+
+
+def skipgram_pairs(ids, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """All (centre, context) pairs with 0 < |offset| <= window in one sentence, ordered by centre then position."""
+    ids, window = _check_sentence(ids, window, "skipgram_pairs")
+    return _pairs(ids, window, None)
+
+
+def dynamic_window_pairs(ids, window: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """word2vec's reduced window: per centre b ~ U{1..window}, pairs with 0 < |offset| <= b.
+
+    Near contexts are kept more often: offset d survives with probability (window - d + 1) / window.
+    """
+    fn = "dynamic_window_pairs"
+    ids, window = _check_sentence(ids, window, fn)
+    reach = _check_rng(rng, fn).integers(1, window + 1, size=ids.shape[0])
+    return _pairs(ids, window, reach)
+
+
+def cbow_examples(ids, window: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CBOW examples of one sentence: contexts [T', 2w] (padded with id 0), mask [T', 2w], centres [T'].
+
+    With ``rng`` the window is word2vec's reduced b ~ U{1..window} per centre; centres
+    left without any context word (one-word sentences) are dropped.
+    """
+    fn = "cbow_examples"
+    ids, window = _check_sentence(ids, window, fn)
+    reach = None if rng is None else _check_rng(rng, fn).integers(1, window + 1, size=ids.shape[0])
+    pos, valid = _window_positions(ids.shape[0], window, reach)
+    contexts = np.where(valid, ids[np.clip(pos, 0, max(ids.shape[0] - 1, 0))] if ids.size else 0, 0)
+    keep = valid.any(axis=1)
+    return contexts[keep].astype(np.int32), valid[keep], ids[keep].astype(np.int32)
+
+
+def sample_negatives(key: jax.Array, noise, shape, *, cdf: bool = False) -> jax.Array:
+    """Noise word ids of the given shape drawn from P_n(w) (``zoo.text.noise_distribution``: unigram^0.75).
+
+    ``noise`` holds the probabilities [V] (``cdf=False``) or their running sum [V]
+    (``cdf=True``, saves the cumsum per call); it need not be normalised. Sampling is
+    inverse-cdf: searchsorted of a uniform in the cdf, like word2vec's unigram table,
+    O(log V) per sample (``jax.random.categorical`` would build a [*shape, V] array).
+    """
+    fn = "sample_negatives"
+    noise = jnp.asarray(noise)
+    if noise.ndim != 1 or noise.shape[0] < 1 or not jnp.issubdtype(noise.dtype, jnp.floating):
+        raise ValueError(f"{fn}: noise must be a 1-D float array [V] (probabilities or cdf), got dtype {noise.dtype} shape {noise.shape}")
+    try:
+        shape = tuple(operator.index(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    except TypeError:
+        raise ValueError(f"{fn}: shape must be an int or a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{fn}: shape must have non-negative sizes, got {shape}")
+    table = noise if cdf else jnp.cumsum(noise)
+    u = jax.random.uniform(key, shape, table.dtype) * table[-1]
+    idx = jnp.searchsorted(table, u, side="right")
+    return jnp.minimum(idx, noise.shape[0] - 1).astype(jnp.int32)
+
+
+def linear_decay_lr(lr0, progress, min_lr=1e-4):
+    """word2vec's schedule: lr = lr0 + (min_lr - lr0) * clip(progress, 0, 1), progress = words seen / total."""
+    for name, value in (("lr0", lr0), ("min_lr", min_lr)):
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"linear_decay_lr: {name} must be a finite number >= 0, got {value!r}")
+    return lr0 + (min_lr - lr0) * jnp.clip(progress, 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- sparse SGD
+
+
+def _sgns_row_grads(v, u_pos, u_neg):
+    pos = jnp.sum(u_pos * v, axis=-1)
+    g_pos = jax.nn.sigmoid(pos) - 1.0                                      # d/ds [-log sigma(s)]
+    if u_neg.ndim == 3:                                                     # per-pair negatives [B, K, D]
+        g_neg = jax.nn.sigmoid(jnp.einsum("bkd,bd->bk", u_neg, v))         # d/ds [-log sigma(-s)]
+        d_v = g_pos[:, None] * u_pos + jnp.einsum("bk,bkd->bd", g_neg, u_neg)
+        d_neg = g_neg[..., None] * v[:, None, :]                           # [B, K, D]
+    else:                                                                   # shared negatives [K, D]: dense matmuls
+        g_neg = jax.nn.sigmoid(v @ u_neg.T)                                # [B, K]
+        d_v = g_pos[:, None] * u_pos + g_neg @ u_neg
+        d_neg = g_neg.T @ v                                                # [K, D]
+    return d_v, g_pos[:, None] * v, d_neg
+
+
+def sgns_grads(params, centres, contexts, negatives):
+    """Gradients of the *summed* SGNS loss w.r.t. the rows it touches.
+
+    With s_o = u_o.v_c, s_k = u_k.v_c: dv_c = (sigma(s_o)-1) u_o + sum_k sigma(s_k) u_k,
+    du_o = (sigma(s_o)-1) v_c, du_k = sigma(s_k) v_c. Returns (d_in [B, D] for rows
+    ``centres`` of 'in', d_ctx [B, D] for rows ``contexts`` of 'out', d_neg for rows
+    ``negatives`` of 'out': [B, K, D], or [K, D] summed over the batch when shared).
+    Rows that repeat must be accumulated (scatter-add).
+    """
+    fn = "sgns_grads"
+    _check_params(params, fn)
+    centres, contexts = _check_batch(centres, contexts, fn)
+    negatives = _check_negatives(negatives, centres.shape[0], fn)
+    return _sgns_grads(params, centres, contexts, negatives)
+
+
+@jax.jit
+def _sgns_grads(params, centres, contexts, negatives):
+    return _sgns_row_grads(params["in"][centres], params["out"][contexts], params["out"][negatives])
+
+
+@jax.jit
+def _sgns_step(params, centres, contexts, negatives, lr):
+    d_in, d_ctx, d_neg = _sgns_row_grads(params["in"][centres], params["out"][contexts], params["out"][negatives])
+    w_in = params["in"].at[centres].add(-lr * d_in)
+    w_out = params["out"].at[contexts].add(-lr * d_ctx).at[negatives].add(-lr * d_neg)
+    return {"in": w_in, "out": w_out}
+
+
+def sgns_update(params, centres, contexts, negatives, lr):
+    """One sparse SGD step on the summed SGNS loss: only rows centres (in), contexts and negatives [B, K] (out) change."""
+    fn = "sgns_update"
+    _check_params(params, fn)
+    centres, contexts = _check_batch(centres, contexts, fn)
+    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=False)
+    return _sgns_step(params, centres, contexts, negatives, lr)
+
+
+def sgns_update_shared(params, centres, contexts, negatives, lr):
+    """HogBatch step (Ji et al. 2016): negatives [K] shared by the minibatch, scores [B, D] x [D, K] as one matmul."""
+    fn = "sgns_update_shared"
+    _check_params(params, fn)
+    centres, contexts = _check_batch(centres, contexts, fn)
+    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=True)
+    return _sgns_step(params, centres, contexts, negatives, lr)
+
+
+def _cbow_row_grads(w_in, u_pos, u_neg, contexts, mask):
+    h, m, n = _cbow_hidden(w_in, contexts, mask)
+    d_h, d_pos, d_neg = _sgns_row_grads(h, u_pos, u_neg)
+    d_ctx = (m / n)[..., None] * d_h[:, None, :]                           # dh/dv_j = mask_j / n
+    return d_ctx, d_pos, d_neg
+
+
+def cbow_grads(params, contexts, mask, centres, negatives):
+    """Gradients of the summed CBOW loss w.r.t. the touched rows: (d_ctx [B, C, D] for rows ``contexts`` of 'in',
+    d_centre [B, D] for rows ``centres`` of 'out', d_neg [B, K, D] for rows ``negatives`` of 'out').
+
+    d_ctx = dh * mask / n: the exact gradient of the mean (word2vec's C code adds dh undivided).
+    """
+    contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, "cbow_grads")
+    return _cbow_grads(params, contexts, mask, centres, negatives)
+
+
+@jax.jit
+def _cbow_grads(params, contexts, mask, centres, negatives):
+    return _cbow_row_grads(params["in"], params["out"][centres], params["out"][negatives], contexts, mask)
+
+
+@jax.jit
+def _cbow_step(params, contexts, mask, centres, negatives, lr):
+    d_ctx, d_pos, d_neg = _cbow_row_grads(params["in"], params["out"][centres], params["out"][negatives], contexts, mask)
+    w_in = params["in"].at[contexts].add(-lr * d_ctx)
+    w_out = params["out"].at[centres].add(-lr * d_pos).at[negatives].add(-lr * d_neg)
+    return {"in": w_in, "out": w_out}
+
+
+def cbow_update(params, contexts, mask, centres, negatives, lr):
+    """One sparse SGD step on the summed CBOW loss (scatter-add into the touched rows only)."""
+    contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, "cbow_update")
+    return _cbow_step(params, contexts, mask, centres, negatives, lr)
+
+
+# ----------------------------------------------------------------------------- using vectors
+
+
+def _words(vocab) -> Sequence[str]:
+    return vocab.words
+
+
+def _word_id(vocab, word: str) -> int:
+    return vocab.id(word)
+
+
+def _has(vocab, word: str) -> bool:
+    try:
+        _word_id(vocab, word)
+    except UnknownWordError:
+        return False
+    return True
+
+
+def _check_table(W, vocab, fn: str, name: str = "W") -> np.ndarray:
+    W = np.asarray(W)
+    if W.ndim != 2 or not np.issubdtype(W.dtype, np.floating):
+        raise ValueError(f"{fn}: {name} must be a 2-D float array [V, D], got dtype {W.dtype} shape {W.shape}")
+    if W.shape[0] != len(_words(vocab)):
+        raise ValueError(f"{fn}: {name} has {W.shape[0]} rows but the vocabulary has {len(_words(vocab))} words")
+    return W
+
+
+def _check_topn(topn, fn: str) -> int:
+    return _positive_int(topn, "topn", fn)
+
+
+def normalize(W, eps: float = 1e-12):
+    """Rows scaled to unit L2 norm (zero rows stay zero): cosine similarity becomes a dot product."""
+    W = jnp.asarray(W)
+    if W.ndim != 2:
+        raise ValueError(f"normalize: W must be a 2-D array [V, D], got shape {W.shape}")
+    return W / jnp.maximum(jnp.linalg.norm(W, axis=-1, keepdims=True), eps)
+
+
+def _np_normalize(W: np.ndarray) -> np.ndarray:
+    W = W.astype(np.float32, copy=False)
+    return W / np.maximum(np.linalg.norm(W, axis=-1, keepdims=True), 1e-12)
+
+
+def _top(scores: np.ndarray, banned: Iterable[int], topn: int) -> list[tuple[int, float]]:
+    scores = np.array(scores, dtype=np.float64)
+    scores[list(banned)] = -np.inf
+    k = min(topn, int(np.isfinite(scores).sum()))
+    if k == 0:
+        return []
+    idx = np.argpartition(-scores, k - 1)[:k]
+    idx = idx[np.lexsort((idx, -scores[idx]))]                             # by score, ties by id
+    return [(int(i), float(scores[i])) for i in idx]
+
+
+def most_similar(W_normed, vocab, word_or_vector, topn: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+    """The topn words with the largest cosine to a word (itself excluded) or to a vector [D].
+
+    ``W_normed`` are unit rows (``normalize``); words in ``exclude`` are left out.
+    """
+    fn = "most_similar"
+    W = _check_table(W_normed, vocab, fn, "W_normed")
+    topn = _check_topn(topn, fn)
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    banned = {_word_id(vocab, w) for w in exclude}
+    if isinstance(word_or_vector, str):
+        i = _word_id(vocab, word_or_vector)
+        query, banned = W[i], banned | {i}
+    else:
+        query = np.asarray(word_or_vector, dtype=np.float64)
+        if query.shape != (W.shape[1],):
+            raise ValueError(f"{fn}: word_or_vector must be a word or a vector of shape [{W.shape[1]}], got shape {query.shape}")
+        query = query / max(np.linalg.norm(query), 1e-12)
+    words = _words(vocab)
+    return [(words[i], s) for i, s in _top(W @ query, banned, topn)]
+
+
+def _check_method(method, fn: str) -> str:
+    if method not in ANALOGY_METHODS:
+        raise ValueError(f"{fn}: method={method!r} not supported; accepted: {ANALOGY_METHODS}")
+    return method
+
+
+def _analogy_scores(Wn: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, method: str) -> np.ndarray:
+    """Scores [Q, V] of every candidate d for questions a:b :: c:? (ids [Q]); rows of Wn are unit."""
+    if method == "3cosadd":                                                # cos(d,b) - cos(d,a) + cos(d,c)
+        return (Wn[b] - Wn[a] + Wn[c]) @ Wn.T
+    # 3CosMul (Levy & Goldberg 2014): cos'(d,b) cos'(d,c) / (cos'(d,a) + 1e-3), cos' = (cos + 1) / 2
+    cos = lambda i: (Wn[i] @ Wn.T + 1.0) / 2.0
+    return cos(b) * cos(c) / (cos(a) + 1e-3)
+
+
+def analogy(W, vocab, a: str, b: str, c: str, method: str = "3cosadd", topn: int = 1) -> list[tuple[str, float]]:
+    """a:b :: c:? — the topn words d (a, b, c excluded) for king - man + woman: analogy(W, v, 'man', 'king', 'woman').
+
+    3cosadd: argmax cos(d,b) - cos(d,a) + cos(d,c); 3cosmul: argmax cos'(d,b) cos'(d,c) / (cos'(d,a) + 1e-3),
+    cos' = (cos + 1)/2. ``W`` need not be normalised.
+    """
+    fn = "analogy"
+    W = _check_table(W, vocab, fn)
+    method = _check_method(method, fn)
+    topn = _check_topn(topn, fn)
+    ids = [_word_id(vocab, w) for w in (a, b, c)]
+    Wn = _np_normalize(W)
+    scores = _analogy_scores(Wn, *(np.array([i]) for i in ids), method)[0]
+    words = _words(vocab)
+    return [(words[i], s) for i, s in _top(scores, ids, topn)]
+
+
+def evaluate_analogies(W, vocab, sections, method: str = "3cosadd", restrict_vocab: int | None = None,
+                       chunk: int = 256) -> dict:
+    """Accuracy on analogy questions a:b :: c:d (correct when d is the top answer, a, b, c excluded).
+
+    ``sections`` is [(name, [(a, b, c, d), ...]), ...] (``parse_questions_words``).
+    Questions with a word outside the vocabulary (or outside its first
+    ``restrict_vocab`` words, which are also the only candidates) are skipped.
+    Returns {'sections': {name: accuracy or nan}, 'correct': int, 'total': int,
+    'accuracy': float, 'skipped': int}.
+    """
+    fn = "evaluate_analogies"
+    W = _check_table(W, vocab, fn)
+    method = _check_method(method, fn)
+    if restrict_vocab is not None:
+        restrict_vocab = _positive_int(restrict_vocab, "restrict_vocab", fn)
+        W = W[:restrict_vocab]
+    chunk = _positive_int(chunk, "chunk", fn)
+    Wn = _np_normalize(W)
+    limit = W.shape[0]
+
+    def lookup(w):
+        try:
+            i = _word_id(vocab, w)
+        except UnknownWordError:
+            return None
+        return i if i < limit else None
+
+    per_section, correct_all, total_all, skipped = {}, 0, 0, 0
+    for item in sections:
+        try:
+            name, questions = item
+        except (TypeError, ValueError):
+            raise ValueError(f"{fn}: sections must be (name, [(a, b, c, d), ...]) tuples, got {item!r}") from None
+        rows = []
+        for q in questions:
+            if len(q) != 4:
+                raise ValueError(f"{fn}: section {name!r}: a question must be 4 words (a, b, c, d), got {q!r}")
+            ids = [lookup(w) for w in q]
+            if None in ids:
+                skipped += 1
+            else:
+                rows.append(ids)
+        correct = 0
+        q = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        for s in range(0, q.shape[0], chunk):
+            a, b, c, d = q[s:s + chunk].T
+            scores = _analogy_scores(Wn, a, b, c, method)
+            r = np.arange(a.shape[0])
+            scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
+            correct += int(np.sum(np.argmax(scores, axis=1) == d))
+        per_section[name] = correct / q.shape[0] if q.shape[0] else float("nan")
+        correct_all += correct
+        total_all += q.shape[0]
+    return {"sections": per_section, "correct": correct_all, "total": total_all,
+            "accuracy": correct_all / total_all if total_all else float("nan"), "skipped": skipped}
+
+
+def parse_questions_words(lines: Iterable[str], lowercase: bool = True) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """Google questions-words format: ': section' header lines, then 'a b c d' lines (blank lines ignored)."""
+    sections: list[tuple[str, list]] = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(":"):
+            sections.append((line[1:].strip(), []))
+            continue
+        words = line.lower().split() if lowercase else line.split()
+        if len(words) != 4:
+            raise ValueError(f"parse_questions_words: line {n} must hold 4 words 'a b c d' or a ': section' header, got {line!r}")
+        if not sections:
+            raise ValueError(f"parse_questions_words: line {n} {line!r} comes before the first ': section' header")
+        sections[-1][1].append(tuple(words))
+    return sections
+
+
+def _split_wordsim(line: str) -> list[str]:
+    for sep in ("\t", ","):
+        if sep in line:
+            return [f.strip() for f in line.split(sep)]
+    return line.split()
+
+
+def parse_wordsim(lines: Iterable[str], lowercase: bool = True) -> list[tuple[str, str, float]]:
+    """WordSim-353 style 'word1<TAB|,|space>word2<sep>score' lines -> [(w1, w2, score)].
+
+    Blank lines and '#' comments are skipped, and so are header lines (a non-numeric
+    score) before the first data line; after it, a malformed line is an error.
+    """
+    pairs: list[tuple[str, str, float]] = []
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = _split_wordsim(line)
+        score = None
+        if len(fields) >= 3 and fields[0] and fields[1]:
+            try:
+                score = float(fields[2])
+            except ValueError:
+                score = None
+        if score is None or not math.isfinite(score):
+            if not pairs:
+                continue                                                   # header
+            raise ValueError(f"parse_wordsim: line {n} must be 'word1<sep>word2<sep>score' (sep: tab, comma or space), got {raw.rstrip()!r}")
+        w1, w2 = (fields[0].lower(), fields[1].lower()) if lowercase else (fields[0], fields[1])
+        pairs.append((w1, w2, score))
+    return pairs
+
+
+def evaluate_wordsim(W, vocab, pairs) -> dict:
+    """Spearman rank correlation between cosine(w1, w2) and the human scores of ``pairs`` [(w1, w2, score)].
+
+    Pairs with an out-of-vocabulary word are skipped. Returns {'spearman', 'pvalue', 'evaluated', 'skipped'}.
+    """
+    from scipy.stats import spearmanr
+
+    fn = "evaluate_wordsim"
+    W = _check_table(W, vocab, fn)
+    Wn = _np_normalize(W)
+    model, human, skipped = [], [], 0
+    for p in pairs:
+        if len(p) != 3:
+            raise ValueError(f"{fn}: pairs must be (word1, word2, score) triples, got {p!r}")
+        w1, w2, score = p
+        if not (_has(vocab, w1) and _has(vocab, w2)):
+            skipped += 1
+            continue
+        model.append(float(Wn[_word_id(vocab, w1)] @ Wn[_word_id(vocab, w2)]))
+        human.append(float(score))
+    if len(model) < 2:
+        rho, pvalue = float("nan"), float("nan")
+    else:
+        res = spearmanr(model, human)
+        rho, pvalue = float(res.statistic), float(res.pvalue)
+    return {"spearman": rho, "pvalue": pvalue, "evaluated": len(model), "skipped": skipped}
