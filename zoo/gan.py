@@ -1,0 +1,208 @@
+"""Generative adversarial networks (Goodfellow et al. 2014), hinge and WGAN-GP losses, DCGAN networks.
+
+Lecture: min_G max_D V(D, G) = E_{x~p_data}[log D(x)] + E_{z~p_z}[log(1 - D(G(z)))].
+For a fixed G the pointwise maximiser is D*(x) = p_data(x) / (p_data(x) + p_g(x)), and at
+p_g = p_data, V(D*, G) = -log 4 (the global optimum).
+
+Discriminators return *logits* l (D = sigmoid(l)) of shape [B]; every formula is
+evaluated stably from logits: log D = -softplus(-l), log(1 - D) = -softplus(l).
+Generators output images in [-1, 1] (tanh), NHWC; scale data as 2x - 1.
+Losses are per example ([B]); when a loss pairs real and fake logits, the i-th
+real is paired with the i-th fake, so its batch mean is the usual estimate.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo.autoencoder import conv_levels
+from zoo.layers import Downsample, Upsample, num_groups
+
+
+# ----------------------------------------------------------------------------
+# Math.
+# ----------------------------------------------------------------------------
+
+def _logits(fn: str, name: str, l) -> jax.Array:
+    l = jnp.asarray(l)
+    if l.ndim == 2 and l.shape[1] == 1:
+        l = l[:, 0]
+    if l.ndim != 1:
+        raise ValueError(f"{fn}: {name} must be discriminator logits of shape [B] or [B, 1], got {l.shape}")
+    return l
+
+
+def _pair(fn: str, real, fake) -> tuple[jax.Array, jax.Array]:
+    real, fake = _logits(fn, "real logits", real), _logits(fn, "fake logits", fake)
+    if real.shape != fake.shape:
+        raise ValueError(f"{fn}: real and fake logits must have the same batch size, got {real.shape} and {fake.shape}")
+    return real, fake
+
+
+def minimax_value(d_real_logits: jax.Array, d_fake_logits: jax.Array) -> jax.Array:
+    """V(D, G) = E[log D(x)] + E[log(1 - D(G(z)))], batch means, from logits (scalar; batches may differ in size)."""
+    real = _logits("minimax_value", "d_real_logits", d_real_logits)
+    fake = _logits("minimax_value", "d_fake_logits", d_fake_logits)
+    return jnp.mean(-jax.nn.softplus(-real)) + jnp.mean(-jax.nn.softplus(fake))
+
+
+def discriminator_loss(d_real_logits: jax.Array, d_fake_logits: jax.Array) -> jax.Array:
+    """-[log D(x_i) + log(1 - D(G(z_i)))] per pair [B]; its mean is -V(D, G) (binary cross-entropy)."""
+    real, fake = _pair("discriminator_loss", d_real_logits, d_fake_logits)
+    return jax.nn.softplus(-real) + jax.nn.softplus(fake)
+
+
+def generator_loss_saturating(d_fake_logits: jax.Array) -> jax.Array:
+    """log(1 - D(G(z))) per example [B]: G minimises V directly (gradient vanishes when D wins)."""
+    return -jax.nn.softplus(_logits("generator_loss_saturating", "d_fake_logits", d_fake_logits))
+
+
+def generator_loss_nonsaturating(d_fake_logits: jax.Array) -> jax.Array:
+    """-log D(G(z)) per example [B]: same fixed point, strong gradients early in training."""
+    return jax.nn.softplus(-_logits("generator_loss_nonsaturating", "d_fake_logits", d_fake_logits))
+
+
+def hinge_d_loss(d_real_logits: jax.Array, d_fake_logits: jax.Array) -> jax.Array:
+    """Hinge discriminator loss max(0, 1 - D(x_i)) + max(0, 1 + D(G(z_i))) per pair [B] (D = raw score)."""
+    real, fake = _pair("hinge_d_loss", d_real_logits, d_fake_logits)
+    return jax.nn.relu(1.0 - real) + jax.nn.relu(1.0 + fake)
+
+
+def hinge_g_loss(d_fake_logits: jax.Array) -> jax.Array:
+    """Hinge generator loss -D(G(z)) per example [B]."""
+    return -_logits("hinge_g_loss", "d_fake_logits", d_fake_logits)
+
+
+def wasserstein_d_loss(d_real_scores: jax.Array, d_fake_scores: jax.Array) -> jax.Array:
+    """WGAN critic loss D(G(z_i)) - D(x_i) per pair [B] (add lambda * gradient_penalty)."""
+    real, fake = _pair("wasserstein_d_loss", d_real_scores, d_fake_scores)
+    return fake - real
+
+
+def wasserstein_g_loss(d_fake_scores: jax.Array) -> jax.Array:
+    """WGAN generator loss -D(G(z)) per example [B]."""
+    return -_logits("wasserstein_g_loss", "d_fake_scores", d_fake_scores)
+
+
+def gradient_penalty(d_apply: Callable, params, real: jax.Array, fake: jax.Array, key: jax.Array) -> jax.Array:
+    """WGAN-GP (||grad_x D(x_hat)||_2 - 1)^2 at x_hat = e x + (1 - e) G(z), e ~ U[0, 1] per example -> [B].
+
+    d_apply(params, x) must map a batch [B, ...] to scores [B] or [B, 1]; each example's gradient
+    is taken through a batch of one, so batch-coupled layers cannot leak across examples.
+    """
+    if jnp.ndim(real) < 2 or jnp.shape(real) != jnp.shape(fake):
+        raise ValueError(f"gradient_penalty: real and fake must be batches [B, ...] of the same shape, "
+                         f"got {jnp.shape(real)} and {jnp.shape(fake)}")
+    # drawn 1-d and reshaped: N-d threefry draws compile slowly on XLA:CPU
+    eps = jax.random.uniform(key, (real.shape[0],), real.dtype).reshape((-1,) + (1,) * (real.ndim - 1))
+    x_hat = eps * real + (1.0 - eps) * fake
+    score = lambda xi: jnp.sum(d_apply(params, xi[None]))
+    grads = jax.vmap(jax.grad(score))(x_hat)
+    norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(real.shape[0], -1)), axis=-1) + 1e-12)
+    return jnp.square(norms - 1.0)
+
+
+def optimal_discriminator(p_data: jax.Array, p_g: jax.Array) -> jax.Array:
+    """D*(x) = p_data(x) / (p_data(x) + p_g(x)), elementwise; 1/2 where both densities are 0."""
+    p_data, p_g = jnp.asarray(p_data), jnp.asarray(p_g)
+    try:
+        jnp.broadcast_shapes(p_data.shape, p_g.shape)
+    except ValueError:
+        raise ValueError(f"optimal_discriminator: p_data {p_data.shape} and p_g {p_g.shape} must broadcast") from None
+    total = p_data + p_g
+    safe = jnp.where(total > 0, total, 1.0)
+    return jnp.where(total > 0, p_data / safe, 0.5)
+
+
+# ----------------------------------------------------------------------------
+# Networks.
+# ----------------------------------------------------------------------------
+
+def _check_image_shape(name: str, shape) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"{name}: image_shape must be a non-empty tuple of positive sizes, got {shape}")
+    return shape
+
+
+def _level_channels(channels: Sequence[int], i: int) -> int:
+    return int(channels[min(i, len(channels) - 1)])
+
+
+class MLPGenerator(nn.Module):
+    """z [B, L] -> MLP -> tanh -> [B, *image_shape] in [-1, 1]."""
+    image_shape: Sequence[int]
+    hidden: Sequence[int] = (256, 256)
+    activation: Callable = nn.relu
+
+    @nn.compact
+    def __call__(self, z):
+        shape = _check_image_shape("MLPGenerator", self.image_shape)
+        h = z
+        for f in self.hidden:
+            h = self.activation(nn.Dense(f)(h))
+        x = jnp.tanh(nn.Dense(int(np.prod(shape)))(h))
+        return x.reshape((z.shape[0],) + shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """x [B, ...] -> flatten -> Dense + leaky ReLU(0.2) layers -> logits [B]."""
+    hidden: Sequence[int] = (256, 256)
+    negative_slope: float = 0.2
+
+    @nn.compact
+    def __call__(self, x):
+        h = x.reshape(x.shape[0], -1)
+        for f in self.hidden:
+            h = nn.leaky_relu(nn.Dense(f)(h), self.negative_slope)
+        return nn.Dense(1)(h)[:, 0]
+
+
+class DCGenerator(nn.Module):
+    """DCGAN generator: z -> Dense to an (H/2^n, W/2^n) map -> n x [Upsample (resize + conv), GroupNorm, ReLU]
+    -> 3x3 conv to C -> tanh, output [B, H, W, C] in [-1, 1].
+
+    n = conv_levels(H, W) (8 -> 1, 28 -> 2, 32 -> 3) unless ``num_levels``; resolution level i has
+    channels[min(i, len - 1)], so the smallest map is the widest when channels increase.
+    No transposed convolutions (slow on CPU XLA; checkerboard artefacts).
+    """
+    image_shape: Sequence[int]
+    channels: Sequence[int] = (32, 64, 128)
+    num_levels: int | None = None
+
+    @nn.compact
+    def __call__(self, z):
+        height, width, c = _check_image_shape("DCGenerator", self.image_shape)
+        levels = conv_levels(height, width) if self.num_levels is None else self.num_levels
+        if height % (2 ** levels) or width % (2 ** levels):
+            raise ValueError(f"DCGenerator: image {height}x{width} is not divisible by 2^num_levels={2 ** levels}")
+        bh, bw, ch = height // 2 ** levels, width // 2 ** levels, _level_channels(self.channels, levels)
+        x = nn.Dense(bh * bw * ch)(z).reshape(z.shape[0], bh, bw, ch)
+        x = nn.relu(nn.GroupNorm(num_groups(ch))(x))
+        for i in reversed(range(levels)):
+            f = _level_channels(self.channels, i)
+            x = nn.relu(nn.GroupNorm(num_groups(f))(Upsample(f)(x)))
+        return jnp.tanh(nn.Conv(c, (3, 3))(x))
+
+
+class DCDiscriminator(nn.Module):
+    """DCGAN discriminator: 3x3 conv, n stride-2 Downsample convs, leaky ReLU(0.2) after each,
+    flatten -> Dense -> logits [B].  No normalisation, so it is safe with gradient_penalty."""
+    channels: Sequence[int] = (32, 64, 128)
+    num_levels: int | None = None
+    negative_slope: float = 0.2
+
+    @nn.compact
+    def __call__(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"DCDiscriminator: x must be NHWC [B, H, W, C], got shape {x.shape}")
+        levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
+        act = lambda h: nn.leaky_relu(h, self.negative_slope)
+        x = act(nn.Conv(_level_channels(self.channels, 0), (3, 3))(x))
+        for i in range(levels):
+            x = act(Downsample(_level_channels(self.channels, i + 1))(x))
+        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
