@@ -1,0 +1,192 @@
+"""zoo.classifier and train.evaluation: the feature classifier, its cache, FD and precision/recall on digits.
+
+The classifier is trained once per module with a test-only step count (TEST_STEPS) in a temporary data dir.
+"""
+import json
+import os
+import shutil
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train import data, evaluation
+from zoo import classifier
+
+TEST_STEPS = 200  # the default (evaluation.DEFAULT_STEPS) reaches ~0.98 test accuracy; 200 steps ~0.9
+
+
+class TrainingCalled(RuntimeError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    return data.load_images("digits", data_dir), data_dir
+
+
+@pytest.fixture(scope="module")
+def evaluator(digits):
+    ds, data_dir = digits
+    return evaluation.ImageEvaluator(ds, data_dir, steps=TEST_STEPS, seed=0)
+
+
+@pytest.fixture(scope="module")
+def splits(digits):
+    ds, _ = digits
+    return data.as_arrays(ds.train)["image"], data.as_arrays(ds.test)["image"]
+
+
+def _no_training(*args, **kwargs):
+    raise TrainingCalled("the feature classifier was trained again")
+
+
+# ----------------------------------------------------------------------------- zoo.classifier
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
+def test_classifier_shapes(shape):
+    net = classifier.Classifier(num_classes=10)
+    x = jnp.zeros((2, *shape))
+    params = net.init(jax.random.key(0), x)["params"]
+    logits, feats = net.apply({"params": params}, x, features=True)
+    assert logits.shape == (2, 10) and feats.shape == (2, 64)
+    assert net.apply({"params": params}, x).shape == (2, 10)
+
+
+def test_cross_entropy_matches_log_softmax():
+    logits = jax.random.normal(jax.random.key(1), (5, 4))
+    labels = jnp.array([0, 3, 1, 2, 3])
+    want = -np.mean(np.asarray(jax.nn.log_softmax(logits))[np.arange(5), np.asarray(labels)])
+    np.testing.assert_allclose(classifier.cross_entropy_loss(logits, labels), want, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"labels must have shape \(5,\)"):
+        classifier.cross_entropy_loss(logits, labels[:4])
+    with pytest.raises(ValueError, match="labels must be integers"):
+        classifier.cross_entropy_loss(logits, labels.astype(jnp.float32))
+
+
+# ----------------------------------------------------------------------------- the trained classifier and its cache
+
+def test_classifier_learns_digits(evaluator, digits):
+    ext = evaluator.extractor
+    assert ext.test_accuracy > 0.85, ext.test_accuracy  # chance is 0.1
+    with open(ext.cache_path[:-len(".msgpack")] + ".json") as f:
+        info = json.load(f)
+    assert info["test_accuracy"] == ext.test_accuracy
+    assert info["steps"] == TEST_STEPS and info["num_test"] == 297 and info["num_train"] == 1500
+    assert os.path.dirname(ext.cache_path) == os.path.join(digits[1], evaluation.CACHE_SUBDIR)
+
+
+def test_cache_reloads_without_training(evaluator, digits, splits, monkeypatch):
+    ds, data_dir = digits
+    monkeypatch.setattr(evaluation, "_train_classifier", _no_training)
+    again = evaluation.feature_extractor(ds, data_dir, steps=TEST_STEPS, seed=0)
+    assert again.test_accuracy == evaluator.extractor.test_accuracy
+    test = splits[1][:50]
+    np.testing.assert_array_equal(again.features(test), evaluator.extractor.features(test))
+    with pytest.raises(TrainingCalled):  # another seed is another classifier: not served from the cache
+        evaluation.feature_extractor(ds, data_dir, steps=TEST_STEPS, seed=1)
+
+
+def test_concurrent_callers_train_once(digits, tmp_path, monkeypatch):
+    ds, _ = digits
+    calls, real_train = [], evaluation._train_classifier
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "_train_classifier", counting)
+    results = [None, None]
+
+    def worker(i):
+        results[i] = evaluation.feature_extractor(ds, str(tmp_path), steps=3, seed=0, verbose=False)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    a, b = (jax.tree.leaves(r.params) for r in results)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    leftovers = [f for f in os.listdir(tmp_path / evaluation.CACHE_SUBDIR) if ".tmp" in f]
+    assert leftovers == []
+
+
+def test_npz_cache_keys_follow_content(tmp_path):
+    rng = np.random.default_rng(0)
+    x1 = rng.integers(0, 256, (20, 8, 8), dtype=np.uint8)
+    x2 = x1.copy()
+    x2[0, 0, 0] ^= 1
+    np.savez(tmp_path / "a.npz", x=x1)
+    np.savez(tmp_path / "b.npz", x=x2)
+    shutil.copy(tmp_path / "a.npz", tmp_path / "a_copy.npz")
+    key = lambda name: evaluation.cache_key(data.load_images(f"npz:{tmp_path / name}"), steps=10, seed=0)
+    assert key("a.npz") != key("b.npz")
+    assert key("a.npz") == key("a_copy.npz")
+    assert key("a.npz").startswith("npz-") and "_8x8x1_" in key("a.npz")
+    assert key("a.npz") != evaluation.cache_key(data.load_images(f"npz:{tmp_path / 'a.npz'}"), steps=11, seed=0)
+
+
+def test_unlabelled_npz_uses_untrained_features(tmp_path, monkeypatch):
+    x = np.random.default_rng(1).integers(0, 256, (30, 8, 8, 1), dtype=np.uint8)
+    np.savez(tmp_path / "u.npz", x=x)
+    ds = data.load_images(f"npz:{tmp_path / 'u.npz'}")
+    ext = evaluation.feature_extractor(ds, str(tmp_path), steps=50, verbose=False)
+    assert np.isnan(ext.test_accuracy) and ext.info["steps"] == 0
+    assert ext.features(x[:5]).shape == (5, 64)
+
+
+# ----------------------------------------------------------------------------- the figures
+
+def test_fd_orders_real_noisy_and_noise(evaluator, splits):
+    train, test = splits
+    rng = np.random.default_rng(0)
+    n = len(test)
+    same = evaluator.sample_quality(test)
+    real = evaluator.sample_quality(train[:n])
+    noisy = evaluator.sample_quality(np.clip(train[:n] + rng.normal(0, 40, (n, 8, 8, 1)), 0, 255).astype(np.uint8))
+    noise = evaluator.sample_quality(rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8))
+    assert abs(same["fd"]) < 1e-6 * real["fd"]
+    assert 0 < real["fd"] < noisy["fd"] < noise["fd"]
+    assert noise["fd"] > 10 * real["fd"]
+    assert real["fd_num_samples"] == n and real["fd_num_reference"] == 297
+    assert real["classifier_test_accuracy"] == evaluator.extractor.test_accuracy
+
+
+def test_precision_recall_real_high_noise_low(evaluator, splits):
+    train, test = splits
+    real = evaluator.sample_quality(train[:297])
+    noise = evaluator.sample_quality(np.random.default_rng(2).integers(0, 256, (297, 8, 8, 1), dtype=np.uint8))
+    assert real["precision"] > 0.8 and real["recall"] > 0.8, real
+    assert noise["precision"] < 0.2 and noise["recall"] < 0.2, noise
+    same = evaluator.sample_quality(test)
+    assert same["precision"] == 1.0 and same["recall"] == 1.0
+
+
+def test_reference_figures_floor_grows_as_samples_shrink(evaluator):
+    full = evaluator.reference_figures(600)
+    small = evaluator.reference_figures(64)
+    assert full["ref_fd_num_samples"] == 600 and small["ref_fd_num_samples"] == 64
+    assert 0 < full["ref_fd"] < small["ref_fd"]  # FD is biased upwards at small N
+    assert full["ref_precision"] > 0.8 and full["ref_recall"] > 0.8
+    assert evaluator.reference_figures(64) == small  # cached, seeded
+
+
+def test_bad_inputs_name_the_value(evaluator, digits, splits):
+    test = splits[1]
+    with pytest.raises(ValueError, match="dtype float32"):
+        evaluator.sample_quality(test.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(297, 8, 8, 3\)"):
+        evaluator.sample_quality(np.repeat(test, 3, axis=-1))
+    with pytest.raises(ValueError, match="got 3"):
+        evaluator.sample_quality(test[:3])
+    with pytest.raises(ValueError, match="num_samples=1"):
+        evaluator.reference_figures(1)
+    with pytest.raises(ValueError, match="steps=-1"):
+        evaluation.feature_extractor(digits[0], digits[1], steps=-1)
+    assert evaluator.sample_quality(test[:10, ..., 0])["fd_num_samples"] == 10  # [N,H,W] accepted for C=1

@@ -1,0 +1,337 @@
+"""Sample quality without downloads, shared by every image model.
+
+Frechet distance (FD) and k-NN precision/recall (zoo.metrics) need a fixed embedding of images. We
+train one: zoo.classifier.Classifier on the dataset's own train split (Adam, a fixed number of steps,
+seeded), report its test accuracy, and embed images with its pooled penultimate features. It is
+trained once per (dataset, image shape, classes, steps, seed) and cached in the data dir:
+
+    <data_dir>/zoo_feature_classifier/<key>.msgpack   flax.serialization bytes of the parameters
+    <data_dir>/zoo_feature_classifier/<key>.json      test accuracy, sizes, training time
+
+<key> names the dataset (a TFDS name, or for 'npz:PATH' a hash of the file's content), the image
+shape and the classifier's settings. A file lock (fcntl.flock on <key>.lock) makes concurrent
+processes train it once; files are written to temporary names and renamed into place, so a
+crash never leaves a half-written cache behind.
+
+Reading the figures. FD is a squared distance between Gaussians fitted to the two feature sets;
+it is biased upwards for small sample sizes (the covariance estimates are noisy), so compare FDs
+only at equal sample sizes. `ImageEvaluator.reference_figures(n)` gives the real-vs-real floor
+(n train images against the test split) to compare a model's `sample_quality` of n images with.
+Precision is the fraction of generated images inside the k-NN manifold of the test images
+(fidelity), recall the fraction of test images inside the manifold of the generated ones
+(coverage; it too grows with the number of generated images).
+
+Example:
+    ev = ImageEvaluator(data.load_images('digits', data_dir), data_dir)
+    ev.sample_quality(uint8_samples)   # {'fd': ..., 'precision': ..., 'recall': ..., 'fd_num_samples': ...}
+    ev.reference_figures(len(uint8_samples))
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from train import data
+from zoo import classifier as classifier_lib
+from zoo import metrics
+
+CACHE_SUBDIR = "zoo_feature_classifier"
+ARCH = dict(widths=(16, 32, 64), convs_per_stage=1)  # part of the cache key: change it and the key changes
+ARCH_VERSION = "v1"
+DEFAULT_STEPS = 1000
+BATCH_SIZE = 128
+LEARNING_RATE = 2e-3
+FEATURE_BATCH = 500
+
+
+# ----------------------------------------------------------------------------- cache key and files
+
+def default_data_dir() -> str:
+    from tensorflow_datasets.core import constants
+    return constants.DATA_DIR
+
+
+def dataset_key(ds: data.ImageData) -> str:
+    """A file-name-safe name for the dataset's content: the TFDS name, or 'npz-<sha256 of the file>'."""
+    if ds.name.startswith("npz:"):
+        path = ds.name[4:]
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as e:
+            raise data.DataError(f"dataset {ds.name!r}: cannot read the file to key the feature classifier's cache "
+                                 f"({e})") from None
+        return f"npz-{digest[:20]}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
+
+
+def cache_key(ds: data.ImageData, *, steps: int, seed: int) -> str:
+    h, w, c = ds.image_shape
+    widths = "-".join(map(str, ARCH["widths"]))
+    return (f"{dataset_key(ds)}_{h}x{w}x{c}_c{ds.num_classes}_{ARCH_VERSION}-w{widths}-n{ARCH['convs_per_stage']}"
+            f"_steps{steps}_seed{seed}")
+
+
+@contextlib.contextmanager
+def _file_lock(path: str):
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: str, payload: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- training
+
+def to_model_space(images):
+    """uint8 pixels 0..255 -> floats in [-1, 1]."""
+    return jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0
+
+
+def _train_classifier(net: classifier_lib.Classifier, images: np.ndarray, labels: np.ndarray, *, steps: int,
+                      seed: int, batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE):
+    """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split."""
+    key = jax.random.key(seed)
+    params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), to_model_space(images[:1]))["params"]
+    if steps == 0:
+        return params
+    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(50, steps // 4), steps, end_value=0.0)
+    tx = optax.adam(schedule)
+    opt_state = tx.init(params)
+    x_all, y_all = jnp.asarray(images), jnp.asarray(labels, jnp.int32)
+    n = len(images)
+    bs = min(batch_size, n)
+
+    @jax.jit
+    def step(params, opt_state, k):
+        idx = jax.random.randint(k, (bs,), 0, n)
+
+        def loss_fn(p):
+            return classifier_lib.cross_entropy_loss(net.apply({"params": p}, to_model_space(x_all[idx])), y_all[idx])
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    for s in range(steps):
+        params, opt_state, _ = step(params, opt_state, jax.random.fold_in(key, s))
+    return jax.block_until_ready(params)
+
+
+@dataclasses.dataclass
+class FeatureExtractor:
+    """A trained classifier's feature map: features(uint8 [N,H,W,C]) -> float32 [N, D]."""
+    net: classifier_lib.Classifier
+    params: Any
+    image_shape: tuple[int, int, int]
+    test_accuracy: float
+    info: dict
+    cache_path: str
+    batch_size: int = FEATURE_BATCH
+
+    def __post_init__(self):
+        self._apply = jax.jit(lambda p, x: self.net.apply({"params": p}, to_model_space(x), features=True))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.net.widths[-1])
+
+    def check_images(self, images, fn: str = "features") -> np.ndarray:
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError(f"{fn}: images must be uint8 pixels 0..255 of shape [N, {', '.join(map(str, self.image_shape))}]"
+                             f", got dtype {images.dtype}")
+        if images.ndim == 3 and self.image_shape[-1] == 1:
+            images = images[..., None]
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.image_shape):
+            raise ValueError(f"{fn}: images must have shape [N, {', '.join(map(str, self.image_shape))}] (the "
+                             f"dataset's image shape), got {images.shape}")
+        return images
+
+    def logits_and_features(self, images) -> tuple[np.ndarray, np.ndarray]:
+        images = self.check_images(images)
+        n, bs = len(images), self.batch_size
+        logits, feats = [], []
+        for i in range(0, n, bs):
+            chunk = images[i:i + bs]
+            if len(chunk) < bs and n > bs:  # pad to one compiled shape
+                chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), np.uint8)])
+            lg, ft = self._apply(self.params, chunk)
+            m = min(bs, n - i)
+            logits.append(np.asarray(lg)[:m])
+            feats.append(np.asarray(ft)[:m])
+        if not feats:
+            return np.zeros((0, 0), np.float32), np.zeros((0, self.feature_dim), np.float32)
+        return np.concatenate(logits), np.concatenate(feats)
+
+    def features(self, images) -> np.ndarray:
+        """Pooled penultimate features, float32 [N, feature_dim]."""
+        return self.logits_and_features(images)[1]
+
+    def accuracy(self, images, labels) -> float:
+        logits, _ = self.logits_and_features(images)
+        return float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))
+
+
+def _check_int(name, v, low):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise ValueError(f"feature_extractor: {name}={v!r} must be an integer >= {low}")
+    return int(v)
+
+
+def feature_extractor(ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS,
+                      verbose: bool = True) -> FeatureExtractor:
+    """The dataset's feature classifier: loaded from the cache in data_dir, else trained on ds.train and cached.
+
+    Datasets without labels (num_classes < 2) get the untrained, seeded network (random conv features)
+    and test_accuracy NaN.
+    """
+    seed = _check_int("seed", seed, 0)
+    steps = _check_int("steps", steps, 0)
+    data_dir = data_dir or default_data_dir()
+    root = os.path.join(os.path.expanduser(data_dir), CACHE_SUBDIR)
+    os.makedirs(root, exist_ok=True)
+    key = cache_key(ds, steps=steps, seed=seed)
+    params_path, info_path = os.path.join(root, key + ".msgpack"), os.path.join(root, key + ".json")
+    net = classifier_lib.Classifier(num_classes=max(ds.num_classes, 1), **ARCH)
+    template = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, *ds.image_shape)))["params"])
+
+    with _file_lock(os.path.join(root, key + ".lock")):
+        if os.path.exists(info_path) and os.path.exists(params_path):  # info is renamed in last: it marks completion
+            with open(info_path) as f:
+                info = json.load(f)
+            with open(params_path, "rb") as f:
+                try:
+                    params = flax.serialization.from_bytes(template, f.read())
+                except Exception as e:
+                    raise RuntimeError(f"feature classifier cache {params_path} does not match the classifier "
+                                       f"({type(e).__name__}: {e}); delete it to retrain") from None
+            params = jax.tree.map(jnp.asarray, params)
+            ext = FeatureExtractor(net, params, tuple(ds.image_shape), float(info["test_accuracy"]), info, params_path)
+            return ext
+
+        train = data.as_arrays(ds.train)
+        test = data.as_arrays(ds.test)
+        labelled = ds.num_classes >= 2
+        t0 = time.perf_counter()
+        params = _train_classifier(net, train["image"], train["label"], steps=steps if labelled else 0, seed=seed)
+        train_secs = time.perf_counter() - t0
+        ext = FeatureExtractor(net, params, tuple(ds.image_shape), float("nan"), {}, params_path)
+        acc = ext.accuracy(test["image"], test["label"]) if labelled else float("nan")
+        train_acc = ext.accuracy(train["image"], train["label"]) if labelled else float("nan")
+        info = dict(dataset=ds.name, key=key, image_shape=list(ds.image_shape), num_classes=ds.num_classes,
+                    steps=steps if labelled else 0, seed=seed, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
+                    arch={k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()},
+                    feature_dim=ext.feature_dim, num_train=len(train["image"]), num_test=len(test["image"]),
+                    train_accuracy=train_acc, test_accuracy=acc, train_secs=train_secs,
+                    note="" if labelled else "no labels: untrained random-feature network")
+        _atomic_write(params_path, flax.serialization.to_bytes(jax.device_get(params)))
+        _atomic_write(info_path, (json.dumps(info, indent=2) + "\n").encode())
+        ext.test_accuracy, ext.info = acc, info
+        if verbose and jax.process_index() == 0:
+            print(f"Feature classifier for {ds.name}: trained {info['steps']} steps in {train_secs:.1f}s, "
+                  f"test accuracy {acc:.4f}; cached in {params_path}", flush=True)
+        return ext
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+def gaussian_stats64(feats) -> tuple[np.ndarray, np.ndarray]:
+    """zoo.metrics.gaussian_stats in float64 (FD of nearly equal sets is a difference of large traces)."""
+    with jax.enable_x64(True):
+        mu, cov = metrics.gaussian_stats(np.asarray(feats, np.float64))
+        return np.asarray(mu), np.asarray(cov)
+
+
+def frechet_distance64(mu1, cov1, mu2, cov2) -> float:
+    """zoo.metrics.frechet_distance in float64: float32 leaves ~1e-2 of rounding on 64-d features."""
+    with jax.enable_x64(True):
+        return float(metrics.frechet_distance(*(np.asarray(a, np.float64) for a in (mu1, cov1, mu2, cov2))))
+
+
+class ImageEvaluator:
+    """FD and precision/recall of generated images against the test split, in the feature classifier's space."""
+
+    def __init__(self, ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS,
+                 k: int = 3, extractor: FeatureExtractor | None = None):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"ImageEvaluator: k={k!r} must be a positive integer (neighbours in precision/recall)")
+        self.ds, self.k, self.seed = ds, int(k), seed
+        self.extractor = extractor or feature_extractor(ds, data_dir, seed=seed, steps=steps)
+        test = data.as_arrays(ds.test)["image"]
+        if len(test) < self.k + 1:
+            raise ValueError(f"ImageEvaluator: the test split of {ds.name!r} has {len(test)} images; at least "
+                             f"k+1={self.k + 1} are needed")
+        self.test_features = self.extractor.features(test)
+        self.mu, self.cov = gaussian_stats64(self.test_features)
+        self._reference: dict[int, dict] = {}
+
+    @property
+    def num_reference(self) -> int:
+        return len(self.test_features)
+
+    def compare_features(self, feats: np.ndarray) -> dict:
+        n = len(feats)
+        fd = frechet_distance64(*gaussian_stats64(feats), self.mu, self.cov)
+        precision, recall = metrics.precision_recall(self.test_features, feats, k=self.k)
+        return {"fd": fd, "precision": float(precision), "recall": float(recall),
+                "fd_num_samples": n, "fd_num_reference": self.num_reference, "pr_k": self.k,
+                "classifier_test_accuracy": self.extractor.test_accuracy}
+
+    def sample_quality(self, images) -> dict:
+        """fd, precision, recall of uint8 images [N,H,W,C] vs the whole test split, with the sample sizes.
+
+        FD grows as N shrinks: compare with reference_figures(N), the real-vs-real floor at the same N.
+        """
+        images = self.extractor.check_images(images, "sample_quality")
+        if len(images) < self.k + 1:
+            raise ValueError(f"sample_quality: needs at least k+1={self.k + 1} images (k-NN radii, covariance), "
+                             f"got {len(images)}")
+        return self.compare_features(self.extractor.features(images))
+
+    def reference_figures(self, num_samples: int | None = None) -> dict:
+        """The real-vs-real floor: sample_quality of `num_samples` train images (default: all), seeded choice.
+
+        Keys are prefixed 'ref_' (ref_fd, ref_precision, ref_recall, ref_fd_num_samples, ...). Cached per size.
+        """
+        n_train = len(self.ds.train)
+        n = n_train if num_samples is None else num_samples
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not self.k + 1 <= n <= n_train:
+            raise ValueError(f"reference_figures: num_samples={num_samples!r} must be an integer in "
+                             f"{self.k + 1}..{n_train} (the train split's size)")
+        n = int(n)
+        if n not in self._reference:
+            idx = np.sort(np.random.default_rng(self.seed).choice(n_train, n, replace=False))
+            images = np.stack([self.ds.train[int(i)]["image"] for i in idx])
+            figures = self.compare_features(self.extractor.features(images))
+            self._reference[n] = {f"ref_{k}": v for k, v in figures.items() if k != "classifier_test_accuracy"}
+        return dict(self._reference[n])
