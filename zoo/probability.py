@@ -1,0 +1,495 @@
+"""Probability for generative models: KL divergence, maximum likelihood = minimum KL, Bayes' rule, generative vs discriminative.
+
+Follows the lecture's generative-model part, top-down:
+
+1. KL divergence  KL(q || p) = int q(x) ln q(x)/p(x) dx, with its three properties:
+   the formula; not symmetric, KL(q || p) != KL(p || q) in general; range [0, inf),
+   and KL(q || p) = 0 only when q = p. Closed forms for diagonal Gaussians and
+   categoricals, and the Monte Carlo estimate (1/S) sum_s [ln q(x_s) - ln p(x_s)], x_s ~ q.
+2. Maximum likelihood = minimum KL(P_data || P_theta):
+   KL(P_data || P_theta) = E_{P_data}[ln P_data] - E_{P_data}[ln P_theta] = -H(P_data) + NLL(theta),
+   so the two objectives differ by the constant entropy H(P_data), have the same
+   gradient in theta, and the same optimum. ``fit_by_max_likelihood`` and
+   ``fit_by_min_kl`` run the same optax loop on the two objectives.
+3. Bayes' rule P(Y | X) = P(X, Y) / P(X), P(X) = sum_y P(X, y), in log space.
+   Generative classifiers model P(X, Y) = P(Y) P(X | Y) and classify by Bayes' rule:
+   Gaussian naive Bayes (fitted in closed form by counts, means and variances) and
+   multinomial naive Bayes (bag-of-words counts, add-alpha smoothing). The
+   discriminative classifier models P(Y | X) directly: multinomial logistic regression
+   trained with optax.
+
+Latent-variable models: hide the label Y of Gaussian naive Bayes and its marginal
+P(X) = sum_y P(y) N(X | mu_y, diag var_y) is a diagonal Gaussian mixture; that model
+lives in ``zoo.gmm`` (``gaussian_nb_to_gmm`` converts, and Gaussian densities are
+shared from there).
+"""
+from __future__ import annotations
+
+import functools
+import operator
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+from jax.scipy.special import logsumexp
+
+from zoo.gmm import GMM, mvn_log_pdf_diag
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _is_concrete(a) -> bool:
+    return not isinstance(a, jax.core.Tracer)
+
+
+def _float(a) -> jax.Array:
+    a = jnp.asarray(a)
+    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.float32)
+
+
+def _as_int(value, name: str, fn: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
+
+
+def _check_positive_int(value, name: str, fn: str, minimum: int = 1) -> int:
+    value = _as_int(value, name, fn)
+    if value < minimum:
+        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def _check_nonneg(value, name: str, fn: str, strict: bool = False) -> None:
+    ok = value > 0 if strict else value >= 0
+    if isinstance(value, jax.core.Tracer):
+        return
+    if not ok:
+        raise ValueError(f"{fn}: {name} must be {'> 0' if strict else '>= 0'}, got {value}")
+
+
+def _broadcast(fn: str, **arrays) -> tuple[int, ...]:
+    shapes = {k: jnp.shape(v) for k, v in arrays.items()}
+    try:
+        shape = jnp.broadcast_shapes(*shapes.values())
+    except ValueError:
+        shape = None
+    if shape is None or len(shape) < 1:
+        desc = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(f"{fn}: inputs must be broadcast-compatible arrays with at least one axis "
+                         f"(the event axis is the last), got {desc}")
+    return shape
+
+
+def _check_labels(y, n: int, num_classes: int, fn: str) -> jax.Array:
+    y = jnp.asarray(y)
+    if y.shape != (n,) or not jnp.issubdtype(y.dtype, jnp.integer):
+        raise ValueError(f"{fn}: y must be integer labels of shape [N={n}], got dtype {y.dtype} shape {y.shape}")
+    if _is_concrete(y) and n > 0:
+        lo, hi = int(np.min(np.asarray(y))), int(np.max(np.asarray(y)))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{fn}: labels y must lie in 0..num_classes-1={num_classes - 1}, got range [{lo}, {hi}]")
+    return y
+
+
+def _check_matrix(x, name: str, fn: str, d: int | None = None) -> jax.Array:
+    x = _float(x)
+    if x.ndim != 2 or (d is not None and x.shape[1] != d):
+        want = f"[N, {d}]" if d is not None else "[N, D]"
+        raise ValueError(f"{fn}: {name} must have shape {want}, got {x.shape}")
+    return x
+
+
+# ----------------------------------------------------------------------------- 1. KL divergence
+
+
+def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> jax.Array:
+    """KL(N(mu_q, diag v_q) || N(mu_p, diag v_p)) = 1/2 sum_d [ln v_p/v_q + (v_q + (mu_q - mu_p)^2) / v_p - 1], summed over the last axis."""
+    _broadcast("kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
+    return _kl_diag_gaussians(*map(_float, (mu_q, logvar_q, mu_p, logvar_p)))
+
+
+@jax.jit
+def _kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p):
+    terms = (logvar_p - logvar_q + (jnp.exp(logvar_q) + jnp.square(mu_q - mu_p)) * jnp.exp(-logvar_p) - 1.0)
+    return 0.5 * jnp.sum(terms, axis=-1)
+
+
+def kl_categorical(log_q, log_p) -> jax.Array:
+    """KL(q || p) = sum_k q_k (ln q_k - ln p_k) over the last axis, from normalised log-probabilities (0 ln 0 = 0; use log_softmax for logits)."""
+    _broadcast("kl_categorical", log_q=log_q, log_p=log_p)
+    return _kl_categorical(_float(log_q), _float(log_p))
+
+
+@jax.jit
+def _kl_categorical(log_q, log_p):
+    q = jnp.exp(log_q)
+    support = q > 0
+    # double where: terms with q_k = 0 contribute 0 and no nan gradient, even where ln p_k = -inf
+    diff = jnp.where(support, log_q, 0.0) - jnp.where(support, log_p, 0.0)
+    return jnp.sum(jnp.where(support, q * diff, 0.0), axis=-1)
+
+
+def entropy_categorical(log_p) -> jax.Array:
+    """H(p) = -sum_k p_k ln p_k over the last axis, from normalised log-probabilities (0 ln 0 = 0)."""
+    _broadcast("entropy_categorical", log_p=log_p)
+    return _entropy_categorical(_float(log_p))
+
+
+@jax.jit
+def _entropy_categorical(log_p):
+    p = jnp.exp(log_p)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.where(p > 0, log_p, 0.0), 0.0), axis=-1)
+
+
+def kl_monte_carlo(log_q_fn: Callable, log_p_fn: Callable, samples) -> jax.Array:
+    """KL(q || p) ~= (1/S) sum_s [ln q(x_s) - ln p(x_s)], x_s ~ q; samples [S, ...], each fn maps them to [S]."""
+    fn = "kl_monte_carlo"
+    if not callable(log_q_fn) or not callable(log_p_fn):
+        raise ValueError(f"{fn}: log_q_fn and log_p_fn must be callables, got "
+                         f"{type(log_q_fn).__name__} and {type(log_p_fn).__name__}")
+    samples = jnp.asarray(samples)
+    if samples.ndim < 1 or samples.shape[0] < 1:
+        raise ValueError(f"{fn}: samples must have a leading sample axis of size >= 1, got shape {samples.shape}")
+    lq, lp = jnp.asarray(log_q_fn(samples)), jnp.asarray(log_p_fn(samples))
+    s = samples.shape[0]
+    if lq.shape != (s,) or lp.shape != (s,):
+        raise ValueError(f"{fn}: log_q_fn and log_p_fn must return one log-density per sample, shape ({s},); "
+                         f"got {lq.shape} and {lp.shape}")
+    return jnp.mean(lq - lp)
+
+
+# ----------------------------------------------------------------------------- 2. maximum likelihood = minimum KL
+
+
+def empirical_log_probs(samples, num_categories: int) -> jax.Array:
+    """ln P_data(k) = ln(#{n : x_n = k} / N) for k in 0..K-1 (-inf for unseen symbols); samples [N] ints -> [K]."""
+    fn = "empirical_log_probs"
+    k = _check_positive_int(num_categories, "num_categories", fn)
+    samples = jnp.asarray(samples)
+    if samples.ndim != 1 or samples.shape[0] < 1 or not jnp.issubdtype(samples.dtype, jnp.integer):
+        raise ValueError(f"{fn}: samples must be a non-empty 1-d integer array, got dtype {samples.dtype} "
+                         f"shape {samples.shape}")
+    _check_labels(samples, samples.shape[0], k, fn)
+    return _empirical_log_probs(samples, num_categories=k)
+
+
+@functools.partial(jax.jit, static_argnames=("num_categories",))
+def _empirical_log_probs(samples, *, num_categories):
+    counts = jnp.zeros((num_categories,), jnp.float32).at[samples].add(1.0)
+    return jnp.log(counts) - jnp.log(float(samples.shape[0]))
+
+
+def categorical_model_log_prob(params, x) -> jax.Array:
+    """ln P_theta(x) = log_softmax(params['logits'])[x]; x [N] ints -> [N]."""
+    return jax.nn.log_softmax(params["logits"])[x]
+
+
+def gaussian_model_log_prob(params, x) -> jax.Array:
+    """ln N(x | mean, diag exp(log_var)) = -1/2 sum_d [ln 2pi v_d + (x_d - mean_d)^2 / v_d]; x [N, D] -> [N]."""
+    return mvn_log_pdf_diag(x, params["mean"], jnp.exp(params["log_var"]))
+
+
+def negative_log_likelihood(model_log_prob: Callable, params, samples) -> jax.Array:
+    """NLL(theta) = -(1/N) sum_n ln P_theta(x_n) = -E_{x ~ P_data}[ln P_theta(x)] (P_data the empirical distribution)."""
+    return -jnp.mean(model_log_prob(params, samples))
+
+
+@functools.partial(jax.jit, static_argnames=("model_log_prob", "steps"))
+def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, *, steps):
+    """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)]: the NLL when data_log_probs = 0, the KL estimate when ln P_data(x_n)."""
+    def objective(params):
+        return jnp.mean(data_log_probs - model_log_prob(params, samples))
+
+    opt = optax.adam(learning_rate)
+
+    def step(carry, _):
+        params, state = carry
+        loss, grads = jax.value_and_grad(objective)(params)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), loss
+
+    (params, _), history = jax.lax.scan(step, (init_params, opt.init(init_params)), None, length=steps)
+    return params, history
+
+
+def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
+    if not callable(model_log_prob):
+        raise ValueError(f"{fn}: model_log_prob must be a callable (params, x) -> [N], got {type(model_log_prob).__name__}")
+    samples = jnp.asarray(samples)
+    if samples.ndim < 1 or samples.shape[0] < 1:
+        raise ValueError(f"{fn}: samples must have a leading sample axis of size >= 1, got shape {samples.shape}")
+    steps = _check_positive_int(steps, "steps", fn)
+    _check_nonneg(learning_rate, "learning_rate", fn, strict=True)
+    return samples, steps
+
+
+def fit_by_max_likelihood(model_log_prob: Callable, init_params, samples, *, steps: int = 500,
+                          learning_rate: float = 0.1) -> tuple[object, jax.Array]:
+    """theta* = argmax_theta (1/N) sum_n ln P_theta(x_n) by optax Adam; returns (params, history of NLL before each step)."""
+    samples, steps = _check_fit_args("fit_by_max_likelihood", model_log_prob, samples, steps, learning_rate)
+    zeros = jnp.zeros((samples.shape[0],), jnp.float32)
+    return _adam_fit(model_log_prob, init_params, samples, zeros, learning_rate, steps=steps)
+
+
+def fit_by_min_kl(model_log_prob: Callable, init_params, samples, data_log_prob: Callable, *,
+                  steps: int = 500, learning_rate: float = 0.1) -> tuple[object, jax.Array]:
+    """theta* = argmin_theta KL(P_data || P_theta) ~= (1/N) sum_n [ln P_data(x_n) - ln P_theta(x_n)], x_n ~ P_data, by optax Adam.
+
+    Returns (params, history of the KL estimate before each step). With P_data the
+    empirical distribution of ``samples`` on a finite alphabet the estimate is the
+    exact KL; with a known density it is the Monte Carlo estimate ``kl_monte_carlo``.
+    """
+    fn = "fit_by_min_kl"
+    samples, steps = _check_fit_args(fn, model_log_prob, samples, steps, learning_rate)
+    if not callable(data_log_prob):
+        raise ValueError(f"{fn}: data_log_prob must be a callable x -> [N], got {type(data_log_prob).__name__}")
+    # ln P_data(x_n) does not depend on theta: evaluate it once; it shifts the objective by the constant -H(P_data)
+    data_log_probs = jnp.asarray(data_log_prob(samples))
+    if data_log_probs.shape != (samples.shape[0],):
+        raise ValueError(f"{fn}: data_log_prob must return one log-density per sample, shape ({samples.shape[0]},), "
+                         f"got {data_log_probs.shape}")
+    return _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, steps=steps)
+
+
+# ----------------------------------------------------------------------------- 3. Bayes' rule
+
+
+def log_posterior(log_joint, axis: int = -1) -> jax.Array:
+    """Bayes' rule in log space: ln P(y | x) = ln P(x, y) - logsumexp_y' ln P(x, y'), normalised over ``axis``."""
+    log_joint = _float(log_joint)
+    if log_joint.ndim < 1:
+        raise ValueError(f"log_posterior: log_joint must have at least one axis (the class axis), got shape {log_joint.shape}")
+    if not -log_joint.ndim <= axis < log_joint.ndim:
+        raise ValueError(f"log_posterior: axis must be in [-{log_joint.ndim}, {log_joint.ndim - 1}], got {axis}")
+    return _log_posterior(log_joint, axis=axis % log_joint.ndim)
+
+
+@functools.partial(jax.jit, static_argnames=("axis",))
+def _log_posterior(log_joint, *, axis):
+    return log_joint - logsumexp(log_joint, axis=axis, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- generative: naive Bayes
+
+
+@struct.dataclass
+class GaussianNB:
+    """Gaussian naive Bayes P(y) prod_d N(x_d | means_yd, variances_yd): log_prior [K], means [K, D], variances [K, D]."""
+    log_prior: jax.Array
+    means: jax.Array
+    variances: jax.Array
+
+
+@struct.dataclass
+class MultinomialNB:
+    """Multinomial naive Bayes P(y) prod_v theta_yv^{x_v}: log_prior [K], feature_log_prob ln theta [K, V]."""
+    log_prior: jax.Array
+    feature_log_prob: jax.Array
+
+
+def _class_counts(y, num_classes, dtype):
+    onehot = jax.nn.one_hot(y, num_classes, dtype=dtype)  # [N, K]
+    counts = jnp.sum(onehot, axis=0)
+    return onehot, counts, jnp.log(counts) - jnp.log(jnp.sum(counts))
+
+
+def gaussian_nb_fit(x, y, num_classes: int, var_smoothing: float = 1e-9) -> GaussianNB:
+    """Closed-form MLE: P(y=k) = N_k/N, mu_k = mean of x in class k, var_k = biased class variance + var_smoothing * max_d Var(x_d).
+
+    The smoothing epsilon follows sklearn.naive_bayes.GaussianNB: var_smoothing
+    times the largest per-feature variance of all of x. A class with no examples
+    gets ln P(y=k) = -inf (mean 0, variance 1 as placeholders).
+    """
+    fn = "gaussian_nb_fit"
+    x = _check_matrix(x, "x", fn)
+    k = _check_positive_int(num_classes, "num_classes", fn)
+    y = _check_labels(y, x.shape[0], k, fn)
+    if x.shape[0] < 1:
+        raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
+    _check_nonneg(var_smoothing, "var_smoothing", fn)
+    return _gnb_fit(x, y, jnp.asarray(var_smoothing, x.dtype), num_classes=k)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _gnb_fit(x, y, var_smoothing, *, num_classes):
+    onehot, counts, log_prior = _class_counts(y, num_classes, x.dtype)
+    safe = jnp.maximum(counts, 1.0)[:, None]
+    means = onehot.T @ x / safe
+    variances = onehot.T @ jnp.square(x - means[y]) / safe  # two-pass per-class variance
+    epsilon = var_smoothing * jnp.max(jnp.var(x, axis=0))
+    present = (counts > 0)[:, None]
+    return GaussianNB(log_prior=log_prior, means=means,
+                      variances=jnp.where(present, variances + epsilon, 1.0))
+
+
+def _check_gnb(params, fn):
+    if not isinstance(params, GaussianNB):
+        raise ValueError(f"{fn}: params must be a GaussianNB, got {type(params).__name__}")
+    return jnp.shape(params.means)[1]
+
+
+def gaussian_nb_log_joint(params: GaussianNB, x) -> jax.Array:
+    """ln P(x, y=k) = ln P(y=k) + sum_d ln N(x_d | mu_kd, var_kd); x [N, D] -> [N, K]."""
+    fn = "gaussian_nb_log_joint"
+    x = _check_matrix(x, "x", fn, _check_gnb(params, fn))
+    return _gnb_log_joint(params, x)
+
+
+@jax.jit
+def _gnb_log_joint(params, x):
+    comp = jax.vmap(mvn_log_pdf_diag, in_axes=(None, 0, 0), out_axes=1)(x, params.means, params.variances)
+    return params.log_prior + comp
+
+
+def gaussian_nb_predict(params: GaussianNB, x) -> jax.Array:
+    """y_hat = argmax_k ln P(x, y=k) = argmax_k P(y=k | x); x [N, D] -> [N] ints."""
+    x = _check_matrix(x, "x", "gaussian_nb_predict", _check_gnb(params, "gaussian_nb_predict"))
+    return _argmax_of(_gnb_log_joint, params, x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _argmax_of(log_scores, params, x):
+    return jnp.argmax(log_scores(params, x), axis=-1)
+
+
+def gaussian_nb_to_gmm(params: GaussianNB) -> GMM:
+    """Hide the label: P(x) = sum_k P(y=k) N(x | mu_k, diag var_k) is a diagonal GMM (zoo.gmm) with weights P(y)."""
+    _check_gnb(params, "gaussian_nb_to_gmm")
+    return GMM(weights=jnp.exp(params.log_prior), means=params.means, covs=params.variances,
+               covariance_type="diag")
+
+
+def multinomial_nb_fit(counts, y, num_classes: int, alpha: float = 1.0) -> MultinomialNB:
+    """Add-alpha MLE: P(y=k) = N_k/N, theta_kv = (sum_{n in k} x_nv + alpha) / (sum_{n in k} sum_v' x_nv' + alpha V)."""
+    fn = "multinomial_nb_fit"
+    counts = _check_matrix(counts, "counts", fn)
+    k = _check_positive_int(num_classes, "num_classes", fn)
+    y = _check_labels(y, counts.shape[0], k, fn)
+    if counts.shape[0] < 1:
+        raise ValueError(f"{fn}: counts must have at least one row, got shape {counts.shape}")
+    if _is_concrete(counts) and counts.size and float(np.min(np.asarray(counts))) < 0:
+        raise ValueError(f"{fn}: counts must be non-negative (bag-of-words counts), got min {float(np.min(np.asarray(counts)))}")
+    _check_nonneg(alpha, "alpha", fn, strict=True)
+    return _mnb_fit(counts, y, jnp.asarray(alpha, counts.dtype), num_classes=k)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _mnb_fit(counts, y, alpha, *, num_classes):
+    onehot, _, log_prior = _class_counts(y, num_classes, counts.dtype)
+    feature_counts = onehot.T @ counts + alpha  # [K, V]
+    feature_log_prob = jnp.log(feature_counts) - jnp.log(jnp.sum(feature_counts, axis=1, keepdims=True))
+    return MultinomialNB(log_prior=log_prior, feature_log_prob=feature_log_prob)
+
+
+def _check_mnb(params, fn):
+    if not isinstance(params, MultinomialNB):
+        raise ValueError(f"{fn}: params must be a MultinomialNB, got {type(params).__name__}")
+    return jnp.shape(params.feature_log_prob)[1]
+
+
+def multinomial_nb_log_joint(params: MultinomialNB, counts) -> jax.Array:
+    """ln P(x, y=k) = ln P(y=k) + sum_v x_v ln theta_kv (multinomial coefficient dropped: constant in k); [N, V] -> [N, K]."""
+    fn = "multinomial_nb_log_joint"
+    counts = _check_matrix(counts, "counts", fn, _check_mnb(params, fn))
+    return _mnb_log_joint(params, counts)
+
+
+@jax.jit
+def _mnb_log_joint(params, counts):
+    return params.log_prior + counts @ params.feature_log_prob.T
+
+
+def multinomial_nb_predict(params: MultinomialNB, counts) -> jax.Array:
+    """y_hat = argmax_k ln P(x, y=k); counts [N, V] -> [N] ints."""
+    counts = _check_matrix(counts, "counts", "multinomial_nb_predict", _check_mnb(params, "multinomial_nb_predict"))
+    return _argmax_of(_mnb_log_joint, params, counts)
+
+
+# ----------------------------------------------------------------------------- discriminative: logistic regression
+
+
+@struct.dataclass
+class LogisticRegression:
+    """Softmax regression P(y=k | x) = softmax(x W + b)_k: weights [D, K], bias [K]."""
+    weights: jax.Array
+    bias: jax.Array
+
+
+def _check_lr(params, fn):
+    if not isinstance(params, LogisticRegression):
+        raise ValueError(f"{fn}: params must be a LogisticRegression, got {type(params).__name__}")
+    return jnp.shape(params.weights)[0]
+
+
+def logistic_regression_log_probs(params: LogisticRegression, x) -> jax.Array:
+    """ln P(y=k | x) = (x W + b)_k - logsumexp_j (x W + b)_j; x [N, D] -> [N, K]."""
+    fn = "logistic_regression_log_probs"
+    x = _check_matrix(x, "x", fn, _check_lr(params, fn))
+    return _lr_log_probs(params, x)
+
+
+@jax.jit
+def _lr_log_probs(params, x):
+    return jax.nn.log_softmax(x @ params.weights + params.bias, axis=-1)
+
+
+def logistic_regression_loss(params: LogisticRegression, x, y, l2: float = 0.0) -> jax.Array:
+    """L = -(1/N) sum_n ln P(y_n | x_n) + l2/2 ||W||^2 (bias not penalised)."""
+    fn = "logistic_regression_loss"
+    x = _check_matrix(x, "x", fn, _check_lr(params, fn))
+    y = _check_labels(y, x.shape[0], jnp.shape(params.bias)[0], fn)
+    _check_nonneg(l2, "l2", fn)
+    return _lr_loss(params, x, y, l2)
+
+
+@jax.jit
+def _lr_loss(params, x, y, l2):
+    log_probs = _lr_log_probs(params, x)
+    nll = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+    return nll + 0.5 * l2 * jnp.sum(jnp.square(params.weights))
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _lr_fit(init, x, y, learning_rate, l2, *, steps):
+    opt = optax.adam(learning_rate)
+
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(_lr_loss)(params, x, y, l2)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
+    return params
+
+
+def logistic_regression_fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 0.1,
+                            l2: float = 0.0, key: jax.Array) -> LogisticRegression:
+    """argmin_{W, b} -(1/N) sum_n ln softmax(x_n W + b)_{y_n} + l2/2 ||W||^2 by full-batch optax Adam from W ~ N(0, 0.01^2), b = 0."""
+    fn = "logistic_regression_fit"
+    x = _check_matrix(x, "x", fn)
+    k = _check_positive_int(num_classes, "num_classes", fn, minimum=2)
+    y = _check_labels(y, x.shape[0], k, fn)
+    if x.shape[0] < 1:
+        raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
+    steps = _check_positive_int(steps, "steps", fn)
+    _check_nonneg(learning_rate, "learning_rate", fn, strict=True)
+    _check_nonneg(l2, "l2", fn)
+    if key is None:
+        raise ValueError(f"{fn}: key must be a jax.random key, got None")
+    # a 1-d draw reshaped: N-d jax.random.normal compiles far more slowly on CPU
+    init = LogisticRegression(weights=0.01 * jax.random.normal(key, (x.shape[1] * k,), x.dtype).reshape(x.shape[1], k),
+                              bias=jnp.zeros((k,), x.dtype))
+    return _lr_fit(init, x, y, jnp.asarray(learning_rate, x.dtype), jnp.asarray(l2, x.dtype), steps=steps)
+
+
+def logistic_regression_predict(params: LogisticRegression, x) -> jax.Array:
+    """y_hat = argmax_k P(y=k | x); x [N, D] -> [N] ints."""
+    x = _check_matrix(x, "x", "logistic_regression_predict", _check_lr(params, "logistic_regression_predict"))
+    return _argmax_of(_lr_log_probs, params, x)
