@@ -1,34 +1,121 @@
-"""Orbax checkpoints of the train state together with the input pipeline's position."""
+"""Orbax checkpoints of the train state together with the input pipeline's position.
+
+A checkpoint is either complete or ignored: Orbax commits a step only once every file is written
+(an interrupted save leaves a temporary directory that is never read), and a committed step that
+fails to restore (truncated or corrupted files) is moved aside to `<workdir>/damaged_checkpoints/`
+with a warning, and the next older one is used. Good checkpoints are never deleted except by
+Orbax's own `max_to_keep` rotation.
+"""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import time
 
 import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from train.config import ConfigError
+
+
+class CheckpointMismatch(ConfigError):
+    """The checkpoint in the workdir was written by a model of another shape."""
+
+
+def _path_str(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _shapes(tree) -> dict[str, tuple]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {_path_str(p): tuple(getattr(v, "shape", ())) for p, v in flat}
 
 
 class Checkpointer:
-    """CheckpointManager over `<workdir>/checkpoints`: saves are asynchronous, the last few are kept."""
+    """CheckpointManager over `<workdir>/checkpoints`: asynchronous saves, the last `keep` kept."""
 
     def __init__(self, directory: str, keep: int):
-        self.manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        self.directory = os.path.abspath(directory)
+        self._keep = keep
+        self.manager = self._open()
+
+    def _open(self):
+        return ocp.CheckpointManager(
+            self.directory,
+            item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True),
         )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
     def save(self, step: int, state, data_iterator) -> None:
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)))
+
+    def check_compatible(self, step: int, target_state) -> None:
+        """Raise CheckpointMismatch naming the first parameter whose saved shape differs from the model's."""
+        saved = self.manager.item_metadata(step)["state"]
+        saved = getattr(saved, "tree", saved)
+        saved_params = _shapes(saved["params"] if isinstance(saved, dict) else saved.params)
+        want = _shapes(target_state.params)
+        where = f"the checkpoint at step {step} in {self.directory}"
+        for name in sorted(set(saved_params) | set(want)):
+            if name not in want:
+                raise CheckpointMismatch(f"{where} has parameter {name} {saved_params[name]} that this config's model "
+                                         f"lacks; use the config it was trained with, or another --workdir")
+            if name not in saved_params:
+                raise CheckpointMismatch(f"{where} lacks parameter {name} {want[name]} of this config's model; "
+                                         f"use the config it was trained with, or another --workdir")
+            if saved_params[name] != want[name]:
+                raise CheckpointMismatch(f"{where} has parameter {name} of shape {saved_params[name]}, but this "
+                                         f"config's model has shape {want[name]}; use the config it was trained "
+                                         f"with, or another --workdir")
 
     def restore(self, step: int, target_state, data_iterator):
         """The state saved at `step`, shaped like target_state; data_iterator is moved to its saved position."""
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target_state),
             data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return restored["state"]
+        state = restored["state"]
+        if not all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(jax.device_get(state))
+                   if np.issubdtype(np.asarray(x).dtype, np.floating)):
+            raise ValueError("restored values are not finite")
+        return state
+
+    def restore_latest(self, target_state, data_iterator):
+        """(state, step) from the newest checkpoint that restores, or (None, None) when there is none.
+
+        A model-shape mismatch raises CheckpointMismatch before anything is read or moved; a damaged
+        checkpoint is moved aside with a warning and the next older one is tried.
+        """
+        for step in reversed(self.all_steps()):
+            try:
+                self.check_compatible(step, target_state)
+                return self.restore(step, target_state, data_iterator), step
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                self._set_aside(step, e)
+        return None, None
+
+    def _set_aside(self, step: int, error: Exception) -> None:
+        if jax.process_index() == 0:
+            dest_root = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+            os.makedirs(dest_root, exist_ok=True)
+            dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(os.path.join(self.directory, str(step)), dest)
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            print(f"warning: checkpoint {step} in {self.directory} cannot be restored ({type(error).__name__}: "
+                  f"{reason}); moved it to {dest} and falling back to an older one", file=sys.stderr, flush=True)
+        self.manager.close()
+        self.manager = self._open()
 
     def close(self) -> None:
         """Wait for the last asynchronous save to be committed."""

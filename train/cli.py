@@ -1,4 +1,9 @@
-"""Command line of every training module: `python -m train.<model> [--workdir DIR] [--config.key=value ...]`."""
+"""Command line of every training module: `python -m train.<model> [--workdir DIR] [--config.key=value ...]`.
+
+Bad input (unknown or mistyped flags and config keys, values out of range, unusable data or workdir)
+prints one line `error: ...` on stderr and exits with code 2 before anything is written. A run
+stopped by NaN/Inf prints one line and exits with code 1.
+"""
 from __future__ import annotations
 
 import sys
@@ -11,25 +16,50 @@ from train.config import ConfigError
 from train.data import DataError
 
 USER_ERRORS = (ConfigError, DataError)
+OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collections: unknown key, bad type
 
 
 def main(name: str, get_config: Callable, run: Callable) -> None:
-    """Define the flags, parse them, and call run(config, workdir); bad input exits 2 with one line."""
+    """Define the flags, parse them, and call run(config, workdir)."""
     flags.DEFINE_string("workdir", f"runs/{name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/.")
-    config_flags.DEFINE_config_dict("config", get_config(), "Training configuration; override keys with --config.KEY=VALUE.")
+    try:  # ml_collections reads sys.argv's overrides already here
+        config_flags.DEFINE_config_dict("config", get_config(), "Training configuration; override keys with --config.KEY=VALUE.")
+    except OVERRIDE_ERRORS as e:
+        _bad_override(e)
 
     def _main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
         if len(argv) > 1:
             _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR and --config.KEY=VALUE")
+        from train.loop import NonFiniteError
         try:
             run(flags.FLAGS.config, flags.FLAGS.workdir)
         except USER_ERRORS as e:
             _fail(str(e))
+        except NonFiniteError as e:
+            _fail(str(e), code=1)
 
-    app.run(_main)
+    app.run(_main, flags_parser=_parse_flags)
 
 
-def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(f"{e}; accepted flags: --workdir DIR, --config.KEY=VALUE for the keys of get_config() "
+              f"(python -m ... --helpfull lists them)")
+    except OVERRIDE_ERRORS as e:
+        _bad_override(e)
+
+
+def _bad_override(e: Exception) -> None:
+    msg = str(e.args[0] if e.args else e)
+    while msg[:1] in "'\"" and msg[-1:] == msg[:1]:  # KeyError messages come quoted, sometimes twice
+        msg = msg[1:-1]
+    msg = msg.replace("\\n", " ").replace("\\'", "'")
+    _fail(f"bad --config override: {msg}; accepted: the keys of get_config() with values of their types")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.exit(code)

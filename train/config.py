@@ -24,6 +24,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_every = 0            # 0: evaluate only at the end
     c.keep_checkpoints = 3
     c.progress = True           # tqdm progress bar on stderr
+    c.nan_policy = "stop"       # a non-finite loss/gradient: 'stop' the run, or 'skip' the step
 
     c.optimizer = "adam"        # 'adam' | 'adamw'
     c.learning_rate = 2e-4
@@ -38,7 +39,8 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear")}
+CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear"),
+           "nan_policy": ("stop", "skip")}
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
 NON_NEGATIVE_INTS = ("eval_every", "warmup_steps", "seed")
 
@@ -46,15 +48,16 @@ NON_NEGATIVE_INTS = ("eval_every", "warmup_steps", "seed")
 def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
     """Raise ConfigError naming the first key whose value cannot be used."""
     for key, accepted in {**CHOICES, **(choices or {})}.items():
-        if key in config and config[key] not in accepted:
-            raise ConfigError(f"config.{key}={config[key]!r} is not accepted; accepted: {', '.join(map(str, accepted))}")
+        found, v = _lookup(config, key)
+        if found and v not in accepted:
+            raise ConfigError(f"config.{key}={v!r} is not accepted; accepted: {', '.join(map(str, accepted))}")
     for key in POSITIVE_INTS + tuple(positive_ints):
-        v = config.get(key)
-        if key in config and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        found, v = _lookup(config, key)
+        if found and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ConfigError(f"config.{key}={v!r} must be a positive integer")
     for key in NON_NEGATIVE_INTS + tuple(non_negative_ints):
-        v = config.get(key)
-        if key in config and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        found, v = _lookup(config, key)
+        if found and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise ConfigError(f"config.{key}={v!r} must be a non-negative integer")
     if not config.learning_rate > 0:
         raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
@@ -62,3 +65,13 @@ def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
         raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1)")
     if config.grad_clip < 0:
         raise ConfigError(f"config.grad_clip={config.grad_clip!r} must be >= 0 (0 disables clipping)")
+
+
+def _lookup(config, key: str):
+    """(True, value) of a possibly dotted key ('diffusion.schedule'), (False, None) where it is absent."""
+    node = config
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node:
+            return False, None
+        node = node[part]
+    return True, node

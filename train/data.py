@@ -72,8 +72,10 @@ def _digits_builder_cls():
 
 def prepare_digits(data_dir: str | None = None):
     """Build the digits TFDS dataset into data_dir once (no download, no TensorFlow); return its builder."""
+    import tensorflow_datasets as tfds
     builder = _digits_builder_cls()(data_dir=data_dir)
     if not builder.is_prepared():
+        tfds.disable_progress_bar()
         builder.download_and_prepare()
     return builder
 
@@ -175,34 +177,49 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
     import tensorflow_datasets as tfds
     if name == DIGITS:
         builder = prepare_digits(data_dir)
+        source = lambda split: builder.as_data_source(split=split)
     else:
         try:
-            builder = tfds.builder(name, data_dir=data_dir)
+            tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # tfds raises several types for unknown names
             raise DataError(f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', or a TFDS image dataset name "
                             f"such as mnist, fashion_mnist, cifar10 ({type(e).__name__})") from None
-        if not builder.is_prepared():
-            raise DataError(
-                f"TFDS dataset {name!r} is not prepared in {builder.data_dir_root}; this program never downloads. "
-                f"Prepare it where there is internet (pip install '.[tf]'; python -c \"import tensorflow_datasets as "
-                f"tfds; tfds.builder('{name}', data_dir='DIR').download_and_prepare()\") and pass --config.data_dir=DIR")
-    features = builder.info.features
+
+        def source(split):
+            try:
+                return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+            except Exception as e:
+                raise DataError(
+                    f"TFDS dataset {name!r} (split {split!r}) is not prepared as array_record in "
+                    f"{data_dir or 'the default TFDS data dir'}; this program never downloads ({type(e).__name__}). "
+                    f"Prepare it where there is internet: pip install '.[tf]'; python -c \"import tensorflow_datasets "
+                    f"as tfds; tfds.builder('{name}', data_dir='DIR', file_format='array_record')"
+                    f".download_and_prepare()\", then pass --config.data_dir=DIR") from None
+
+    train = source("train")
+    test = None
+    for split in ("test", "validation"):
+        try:
+            test = source(split)
+            break
+        except DataError:
+            pass
+    if test is None:  # no held-out split: hold out the last 10% of train
+        train, test = source("train[:90%]"), source("train[90%:]")
+    features = train.dataset_info.features
     image_key = next((k for k in ("image", "img") if k in features), None)
     if image_key is None:
         raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: {sorted(features)}); "
                         f"accepted: image datasets")
     label_key = "label" if "label" in features else None
-    splits = builder.info.splits
-    test_split = "test" if "test" in splits else ("validation" if "validation" in splits else "train")
     shape = tuple(features[image_key].shape)
     if len(shape) == 2:
         shape = shape + (1,)
     if None in shape:
         raise DataError(f"TFDS dataset {name!r} has images of varying size {shape}; accepted: fixed-size images")
     num_classes = features[label_key].num_classes if label_key else 1
-    src = lambda split: _TfdsSource(tfds.data_source(name, split=split, data_dir=data_dir, builder_kwargs=None)
-                                    if name != DIGITS else builder.as_data_source(split=split), image_key, label_key)
-    return ImageData(name, src("train"), src(test_split), shape, int(num_classes))
+    return ImageData(name, _TfdsSource(train, image_key, label_key), _TfdsSource(test, image_key, label_key),
+                     shape, int(num_classes))
 
 
 def load_images(dataset: str, data_dir: str | None = None) -> ImageData:

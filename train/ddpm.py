@@ -20,8 +20,8 @@ from zoo import ddpm
 
 def get_config() -> ml_collections.ConfigDict:
     c = config_lib.base_config()
-    c.num_steps = 3000
-    c.batch_size = 128
+    c.num_steps = 2000
+    c.batch_size = 64
     c.learning_rate = 1e-3
     c.lr_schedule = "cosine"
     c.warmup_steps = 100
@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0))
     c.diffusion = ml_collections.ConfigDict(dict(schedule="linear", num_timesteps=1000, variance="beta"))
     c.sample = ml_collections.ConfigDict(dict(num_images=64, ddim_steps=50, ddim_eta=0.0))
-    c.eval_examples = 128       # test images in the bits/dim bound (each costs num_timesteps network calls)
+    c.eval_examples = 64        # test images in the bits/dim bound (each costs num_timesteps network calls)
     return c
 
 
@@ -42,6 +42,12 @@ def check_config(c) -> None:
         v = c[key.split(".")[0]][key.split(".")[1]]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise config_lib.ConfigError(f"config.{key}={v!r} must be a positive integer")
+    for key in ("ch_mult", "attn_resolutions"):
+        v = c.model[key]
+        if not isinstance(v, (tuple, list)) or not all(isinstance(m, int) and m > 0 for m in v) or \
+                (key == "ch_mult" and not v):
+            raise config_lib.ConfigError(f"config.model.{key}={v!r} must be a tuple of positive integers, "
+                                         f"e.g. (1, 2)")
     if c.sample.ddim_steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
                                      f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}")

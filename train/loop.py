@@ -8,12 +8,17 @@ optimizer and EMA, checkpoints and resume, logs, the progress bar and the final 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
@@ -35,6 +40,10 @@ class Task:
     train_step(state, batch, key) -> (state, metrics), replacing the default gradient step built from loss_fn
     optimizer: an optax transformation replacing the config's
     evaluate(state, step) -> (dict of scalars, dict of name -> uint8 [H,W,C] image), run on the host
+    train_source: random-access examples, batched by data.batches (images)
+    batches(global_batch_size, seed) -> a grain iterator of this process's batches, replacing train_source
+      (for data that is cheaper to batch whole, e.g. word2vec's pairs); it must have get_state/set_state
+    export(state, workdir): write the model's deliverables (e.g. vectors.txt) at the end, lead process only
     """
     name: str
     init_params: Callable[[jax.Array], Any]
@@ -43,6 +52,8 @@ class Task:
     optimizer: optax.GradientTransformation | None = None
     evaluate: Callable[[state_lib.TrainState, int], tuple[dict, dict]] | None = None
     train_source: Any = None
+    batches: Callable[[int, int], Any] | None = None
+    export: Callable[[state_lib.TrainState, str], None] | None = None
 
 
 def gradient_step(loss_fn: LossFn) -> StepFn:
@@ -59,19 +70,28 @@ def step_key(seed: int, step) -> jax.Array:
 
 
 def compile_step(task: Task, config, mesh):
-    """The jitted step driver: (state, global batch) -> (state, metrics), state replicated, batch sharded."""
+    """The jitted step driver: (state, global batch) -> (state, metrics, finite), state replicated, batch sharded.
+
+    `finite` is False when any metric (loss, grad norm, ...) is NaN or Inf; with nan_policy='skip' the
+    state then keeps its previous values (only the step counter advances).
+    """
     step_fn = task.train_step or gradient_step(task.loss_fn)
+    skip = config.get("nan_policy", "stop") == "skip"
 
     def step(state, batch):
-        return step_fn(state, batch, step_key(config.seed, state.step))
+        new, metrics = step_fn(state, batch, step_key(config.seed, state.step))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+        if skip:
+            new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state).replace(step=new.step)
+        return new, metrics, finite
 
     repl = parallel.replicated(mesh)
-    return jax.jit(step, donate_argnums=0, out_shardings=(repl, repl))
+    return jax.jit(step, donate_argnums=0, out_shardings=(repl, repl, repl))
 
 
 def init_state(task: Task, config, mesh) -> state_lib.TrainState:
     key = jax.random.fold_in(jax.random.key(config.seed), -1 & 0x7FFFFFFF)  # distinct from every step key
-    params = task.init_params(key)
+    params = jax.jit(task.init_params)(key)  # one compiled program, not one per initialiser
     tx = task.optimizer or state_lib.make_optimizer(config)
     return parallel.replicate(state_lib.create_train_state(params, tx, config.ema_decay), mesh)
 
@@ -81,6 +101,87 @@ def _mean_metrics(pending: list[dict]) -> dict:
     return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
 
 
+class NonFiniteError(RuntimeError):
+    """Training produced NaN or Inf (config.nan_policy='stop')."""
+
+
+def _lock_workdir(workdir: str):
+    """An exclusive flock on the workdir itself: the OS drops it when the process dies, even by kill -9."""
+    fd = os.open(workdir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(f"workdir {workdir} is in use by another run (it holds the lock); wait for it to finish, "
+                          f"stop it, or pass another --workdir") from None
+    return fd
+
+
+def _make_workdir(workdir: str) -> None:
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"workdir {workdir} is not a writable directory ({e.strerror or type(e).__name__}); "
+                          f"pass a --workdir you can write to") from None
+
+
+def _truncate_metrics(workdir: str, step: int) -> None:
+    """Drop records of steps after `step` (logged by a run that died before checkpointing them)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn last line from a killed run
+    if len(keep) != len(lines):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(keep)
+        os.replace(tmp, path)
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary and exits."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _first_non_finite(pending: list[tuple[int, dict, Any]]):
+    flags = jax.device_get([f for _, _, f in pending])
+    for (s, metrics, _), ok in zip(pending, flags):
+        if not ok:
+            bad = {k: float(v) for k, v in jax.device_get(metrics).items() if not np.all(np.isfinite(v))}
+            return s, bad
+    return None
+
+
 def train(config, workdir: str, task: Task) -> dict:
     """Train to config.num_steps, resuming from the latest checkpoint in workdir; return the last figures."""
     mesh = parallel.data_mesh()
@@ -88,57 +189,94 @@ def train(config, workdir: str, task: Task) -> dict:
         raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by the device count "
                           f"{jax.device_count()}")
     lead = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    workdir = os.path.abspath(workdir)
+    _make_workdir(workdir)
+    lock = _lock_workdir(workdir) if lead else None  # one multi-host run is one run: its lead holds the lock
+    try:
+        return _train_locked(config, workdir, task, mesh, lead)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _train_locked(config, workdir, task, mesh, lead) -> dict:
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+    data_iter = (task.batches or functools.partial(data.batches, task.train_source))(config.batch_size, config.seed)
+    state = init_state(task, config, mesh)
+    try:
+        restored, start = ckpt.restore_latest(state, data_iter)
+    except BaseException:
+        ckpt.close()
+        raise
+    if restored is None:
+        start = 0
+    else:
+        state = restored
+        if lead:
+            _truncate_metrics(workdir, start)
+            print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     if lead:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-
     writer = MetricsWriter(workdir, enabled=lead)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    data_iter = data.batches(task.train_source, config.batch_size, config.seed)
-    state = init_state(task, config, mesh)
-    start = 0
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state = ckpt.restore(latest, state, data_iter)
-        start = int(jax.device_get(state.step))
-        if lead:
-            print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     step = compile_step(task, config, mesh)
 
-    last = {}
+    last, saved = {}, start
     pbar = tqdm(total=config.num_steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True,
                 disable=not (config.progress and lead))
     try:
-        pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
-        for s in range(start + 1, config.num_steps + 1):
-            batch = parallel.shard_batch(next(data_iter), mesh)
-            state, metrics = step(state, batch)
-            pending.append(metrics)
-            if t0 is None:  # the first step carries compilation: time from its end
-                jax.block_until_ready(metrics)
-                t0 = time.perf_counter()
-                first_step_secs = t0 - t_start
-            else:
-                timed_steps += 1
-            if s % config.log_every == 0 or s == config.num_steps:
-                last = _mean_metrics(pending)
-                elapsed = time.perf_counter() - t0
-                if timed_steps:
-                    last["examples_per_sec"] = timed_steps * config.batch_size / elapsed
-                if first_step_secs is not None:  # compile + first step, reported once per process start
-                    last["first_step_secs"], first_step_secs = first_step_secs, None
-                writer.scalars(s, last)
-                pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
-                pending, timed_steps, t0 = [], 0, time.perf_counter()
-            if s % config.checkpoint_every == 0 or s == config.num_steps:
-                ckpt.save(s, state, data_iter)
-            if task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
-                _evaluate(task, state, s, writer)
-            pbar.update(1)
+        with _Interrupts() as interrupts:
+            pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
+            skipped = 0
+            for s in range(start + 1, config.num_steps + 1):
+                batch = parallel.shard_batch(next(data_iter), mesh)
+                state, metrics, finite = step(state, batch)
+                pending.append((s, metrics, finite))
+                if t0 is None:  # the first step carries compilation: time from its end
+                    jax.block_until_ready(metrics)
+                    t0 = time.perf_counter()
+                    first_step_secs = t0 - t_start
+                else:
+                    timed_steps += 1
+                log_now = s % config.log_every == 0 or s == config.num_steps
+                save_now = s % config.checkpoint_every == 0 or s == config.num_steps or interrupts.signum
+                if log_now or save_now:
+                    bad = _first_non_finite(pending)
+                    if bad and config.nan_policy == "stop":
+                        raise NonFiniteError(
+                            f"non-finite {', '.join(f'{k}={v}' for k, v in bad[1].items())} at step {bad[0]}; no "
+                            f"checkpoint was written after step {saved}. Lower config.learning_rate, check the data, "
+                            f"or set config.nan_policy=skip")
+                if log_now:
+                    flags = jax.device_get([f for _, _, f in pending])
+                    skipped += int(len(flags) - np.sum(flags))
+                    last = _mean_metrics([m for (_, m, _), ok in zip(pending, flags) if ok] or [pending[-1][1]])
+                    elapsed = time.perf_counter() - t0
+                    if timed_steps:
+                        last["examples_per_sec"] = timed_steps * config.batch_size / elapsed
+                    if first_step_secs is not None:  # compile + first step, reported once per process start
+                        last["first_step_secs"], first_step_secs = first_step_secs, None
+                    if config.nan_policy == "skip":
+                        last["skipped_steps"] = skipped
+                    writer.scalars(s, last)
+                    pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
+                    pending, timed_steps, t0 = [], 0, time.perf_counter()
+                if save_now:
+                    ckpt.save(s, state, data_iter)
+                    saved = s
+                pbar.update(1)
+                if interrupts.signum:
+                    name = signal.Signals(interrupts.signum).name
+                    pbar.close()
+                    print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
+                    raise SystemExit(128 + interrupts.signum)
+                if task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
+                    _evaluate(task, state, s, writer)
         pbar.close()
         if task.evaluate:
             last.update(_evaluate(task, state, config.num_steps, writer))
+        if task.export and lead:
+            task.export(state, workdir)
     finally:
         pbar.close()
         ckpt.close()

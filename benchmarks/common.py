@@ -1,0 +1,39 @@
+"""Shared helpers of the speed scripts: timing, XLA FLOP counts, the machine's matmul roofline."""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+
+def time_fn(fn, *args, warmup: int = 1, min_time: float = 2.0, min_iters: int = 3) -> float:
+    """Median-free simple timer: seconds per call after warmup, over at least min_time seconds."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    n, t0 = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - t0 < min_time:
+        jax.block_until_ready(fn(*args))
+        n += 1
+    return (time.perf_counter() - t0) / n
+
+
+def flops_of(jitted, *args) -> float:
+    """FLOPs of one call as counted by XLA's cost analysis of the compiled program."""
+    cost = jitted.lower(*args).compile().cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def matmul_gflops(n: int = 2048, dtype=jnp.float32) -> float:
+    """Achieved GFLOP/s of an n x n x n matmul on the default device: the practical roofline."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    f = jax.jit(lambda a, b: a @ b)
+    return 2 * n**3 / time_fn(f, a, b) / 1e9
+
+
+def device_line() -> str:
+    d = jax.devices()[0]
+    return f"{len(jax.devices())} x {d.device_kind} ({d.platform}), jax {jax.__version__}"

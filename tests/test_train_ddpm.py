@@ -1,0 +1,203 @@
+"""train.ddpm and the shared backbone end to end, on tiny configs (a few steps, T=20)."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from train import data, ddpm as train_ddpm
+from train.config import ConfigError
+
+
+def tiny_config(data_dir, **overrides):
+    c = train_ddpm.get_config()
+    c.data_dir = str(data_dir)
+    c.num_steps = 4
+    c.batch_size = 8
+    c.log_every = 2
+    c.checkpoint_every = 2
+    c.warmup_steps = 1
+    c.lr_schedule = "constant"  # so a run extended from 4 to 6 steps is the same run as 6 straight
+    c.progress = False
+    c.model.ch = 8
+    c.model.num_res_blocks = 1
+    c.diffusion.num_timesteps = 20
+    c.sample.num_images = 4
+    c.sample.ddim_steps = 5
+    c.eval_examples = 4
+    for k, v in overrides.items():
+        target = c
+        *path, last = k.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = v
+    return c
+
+
+def read_metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(workdir):
+    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+    """6 steps in one go: the reference for resume and determinism."""
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    figures = train_ddpm.run(tiny_config(data_dir, num_steps=6), workdir)
+    return workdir, figures
+
+
+def test_workdir_layout(straight_run):
+    workdir, figures = straight_run
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
+    records = read_metrics(workdir)
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    for r in logged:
+        assert np.isfinite(r["loss"]) and r["examples_per_sec"] > 0
+    evals = [r for r in records if "eval/test_bpd_bound" in r]
+    assert evals and evals[-1]["step"] == 6 and np.isfinite(evals[-1]["eval/test_bpd_bound"])
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["num_steps"] == 6
+    samples = sorted(os.listdir(os.path.join(workdir, "samples")))
+    assert samples == ["ancestral_000006.png", "ddim_000006.png"]
+    img = np.asarray(Image.open(os.path.join(workdir, "samples", samples[0])))
+    assert img.ndim == 2 and min(img.shape) >= 256
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    assert figures["loss"] == pytest.approx(logged[-1]["loss"])
+
+
+def test_resume_continues_and_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
+    workdir = str(tmp_path)
+    train_ddpm.run(tiny_config(data_dir, num_steps=4), workdir)
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [2, 4]
+    train_ddpm.run(tiny_config(data_dir, num_steps=6), workdir)  # resumes at 4, not 0
+    steps = [r["step"] for r in read_metrics(workdir) if "loss" in r]
+    assert steps == [2, 4, 6]
+    # Same seed and config: the resumed run's losses equal the uninterrupted run's (CPU is deterministic).
+    assert train_losses(workdir) == train_losses(straight_run[0])
+
+
+def test_other_seed_gives_other_losses(straight_run, data_dir, tmp_path):
+    train_ddpm.run(tiny_config(data_dir, num_steps=2, seed=1), str(tmp_path))
+    assert train_losses(str(tmp_path))[2] != train_losses(straight_run[0])[2]
+
+
+def test_npz_dataset(data_dir, tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=rng.integers(0, 256, (20, 8, 8), dtype=np.uint8), y=rng.integers(0, 3, 20))
+    ds = data.load_images(f"npz:{path}")
+    assert ds.image_shape == (8, 8, 1) and len(ds.train) == 18 and len(ds.test) == 2 and ds.num_classes <= 3
+    np.testing.assert_array_equal(ds.test[1]["image"][..., 0], np.load(path)["x"][19])
+    figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, dataset=f"npz:{path}"), str(tmp_path / "run"))
+    assert np.isfinite(figures["loss"])
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((4, 8, 8), np.float32)}, "dtype float32"),
+    ({"images": np.zeros((4, 8, 8), np.uint8)}, "no array 'x'"),
+    ({"x": np.zeros((4, 8), np.uint8)}, "shape (4, 8)"),
+    ({"x": np.zeros((4, 8, 8, 2), np.uint8)}, "shape (4, 8, 8, 2)"),
+    ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(3, np.int64)}, "'y' must be"),
+])
+def test_bad_npz_files(tmp_path, arrays, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(data.DataError, match="npz:.*" + message.replace("(", r"\(").replace(")", r"\)")):
+        data.load_images(f"npz:{path}")
+
+
+def test_missing_and_corrupt_npz(tmp_path):
+    with pytest.raises(data.DataError, match="no such file"):
+        data.load_images(f"npz:{tmp_path / 'absent.npz'}")
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
+    with pytest.raises(data.DataError, match="not a readable .npz"):
+        data.load_images(f"npz:{tmp_path / 'corrupt.npz'}")
+
+
+def test_tfds_by_name_with_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=8):
+        ds = data.load_images("mnist", str(tmp_path))
+        assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10
+        batch = next(data.batches(ds.train, 4, seed=0))
+        assert batch["image"].shape == (4, 28, 28, 1) and batch["image"].dtype == np.uint8
+        assert batch["label"].shape == (4,)
+
+
+def test_unknown_and_unprepared_tfds_names(tmp_path):
+    with pytest.raises(data.DataError, match="unknown dataset 'no_such_dataset'"):
+        data.load_images("no_such_dataset", str(tmp_path))
+    with pytest.raises(data.DataError, match="'mnist'.*not prepared.*never downloads"):
+        data.load_images("mnist", str(tmp_path))
+
+
+def test_digits_dataset(data_dir):
+    from sklearn.datasets import load_digits
+    ds = data.load_images("digits", str(data_dir))
+    assert (len(ds.train), len(ds.test), ds.image_shape, ds.num_classes) == (1500, 297, (8, 8, 1), 10)
+    # Each example is one of sklearn's digits, rescaled 0..16 -> 0..255, with its label.
+    ref = load_digits()
+    ex = ds.test[0]
+    matches = np.where((np.round(ref.images * 255 / 16).astype(np.uint8) == ex["image"][..., 0]).all(axis=(1, 2)))[0]
+    assert len(matches) >= 1 and ref.target[matches[0]] == ex["label"]
+
+
+def test_batches_are_a_function_of_seed_and_step(data_dir):
+    ds = data.load_images("digits", str(data_dir))
+    a, b = data.batches(ds.train, 16, seed=3), data.batches(ds.train, 16, seed=3)
+    first = [next(a)["label"] for _ in range(3)]
+    np.testing.assert_array_equal(first, [next(b)["label"] for _ in range(3)])
+    # One epoch of 1500 examples covers every example once (94 batches of 16 = 1504 draws cross the boundary).
+    c = data.batches(ds.train, 100, seed=0)
+    seen = np.concatenate([next(c)["image"].reshape(100, -1) for _ in range(15)])
+    assert len(np.unique(seen, axis=0)) == len(np.unique(np.stack([ds.train[i]["image"].reshape(-1) for i in range(1500)]), axis=0))
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("--config.num_steps=0", "config.num_steps=0 must be a positive integer"),
+    ("--config.optimizer=sgd", "config.optimizer='sgd' is not accepted; accepted: adam, adamw"),
+    ("--config.dataset=no_such_dataset", "unknown dataset 'no_such_dataset'"),
+    ("--config.diffusion.schedule=quadratic", "accepted: linear, cosine"),
+])
+def test_cli_rejects_bad_input_with_one_line(tmp_path, override, fragment):
+    workdir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "train.ddpm", f"--workdir={workdir}", override,
+                           f"--config.data_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and fragment in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not workdir.exists()
+
+
+def test_config_errors_raise_before_any_write(data_dir, tmp_path):
+    with pytest.raises(ConfigError, match="sample.ddim_steps"):
+        train_ddpm.run(tiny_config(data_dir, **{"sample.ddim_steps": 50}), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+def test_runs_sharded_over_several_devices(data_dir, tmp_path):
+    """The same command on 4 simulated CPU devices: batch split 4 ways, parameters replicated."""
+    code = ("import jax; assert jax.device_count() == 4; from train import ddpm as d; "
+            "from tests.test_train_ddpm import tiny_config; import sys; "
+            f"f = d.run(tiny_config({str(data_dir)!r}, num_steps=2), {str(tmp_path)!r}); print('LOSS', f['loss'])")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert np.isfinite(float(proc.stdout.split("LOSS")[1]))
