@@ -120,10 +120,8 @@ def _lock_workdir(workdir: str):
 def _make_workdir(workdir: str) -> None:
     try:
         os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, f".write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        if not os.access(workdir, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
         raise ConfigError(f"workdir {workdir} is not a writable directory ({e.strerror or type(e).__name__}); "
                           f"pass a --workdir you can write to") from None
