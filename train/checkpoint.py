@@ -79,11 +79,23 @@ class Checkpointer:
                                          f"with, or another --workdir")
 
     def restore(self, step: int, target_state, data_iterator):
-        """The state saved at `step`, shaped like target_state; data_iterator is moved to its saved position."""
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target_state),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        state = restored["state"]
+        """The state saved at `step`, shaped like target_state; data_iterator is moved to its saved position.
+
+        The data position is saved per process; a run restarted with another number of processes derives
+        it from the step instead, which is exact because every process's batch k belongs to step k + 1.
+        """
+        state = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target_state)))["state"]
+        own = os.path.join(self.directory, str(step), "data",
+                           f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+        if os.path.exists(own):
+            self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        elif set(data_iterator.get_state()) == {"next_index"}:
+            data_iterator.set_state({"next_index": step})
+        else:
+            raise CheckpointMismatch(f"the checkpoint at step {step} in {self.directory} was written by another "
+                                     f"number of processes and its data position cannot be derived; resume with "
+                                     f"the same number of processes")
         if not all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(jax.device_get(state))
                    if np.issubdtype(np.asarray(x).dtype, np.floating)):
             raise ValueError("restored values are not finite")

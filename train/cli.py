@@ -12,6 +12,7 @@ from typing import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from train import parallel
 from train.config import ConfigError
 from train.data import DataError
 
@@ -22,6 +23,9 @@ OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collec
 def main(name: str, get_config: Callable, run: Callable) -> None:
     """Define the flags, parse them, and call run(config, workdir)."""
     flags.DEFINE_string("workdir", f"runs/{name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/.")
+    flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a multi-process run.")
+    flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
+    flags.DEFINE_integer("process_id", None, "This process's index in 0..num_processes-1.")
     try:  # ml_collections reads sys.argv's overrides already here
         config_flags.DEFINE_config_dict("config", get_config(), "Training configuration; override keys with --config.KEY=VALUE.")
     except OVERRIDE_ERRORS as e:
@@ -33,6 +37,8 @@ def main(name: str, get_config: Callable, run: Callable) -> None:
             _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR and --config.KEY=VALUE")
         from train.loop import NonFiniteError
         try:
+            parallel.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
+                                            flags.FLAGS.process_id)
             run(flags.FLAGS.config, flags.FLAGS.workdir)
         except USER_ERRORS as e:
             _fail(str(e))

@@ -242,18 +242,18 @@ def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- batches
 
 def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
-    """An endless, checkpointable iterator of this process's share of each global batch.
+    """An endless, checkpointable iterator of this process's rows of each global batch.
 
-    Process p of n reads examples p, p+n, p+2n, ... so the hosts of a multi-host run never feed
-    the same example; each host's batch is global_batch_size / n examples.
+    The global batch at step s is the same whatever the number of processes: the shuffled stream
+    cut into blocks of global_batch_size; process p of n reads rows [p*b, (p+1)*b) of each block,
+    b = global_batch_size / n, and so never feeds an example another host feeds at that step.
     """
     n, p = jax.process_count(), jax.process_index()
     if global_batch_size % n:
         raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {n}")
-    ds = grain.MapDataset.source(source)
+    if len(source) == 0:
+        raise DataError("the training split is empty")
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
     if n > 1:
         ds = ds[p::n]
-    if len(ds) == 0:
-        raise DataError("the training split is empty")
-    ds = ds.shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))

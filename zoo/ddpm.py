@@ -195,7 +195,7 @@ def ddim_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
     """num_steps timesteps evenly spaced over 0..T-1, descending (DDIM's sub-sequence tau)."""
     if not 1 <= num_steps <= num_train_steps:
         raise ValueError(f"DDIM num_steps must be in 1..{num_train_steps}, got {num_steps}")
-    return np.linspace(0, num_train_steps - 1, num_steps).round().astype(np.int32)[::-1].copy()
+    return np.linspace(num_train_steps - 1, 0, num_steps).round().astype(np.int32)
 
 
 def sample_ddim(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, num_steps=50, eta=0.0, clip_x0=True):

@@ -1,0 +1,178 @@
+"""Fit n-gram language models: `python -m train.ngram [--workdir runs/ngram] [--config.order=3 ...]`.
+
+Counts every k-gram (k = 1..order) of the train part of the corpus (9 lines in 10; every 10th line is
+held out, train/text_data.py), fits add-k and interpolated Kneser-Ney models of every order from them
+(zoo.ngram) and reports each one's held-out perplexity in metrics.jsonl, one record per order n
+(step = n). Prints and writes (samples.txt) sentences sampled from the highest-order models. The
+counts are saved as ngram_counts.npz in the workdir; a rerun with the same corpus, min_count and order
+loads them instead of counting again. Default: the generated 2M-token corpus, order 3, < 1 minute.
+"""
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from train import cli, config as config_lib, text_data
+from train.config import ConfigError
+from train.data import DataError
+from train.metrics import MetricsWriter
+from zoo import ngram
+from zoo.text import Vocab
+
+SMOOTHINGS = ("all", "kneser_ney", "add_k")
+COUNTS_FILE = "ngram_counts.npz"
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.corpus = text_data.GENERATED  # 'generated' | 'text:PATH' | a prepared TFDS text dataset name
+    c.num_tokens = 2_000_000    # size of the generated corpus
+    c.min_count = 2             # rarer train words become <unk>, so <unk> has a probability on held-out text
+    c.max_vocab = 0             # keep only the most frequent words; 0 = no limit
+    c.order = 3                 # n: models of every order 1..n (Kneser-Ney: 2..n) are fitted and reported
+    c.smoothing = "all"         # 'all' | 'kneser_ney' | 'add_k'
+    c.discount = 0.75           # Kneser-Ney's absolute discount D, in (0, 1]
+    c.k = 0.01                  # add-k's pseudo-count (k = 1: Laplace, add-one)
+    c.num_samples = 5           # sentences sampled from each highest-order model
+    c.max_sample_len = 30
+    return c
+
+
+def check_config(c) -> None:
+    config_lib.check(c, choices={"smoothing": SMOOTHINGS},
+                     positive_ints=("num_tokens", "min_count", "order", "max_sample_len"),
+                     non_negative_ints=("max_vocab", "num_samples"))
+    if c.smoothing == "kneser_ney" and c.order < 2:
+        raise ConfigError(f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 "
+                          f"(or smoothing='add_k')")
+    if not (isinstance(c.discount, (int, float)) and 0 < c.discount <= 1):
+        raise ConfigError(f"config.discount={c.discount!r} must be in (0, 1]")
+    if not (isinstance(c.k, (int, float)) and c.k > 0):
+        raise ConfigError(f"config.k={c.k!r} must be > 0 (k = 1 is Laplace smoothing)")
+
+
+# ----------------------------------------------------------------------------- counts, saved and loaded
+
+def counts_key(source: text_data.TextSource, c) -> str:
+    return f"{source.fingerprint}|min_count={c.min_count}|max_vocab={c.max_vocab}|order={c.order}"
+
+
+def save_counts(path: str, key: str, vocab: Vocab, counts: ngram.NGramCounts) -> None:
+    arrays = {f"grams{k}": g for k, g in enumerate(counts.grams)}
+    arrays.update({f"counts{k}": n for k, n in enumerate(counts.counts)})
+    with open(path + ".tmp", "wb") as f:  # whole file, then rename: an interrupted run leaves no half file
+        np.savez(f, key=np.array(key), words=np.array(vocab.words), word_counts=vocab.counts,
+                 num_sentences=counts.num_sentences, **arrays)
+    os.replace(path + ".tmp", path)
+
+
+def load_counts(path: str, key: str, order: int):
+    """(vocab, counts) saved under key, or None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            vocab = Vocab([str(w) for w in f["words"]], f["word_counts"], unk=ngram.UNK)
+            counts = ngram.NGramCounts(order, len(vocab), vocab.id(ngram.BOS), vocab.id(ngram.EOS),
+                                       [f[f"grams{k}"] for k in range(order)],
+                                       [f[f"counts{k}"] for k in range(order)], int(f["num_sentences"]))
+            return vocab, counts
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def nonblank(lines):
+    """Blank lines are layout, not empty sentences (which would inflate P(</s> | <s>))."""
+    return (line for line in lines if line.strip())
+
+
+def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCounts]:
+    """Vocabulary (with <s>, </s>, <unk>) and k-gram counts of the train lines: two streamed passes."""
+    vocab = ngram.ngram_vocab(nonblank(train.lines()), c.min_count, c.max_vocab or None)
+    words = len(vocab) - 3  # <s>, </s>, <unk> come first
+    if words == 0:
+        if vocab.counts[vocab.unk_id] == 0:
+            raise DataError(f"corpus {train.name!r} holds no words; accepted: text with at least one word "
+                            f"(letters or digits)")
+        raise DataError(f"corpus {train.name!r}: no word occurs min_count={c.min_count} times; accepted: a smaller "
+                        f"min_count or a larger corpus")
+    counts = ngram.count_ngrams(vocab.encode_lines(nonblank(train.lines()), unknown="map"), c.order, vocab_size=len(vocab),
+                                bos=vocab.id(ngram.BOS), eos=vocab.id(ngram.EOS))
+    return vocab, counts
+
+
+def truncate(counts: ngram.NGramCounts, order: int) -> ngram.NGramCounts:
+    """The counts of orders 1..order only (a lower-order model from the same pass)."""
+    return ngram.NGramCounts(order, counts.vocab_size, counts.bos, counts.eos, counts.grams[:order],
+                             counts.counts[:order], counts.num_sentences)
+
+
+def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
+    if kind == "add_k":
+        return ngram.AddKLM(counts, vocab, k=c.k)
+    return ngram.KneserNeyLM(counts, vocab, discount=c.discount)
+
+
+# ----------------------------------------------------------------------------- run
+
+def run(config, workdir: str) -> dict:
+    c = config
+    check_config(c)
+    source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
+    train, test = source.split("train"), source.split("test")
+    path, key = os.path.join(workdir, COUNTS_FILE), counts_key(source, c)
+    loaded = load_counts(path, key, c.order)
+    if loaded is None:
+        vocab, counts = count_corpus(train, c)
+    else:
+        vocab, counts = loaded
+    held_out = list(nonblank(test.lines()))
+    if not held_out:
+        raise DataError(f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
+                        f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines")
+
+    os.makedirs(workdir, exist_ok=True)
+    if loaded is None:
+        save_counts(path, key, vocab, counts)
+        print(f"ngram: counted {', '.join(f'{len(g)} {k + 1}-grams' for k, g in enumerate(counts.grams))} of "
+              f"{counts.num_sentences} train lines ({len(vocab)} words with <s>, </s>, <unk>); saved {path}", flush=True)
+    else:
+        print(f"ngram: loaded the counts of {counts.num_sentences} train lines from {path}", flush=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+    kinds = ("add_k", "kneser_ney") if c.smoothing == "all" else (c.smoothing,)
+    writer = MetricsWriter(workdir)
+    figures, top = {}, {}
+    try:
+        for n in range(1, c.order + 1):
+            record = {}
+            for kind in kinds:
+                if kind == "kneser_ney" and n < 2:
+                    continue
+                model = make_model(kind, truncate(counts, n), vocab, c)
+                record[f"test_perplexity/{kind}"] = model.perplexity(held_out)
+                top[kind] = model
+            writer.scalars(n, record)
+            figures.update({f"{k.split('/')[1]}_{n}gram_test_perplexity": v for k, v in record.items()})
+    finally:
+        writer.close()
+
+    rng = np.random.default_rng(c.seed)
+    lines = []
+    for kind, model in top.items():
+        for _ in range(c.num_samples):
+            words = model.sample(rng, c.max_sample_len)
+            lines.append(f"{kind} {model.order}-gram: {' '.join(w for w in words if w != ngram.EOS)}")
+    with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)
+    print("\n".join(lines))
+    print("\n".join([f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}"]
+                    + [f"  {k:<36} {v:.6g}" for k, v in sorted(figures.items())]), flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    cli.main("ngram", get_config, run)

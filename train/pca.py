@@ -1,0 +1,172 @@
+"""Fit PCA: `python -m train.pca [--workdir runs/pca] [--config.key=value ...]`.
+
+PCA has no gradient loop: zoo.pca is fitted once on the train split (pixels in [0, 1], flattened) and
+saved as checkpoints/pca.npz; a rerun in the same workdir reuses it (and refuses a workdir whose PCA was
+fitted with other settings). Writes config.json, metrics.jsonl (one record per k in config.ks with the
+test reconstruction error and the explained variance, then the figures at config.k with sample
+quality), samples/{reconstructions,samples,components,latent}_*.png, and prints the summary.
+Generation decodes codes drawn from a density fitted to the training codes (gaussian or gmm), as for
+the autoencoder. The step of every record is the number of components k.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from train import cli, config as config_lib, data, image_common as ic
+from train.metrics import MetricsWriter, image_grid, to_uint8
+from zoo import autoencoder as ae, pca as pca_lib
+
+METHODS = ("exact", "randomized")
+FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.num_components = 0        # components fitted (0: min(N, D), every one)
+    c.method = "exact"          # 'exact' SVD | 'randomized' (Halko et al.) for large D
+    c.fit_examples = 0          # train images the PCA is fitted on (0: all)
+    c.k = 10                    # components used for reconstructions, samples and sample quality
+    c.ks = (1, 2, 5, 10, 20, 40)  # numbers of components whose test reconstruction error is reported
+    c.density = ml_collections.ConfigDict(dict(kind="gaussian", num_components=10))  # 'gaussian' | 'gmm'
+    c.eval = ic.eval_config(num_samples=500)
+    return c
+
+
+def check_config(c) -> None:
+    config_lib.check(c, choices={"method": METHODS, "density.kind": ae.DENSITY_KINDS},
+                     positive_ints=("k", "density.num_components"), non_negative_ints=("num_components", "fit_examples"))
+    ic.check_positive_tuple(c, "ks")
+    ic.check_eval_config(c)
+    if c.num_components and c.k > c.num_components:
+        raise config_lib.ConfigError(f"config.k={c.k} must be at most config.num_components={c.num_components}")
+
+
+def flatten(images) -> jax.Array:
+    return ic.to_unit(images).reshape(len(images), -1)
+
+
+def fit(c, ds: data.ImageData, max_rank: int) -> pca_lib.PCA:
+    x = flatten(ic.split_arrays(ds.train, c.fit_examples)["image"])
+    return pca_lib.pca_fit(x, c.num_components or max_rank, method=c.method, key=jax.random.key(c.seed))
+
+
+def save(path: str, p: pca_lib.PCA, fingerprint: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, fingerprint=json.dumps(fingerprint, sort_keys=True),
+                 **{k: np.asarray(getattr(p, k)) for k in ("mean", "components", "singular_values",
+                                                         "explained_variance", "explained_variance_ratio")})
+    os.replace(tmp, path)
+
+
+def load(path: str) -> tuple[pca_lib.PCA, dict]:
+    with np.load(path) as f:
+        fingerprint = json.loads(str(f["fingerprint"]))
+        return pca_lib.PCA(**{k: jnp.asarray(f[k]) for k in f.files if k != "fingerprint"}), fingerprint
+
+
+def truncate(p: pca_lib.PCA, k: int) -> pca_lib.PCA:
+    return pca_lib.PCA(p.mean, p.components[:k], p.singular_values[:k], p.explained_variance[:k],
+                       p.explained_variance_ratio[:k])
+
+
+def run(config, workdir: str) -> dict:
+    c = config
+    check_config(c)
+    ds = data.load_images(c.dataset, c.data_dir or None)
+    ic.check_dataset_for_eval(c, ds)
+    n_fit = min(c.fit_examples or len(ds.train), len(ds.train))
+    dim = int(np.prod(ds.image_shape))
+    max_rank = min(n_fit, dim)
+    rank = c.num_components or max_rank
+    if rank > max_rank or c.k > rank or max(c.ks) > rank:
+        raise config_lib.ConfigError(f"config.k={c.k}, max(config.ks)={max(c.ks)} and config.num_components={rank} "
+                                     f"must be at most min(train images, pixels) = {max_rank} for dataset {ds.name!r}")
+    if n_fit < 2:
+        raise data.DataError(f"dataset {ds.name!r}: PCA needs at least 2 training images, got {n_fit}")
+    if c.density.kind == "gmm" and c.density.num_components > n_fit:
+        raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} exceeds the "
+                                     f"{n_fit} training codes of dataset {ds.name!r}")
+    fingerprint = {k: c[k] for k in FIT_KEYS}
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    path = os.path.join(ckpt_dir, "pca.npz")
+    saved = load(path) if os.path.exists(path) else None
+    if saved is not None and saved[1] != fingerprint:
+        diff = {k: (saved[1].get(k), v) for k, v in fingerprint.items() if saved[1].get(k) != v}
+        raise config_lib.ConfigError(f"{path} holds a PCA fitted with other settings (saved, now: {diff}); "
+                                     f"use another --workdir or the saved settings")
+
+    os.makedirs(ckpt_dir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    if saved is not None:
+        p = saved[0]
+        print(f"Reusing the PCA in {path} ({p.components.shape[0]} components).", flush=True)
+    else:
+        p = fit(c, ds, max_rank)
+        save(path, p, fingerprint)
+
+    writer = MetricsWriter(workdir)
+    try:
+        figures = evaluate(c, ds, p, writer)
+    finally:
+        writer.close()
+    lines = [f"pca: {int(p.components.shape[0])} components fitted on {ds.name}; figures at k={c.k}; workdir {workdir}"]
+    lines += [f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}" for k, v in sorted(figures.items())]
+    lines.append(f"  per-k test_mse / explained variance in {os.path.join(workdir, 'metrics.jsonl')}; "
+                 f"PNGs in {os.path.join(workdir, 'samples')}/")
+    print("\n".join(lines), flush=True)
+    return figures
+
+
+def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> dict:
+    test = ic.split_arrays(ds.test, c.eval.test_examples)
+    x_test = flatten(test["image"])
+    cum = np.cumsum(np.asarray(p.explained_variance_ratio))
+    for k in sorted(set(c.ks) | {c.k}):
+        err = float(jnp.mean(pca_lib.reconstruction_error(truncate(p, k), x_test)))
+        writer.scalars(k, {"k": k, "eval/test_mse": err, "eval/explained_variance_ratio": float(cum[k - 1])})
+
+    pk = truncate(p, c.k)
+    shape = ds.image_shape
+    codes = pca_lib.pca_transform(pk, x_test)
+    recons = pca_lib.pca_inverse_transform(pk, codes).reshape(-1, *shape)
+    figures = {"k": c.k, "eval/test_mse": float(jnp.mean(pca_lib.reconstruction_error(pk, x_test))),
+               "eval/explained_variance_ratio": float(cum[c.k - 1]), "num_components_fitted": int(p.components.shape[0])}
+    n_show = min(32, len(test["image"]))
+    images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
+              "latent": ic.latent_scatter(codes[:, :2], test["label"], f"test split on the first two principal "
+                                                                       f"components"),
+              "components": components_grid(p, shape, min(c.eval.grid_images, p.components.shape[0]))}
+    k_fit, k_sample = jax.random.split(ic.eval_key(c.seed, c.k))
+    fit_images = ic.split_arrays(ds.train, c.fit_examples)["image"]
+    density = ae.fit_code_density(pca_lib.pca_transform(pk, flatten(fit_images)), c.density.kind, key=k_fit,
+                                  num_components=c.density.num_components)
+    n = max(c.eval.num_samples, c.eval.grid_images)
+    samples = ic.unit_to_uint8(pca_lib.pca_inverse_transform(pk, ae.sample_codes(density, k_sample, n)).reshape(-1, *shape))
+    images["samples"] = ic.samples_grid(samples[:c.eval.grid_images])
+    if c.eval.num_samples:
+        figures.update({f"eval/{k}": v for k, v in ic.SampleQuality(c, ds)(samples[:c.eval.num_samples]).items()})
+    writer.scalars(c.k, {k: v for k, v in figures.items()})
+    for name, image in images.items():
+        writer.image(c.k, name, image)
+    return figures
+
+
+def components_grid(p: pca_lib.PCA, shape, n: int) -> np.ndarray:
+    """The mean image, then the first n-1 principal components, each scaled to its own [-max|.|, max|.|]."""
+    comps = np.asarray(p.components[:n - 1]).reshape(-1, *shape)
+    scale = np.max(np.abs(comps), axis=tuple(range(1, comps.ndim)), keepdims=True) + 1e-12
+    tiles = np.concatenate([ic.unit_to_uint8(np.asarray(p.mean).reshape(1, *shape)), to_uint8(comps / scale)])
+    return image_grid(tiles)
+
+
+if __name__ == "__main__":
+    cli.main("pca", get_config, run)
