@@ -201,3 +201,14 @@ def test_runs_sharded_over_several_devices(data_dir, tmp_path):
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.isfinite(float(proc.stdout.split("LOSS")[1]))
+
+
+def test_bfloat16_compute_trains_with_float32_params(data_dir, tmp_path):
+    c = tiny_config(data_dir, num_steps=12, log_every=1, checkpoint_every=12, dtype="bfloat16", learning_rate=3e-3)
+    c.eval_examples = 0
+    train_ddpm.run(c, str(tmp_path))
+    curve = [l for _, l in sorted(train_losses(str(tmp_path)).items())]
+    assert np.mean(curve[-4:]) < np.mean(curve[:4])  # the loss falls
+    net = train_ddpm.make_task(c, data.load_images("digits", str(data_dir)))
+    params = jax.eval_shape(net.init_params, jax.random.key(0))
+    assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype("float32")}

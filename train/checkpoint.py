@@ -8,6 +8,7 @@ Orbax's own `max_to_keep` rotation.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -32,6 +33,10 @@ def _path_str(path) -> str:
 def _shapes(tree) -> dict[str, tuple]:
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {_path_str(p): tuple(getattr(v, "shape", ())) for p, v in flat}
+
+
+def _as_dict(state):
+    return json.loads(state) if isinstance(state, (bytes, str)) else state
 
 
 class Checkpointer:
@@ -90,7 +95,7 @@ class Checkpointer:
                            f"process_{jax.process_index()}-of-{jax.process_count()}.json")
         if os.path.exists(own):
             self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        elif set(data_iterator.get_state()) == {"next_index"}:
+        elif set(_as_dict(data_iterator.get_state())) == {"next_index"}:
             data_iterator.set_state({"next_index": step})
         else:
             raise CheckpointMismatch(f"the checkpoint at step {step} in {self.directory} was written by another "

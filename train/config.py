@@ -25,6 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3
     c.progress = True           # tqdm progress bar on stderr
     c.nan_policy = "stop"       # a non-finite loss/gradient: 'stop' the run, or 'skip' the step
+    c.dtype = "float32"         # compute dtype: 'bfloat16' for mixed precision (params/optimizer stay float32)
+    # Train K replicas in one compiled program (the step vmapped over them): give K seeds and/or K
+    # learning rates; replica i has seed seeds[i] and learning rate learning_rates[i].
+    c.sweep = ml_collections.ConfigDict({"seeds": (), "learning_rates": ()})
 
     c.optimizer = "adam"        # 'adam' | 'adamw'
     c.learning_rate = 2e-4
@@ -40,7 +44,13 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear"),
-           "nan_policy": ("stop", "skip")}
+           "nan_policy": ("stop", "skip"), "dtype": ("float32", "bfloat16")}
+
+
+def compute_dtype(config):
+    """The jnp dtype networks compute in (config.dtype); parameters are always float32."""
+    import jax.numpy as jnp
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.get("dtype", "float32")]
 POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
 NON_NEGATIVE_INTS = ("eval_every", "warmup_steps", "seed")
 
@@ -63,6 +73,14 @@ def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
         raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
     if not 0 <= config.ema_decay < 1:
         raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1)")
+    seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
+    if seeds and lrs and len(seeds) != len(lrs):
+        raise ConfigError(f"config.sweep.seeds={seeds} and config.sweep.learning_rates={lrs} must have the same "
+                          f"length (one value per replica), or one of them be empty")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds):
+        raise ConfigError(f"config.sweep.seeds={seeds} must be non-negative integers")
+    if not all(isinstance(v, (int, float)) and v > 0 for v in lrs):
+        raise ConfigError(f"config.sweep.learning_rates={lrs} must be positive numbers")
     if config.grad_clip < 0:
         raise ConfigError(f"config.grad_clip={config.grad_clip!r} must be >= 0 (0 disables clipping)")
 
@@ -75,3 +93,10 @@ def _lookup(config, key: str):
             return False, None
         node = node[part]
     return True, node
+
+
+def sweep_replicas(config) -> list[tuple[int, float]]:
+    """(seed, learning_rate) of each replica of a sweep; empty when config.sweep is not used."""
+    seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
+    k = max(len(seeds), len(lrs))
+    return [(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate) for i in range(k)]

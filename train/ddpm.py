@@ -63,7 +63,8 @@ def to_model_space(images):
 def make_task(c, ds: data.ImageData) -> loop.Task:
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
     net = ddpm.UNet(ch=c.model.ch, ch_mult=tuple(c.model.ch_mult), num_res_blocks=c.model.num_res_blocks,
-                    attn_resolutions=tuple(c.model.attn_resolutions), dropout=c.model.dropout)
+                    attn_resolutions=tuple(c.model.attn_resolutions), dropout=c.model.dropout,
+                    dtype=config_lib.compute_dtype(c))
     size = ds.image_shape[0]
     if size % 2 ** (len(c.model.ch_mult) - 1):
         raise config_lib.ConfigError(f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {size}x{size} images "

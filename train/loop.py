@@ -24,6 +24,7 @@ import optax
 from tqdm.auto import tqdm
 
 from train import checkpoint, data, parallel, state as state_lib
+from train import config as config_lib
 from train.config import ConfigError
 from train.metrics import MetricsWriter
 
@@ -69,36 +70,85 @@ def step_key(seed: int, step) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def compile_step(task: Task, config, mesh):
+def compile_step(task: Task, config, mesh, replicas=()):
     """The jitted step driver: (state, global batch) -> (state, metrics, finite), state replicated, batch sharded.
 
     `finite` is False when any metric (loss, grad norm, ...) is NaN or Inf; with nan_policy='skip' the
-    state then keeps its previous values (only the step counter advances).
+    state then keeps its previous values (only the step counter advances). With `replicas` (a sweep),
+    state and batch carry a leading replica axis and the step is vmapped over it.
     """
     step_fn = task.train_step or gradient_step(task.loss_fn)
     skip = config.get("nan_policy", "stop") == "skip"
 
-    def step(state, batch):
-        new, metrics = step_fn(state, batch, step_key(config.seed, state.step))
+    def one(state, batch, seed):
+        new, metrics = step_fn(state, batch, step_key(seed, state.step))
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
         if skip:
             new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state).replace(step=new.step)
         return new, metrics, finite
 
+    if replicas:
+        seeds = jnp.asarray([seed for seed, _ in replicas])
+
+        def step(state, batch):
+            new, metrics, finite = jax.vmap(one)(state, batch, seeds)
+            return new, metrics, jnp.all(finite)
+    else:
+        def step(state, batch):
+            return one(state, batch, config.seed)
+
     repl = parallel.replicated(mesh)
     return jax.jit(step, donate_argnums=0, out_shardings=(repl, repl, repl))
 
 
-def init_state(task: Task, config, mesh) -> state_lib.TrainState:
-    key = jax.random.fold_in(jax.random.key(config.seed), -1 & 0x7FFFFFFF)  # distinct from every step key
-    params = jax.jit(task.init_params)(key)  # one compiled program, not one per initialiser
+def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
+    """The initial state; for a sweep, the replicas' states stacked on a leading axis."""
     tx = task.optimizer or state_lib.make_optimizer(config)
-    return parallel.replicate(state_lib.create_train_state(params, tx, config.ema_decay), mesh)
+    init = jax.jit(task.init_params)  # one compiled program, not one per initialiser
+
+    def make(seed, lr_scale=None):
+        key = jax.random.fold_in(jax.random.key(seed), -1 & 0x7FFFFFFF)  # distinct from every step key
+        state = state_lib.create_train_state(init(key), tx, config.ema_decay)
+        return state if lr_scale is None else state.replace(lr_scale=jnp.float32(lr_scale))
+
+    if not replicas:
+        return parallel.replicate(make(config.seed), mesh)
+    states = [make(seed, lr / config.learning_rate) for seed, lr in replicas]
+    return parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
+
+
+class _StackedBatches:
+    """A sweep's data: one stream per replica (each with its replica's seed), advanced in lockstep."""
+
+    def __init__(self, iterators):
+        self.iterators = iterators
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batches = [next(it) for it in self.iterators]
+        return jax.tree.map(lambda *xs: np.stack(xs), *batches)
+
+    # grain's checkpoint handler takes JSON bytes from iterators that are not its own.
+    def get_state(self) -> bytes:
+        return json.dumps(self.iterators[0].get_state()).encode()  # lockstep: one position for all
+
+    def set_state(self, state) -> None:
+        state = json.loads(state) if isinstance(state, (bytes, str)) else state
+        for it in self.iterators:
+            it.set_state(state)
+
+    def start_prefetch(self) -> None:
+        for it in self.iterators:
+            getattr(it, "start_prefetch", lambda: None)()
 
 
 def _mean_metrics(pending: list[dict]) -> dict:
+    """Mean over steps; per-replica arrays for a sweep, floats otherwise."""
     host = jax.device_get(pending)
-    return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+    means = {k: np.mean([m[k] for m in host], axis=0) for k in host[0]}
+    return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
 class NonFiniteError(RuntimeError):
@@ -199,8 +249,11 @@ def train(config, workdir: str, task: Task) -> dict:
 
 def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    data_iter = (task.batches or functools.partial(data.batches, task.train_source))(config.batch_size, config.seed)
-    state = init_state(task, config, mesh)
+    replicas = config_lib.sweep_replicas(config)
+    make_batches = task.batches or functools.partial(data.batches, task.train_source)
+    data_iter = (_StackedBatches([make_batches(config.batch_size, seed) for seed, _ in replicas]) if replicas
+                 else make_batches(config.batch_size, config.seed))
+    state = init_state(task, config, mesh, replicas)
     try:
         restored, start = ckpt.restore_latest(state, data_iter)
     except BaseException:
@@ -214,10 +267,11 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             _truncate_metrics(workdir, start)
             print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     if lead:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+        _write_config(workdir, config)
     writer = MetricsWriter(workdir, enabled=lead)
-    step = compile_step(task, config, mesh)
+    # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
+    replica_writers = [_replica_writer(workdir, i, config, seed, lr, lead) for i, (seed, lr) in enumerate(replicas)]
+    step = compile_step(task, config, mesh, replicas)
 
     last, saved = {}, start
     pbar = tqdm(total=config.num_steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True,
@@ -227,7 +281,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
             skipped = 0
             for s in range(start + 1, config.num_steps + 1):
-                batch = parallel.shard_batch(next(data_iter), mesh)
+                batch = parallel.shard_batch(next(data_iter), mesh, axis=1 if replicas else 0)
                 state, metrics, finite = step(state, batch)
                 pending.append((s, metrics, finite))
                 if t0 is None:  # the first step carries compilation: time from its end
@@ -256,6 +310,10 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                         last["first_step_secs"], first_step_secs = first_step_secs, None
                     if config.nan_policy == "skip":
                         last["skipped_steps"] = skipped
+                    if replicas:
+                        for i, w in enumerate(replica_writers):
+                            w.scalars(s, {k: v[i] if np.ndim(v) else v for k, v in last.items()})
+                        last = {k: float(np.mean(v)) for k, v in last.items()}  # the main log: replica means
                     writer.scalars(s, last)
                     pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
                     pending, timed_steps, t0 = [], 0, time.perf_counter()
@@ -269,19 +327,53 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                     print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
                     raise SystemExit(128 + interrupts.signum)
                 if task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
-                    _evaluate(task, state, s, writer)
+                    _evaluate_all(task, state, s, writer, replica_writers)
         pbar.close()
         if task.evaluate:
-            last.update(_evaluate(task, state, config.num_steps, writer))
+            last.update(_evaluate_all(task, state, config.num_steps, writer, replica_writers))
         if task.export and lead:
-            task.export(state, workdir)
+            for i, w in enumerate(replica_writers):
+                task.export(_replica(state, i), w.workdir)
+            if not replicas:
+                task.export(state, workdir)
     finally:
         pbar.close()
         ckpt.close()
-        writer.close()
+        for w in [writer, *replica_writers]:
+            w.close()
     if lead:
         _print_summary(task.name, workdir, config.num_steps, last)
     return last
+
+
+def _write_config(workdir, config) -> None:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def _replica(state, i):
+    return jax.tree.map(lambda x: x[i], state)
+
+
+def _replica_writer(workdir, i, config, seed, lr, lead) -> MetricsWriter:
+    path = os.path.join(workdir, f"replica_{i}")
+    if lead:
+        os.makedirs(path, exist_ok=True)
+        replica_config = config.copy_and_resolve_references()
+        replica_config.seed, replica_config.learning_rate = seed, lr
+        replica_config.sweep.seeds, replica_config.sweep.learning_rates = (), ()
+        _write_config(path, replica_config)
+    writer = MetricsWriter(path, enabled=lead)
+    writer.workdir = path
+    return writer
+
+
+def _evaluate_all(task, state, step, writer, replica_writers) -> dict:
+    """Evaluate the model, or each replica of a sweep into its own result set (then return their means)."""
+    if not replica_writers:
+        return _evaluate(task, state, step, writer)
+    figures = [_evaluate(task, _replica(state, i), step, w) for i, w in enumerate(replica_writers)]
+    return {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
 
 
 def _evaluate(task, state, step, writer) -> dict:

@@ -45,13 +45,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P("data"))
+def batch_sharding(mesh: Mesh, axis: int = 0) -> NamedSharding:
+    return NamedSharding(mesh, P(*([None] * axis), "data"))
 
 
-def shard_batch(local_batch, mesh: Mesh):
-    """Assemble each process's rows into global arrays split over the 'data' axis."""
-    sharding = batch_sharding(mesh)
+def shard_batch(local_batch, mesh: Mesh, axis: int = 0):
+    """Assemble each process's rows into global arrays split over the 'data' axis (the batch axis `axis`)."""
+    sharding = batch_sharding(mesh, axis)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
 
 

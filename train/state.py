@@ -17,6 +17,9 @@ class TrainState(train_state.TrainState):
     """
     ema_params: Any = None  # None when ema_decay is 0
     ema_decay: float = train_state.struct.field(pytree_node=False, default=0.0)
+    # Multiplies every update: a sweep's replica i trains with learning rate lr_i = lr * lr_scale_i
+    # (exact for Adam/AdamW, whose update is linear in the learning rate); None outside sweeps.
+    lr_scale: Any = None
 
     @property
     def eval_params(self):
@@ -24,7 +27,11 @@ class TrainState(train_state.TrainState):
         return self.params if self.ema_params is None else self.ema_params
 
     def apply_gradients(self, *, grads, **kwargs):
-        new = super().apply_gradients(grads=grads, **kwargs)
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        if self.lr_scale is not None:
+            updates = jax.tree.map(lambda u: u * self.lr_scale, updates)
+        new = self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                           opt_state=opt_state, **kwargs)
         if self.ema_params is None:
             return new
         d = self.ema_decay
