@@ -29,7 +29,8 @@ def tiny_config(data_dir, **overrides):
     c.diffusion.num_timesteps = 20
     c.sample.num_images = 4
     c.sample.ddim_steps = 5
-    c.eval_examples = 4
+    c.eval.test_examples = 4
+    c.eval.num_samples = 0  # sample quality: one test below
     for k, v in overrides.items():
         target = c
         *path, last = k.split(".")
@@ -57,7 +58,8 @@ def data_dir(tmp_path_factory):
 def straight_run(data_dir, tmp_path_factory):
     """6 steps in one go: the reference for resume and determinism."""
     workdir = str(tmp_path_factory.mktemp("straight"))
-    figures = train_ddpm.run(tiny_config(data_dir, num_steps=6), workdir)
+    figures = train_ddpm.run(tiny_config(data_dir, num_steps=6, **{"eval.num_samples": 8, "eval.classifier_steps": 5}),
+                             workdir)
     return workdir, figures
 
 
@@ -71,6 +73,8 @@ def test_workdir_layout(straight_run):
         assert np.isfinite(r["loss"]) and r["examples_per_sec"] > 0
     evals = [r for r in records if "eval/test_bpd_bound" in r]
     assert evals and evals[-1]["step"] == 6 and np.isfinite(evals[-1]["eval/test_bpd_bound"])
+    for key in ("ddim_fd", "ddim_precision", "ddim_recall", "ddim_ref_fd", "ancestral_fd"):
+        assert np.isfinite(evals[-1][f"eval/{key}"]), key
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["num_steps"] == 6
     samples = sorted(os.listdir(os.path.join(workdir, "samples")))
@@ -205,7 +209,6 @@ def test_runs_sharded_over_several_devices(data_dir, tmp_path):
 
 def test_bfloat16_compute_trains_with_float32_params(data_dir, tmp_path):
     c = tiny_config(data_dir, num_steps=12, log_every=1, checkpoint_every=12, dtype="bfloat16", learning_rate=3e-3)
-    c.eval_examples = 0
     train_ddpm.run(c, str(tmp_path))
     curve = [l for _, l in sorted(train_losses(str(tmp_path)).items())]
     assert np.mean(curve[-4:]) < np.mean(curve[:4])  # the loss falls

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import cli, config as config_lib, data, loop
+from train import cli, config as config_lib, data, image_common as ic, loop
 from train.metrics import image_grid, to_uint8
 from zoo import ddpm
 
@@ -32,7 +32,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0))
     c.diffusion = ml_collections.ConfigDict(dict(schedule="linear", num_timesteps=1000, variance="beta"))
     c.sample = ml_collections.ConfigDict(dict(num_images=64, ddim_steps=50, ddim_eta=0.0))
-    c.eval_examples = 64        # test images in the bits/dim bound (each costs num_timesteps network calls)
+    # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
+    # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
+    c.eval = ic.eval_config(num_samples=256)
+    c.eval.test_examples = 64
     return c
 
 
@@ -51,8 +54,7 @@ def check_config(c) -> None:
     if c.sample.ddim_steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
                                      f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}")
-    if c.eval_examples < 0:
-        raise config_lib.ConfigError(f"config.eval_examples={c.eval_examples!r} must be >= 0")
+    ic.check_eval_config(c)
 
 
 def to_model_space(images):
@@ -84,19 +86,26 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
     ddim = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps,
                                                  eta=c.sample.ddim_eta))
+    quality_shape = (c.eval.num_samples, *ds.image_shape)
+    ddim_many = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), quality_shape, k,
+                                                      num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta))
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])
-    test = data.as_arrays(ds.test, c.eval_examples) if c.eval_examples else None
+    test = data.as_arrays(ds.test, c.eval.test_examples or None)
+    quality = ic.SampleQuality(c, ds)
 
     def evaluate(state, step):
         key = jax.random.fold_in(jax.random.key(c.seed), 1_000_003 + step)  # independent of training keys
-        k_anc, k_ddim, k_nll = jax.random.split(key, 3)
-        images = {"ancestral": image_grid(to_uint8(ancestral(state.eval_params, k_anc))),
-                  "ddim": image_grid(to_uint8(ddim(state.eval_params, k_ddim)))}
+        k_anc, k_ddim, k_nll, k_many = jax.random.split(key, 4)
+        anc = to_uint8(ancestral(state.eval_params, k_anc))
+        images = {"ancestral": image_grid(anc), "ddim": image_grid(to_uint8(ddim(state.eval_params, k_ddim)))}
         scalars = {}
-        if test is not None:
-            bpd = [bound(state.eval_params, to_model_space(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
-                   for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))]
-            scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
+        bpd = [bound(state.eval_params, to_model_space(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
+               for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))]
+        scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
+        if quality.enabled:
+            scalars.update({f"ddim_{k}": v for k, v in quality(to_uint8(ddim_many(state.eval_params, k_many))).items()})
+            if len(anc) > c.eval.pr_k:
+                scalars.update({f"ancestral_{k}": v for k, v in quality(anc).items()})
         return scalars, images
 
     return loop.Task("ddpm", init_params, loss_fn=loss_fn, evaluate=evaluate, train_source=ds.train)
