@@ -1,0 +1,333 @@
+"""train.word2vec end to end on tiny corpora, its sparse updates and examples against zoo.word2vec, and user errors."""
+import collections
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from train import corpus as planted, text_data, vectors, word2vec as tw
+from train.config import ConfigError
+from train.data import DataError
+from zoo import word2vec as w2v
+from zoo.text import tokenize
+
+
+def tiny_config(**overrides):
+    c = tw.get_config()
+    c.num_tokens = 50_000
+    c.batch_size = 8192
+    c.minibatch_size = 256
+    c.embed_dim = 16
+    c.num_steps = 6
+    c.log_every = 2
+    c.checkpoint_every = 2
+    c.min_learning_rate = c.learning_rate  # constant lr, so a run extended from 4 to 6 steps is the 6-step run
+    c.progress = False
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+def read_metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def losses(workdir):
+    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}
+
+
+def load_vectors(workdir):
+    return vectors.load_word2vec_text(os.path.join(workdir, "vectors.txt"))
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """6 steps in one go: the reference for the layout, resume and determinism."""
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    figures = tw.run(tiny_config(), workdir)
+    return workdir, figures
+
+
+def test_workdir_layout(straight):
+    workdir, figures = straight
+    words, W = load_vectors(workdir)
+    words_bin, W_bin = vectors.load_word2vec_binary(os.path.join(workdir, "vectors.bin"))
+    with open(os.path.join(workdir, "vocab.txt")) as f:
+        vocab = [line.split()[0] for line in f]
+    assert words == words_bin == vocab and W.shape == (len(vocab), 16)
+    np.testing.assert_array_equal(W, W_bin)  # 9 significant digits round-trip float32 exactly
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4", "6"]
+    records = read_metrics(workdir)
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    for r in logged:
+        assert np.isfinite(r["loss"]) and r["examples_per_sec"] > 0 and r["dropped"] == 0
+    evals = [r for r in records if "eval/analogy_accuracy" in r]
+    assert len(evals) == 1 and evals[0]["step"] == 6
+    assert 0 <= evals[0]["eval/analogy_accuracy"] <= 1 and -1 <= evals[0]["eval/wordsim_spearman"] <= 1
+    assert evals[0]["eval/analogy_questions"] > 1000 and "eval/analogy/family" in evals[0]
+    assert figures["eval/analogy_accuracy"] == evals[0]["eval/analogy_accuracy"]
+    assert os.listdir(os.path.join(workdir, "samples")) == ["planted_pairs_pca_000006.png"]
+    for name in ("vectors.tsv", "metadata.tsv", "projector_config.pbtxt"):
+        assert os.path.isfile(os.path.join(workdir, "projector", name))
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["num_steps"] == 6
+
+
+def test_more_steps_resume_from_the_checkpoint(straight, tmp_path):
+    workdir = str(tmp_path)
+    tw.run(tiny_config(num_steps=4), workdir)
+    tw.run(tiny_config(num_steps=6), workdir)
+    ref = losses(straight[0])
+    got = losses(workdir)
+    assert got[2] == ref[2] and got[4] == ref[4]
+    assert got[6] == pytest.approx(ref[6], rel=1e-6)  # steps 5-6 ran after the restore
+    np.testing.assert_allclose(load_vectors(workdir)[1], load_vectors(straight[0])[1], rtol=1e-6, atol=1e-7)
+
+
+def test_interrupted_run_resumes_with_the_decaying_learning_rate(tmp_path):
+    config = dict(min_learning_rate=1e-4, num_steps=4, checkpoint_every=2, log_every=1)
+    ref = str(tmp_path / "ref")
+    tw.run(tiny_config(**config), ref)
+    cut = str(tmp_path / "cut")
+    shutil.copytree(ref, cut)
+    shutil.rmtree(os.path.join(cut, "checkpoints", "4"))  # as if killed between step 2's and 4's checkpoints
+    os.remove(os.path.join(cut, "vectors.txt"))
+    tw.run(tiny_config(**config), cut)
+    lr = [r["learning_rate"] for r in read_metrics(ref) if "learning_rate" in r]
+    assert all(a > b for a, b in zip(lr, lr[1:]))
+    np.testing.assert_allclose(load_vectors(cut)[1], load_vectors(ref)[1], rtol=1e-6, atol=1e-7)
+    again = [r["loss"] for r in read_metrics(cut) if "loss" in r][-2:]
+    assert again == pytest.approx([losses(ref)[3], losses(ref)[4]], rel=1e-6)
+
+
+def test_seed_sweep_replica_is_the_single_run(straight, tmp_path):
+    c = tiny_config()
+    c.sweep.seeds = (0, 1)  # two replicas in one vmapped program (train/loop.py)
+    tw.run(c, str(tmp_path))
+    W0, W1 = load_vectors(tmp_path / "replica_0")[1], load_vectors(tmp_path / "replica_1")[1]
+    np.testing.assert_allclose(W0, load_vectors(straight[0])[1], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(W0, W1)
+
+
+def test_resume_refuses_a_different_run(straight, tmp_path):
+    workdir = str(tmp_path / "w")
+    shutil.copytree(straight[0], workdir)
+    with pytest.raises(ConfigError, match=r"config.embed_dim=8 differs from 16"):
+        tw.run(tiny_config(embed_dim=8), workdir)
+
+
+@pytest.mark.parametrize("model,share,corpus", [("cbow", 1, "text"), ("skipgram_softmax", 1, "generated"),
+                                                 ("sgns", 8, "generated")])
+def test_model_variants_train(model, share, corpus, tmp_path):
+    if corpus == "text":  # a user's file: capitals and punctuation, one sentence a line
+        path = tmp_path / "corpus.txt"
+        path.write_text("\n".join(line.capitalize() + "." for line in planted.generate_corpus(50_000, seed=3)))
+        corpus = f"text:{path}"
+    workdir = str(tmp_path / "run")
+    figures = tw.run(tiny_config(model=model, share_negatives=share, corpus=corpus, log_every=1,
+                                 min_learning_rate=1e-4, learning_rate=0.05), workdir)
+    loss = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
+    assert len(loss) == 6 and all(np.isfinite(loss)) and loss[-1] < loss[0]
+    words, W = load_vectors(workdir)
+    assert np.all(np.isfinite(W)) and "eval/wordsim_spearman" in figures
+    assert "king" in words and all(w == w.lower() for w in words)
+    if model == "skipgram_softmax":
+        assert loss[0] == pytest.approx(math.log(len(words)), rel=0.02)  # u = 0 at init: uniform softmax
+
+
+def test_num_steps_follow_num_epochs():
+    counts = collections.Counter(w for line in planted.generate_corpus(50_000) for w in tokenize(line))
+    words = sum(n for n in counts.values() if n >= 5)  # min_count 5 drops the rest before training
+    c = tiny_config(num_steps=0, num_epochs=3, batch_size=32768)
+    corpus, _ = tw.load_corpus(c, None)
+    assert tw.resolve_num_steps(c, corpus) == math.ceil(3 * words / 32768)
+    assert tw.resolve_num_steps(tiny_config(num_steps=7), corpus) == 7
+
+
+def test_default_recipe_recovers_king_man_woman_queen(tmp_path, capsys):
+    """The default model on a smaller generated corpus (1M words seen instead of 10M): the planted analogies emerge."""
+    c = tw.get_config()
+    c.num_tokens, c.num_epochs, c.progress = 200_000, 5, False
+    figures = tw.run(c, str(tmp_path))
+    assert "king - man + woman ~ queen" in capsys.readouterr().out
+    assert figures["eval/analogy/family"] > 0.35 and figures["eval/analogy_accuracy"] > 0.15  # chance: 1/900
+    assert figures["eval/wordsim_spearman"] > 0.2
+
+
+# ----------------------------------------------------------------------------- updates and examples
+
+sparse_update = jax.jit(tw.sparse_update, static_argnums=0)  # one compile instead of op-by-op dispatch
+
+
+def _params(seed, V=11, D=4):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"in": 0.5 * jax.random.normal(k1, (V, D)), "out": 0.5 * jax.random.normal(k2, (V, D))}
+
+
+def _dense_sgd(params, grads, lr):
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+def test_sgns_update_is_zoo_sgns_update_and_hogbatch_its_shared_loss():
+    rng = np.random.default_rng(0)
+    params, lr, P, K = _params(0), 0.1, 8, 3
+    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
+    weights = np.ones(P, np.float32)
+    weights[-2:] = 0  # padding
+    negatives = rng.integers(0, 11, (P, K)).astype(np.int32)
+    mb = dict(inputs=inputs, outputs=outputs, weights=weights, negatives=negatives)
+    got, loss = sparse_update("sgns", params, mb, lr)
+    real = slice(0, P - 2)
+    want = w2v.sgns_update(params, inputs[real], outputs[real], negatives[real], lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(w2v.sgns_loss(params, inputs[real], outputs[real], negatives[real], "sum")),
+                                 rel=1e-5)
+    # HogBatch: G = 4 consecutive pairs share K negatives; the update is SGD on the sum of zoo's shared losses
+    shared = rng.integers(0, 11, (P // 4, K)).astype(np.int32)
+    got, loss = sparse_update("sgns", params, dict(mb, negatives=shared), lr)
+
+    def total(p):
+        return sum(w2v.sgns_loss(p, inputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0],
+                                 outputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0], shared[g], "sum")
+                   for g in range(P // 4))
+    want = _dense_sgd(params, jax.jit(jax.grad(total))(params), lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(jax.jit(total)(params)), rel=1e-5)
+
+
+def test_cbow_update_is_word2vecs_undivided_context_gradient():
+    rng = np.random.default_rng(1)
+    params, lr, M, C, K = _params(1), 0.1, 5, 4, 2
+    contexts = rng.integers(0, 11, (M, C)).astype(np.int32)
+    mask = (rng.random((M, C)) < 0.7).astype(np.float32)
+    mask[:, 0] = 1
+    centres, negatives = rng.integers(0, 11, M).astype(np.int32), rng.integers(0, 11, (M, K)).astype(np.int32)
+    mb = dict(contexts=contexts, mask=mask, outputs=centres, weights=np.ones(M, np.float32), negatives=negatives)
+    got, loss = sparse_update("cbow", params, mb, lr)
+    d_ctx, d_centre, d_neg = w2v.cbow_grads(params, contexts, mask > 0, centres, negatives)
+    n = mask.sum(axis=1)[:, None, None]
+    want_in = np.asarray(params["in"]).copy()
+    np.add.at(want_in, contexts, -lr * np.asarray(d_ctx) * n)  # word2vec.c adds dh to each context, undivided
+    want_out = np.asarray(params["out"]).copy()
+    np.add.at(want_out, centres, -lr * np.asarray(d_centre))
+    np.add.at(want_out, negatives, -lr * np.asarray(d_neg))
+    np.testing.assert_allclose(got["in"], want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["out"], want_out, rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(w2v.cbow_loss(params, contexts, mask > 0, centres, negatives, "sum")), rel=1e-5)
+
+
+def test_softmax_update_is_sgd_on_the_lectures_objective():
+    rng = np.random.default_rng(2)
+    params, lr, P = _params(2), 0.1, 6
+    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
+    got, loss = sparse_update("skipgram_softmax", params, dict(inputs=inputs, outputs=outputs,
+                                                                  weights=np.ones(P, np.float32)), lr)
+    objective = lambda p: w2v.skipgram_softmax_loss(p, inputs, outputs, reduction="sum")
+    want = _dense_sgd(params, jax.jit(jax.grad(objective))(params), lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(objective(params)), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_text(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "small.txt"
+    rng = np.random.default_rng(5)
+    words = [f"w{i}" for i in range(30)]
+    lines = [" ".join(rng.choice(words, size=rng.integers(1, 9))) for _ in range(300)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path), lines
+
+
+def _encoded(path, min_count=1):
+    return text_data.encode_corpus(text_data.open_corpus(f"text:{path}"), min_count)
+
+
+def test_examples_with_window_1_are_the_adjacent_pairs_of_each_line(small_text):
+    path, lines = small_text
+    corpus = _encoded(path)
+    c = tiny_config(corpus=f"text:{path}", window=1, subsample=0.0, batch_size=len(corpus.ids), min_count=1)
+    ex = tw.TrainingExamples(corpus, c)
+    r = ex.record(0, 0)  # the step reads the whole corpus once
+    real = r["weights"] > 0
+    got = collections.Counter(zip(r["outputs"][real].tolist(), r["inputs"][real].tolist()))
+    want = collections.Counter()
+    for line in lines:
+        ids = corpus.vocab.encode(line)
+        centres, ctx = w2v.skipgram_pairs(ids, 1)  # reach 1 is the only choice with window 1
+        want.update(zip(centres.tolist(), ctx.tolist()))
+    assert got == want and r["dropped"].sum() == 0
+    assert r["negatives"].shape == (ex.capacity, c.negatives) and r["inputs"].shape == (ex.capacity,)
+
+
+def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(small_text):
+    path, lines = small_text
+    corpus = _encoded(path)
+    c = tiny_config(corpus=f"text:{path}", window=3, subsample=0.0, batch_size=len(corpus.ids), min_count=1)
+    ex = tw.TrainingExamples(corpus, c)
+    allowed = collections.Counter()
+    for line in lines:
+        ids = corpus.vocab.encode(line)
+        allowed.update(zip(*(a.tolist() for a in w2v.skipgram_pairs(ids, 3))))
+    r = ex.record(0, 1)
+    real = r["weights"] > 0
+    got = collections.Counter(zip(r["outputs"][real].tolist(), r["inputs"][real].tolist()))
+    assert not got - allowed  # every pair is within 3 words, in one line
+    n_adjacent = sum(len(corpus.vocab.encode(line)) - 1 for line in lines) * 2
+    assert n_adjacent < real.sum() < sum(allowed.values())  # offset 1 always, offsets 2-3 only with b >= 2, 3
+    for k, v in ex.record(0, 1).items():
+        np.testing.assert_array_equal(v, r[k])
+    assert not np.array_equal(ex.record(1, 1)["inputs"], r["inputs"])
+    assert not np.array_equal(ex.record(0, 2)["inputs"], r["inputs"])
+    # the noise words follow unigram^0.75
+    neg = np.concatenate([ex.record(0, s)["negatives"].ravel() for s in range(20)])
+    p = corpus.vocab.counts ** 0.75 / np.sum(corpus.vocab.counts ** 0.75)
+    freq = np.bincount(neg, minlength=len(p)) / neg.size
+    assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / neg.size)
+
+
+# ----------------------------------------------------------------------------- user errors
+
+def test_missing_corpus_file_exits_2_with_one_line(tmp_path):
+    workdir = tmp_path / "never"
+    missing = tmp_path / "missing.txt"
+    proc = subprocess.run([sys.executable, "-m", "train.word2vec", f"--workdir={workdir}",
+                           f"--config.corpus=text:{missing}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0]
+    assert "no such file" in lines[0] and not workdir.exists()
+
+
+def test_bad_corpora_and_model_raise_before_touching_the_workdir(tmp_path):
+    workdir = tmp_path / "never"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n ... !!\n\n")
+    with pytest.raises(DataError, match="holds no words"):
+        tw.run(tiny_config(corpus=f"text:{empty}"), str(workdir))
+    once = tmp_path / "once.txt"
+    once.write_text("every word here appears once\nand never again\n")
+    with pytest.raises(DataError, match=r"no word occurs min_count=5 times .*'again', occurs 1 times"):
+        tw.run(tiny_config(corpus=f"text:{once}"), str(workdir))
+    with pytest.raises(ConfigError, match=r"config.model='glove' is not accepted; accepted: sgns, cbow, skipgram_softmax"):
+        tw.run(tiny_config(model="glove"), str(workdir))
+    with pytest.raises(ConfigError, match=r"config.share_negatives=3 must divide config.minibatch_size=256"):
+        tw.run(tiny_config(share_negatives=3), str(workdir))
+    with pytest.raises(DataError, match=r"config.analogies='/nonexistent/q.txt' cannot be read"):
+        tw.run(tiny_config(analogies="/nonexistent/q.txt"), str(workdir))
+    single = tmp_path / "single.txt"
+    single.write_text("word\n" * 20)
+    with pytest.raises(DataError, match="yields no training example"):
+        tw.run(tiny_config(corpus=f"text:{single}"), str(workdir))
+    assert not workdir.exists()

@@ -1,0 +1,235 @@
+"""Text corpora of the word models (word2vec, n-grams, co-occurrence SVD): one place that resolves `corpus`.
+
+`corpus` values every word module accepts:
+  generated     the synthetic English-like corpus of train/corpus.py with planted relations
+                (king/queen, france/paris, cat/cats, big/bigger), `num_tokens` tokens, always seed 0
+  text:PATH     a user's UTF-8 text file; each line is a sentence (windows never cross lines)
+  <tfds name>   a TFDS dataset with a text feature, already prepared as array_record in `data_dir`
+                (this program never downloads); each line of each example's text is a sentence
+Lines are split into lower-case words by zoo.text.tokenize (punctuation dropped).
+
+`open_corpus` gives the lines (re-readable, streamed); `encode_corpus` turns them into a vocabulary
+and one int32 id array in a single pass, optionally cached in a directory so a rerun (a resume)
+skips reading and tokenizing the corpus again.
+"""
+from __future__ import annotations
+
+import array
+import contextlib
+import dataclasses
+import logging
+import os
+from typing import Callable, Iterator
+
+import numpy as np
+
+from train import corpus as generated_corpus
+from train.data import DataError
+from zoo.text import Vocab, tokenize
+
+GENERATED = "generated"
+ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
+HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
+CACHE_FILE = "corpus.npz"
+_TEXT_KEYS = ("text", "sentence", "content", "document", "article", "review")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSource:
+    """A corpus as lines: lines() starts a fresh pass; fingerprint identifies the content (for caches)."""
+    name: str
+    lines: Callable[[], Iterator[str]]
+    fingerprint: str
+
+    def split(self, part: str) -> "TextSource":
+        """The 'train' lines (9 in 10) or the held-out 'test' lines (every 10th), by line position."""
+        held_out = part == "test"
+
+        def lines():
+            for i, line in enumerate(self.lines()):
+                if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == held_out:
+                    yield line
+        return TextSource(f"{self.name} ({part})", lines, f"{self.fingerprint}|{part}")
+
+
+def open_corpus(corpus: str, *, num_tokens: int = 2_000_000, data_dir: str | None = None) -> TextSource:
+    """Resolve a `corpus` config value to its lines; DataError names the bad value and what is accepted."""
+    if not isinstance(corpus, str) or not corpus:
+        raise DataError(f"corpus must be a non-empty string, got {corpus!r}; accepted: {ACCEPTED}")
+    if corpus == GENERATED:
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
+            raise DataError(f"num_tokens={num_tokens!r} must be a positive integer (tokens of the generated corpus)")
+        return TextSource(f"generated ({num_tokens} tokens)", lambda: generated_corpus.generate_corpus(num_tokens, 0),
+                          f"generated:{num_tokens}:seed0")
+    if corpus.startswith("text:"):
+        return _text_file(corpus[len("text:"):])
+    return _tfds_text(corpus, data_dir)
+
+
+def _text_file(path: str) -> TextSource:
+    spec = f"text:{path}"
+    if not path:
+        raise DataError(f"corpus {spec!r} names no file; accepted: text:PATH with PATH a UTF-8 text file")
+    if not os.path.exists(path):
+        raise DataError(f"corpus {spec!r}: no such file; accepted: text:PATH with PATH an existing UTF-8 text file")
+    if not os.path.isfile(path):
+        raise DataError(f"corpus {spec!r} is not a regular file; accepted: text:PATH with PATH a UTF-8 text file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise DataError(f"corpus {spec!r} cannot be read ({e.strerror}); accepted: a readable UTF-8 text file") from None
+    st = os.stat(path)
+
+    def lines():
+        # undecodable bytes become U+FFFD, which tokenize drops: a stray Latin-1 byte costs one word, not the run
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield from f
+    return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}")
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """TFDS logs warnings (e.g. about a half-prepared folder) that would precede our one-line error."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _tfds_text(name: str, data_dir: str | None) -> TextSource:
+    import tensorflow_datasets as tfds
+    with _quiet_absl():
+        return _tfds_source(tfds, name, data_dir)
+
+
+def _tfds_source(tfds, name: str, data_dir: str | None) -> TextSource:
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # tfds raises several types for unknown names
+        raise DataError(f"unknown corpus {name!r}; accepted: {ACCEPTED} ({type(e).__name__})") from None
+    features = builder.info.features
+    keys = [k for k in features if isinstance(features[k], tfds.features.Text)]
+    key = next((k for k in _TEXT_KEYS if k in keys), keys[0] if keys else None)
+    if key is None:
+        raise DataError(f"TFDS dataset {name!r} has no text feature (features: {sorted(features)}); "
+                        f"accepted: {ACCEPTED}")
+    try:
+        source = tfds.data_source(name, split="train", data_dir=data_dir, download=False)
+    except Exception as e:
+        raise DataError(
+            f"TFDS dataset {name!r} is not prepared as array_record in {data_dir or 'the default TFDS data dir'}; "
+            f"this program never downloads ({type(e).__name__}). Prepare it where there is internet: "
+            f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR', "
+            f"file_format='array_record').download_and_prepare()\", then pass --config.data_dir=DIR") from None
+
+    def lines():
+        for i in range(len(source)):
+            text = source[i][key]
+            yield from (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).splitlines()
+    return TextSource(f"tfds:{name}", lines, f"tfds:{name}:{data_dir or ''}:{len(source)}")
+
+
+# ----------------------------------------------------------------------------- encoded corpus
+
+@dataclasses.dataclass(frozen=True)
+class EncodedCorpus:
+    """A corpus as ids: the words of every line, end to end, with out-of-vocabulary words removed.
+
+    ids[i] is the vocabulary id of the i-th kept token; sentence_lengths[s] the number of kept
+    tokens of the s-th line that kept any (so sum(sentence_lengths) == len(ids)).
+    """
+    name: str
+    vocab: Vocab
+    ids: np.ndarray
+    sentence_lengths: np.ndarray
+    raw_tokens: int  # tokens before min_count and max_vocab dropped any
+
+    def sentence_index(self) -> np.ndarray:
+        """int32 [len(ids)]: the line each token comes from (windows must not cross lines)."""
+        return np.repeat(np.arange(len(self.sentence_lengths), dtype=np.int32), self.sentence_lengths)
+
+
+def cache_key(source: TextSource, min_count: int, max_vocab: int = 0) -> str:
+    """What an encoded corpus depends on: the content and the vocabulary settings."""
+    return f"{source.fingerprint}|min_count={min_count}|max_vocab={max_vocab}"
+
+
+def encode_corpus(source: TextSource, min_count: int, *, max_vocab: int = 0,
+                  cache_dir: str | None = None) -> EncodedCorpus:
+    """Vocabulary (count >= min_count, the max_vocab most frequent if > 0) and ids, in one pass over the lines.
+
+    Words are ordered as zoo.text.Vocab.build orders them: by count, descending, then alphabetically.
+    With cache_dir, a corpus.npz there (save_cached) with the same cache_key is read instead of the
+    lines. Raises DataError for a corpus without words or without a word that occurs min_count times.
+    """
+    cached = load_cached(cache_dir, cache_key(source, min_count, max_vocab)) if cache_dir else None
+    if cached is not None:
+        return cached
+    index: dict[str, int] = {}
+    setdefault = index.setdefault
+    ids = array.array("i")
+    lengths = array.array("q")
+    for line in source.lines():
+        words = tokenize(line)
+        if words:
+            ids.extend([setdefault(w, len(index)) for w in words])
+            lengths.append(len(words))
+    if not ids:
+        raise DataError(f"corpus {source.name!r} holds no words; accepted: text with at least one word "
+                        f"(letters or digits)")
+    raw = np.frombuffer(ids, np.int32)
+    counts = np.bincount(raw, minlength=len(index))
+    words = list(index)
+    ranked = sorted(range(len(words)), key=lambda i: (-counts[i], words[i]))
+    kept = [i for i in ranked if counts[i] >= min_count]
+    if max_vocab:
+        kept = kept[:max_vocab]
+    if not kept:
+        top = ranked[0]
+        raise DataError(f"corpus {source.name!r}: no word occurs min_count={min_count} times (the most frequent, "
+                        f"{words[top]!r}, occurs {counts[top]} times); accepted: min_count <= {counts[top]} "
+                        f"or a larger corpus")
+    new_id = np.full(len(words), -1, np.int32)
+    new_id[kept] = np.arange(len(kept), dtype=np.int32)
+    mapped = new_id[raw]
+    keep = mapped >= 0
+    sentence = np.repeat(np.arange(len(lengths)), np.frombuffer(lengths, np.int64))
+    new_lengths = np.bincount(sentence[keep], minlength=len(lengths))
+    vocab = Vocab([words[i] for i in kept], counts[kept].astype(np.int64))
+    return EncodedCorpus(source.name, vocab, mapped[keep], new_lengths[new_lengths > 0], int(raw.size))
+
+
+def save_cached(directory: str, key: str, c: EncodedCorpus) -> None:
+    """Store c as directory/corpus.npz under key (callers write it once their checks have passed)."""
+    if cached_key(directory) == key:
+        return
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, CACHE_FILE)
+    with open(path + ".tmp", "wb") as f:  # written whole, then renamed: an interrupted run leaves no half file
+        np.savez(f, key=np.array(key), name=np.array(c.name), words=np.array(c.vocab.words),
+                 counts=c.vocab.counts, ids=c.ids, sentence_lengths=c.sentence_lengths, raw_tokens=c.raw_tokens)
+    os.replace(path + ".tmp", path)
+
+
+def cached_key(directory: str) -> str | None:
+    """The key of the corpus cached in directory, or None."""
+    try:
+        with np.load(os.path.join(directory, CACHE_FILE), allow_pickle=False) as f:
+            return str(f["key"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def load_cached(directory: str, key: str) -> EncodedCorpus | None:
+    try:
+        with np.load(os.path.join(directory, CACHE_FILE), allow_pickle=False) as f:
+            if str(f["key"]) != key:
+                return None
+            return EncodedCorpus(str(f["name"]), Vocab([str(w) for w in f["words"]], f["counts"]),
+                                 f["ids"], f["sentence_lengths"], int(f["raw_tokens"]))
+    except (OSError, KeyError, ValueError):
+        return None

@@ -1,0 +1,459 @@
+"""Train word2vec: `python -m train.word2vec [--workdir runs/word2vec] [--config.model=sgns|cbow|skipgram_softmax]`.
+
+Default: skip-gram with negative sampling on the generated 2M-token corpus (train/corpus.py), 5 epochs,
+dim 100, window 5, 5 negatives, about a minute on 2 CPU cores; it recovers king - man + woman = queen
+and most planted analogies. `--config.corpus=text:PATH` trains on a text file (one sentence a line).
+Writes vectors.txt (word2vec text format), vectors.bin, projector/ (TensorBoard projector TSVs),
+vocab.txt, metrics.jsonl (loss, words/s, analogy accuracy per section, wordsim Spearman) and
+checkpoints; a rerun with the same workdir resumes. The end prints king - man + woman's neighbours.
+
+How it trains, the way word2vec.c and gensim do, batched for XLA:
+* One loop step reads `batch_size` consecutive corpus words (before subsampling; epochs follow each
+  other), so metrics.jsonl's examples_per_sec is corpus words/s. num_steps = 0 (the default) means
+  ceil(num_epochs * corpus words / batch_size).
+* The step's examples are built on the host in numpy from (seed, step) only, in a grain thread while
+  the previous step runs: frequent words are dropped (word2vec's subsampling), each centre word gets a
+  reduced window b ~ U{1..window} inside its line, pairs are (input = context word, output = centre word)
+  as in word2vec.c, and the noise words are drawn from unigram^0.75.
+* The step is one jitted call: a lax.scan over minibatches of `minibatch_size` examples. Each minibatch
+  is one sparse SGD update on the summed loss: gather the rows it touches, differentiate the loss with
+  respect to those rows, scatter-add -lr * gradient back (no V x D gradient or optimizer state).
+  lr decays linearly from learning_rate to min_learning_rate with the words processed, as in word2vec.
+* share_negatives = G > 1 is HogBatch (Ji et al. 2016): G consecutive pairs (mostly one centre's
+  contexts) share one draw of `negatives` noise words, so their scores are a [G, D] x [D, K] matmul and
+  G times fewer noise rows are gathered and scattered. See docs/words.md for what it buys here.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from train import cli, config as config_lib, corpus as planted, loop, text_data, vectors
+from train.config import ConfigError
+from train.data import DataError
+from zoo import word2vec as w2v
+from zoo.text import noise_distribution, subsample_keep_prob
+
+MODELS = ("sgns", "cbow", "skipgram_softmax")
+# keys a resumed run must share with the run that wrote the checkpoints (the tables and the data stream)
+RESUME_KEYS = ("model", "corpus", "num_tokens", "min_count", "max_vocab", "embed_dim", "window", "negatives",
+               "subsample", "share_negatives", "minibatch_size", "batch_size", "seed")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.model = "sgns"            # 'sgns' (skip-gram, negative sampling) | 'cbow' | 'skipgram_softmax' (full softmax)
+    c.corpus = text_data.GENERATED  # 'generated' | 'text:PATH' | a prepared TFDS text dataset name
+    c.num_tokens = 2_000_000    # size of the generated corpus
+    c.min_count = 5             # words rarer than this are dropped (gensim's min_count)
+    c.max_vocab = 0             # keep only the most frequent words; 0 = no limit
+    c.embed_dim = 100           # gensim's vector_size
+    c.window = 5                # maximum distance centre-context; each centre draws b ~ U{1..window}
+    c.negatives = 5             # noise words per example (gensim's negative)
+    c.subsample = 1e-3          # frequent-word downsampling threshold t (gensim's sample); 0 disables
+    c.num_epochs = 5            # gensim's epochs; sets num_steps when num_steps = 0
+    c.learning_rate = 0.025     # gensim's alpha, decayed linearly over the run ...
+    c.min_learning_rate = 1e-4  # ... to gensim's min_alpha
+    c.share_negatives = 1       # HogBatch: consecutive pairs sharing one draw of noise words; 1 = word2vec
+    c.minibatch_size = 1024     # examples per sparse SGD update: pairs (sgns, skipgram_softmax), centres (cbow)
+    c.batch_size = 65536        # corpus words per loop step (one jitted call)
+    c.num_steps = 0             # 0: ceil(num_epochs * corpus words / batch_size)
+    c.log_every = 10
+    c.checkpoint_every = 50
+    c.ema_decay = 0.0           # sparse SGD keeps no EMA of the tables
+    c.analogies = ""            # questions-words file for evaluation; '' = the generated corpus's planted sets
+    c.wordsim = ""              # word1 word2 score file (WordSim-353 style); '' = the planted similarities
+    return c
+
+
+def check_config(c) -> None:
+    shadow = c.copy_and_resolve_references()
+    if shadow.num_steps == 0:
+        shadow.num_steps = 1  # 0 = derived from the corpus later; the common check wants a positive int
+    config_lib.check(shadow, choices={"model": MODELS},
+                     positive_ints=("num_tokens", "min_count", "embed_dim", "window", "negatives", "num_epochs",
+                                    "share_negatives", "minibatch_size"),
+                     non_negative_ints=("num_steps", "max_vocab"))
+    if not (isinstance(c.subsample, (int, float)) and 0 <= c.subsample < 1):
+        raise ConfigError(f"config.subsample={c.subsample!r} must be in [0, 1) (0 disables subsampling; "
+                          f"word2vec uses 1e-3 to 1e-5)")
+    if not 0 <= c.min_learning_rate <= c.learning_rate:
+        raise ConfigError(f"config.min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate="
+                          f"{c.learning_rate}]")
+    if c.minibatch_size % c.share_negatives:
+        raise ConfigError(f"config.share_negatives={c.share_negatives} must divide config.minibatch_size="
+                          f"{c.minibatch_size}")
+    if c.batch_size % jax.device_count():
+        raise ConfigError(f"config.batch_size={c.batch_size} must be divisible by the device count {jax.device_count()}")
+    if c.ema_decay != 0:
+        raise ConfigError(f"config.ema_decay={c.ema_decay!r} is not accepted; accepted: 0 (word2vec's sparse SGD "
+                          f"keeps no EMA of its tables)")
+
+
+# ----------------------------------------------------------------------------- training examples
+
+class TrainingExamples:
+    """The examples of loop step i as fixed-shape arrays: a pure function of (seed, i) and the corpus.
+
+    Step i reads corpus positions [i * words_per_step, (i + 1) * words_per_step) modulo the corpus
+    length (position // length is the epoch). Arrays are padded to `capacity` examples (weight 0);
+    examples beyond it are dropped and counted in 'dropped' (capacity is set 5% above the most
+    examples of 8 sampled steps, so that is rare).
+    """
+
+    def __init__(self, corpus: text_data.EncodedCorpus, c, num_devices: int = 1):
+        self.model, self.window, self.num_negatives = c.model, c.window, c.negatives
+        self.group, self.words_per_step, self.num_devices = c.share_negatives, c.batch_size, num_devices
+        self.ids = corpus.ids
+        self.sentence = corpus.sentence_index()
+        self.num_sentences = len(corpus.sentence_lengths)
+        counts = corpus.vocab.counts
+        self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
+        self.noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
+        unit = c.minibatch_size * num_devices  # every device gets whole minibatches
+        steps_per_epoch = max(1, math.ceil(len(self.ids) / self.words_per_step))
+        probes = sorted({int(s) for s in np.linspace(0, steps_per_epoch - 1, min(8, steps_per_epoch))})
+        most = max(self._count(self._examples(s, np.random.default_rng([c.seed, s]))) for s in probes)
+        if most == 0:
+            raise DataError(f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
+                            f"words within window={c.window}; accepted: lines of at least two words")
+        self.capacity = math.ceil(most * 1.05 / unit) * unit
+        self.minibatches = self.capacity // c.minibatch_size
+
+    def _count(self, ex) -> int:
+        return len(ex[-1])
+
+    def _examples(self, i: int, rng: np.random.Generator):
+        """Unpadded examples of step i: (inputs, outputs) pairs, or (contexts, mask, centres) for CBOW."""
+        n_words = len(self.ids)
+        position = np.arange(i * self.words_per_step, (i + 1) * self.words_per_step, dtype=np.int64)
+        epoch, position = np.divmod(position, n_words)
+        tokens = self.ids[position]
+        if self.keep_prob is not None:  # word2vec's subsampling: drop occurrences before windowing
+            kept = rng.random(tokens.shape[0]) < self.keep_prob[tokens]
+            tokens, epoch, position = tokens[kept], epoch[kept], position[kept]
+        line = epoch * self.num_sentences + self.sentence[position]  # windows stay inside a line of one epoch
+        n, w = tokens.shape[0], self.window
+        reach = rng.integers(1, w + 1, size=n, dtype=np.int32)  # word2vec's reduced window b ~ U{1..window}
+        # slot k of centre j is the word at j + offsets[k]; built one offset at a time from shifted
+        # copies (contiguous slices, no gathers), as [2w, n] rows, read centre by centre below
+        offsets = [*range(-w, 0), *range(1, w + 1)]
+        valid = np.zeros((2 * w, n), bool)
+        neighbour = np.zeros((2 * w, n), np.int32)
+        for k, d in enumerate(offsets):
+            m = max(n - abs(d), 0)  # centres with a word at offset d (never a negative slice bound)
+            centre, near = (slice(n - m, n), slice(0, m)) if d < 0 else (slice(0, m), slice(n - m, n))
+            valid[k, centre] = (line[near] == line[centre]) & (reach[centre] >= abs(d))
+            neighbour[k, centre] = tokens[near]
+        valid, neighbour = valid.T, neighbour.T  # [n, 2w] views
+        if self.model == "cbow":
+            has = valid.any(axis=1)
+            return np.where(valid, neighbour, 0)[has], valid[has], tokens[has]
+        flat = np.flatnonzero(valid)  # ordered by centre: consecutive pairs share their output word
+        return np.ascontiguousarray(neighbour).ravel()[flat], tokens[flat // (2 * w)]
+
+    def record(self, seed: int, i: int) -> dict:
+        """Step i's arrays, all of leading size capacity (negatives: capacity / share_negatives)."""
+        rng = np.random.default_rng([seed, i])
+        ex = self._examples(i, rng)
+        cap, m = self.capacity, min(self._count(ex), self.capacity)
+        weights = np.zeros(cap, np.float32)
+        weights[:m] = 1.0
+
+        def pad(a):
+            out = np.zeros((cap,) + a.shape[1:], a.dtype if a.dtype != np.int64 else np.int32)
+            out[:m] = a[:m]
+            return out
+        dropped = np.zeros(self.num_devices, np.int32)
+        dropped[0] = self._count(ex) - m
+        if self.model == "cbow":
+            contexts, mask, centres = ex
+            record = {"contexts": pad(contexts), "mask": pad(mask).astype(np.float32), "outputs": pad(centres)}
+        else:
+            inputs, outputs = ex
+            record = {"inputs": pad(inputs), "outputs": pad(outputs)}
+        record.update(weights=weights, dropped=dropped)
+        if self.model != "skipgram_softmax":
+            record["negatives"] = self.sample_negatives(rng, (cap // self.group, self.num_negatives))
+        return record
+
+    def sample_negatives(self, rng: np.random.Generator, shape) -> np.ndarray:
+        """Noise words from unigram^0.75 (zoo.text.noise_distribution) by Walker's alias method.
+
+        Exact like zoo.word2vec.sample_negatives' inverse cdf, but O(1) per draw instead of a binary
+        search: u ~ U[0, V) picks column k = floor(u), which is k if frac(u) < prob[k], else alias[k].
+        """
+        u = rng.random(shape) * len(self.noise_prob)
+        k = u.astype(np.int32)
+        return np.where(u - k < self.noise_prob[k], k, self.noise_alias[k]).astype(np.int32)
+
+    def batches(self, global_batch_size: int, seed: int):
+        """A checkpointable grain iterator over the steps' records (its state is the step it has reached)."""
+        if global_batch_size != self.words_per_step:
+            raise ConfigError(f"batch_size {global_batch_size} differs from the {self.words_per_step} the examples "
+                              f"were sized for")
+        n, p = jax.process_count(), jax.process_index()
+        if n == 1:
+            record = functools.partial(self.record, seed)
+        else:  # each process feeds its devices' share of every array
+            record = lambda i: {k: np.split(v, n)[p] for k, v in self.record(seed, i).items()}
+        ds = grain.MapDataset.range(0, 1 << 62).map(record)
+        return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+
+
+def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table of a distribution p [V]: column k holds k with probability prob[k], else alias[k]."""
+    prob = np.asarray(p, np.float64) * len(p)
+    alias = np.arange(len(p), dtype=np.int32)
+    small = [i for i in range(len(p)) if prob[i] < 1.0]
+    large = [i for i in range(len(p)) if prob[i] >= 1.0]
+    while small and large:  # pair an under-full column with an over-full one until all hold exactly 1
+        s, l = small.pop(), large.pop()
+        alias[s] = l
+        prob[l] -= 1.0 - prob[s]
+        (small if prob[l] < 1.0 else large).append(l)
+    prob[small + large] = 1.0  # the leftovers are full up to rounding
+    return prob, alias
+
+
+# ----------------------------------------------------------------------------- losses on the touched rows
+
+def sgns_rows_loss(v, u, u_neg, weights):
+    """Summed SGNS loss -log sigma(u.v) - sum_k log sigma(-u_k.v) of P pairs, from their rows.
+
+    v, u: [P, D] rows of the input and output words; u_neg: [P/G, K, D] noise rows, shared by G
+    consecutive pairs (G = 1: per pair); weights [P] (0 for padding).
+    """
+    p, d = v.shape
+    pos = jnp.sum(v * u, axis=-1)
+    neg = jnp.einsum("ngd,nkd->ngk", v.reshape(u_neg.shape[0], -1, d), u_neg).reshape(p, -1)
+    # -log sigma(x) = softplus(-x);  -log sigma(-x) = softplus(x)
+    return jnp.sum(weights * (jax.nn.softplus(-pos) + jnp.sum(jax.nn.softplus(neg), axis=-1)))
+
+
+def cbow_rows_loss(v_ctx, mask, u, u_neg, weights):
+    """Summed CBOW loss of M centres: h = mean of the masked context rows v_ctx [M, C, D], scored like SGNS.
+
+    As in word2vec.c and gensim (cbow_mean=1), every context row receives the gradient of h itself,
+    not h's gradient divided by the number of contexts: the forward value is the mean, the backward
+    pass sees the sum.
+    """
+    total = jnp.einsum("mc,mcd->md", mask, v_ctx)
+    n = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1.0)
+    h = total + jax.lax.stop_gradient(total / n - total)
+    return sgns_rows_loss(h, u, u_neg, weights)
+
+
+def softmax_rows_loss(v, w_out, outputs, weights):
+    """Summed -log softmax(U v)[o] of P pairs: the lecture's J(theta) before averaging; dense in U by nature."""
+    logits = v @ w_out.T
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, outputs[:, None], axis=-1)[:, 0]
+    return jnp.sum(weights * nll)
+
+
+def sparse_update(model: str, tables, mb, lr):
+    """One SGD step on the summed loss of a minibatch, touching only its rows; returns (tables, loss)."""
+    w_in, w_out = tables["in"], tables["out"]
+    if model == "sgns":
+        rows = (w_in[mb["inputs"]], w_out[mb["outputs"]], w_out[mb["negatives"]])
+        loss, (d_in, d_out, d_neg) = jax.value_and_grad(sgns_rows_loss, argnums=(0, 1, 2))(*rows, mb["weights"])
+        return {"in": w_in.at[mb["inputs"]].add(-lr * d_in),
+                "out": w_out.at[mb["outputs"]].add(-lr * d_out).at[mb["negatives"]].add(-lr * d_neg)}, loss
+    if model == "cbow":
+        rows = (w_in[mb["contexts"]], w_out[mb["outputs"]], w_out[mb["negatives"]])
+        loss, (d_ctx, d_out, d_neg) = jax.value_and_grad(cbow_rows_loss, argnums=(0, 2, 3))(
+            rows[0], mb["mask"], rows[1], rows[2], mb["weights"])
+        return {"in": w_in.at[mb["contexts"]].add(-lr * d_ctx),
+                "out": w_out.at[mb["outputs"]].add(-lr * d_out).at[mb["negatives"]].add(-lr * d_neg)}, loss
+    loss, (d_in, d_out) = jax.value_and_grad(softmax_rows_loss, argnums=(0, 1))(
+        w_in[mb["inputs"]], w_out, mb["outputs"], mb["weights"])
+    return {"in": w_in.at[mb["inputs"]].add(-lr * d_in), "out": w_out - lr * d_out}, loss
+
+
+def make_train_step(c, minibatches: int):
+    """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read."""
+    total_words = c.num_steps * c.batch_size
+
+    def learning_rate(step, j):
+        words = (step.astype(jnp.float32) + j / minibatches) * c.batch_size
+        return w2v.linear_decay_lr(c.learning_rate, words / total_words, c.min_learning_rate)
+
+    def train_step(state, batch, key):
+        del key  # the step's randomness is in its batch, drawn on the host from (seed, step)
+        xs = {k: v.reshape(minibatches, -1, *v.shape[1:]) for k, v in batch.items() if k != "dropped"}
+
+        scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/loop.py)
+
+        def body(tables, x):
+            j, mb = x
+            return sparse_update(c.model, tables, mb, scale * learning_rate(state.step, j))
+
+        tables, losses = jax.lax.scan(body, state.params, (jnp.arange(minibatches), xs))
+        examples = jnp.sum(batch["weights"])
+        metrics = {"loss": jnp.sum(losses) / jnp.maximum(examples, 1.0), "examples": examples,
+                   "dropped": jnp.sum(batch["dropped"]), "learning_rate": scale * learning_rate(state.step, minibatches)}
+        return state.replace(params=tables, step=state.step + 1), metrics
+
+    return train_step
+
+
+# ----------------------------------------------------------------------------- evaluation and export
+
+def load_eval_sets(c):
+    """(analogy sections, wordsim pairs): the planted sets of train/corpus.py, or the user's files."""
+    def read(path, what, parse):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return parse(f)
+        except OSError as e:
+            raise DataError(f"config.{what}={path!r} cannot be read ({e.strerror}); accepted: a readable file, or '' "
+                            f"for the generated corpus's planted set") from None
+        except ValueError as e:
+            raise DataError(f"config.{what}={path!r}: {e}") from None
+    analogies = read(c.analogies, "analogies", w2v.parse_questions_words) if c.analogies else planted.planted_analogies()
+    wordsim = read(c.wordsim, "wordsim", w2v.parse_wordsim) if c.wordsim else planted.planted_similarities()
+    return analogies, wordsim
+
+
+def evaluate_vectors(W, vocab, analogies, wordsim) -> dict:
+    """Analogy accuracy (3CosAdd) per section and in total, wordsim Spearman; sets without a question are left out."""
+    figures = {}
+    result = w2v.evaluate_analogies(W, vocab, analogies)
+    if result["total"]:
+        figures["analogy_accuracy"] = result["accuracy"]
+        figures.update({f"analogy/{name}": acc for name, acc in result["sections"].items() if not math.isnan(acc)})
+    figures["analogy_questions"] = result["total"]
+    sim = w2v.evaluate_wordsim(W, vocab, wordsim)
+    if not math.isnan(sim["spearman"]):
+        figures["wordsim_spearman"] = sim["spearman"]
+    figures["wordsim_pairs"] = sim["evaluated"]
+    return figures
+
+
+def analogy_line(W, vocab, a="man", b="king", c="woman", topn=5) -> str:
+    """'king - man + woman ~ queen (0.81), ...', or why it cannot be asked."""
+    missing = [w for w in (a, b, c) if w not in vocab]
+    if missing:
+        return f"{b} - {a} + {c}: {', '.join(missing)} not in the vocabulary"
+    near = w2v.analogy(W, vocab, a, b, c, topn=topn)
+    return f"{b} - {a} + {c} ~ " + ", ".join(f"{w} ({s:.3f})" for w, s in near)
+
+
+def planted_pairs_figure(W, vocab):
+    """A 2-D PCA of the planted gender and country-capital pairs, one panel each, or None without them."""
+    panels = [("king - queen", [(m, f) for m, f, _, _ in planted.GENDER_PAIRS[:10]]),
+              ("country - capital", [(c, k) for c, k, _, _ in planted.COUNTRIES[:10]])]
+    panels = [(t, [p for p in pairs if p[0] in vocab and p[1] in vocab]) for t, pairs in panels]
+    panels = [(t, pairs) for t, pairs in panels if len(pairs) >= 2]
+    if not panels:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=80, squeeze=False)
+    for ax, (title, pairs) in zip(axes[0], panels):
+        words = [w for p in pairs for w in p]
+        X = np.asarray(W, np.float64)[[vocab.id(w) for w in words]]
+        X -= X.mean(axis=0)
+        Z = X @ np.linalg.svd(X, full_matrices=False)[2][:2].T  # numpy: zoo.pca's jitted ops would compile per call
+        for k in range(0, len(words), 2):
+            ax.annotate("", Z[k + 1], Z[k], arrowprops=dict(arrowstyle="->", color="0.6"))
+        ax.scatter(Z[:, 0], Z[:, 1], c=["C0", "C3"] * len(pairs), s=12)
+        for w, (x, y) in zip(words, Z):
+            ax.annotate(w, (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
+        ax.set_title(f"{title} (PCA of the vectors)", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return image
+
+
+def export_vectors(workdir: str, vocab, W) -> None:
+    """vectors.txt / vectors.bin (word2vec formats, gensim-loadable), projector/ TSVs and vocab.txt."""
+    vectors.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vocab.words, W)
+    vectors.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vocab.words, W)
+    vectors.save_projector_tsv(os.path.join(workdir, "projector"), vocab.words, W)
+    with open(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.writelines(f"{w} {n}\n" for w, n in zip(vocab.words, vocab.counts.tolist()))
+
+
+# ----------------------------------------------------------------------------- task and run
+
+def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
+    """c.num_steps must be resolved (> 0); examples are sized for jax.device_count() devices."""
+    vocab = corpus.vocab
+    examples = TrainingExamples(corpus, c, jax.device_count())
+    analogies, wordsim = eval_sets
+
+    def evaluate(state, step):
+        W = np.asarray(jax.device_get(state.params["in"]))
+        image = planted_pairs_figure(W, vocab)
+        return evaluate_vectors(W, vocab, analogies, wordsim), ({"planted_pairs_pca": image} if image is not None else {})
+
+    def export(state, workdir):
+        W = np.asarray(jax.device_get(state.params["in"]))
+        export_vectors(workdir, vocab, W)
+        print(f"{analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
+
+    task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
+                     train_step=make_train_step(c, examples.minibatches), optimizer=optax.identity(),
+                     evaluate=evaluate, batches=examples.batches, export=export)
+    task.examples = examples  # for benchmarks and tests: capacity, minibatches
+    return task
+
+
+def check_resume(c, workdir: str) -> None:
+    """A workdir with checkpoints continues only the same run: same tables and the same data stream."""
+    ckpts = os.path.join(workdir, "checkpoints")
+    path = os.path.join(workdir, "config.json")
+    if not (os.path.isdir(ckpts) and os.listdir(ckpts) and os.path.isfile(path)):
+        return
+    with open(path) as f:
+        old = json.load(f)
+    for key in RESUME_KEYS:
+        if key in old and old[key] != c[key]:
+            raise ConfigError(f"config.{key}={c[key]!r} differs from {old[key]!r} of the checkpoints in {ckpts}; "
+                              f"accepted: the same {key} to resume, or a new --workdir")
+
+
+def load_corpus(c, workdir: str | None):
+    """(encoded corpus, cache key); the corpus.npz cached in workdir is reused when it matches."""
+    source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
+    key = text_data.cache_key(source, c.min_count, c.max_vocab)
+    return text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir), key
+
+
+def resolve_num_steps(c, corpus: text_data.EncodedCorpus) -> int:
+    """c.num_steps, or when it is 0, enough steps of batch_size words for num_epochs passes over the corpus."""
+    return c.num_steps or math.ceil(c.num_epochs * len(corpus.ids) / c.batch_size)
+
+
+def run(config, workdir: str) -> dict:
+    check_config(config)
+    eval_sets = load_eval_sets(config)
+    corpus, key = load_corpus(config, workdir)
+    config.num_steps = resolve_num_steps(config, corpus)
+    check_resume(config, workdir)
+    task = make_task(config, corpus, eval_sets)
+    if jax.process_index() == 0:
+        text_data.save_cached(workdir, key, corpus)
+        print(f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
+              f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
+              f"({task.examples.minibatches} minibatches of {config.minibatch_size})", flush=True)
+    return loop.train(config, workdir, task)
+
+
+if __name__ == "__main__":
+    cli.main("word2vec", get_config, run)
