@@ -31,7 +31,7 @@ def main(_):
     holder = [state]
 
     def one_step():
-        holder[0], m = step(holder[0], batch)
+        holder[0], m, _ = step(holder[0], batch)
         return m
 
     secs = time_fn(one_step, min_time=5.0)

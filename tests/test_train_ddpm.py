@@ -215,3 +215,19 @@ def test_bfloat16_compute_trains_with_float32_params(data_dir, tmp_path):
     net = train_ddpm.make_task(c, data.load_images("digits", str(data_dir)))
     params = jax.eval_shape(net.init_params, jax.random.key(0))
     assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype("float32")}
+
+
+def test_in_memory_batches_cover_each_epoch_and_resume(data_dir):
+    ds = data.load_images("digits", str(data_dir))
+    batches = data.InMemoryBatches(ds.train)
+    # 15 batches of 100 are one epoch of the 1500 train images: every image once
+    idx = np.concatenate([batches.indices(0, s, 100) for s in range(15)])
+    assert sorted(idx) == list(range(1500))
+    assert not np.array_equal(batches.indices(0, 15, 100), batches.indices(0, 0, 100))  # a new permutation
+    a = data.batches(ds.train, 100, 0)
+    first = [next(a) for _ in range(3)]
+    np.testing.assert_array_equal(first[1]["image"], np.stack([ds.train[int(i)]["image"] for i in idx[100:200]]))
+    b = data.batches(ds.train, 100, 0)
+    b.set_state(a.get_state())  # what a checkpoint restores
+    np.testing.assert_array_equal(next(b)["label"], next(a)["label"])
+    assert not np.array_equal(next(data.batches(ds.train, 100, 1))["label"], first[0]["label"])

@@ -241,18 +241,70 @@ def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- batches
 
-def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
-    """An endless, checkpointable iterator of this process's rows of each global batch.
+IN_MEMORY_BYTES = 1 << 31  # train splits up to this size are read once and batched from memory
 
-    The global batch at step s is the same whatever the number of processes: the shuffled stream
-    cut into blocks of global_batch_size; process p of n reads rows [p*b, (p+1)*b) of each block,
-    b = global_batch_size / n, and so never feeds an example another host feeds at that step.
+
+class InMemoryBatches:
+    """Batches of a split held in memory: step i's global batch is positions i*B .. i*B+B-1 of the stream of
+    epoch permutations (epoch e shuffled by rng(seed, e)); each process gets its contiguous share.
+
+    One grain record per step (a numpy gather) instead of one per example: reading and stacking examples
+    one by one costs more, on 2 CPU cores, than a small model's whole train step.
+    """
+
+    def __init__(self, source):
+        arrays = as_arrays(source)
+        self.images, self.labels = arrays["image"], arrays["label"].astype(np.int32)
+        if len(self.images) == 0:
+            raise DataError("the training split is empty")
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def _perm(self, seed: int, epoch: int) -> np.ndarray:
+        if (seed, epoch) not in self._perms:
+            if len(self._perms) > 8:
+                self._perms.clear()
+            self._perms[seed, epoch] = np.random.default_rng([seed, epoch]).permutation(len(self.images))
+        return self._perms[seed, epoch]
+
+    def indices(self, seed: int, step: int, global_batch_size: int) -> np.ndarray:
+        """Example indices of the global batch of `step` (0-based)."""
+        n = len(self.images)
+        pos = step * global_batch_size + np.arange(global_batch_size)
+        epochs, within = np.divmod(pos, n)
+        out = np.empty(global_batch_size, np.int64)
+        for e in np.unique(epochs):
+            m = epochs == e
+            out[m] = self._perm(seed, int(e))[within[m]]
+        return out
+
+    def __call__(self, global_batch_size: int, seed: int, *, num_threads: int = 1):
+        nproc, p = jax.process_count(), jax.process_index()
+        if global_batch_size % nproc:
+            raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {nproc}")
+
+        def record(step):
+            idx = np.split(self.indices(seed, step, global_batch_size), nproc)[p]
+            return {"image": self.images[idx], "label": self.labels[idx]}
+
+        ds = grain.MapDataset.range(0, 1 << 62).map(record)
+        return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+
+
+def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
+    """An endless, checkpointable grain iterator of this process's rows of each global batch.
+
+    The global batch at step s is the same whatever the number of processes; process p of n feeds rows
+    [p*b, (p+1)*b) of it, b = global_batch_size / n, and so never an example another host feeds at that
+    step. Splits that fit in memory (IN_MEMORY_BYTES) are read once and batched by index (InMemoryBatches);
+    larger ones are read example by example through grain's shuffled stream.
     """
     n, p = jax.process_count(), jax.process_index()
     if global_batch_size % n:
         raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {n}")
     if len(source) == 0:
         raise DataError("the training split is empty")
+    if len(source) * source[0]["image"].nbytes <= IN_MEMORY_BYTES:
+        return InMemoryBatches(source)(global_batch_size, seed)
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
     if n > 1:
         ds = ds[p::n]

@@ -32,8 +32,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_components = 0        # components fitted (0: min(N, D), every one)
     c.method = "exact"          # 'exact' SVD | 'randomized' (Halko et al.) for large D
     c.fit_examples = 0          # train images the PCA is fitted on (0: all)
-    c.k = 10                    # components used for reconstructions, samples and sample quality
-    c.ks = (1, 2, 5, 10, 20, 40)  # numbers of components whose test reconstruction error is reported
+    c.k = 8                     # components used for reconstructions, samples and sample quality
+    c.ks = (1, 2, 4, 8, 16, 32, 64)  # numbers of components whose test reconstruction error is reported (<= rank)
     c.density = ml_collections.ConfigDict(dict(kind="gaussian", num_components=10))  # 'gaussian' | 'gmm'
     c.eval = ic.eval_config(num_samples=500)
     return c
@@ -86,9 +86,10 @@ def run(config, workdir: str) -> dict:
     dim = int(np.prod(ds.image_shape))
     max_rank = min(n_fit, dim)
     rank = c.num_components or max_rank
-    if rank > max_rank or c.k > rank or max(c.ks) > rank:
-        raise config_lib.ConfigError(f"config.k={c.k}, max(config.ks)={max(c.ks)} and config.num_components={rank} "
-                                     f"must be at most min(train images, pixels) = {max_rank} for dataset {ds.name!r}")
+    for key, v in (("num_components", rank), ("k", c.k)):
+        if v > max_rank:
+            raise config_lib.ConfigError(f"config.{key}={v} must be at most min(train images, pixels) = {max_rank} "
+                                         f"for dataset {ds.name!r}")
     if n_fit < 2:
         raise data.DataError(f"dataset {ds.name!r}: PCA needs at least 2 training images, got {n_fit}")
     if c.density.kind == "gmm" and c.density.num_components > n_fit:
@@ -130,7 +131,7 @@ def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> di
     test = ic.split_arrays(ds.test, c.eval.test_examples)
     x_test = flatten(test["image"])
     cum = np.cumsum(np.asarray(p.explained_variance_ratio))
-    for k in sorted(set(c.ks) | {c.k}):
+    for k in sorted({k for k in c.ks if k <= p.components.shape[0]} | {c.k}):  # ks beyond the rank are skipped
         err = float(jnp.mean(pca_lib.reconstruction_error(truncate(p, k), x_test)))
         writer.scalars(k, {"k": k, "eval/test_mse": err, "eval/explained_variance_ratio": float(cum[k - 1])})
 

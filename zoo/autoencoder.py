@@ -167,6 +167,8 @@ class MLPEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"MLPEncoder: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}")
         x = x.reshape(x.shape[0], -1)
         if self.linear:
             return nn.Dense(self.features)(x)

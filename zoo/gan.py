@@ -156,6 +156,8 @@ class MLPDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
+        if x.ndim < 2:
+            raise ValueError(f"MLPDiscriminator: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}")
         h = x.reshape(x.shape[0], -1)
         for f in self.hidden:
             h = nn.leaky_relu(nn.Dense(f)(h), self.negative_slope)

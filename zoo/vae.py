@@ -261,6 +261,7 @@ class VAE(nn.Module):
         return jax.nn.one_hot(labels, self.num_classes)
 
     def encode(self, x, labels=None):
+        _check_batched("VAE", "x", x)
         y = self._one_hot(labels, x.shape[0])
         if y is not None:
             if self.arch == "mlp":

@@ -1,0 +1,114 @@
+"""train.autoencoder end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_train_ddpm import read_metrics, train_losses
+from train import autoencoder as train_ae
+from train.config import ConfigError
+
+EVAL_KEYS = ("eval/test_loss", "eval/test_mse", "eval/fd", "eval/precision", "eval/recall", "eval/ref_fd")
+
+
+def override(c, overrides):
+    for k, v in overrides.items():
+        target = c
+        *path, last = k.split(".")
+        for p in path:
+            target = target[p]
+        target[last] = v
+    return c
+
+
+def tiny_eval(c):
+    c.eval.classifier_steps = 5
+    c.eval.num_samples = 8
+    c.eval.grid_images = 8
+    c.eval.test_examples = 16
+    return c
+
+
+def tiny_config(data_dir, **overrides):
+    c = tiny_eval(train_ae.get_config())
+    c.data_dir = str(data_dir)
+    c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 4, 8, 2, 2
+    c.warmup_steps = 1
+    c.lr_schedule = "constant"  # so a run extended from 4 to 6 steps is the same run as 6 straight
+    c.progress = False
+    c.model.hidden = (16,)
+    c.model.channels = (4, 8)
+    c.model.latent_dim = 3
+    c.density.num_components = 2
+    c.eval.density_examples = 64
+    return override(c, overrides)
+
+
+def tiny_npz(path, n=40, n_test=10, classes=3):
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (n, 8, 8), dtype=np.uint8), y=rng.integers(0, classes, n),
+             x_test=rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8), y_test=rng.integers(0, classes, n_test))
+    return f"npz:{path}"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, train_ae.run(tiny_config(data_dir, num_steps=6), workdir)
+
+
+def test_workdir_layout(straight_run):
+    workdir, figures = straight_run
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
+    records = read_metrics(workdir)
+    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
+    evals = [r for r in records if "eval/test_mse" in r]
+    assert [r["step"] for r in evals] == [6]
+    for k in EVAL_KEYS:
+        assert np.isfinite(evals[0][k]), k
+        assert figures[k] == pytest.approx(evals[0][k])
+    assert 0 <= evals[0]["eval/precision"] <= 1 and evals[0]["eval/test_mse"] < 1
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["loss"] == "bce"
+    assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
+        "latent_000006.png", "reconstructions_000006.png", "samples_000006.png"]
+    scatter = np.asarray(Image.open(os.path.join(workdir, "samples", "latent_000006.png")))
+    assert scatter.ndim == 3 and scatter.shape[2] == 3 and scatter.std() > 0
+    grid = np.asarray(Image.open(os.path.join(workdir, "samples", "reconstructions_000006.png")))
+    assert grid.ndim == 2 and max(grid.shape) >= 256
+
+
+def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
+    workdir = str(tmp_path)
+    train_ae.run(tiny_config(data_dir, num_steps=4), workdir)
+    train_ae.run(tiny_config(data_dir, num_steps=6), workdir)  # resumes at 4
+    assert [r["step"] for r in read_metrics(workdir) if "loss" in r] == [2, 4, 6]
+    assert train_losses(workdir) == train_losses(straight_run[0])
+
+
+def test_npz_conv_mse_gaussian(data_dir, tmp_path):
+    dataset = tiny_npz(tmp_path / "mine.npz")
+    figures = train_ae.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="mse", **{
+        "model.arch": "conv", "density.kind": "gaussian"}), str(tmp_path / "run"))
+    assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_mse"]) and np.isfinite(figures["eval/fd"])
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"loss": "l1"}, "config.loss='l1' is not accepted; accepted: mse, bce"),
+    ({"model.arch": "resnet"}, "config.model.arch='resnet'"),
+    ({"density.kind": "flow"}, "accepted: gaussian, gmm"),
+    ({"model.latent_dim": 0}, "config.model.latent_dim=0 must be a positive integer"),
+    ({"eval.num_samples": 2}, "eval.num_samples=2 must be 0"),
+    ({"density.num_components": 100}, "density.num_components=100"),
+])
+def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        train_ae.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()

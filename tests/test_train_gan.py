@@ -1,0 +1,106 @@
+"""train.gan end to end on tiny configs, and its alternating step for every loss."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
+from tests.test_train_ddpm import read_metrics, train_losses
+from train import data, gan as train_gan, loop, parallel
+from train.config import ConfigError
+
+EVAL_KEYS = ("eval/fd", "eval/precision", "eval/recall", "eval/ref_fd", "eval/test_minimax_value")
+
+
+def tiny_config(data_dir, **overrides):
+    c = tiny_eval(train_gan.get_config())
+    c.data_dir = str(data_dir)
+    c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 4, 8, 2, 2
+    c.progress = False
+    c.model.hidden = (16,)
+    c.model.channels = (4, 8)
+    c.model.latent_dim = 4
+    c.eval.interpolation_rows = 2
+    c.eval.interpolation_steps = 3
+    return override(c, overrides)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, train_gan.run(tiny_config(data_dir, num_steps=6), workdir)
+
+
+def test_workdir_layout(straight_run):
+    workdir, figures = straight_run
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
+    records = read_metrics(workdir)
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    for r in logged:
+        # non-saturating: D's loss is -V(D, G) of the same batch
+        assert r["d_loss"] == pytest.approx(-r["minimax_value"], rel=1e-5)
+        assert r["loss"] == pytest.approx(r["d_loss"] + r["g_loss"], rel=1e-5)
+    evals = [r for r in records if "eval/fd" in r]
+    assert [r["step"] for r in evals] == [6]
+    for k in EVAL_KEYS:
+        assert np.isfinite(evals[0][k]), k
+    assert evals[0]["eval/test_minimax_value"] < 0  # log D + log(1 - D) <= 0
+    assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["interpolation_000006.png", "samples_000006.png"]
+
+
+def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
+    workdir = str(tmp_path)
+    train_gan.run(tiny_config(data_dir, num_steps=4), workdir)
+    train_gan.run(tiny_config(data_dir, num_steps=6), workdir)
+    records = [r for r in read_metrics(workdir) if "loss" in r]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert train_losses(workdir) == train_losses(straight_run[0])
+    straight = {r["step"]: (r["d_loss"], r["g_loss"]) for r in read_metrics(straight_run[0]) if "loss" in r}
+    assert {r["step"]: (r["d_loss"], r["g_loss"]) for r in records} == straight
+
+
+@pytest.mark.parametrize("loss", train_gan.LOSSES)
+def test_one_step_updates_both_networks_and_their_ema(data_dir, loss):
+    c = tiny_config(data_dir, loss=loss)
+    ds = data.load_images("digits", str(data_dir))
+    task = train_gan.make_task(c, ds)
+    mesh = parallel.data_mesh()
+    state = loop.init_state(task, c, mesh)
+    before = jax.device_get(state)
+    step = loop.compile_step(task, c, mesh)
+    state, metrics = step(state, parallel.shard_batch(next(data.batches(ds.train, 8, 0)), mesh))[:2]
+    after = jax.device_get(state)
+    assert int(after.step) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
+    for net in ("generator", "discriminator"):
+        moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), before.params[net], after.params[net]))
+        assert max(moved) > 0, net
+        # EMA moves by (1 - decay) of the step
+        ema = jax.tree.map(lambda e, p: c.ema_decay * e + (1 - c.ema_decay) * p, before.ema_params[net], after.params[net])
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), ema, after.ema_params[net])
+
+
+def test_npz_dcgan_wgan_gp(data_dir, tmp_path):
+    dataset = tiny_npz(tmp_path / "mine.npz")
+    figures = train_gan.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="wgan-gp",
+                                        d_learning_rate=1e-3, **{"model.arch": "dcgan"}), str(tmp_path / "run"))
+    for k in ("loss", "d_loss", "g_loss", "eval/fd"):
+        assert np.isfinite(figures[k]), k
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"loss": "lsgan"}, "config.loss='lsgan' is not accepted; accepted: minimax, nonsaturating, hinge, wgan-gp"),
+    ({"model.arch": "stylegan"}, "accepted: mlp, dcgan"),
+    ({"gp_weight": -1.0}, "config.gp_weight=-1.0 must be a finite number >= 0"),
+    ({"model.hidden": ()}, "config.model.hidden=() must be a non-empty tuple of positive integers"),
+])
+def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        train_gan.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()

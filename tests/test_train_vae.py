@@ -1,0 +1,100 @@
+"""train.vae end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
+from tests.test_train_ddpm import read_metrics, train_losses
+from train import data, vae as train_vae
+from train.config import ConfigError
+
+EVAL_KEYS = ("eval/test_elbo_nats", "eval/test_iwae4_nats", "eval/test_kl_nats", "eval/fd", "eval/precision",
+             "eval/recall")
+
+
+def tiny_config(data_dir, **overrides):
+    c = tiny_eval(train_vae.get_config())
+    c.data_dir = str(data_dir)
+    c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 4, 8, 2, 2
+    c.warmup_steps = 1
+    c.lr_schedule = "constant"
+    c.progress = False
+    c.model.hidden = (16,)
+    c.model.channels = (4, 8)
+    c.model.latent_dim = 3
+    c.eval.iwae_k = 4
+    c.eval.test_examples = 64
+    c.eval.interpolation_rows = 2
+    c.eval.interpolation_steps = 3
+    return override(c, overrides)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_dir, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, train_vae.run(tiny_config(data_dir, num_steps=6), workdir)
+
+
+def test_workdir_layout(straight_run):
+    workdir, figures = straight_run
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
+    records = read_metrics(workdir)
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    assert all(r["elbo"] < 0 and r["kl"] >= 0 for r in logged)  # Bernoulli: log p(x|z) <= 0
+    evals = [r for r in records if "eval/test_elbo_nats" in r]
+    assert [r["step"] for r in evals] == [6]
+    for k in EVAL_KEYS:
+        assert np.isfinite(evals[0][k]), k
+    assert evals[0]["eval/test_elbo_nats"] < 0
+    # IWAE (k=4) >= the one-sample ELBO estimate, on average over the same 64 test images
+    assert evals[0]["eval/test_iwae4_nats"] > evals[0]["eval/test_elbo_nats"]
+    assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
+        "interpolation_000006.png", "latent_000006.png", "reconstructions_000006.png", "samples_000006.png"]
+    strip = np.asarray(Image.open(os.path.join(workdir, "samples", "interpolation_000006.png")))
+    # 2 rows of 3 decoded points between the two originals: 5 tiles of 8 px + 6 px padding wide, 2 tiles high
+    assert strip.shape[1] / strip.shape[0] == pytest.approx((5 * 9 + 1) / (2 * 9 + 1))
+
+
+def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
+    workdir = str(tmp_path)
+    train_vae.run(tiny_config(data_dir, num_steps=4), workdir)
+    train_vae.run(tiny_config(data_dir, num_steps=6), workdir)
+    assert [r["step"] for r in read_metrics(workdir) if "loss" in r] == [2, 4, 6]
+    assert train_losses(workdir) == train_losses(straight_run[0])
+
+
+def test_npz_conditional_conv_lecture_loss(data_dir, tmp_path):
+    dataset = tiny_npz(tmp_path / "mine.npz")
+    figures = train_vae.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="lecture", conditional=True,
+                                        beta=0.5, **{"model.arch": "conv"}), str(tmp_path / "run"))
+    for k in ("loss", "recon", "eval/test_elbo_nats", "eval/fd"):
+        assert np.isfinite(figures[k]), k
+
+
+def test_conditional_needs_labels(data_dir, tmp_path):
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, x=np.zeros((60, 8, 8), np.uint8))
+    with pytest.raises(data.DataError, match="conditional=True needs labelled data"):
+        train_vae.run(tiny_config(data_dir, dataset=f"npz:{path}", conditional=True), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"loss": "mse"}, "config.loss='mse' is not accepted; accepted: elbo, lecture"),
+    ({"likelihood": "poisson"}, "accepted: bernoulli, gaussian"),
+    ({"beta": -1.0}, "config.beta=-1.0 must be a finite number >= 0"),
+    ({"C": 0.0}, "config.C=0.0 must be a finite number > 0"),
+    ({"eval.iwae_k": 0}, "config.eval.iwae_k=0 must be a positive integer"),
+])
+def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
+    with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        train_vae.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()

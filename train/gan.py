@@ -1,0 +1,183 @@
+"""Train a GAN: `python -m train.gan [--workdir runs/gan] [--config.key=value ...]`.
+
+Default: an MLP generator and discriminator with the non-saturating loss on the embedded 8x8 digits, a few
+minutes on 2 CPU cores. One jitted step updates the discriminator, then the generator against the updated
+discriminator. config.loss: 'minimax' (the lecture's: D maximises V(D, G), G minimises it), 'nonsaturating'
+(G minimises -log D(G(z))), 'hinge', or 'wgan-gp' (Wasserstein critic + gradient penalty). Both networks
+keep an EMA; samples come from the EMA generator. Writes checkpoints, metrics.jsonl (losses, the minimax
+value V(D, G), sample quality), samples/{samples,interpolation}_*.png.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from train import cli, config as config_lib, data, image_common as ic, loop, state as state_lib
+from zoo import gan
+
+LOSSES = ("minimax", "nonsaturating", "hinge", "wgan-gp")
+ARCHS = ("mlp", "dcgan")
+NETS = ("generator", "discriminator")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.num_steps = 10000
+    c.batch_size = 64
+    c.learning_rate = 2e-4      # the generator's
+    c.d_learning_rate = 0.0     # the discriminator's (0: learning_rate)
+    c.lr_schedule = "constant"
+    c.warmup_steps = 0
+    c.b1 = 0.5
+    c.b2 = 0.999
+    c.grad_clip = 0.0
+    c.ema_decay = 0.999
+    c.log_every = 100
+    c.checkpoint_every = 2000
+    c.loss = "nonsaturating"    # 'minimax' | 'nonsaturating' | 'hinge' | 'wgan-gp'
+    c.gp_weight = 10.0          # lambda of the gradient penalty ('wgan-gp')
+    c.model = ml_collections.ConfigDict(dict(
+        arch="mlp",             # 'mlp' | 'dcgan'
+        latent_dim=32,
+        hidden=(256, 256),      # MLP widths of both networks
+        channels=(32, 64)))     # DCGAN widths per resolution level
+    c.eval = ic.eval_config(num_samples=500, interpolation_rows=8, interpolation_steps=10)
+    return c
+
+
+def check_config(c) -> None:
+    config_lib.check(c, choices={"loss": LOSSES, "model.arch": ARCHS},
+                     positive_ints=("model.latent_dim", "eval.interpolation_rows", "eval.interpolation_steps"))
+    ic.check_values(c, non_negative_floats=("d_learning_rate", "gp_weight"))
+    ic.check_positive_tuple(c, "model.hidden")
+    ic.check_positive_tuple(c, "model.channels")
+    ic.check_eval_config(c)
+
+
+def make_nets(c, image_shape):
+    m = c.model
+    if m.arch == "mlp":
+        return gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden)), gan.MLPDiscriminator(hidden=tuple(m.hidden))
+    return (gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels)),
+            gan.DCDiscriminator(channels=tuple(m.channels)))
+
+
+def optimizers(c) -> dict[str, optax.GradientTransformation]:
+    """One optimizer per network, each with the config's schedule (the discriminator's at d_learning_rate)."""
+    d = c.copy_and_resolve_references()
+    d.learning_rate = c.d_learning_rate or c.learning_rate
+    return {"generator": state_lib.make_optimizer(c), "discriminator": state_lib.make_optimizer(d)}
+
+
+def per_network(txs: dict) -> optax.GradientTransformation:
+    """An optimizer over {'generator': ..., 'discriminator': ...} whose state is one sub-state per network,
+    so a step may update the two networks one after the other (txs[name].update on opt_state[name])."""
+    def init(params):
+        return {k: txs[k].init(params[k]) for k in NETS}
+
+    def update(grads, opt_state, params=None):
+        out = {k: txs[k].update(grads[k], opt_state[k], None if params is None else params[k]) for k in NETS}
+        return {k: out[k][0] for k in NETS}, {k: out[k][1] for k in NETS}
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_task(c, ds: data.ImageData) -> loop.Task:
+    ic.check_dataset_for_eval(c, ds)
+    gen, disc = make_nets(c, ds.image_shape)
+    txs = optimizers(c)
+    latent = c.model.latent_dim
+    g_apply = lambda p, z: gen.apply({"params": p}, z)
+    d_apply = lambda p, x: disc.apply({"params": p}, x)
+
+    def init_params(key):
+        kg, kd = jax.random.split(key)
+        return {"generator": gen.init(kg, jnp.zeros((1, latent)))["params"],
+                "discriminator": disc.init(kd, jnp.zeros((1, *ds.image_shape)))["params"]}
+
+    def d_objective(d_params, real, fake, key):
+        lr, lf = d_apply(d_params, real), d_apply(d_params, fake)
+        if c.loss in ("minimax", "nonsaturating"):
+            per = gan.discriminator_loss(lr, lf)
+        elif c.loss == "hinge":
+            per = gan.hinge_d_loss(lr, lf)
+        else:
+            per = gan.wasserstein_d_loss(lr, lf) + c.gp_weight * gan.gradient_penalty(d_apply, d_params, real, fake, key)
+        return jnp.mean(per), (lr, lf)
+
+    def g_objective(g_params, d_params, z):
+        lf = d_apply(d_params, g_apply(g_params, z))
+        per = {"minimax": gan.generator_loss_saturating, "nonsaturating": gan.generator_loss_nonsaturating,
+               "hinge": gan.hinge_g_loss, "wgan-gp": gan.wasserstein_g_loss}[c.loss](lf)
+        return jnp.mean(per)
+
+    def train_step(state, batch, key):
+        k_zd, k_zg, k_gp = jax.random.split(key, 3)
+        real = ic.to_signed(batch["image"])
+        n = real.shape[0]
+        g, d = state.params["generator"], state.params["discriminator"]
+        fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent))))
+        (d_loss, (lr, lf)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, real, fake, k_gp)
+        d_updates, d_opt = txs["discriminator"].update(d_grads, state.opt_state["discriminator"], d)
+        d = optax.apply_updates(d, d_updates)
+        g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent)))
+        g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
+        g = optax.apply_updates(g, g_updates)
+        params = {"generator": g, "discriminator": d}
+        new = state.replace(step=state.step + 1, params=params, opt_state={"generator": g_opt, "discriminator": d_opt})
+        if state.ema_params is not None:
+            rate = state.ema_decay
+            new = new.replace(ema_params=jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, state.ema_params, params))
+        metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
+                   "minimax_value": gan.minimax_value(lr, lf),
+                   "d_real": jnp.mean(lr), "d_fake": jnp.mean(lf),
+                   "d_grad_norm": optax.global_norm(d_grads), "g_grad_norm": optax.global_norm(g_grads)}
+        return new, metrics
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def generate(g_params, key, n):
+        return g_apply(g_params, jax.random.normal(key, (n, latent)))
+
+    @jax.jit
+    def test_value(params, real, key):
+        """The lecture's V(D, G) on test images against as many generated ones, and D's mean score of each."""
+        fake = g_apply(params["generator"], jax.random.normal(key, (real.shape[0], latent)))
+        lr, lf = d_apply(params["discriminator"], ic.to_signed(real)), d_apply(params["discriminator"], fake)
+        return gan.minimax_value(lr, lf), jnp.mean(lr), jnp.mean(lf)
+
+    generate_from = jax.jit(g_apply)
+    test = ic.split_arrays(ds.test, c.eval.test_examples)
+    quality = ic.SampleQuality(c, ds)
+    rows, steps = c.eval.interpolation_rows, c.eval.interpolation_steps
+
+    def evaluate(state, step):
+        k_sample, k_interp, k_test = jax.random.split(ic.eval_key(c.seed, step), 3)
+        g_ema = state.eval_params["generator"]
+        n = max(c.eval.num_samples, c.eval.grid_images)
+        samples = ic.signed_to_uint8(generate(g_ema, k_sample, n))
+        z0, z1 = jnp.split(jax.random.normal(k_interp, (2 * rows, latent)), 2)
+        strip = ic.signed_to_uint8(generate_from(g_ema, ic.interpolate(z0, z1, steps)))
+        images = {"samples": ic.samples_grid(samples[:c.eval.grid_images]),
+                  "interpolation": ic.interpolation_strip(strip, rows)}
+        value, d_real, d_fake = test_value(state.params, test["image"], k_test)
+        scalars = {"test_minimax_value": float(value), "test_d_real": float(d_real), "test_d_fake": float(d_fake)}
+        if quality.enabled:
+            scalars.update(quality(samples[:c.eval.num_samples]))
+        return scalars, images
+
+    return loop.Task("gan", init_params, train_step=train_step, optimizer=per_network(txs), evaluate=evaluate,
+                     train_source=ds.train)
+
+
+def run(config, workdir: str) -> dict:
+    check_config(config)
+    ds = data.load_images(config.dataset, config.data_dir or None)
+    return loop.train(config, workdir, make_task(config, ds))
+
+
+if __name__ == "__main__":
+    cli.main("gan", get_config, run)

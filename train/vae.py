@@ -1,0 +1,152 @@
+"""Train a VAE: `python -m train.vae [--workdir runs/vae] [--config.key=value ...]`.
+
+Default: an MLP VAE with an 8-d latent and a Bernoulli decoder on the embedded 8x8 digits, a few minutes
+on 2 CPU cores. config.loss selects the negative ELBO ('elbo', times beta on the KL) or the lecture's
+C ||x - x_hat||^2 + beta KL ('lecture'); config.conditional=True makes a conditional VAE on the labels.
+Writes checkpoints, metrics.jsonl (test ELBO and IWAE log-likelihood in nats per image, sample quality),
+samples/{reconstructions,samples,interpolation,latent}_*.png.
+
+Likelihoods: pixels are scaled to [0, 1]. likelihood='bernoulli' scores each grey level as a Bernoulli
+probability (the usual convention; not a normalised density of grey levels); likelihood='gaussian' is
+N(x_hat, 1/(2C)) per pixel, the decoder under which the lecture's loss is exactly -ELBO + const.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from train import cli, config as config_lib, data, image_common as ic, loop
+from zoo import vae
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = config_lib.base_config()
+    c.num_steps = 10000
+    c.batch_size = 128
+    c.learning_rate = 1e-3
+    c.lr_schedule = "cosine"
+    c.warmup_steps = 100
+    c.min_lr_ratio = 0.05
+    c.ema_decay = 0.99
+    c.log_every = 100
+    c.checkpoint_every = 2000
+    c.loss = "elbo"             # 'elbo': -log p(x|z) + beta KL | 'lecture': C ||x - x_hat||^2 + beta KL
+    c.likelihood = "bernoulli"  # 'bernoulli' | 'gaussian' (variance 1/(2C))
+    c.beta = 1.0                # weight of the KL term (beta-VAE when != 1)
+    c.C = 50.0                  # the lecture's C; also sets the gaussian decoder's variance 1/(2C)
+    c.conditional = False       # condition encoder and decoder on the labels (CVAE)
+    c.model = ml_collections.ConfigDict(dict(
+        arch="mlp",             # 'mlp' | 'conv'
+        latent_dim=8,
+        hidden=(256, 128),
+        channels=(32, 64)))
+    c.eval = ic.eval_config(num_samples=500, iwae_k=100, interpolation_rows=8, interpolation_steps=10)
+    return c
+
+
+def check_config(c) -> None:
+    config_lib.check(c, choices={"loss": vae.LOSSES, "likelihood": vae.LIKELIHOODS, "model.arch": vae.ARCHS,
+                                 "conditional": (True, False)})
+    ic.check_values(c, positive_ints=("model.latent_dim", "eval.iwae_k", "eval.interpolation_rows",
+                                      "eval.interpolation_steps"),
+                    positive_floats=("C",), non_negative_floats=("beta",))
+    ic.check_positive_tuple(c, "model.hidden")
+    ic.check_positive_tuple(c, "model.channels")
+    ic.check_eval_config(c)
+
+
+def make_task(c, ds: data.ImageData) -> loop.Task:
+    ic.check_dataset_for_eval(c, ds)
+    if c.conditional and ds.num_classes < 2:
+        raise data.DataError(f"config.conditional=True needs labelled data; dataset {ds.name!r} has "
+                             f"{ds.num_classes} class")
+    num_classes = ds.num_classes if c.conditional else 0
+    net = vae.VAE(tuple(ds.image_shape), latent_dim=c.model.latent_dim, arch=c.model.arch, likelihood=c.likelihood,
+                  hidden=tuple(c.model.hidden), channels=tuple(c.model.channels), num_classes=num_classes)
+    apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
+    obs_log_var = math.log(1.0 / (2.0 * c.C))
+    labels_of = (lambda y: jnp.asarray(y, jnp.int32)) if c.conditional else (lambda y: None)
+    kw = dict(likelihood=c.likelihood, obs_log_var=obs_log_var)
+
+    def init_params(key):
+        y = jnp.zeros((1,), jnp.int32) if c.conditional else None
+        return net.init(key, jnp.zeros((1, *ds.image_shape)), labels=y)["params"]
+
+    def loss_fn(params, batch, key):
+        per, terms = vae.vae_loss(params, apply, ic.to_unit(batch["image"]), key, loss=c.loss, beta=c.beta, C=c.C,
+                                  labels=labels_of(batch["label"]), **kw)
+        return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
+
+    @jax.jit
+    def test_figures(params, images, labels, key):
+        x, y = ic.to_unit(images), labels_of(labels)
+        k_elbo, k_iwae = jax.random.split(key)
+        _, terms = vae.vae_loss(params, apply, x, k_elbo, loss="elbo", labels=y, **kw)
+        iwae = vae.iwae_bound(params, apply, x, k_iwae, c.eval.iwae_k, labels=y, **kw)
+        out, mu, _ = net.apply({"params": params}, x, labels=y)  # z = mu: the reconstruction shown
+        return terms["elbo"], iwae, terms["kl"], mu, vae.likelihood_mean(out, c.likelihood)
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def generate(params, key, labels, n):
+        return vae.sample(params, apply, key, n, c.model.latent_dim, likelihood=c.likelihood, labels=labels)
+
+    @jax.jit
+    def decode(params, z, labels):
+        return vae.likelihood_mean(net.apply({"params": params}, z, labels=labels, method="decode"), c.likelihood)
+
+    test = ic.split_arrays(ds.test, c.eval.test_examples)
+    quality = ic.SampleQuality(c, ds)
+    rows, steps = min(c.eval.interpolation_rows, len(test["image"])), c.eval.interpolation_steps
+    starts, ends = interpolation_pairs(test["label"], rows, same_label=c.conditional)
+
+    def evaluate(state, step):
+        params = state.eval_params
+        k_test, k_sample = jax.random.split(ic.eval_key(c.seed, step))
+        elbo, iwae, kl, mu, recons = ic.batched(
+            lambda x, y, i: test_figures(params, x, y, jax.random.fold_in(k_test, int(i[0]))),
+            test["image"], test["label"], np.arange(len(test["image"])), batch_size=500)
+        scalars = {"test_elbo_nats": float(np.mean(elbo)), f"test_iwae{c.eval.iwae_k}_nats": float(np.mean(iwae)),
+                   "test_kl_nats": float(np.mean(kl))}
+        n_show = min(32, len(test["image"]))
+        images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
+                  "latent": ic.latent_scatter(mu, test["label"], f"VAE posterior means of the test split, step {step}")}
+        n = max(c.eval.num_samples, c.eval.grid_images)
+        y = jnp.arange(n, dtype=jnp.int32) % num_classes if c.conditional else None
+        samples = ic.unit_to_uint8(generate(params, k_sample, y, n))
+        images["samples"] = ic.samples_grid(samples[:c.eval.grid_images], num_classes or None)
+        z = ic.interpolate(jnp.asarray(mu[starts]), jnp.asarray(mu[ends]), steps)
+        y = jnp.repeat(jnp.asarray(test["label"][starts], jnp.int32), steps) if c.conditional else None
+        images["interpolation"] = ic.interpolation_strip(ic.unit_to_uint8(decode(params, z, y)), rows,
+                                                         test["image"][starts], test["image"][ends])
+        if quality.enabled:
+            scalars.update(quality(samples[:c.eval.num_samples]))
+        return scalars, images
+
+    return loop.Task("vae", init_params, loss_fn=loss_fn, evaluate=evaluate,
+                     train_source=ds.train)
+
+
+def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Test-image index pairs (start i, end j): j the next image with another label (with the same for a CVAE)."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    starts, ends = np.arange(rows), []
+    for i in starts:
+        cand = [j for j in range(i + 1, n) if (labels[j] == labels[i]) == same_label] or [(i + 1) % n]
+        ends.append(cand[0])
+    return starts, np.asarray(ends)
+
+
+def run(config, workdir: str) -> dict:
+    check_config(config)
+    ds = data.load_images(config.dataset, config.data_dir or None)
+    return loop.train(config, workdir, make_task(config, ds))
+
+
+if __name__ == "__main__":
+    cli.main("vae", get_config, run)
