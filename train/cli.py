@@ -6,6 +6,7 @@ stopped by NaN/Inf prints one line and exits with code 1.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -37,6 +38,7 @@ def main(name: str, get_config: Callable, run: Callable) -> None:
             _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR and --config.KEY=VALUE")
         from train.loop import NonFiniteError
         try:
+            check_workdir(flags.FLAGS.workdir)
             parallel.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
                                             flags.FLAGS.process_id)
             run(flags.FLAGS.config, flags.FLAGS.workdir)
@@ -46,6 +48,21 @@ def main(name: str, get_config: Callable, run: Callable) -> None:
             _fail(str(e), code=1)
 
     app.run(_main, flags_parser=_parse_flags)
+
+
+def check_workdir(workdir: str) -> None:
+    """ConfigError, before anything is created, unless workdir is (or can be made) a writable directory."""
+    path = os.path.abspath(workdir)
+    existing = path
+    while not os.path.lexists(existing):  # the deepest part of the path that exists
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        reason = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        return
+    raise ConfigError(f"workdir {path} is not a writable directory ({reason}); pass a --workdir you can write to")
 
 
 def _parse_flags(argv):

@@ -76,6 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def check_config(c) -> None:
+    if isinstance(c.num_steps, bool) or not isinstance(c.num_steps, int) or c.num_steps < 0:
+        raise ConfigError(f"config.num_steps={c.num_steps!r} must be a non-negative integer (0: num_epochs passes "
+                          f"over the corpus)")
     shadow = c.copy_and_resolve_references()
     if shadow.num_steps == 0:
         shadow.num_steps = 1  # 0 = derived from the corpus later; the common check wants a positive int

@@ -79,6 +79,7 @@ def make_schedule(betas) -> Schedule:
 
 def schedule_from_name(name: str, num_steps: int = 1000) -> Schedule:
     """make_schedule(linear_betas(T)) or make_schedule(cosine_betas(T)) by name."""
+    _check_steps(num_steps)
     if name == "linear":
         # Keep the paper's per-step noise scale when T differs from 1000.
         scale = 1000 / num_steps
@@ -300,6 +301,8 @@ class UNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, t, *, train: bool = False):
+        if x.ndim != 4:
+            raise ValueError(f"UNet: x must be NHWC images [B, H, W, C], got shape {x.shape}")
         size = x.shape[1]
         if x.shape[1] % 2 ** (len(self.ch_mult) - 1) or x.shape[2] % 2 ** (len(self.ch_mult) - 1):
             raise ValueError(f"UNet: image size {x.shape[1:3]} must be divisible by 2^{len(self.ch_mult) - 1} "

@@ -1,0 +1,358 @@
+"""Bad input is refused at the boundary: one `error: ...` line on stderr naming the value (and what is
+accepted), exit code 2, no traceback, and nothing in the workdir created or changed.
+
+CLI cases run `python -m train.<model> --workdir=W <args> --config.data_dir=<tmp>/tfds` as subprocesses
+(JAX_PLATFORMS=cpu). Every error must come before any compilation, so each subprocess costs about its
+start-up (imports). The pytest run puts this whole file on one xdist worker (--dist loadfile), so the
+subprocesses of the selected cases are started together from a module-scoped fixture on a small thread pool;
+each test then checks its own case's outcome. A few cases run on an EXISTING workdir holding a finished
+tiny run (made once per module by the same pool) and check that every file's size and mtime are unchanged.
+
+In-process cases at the end check the zoo's own argument checks (UnknownWordError, ValueError naming a shape).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TIMEOUT_S = 180  # a case that is not refused would start training: fail it instead of waiting
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+JAX_CACHE = os.environ.get("ZOO_TEST_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))
+
+# ----------------------------------------------------------------------------- the table
+# args may use {tmp} (the module's data files), {workdir}; fragments must all appear in the error line.
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    module: str
+    args: tuple[str, ...]
+    fragments: tuple[str, ...]
+    workdir: str = "{case}/run"   # fresh: must not exist afterwards, and nothing is created next to it
+    existing: bool = False        # on the module's finished tiny run: every file unchanged
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def case(id, module, args, fragments, **kw):
+    return pytest.param(Case(id, module, tuple(args), tuple(fragments), **kw), id=id)
+
+
+NPZ_ACCEPTED = "accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C]"
+TWO_DEVICES = (("XLA_FLAGS", "--xla_force_host_platform_device_count=2"),)
+UNDER_A_FILE = "{tmp}/a_regular_file/run"
+
+# The finished tiny runs the `existing` cases start from (one per module, flags as --config.KEY=VALUE).
+SETUPS = {
+    "ngram": {"num_tokens": "20000", "order": "2"},
+    "pca": {"dataset": "npz:{tmp}/good.npz", "eval.num_samples": "0", "ks": "(1,2)", "k": "2"},
+    "word2vec": {"num_tokens": "5000", "batch_size": "1024", "num_steps": "2", "minibatch_size": "256",
+                 "embed_dim": "8", "log_every": "1", "checkpoint_every": "1", "progress": "False"},
+}
+
+CLI_CASES = [
+    # unknown config keys (typos), top level and nested
+    case("ddpm-unknown-key", "ddpm", ["--config.num_stepz=3"], ["num_stepz", 'Did you mean "num_steps"', "accepted"]),
+    case("vae-unknown-nested-key", "vae", ["--config.model.latent_dimm=4"], ["latent_dimm", "latent_dim", "accepted"]),
+    case("cooccurrence-unknown-key", "cooccurrence", ["--config.windw=4"], ["windw", "window"]),
+    # wrong types
+    case("ddpm-num-steps-abc", "ddpm", ["--config.num_steps=abc"], ["--config.num_steps=abc", "int()"]),
+    case("gan-learning-rate-fast", "gan", ["--config.learning_rate=fast"], ["--config.learning_rate=fast", "float"]),
+    case("pca-ks-not-ints", "pca", ["--config.ks=abc"], ["config.ks=('abc',)", "tuple of positive integers"]),
+    # non-positive sizes and steps
+    case("autoencoder-num-steps-0", "autoencoder", ["--config.num_steps=0"], ["config.num_steps=0", "positive integer"]),
+    case("pca-batch-size-negative", "pca", ["--config.batch_size=-4"], ["config.batch_size=-4", "positive integer"]),
+    case("ngram-log-every-0", "ngram", ["--config.log_every=0"], ["config.log_every=0", "positive integer"]),
+    case("vae-eval-every-negative", "vae", ["--config.eval_every=-1"], ["config.eval_every=-1", "non-negative integer"]),
+    case("word2vec-num-steps-negative", "word2vec", ["--config.num_steps=-1"],
+         ["config.num_steps=-1", "non-negative integer"]),
+    # unknown choices of the shared keys
+    case("gan-optimizer", "gan", ["--config.optimizer=sgd"], ["'sgd'", "accepted: adam, adamw"]),
+    case("autoencoder-lr-schedule", "autoencoder", ["--config.lr_schedule=step"],
+         ["'step'", "accepted: constant, cosine, linear"]),
+    case("word2vec-nan-policy", "word2vec", ["--config.nan_policy=ignore"], ["'ignore'", "accepted: stop, skip"]),
+    case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
+    # model-specific choices
+    case("ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]),
+    case("ddpm-variance", "ddpm", ["--config.diffusion.variance=learned"], ["'learned'", "accepted: beta, posterior"]),
+    case("vae-loss", "vae", ["--config.loss=mse"], ["config.loss='mse'", "accepted: elbo, lecture"]),
+    case("vae-likelihood", "vae", ["--config.likelihood=laplace"], ["'laplace'", "accepted: bernoulli, gaussian"]),
+    case("gan-loss", "gan", ["--config.loss=wasserstein"], ["'wasserstein'", "minimax", "wgan-gp"]),
+    case("autoencoder-loss", "autoencoder", ["--config.loss=l1"], ["'l1'", "accepted: mse, bce"]),
+    case("autoencoder-arch", "autoencoder", ["--config.model.arch=resnet"], ["'resnet'", "accepted: mlp, conv"]),
+    case("word2vec-model", "word2vec", ["--config.model=glove"], ["'glove'", "accepted: sgns, cbow, skipgram_softmax"]),
+    case("ngram-smoothing", "ngram", ["--config.smoothing=witten_bell"], ["'witten_bell'", "kneser_ney, add_k"]),
+    case("ngram-order-0", "ngram", ["--config.order=0"], ["config.order=0", "positive integer"]),
+    case("ddpm-ch-mult-too-deep", "ddpm", ["--config.dataset=npz:{tmp}/good.npz", "--config.model.ch_mult=(1,2,2,2,2)"],
+         ["ch_mult=(1, 2, 2, 2, 2)", "8x8"]),
+    # datasets: unknown names, npz files missing, empty, corrupt, of the wrong dtype or rank
+    case("ddpm-unknown-dataset", "ddpm", ["--config.dataset=no_such_dataset"],
+         ["'no_such_dataset'", "accepted: 'digits', 'npz:PATH'"]),
+    case("vae-npz-missing", "vae", ["--config.dataset=npz:{tmp}/missing.npz"], ["missing.npz", "no such file", NPZ_ACCEPTED]),
+    case("gan-npz-without-x", "gan", ["--config.dataset=npz:{tmp}/no_x.npz"], ["no_x.npz", "no array 'x'", NPZ_ACCEPTED]),
+    case("autoencoder-npz-corrupt", "autoencoder", ["--config.dataset=npz:{tmp}/corrupt.npz"],
+         ["corrupt.npz", "not a readable .npz", NPZ_ACCEPTED]),
+    case("pca-npz-float", "pca", ["--config.dataset=npz:{tmp}/float.npz"], ["'x' has dtype float32", NPZ_ACCEPTED]),
+    case("ddpm-npz-rank-2", "ddpm", ["--config.dataset=npz:{tmp}/rank2.npz"], ["'x' has shape (10, 64)", NPZ_ACCEPTED]),
+    case("vae-npz-rank-5", "vae", ["--config.dataset=npz:{tmp}/rank5.npz"], ["'x' has shape (10, 8, 8, 1, 1)", NPZ_ACCEPTED]),
+    case("vae-conditional-unlabelled", "vae", ["--config.dataset=npz:{tmp}/good.npz", "--config.conditional=True"],
+         ["config.conditional=True", "labelled"]),
+    # corpora: missing, empty, no word reaching min_count, unknown TFDS name
+    case("word2vec-corpus-missing", "word2vec", ["--config.corpus=text:{tmp}/missing.txt"],
+         ["text:{tmp}/missing.txt", "no such file", "accepted: text:PATH"]),
+    case("word2vec-corpus-empty", "word2vec", ["--config.corpus=text:{tmp}/empty.txt"],
+         ["empty.txt", "holds no words", "accepted"]),
+    case("cooccurrence-below-min-count", "cooccurrence", ["--config.corpus=text:{tmp}/rare.txt"],
+         ["rare.txt", "min_count=5", "accepted: min_count <= 4"]),
+    case("ngram-unknown-corpus", "ngram", ["--config.corpus=no_such_corpus"], ["'no_such_corpus'", "'text:PATH'"]),
+    # command line: stray argument, partial distributed flags, batch not divisible by the device count
+    case("gan-stray-argument", "gan", ["stray"], ["['stray']", "accepted: --workdir DIR and --config.KEY=VALUE"]),
+    case("autoencoder-partial-distributed", "autoencoder", ["--coordinator_address=localhost:1234"],
+         ["coordinator_address='localhost:1234'", "num_processes=None", "go together"]),
+    case("autoencoder-batch-vs-devices", "autoencoder", ["--config.dataset=npz:{tmp}/good.npz", "--config.batch_size=3"],
+         ["config.batch_size=3", "divisible by the device count 2"], env=TWO_DEVICES),
+    case("word2vec-batch-vs-devices", "word2vec", ["--config.batch_size=1001"],
+         ["config.batch_size=1001", "divisible by the device count 2"], env=TWO_DEVICES),
+    # an unwritable workdir (a path under a regular file)
+    *[case(f"{m}-unwritable-workdir", m, extra, ["a_regular_file/run", "not a writable directory", "--workdir"],
+           workdir=UNDER_A_FILE)
+      for m, extra in (("ddpm", ["--config.dataset=npz:{tmp}/good.npz"]), ("ngram", ["--config.corpus=text:{tmp}/rare.txt"]),
+                       ("word2vec", ["--config.num_tokens=5000"]), ("pca", ["--config.dataset=npz:{tmp}/good.npz"]))],
+    # on an existing workdir holding a finished run: refused, every file unchanged
+    case("ngram-existing-order-0", "ngram", ["--config.order=0"], ["config.order=0"], existing=True),
+    case("ngram-existing-empty-corpus", "ngram", ["--config.corpus=text:{tmp}/empty.txt"], ["holds no words"],
+         existing=True),
+    case("pca-existing-method", "pca", ["--config.method=qr"], ["'qr'", "accepted: exact, randomized"], existing=True),
+    case("pca-existing-other-fit", "pca", ["--config.num_components=3"],
+         ["pca.npz holds a PCA fitted with other settings", "num_components"], existing=True),
+    case("word2vec-existing-model", "word2vec", ["--config.model=glove"], ["'glove'"], existing=True),
+    case("word2vec-existing-other-window", "word2vec", ["--config.window=2"],
+         ["config.window=2 differs from 5", "new --workdir"], existing=True),
+]
+
+
+# ----------------------------------------------------------------------------- running the cases
+
+
+@dataclasses.dataclass
+class Outcome:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    workdir: str
+    before: dict | None = None
+    after: dict | None = None
+    sibling_entries: list | None = None
+    setup_failure: str | None = None
+
+
+def snapshot(root: str) -> dict:
+    """path -> (size, mtime_ns) of every file and directory under root (root included)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [""] + dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            out[os.path.relpath(p, root)] = (st.st_size if name in filenames else 0, st.st_mtime_ns)
+    return out
+
+
+def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
+    cmd = [sys.executable, "-m", f"train.{module}", f"--workdir={workdir}", *args,
+           f"--config.data_dir={os.path.join(tmp, 'tfds')}"]  # never created by a refused run
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        return p.returncode, p.stdout, p.stderr
+    except subprocess.TimeoutExpired as e:
+        return None, str(e.stdout or ""), f"TIMEOUT after {timeout}s (not refused before training?)\n{e.stderr or ''}"
+
+
+def _fill(s: str, tmp: str, case_dir: str = "") -> str:
+    return s.replace("{tmp}", tmp).replace("{case}", case_dir)
+
+
+def _run_case(c: Case, tmp: str) -> Outcome:
+    args = [_fill(a, tmp) for a in c.args]
+    if c.existing:
+        workdir = os.path.join(tmp, f"existing_{c.module}")
+        args = [f"--config.{k}={_fill(v, tmp)}" for k, v in SETUPS[c.module].items()
+                if not any(a.startswith(f"--config.{k}=") for a in args)] + args
+        before = snapshot(workdir)
+        rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
+        return Outcome(rc, out, err, workdir, before=before, after=snapshot(workdir))
+    case_dir = os.path.join(tmp, "cases", c.id)
+    os.makedirs(case_dir)
+    workdir = _fill(c.workdir, tmp, case_dir)
+    rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
+    return Outcome(rc, out, err, workdir, sibling_entries=sorted(os.listdir(case_dir)))
+
+
+def _setup_then_cases(module: str, cases: list[Case], tmp: str) -> dict[str, Outcome]:
+    """The module's finished tiny run, then its `existing` cases against it (in this one worker thread)."""
+    workdir = os.path.join(tmp, f"existing_{module}")
+    args = [f"--config.{k}={_fill(v, tmp)}" for k, v in SETUPS[module].items()]
+    rc, out, err = run_cli(module, workdir, args, tmp, (("JAX_COMPILATION_CACHE_DIR", JAX_CACHE),), timeout=300)
+    if rc != 0:
+        failure = f"setup run of train.{module} failed (rc={rc}):\n{err[-3000:]}"
+        return {c.id: Outcome(None, "", "", workdir, setup_failure=failure) for c in cases}
+    return {c.id: _run_case(c, tmp) for c in cases}
+
+
+def _write_data_files(tmp: pathlib.Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp / "good.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8))
+    np.savez(tmp / "no_x.npz", images=np.zeros((4, 8, 8), np.uint8))
+    (tmp / "corrupt.npz").write_bytes(b"PK\x03\x04 not a zip archive at all " * 4)
+    np.savez(tmp / "float.npz", x=np.zeros((10, 8, 8), np.float32))
+    np.savez(tmp / "rank2.npz", x=np.zeros((10, 64), np.uint8))
+    np.savez(tmp / "rank5.npz", x=np.zeros((10, 8, 8, 1, 1), np.uint8))
+    (tmp / "empty.txt").write_text("")
+    (tmp / "rare.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 2)
+    (tmp / "a_regular_file").write_text("not a directory\n")
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory):
+    """Outcomes of the selected CLI cases, all started together on a thread pool."""
+    tmp = tmp_path_factory.mktemp("bad_input")
+    _write_data_files(tmp)
+    selected = [item.callspec.params["c"] for item in request.session.items
+                if getattr(item, "module", None) is request.module
+                and "c" in getattr(getattr(item, "callspec", None), "params", {})]
+    existing = {}
+    for c in selected:
+        if c.existing:
+            existing.setdefault(c.module, []).append(c)
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
+        futures = [pool.submit(_setup_then_cases, m, cs, str(tmp)) for m, cs in existing.items()]  # longest first
+        singles = {pool.submit(_run_case, c, str(tmp)): c.id for c in selected if not c.existing}
+        for f in futures:
+            results.update(f.result())
+        for f, cid in singles.items():
+            results[cid] = f.result()
+    results["_tmp"] = str(tmp)
+    return results
+
+
+@pytest.mark.parametrize("c", CLI_CASES)
+def test_cli_refuses_bad_input(c: Case, outcomes):
+    o = outcomes[c.id]
+    if o.setup_failure:
+        pytest.fail(o.setup_failure)
+    tmp = outcomes["_tmp"]
+    where = f"train.{c.module} {' '.join(c.args)}\nstderr:\n{o.stderr[-4000:]}"
+    assert o.returncode == 2, where
+    assert "Traceback" not in o.stderr, where
+    lines = [line for line in o.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and len(lines) == 1, where
+    for fragment in c.fragments:
+        assert _fill(fragment, tmp) in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    if c.existing:
+        assert o.after == o.before, f"workdir changed: {set(o.after.items()) ^ set(o.before.items())}"
+    else:
+        assert not os.path.lexists(o.workdir), f"{o.workdir} was created"
+        assert o.sibling_entries == [], f"created next to the workdir: {o.sibling_entries}"
+    assert not os.path.exists(os.path.join(tmp, "tfds")), "a refused run prepared data in data_dir"
+    assert pathlib.Path(tmp, "a_regular_file").read_text() == "not a directory\n"
+
+
+def test_table_covers_every_training_module():
+    modules = {p.values[0].module for p in CLI_CASES}
+    assert modules == {"ddpm", "autoencoder", "vae", "gan", "pca", "word2vec", "ngram", "cooccurrence"}
+    assert len(CLI_CASES) >= 30 and len({p.values[0].id for p in CLI_CASES}) == len(CLI_CASES)
+
+
+# ----------------------------------------------------------------------------- the zoo, in process
+
+
+@pytest.fixture(scope="module")
+def tiny_vectors():
+    from zoo.text import Vocab
+    vocab = Vocab(["king", "queen", "man", "woman"], np.array([4, 3, 2, 1]))
+    return np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), vocab
+
+
+def test_analogy_with_an_unknown_word_names_it(tiny_vectors):
+    from zoo import word2vec as w2v
+    from zoo.text import UnknownWordError
+    W, vocab = tiny_vectors
+    with pytest.raises(UnknownWordError, match="unknown word 'princess'") as e:
+        w2v.analogy(W, vocab, "man", "king", "princess")
+    assert e.value.word == "princess" and "4 words" in str(e.value)
+
+
+def test_similarity_query_with_an_unknown_word_names_it(tiny_vectors):
+    from zoo import word2vec as w2v
+    from zoo.text import UnknownWordError
+    W, vocab = tiny_vectors
+    with pytest.raises(UnknownWordError, match="unknown word 'zebra'"):
+        w2v.most_similar(w2v.normalize(W), vocab, "zebra")
+    with pytest.raises(UnknownWordError, match="unknown word 'prince'"):
+        w2v.most_similar(w2v.normalize(W), vocab, "king", exclude=["prince"])
+    with pytest.raises(ValueError, match=r"vector of shape \[3\], got shape \(5,\)"):
+        w2v.most_similar(w2v.normalize(W), vocab, np.ones(5))
+
+
+def test_analogy_and_similarity_check_their_other_arguments(tiny_vectors):
+    from zoo import word2vec as w2v
+    W, vocab = tiny_vectors
+    with pytest.raises(ValueError, match="method='3cosavg' not supported; accepted"):
+        w2v.analogy(W, vocab, "man", "king", "woman", method="3cosavg")
+    with pytest.raises(ValueError, match="topn must be a positive integer, got 0"):
+        w2v.analogy(W, vocab, "man", "king", "woman", topn=0)
+    with pytest.raises(ValueError, match=r"W has 3 rows but the vocabulary has 4 words"):
+        w2v.analogy(W[:3], vocab, "man", "king", "woman")
+
+
+def _init(module, *args):
+    import jax
+    return module.init(jax.random.key(0), *args)
+
+
+@pytest.mark.parametrize("name", ["ddpm.UNet", "autoencoder.ConvEncoder", "autoencoder.MLPEncoder", "gan.DCDiscriminator",
+                                  "gan.MLPDiscriminator", "vae.VAE"])
+def test_image_of_the_wrong_rank_into_a_zoo_network_names_the_shape(name):
+    import jax.numpy as jnp
+    from zoo import autoencoder as ae, ddpm, gan, vae
+    image = jnp.zeros((8, 8, 1))  # one image without the batch axis
+    flat = jnp.zeros((64,))
+    calls = {
+        "ddpm.UNet": (lambda: _init(ddpm.UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1), image, jnp.zeros((1,), jnp.int32)),
+                      r"\(8, 8, 1\)"),
+        "autoencoder.ConvEncoder": (lambda: _init(ae.ConvEncoder(4), image), r"\(8, 8, 1\)"),
+        "autoencoder.MLPEncoder": (lambda: _init(ae.MLPEncoder(4), flat), r"\(64,\)"),
+        "gan.DCDiscriminator": (lambda: _init(gan.DCDiscriminator(), image), r"\(8, 8, 1\)"),
+        "gan.MLPDiscriminator": (lambda: _init(gan.MLPDiscriminator(), flat), r"\(64,\)"),
+        "vae.VAE": (lambda: _init(vae.VAE((8, 8, 1), latent_dim=2), flat), r"\(64,\)"),
+    }
+    call, shape = calls[name]
+    with pytest.raises(ValueError, match=rf"{name.split('.')[1]}: x must be .*got shape {shape}"):
+        call()
+
+
+def test_zoo_names_unknown_choices_and_bad_sizes():
+    import jax
+    import jax.numpy as jnp
+    from zoo import ddpm, ngram, pca, vae
+    with pytest.raises(ValueError, match="unknown noise schedule 'quadratic'; accepted: 'linear', 'cosine'"):
+        ddpm.schedule_from_name("quadratic", 10)
+    with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):
+        ddpm.schedule_from_name("linear", 0)
+    with pytest.raises(ValueError, match="likelihood='laplace' not supported; accepted"):
+        vae.log_likelihood(jnp.zeros((2, 4)), jnp.zeros((2, 4)), "laplace")
+    with pytest.raises(ValueError, match="count_ngrams: order must be >= 1, got 0"):
+        ngram.count_ngrams([np.array([2, 3])], 0)
+    p = pca.pca_fit(jax.random.normal(jax.random.key(0), (6, 4)), 2)
+    with pytest.raises(ValueError, match=r"x must have last dimension 4, got shape \(2, 5\)"):
+        pca.pca_transform(p, jnp.zeros((2, 5)))
