@@ -290,8 +290,9 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                     first_step_secs = t0 - t_start
                 else:
                     timed_steps += 1
+                stop = interrupts.signum  # read once: a signal arriving later is handled at the next step
                 log_now = s % config.log_every == 0 or s == config.num_steps
-                save_now = s % config.checkpoint_every == 0 or s == config.num_steps or interrupts.signum
+                save_now = s % config.checkpoint_every == 0 or s == config.num_steps or stop
                 if log_now or save_now:
                     bad = _first_non_finite(pending)
                     if bad and config.nan_policy == "stop":
@@ -321,11 +322,11 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                     ckpt.save(s, state, data_iter)
                     saved = s
                 pbar.update(1)
-                if interrupts.signum:
-                    name = signal.Signals(interrupts.signum).name
+                if stop:
+                    name = signal.Signals(stop).name
                     pbar.close()
                     print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
-                    raise SystemExit(128 + interrupts.signum)
+                    raise SystemExit(128 + stop)
                 if task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
                     _evaluate_all(task, state, s, writer, replica_writers)
         pbar.close()
