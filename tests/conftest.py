@@ -3,6 +3,7 @@ import os
 import pathlib
 
 import jax
+import pytest
 
 _CACHE = pathlib.Path(os.environ.get("ZOO_TEST_JAX_CACHE", pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
@@ -11,3 +12,9 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # The older threefry lowering compiles conv-kernel initialisers about twice as fast on CPU; random values
 # differ from the default's but, like the default's, do not depend on how arrays are sharded.
 jax.config.update("jax_threefry_partitionable", False)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """One TFDS data dir per test process: digits are prepared, and the feature classifier trained, once."""
+    return tmp_path_factory.mktemp("tfds")

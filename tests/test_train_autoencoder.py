@@ -54,11 +54,6 @@ def tiny_npz(path, n=40, n_test=10, classes=3):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("straight"))
     return workdir, train_ae.run(tiny_config(data_dir, num_steps=6), workdir)

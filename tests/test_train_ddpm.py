@@ -50,11 +50,6 @@ def train_losses(workdir):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
     """6 steps in one go: the reference for resume and determinism."""
     workdir = str(tmp_path_factory.mktemp("straight"))

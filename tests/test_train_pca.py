@@ -25,11 +25,6 @@ def tiny_config(data_dir, **overrides):
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="module")
 def first_run(data_dir, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("pca"))
     return workdir, train_pca.run(tiny_config(data_dir), workdir)
