@@ -80,6 +80,11 @@ CLI_CASES = [
          ["'step'", "accepted: constant, cosine, linear"]),
     case("word2vec-nan-policy", "word2vec", ["--config.nan_policy=ignore"], ["'ignore'", "accepted: stop, skip"]),
     case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
+    # sweeps: lists of different lengths, a key the module cannot sweep
+    case("vae-sweep-lengths", "vae", ["--config.sweep.beta=(0.5,1.0)", "--config.sweep.seeds=(0,1,2)"],
+         ["config.sweep.beta=(0.5, 1.0)", "config.sweep.seeds=(0, 1, 2)", "same length"]),
+    case("ddpm-sweep-unknown-key", "ddpm", ["--config.sweep.beta=(1.0,2.0)"],
+         ["config.sweep.beta is not a key", "accepted: the keys of get_config()"]),
     # model-specific choices
     case("ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]),
     case("ddpm-variance", "ddpm", ["--config.diffusion.variance=learned"], ["'learned'", "accepted: beta, posterior"]),

@@ -85,6 +85,71 @@ def test_distributed_flags_must_come_together():
         parallel.initialize_distributed("127.0.0.1:1234", 2, 3)
 
 
+# ----------------------------------------------------------------------------- every training module
+
+def module_configs(data_dir):
+    """Each training module with a gradient step (PCA has none; word2vec: tests/test_train_word2vec.py), on a
+    tiny config with no warmup (so the first step moves the parameters), plus a vmapped beta sweep."""
+    from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae
+    common = dict(batch_size=16, warmup_steps=0)
+    sweep = test_train_vae.tiny_config(data_dir, **common)
+    sweep.sweep.beta = (0.5, 4.0)
+    small_unet = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}
+    return {"ddpm": test_train_ddpm.tiny_config(data_dir, **common, **small_unet),
+            "autoencoder": test_train_autoencoder.tiny_config(data_dir, **common, **{"model.arch": "conv"}),
+            "vae": test_train_vae.tiny_config(data_dir, **common),
+            "gan": test_train_gan.tiny_config(data_dir, **common, **{"model.arch": "dcgan", "loss": "wgan-gp"}),
+            "vae_beta_sweep": sweep}
+
+
+MODULES_SCRIPT = """
+import importlib, sys
+import jax, numpy as np
+from jax.sharding import Mesh
+from tests.test_parallel import module_configs
+from train import config as config_lib, data, loop, parallel
+out, data_dir = sys.argv[1], sys.argv[2]
+ds = data.load_images("digits", data_dir)
+for name, c in module_configs(data_dir).items():
+    task = importlib.import_module("train." + name.split("_")[0]).make_task(c, ds)
+    replicas = config_lib.sweep_replicas(c)
+    it = data.batches(ds.train, c.batch_size, c.seed)
+    batches = [next(it) for _ in range(3)]
+    if replicas:  # one seed: every replica reads the same stream
+        batches = [jax.tree.map(lambda x: np.stack([x] * len(replicas)), b) for b in batches]
+    for label, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
+        mesh = Mesh(np.asarray(devices), ("data",))
+        state, step = loop.init_state(task, c, mesh, replicas), loop.compile_step(task, c, mesh, replicas)
+        if label == "one":
+            np.savez(f"{out}/{name}_init.npz", *jax.tree.leaves(jax.device_get(state.params)))
+        for i, batch in enumerate(batches):
+            state, metrics, _ = step(state, parallel.shard_batch(batch, mesh, axis=1 if replicas else 0))
+            if i == 0:
+                np.savez(f"{out}/{name}_{label}.npz", *jax.tree.leaves(jax.device_get(state.params)))
+        jax.block_until_ready(metrics)
+        print("COMPILED", name, label, "devices", mesh.devices.size, "cache", step._cache_size(), flush=True)
+"""
+
+
+def test_every_training_module_on_eight_devices_equals_one_device(tmp_path):
+    """One step of each module on the same global batch: the 8-device mesh gives the 1-device parameters up to
+    the summation order of the all-reduce (rtol 1e-5, atol 1e-6, against Adam steps of ~1e-3), and 3 steps
+    compile once on each mesh."""
+    data_dir = str(tmp_path / "tfds")
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax_subprocess"))
+    proc = subprocess.run([sys.executable, "-c", MODULES_SCRIPT, str(tmp_path), data_dir], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in module_configs(data_dir):
+        for label, n in (("one", 1), ("eight", 8)):
+            assert f"COMPILED {name} {label} devices {n} cache 1" in proc.stdout, (name, proc.stdout)
+        init, one, eight = (np.load(tmp_path / f"{name}_{label}.npz") for label in ("init", "one", "eight"))
+        assert max(np.max(np.abs(one[k] - init[k])) for k in one.files) > 1e-4, name  # the step moved them
+        for k in one.files:
+            np.testing.assert_allclose(eight[k], one[k], rtol=1e-5, atol=1e-6, err_msg=f"{name} parameter {k}")
+
+
 def test_step_compiles_once(digits):
     c = tiny_config()
     task, mesh = softmax_task(digits), parallel.data_mesh()

@@ -1,4 +1,5 @@
 """train.gan end to end on tiny configs, and its alternating step for every loss."""
+import itertools
 import os
 
 import jax
@@ -7,7 +8,7 @@ import pytest
 
 from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
-from train import data, gan as train_gan, loop, parallel
+from train import config as config_lib, data, gan as train_gan, loop, parallel
 from train.config import ConfigError
 
 EVAL_KEYS = ("eval/fd", "eval/precision", "eval/recall", "eval/ref_fd", "eval/test_minimax_value")
@@ -79,6 +80,29 @@ def test_one_step_updates_both_networks_and_their_ema(data_dir, loss):
         # EMA moves by (1 - decay) of the step
         ema = jax.tree.map(lambda e, p: c.ema_decay * e + (1 - c.ema_decay) * p, before.ema_params[net], after.params[net])
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), ema, after.ema_params[net])
+
+
+def test_learning_rate_sweep_replicas_equal_single_runs(data_dir):
+    """The GAN's own step applies a learning-rate sweep's per-replica scale to both networks' updates."""
+    lrs = (2e-4, 1e-3)
+    c = tiny_config(data_dir)
+    c.sweep.learning_rates = lrs
+    ds, mesh = data.load_images("digits", str(data_dir)), parallel.data_mesh()
+    replicas = config_lib.sweep_replicas(c)
+    batches = list(itertools.islice(data.batches(ds.train, c.batch_size, c.seed), 2))
+    task = train_gan.make_task(c, ds)
+    state, step = loop.init_state(task, c, mesh, replicas), loop.compile_step(task, c, mesh, replicas)
+    for b in batches:
+        state = step(state, parallel.shard_batch(jax.tree.map(lambda x: np.stack([x, x]), b), mesh, axis=1))[0]
+    for i, lr in enumerate(lrs):
+        single = tiny_config(data_dir, learning_rate=lr)
+        task = train_gan.make_task(single, ds)
+        one, one_step = loop.init_state(task, single, mesh), loop.compile_step(task, single, mesh)
+        for b in batches:
+            one = one_step(one, parallel.shard_batch(b, mesh))[0]
+        # Adam's update is linear in the learning rate: lr * u vs (lr0 * u) * (lr / lr0), equal to float32 rounding
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7),
+                     jax.device_get(state.params), jax.device_get(one.params))
 
 
 def test_npz_dcgan_wgan_gp(data_dir, tmp_path):

@@ -1,4 +1,6 @@
 """train.vae end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
+import dataclasses
+import json
 import os
 
 import numpy as np
@@ -7,7 +9,7 @@ from PIL import Image
 
 from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
-from train import data, vae as train_vae
+from train import data, loop, vae as train_vae
 from train.config import ConfigError
 
 EVAL_KEYS = ("eval/test_elbo_nats", "eval/test_iwae4_nats", "eval/test_kl_nats", "eval/fd", "eval/precision",
@@ -82,12 +84,47 @@ def test_conditional_needs_labels(data_dir, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+def _train_without_evaluation(c, workdir):
+    """train.vae.run, minus the final evaluation (the sweep's subject is the training step)."""
+    train_vae.check_config(c)
+    task = train_vae.make_task(c, data.load_images(c.dataset, c.data_dir))
+    return loop.train(c, workdir, dataclasses.replace(task, evaluate=None))
+
+
+def test_beta_sweep_replicas_equal_single_runs(data_dir, tmp_path):
+    """--config.sweep.beta='(0.0,4.0)': two replicas in one vmapped program; replica i equals the single run
+    with beta = betas[i] (same seed), and its config.json says so."""
+    betas = (0.0, 4.0)
+    c = tiny_config(data_dir, num_steps=4, log_every=1, checkpoint_every=4)
+    c.sweep.beta = betas
+    _train_without_evaluation(c, str(tmp_path / "sweep"))
+    for i, beta in enumerate(betas):
+        single = str(tmp_path / f"single{i}")
+        _train_without_evaluation(tiny_config(data_dir, num_steps=4, log_every=1, checkpoint_every=4, beta=beta),
+                                  single)
+        replica = str(tmp_path / "sweep" / f"replica_{i}")
+        with open(os.path.join(replica, "config.json")) as f:
+            written = json.load(f)
+        assert (written["beta"], written["sweep"]["beta"]) == (beta, [])
+        # float32 either way; beta a traced replica value vs a constant: equal up to the last bits
+        np.testing.assert_allclose(list(train_losses(replica).values()), list(train_losses(single).values()),
+                                   rtol=1e-5)
+    assert train_losses(str(tmp_path / "sweep" / "replica_0")) != train_losses(str(tmp_path / "sweep" / "replica_1"))
+
+
 @pytest.mark.parametrize("overrides, match", [
     ({"loss": "mse"}, "config.loss='mse' is not accepted; accepted: elbo, lecture"),
     ({"likelihood": "poisson"}, "accepted: bernoulli, gaussian"),
     ({"beta": -1.0}, "config.beta=-1.0 must be a finite number >= 0"),
     ({"C": 0.0}, "config.C=0.0 must be a finite number > 0"),
     ({"eval.iwae_k": 0}, "config.eval.iwae_k=0 must be a positive integer"),
+    ({"sweep.beta": (0.5, 1.0), "sweep.seeds": (0, 1, 2)},
+     "config.sweep.beta=(0.5, 1.0) and config.sweep.seeds=(0, 1, 2) must have the same length"),
+    ({"sweep.beta": (1.0, -1.0)}, "config.sweep.beta=(1.0, -1.0) must be finite numbers >= 0"),
+    ({"sweep.gamma": (1.0, 2.0)}, "config.sweep.gamma=(1.0, 2.0) sweeps no float key config.gamma; accepted: "
+                                  "config.sweep.beta, config.sweep.learning_rates, config.sweep.seeds"),
+    ({"sweep.C": (10.0, 50.0)}, "config.sweep.C=(10.0, 50.0): vae reads no config.C per replica; accepted: "
+                                "config.sweep.seeds, config.sweep.learning_rates, config.sweep.beta"),
 ])
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):

@@ -118,6 +118,59 @@ def test_seed_sweep_replica_is_the_single_run(straight, tmp_path):
     assert not np.allclose(W0, W1)
 
 
+MULTI_DEVICE = """
+import jax, numpy as np
+from tests.test_train_word2vec import tiny_config
+from train import loop, parallel, word2vec as tw
+from zoo import word2vec as w2v
+assert jax.device_count() == 4
+for model in ("sgns", "cbow"):
+    c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1)
+    corpus, _ = tw.load_corpus(c, None)
+    task = tw.make_task(c, corpus, ([], []))
+    record = task.examples.record(c.seed, 0)
+    mesh = parallel.data_mesh()
+    start = loop.init_state(task, c, mesh)
+    tables = {k: np.asarray(v) for k, v in start.params.items()}
+    # the reference: zoo's row steps one minibatch at a time, in a Python loop
+    M, lr = task.examples.minibatches, c.learning_rate  # tiny_config's rate is constant
+    keys = [k for k in record if k != "dropped"]
+    split = {k: np.split(record[k], M) for k in keys}
+    def sgd(t, minibatches):
+        for j in minibatches:
+            mb = {k: split[k][j] for k in keys}
+            if model == "sgns":
+                t, _ = w2v.sgns_rows_step(t, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+            else:
+                t, _ = w2v.cbow_rows_step(t, mb["contexts"], mb["mask"], mb["outputs"], mb["negatives"],
+                                          mb["weights"], lr)
+        return {k: np.asarray(v) for k, v in t.items()}
+    in_order = sgd(tables, range(M))
+    shards = [sgd(tables, range(d * M // 4, (d + 1) * M // 4)) for d in range(4)]
+    summed = {k: tables[k] + sum(s[k] - tables[k] for s in shards) for k in tables}
+    for mode, want in (("replicated", in_order), ("local", summed)):
+        c.device_updates = mode
+        task = tw.make_task(c, corpus, ([], []))
+        state, _, _ = loop.compile_step(task, c, mesh)(loop.init_state(task, c, mesh), parallel.shard_batch(record, mesh))
+        for k in tables:
+            np.testing.assert_allclose(np.asarray(state.params[k]), want[k], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(in_order["in"], summed["in"], atol=1e-4)  # the two modes differ
+    print("OK", model)
+"""
+
+
+def test_four_devices_replicated_is_in_order_sgd_and_local_sums_each_devices_sgd():
+    """'replicated': every device runs all minibatches in order (the 1-device step); 'local': each device
+    runs SGD on its quarter of them from the same tables, and the tables change by the sum of the four.
+    Tolerance rtol 1e-4: float32 sums in another order."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+           "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
+    out = subprocess.run([sys.executable, "-c", MULTI_DEVICE], capture_output=True, text=True, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK sgns" in out.stdout and "OK cbow" in out.stdout
+
+
 def test_resume_refuses_a_different_run(straight, tmp_path):
     workdir = str(tmp_path / "w")
     shutil.copytree(straight[0], workdir)
@@ -163,82 +216,7 @@ def test_default_recipe_recovers_king_man_woman_queen(tmp_path, capsys):
     assert figures["eval/wordsim_spearman"] > 0.2
 
 
-# ----------------------------------------------------------------------------- updates and examples
-
-sparse_update = jax.jit(tw.sparse_update, static_argnums=0)  # one compile instead of op-by-op dispatch
-
-
-def _params(seed, V=11, D=4):
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"in": 0.5 * jax.random.normal(k1, (V, D)), "out": 0.5 * jax.random.normal(k2, (V, D))}
-
-
-def _dense_sgd(params, grads, lr):
-    return {k: params[k] - lr * grads[k] for k in params}
-
-
-def test_sgns_update_is_zoo_sgns_update_and_hogbatch_its_shared_loss():
-    rng = np.random.default_rng(0)
-    params, lr, P, K = _params(0), 0.1, 8, 3
-    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
-    weights = np.ones(P, np.float32)
-    weights[-2:] = 0  # padding
-    negatives = rng.integers(0, 11, (P, K)).astype(np.int32)
-    mb = dict(inputs=inputs, outputs=outputs, weights=weights, negatives=negatives)
-    got, loss = sparse_update("sgns", params, mb, lr)
-    real = slice(0, P - 2)
-    want = w2v.sgns_update(params, inputs[real], outputs[real], negatives[real], lr)
-    for k in params:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
-    assert loss == pytest.approx(float(w2v.sgns_loss(params, inputs[real], outputs[real], negatives[real], "sum")),
-                                 rel=1e-5)
-    # HogBatch: G = 4 consecutive pairs share K negatives; the update is SGD on the sum of zoo's shared losses
-    shared = rng.integers(0, 11, (P // 4, K)).astype(np.int32)
-    got, loss = sparse_update("sgns", params, dict(mb, negatives=shared), lr)
-
-    def total(p):
-        return sum(w2v.sgns_loss(p, inputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0],
-                                 outputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0], shared[g], "sum")
-                   for g in range(P // 4))
-    want = _dense_sgd(params, jax.jit(jax.grad(total))(params), lr)
-    for k in params:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
-    assert loss == pytest.approx(float(jax.jit(total)(params)), rel=1e-5)
-
-
-def test_cbow_update_is_word2vecs_undivided_context_gradient():
-    rng = np.random.default_rng(1)
-    params, lr, M, C, K = _params(1), 0.1, 5, 4, 2
-    contexts = rng.integers(0, 11, (M, C)).astype(np.int32)
-    mask = (rng.random((M, C)) < 0.7).astype(np.float32)
-    mask[:, 0] = 1
-    centres, negatives = rng.integers(0, 11, M).astype(np.int32), rng.integers(0, 11, (M, K)).astype(np.int32)
-    mb = dict(contexts=contexts, mask=mask, outputs=centres, weights=np.ones(M, np.float32), negatives=negatives)
-    got, loss = sparse_update("cbow", params, mb, lr)
-    d_ctx, d_centre, d_neg = w2v.cbow_grads(params, contexts, mask > 0, centres, negatives)
-    n = mask.sum(axis=1)[:, None, None]
-    want_in = np.asarray(params["in"]).copy()
-    np.add.at(want_in, contexts, -lr * np.asarray(d_ctx) * n)  # word2vec.c adds dh to each context, undivided
-    want_out = np.asarray(params["out"]).copy()
-    np.add.at(want_out, centres, -lr * np.asarray(d_centre))
-    np.add.at(want_out, negatives, -lr * np.asarray(d_neg))
-    np.testing.assert_allclose(got["in"], want_in, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["out"], want_out, rtol=1e-5, atol=1e-6)
-    assert loss == pytest.approx(float(w2v.cbow_loss(params, contexts, mask > 0, centres, negatives, "sum")), rel=1e-5)
-
-
-def test_softmax_update_is_sgd_on_the_lectures_objective():
-    rng = np.random.default_rng(2)
-    params, lr, P = _params(2), 0.1, 6
-    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
-    got, loss = sparse_update("skipgram_softmax", params, dict(inputs=inputs, outputs=outputs,
-                                                                  weights=np.ones(P, np.float32)), lr)
-    objective = lambda p: w2v.skipgram_softmax_loss(p, inputs, outputs, reduction="sum")
-    want = _dense_sgd(params, jax.jit(jax.grad(objective))(params), lr)
-    for k in params:
-        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
-    assert loss == pytest.approx(float(objective(params)), rel=1e-5)
-
+# ----------------------------------------------------------------------------- examples
 
 @pytest.fixture(scope="module")
 def small_text(tmp_path_factory):

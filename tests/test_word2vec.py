@@ -251,6 +251,79 @@ def test_sparse_sgd_lowers_the_loss_on_a_toy_corpus():
     assert float(w2v.sgns_loss(params, c, o, neg0)) < 0.7 * before
 
 
+# ----------------------------------------------------------------------------- the trainer's row steps
+
+sgns_rows_step = jax.jit(w2v.sgns_rows_step)  # one compile each instead of op-by-op dispatch
+cbow_rows_step = jax.jit(w2v.cbow_rows_step)
+softmax_rows_step = jax.jit(w2v.softmax_rows_step)
+
+
+def _dense_sgd(params, grads, lr):
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+def test_sgns_rows_step_is_sgns_update_with_padding_and_hogbatch_its_shared_loss():
+    rng = np.random.default_rng(0)
+    params, lr, P, K = _params(0, V=11, D=4), 0.1, 8, 3
+    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
+    weights = np.ones(P, np.float32)
+    weights[-2:] = 0  # padding
+    negatives = rng.integers(0, 11, (P, K)).astype(np.int32)
+    got, loss = sgns_rows_step(params, inputs, outputs, negatives, weights, lr)
+    real = slice(0, P - 2)
+    want = w2v.sgns_update(params, inputs[real], outputs[real], negatives[real], lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(w2v.sgns_loss(params, inputs[real], outputs[real], negatives[real], "sum")),
+                                 rel=1e-5)
+    # HogBatch: G = 4 consecutive pairs share K negatives; the update is SGD on the sum of zoo's shared losses
+    shared = rng.integers(0, 11, (P // 4, K)).astype(np.int32)
+    got, loss = sgns_rows_step(params, inputs, outputs, shared, weights, lr)
+
+    def total(p):
+        return sum(w2v.sgns_loss(p, inputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0],
+                                 outputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0], shared[g], "sum")
+                   for g in range(P // 4))
+    want = _dense_sgd(params, jax.jit(jax.grad(total))(params), lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(jax.jit(total)(params)), rel=1e-5)
+
+
+def test_cbow_rows_step_is_word2vecs_undivided_context_gradient():
+    rng = np.random.default_rng(1)
+    params, lr, M, C, K = _params(1, V=11, D=4), 0.1, 5, 4, 2
+    contexts = rng.integers(0, 11, (M, C)).astype(np.int32)
+    mask = (rng.random((M, C)) < 0.7).astype(np.float32)
+    mask[:, 0] = 1
+    centres, negatives = rng.integers(0, 11, M).astype(np.int32), rng.integers(0, 11, (M, K)).astype(np.int32)
+    got, loss = cbow_rows_step(params, contexts, mask, centres, negatives, np.ones(M, np.float32), lr)
+    d_ctx, d_centre, d_neg = w2v.cbow_grads(params, contexts, mask > 0, centres, negatives)
+    n = mask.sum(axis=1)[:, None, None]
+    want_in = np.asarray(params["in"]).copy()
+    np.add.at(want_in, contexts, -lr * np.asarray(d_ctx) * n)  # word2vec.c adds dh to each context, undivided
+    want_out = np.asarray(params["out"]).copy()
+    np.add.at(want_out, centres, -lr * np.asarray(d_centre))
+    np.add.at(want_out, negatives, -lr * np.asarray(d_neg))
+    np.testing.assert_allclose(got["in"], want_in, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["out"], want_out, rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(w2v.cbow_loss(params, contexts, mask > 0, centres, negatives, "sum")), rel=1e-5)
+
+
+def test_softmax_rows_step_is_sgd_on_the_lectures_objective():
+    rng = np.random.default_rng(2)
+    params, lr, P = _params(2, V=11, D=4), 0.1, 6
+    inputs, outputs = rng.integers(0, 11, P).astype(np.int32), rng.integers(0, 11, P).astype(np.int32)
+    weights = np.ones(P, np.float32)
+    weights[-1] = 0  # padding
+    got, loss = softmax_rows_step(params, inputs, outputs, weights, lr)
+    objective = lambda p: w2v.skipgram_softmax_loss(p, inputs[:-1], outputs[:-1], reduction="sum")
+    want = _dense_sgd(params, jax.jit(jax.grad(objective))(params), lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
+    assert loss == pytest.approx(float(objective(params)), rel=1e-5)
+
+
 # ----------------------------------------------------------------------------- sampling and schedule
 
 

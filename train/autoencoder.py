@@ -53,12 +53,13 @@ def check_config(c) -> None:
 
 
 def make_net(c, image_shape) -> ae.Autoencoder:
-    m = c.model
+    m, dtype = c.model, config_lib.compute_dtype(c)
     if m.arch == "mlp":
-        return ae.Autoencoder(ae.MLPEncoder(m.latent_dim, hidden=tuple(m.hidden), linear=m.linear),
-                              ae.MLPDecoder(tuple(image_shape), hidden=tuple(reversed(m.hidden)), linear=m.linear))
-    return ae.Autoencoder(ae.ConvEncoder(m.latent_dim, channels=tuple(m.channels)),
-                          ae.ConvDecoder(tuple(image_shape), channels=tuple(m.channels)))
+        return ae.Autoencoder(
+            ae.MLPEncoder(m.latent_dim, hidden=tuple(m.hidden), linear=m.linear, dtype=dtype),
+            ae.MLPDecoder(tuple(image_shape), hidden=tuple(reversed(m.hidden)), linear=m.linear, dtype=dtype))
+    return ae.Autoencoder(ae.ConvEncoder(m.latent_dim, channels=tuple(m.channels), dtype=dtype),
+                          ae.ConvDecoder(tuple(image_shape), channels=tuple(m.channels), dtype=dtype))
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:

@@ -80,6 +80,10 @@ def _bad_override(e: Exception) -> None:
     while msg[:1] in "'\"" and msg[-1:] == msg[:1]:  # KeyError messages come quoted, sometimes twice
         msg = msg[1:-1]
     msg = msg.replace("\\n", " ").replace("\\'", "'")
+    if msg.isidentifier():  # ml_collections names only the last part of an unknown nested key: name the override
+        arg = next((a for a in sys.argv[1:] if a.startswith("--config.") and a.split("=")[0].endswith(f".{msg}")), None)
+        if arg:
+            msg = f"{arg.split('=')[0][2:]} is not a key of this module's config (in {arg})"
     _fail(f"bad --config override: {msg}; accepted: the keys of get_config() with values of their types")
 
 

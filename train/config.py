@@ -5,6 +5,9 @@ from the shell with `--config.<key>=<value>` (ml_collections), e.g. `--config.nu
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import ml_collections
 
 
@@ -27,7 +30,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.nan_policy = "stop"       # a non-finite loss/gradient: 'stop' the run, or 'skip' the step
     c.dtype = "float32"         # compute dtype: 'bfloat16' for mixed precision (params/optimizer stay float32)
     # Train K replicas in one compiled program (the step vmapped over them): give K seeds and/or K
-    # learning rates; replica i has seed seeds[i] and learning rate learning_rates[i].
+    # learning rates; replica i has seed seeds[i] and learning rate learning_rates[i]. A module adds
+    # `sweep.<key> = ()` for each float key its train step can read per replica (train.vae: beta).
     c.sweep = ml_collections.ConfigDict({"seeds": (), "learning_rates": ()})
 
     c.optimizer = "adam"        # 'adam' | 'adamw'
@@ -73,14 +77,7 @@ def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
         raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
     if not 0 <= config.ema_decay < 1:
         raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1)")
-    seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
-    if seeds and lrs and len(seeds) != len(lrs):
-        raise ConfigError(f"config.sweep.seeds={seeds} and config.sweep.learning_rates={lrs} must have the same "
-                          f"length (one value per replica), or one of them be empty")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds):
-        raise ConfigError(f"config.sweep.seeds={seeds} must be non-negative integers")
-    if not all(isinstance(v, (int, float)) and v > 0 for v in lrs):
-        raise ConfigError(f"config.sweep.learning_rates={lrs} must be positive numbers")
+    check_sweep(config)
     if config.grad_clip < 0:
         raise ConfigError(f"config.grad_clip={config.grad_clip!r} must be >= 0 (0 disables clipping)")
 
@@ -95,8 +92,54 @@ def _lookup(config, key: str):
     return True, node
 
 
-def sweep_replicas(config) -> list[tuple[int, float]]:
-    """(seed, learning_rate) of each replica of a sweep; empty when config.sweep is not used."""
+SWEEP_BUILTINS = ("seeds", "learning_rates")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def swept_values(config) -> dict[str, tuple]:
+    """The swept float keys of config.sweep other than seeds and learning_rates: {key: values}, empty ones left out."""
+    return {k: tuple(v) for k, v in config.sweep.items() if k not in SWEEP_BUILTINS and tuple(v)}
+
+
+def check_sweep(config) -> None:
+    """ConfigError unless every sweep list is valid and the non-empty ones have one value per replica."""
     seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
-    k = max(len(seeds), len(lrs))
-    return [(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate) for i in range(k)]
+    if not all(_is_number(v) and isinstance(v, int) and v >= 0 for v in seeds):
+        raise ConfigError(f"config.sweep.seeds={seeds} must be non-negative integers")
+    if not all(_is_number(v) and v > 0 for v in lrs):
+        raise ConfigError(f"config.sweep.learning_rates={lrs} must be positive numbers")
+    for key in config.sweep:
+        if key in SWEEP_BUILTINS:
+            continue
+        values = tuple(config.sweep[key])
+        if not isinstance(config.get(key), float):
+            sweepable = [f"config.sweep.{k}" for k in config.sweep
+                         if k in SWEEP_BUILTINS or isinstance(config.get(k), float)]
+            raise ConfigError(f"config.sweep.{key}={values} sweeps no float key config.{key}; accepted: "
+                              f"{', '.join(sweepable)}")
+        if not all(_is_number(v) for v in values):
+            raise ConfigError(f"config.sweep.{key}={values} must be finite numbers (one per replica)")
+    lists = {f"config.sweep.{k}": tuple(v) for k, v in config.sweep.items() if tuple(v)}
+    if len({len(v) for v in lists.values()}) > 1:
+        raise ConfigError(f"{' and '.join(f'{k}={v}' for k, v in lists.items())} must have the same length "
+                          f"(one value per replica); leave the others empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class Replica:
+    """One replica of a sweep: its seed, learning rate and values of the other swept keys ({'beta': 4.0})."""
+    seed: int
+    learning_rate: float
+    values: dict
+
+
+def sweep_replicas(config) -> list[Replica]:
+    """Each replica of a sweep; empty when config.sweep is not used."""
+    seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
+    values = swept_values(config)
+    k = max([len(seeds), len(lrs)] + [len(v) for v in values.values()])
+    return [Replica(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate,
+                    {key: float(v[i]) for key, v in values.items()}) for i in range(k)]

@@ -59,11 +59,12 @@ def check_config(c) -> None:
 
 
 def make_nets(c, image_shape):
-    m = c.model
+    m, dtype = c.model, config_lib.compute_dtype(c)
     if m.arch == "mlp":
-        return gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden)), gan.MLPDiscriminator(hidden=tuple(m.hidden))
-    return (gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels)),
-            gan.DCDiscriminator(channels=tuple(m.channels)))
+        return (gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden), dtype=dtype),
+                gan.MLPDiscriminator(hidden=tuple(m.hidden), dtype=dtype))
+    return (gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels), dtype=dtype),
+            gan.DCDiscriminator(channels=tuple(m.channels), dtype=dtype))
 
 
 def optimizers(c) -> dict[str, optax.GradientTransformation]:
@@ -119,14 +120,16 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         k_zd, k_zg, k_gp = jax.random.split(key, 3)
         real = ic.to_signed(batch["image"])
         n = real.shape[0]
+        # A learning-rate sweep's replica scales both networks' updates (as TrainState.apply_gradients does).
+        scaled = (lambda u: u) if state.lr_scale is None else (lambda u: jax.tree.map(lambda a: a * state.lr_scale, u))
         g, d = state.params["generator"], state.params["discriminator"]
         fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent))))
         (d_loss, (lr, lf)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, real, fake, k_gp)
         d_updates, d_opt = txs["discriminator"].update(d_grads, state.opt_state["discriminator"], d)
-        d = optax.apply_updates(d, d_updates)
+        d = optax.apply_updates(d, scaled(d_updates))
         g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent)))
         g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
-        g = optax.apply_updates(g, g_updates)
+        g = optax.apply_updates(g, scaled(g_updates))
         params = {"generator": g, "discriminator": d}
         new = state.replace(step=state.step + 1, params=params, opt_state={"generator": g_opt, "discriminator": d_opt})
         if state.ema_params is not None:

@@ -53,13 +53,18 @@ def eval_config(num_samples: int = 500, **extra) -> ml_collections.ConfigDict:
 
 
 def check_values(c, *, positive_ints=(), non_negative_ints=(), positive_floats=(), non_negative_floats=()) -> None:
-    """ConfigError naming the first (possibly dotted) key whose value is of the wrong kind."""
+    """ConfigError naming the first (possibly dotted) key whose value is of the wrong kind; a float key's
+    bound holds for its sweep values (config.sweep.<key>) too."""
     config_lib.check(c, positive_ints=positive_ints, non_negative_ints=non_negative_ints)
     for keys, ok, what in ((positive_floats, lambda v: v > 0, "> 0"), (non_negative_floats, lambda v: v >= 0, ">= 0")):
+        good = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and ok(v)
         for key in keys:
             found, v = config_lib._lookup(c, key)
-            if found and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v)):
+            if found and not good(v):
                 raise ConfigError(f"config.{key}={v!r} must be a finite number {what}")
+            found, values = config_lib._lookup(c, f"sweep.{key}")
+            if found and not all(good(v) for v in values):
+                raise ConfigError(f"config.sweep.{key}={tuple(values)} must be finite numbers {what}")
 
 
 def check_eval_config(c) -> None:

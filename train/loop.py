@@ -37,8 +37,13 @@ class Task:
     """What a model contributes to the shared loop.
 
     init_params(key) -> params
-    loss_fn(params, batch, key) -> (scalar loss, dict of scalar metrics); batch = {'image': uint8, 'label': int}
-    train_step(state, batch, key) -> (state, metrics), replacing the default gradient step built from loss_fn
+    loss_fn(params, batch, key, **hparams) -> (scalar loss, dict of scalar metrics); batch = {'image': uint8,
+      'label': int}; hparams: a sweep's per-replica values of the keys in `hparams` (traced float32 scalars),
+      absent outside such a sweep, so each keyword's default is the config's value
+    train_step(state, batch, key) -> (state, metrics), replacing the default gradient step built from loss_fn;
+      it applies state.lr_scale (a learning-rate sweep) to its updates and reads state.hparams
+    hparams: the float config keys the loss (or train_step) reads per replica, so `config.sweep.<key>` may vary
+      them in a vmapped sweep (e.g. ('beta',)); the module's get_config declares each as `sweep.<key> = ()`
     optimizer: an optax transformation replacing the config's
     evaluate(state, step) -> (dict of scalars, dict of name -> uint8 [H,W,C] image), run on the host
     train_source: random-access examples, batched by data.batches (images)
@@ -50,6 +55,7 @@ class Task:
     init_params: Callable[[jax.Array], Any]
     loss_fn: LossFn | None = None
     train_step: StepFn | None = None
+    hparams: tuple[str, ...] = ()
     optimizer: optax.GradientTransformation | None = None
     evaluate: Callable[[state_lib.TrainState, int], tuple[dict, dict]] | None = None
     train_source: Any = None
@@ -60,7 +66,8 @@ class Task:
 def gradient_step(loss_fn: LossFn) -> StepFn:
     """One optimizer step on the gradient of loss_fn; reports the loss, grad norm and the loss's metrics."""
     def step(state, batch, key):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        hparams = state.hparams or {}  # a sweep's per-replica values of swept config keys
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key, **hparams)
         return state.apply_gradients(grads=grads), {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
     return step
 
@@ -88,7 +95,7 @@ def compile_step(task: Task, config, mesh, replicas=()):
         return new, metrics, finite
 
     if replicas:
-        seeds = jnp.asarray([seed for seed, _ in replicas])
+        seeds = jnp.asarray([r.seed for r in replicas])
 
         def step(state, batch):
             new, metrics, finite = jax.vmap(one)(state, batch, seeds)
@@ -106,14 +113,16 @@ def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
     tx = task.optimizer or state_lib.make_optimizer(config)
     init = jax.jit(task.init_params)  # one compiled program, not one per initialiser
 
-    def make(seed, lr_scale=None):
+    def make(seed, lr_scale=None, hparams=None):
         key = jax.random.fold_in(jax.random.key(seed), -1 & 0x7FFFFFFF)  # distinct from every step key
         state = state_lib.create_train_state(init(key), tx, config.ema_decay)
-        return state if lr_scale is None else state.replace(lr_scale=jnp.float32(lr_scale))
+        if lr_scale is not None:
+            state = state.replace(lr_scale=jnp.float32(lr_scale))
+        return state.replace(hparams={k: jnp.float32(v) for k, v in hparams.items()}) if hparams else state
 
     if not replicas:
         return parallel.replicate(make(config.seed), mesh)
-    states = [make(seed, lr / config.learning_rate) for seed, lr in replicas]
+    states = [make(r.seed, r.learning_rate / config.learning_rate, r.values) for r in replicas]
     return parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
 
 
@@ -236,6 +245,10 @@ def train(config, workdir: str, task: Task) -> dict:
     if config.batch_size % jax.device_count():
         raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by the device count "
                           f"{jax.device_count()}")
+    for key, values in config_lib.swept_values(config).items():
+        if key not in task.hparams:
+            raise ConfigError(f"config.sweep.{key}={values}: {task.name} reads no config.{key} per replica; accepted: "
+                              f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}")
     lead = jax.process_index() == 0
     workdir = os.path.abspath(workdir)
     _make_workdir(workdir)
@@ -251,7 +264,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     replicas = config_lib.sweep_replicas(config)
     make_batches = task.batches or functools.partial(data.batches, task.train_source)
-    data_iter = (_StackedBatches([make_batches(config.batch_size, seed) for seed, _ in replicas]) if replicas
+    data_iter = (_StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas]) if replicas
                  else make_batches(config.batch_size, config.seed))
     state = init_state(task, config, mesh, replicas)
     try:
@@ -262,7 +275,8 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     if restored is None:
         start = 0
     else:
-        state = restored
+        # The config's sweep values, not the checkpoint's, as a single run's learning rate comes from the config.
+        state = restored.replace(lr_scale=state.lr_scale, hparams=state.hparams)
         if lead:
             _truncate_metrics(workdir, start)
             print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
@@ -270,7 +284,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
         _write_config(workdir, config)
     writer = MetricsWriter(workdir, enabled=lead)
     # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
-    replica_writers = [_replica_writer(workdir, i, config, seed, lr, lead) for i, (seed, lr) in enumerate(replicas)]
+    replica_writers = [_replica_writer(workdir, i, config, r, lead) for i, r in enumerate(replicas)]
     step = compile_step(task, config, mesh, replicas)
 
     last, saved = {}, start
@@ -356,13 +370,16 @@ def _replica(state, i):
     return jax.tree.map(lambda x: x[i], state)
 
 
-def _replica_writer(workdir, i, config, seed, lr, lead) -> MetricsWriter:
+def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead) -> MetricsWriter:
     path = os.path.join(workdir, f"replica_{i}")
     if lead:
         os.makedirs(path, exist_ok=True)
-        replica_config = config.copy_and_resolve_references()
-        replica_config.seed, replica_config.learning_rate = seed, lr
-        replica_config.sweep.seeds, replica_config.sweep.learning_rates = (), ()
+        replica_config = config.copy_and_resolve_references()  # the config of the single run this replica equals
+        replica_config.seed, replica_config.learning_rate = replica.seed, replica.learning_rate
+        for key, value in replica.values.items():
+            replica_config[key] = value
+        for key in replica_config.sweep:
+            replica_config.sweep[key] = ()
         _write_config(path, replica_config)
     writer = MetricsWriter(path, enabled=lead)
     writer.workdir = path

@@ -20,6 +20,9 @@ class TrainState(train_state.TrainState):
     # Multiplies every update: a sweep's replica i trains with learning rate lr_i = lr * lr_scale_i
     # (exact for Adam/AdamW, whose update is linear in the learning rate); None outside sweeps.
     lr_scale: Any = None
+    # A sweep's per-replica values of its other swept config keys ({'beta': f32}), which the loop passes to
+    # the task's loss as keyword arguments (a custom train_step reads them here); None outside such sweeps.
+    hparams: Any = None
 
     @property
     def eval_params(self):

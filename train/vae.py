@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = "elbo"             # 'elbo': -log p(x|z) + beta KL | 'lecture': C ||x - x_hat||^2 + beta KL
     c.likelihood = "bernoulli"  # 'bernoulli' | 'gaussian' (variance 1/(2C))
     c.beta = 1.0                # weight of the KL term (beta-VAE when != 1)
+    c.sweep.beta = ()           # a vmapped sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)
     c.C = 50.0                  # the lecture's C; also sets the gaussian decoder's variance 1/(2C)
     c.conditional = False       # condition encoder and decoder on the labels (CVAE)
     c.model = ml_collections.ConfigDict(dict(
@@ -67,7 +68,8 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
                              f"{ds.num_classes} class")
     num_classes = ds.num_classes if c.conditional else 0
     net = vae.VAE(tuple(ds.image_shape), latent_dim=c.model.latent_dim, arch=c.model.arch, likelihood=c.likelihood,
-                  hidden=tuple(c.model.hidden), channels=tuple(c.model.channels), num_classes=num_classes)
+                  hidden=tuple(c.model.hidden), channels=tuple(c.model.channels), num_classes=num_classes,
+                  dtype=config_lib.compute_dtype(c))
     apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
     obs_log_var = math.log(1.0 / (2.0 * c.C))
     labels_of = (lambda y: jnp.asarray(y, jnp.int32)) if c.conditional else (lambda y: None)
@@ -77,8 +79,8 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         y = jnp.zeros((1,), jnp.int32) if c.conditional else None
         return net.init(key, jnp.zeros((1, *ds.image_shape)), labels=y)["params"]
 
-    def loss_fn(params, batch, key):
-        per, terms = vae.vae_loss(params, apply, ic.to_unit(batch["image"]), key, loss=c.loss, beta=c.beta, C=c.C,
+    def loss_fn(params, batch, key, beta=c.beta):  # beta: a sweep's replica passes its own (config.sweep.beta)
+        per, terms = vae.vae_loss(params, apply, ic.to_unit(batch["image"]), key, loss=c.loss, beta=beta, C=c.C,
                                   labels=labels_of(batch["label"]), **kw)
         return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
 
@@ -127,7 +129,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             scalars.update(quality(samples[:c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("vae", init_params, loss_fn=loss_fn, evaluate=evaluate,
+    return loop.Task("vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate,
                      train_source=ds.train)
 
 

@@ -36,8 +36,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.sharding import PartitionSpec as P
 
-from train import cli, config as config_lib, corpus as planted, loop, text_data, vectors
+from train import cli, config as config_lib, corpus as planted, loop, parallel, text_data, vectors
 from train.config import ConfigError
 from train.data import DataError
 from zoo import word2vec as w2v
@@ -64,6 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.learning_rate = 0.025     # gensim's alpha, decayed linearly over the run ...
     c.min_learning_rate = 1e-4  # ... to gensim's min_alpha
     c.share_negatives = 1       # HogBatch: consecutive pairs sharing one draw of noise words; 1 = word2vec
+    c.device_updates = "local"  # several devices: 'local' SGD on each device's share, changes summed per step,
+                                # or 'replicated' (every device runs every minibatch: the 1-device result)
     c.minibatch_size = 1024     # examples per sparse SGD update: pairs (sgns, skipgram_softmax), centres (cbow)
     c.batch_size = 65536        # corpus words per loop step (one jitted call)
     c.num_steps = 0             # 0: ceil(num_epochs * corpus words / batch_size)
@@ -82,7 +85,7 @@ def check_config(c) -> None:
     shadow = c.copy_and_resolve_references()
     if shadow.num_steps == 0:
         shadow.num_steps = 1  # 0 = derived from the corpus later; the common check wants a positive int
-    config_lib.check(shadow, choices={"model": MODELS},
+    config_lib.check(shadow, choices={"model": MODELS, "device_updates": ("local", "replicated")},
                      positive_ints=("num_tokens", "min_count", "embed_dim", "window", "negatives", "num_epochs",
                                     "share_negatives", "minibatch_size"),
                      non_negative_ints=("num_steps", "max_vocab"))
@@ -228,82 +231,62 @@ def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return prob, alias
 
 
-# ----------------------------------------------------------------------------- losses on the touched rows
-
-def sgns_rows_loss(v, u, u_neg, weights):
-    """Summed SGNS loss -log sigma(u.v) - sum_k log sigma(-u_k.v) of P pairs, from their rows.
-
-    v, u: [P, D] rows of the input and output words; u_neg: [P/G, K, D] noise rows, shared by G
-    consecutive pairs (G = 1: per pair); weights [P] (0 for padding).
-    """
-    p, d = v.shape
-    pos = jnp.sum(v * u, axis=-1)
-    neg = jnp.einsum("ngd,nkd->ngk", v.reshape(u_neg.shape[0], -1, d), u_neg).reshape(p, -1)
-    # -log sigma(x) = softplus(-x);  -log sigma(-x) = softplus(x)
-    return jnp.sum(weights * (jax.nn.softplus(-pos) + jnp.sum(jax.nn.softplus(neg), axis=-1)))
-
-
-def cbow_rows_loss(v_ctx, mask, u, u_neg, weights):
-    """Summed CBOW loss of M centres: h = mean of the masked context rows v_ctx [M, C, D], scored like SGNS.
-
-    As in word2vec.c and gensim (cbow_mean=1), every context row receives the gradient of h itself,
-    not h's gradient divided by the number of contexts: the forward value is the mean, the backward
-    pass sees the sum.
-    """
-    total = jnp.einsum("mc,mcd->md", mask, v_ctx)
-    n = jnp.maximum(jnp.sum(mask, axis=-1, keepdims=True), 1.0)
-    h = total + jax.lax.stop_gradient(total / n - total)
-    return sgns_rows_loss(h, u, u_neg, weights)
-
-
-def softmax_rows_loss(v, w_out, outputs, weights):
-    """Summed -log softmax(U v)[o] of P pairs: the lecture's J(theta) before averaging; dense in U by nature."""
-    logits = v @ w_out.T
-    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, outputs[:, None], axis=-1)[:, 0]
-    return jnp.sum(weights * nll)
-
+# ----------------------------------------------------------------------------- the step
 
 def sparse_update(model: str, tables, mb, lr):
-    """One SGD step on the summed loss of a minibatch, touching only its rows; returns (tables, loss)."""
-    w_in, w_out = tables["in"], tables["out"]
+    """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec's row steps)."""
     if model == "sgns":
-        rows = (w_in[mb["inputs"]], w_out[mb["outputs"]], w_out[mb["negatives"]])
-        loss, (d_in, d_out, d_neg) = jax.value_and_grad(sgns_rows_loss, argnums=(0, 1, 2))(*rows, mb["weights"])
-        return {"in": w_in.at[mb["inputs"]].add(-lr * d_in),
-                "out": w_out.at[mb["outputs"]].add(-lr * d_out).at[mb["negatives"]].add(-lr * d_neg)}, loss
+        return w2v.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
     if model == "cbow":
-        rows = (w_in[mb["contexts"]], w_out[mb["outputs"]], w_out[mb["negatives"]])
-        loss, (d_ctx, d_out, d_neg) = jax.value_and_grad(cbow_rows_loss, argnums=(0, 2, 3))(
-            rows[0], mb["mask"], rows[1], rows[2], mb["weights"])
-        return {"in": w_in.at[mb["contexts"]].add(-lr * d_ctx),
-                "out": w_out.at[mb["outputs"]].add(-lr * d_out).at[mb["negatives"]].add(-lr * d_neg)}, loss
-    loss, (d_in, d_out) = jax.value_and_grad(softmax_rows_loss, argnums=(0, 1))(
-        w_in[mb["inputs"]], w_out, mb["outputs"], mb["weights"])
-    return {"in": w_in.at[mb["inputs"]].add(-lr * d_in), "out": w_out - lr * d_out}, loss
+        return w2v.cbow_rows_step(tables, mb["contexts"], mb["mask"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+    return w2v.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
-def make_train_step(c, minibatches: int):
-    """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read."""
+def make_train_step(c, minibatches: int, mesh=None):
+    """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
+
+    On a mesh of several devices with c.device_updates = 'local', each device runs the scan over its own
+    share of the minibatches from the same tables and the devices' changes are summed at the end of the
+    step (Hogwild across devices, synchronised once per step); 'replicated' runs every minibatch in order
+    on every device: the single-device result, without a speed-up.
+    """
     total_words = c.num_steps * c.batch_size
+    local = mesh is not None and mesh.size > 1 and c.device_updates == "local"
+    shards = mesh.size if local else 1
 
-    def learning_rate(step, j):
-        words = (step.astype(jnp.float32) + j / minibatches) * c.batch_size
+    def learning_rate(step, j, n=minibatches):
+        words = (step.astype(jnp.float32) + j / n) * c.batch_size
         return w2v.linear_decay_lr(c.learning_rate, words / total_words, c.min_learning_rate)
+
+    def sgd(tables, batch, lrs):
+        xs = {k: v.reshape(lrs.shape[0], -1, *v.shape[1:]) for k, v in batch.items() if k != "dropped"}
+
+        def body(tables, x):
+            lr, mb = x
+            return sparse_update(c.model, tables, mb, lr)
+        tables, losses = jax.lax.scan(body, tables, (lrs, xs))
+        return tables, jnp.sum(losses)
+
+    def local_sgd(tables, batch, lrs):
+        new, loss = sgd(tables, batch, lrs)
+        return jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new), jax.lax.psum(loss, "data")
 
     def train_step(state, batch, key):
         del key  # the step's randomness is in its batch, drawn on the host from (seed, step)
-        xs = {k: v.reshape(minibatches, -1, *v.shape[1:]) for k, v in batch.items() if k != "dropped"}
-
         scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/loop.py)
-
-        def body(tables, x):
-            j, mb = x
-            return sparse_update(c.model, tables, mb, scale * learning_rate(state.step, j))
-
-        tables, losses = jax.lax.scan(body, state.params, (jnp.arange(minibatches), xs))
-        examples = jnp.sum(batch["weights"])
-        metrics = {"loss": jnp.sum(losses) / jnp.maximum(examples, 1.0), "examples": examples,
-                   "dropped": jnp.sum(batch["dropped"]), "learning_rate": scale * learning_rate(state.step, minibatches)}
+        # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
+        per_device = minibatches // shards
+        lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
+        examples = {k: v for k, v in batch.items() if k != "dropped"}
+        if local:
+            tables, loss = jax.shard_map(
+                lambda t, b, r: local_sgd(t, b, r[0]), mesh=mesh, in_specs=(P(), P("data"), P("data")),
+                out_specs=(P(), P()), check_vma=False)(state.params, examples, lrs)
+        else:
+            tables, loss = sgd(state.params, examples, lrs[0])
+        n = jnp.sum(batch["weights"])
+        metrics = {"loss": loss / jnp.maximum(n, 1.0), "examples": n, "dropped": jnp.sum(batch["dropped"]),
+                   "learning_rate": scale * learning_rate(state.step, minibatches)}
         return state.replace(params=tables, step=state.step + 1), metrics
 
     return train_step
@@ -411,7 +394,8 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
         print(f"{analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
     task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
-                     train_step=make_train_step(c, examples.minibatches), optimizer=optax.identity(),
+                     train_step=make_train_step(c, examples.minibatches, parallel.data_mesh()),
+                     optimizer=optax.identity(),
                      evaluate=evaluate, batches=examples.batches, export=export)
     task.examples = examples  # for benchmarks and tests: capacity, minibatches
     return task

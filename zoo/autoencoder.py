@@ -164,6 +164,7 @@ class MLPEncoder(nn.Module):
     hidden: Sequence[int] = (256, 128)
     linear: bool = False
     activation: Callable = nn.relu
+    dtype: jnp.dtype | None = None  # compute dtype (e.g. bfloat16); parameters and the output stay float32
 
     @nn.compact
     def __call__(self, x):
@@ -171,8 +172,10 @@ class MLPEncoder(nn.Module):
             raise ValueError(f"MLPEncoder: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}")
         x = x.reshape(x.shape[0], -1)
         if self.linear:
-            return nn.Dense(self.features)(x)
-        return MLP(tuple(self.hidden) + (self.features,), activation=self.activation)(x)
+            h = nn.Dense(self.features, dtype=self.dtype)(x)
+        else:
+            h = MLP(tuple(self.hidden) + (self.features,), activation=self.activation, dtype=self.dtype)(x)
+        return h.astype(jnp.float32)
 
 
 class MLPDecoder(nn.Module):
@@ -184,15 +187,16 @@ class MLPDecoder(nn.Module):
     hidden: Sequence[int] = (128, 256)
     linear: bool = False
     activation: Callable = nn.relu
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the output stay float32
 
     @nn.compact
     def __call__(self, h):
         size = int(np.prod(self.output_shape))
         if self.linear:
-            r = nn.Dense(size)(h)
+            r = nn.Dense(size, dtype=self.dtype)(h)
         else:
-            r = MLP(tuple(self.hidden) + (size,), activation=self.activation)(h)
-        return r.reshape((h.shape[0],) + tuple(self.output_shape))
+            r = MLP(tuple(self.hidden) + (size,), activation=self.activation, dtype=self.dtype)(h)
+        return r.reshape((h.shape[0],) + tuple(self.output_shape)).astype(jnp.float32)
 
 
 class ConvEncoder(nn.Module):
@@ -204,16 +208,17 @@ class ConvEncoder(nn.Module):
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
     activation: Callable = nn.relu
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the output stay float32
 
     @nn.compact
     def __call__(self, x):
         if x.ndim != 4:
             raise ValueError(f"ConvEncoder: x must be NHWC [B, H, W, C], got shape {x.shape}")
         levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
-        x = self.activation(nn.Conv(_level_channels(self.channels, 0), (3, 3))(x))
+        x = self.activation(nn.Conv(_level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
         for i in range(levels):
-            x = self.activation(Downsample(_level_channels(self.channels, i + 1))(x))
-        return nn.Dense(self.features)(x.reshape(x.shape[0], -1))
+            x = self.activation(Downsample(_level_channels(self.channels, i + 1), dtype=self.dtype)(x))
+        return nn.Dense(self.features, dtype=self.dtype)(x.reshape(x.shape[0], -1)).astype(jnp.float32)
 
 
 class ConvDecoder(nn.Module):
@@ -225,6 +230,7 @@ class ConvDecoder(nn.Module):
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
     activation: Callable = nn.relu
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the output stay float32
 
     @nn.compact
     def __call__(self, h):
@@ -234,10 +240,10 @@ class ConvDecoder(nn.Module):
             raise ValueError(f"ConvDecoder: image {height}x{width} is not divisible by 2^num_levels={2 ** levels}")
         bh, bw = height // 2 ** levels, width // 2 ** levels
         ch = _level_channels(self.channels, levels)
-        x = self.activation(nn.Dense(bh * bw * ch)(h)).reshape(h.shape[0], bh, bw, ch)
+        x = self.activation(nn.Dense(bh * bw * ch, dtype=self.dtype)(h)).reshape(h.shape[0], bh, bw, ch)
         for i in reversed(range(levels)):
-            x = self.activation(Upsample(_level_channels(self.channels, i))(x))
-        return nn.Conv(c, (3, 3))(x)
+            x = self.activation(Upsample(_level_channels(self.channels, i), dtype=self.dtype)(x))
+        return nn.Conv(c, (3, 3), dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class Autoencoder(nn.Module):

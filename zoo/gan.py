@@ -138,21 +138,23 @@ class MLPGenerator(nn.Module):
     image_shape: Sequence[int]
     hidden: Sequence[int] = (256, 256)
     activation: Callable = nn.relu
+    dtype: jnp.dtype | None = None  # compute dtype (e.g. bfloat16); parameters and the output stay float32
 
     @nn.compact
     def __call__(self, z):
         shape = _check_image_shape("MLPGenerator", self.image_shape)
         h = z
         for f in self.hidden:
-            h = self.activation(nn.Dense(f)(h))
-        x = jnp.tanh(nn.Dense(int(np.prod(shape)))(h))
-        return x.reshape((z.shape[0],) + shape)
+            h = self.activation(nn.Dense(f, dtype=self.dtype)(h))
+        x = jnp.tanh(nn.Dense(int(np.prod(shape)), dtype=self.dtype)(h))
+        return x.reshape((z.shape[0],) + shape).astype(jnp.float32)
 
 
 class MLPDiscriminator(nn.Module):
     """x [B, ...] -> flatten -> Dense + leaky ReLU(0.2) layers -> logits [B]."""
     hidden: Sequence[int] = (256, 256)
     negative_slope: float = 0.2
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the logits stay float32
 
     @nn.compact
     def __call__(self, x):
@@ -160,8 +162,8 @@ class MLPDiscriminator(nn.Module):
             raise ValueError(f"MLPDiscriminator: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}")
         h = x.reshape(x.shape[0], -1)
         for f in self.hidden:
-            h = nn.leaky_relu(nn.Dense(f)(h), self.negative_slope)
-        return nn.Dense(1)(h)[:, 0]
+            h = nn.leaky_relu(nn.Dense(f, dtype=self.dtype)(h), self.negative_slope)
+        return nn.Dense(1, dtype=self.dtype)(h)[:, 0].astype(jnp.float32)
 
 
 class DCGenerator(nn.Module):
@@ -175,6 +177,7 @@ class DCGenerator(nn.Module):
     image_shape: Sequence[int]
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the output stay float32
 
     @nn.compact
     def __call__(self, z):
@@ -183,12 +186,12 @@ class DCGenerator(nn.Module):
         if height % (2 ** levels) or width % (2 ** levels):
             raise ValueError(f"DCGenerator: image {height}x{width} is not divisible by 2^num_levels={2 ** levels}")
         bh, bw, ch = height // 2 ** levels, width // 2 ** levels, _level_channels(self.channels, levels)
-        x = nn.Dense(bh * bw * ch)(z).reshape(z.shape[0], bh, bw, ch)
-        x = nn.relu(nn.GroupNorm(num_groups(ch))(x))
+        x = nn.Dense(bh * bw * ch, dtype=self.dtype)(z).reshape(z.shape[0], bh, bw, ch)
+        x = nn.relu(nn.GroupNorm(num_groups(ch), dtype=self.dtype)(x))
         for i in reversed(range(levels)):
             f = _level_channels(self.channels, i)
-            x = nn.relu(nn.GroupNorm(num_groups(f))(Upsample(f)(x)))
-        return jnp.tanh(nn.Conv(c, (3, 3))(x))
+            x = nn.relu(nn.GroupNorm(num_groups(f), dtype=self.dtype)(Upsample(f, dtype=self.dtype)(x)))
+        return jnp.tanh(nn.Conv(c, (3, 3), dtype=self.dtype)(x)).astype(jnp.float32)
 
 
 class DCDiscriminator(nn.Module):
@@ -197,6 +200,7 @@ class DCDiscriminator(nn.Module):
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
     negative_slope: float = 0.2
+    dtype: jnp.dtype | None = None  # compute dtype; parameters and the logits stay float32
 
     @nn.compact
     def __call__(self, x):
@@ -204,7 +208,7 @@ class DCDiscriminator(nn.Module):
             raise ValueError(f"DCDiscriminator: x must be NHWC [B, H, W, C], got shape {x.shape}")
         levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
         act = lambda h: nn.leaky_relu(h, self.negative_slope)
-        x = act(nn.Conv(_level_channels(self.channels, 0), (3, 3))(x))
+        x = act(nn.Conv(_level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
         for i in range(levels):
-            x = act(Downsample(_level_channels(self.channels, i + 1))(x))
-        return nn.Dense(1)(x.reshape(x.shape[0], -1))[:, 0]
+            x = act(Downsample(_level_channels(self.channels, i + 1), dtype=self.dtype)(x))
+        return nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)

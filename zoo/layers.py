@@ -3,6 +3,11 @@
 Upsampling is resize + convolution rather than a transposed convolution: XLA's
 transposed convolutions are very slow on CPU (jax-ml/jax#23783) and resize +
 conv also avoids checkerboard artefacts.
+
+Mixed precision: every layer here, and every network of the zoo built from them, takes ``dtype``, the
+dtype it computes in (None: that of its inputs and parameters; e.g. jnp.bfloat16). Parameters are
+always created in float32 (Flax's ``param_dtype`` default), and the zoo's networks return float32
+outputs, so losses are computed in float32.
 """
 from __future__ import annotations
 

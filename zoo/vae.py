@@ -227,6 +227,8 @@ class VAE(nn.Module):
     conv_levels).  num_classes > 0 makes a conditional VAE: one-hot labels are concatenated to the
     encoder's input features (MLP: to the flattened image; conv: as num_classes constant channels)
     and to z.  __call__(x, key=None, labels=None) -> (out, mu, log_var), with z = mu when key is None.
+    ``dtype`` (e.g. bfloat16) is the networks' compute dtype; parameters, (mu, log_var) and the decoder
+    output stay float32, so the losses are computed in float32.
     """
     image_shape: Sequence[int]
     latent_dim: int = 16
@@ -235,6 +237,7 @@ class VAE(nn.Module):
     hidden: Sequence[int] = (256, 128)
     channels: Sequence[int] = (32, 64, 128)
     num_classes: int = 0
+    dtype: jnp.dtype | None = None
 
     def setup(self):
         _check_likelihood("VAE", self.likelihood)
@@ -243,11 +246,11 @@ class VAE(nn.Module):
         if self.latent_dim < 1 or self.num_classes < 0:
             raise ValueError(f"VAE: need latent_dim >= 1 and num_classes >= 0, got {self.latent_dim}, {self.num_classes}")
         if self.arch == "mlp":
-            self.encoder = MLPEncoder(2 * self.latent_dim, hidden=self.hidden)
-            self.decoder = MLPDecoder(tuple(self.image_shape), hidden=tuple(reversed(self.hidden)))
+            self.encoder = MLPEncoder(2 * self.latent_dim, hidden=self.hidden, dtype=self.dtype)
+            self.decoder = MLPDecoder(tuple(self.image_shape), hidden=tuple(reversed(self.hidden)), dtype=self.dtype)
         else:
-            self.encoder = ConvEncoder(2 * self.latent_dim, channels=self.channels)
-            self.decoder = ConvDecoder(tuple(self.image_shape), channels=self.channels)
+            self.encoder = ConvEncoder(2 * self.latent_dim, channels=self.channels, dtype=self.dtype)
+            self.decoder = ConvDecoder(tuple(self.image_shape), channels=self.channels, dtype=self.dtype)
 
     def _one_hot(self, labels, batch: int):
         if self.num_classes == 0:

@@ -336,10 +336,8 @@ def _sgns_grads(params, centres, contexts, negatives):
 
 @jax.jit
 def _sgns_step(params, centres, contexts, negatives, lr):
-    d_in, d_ctx, d_neg = _sgns_row_grads(params["in"][centres], params["out"][contexts], params["out"][negatives])
-    w_in = params["in"].at[centres].add(-lr * d_in)
-    w_out = params["out"].at[contexts].add(-lr * d_ctx).at[negatives].add(-lr * d_neg)
-    return {"in": w_in, "out": w_out}
+    negatives = negatives if negatives.ndim == 2 else negatives[None, :]   # shared [K]: one group of B
+    return sgns_rows_step(params, centres, contexts, negatives, jnp.ones(centres.shape, jnp.float32), lr)[0]
 
 
 def sgns_update(params, centres, contexts, negatives, lr):
@@ -394,6 +392,91 @@ def cbow_update(params, contexts, mask, centres, negatives, lr):
     """One sparse SGD step on the summed CBOW loss (scatter-add into the touched rows only)."""
     contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, "cbow_update")
     return _cbow_step(params, contexts, mask, centres, negatives, lr)
+
+
+# ----------------------------------------------------------------------------- the trainer's row steps
+# One minibatch of word2vec's SGD as a pure function of the tables: gather the rows the minibatch
+# touches, take the analytic gradient of its summed loss, scatter-add -lr * gradient (padding rows
+# carry weight 0). Written as [B, D] elementwise work with reductions over the last axis only, one
+# gather per noise column and one scatter-add per table: the form XLA:CPU runs fastest (batched
+# einsums over small K or G lower to slow loops there), and plain fused vector work on accelerators.
+
+
+def _negative_sampling_rows(h, u, negatives, w_out, weights, lr):
+    """-lr times the row gradients of the summed loss -log sigma(u.h) - sum_k log sigma(-u_k.h), and the loss.
+
+    h, u [B, D]: hidden and output rows; negatives [B/G, K] ids into w_out, G consecutive rows sharing
+    one draw (G = 1: word2vec; G > 1: HogBatch); weights [B]. Returns (loss, step_h [B, D],
+    step_u [B, D], step_noise [K * B/G, D] for the ids negatives.T.ravel()). lr enters through the
+    per-row coefficients, not the [., D] results: XLA:CPU then fuses the arithmetic with the scatters.
+    """
+    b, d = h.shape
+    n, k = negatives.shape
+    g = b // n
+    step = -lr * weights
+    pos = jnp.sum(h * u, axis=-1)
+    c_pos = step * (jax.nn.sigmoid(pos) - 1.0)                             # d/ds [-log sigma(s)]
+    loss = jnp.sum(weights * jax.nn.softplus(-pos))
+    d_h = c_pos[:, None] * u
+    hg = h.reshape(n, g, d)
+    d_noise = []
+    columns = negatives.T                                                  # [K, B/G]: contiguous index rows
+    for j in range(k):                                                     # K is small: unrolled
+        u_j = w_out[columns[j]]                                            # [B/G, D]
+        if g == 1:  # no size-1 axis: XLA:CPU lays [B, 1, D] out badly (several times slower)
+            s = jnp.sum(h * u_j, axis=-1)
+        else:
+            s = jnp.sum(hg * u_j[:, None, :], axis=-1).reshape(b)
+        c = step * jax.nn.sigmoid(s)                                       # d/ds [-log sigma(-s)]
+        loss = loss + jnp.sum(weights * jax.nn.softplus(s))
+        if g == 1:
+            d_h = d_h + c[:, None] * u_j
+            d_noise.append(c[:, None] * h)
+        else:
+            d_h = d_h + (c.reshape(n, g, 1) * u_j[:, None, :]).reshape(b, d)
+            d_noise.append(jnp.einsum("ng,ngd->nd", c.reshape(n, g), hg))
+    return loss, d_h, c_pos[:, None] * h, jnp.concatenate(d_noise)
+
+
+def sgns_rows_step(params, inputs, outputs, negatives, weights, lr):
+    """One SGD step on the summed SGNS loss of B pairs, touching only their rows: (params, summed loss).
+
+    inputs [B] rows of 'in', outputs [B] rows of 'out', negatives [B/G, K] (G consecutive pairs share
+    a draw), weights [B]. Unchecked and traceable: the body of a training loop's lax.scan.
+    """
+    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
+    loss, s_h, s_u, s_noise = _negative_sampling_rows(w_in[inputs], w_out[outputs], negatives, w_out, weights, lr)
+    out_ids = jnp.concatenate([outputs, negatives.T.reshape(-1)])
+    return {"in": w_in.at[inputs].add(s_h), "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise]))}, loss
+
+
+def cbow_rows_step(params, contexts, mask, outputs, negatives, weights, lr):
+    """One SGD step on the summed CBOW loss of B centres (h = mean of the masked context rows).
+
+    As in word2vec.c and gensim (cbow_mean=1), every context row receives the gradient of h itself,
+    not h's gradient divided by the number of contexts. contexts, mask [B, C]; the rest as sgns_rows_step.
+    """
+    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
+    m = mask.astype(w_in.dtype)
+    total = sum(m[:, i, None] * w_in[contexts[:, i]] for i in range(contexts.shape[1]))  # C unrolled
+    h = total / jnp.maximum(jnp.sum(m, axis=-1), 1.0)[:, None]
+    loss, s_h, s_u, s_noise = _negative_sampling_rows(h, w_out[outputs], negatives, w_out, weights, lr)
+    out_ids = jnp.concatenate([outputs, negatives.T.reshape(-1)])
+    s_ctx = (m[..., None] * s_h[:, None, :]).reshape(-1, h.shape[1])
+    return {"in": w_in.at[contexts.reshape(-1)].add(s_ctx),
+            "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise]))}, loss
+
+
+def softmax_rows_step(params, inputs, outputs, weights, lr):
+    """One SGD step on the summed -log softmax(U v)[o] of B pairs (the lecture's J(theta)); dense in U by nature."""
+    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
+    v = w_in[inputs]
+    logits = v @ w_out.T
+    p = jax.nn.softmax(logits, axis=-1)
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, outputs[:, None], axis=-1)[:, 0]
+    d_logits = weights[:, None] * (p - jax.nn.one_hot(outputs, w_out.shape[0], dtype=p.dtype))
+    return {"in": w_in.at[inputs].add(-lr * (d_logits @ w_out)), "out": w_out - lr * (d_logits.T @ v)}, \
+        jnp.sum(weights * nll)
 
 
 # ----------------------------------------------------------------------------- using vectors
