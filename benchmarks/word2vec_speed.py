@@ -52,8 +52,11 @@ def train_ours(c, corpus, eval_sets) -> dict:
     state, metrics, _ = step(state, parallel.shard_batch(next(data_iter), mesh))
     jax.block_until_ready(metrics)
     t1 = time.perf_counter()
+    wait = parallel.wait_each_step() and not os.environ.get("NOWAIT")  # as the training loop does
     for _ in range(c.num_steps - 1):
         state, metrics, _ = step(state, parallel.shard_batch(next(data_iter), mesh))
+        if wait:
+            jax.block_until_ready(state)
     jax.block_until_ready(state.params)
     t2 = time.perf_counter()
     cpu = time.process_time() - cpu0
@@ -94,6 +97,7 @@ def train_gensim(c, corpus, eval_sets, workers: int) -> dict | None:
 
 def main(_):
     c = flags.FLAGS.config
+    parallel.split_cpu(c.cpu_devices)  # as train.word2vec does: all cores, before JAX starts
     train_word2vec.check_config(c)
     eval_sets = train_word2vec.load_eval_sets(c)
     corpus, _ = train_word2vec.load_corpus(c, None)

@@ -12,6 +12,10 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # The older threefry lowering compiles conv-kernel initialisers about twice as fast on CPU; random values
 # differ from the default's but, like the default's, do not depend on how arrays are sharded.
 jax.config.update("jax_threefry_partitionable", False)
+# In-process tests compare against single-device references: one CPU device, unless a run forces more. Training
+# modules that split the CPU into devices (train.word2vec, parallel.split_cpu) then keep this count.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    jax.config.update("jax_num_cpu_devices", 1)
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,9 @@ CLI_CASES = [
     case("autoencoder-lr-schedule", "autoencoder", ["--config.lr_schedule=step"],
          ["'step'", "accepted: constant, cosine, linear"]),
     case("word2vec-nan-policy", "word2vec", ["--config.nan_policy=ignore"], ["'ignore'", "accepted: stop, skip"]),
+    case("word2vec-cpu-devices", "word2vec", ["--config.cpu_devices=-2"], ["config.cpu_devices=-2", "non-negative"]),
+    case("word2vec-sync-minibatches", "word2vec", ["--config.sync_minibatches=-1"],
+         ["config.sync_minibatches=-1", "non-negative integer"]),
     case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
     # sweeps: lists of different lengths, a key the module cannot sweep
     case("vae-sweep-lengths", "vae", ["--config.sweep.beta=(0.5,1.0)", "--config.sweep.seeds=(0,1,2)"],

@@ -78,6 +78,33 @@ def test_two_processes_train_and_checkpoint_together(digits, single_device_run, 
     _assert_same_training(workdir, single_device_run, digits)
 
 
+SPLIT = """
+import os, sys
+from train import parallel
+n = parallel.split_cpu(int(sys.argv[1]))
+import jax
+print("SPLIT", n, jax.device_count(), parallel.wait_each_step(), parallel.split_cpu(5))
+"""
+
+
+@pytest.mark.parametrize("ask, forced, want", [
+    (0, None, min(len(os.sched_getaffinity(0)), 8)),  # one device per core, at most 8
+    (3, None, 3),
+    (1, None, 1),
+    (3, 4, 4),  # XLA_FLAGS' forced count wins
+])
+def test_split_cpu_gives_one_device_per_core_or_the_count_asked(ask, forced, want):
+    """split_cpu(n) before JAX starts sets the CPU device count; called again after, it changes nothing.
+    Several CPU devices make the training loop wait for each step (XLA:CPU collective deadlock guard)."""
+    env = _env(XLA_FLAGS=f"--xla_force_host_platform_device_count={forced}") if forced else _env()
+    if not forced:
+        env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-c", SPLIT, str(ask)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"SPLIT {want} {want} {want > 1} {want}" in proc.stdout
+
+
 def test_distributed_flags_must_come_together():
     with pytest.raises(Exception, match="go together"):
         parallel.initialize_distributed("127.0.0.1:1234", None, None)

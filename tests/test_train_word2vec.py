@@ -125,7 +125,7 @@ from train import loop, parallel, word2vec as tw
 from zoo import word2vec as w2v
 assert jax.device_count() == 4
 for model in ("sgns", "cbow"):
-    c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1)
+    c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1, sync_minibatches=2)
     corpus, _ = tw.load_corpus(c, None)
     task = tw.make_task(c, corpus, ([], []))
     record = task.examples.record(c.seed, 0)
@@ -145,24 +145,31 @@ for model in ("sgns", "cbow"):
                 t, _ = w2v.cbow_rows_step(t, mb["contexts"], mb["mask"], mb["outputs"], mb["negatives"],
                                           mb["weights"], lr)
         return {k: np.asarray(v) for k, v in t.items()}
-    in_order = sgd(tables, range(M))
-    shards = [sgd(tables, range(d * M // 4, (d + 1) * M // 4)) for d in range(4)]
-    summed = {k: tables[k] + sum(s[k] - tables[k] for s in shards) for k in tables}
-    for mode, want in (("replicated", in_order), ("local", summed)):
-        c.device_updates = mode
+    def local(t, sync):  # device d owns minibatches [d M/4, (d+1) M/4); every `sync` of them the changes are summed
+        per = M // 4
+        for r in range(0, per, sync):
+            rounds = [sgd(t, range(d * per + r, d * per + r + sync)) for d in range(4)]
+            t = {k: t[k] + sum(s[k] - t[k] for s in rounds) for k in t}
+        return t
+    assert M % 8 == 0 and M >= 16, M  # whole rounds of 2 on each of 4 devices, and more than one round
+    want = {("replicated", 2): sgd(tables, range(M)), ("local", 2): local(tables, 2), ("local", 0): local(tables, M // 4)}
+    for (mode, sync), w in want.items():
+        c.device_updates, c.sync_minibatches = mode, sync
         task = tw.make_task(c, corpus, ([], []))
         state, _, _ = loop.compile_step(task, c, mesh)(loop.init_state(task, c, mesh), parallel.shard_batch(record, mesh))
         for k in tables:
-            np.testing.assert_allclose(np.asarray(state.params[k]), want[k], rtol=1e-4, atol=1e-6)
-    assert not np.allclose(in_order["in"], summed["in"], atol=1e-4)  # the two modes differ
+            np.testing.assert_allclose(np.asarray(state.params[k]), w[k], rtol=1e-4, atol=1e-6)
+    # the three differ: summing per round is not summing per step, and neither is in-order SGD
+    assert not np.allclose(want["replicated", 2]["in"], want["local", 2]["in"], atol=1e-4)
+    assert not np.allclose(want["local", 2]["in"], want["local", 0]["in"], atol=1e-4)
     print("OK", model)
 """
 
 
 def test_four_devices_replicated_is_in_order_sgd_and_local_sums_each_devices_sgd():
     """'replicated': every device runs all minibatches in order (the 1-device step); 'local': each device
-    runs SGD on its quarter of them from the same tables, and the tables change by the sum of the four.
-    Tolerance rtol 1e-4: float32 sums in another order."""
+    runs SGD on its quarter of them, and every sync_minibatches (2, or 0: once per step) the tables change
+    by the sum of the four devices' changes. Tolerance rtol 1e-4: float32 sums in another order."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
            "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
@@ -206,12 +213,21 @@ def test_num_steps_follow_num_epochs():
     assert tw.resolve_num_steps(tiny_config(num_steps=7), corpus) == 7
 
 
-def test_default_recipe_recovers_king_man_woman_queen(tmp_path, capsys):
-    """The default model on a smaller generated corpus (1M words seen instead of 10M): the planted analogies emerge."""
-    c = tw.get_config()
-    c.num_tokens, c.num_epochs, c.progress = 200_000, 5, False
-    figures = tw.run(c, str(tmp_path))
-    assert "king - man + woman ~ queen" in capsys.readouterr().out
+def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
+    """`python -m train.word2vec` as a user runs it, on a smaller generated corpus (1M words seen instead of
+    10M): the CPU split into one device per core (at most 8), each running its share of the minibatches,
+    and the planted analogies emerge."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_THREEFRY_PARTITIONABLE": "false"}
+    env.pop("XLA_FLAGS", None)
+    workdir = str(tmp_path / "w2v")
+    proc = subprocess.run([sys.executable, "-m", "train.word2vec", f"--workdir={workdir}", "--config.num_tokens=200000",
+                           "--config.progress=False"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    devices = min(len(os.sched_getaffinity(0)), 8)
+    assert f"on {devices} cpu device(s)" in proc.stdout
+    assert "king - man + woman ~ queen" in proc.stdout
+    figures = read_metrics(workdir)[-1]
     assert figures["eval/analogy/family"] > 0.35 and figures["eval/analogy_accuracy"] > 0.15  # chance: 1/900
     assert figures["eval/wordsim_spearman"] > 0.2
 

@@ -286,6 +286,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
     replica_writers = [_replica_writer(workdir, i, config, r, lead) for i, r in enumerate(replicas)]
     step = compile_step(task, config, mesh, replicas)
+    wait = parallel.wait_each_step()
 
     last, saved = {}, start
     pbar = tqdm(total=config.num_steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True,
@@ -297,6 +298,8 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             for s in range(start + 1, config.num_steps + 1):
                 batch = parallel.shard_batch(next(data_iter), mesh, axis=1 if replicas else 0)
                 state, metrics, finite = step(state, batch)
+                if wait:
+                    jax.block_until_ready(state)
                 pending.append((s, metrics, finite))
                 if t0 is None:  # the first step carries compilation: time from its end
                     jax.block_until_ready(metrics)

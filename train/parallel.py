@@ -37,6 +37,34 @@ def initialize_distributed(coordinator_address=None, num_processes=None, process
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
+def split_cpu(n: int = 0, most: int = 8) -> int:
+    """Make this host's CPU n JAX devices (0: one per core, at most `most`): XLA:CPU runs each device's share
+    of a sharded program in its own thread, so work that does not spread over cores by itself (word2vec's
+    gathers and scatter-adds) uses all of them. Returns the CPU device count in force: n only when called
+    before JAX's backends start and no count was forced already (XLA_FLAGS'
+    --xla_force_host_platform_device_count, jax_num_cpu_devices); harmless on GPU/TPU hosts."""
+    from train.config import ConfigError
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"config.cpu_devices={n!r} must be a non-negative integer (0: one device per core, at most "
+                          f"{most}; 1: one device)")
+    forced = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    if n != 1 and not forced and jax.config.jax_num_cpu_devices < 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        try:
+            jax.config.update("jax_num_cpu_devices", n or max(1, min(cores, most)))
+        except RuntimeError:  # backends already started (a caller ran JAX first): keep their count
+            pass
+    return len(jax.devices("cpu"))
+
+
+def wait_each_step() -> bool:
+    """Whether a training loop must wait for each step before queueing the next: on XLA:CPU with several
+    local devices, two queued programs with collectives (async dispatch) can deadlock in their all-reduce
+    rendezvous (seen with jax 0.10 on 2 cores within a few hundred steps; never when each step is awaited).
+    Accelerators queue steps as usual."""
+    return jax.default_backend() == "cpu" and jax.local_device_count() > 1
+
+
 def data_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("data",))
 

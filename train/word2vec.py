@@ -65,8 +65,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.learning_rate = 0.025     # gensim's alpha, decayed linearly over the run ...
     c.min_learning_rate = 1e-4  # ... to gensim's min_alpha
     c.share_negatives = 1       # HogBatch: consecutive pairs sharing one draw of noise words; 1 = word2vec
-    c.device_updates = "local"  # several devices: 'local' SGD on each device's share, changes summed per step,
-                                # or 'replicated' (every device runs every minibatch: the 1-device result)
+    c.device_updates = "local"  # several devices: 'local' SGD on each device's share, changes summed every
+                                # sync_minibatches, or 'replicated' (every device runs every minibatch: 1-device result)
+    c.sync_minibatches = 8      # 'local': minibatches each device runs between sums of the devices' changes (0: per step)
+    c.cpu_devices = 0           # no accelerator: split the CPU into this many devices, each SGD in its own thread
+                                # (0: one per core, at most 8; 1: one device)
     c.minibatch_size = 1024     # examples per sparse SGD update: pairs (sgns, skipgram_softmax), centres (cbow)
     c.batch_size = 65536        # corpus words per loop step (one jitted call)
     c.num_steps = 0             # 0: ceil(num_epochs * corpus words / batch_size)
@@ -88,7 +91,7 @@ def check_config(c) -> None:
     config_lib.check(shadow, choices={"model": MODELS, "device_updates": ("local", "replicated")},
                      positive_ints=("num_tokens", "min_count", "embed_dim", "window", "negatives", "num_epochs",
                                     "share_negatives", "minibatch_size"),
-                     non_negative_ints=("num_steps", "max_vocab"))
+                     non_negative_ints=("num_steps", "max_vocab", "sync_minibatches", "cpu_devices"))
     if not (isinstance(c.subsample, (int, float)) and 0 <= c.subsample < 1):
         raise ConfigError(f"config.subsample={c.subsample!r} must be in [0, 1) (0 disables subsampling; "
                           f"word2vec uses 1e-3 to 1e-5)")
@@ -125,7 +128,9 @@ class TrainingExamples:
         counts = corpus.vocab.counts
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
         self.noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
-        unit = c.minibatch_size * num_devices  # every device gets whole minibatches
+        # every device gets whole minibatches, in whole rounds of sync_minibatches when they sum their changes
+        rounds = c.sync_minibatches if num_devices > 1 and c.device_updates == "local" else 1
+        unit = c.minibatch_size * num_devices * max(rounds, 1)
         steps_per_epoch = max(1, math.ceil(len(self.ids) / self.words_per_step))
         probes = sorted({int(s) for s in np.linspace(0, steps_per_epoch - 1, min(8, steps_per_epoch))})
         most = max(self._count(self._examples(s, np.random.default_rng([c.seed, s]))) for s in probes)
@@ -245,21 +250,25 @@ def sparse_update(model: str, tables, mb, lr):
 def make_train_step(c, minibatches: int, mesh=None):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
 
-    On a mesh of several devices with c.device_updates = 'local', each device runs the scan over its own
-    share of the minibatches from the same tables and the devices' changes are summed at the end of the
-    step (Hogwild across devices, synchronised once per step); 'replicated' runs every minibatch in order
-    on every device: the single-device result, without a speed-up.
+    On a mesh of several devices with c.device_updates = 'local', each device runs SGD over its own share of
+    the minibatches, and every c.sync_minibatches minibatches (0: at the end of the step) the devices' changes
+    to the tables are summed into every device's copy: Hogwild across devices, as gensim's worker threads,
+    but synchronised at fixed points, so a run is deterministic for a given device count. Each sum is dense
+    (2 x V x D floats): sync less often for large vocabularies. 'replicated' runs every minibatch in order on
+    every device: the single-device result, without a speed-up.
     """
     total_words = c.num_steps * c.batch_size
     local = mesh is not None and mesh.size > 1 and c.device_updates == "local"
     shards = mesh.size if local else 1
+    per_device = minibatches // shards
+    sync = (c.sync_minibatches or per_device) if local else per_device
 
     def learning_rate(step, j, n=minibatches):
         words = (step.astype(jnp.float32) + j / n) * c.batch_size
         return w2v.linear_decay_lr(c.learning_rate, words / total_words, c.min_learning_rate)
 
     def sgd(tables, batch, lrs):
-        xs = {k: v.reshape(lrs.shape[0], -1, *v.shape[1:]) for k, v in batch.items() if k != "dropped"}
+        xs = {k: v.reshape(lrs.shape[0], -1, *v.shape[1:]) for k, v in batch.items()}
 
         def body(tables, x):
             lr, mb = x
@@ -267,15 +276,20 @@ def make_train_step(c, minibatches: int, mesh=None):
         tables, losses = jax.lax.scan(body, tables, (lrs, xs))
         return tables, jnp.sum(losses)
 
-    def local_sgd(tables, batch, lrs):
-        new, loss = sgd(tables, batch, lrs)
-        return jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new), jax.lax.psum(loss, "data")
+    def local_sgd(tables, batch, lrs):  # one device's share: lrs [per_device], in rounds of `sync` minibatches
+        rounds = per_device // sync
+        xs = {k: v.reshape(rounds, -1, *v.shape[1:]) for k, v in batch.items()}
+
+        def one_round(tables, x):
+            new, loss = sgd(tables, *x)
+            return jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new), jax.lax.psum(loss, "data")
+        tables, losses = jax.lax.scan(one_round, tables, (xs, lrs.reshape(rounds, sync)))
+        return tables, jnp.sum(losses)
 
     def train_step(state, batch, key):
         del key  # the step's randomness is in its batch, drawn on the host from (seed, step)
         scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/loop.py)
         # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
-        per_device = minibatches // shards
         lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
         examples = {k: v for k, v in batch.items() if k != "dropped"}
         if local:
@@ -428,6 +442,7 @@ def resolve_num_steps(c, corpus: text_data.EncodedCorpus) -> int:
 
 
 def run(config, workdir: str) -> dict:
+    parallel.split_cpu(config.cpu_devices)  # before anything starts JAX's backends
     check_config(config)
     eval_sets = load_eval_sets(config)
     corpus, key = load_corpus(config, workdir)
@@ -438,7 +453,8 @@ def run(config, workdir: str) -> dict:
         text_data.save_cached(workdir, key, corpus)
         print(f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
               f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
-              f"({task.examples.minibatches} minibatches of {config.minibatch_size})", flush=True)
+              f"({task.examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
+              f"{jax.default_backend()} device(s)", flush=True)
     return loop.train(config, workdir, task)
 
 
