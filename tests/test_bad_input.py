@@ -83,6 +83,8 @@ CLI_CASES = [
     case("word2vec-sync-minibatches", "word2vec", ["--config.sync_minibatches=-1"],
          ["config.sync_minibatches=-1", "non-negative integer"]),
     case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
+    *[case(f"{m}-bfloat16", m, ["--config.dtype=bfloat16"], ["config.dtype='bfloat16'", "accepted: float32"])
+      for m in ("word2vec", "pca", "ngram", "cooccurrence")],
     # sweeps: lists of different lengths, a key the module cannot sweep
     case("vae-sweep-lengths", "vae", ["--config.sweep.beta=(0.5,1.0)", "--config.sweep.seeds=(0,1,2)"],
          ["config.sweep.beta=(0.5, 1.0)", "config.sweep.seeds=(0, 1, 2)", "same length"]),

@@ -49,6 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear"),
            "nan_policy": ("stop", "skip"), "dtype": ("float32", "bfloat16")}
+# Modules with no network to run in bfloat16 (sparse word2vec tables, SVD, counts) accept only float32.
+FLOAT32_ONLY = {"dtype": ("float32",)}
 
 
 def compute_dtype(config):

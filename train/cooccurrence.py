@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"weighting": WEIGHTINGS},
+    config_lib.check(c, choices={"weighting": WEIGHTINGS, **config_lib.FLOAT32_ONLY},
                      positive_ints=("num_tokens", "min_count", "window", "embed_dim"),
                      non_negative_ints=("max_vocab",))
     if not (isinstance(c.ppmi_alpha, (int, float)) and c.ppmi_alpha > 0):

@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"smoothing": SMOOTHINGS},
+    config_lib.check(c, choices={"smoothing": SMOOTHINGS, **config_lib.FLOAT32_ONLY},
                      positive_ints=("num_tokens", "min_count", "order", "max_sample_len"),
                      non_negative_ints=("max_vocab", "num_samples"))
     if c.smoothing == "kneser_ney" and c.order < 2:

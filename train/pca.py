@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"method": METHODS, "density.kind": ae.DENSITY_KINDS},
+    config_lib.check(c, choices={"method": METHODS, "density.kind": ae.DENSITY_KINDS, **config_lib.FLOAT32_ONLY},
                      positive_ints=("k", "density.num_components"), non_negative_ints=("num_components", "fit_examples"))
     ic.check_positive_tuple(c, "ks")
     ic.check_eval_config(c)

@@ -16,12 +16,15 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
   reduced window b ~ U{1..window} inside its line, pairs are (input = context word, output = centre word)
   as in word2vec.c, and the noise words are drawn from unigram^0.75.
 * The step is one jitted call: a lax.scan over minibatches of `minibatch_size` examples. Each minibatch
-  is one sparse SGD update on the summed loss: gather the rows it touches, differentiate the loss with
-  respect to those rows, scatter-add -lr * gradient back (no V x D gradient or optimizer state).
+  is one sparse SGD update on the summed loss (zoo.word2vec's row steps): gather the rows it touches, take
+  the loss's gradient with respect to those rows, scatter-add -lr * gradient back (no V x D gradient or
+  optimizer state).
   lr decays linearly from learning_rate to min_learning_rate with the words processed, as in word2vec.
 * share_negatives = G > 1 is HogBatch (Ji et al. 2016): G consecutive pairs (mostly one centre's
   contexts) share one draw of `negatives` noise words, so their scores are a [G, D] x [D, K] matmul and
-  G times fewer noise rows are gathered and scattered. See docs/words.md for what it buys here.
+  G times fewer noise rows are gathered and scattered. README.md (word2vec, Measured) says what it buys here.
+* Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
+  on its share of the step's minibatches and every sync_minibatches the devices' changes are summed.
 """
 from __future__ import annotations
 
@@ -88,7 +91,7 @@ def check_config(c) -> None:
     shadow = c.copy_and_resolve_references()
     if shadow.num_steps == 0:
         shadow.num_steps = 1  # 0 = derived from the corpus later; the common check wants a positive int
-    config_lib.check(shadow, choices={"model": MODELS, "device_updates": ("local", "replicated")},
+    config_lib.check(shadow, choices={"model": MODELS, "device_updates": ("local", "replicated"), **config_lib.FLOAT32_ONLY},
                      positive_ints=("num_tokens", "min_count", "embed_dim", "window", "negatives", "num_epochs",
                                     "share_negatives", "minibatch_size"),
                      non_negative_ints=("num_steps", "max_vocab", "sync_minibatches", "cpu_devices"))
