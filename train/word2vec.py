@@ -1,7 +1,7 @@
 """Train word2vec: `python -m train.word2vec [--workdir runs/word2vec] [--config.model=sgns|cbow|skipgram_softmax]`.
 
 Default: skip-gram with negative sampling on the generated 2M-token corpus (train/corpus.py), 5 epochs,
-dim 100, window 5, 5 negatives, about a minute on 2 CPU cores; it recovers king - man + woman = queen
+dim 100, window 5, 5 negatives, about 30 s on 2 CPU cores; it recovers king - man + woman = queen
 and most planted analogies. `--config.corpus=text:PATH` trains on a text file (one sentence a line).
 Writes vectors.txt (word2vec text format), vectors.bin, projector/ (TensorBoard projector TSVs),
 vocab.txt, metrics.jsonl (loss, words/s, analogy accuracy per section, wordsim Spearman) and
@@ -70,7 +70,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.share_negatives = 1       # HogBatch: consecutive pairs sharing one draw of noise words; 1 = word2vec
     c.device_updates = "local"  # several devices: 'local' SGD on each device's share, changes summed every
                                 # sync_minibatches, or 'replicated' (every device runs every minibatch: 1-device result)
-    c.sync_minibatches = 8      # 'local': minibatches each device runs between sums of the devices' changes (0: per step)
+    c.sync_minibatches = 32     # 'local': minibatches each device runs between sums of the devices' changes (0: per step)
     c.cpu_devices = 0           # no accelerator: split the CPU into this many devices, each SGD in its own thread
                                 # (0: one per core, at most 8; 1: one device)
     c.minibatch_size = 1024     # examples per sparse SGD update: pairs (sgns, skipgram_softmax), centres (cbow)
