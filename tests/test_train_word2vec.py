@@ -132,10 +132,17 @@ for model in ("sgns", "cbow"):
     mesh = parallel.data_mesh()
     start = loop.init_state(task, c, mesh)
     tables = {k: np.asarray(v) for k, v in start.params.items()}
-    # the reference: zoo's row steps one minibatch at a time, in a Python loop
-    M, lr = task.examples.minibatches, c.learning_rate  # tiny_config's rate is constant
-    keys = [k for k in record if k != "dropped"]
-    split = {k: np.split(record[k], M) for k in keys}
+    # the reference: zoo's row steps one minibatch at a time, in a Python loop; the noise words drawn as the
+    # step draws them from its key: all at once ('replicated'), or per device from fold_in(key, d) ('local')
+    M, lr, G = task.examples.minibatches, c.learning_rate, c.share_negatives  # tiny_config's rate is constant
+    key, rows = loop.step_key(c.seed, 0), M * c.minibatch_size // G
+    keys = [k for k in record if k != "dropped"] + ["negatives"]
+    def split_with(negatives):
+        return {k: np.split(negatives if k == "negatives" else record[k], M) for k in keys}
+    in_order = split_with(np.asarray(task.examples.negatives(key, rows)))
+    per_device = np.concatenate([np.asarray(task.examples.negatives(jax.random.fold_in(key, d), rows // 4))
+                                 for d in range(4)])
+    split = in_order
     def sgd(t, minibatches):
         for j in minibatches:
             mb = {k: split[k][j] for k in keys}
@@ -152,7 +159,9 @@ for model in ("sgns", "cbow"):
             t = {k: t[k] + sum(s[k] - t[k] for s in rounds) for k in t}
         return t
     assert M % 8 == 0 and M >= 16, M  # whole rounds of 2 on each of 4 devices, and more than one round
-    want = {("replicated", 2): sgd(tables, range(M)), ("local", 2): local(tables, 2), ("local", 0): local(tables, M // 4)}
+    want = {("replicated", 2): sgd(tables, range(M))}
+    split = split_with(per_device)
+    want.update({("local", 2): local(tables, 2), ("local", 0): local(tables, M // 4)})
     for (mode, sync), w in want.items():
         c.device_updates, c.sync_minibatches = mode, sync
         task = tw.make_task(c, corpus, ([], []))
@@ -262,7 +271,8 @@ def test_examples_with_window_1_are_the_adjacent_pairs_of_each_line(small_text):
         centres, ctx = w2v.skipgram_pairs(ids, 1)  # reach 1 is the only choice with window 1
         want.update(zip(centres.tolist(), ctx.tolist()))
     assert got == want and r["dropped"].sum() == 0
-    assert r["negatives"].shape == (ex.capacity, c.negatives) and r["inputs"].shape == (ex.capacity,)
+    assert "negatives" not in r and r["inputs"].shape == (ex.capacity,)  # noise words are drawn in the step
+    assert ex.negatives(jax.random.key(0), 7).shape == (7, c.negatives)
 
 
 def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(small_text):
@@ -284,8 +294,8 @@ def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(smal
         np.testing.assert_array_equal(v, r[k])
     assert not np.array_equal(ex.record(1, 1)["inputs"], r["inputs"])
     assert not np.array_equal(ex.record(0, 2)["inputs"], r["inputs"])
-    # the noise words follow unigram^0.75
-    neg = np.concatenate([ex.record(0, s)["negatives"].ravel() for s in range(20)])
+    # the noise words, drawn on the device from the step's key, follow unigram^0.75
+    neg = np.asarray(jax.jit(ex.negatives, static_argnums=1)(jax.random.key(3), 200_000)).ravel()
     p = corpus.vocab.counts ** 0.75 / np.sum(corpus.vocab.counts ** 0.75)
     freq = np.bincount(neg, minlength=len(p)) / neg.size
     assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / neg.size)

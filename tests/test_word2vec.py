@@ -341,6 +341,28 @@ def test_sample_negatives_frequencies(as_cdf):
         w2v.sample_negatives(jax.random.key(0), np.ones((2, 2)), 3)
 
 
+def test_sample_alias_follows_the_tables_distribution():
+    """Column k (uniform over 4) holds k with probability prob[k], else alias[k]: P(w) summed by hand."""
+    prob, alias = np.array([1.0, 0.5, 0.25, 0.0]), np.array([0, 0, 1, 2], np.int32)
+    want = np.zeros(4)
+    for k in range(4):
+        want[k] += prob[k] / 4
+        want[alias[k]] += (1 - prob[k]) / 4  # [0.4375, 0.3125, 0.25, 0.0]
+    threshold = w2v.alias_threshold(prob)
+    assert threshold[0] == 2**32 - 1 and threshold[3] == 0 and threshold[1] == (2**32 // 4) // 2
+    n = 400_000
+    draw = jax.jit(lambda key: w2v.sample_alias(key, threshold, alias, (n // 8, 8)))
+    s = np.asarray(draw(jax.random.key(0)))
+    assert s.shape == (n // 8, 8) and s.dtype == np.int32
+    freq = np.bincount(s.ravel(), minlength=4) / n
+    assert freq[3] == 0.0
+    np.testing.assert_allclose(freq, want, atol=4 * math.sqrt(0.25 / n))
+    # a function of the key alone, and vmappable over keys
+    np.testing.assert_array_equal(draw(jax.random.key(0)), s)
+    many = jax.vmap(lambda k: w2v.sample_alias(k, threshold, alias, (5,)))(jax.random.split(jax.random.key(1), 3))
+    assert many.shape == (3, 5) and not np.array_equal(many[0], many[1])
+
+
 def test_linear_decay_lr():
     for progress, want in [(0.0, 0.025), (0.5, 0.0125 + 0.00005), (1.0, 1e-4), (2.0, 1e-4), (-1.0, 0.025)]:
         np.testing.assert_allclose(w2v.linear_decay_lr(0.025, progress, 1e-4), want, rtol=1e-5)  # float32

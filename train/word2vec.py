@@ -14,7 +14,9 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
 * The step's examples are built on the host in numpy from (seed, step) only, in a grain thread while
   the previous step runs: frequent words are dropped (word2vec's subsampling), each centre word gets a
   reduced window b ~ U{1..window} inside its line, pairs are (input = context word, output = centre word)
-  as in word2vec.c, and the noise words are drawn from unigram^0.75.
+  as in word2vec.c. The noise words, from unigram^0.75, are drawn inside the jitted step from the step's
+  key (zoo.word2vec.sample_alias), on each device for its own share: drawing them on the host cost 16 ms
+  of every 26 ms of host work per step, and that thread took CPU from the devices.
 * The step is one jitted call: a lax.scan over minibatches of `minibatch_size` examples. Each minibatch
   is one sparse SGD update on the summed loss (zoo.word2vec's row steps): gather the rows it touches, take
   the loss's gradient with respect to those rows, scatter-add -lr * gradient back (no V x D gradient or
@@ -130,7 +132,8 @@ class TrainingExamples:
         self.num_sentences = len(corpus.sentence_lengths)
         counts = corpus.vocab.counts
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
-        self.noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
+        noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
+        self.noise_threshold = w2v.alias_threshold(noise_prob)
         # every device gets whole minibatches, in whole rounds of sync_minibatches when they sum their changes
         rounds = c.sync_minibatches if num_devices > 1 and c.device_updates == "local" else 1
         unit = c.minibatch_size * num_devices * max(rounds, 1)
@@ -176,7 +179,7 @@ class TrainingExamples:
         return np.ascontiguousarray(neighbour).ravel()[flat], tokens[flat // (2 * w)]
 
     def record(self, seed: int, i: int) -> dict:
-        """Step i's arrays, all of leading size capacity (negatives: capacity / share_negatives)."""
+        """Step i's arrays, all of leading size capacity; the noise words are drawn in the step (`negatives`)."""
         rng = np.random.default_rng([seed, i])
         ex = self._examples(i, rng)
         cap, m = self.capacity, min(self._count(ex), self.capacity)
@@ -196,19 +199,13 @@ class TrainingExamples:
             inputs, outputs = ex
             record = {"inputs": pad(inputs), "outputs": pad(outputs)}
         record.update(weights=weights, dropped=dropped)
-        if self.model != "skipgram_softmax":
-            record["negatives"] = self.sample_negatives(rng, (cap // self.group, self.num_negatives))
         return record
 
-    def sample_negatives(self, rng: np.random.Generator, shape) -> np.ndarray:
-        """Noise words from unigram^0.75 (zoo.text.noise_distribution) by Walker's alias method.
-
-        Exact like zoo.word2vec.sample_negatives' inverse cdf, but O(1) per draw instead of a binary
-        search: u ~ U[0, V) picks column k = floor(u), which is k if frac(u) < prob[k], else alias[k].
-        """
-        u = rng.random(shape) * len(self.noise_prob)
-        k = u.astype(np.int32)
-        return np.where(u - k < self.noise_prob[k], k, self.noise_alias[k]).astype(np.int32)
+    def negatives(self, key: jax.Array, rows: int) -> jax.Array:
+        """Noise words [rows, negatives] from unigram^0.75 (zoo.text.noise_distribution), drawn on the device
+        inside the jitted step (zoo.word2vec.sample_alias: Walker's alias method, O(1) per draw); one row per
+        group of share_negatives examples."""
+        return w2v.sample_alias(key, self.noise_threshold, self.noise_alias, (rows, self.num_negatives))
 
     def batches(self, global_batch_size: int, seed: int):
         """A checkpointable grain iterator over the steps' records (its state is the step it has reached)."""
@@ -250,8 +247,11 @@ def sparse_update(model: str, tables, mb, lr):
     return w2v.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
-def make_train_step(c, minibatches: int, mesh=None):
+def make_train_step(c, minibatches: int, mesh=None, negatives=None):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
+
+    negatives(key, rows) -> [rows, K] noise words (TrainingExamples.negatives), drawn from the step's key:
+    one draw for the whole step, or on each device from fold_in(key, device index) for its share.
 
     On a mesh of several devices with c.device_updates = 'local', each device runs SGD over its own share of
     the minibatches, and every c.sync_minibatches minibatches (0: at the end of the step) the devices' changes
@@ -279,7 +279,11 @@ def make_train_step(c, minibatches: int, mesh=None):
         tables, losses = jax.lax.scan(body, tables, (lrs, xs))
         return tables, jnp.sum(losses)
 
-    def local_sgd(tables, batch, lrs):  # one device's share: lrs [per_device], in rounds of `sync` minibatches
+    def with_negatives(batch, key, rows):
+        return batch if negatives is None else {**batch, "negatives": negatives(key, rows // c.share_negatives)}
+
+    def local_sgd(tables, batch, lrs, key):  # one device's share: lrs [per_device], in rounds of `sync` minibatches
+        batch = with_negatives(batch, jax.random.fold_in(key, jax.lax.axis_index("data")), per_device * c.minibatch_size)
         rounds = per_device // sync
         xs = {k: v.reshape(rounds, -1, *v.shape[1:]) for k, v in batch.items()}
 
@@ -290,17 +294,17 @@ def make_train_step(c, minibatches: int, mesh=None):
         return tables, jnp.sum(losses)
 
     def train_step(state, batch, key):
-        del key  # the step's randomness is in its batch, drawn on the host from (seed, step)
+        # the examples come drawn on the host from (seed, step); the noise words from the step's key
         scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/loop.py)
         # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
         lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
         examples = {k: v for k, v in batch.items() if k != "dropped"}
         if local:
             tables, loss = jax.shard_map(
-                lambda t, b, r: local_sgd(t, b, r[0]), mesh=mesh, in_specs=(P(), P("data"), P("data")),
-                out_specs=(P(), P()), check_vma=False)(state.params, examples, lrs)
+                lambda t, b, r, k: local_sgd(t, b, r[0], k), mesh=mesh, in_specs=(P(), P("data"), P("data"), P()),
+                out_specs=(P(), P()), check_vma=False)(state.params, examples, lrs, key)
         else:
-            tables, loss = sgd(state.params, examples, lrs[0])
+            tables, loss = sgd(state.params, with_negatives(examples, key, minibatches * c.minibatch_size), lrs[0])
         n = jnp.sum(batch["weights"])
         metrics = {"loss": loss / jnp.maximum(n, 1.0), "examples": n, "dropped": jnp.sum(batch["dropped"]),
                    "learning_rate": scale * learning_rate(state.step, minibatches)}
@@ -411,7 +415,8 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
         print(f"{analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
     task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
-                     train_step=make_train_step(c, examples.minibatches, parallel.data_mesh()),
+                     train_step=make_train_step(c, examples.minibatches, parallel.data_mesh(),
+                                                None if c.model == "skipgram_softmax" else examples.negatives),
                      optimizer=optax.identity(),
                      evaluate=evaluate, batches=examples.batches, export=export)
     task.examples = examples  # for benchmarks and tests: capacity, minibatches
