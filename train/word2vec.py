@@ -134,16 +134,20 @@ class TrainingExamples:
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
         noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
         self.noise_threshold = w2v.alias_threshold(noise_prob)
-        # every device gets whole minibatches, in whole rounds of sync_minibatches when they sum their changes
-        rounds = c.sync_minibatches if num_devices > 1 and c.device_updates == "local" else 1
-        unit = c.minibatch_size * num_devices * max(rounds, 1)
+        unit = c.minibatch_size * num_devices  # every device gets whole minibatches
         steps_per_epoch = max(1, math.ceil(len(self.ids) / self.words_per_step))
         probes = sorted({int(s) for s in np.linspace(0, steps_per_epoch - 1, min(8, steps_per_epoch))})
         most = max(self._count(self._examples(s, np.random.default_rng([c.seed, s]))) for s in probes)
         if most == 0:
             raise DataError(f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
                             f"words within window={c.window}; accepted: lines of at least two words")
-        self.capacity = math.ceil(most * 1.05 / unit) * unit
+        per_device = math.ceil(most * 1.05 / unit)
+        # devices that sum their changes do it in whole rounds of at most sync_minibatches, as even as can be
+        # (94 minibatches at most 32 a round: 3 rounds of 32; 22 minibatches: one round of 22)
+        local = num_devices > 1 and c.device_updates == "local"
+        rounds = math.ceil(per_device / c.sync_minibatches) if local and c.sync_minibatches else 1
+        self.sync_minibatches = math.ceil(per_device / rounds)  # minibatches per device between sums
+        self.capacity = rounds * self.sync_minibatches * unit
         self.minibatches = self.capacity // c.minibatch_size
 
     def _count(self, ex) -> int:
@@ -247,11 +251,12 @@ def sparse_update(model: str, tables, mb, lr):
     return w2v.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
-def make_train_step(c, minibatches: int, mesh=None, negatives=None):
+def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
 
     negatives(key, rows) -> [rows, K] noise words (TrainingExamples.negatives), drawn from the step's key:
     one draw for the whole step, or on each device from fold_in(key, device index) for its share.
+    sync_minibatches: TrainingExamples.sync_minibatches, which divides each device's share (0: once per step).
 
     On a mesh of several devices with c.device_updates = 'local', each device runs SGD over its own share of
     the minibatches, and every c.sync_minibatches minibatches (0: at the end of the step) the devices' changes
@@ -264,7 +269,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None):
     local = mesh is not None and mesh.size > 1 and c.device_updates == "local"
     shards = mesh.size if local else 1
     per_device = minibatches // shards
-    sync = (c.sync_minibatches or per_device) if local else per_device
+    sync = (sync_minibatches or per_device) if local else per_device
 
     def learning_rate(step, j, n=minibatches):
         words = (step.astype(jnp.float32) + j / n) * c.batch_size
@@ -416,7 +421,8 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
 
     task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
                      train_step=make_train_step(c, examples.minibatches, parallel.data_mesh(),
-                                                None if c.model == "skipgram_softmax" else examples.negatives),
+                                                None if c.model == "skipgram_softmax" else examples.negatives,
+                                                examples.sync_minibatches),
                      optimizer=optax.identity(),
                      evaluate=evaluate, batches=examples.batches, export=export)
     task.examples = examples  # for benchmarks and tests: capacity, minibatches
