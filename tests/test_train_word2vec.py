@@ -124,50 +124,53 @@ from tests.test_train_word2vec import tiny_config
 from train import loop, parallel, word2vec as tw
 from zoo import word2vec as w2v
 assert jax.device_count() == 4
+mesh = parallel.data_mesh()
 for model in ("sgns", "cbow"):
-    c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1, sync_minibatches=2)
+    c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1)
     corpus, _ = tw.load_corpus(c, None)
-    task = tw.make_task(c, corpus, ([], []))
-    record = task.examples.record(c.seed, 0)
-    mesh = parallel.data_mesh()
-    start = loop.init_state(task, c, mesh)
-    tables = {k: np.asarray(v) for k, v in start.params.items()}
-    # the reference: zoo's row steps one minibatch at a time, in a Python loop; the noise words drawn as the
-    # step draws them from its key: all at once ('replicated'), or per device from fold_in(key, d) ('local')
-    M, lr, G = task.examples.minibatches, c.learning_rate, c.share_negatives  # tiny_config's rate is constant
-    key, rows = loop.step_key(c.seed, 0), M * c.minibatch_size // G
-    keys = [k for k in record if k != "dropped"] + ["negatives"]
-    def split_with(negatives):
-        return {k: np.split(negatives if k == "negatives" else record[k], M) for k in keys}
-    in_order = split_with(np.asarray(task.examples.negatives(key, rows)))
-    per_device = np.concatenate([np.asarray(task.examples.negatives(jax.random.fold_in(key, d), rows // 4))
-                                 for d in range(4)])
-    split = in_order
-    def sgd(t, minibatches):
-        for j in minibatches:
-            mb = {k: split[k][j] for k in keys}
-            if model == "sgns":
-                t, _ = w2v.sgns_rows_step(t, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
-            else:
-                t, _ = w2v.cbow_rows_step(t, mb["contexts"], mb["mask"], mb["outputs"], mb["negatives"],
-                                          mb["weights"], lr)
-        return {k: np.asarray(v) for k, v in t.items()}
-    def local(t, sync):  # device d owns minibatches [d M/4, (d+1) M/4); every `sync` of them the changes are summed
-        per = M // 4
-        for r in range(0, per, sync):
-            rounds = [sgd(t, range(d * per + r, d * per + r + sync)) for d in range(4)]
-            t = {k: t[k] + sum(s[k] - t[k] for s in rounds) for k in t}
-        return t
-    assert M % 8 == 0 and M >= 16, M  # whole rounds of 2 on each of 4 devices, and more than one round
-    want = {("replicated", 2): sgd(tables, range(M))}
-    split = split_with(per_device)
-    want.update({("local", 2): local(tables, 2), ("local", 0): local(tables, M // 4)})
-    for (mode, sync), w in want.items():
+    want = {}
+    for mode, sync in (("replicated", 2), ("local", 2), ("local", 0)):
         c.device_updates, c.sync_minibatches = mode, sync
-        task = tw.make_task(c, corpus, ([], []))
-        state, _, _ = loop.compile_step(task, c, mesh)(loop.init_state(task, c, mesh), parallel.shard_batch(record, mesh))
+        task = tw.make_task(c, corpus, ([], []))  # the step's shapes (minibatches per device) follow the mode
+        record = task.examples.record(c.seed, 0)
+        start = loop.init_state(task, c, mesh)
+        tables = {k: np.asarray(v) for k, v in start.params.items()}
+        # the reference: zoo's row steps one minibatch at a time, in a Python loop; the noise words drawn as the
+        # step draws them from its key: all at once ('replicated'), or per device from fold_in(key, d) ('local')
+        M, lr, G = task.examples.minibatches, c.learning_rate, c.share_negatives  # tiny_config's rate is constant
+        key, rows = loop.step_key(c.seed, 0), M * c.minibatch_size // G
+        if mode == "replicated":
+            negatives = np.asarray(task.examples.negatives(key, rows))
+        else:
+            negatives = np.concatenate([np.asarray(task.examples.negatives(jax.random.fold_in(key, d), rows // 4))
+                                        for d in range(4)])
+        keys = [k for k in record if k != "dropped"] + ["negatives"]
+        split = {k: np.split(negatives if k == "negatives" else record[k], M) for k in keys}
+        def sgd(t, minibatches):
+            for j in minibatches:
+                mb = {k: split[k][j] for k in keys}
+                if model == "sgns":
+                    t, _ = w2v.sgns_rows_step(t, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+                else:
+                    t, _ = w2v.cbow_rows_step(t, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"],
+                                              mb["negatives"], mb["weights"], lr)
+            return {k: np.asarray(v) for k, v in t.items()}
+        def local(t, sync):  # device d owns minibatches [d M/4, (d+1) M/4); every `sync` of them the changes are summed
+            per = M // 4
+            for r in range(0, per, sync):
+                rounds = [sgd(t, range(d * per + r, d * per + r + sync)) for d in range(4)]
+                t = {k: t[k] + sum(s[k] - t[k] for s in rounds) for k in t}
+            return t
+        if mode == "replicated":
+            w = sgd(tables, range(M))
+        else:
+            per, rounds_of = M // 4, task.examples.sync_minibatches
+            assert per % rounds_of == 0 and (rounds_of == 2 < per if sync else rounds_of == per), (per, rounds_of)
+            w = local(tables, rounds_of)
+        state, _, _ = loop.compile_step(task, c, mesh)(start, parallel.shard_batch(record, mesh))
         for k in tables:
             np.testing.assert_allclose(np.asarray(state.params[k]), w[k], rtol=1e-4, atol=1e-6)
+        want[mode, sync] = w
     # the three differ: summing per round is not summing per step, and neither is in-order SGD
     assert not np.allclose(want["replicated", 2]["in"], want["local", 2]["in"], atol=1e-4)
     assert not np.allclose(want["local", 2]["in"], want["local", 0]["in"], atol=1e-4)
@@ -299,6 +302,48 @@ def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(smal
     p = corpus.vocab.counts ** 0.75 / np.sum(corpus.vocab.counts ** 0.75)
     freq = np.bincount(neg, minlength=len(p)) / neg.size
     assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / neg.size)
+
+
+def test_cbow_record_packs_each_centres_contexts_into_whole_minibatches(small_text):
+    """With window 1 every centre's contexts are its in-line neighbours; packed in order, no centre split."""
+    path, lines = small_text
+    corpus = _encoded(path)
+    c = tiny_config(corpus=f"text:{path}", model="cbow", window=1, subsample=0.0, batch_size=len(corpus.ids),
+                    min_count=1, minibatch_size=64)
+    ex = tw.TrainingExamples(corpus, c)
+    r = ex.record(0, 0)
+    B, P, M = c.minibatch_size, ex.context_slots, ex.minibatches
+    assert M > 4 and r["outputs"].shape == (M * B,) and r["contexts"].shape == (M * P,) and r["dropped"].sum() == 0
+    got = collections.Counter()
+    for j in range(M):
+        outputs, weights = (r[k][j * B:(j + 1) * B] for k in ("outputs", "weights"))
+        contexts, owners, mask = (r[k][j * P:(j + 1) * P] for k in ("contexts", "owners", "mask"))
+        for b in np.flatnonzero(weights):
+            got[outputs[b], tuple(sorted(contexts[(owners == b) & (mask > 0)].tolist()))] += 1
+    want = collections.Counter()
+    for line in lines:
+        ctx, mask, centres = w2v.cbow_examples(corpus.vocab.encode(line), 1)
+        want.update((o, tuple(sorted(x[m].tolist()))) for x, m, o in zip(ctx, mask, centres.tolist()))
+    assert got == want
+    # too few minibatches: the centres that do not fit are dropped and counted
+    ex.minibatches = 2
+    small = ex.record(0, 0)
+    assert small["weights"].sum() + small["dropped"].sum() == sum(want.values()) and small["weights"].sum() <= 2 * B
+
+
+def test_pack_centres_bounds_centres_and_slots():
+    counts = np.array([3, 3, 2, 4, 1])
+    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 5), [0, 1, 3])  # 3 | 3+2 | 4+1
+    np.testing.assert_array_equal(tw.pack_centres(counts, 10, 100), [0])
+    np.testing.assert_array_equal(tw.pack_centres(counts, 1, 100), np.arange(5))
+    rng = np.random.default_rng(0)
+    counts = rng.integers(1, 11, 1000)
+    starts = tw.pack_centres(counts, 64, 300)
+    ends = np.append(starts[1:], len(counts))
+    sizes = [counts[a:b].sum() for a, b in zip(starts, ends)]
+    assert max(ends - starts) <= 64 and max(sizes) <= 300
+    # greedy: the next centre would not have fitted
+    assert all(b - a == 64 or s + counts[b] > 300 for a, b, s in zip(starts[:-1], ends[:-1], sizes[:-1]))
 
 
 # ----------------------------------------------------------------------------- user errors

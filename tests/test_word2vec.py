@@ -297,7 +297,14 @@ def test_cbow_rows_step_is_word2vecs_undivided_context_gradient():
     mask = (rng.random((M, C)) < 0.7).astype(np.float32)
     mask[:, 0] = 1
     centres, negatives = rng.integers(0, 11, M).astype(np.int32), rng.integers(0, 11, (M, K)).astype(np.int32)
-    got, loss = cbow_rows_step(params, contexts, mask, centres, negatives, np.ones(M, np.float32), lr)
+    # packed: the real slots centre by centre, then 3 empty slots (owner 0, mask 0) that must change nothing
+    owner, slot = np.nonzero(mask)
+    packed = [np.concatenate([a, np.zeros(3, a.dtype)]) for a in (contexts[owner, slot], owner.astype(np.int32),
+                                                                    np.ones(len(owner), np.float32))]
+    weights = np.ones(M + 1, np.float32)
+    weights[-1] = 0  # and a padding centre (weight 0) with a noise row of its own
+    got, loss = cbow_rows_step(params, *packed, np.append(centres, 7).astype(np.int32),
+                               np.concatenate([negatives, [[3, 5]]]).astype(np.int32), weights, lr)
     d_ctx, d_centre, d_neg = w2v.cbow_grads(params, contexts, mask > 0, centres, negatives)
     n = mask.sum(axis=1)[:, None, None]
     want_in = np.asarray(params["in"]).copy()

@@ -134,27 +134,38 @@ class TrainingExamples:
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
         noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
         self.noise_threshold = w2v.alias_threshold(noise_prob)
-        unit = c.minibatch_size * num_devices  # every device gets whole minibatches
+        self.minibatch_size = c.minibatch_size
         steps_per_epoch = max(1, math.ceil(len(self.ids) / self.words_per_step))
         probes = sorted({int(s) for s in np.linspace(0, steps_per_epoch - 1, min(8, steps_per_epoch))})
-        most = max(self._count(self._examples(s, np.random.default_rng([c.seed, s]))) for s in probes)
-        if most == 0:
+        probed = [self._examples(s, np.random.default_rng([c.seed, s])) for s in probes]
+        if max(self._count(ex) for ex in probed) == 0:
             raise DataError(f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
                             f"words within window={c.window}; accepted: lines of at least two words")
-        per_device = math.ceil(most * 1.05 / unit)
+        if self.model == "cbow":  # context slots per minibatch: 10% above the probes' most contexts per centre
+            ratio = max(len(ex[0]) / max(len(ex[1]), 1) for ex in probed)
+            self.context_slots = max(2 * c.window, 8 * math.ceil(c.minibatch_size * ratio * 1.1 / 8))
+        # every device gets whole minibatches, 5% more than the probes' most
+        per_device = math.ceil(max(self._minibatches(ex) for ex in probed) * 1.05 / num_devices)
         # devices that sum their changes do it in whole rounds of at most sync_minibatches, as even as can be
         # (94 minibatches at most 32 a round: 3 rounds of 32; 22 minibatches: one round of 22)
         local = num_devices > 1 and c.device_updates == "local"
         rounds = math.ceil(per_device / c.sync_minibatches) if local and c.sync_minibatches else 1
         self.sync_minibatches = math.ceil(per_device / rounds)  # minibatches per device between sums
-        self.capacity = rounds * self.sync_minibatches * unit
+        self.capacity = rounds * self.sync_minibatches * c.minibatch_size * num_devices
         self.minibatches = self.capacity // c.minibatch_size
 
     def _count(self, ex) -> int:
         return len(ex[-1])
 
+    def _minibatches(self, ex) -> float:
+        """Minibatches the examples fill: pairs / minibatch_size, or the CBOW centres packed (`pack_centres`)."""
+        if self.model == "cbow":
+            return len(pack_centres(ex[1], self.minibatch_size, self.context_slots))
+        return self._count(ex) / self.minibatch_size
+
     def _examples(self, i: int, rng: np.random.Generator):
-        """Unpadded examples of step i: (inputs, outputs) pairs, or (contexts, mask, centres) for CBOW."""
+        """Unpadded examples of step i: (inputs, outputs) pairs, or for CBOW (contexts centre by centre,
+        contexts per centre, centres)."""
         n_words = len(self.ids)
         position = np.arange(i * self.words_per_step, (i + 1) * self.words_per_step, dtype=np.int64)
         epoch, position = np.divmod(position, n_words)
@@ -176,33 +187,49 @@ class TrainingExamples:
             valid[k, centre] = (line[near] == line[centre]) & (reach[centre] >= abs(d))
             neighbour[k, centre] = tokens[near]
         valid, neighbour = valid.T, neighbour.T  # [n, 2w] views
-        if self.model == "cbow":
-            has = valid.any(axis=1)
-            return np.where(valid, neighbour, 0)[has], valid[has], tokens[has]
         flat = np.flatnonzero(valid)  # ordered by centre: consecutive pairs share their output word
-        return np.ascontiguousarray(neighbour).ravel()[flat], tokens[flat // (2 * w)]
+        contexts = np.ascontiguousarray(neighbour).ravel()[flat]
+        if self.model == "cbow":
+            counts = valid.sum(axis=1)
+            has = counts > 0
+            return contexts, counts[has], tokens[has]
+        return contexts, tokens[flat // (2 * w)]
 
     def record(self, seed: int, i: int) -> dict:
-        """Step i's arrays, all of leading size capacity; the noise words are drawn in the step (`negatives`)."""
-        rng = np.random.default_rng([seed, i])
-        ex = self._examples(i, rng)
-        cap, m = self.capacity, min(self._count(ex), self.capacity)
-        weights = np.zeros(cap, np.float32)
-        weights[:m] = 1.0
-
-        def pad(a):
-            out = np.zeros((cap,) + a.shape[1:], a.dtype if a.dtype != np.int64 else np.int32)
-            out[:m] = a[:m]
-            return out
+        """Step i's arrays: per example (weights: 1, or 0 for padding) of leading size capacity, and for CBOW
+        the packed context slots (contexts, owners, mask) of leading size minibatches x context_slots. The
+        noise words are drawn in the step (`negatives`)."""
+        ex = self._examples(i, np.random.default_rng([seed, i]))
+        record = self._cbow_arrays(*ex) if self.model == "cbow" else self._pair_arrays(*ex)
         dropped = np.zeros(self.num_devices, np.int32)
-        dropped[0] = self._count(ex) - m
-        if self.model == "cbow":
-            contexts, mask, centres = ex
-            record = {"contexts": pad(contexts), "mask": pad(mask).astype(np.float32), "outputs": pad(centres)}
-        else:
-            inputs, outputs = ex
-            record = {"inputs": pad(inputs), "outputs": pad(outputs)}
-        record.update(weights=weights, dropped=dropped)
+        dropped[0] = self._count(ex) - int(record["weights"].sum())
+        return {**record, "dropped": dropped}
+
+    def _pair_arrays(self, inputs, outputs) -> dict:
+        cap, m = self.capacity, min(len(outputs), self.capacity)
+        record = {k: np.zeros(cap, np.int32) for k in ("inputs", "outputs")}
+        record["inputs"][:m], record["outputs"][:m] = inputs[:m], outputs[:m]
+        record["weights"] = (np.arange(cap) < m).astype(np.float32)
+        return record
+
+    def _cbow_arrays(self, contexts, counts, centres) -> dict:
+        """Centres packed greedily into the step's minibatches, each at most minibatch_size centres and
+        context_slots contexts; the centres that do not fit are dropped."""
+        B, P, M = self.minibatch_size, self.context_slots, self.minibatches
+        starts = pack_centres(counts, B, P)
+        end = int(starts[M]) if len(starts) > M else len(counts)  # centres from `end` on do not fit
+        starts = starts[:M]
+        sizes = np.diff(np.append(starts, end))
+        mb = np.repeat(np.arange(len(starts)), sizes)            # each kept centre's minibatch ...
+        local = np.arange(end) - starts[mb]                       # ... and its place in it
+        first = np.concatenate([[0], np.cumsum(counts[:end])])    # each centre's first slot in `contexts`
+        owner = np.repeat(np.arange(end), counts[:end])           # each kept slot's centre
+        slot = mb[owner] * P + np.arange(first[-1]) - first[starts][mb[owner]]
+        record = {"outputs": np.zeros(M * B, np.int32), "weights": np.zeros(M * B, np.float32),
+                  "contexts": np.zeros(M * P, np.int32), "owners": np.zeros(M * P, np.int32),
+                  "mask": np.zeros(M * P, np.float32)}
+        record["outputs"][mb * B + local], record["weights"][mb * B + local] = centres[:end], 1.0
+        record["contexts"][slot], record["owners"][slot], record["mask"][slot] = contexts[:first[-1]], local[owner], 1.0
         return record
 
     def negatives(self, key: jax.Array, rows: int) -> jax.Array:
@@ -223,6 +250,17 @@ class TrainingExamples:
             record = lambda i: {k: np.split(v, n)[p] for k, v in self.record(seed, i).items()}
         ds = grain.MapDataset.range(0, 1 << 62).map(record)
         return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+
+
+def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:
+    """Where each minibatch starts when CBOW centres with `counts` contexts each (in order) are packed
+    greedily into minibatches of at most `centres` centres and `slots` contexts (every count <= slots)."""
+    first = np.concatenate([[0], np.cumsum(counts)])
+    starts, s = [], 0
+    while s < len(counts):  # a few dozen minibatches a step
+        starts.append(s)
+        s = min(s + centres, int(np.searchsorted(first, first[s] + slots, side="right")) - 1)
+    return np.asarray(starts, np.int64)
 
 
 def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +285,8 @@ def sparse_update(model: str, tables, mb, lr):
     if model == "sgns":
         return w2v.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
     if model == "cbow":
-        return w2v.cbow_rows_step(tables, mb["contexts"], mb["mask"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+        return w2v.cbow_rows_step(tables, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"], mb["negatives"],
+                                  mb["weights"], lr)
     return w2v.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
