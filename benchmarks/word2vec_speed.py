@@ -97,6 +97,7 @@ def train_gensim(c, corpus, eval_sets, workers: int) -> dict | None:
 
 def main(_):
     c = flags.FLAGS.config
+    parallel.schedule_depth_first()
     parallel.split_cpu(c.cpu_devices)  # as train.word2vec does: all cores, before JAX starts
     train_word2vec.check_config(c)
     eval_sets = train_word2vec.load_eval_sets(c)

@@ -105,6 +105,30 @@ def test_split_cpu_gives_one_device_per_core_or_the_count_asked(ask, forced, wan
     assert f"SPLIT {want} {want} {want > 1} {want}" in proc.stdout
 
 
+DEPTH_FIRST = """
+import os, sys
+from train import parallel
+if sys.argv[1] == "after":
+    import jax
+    jax.devices()  # the backends have started: XLA has read its flags
+print("DEPTH", parallel.schedule_depth_first(), os.environ.get("XLA_FLAGS", ""))
+"""
+
+
+@pytest.mark.parametrize("when, flags, want_on, want_flags", [
+    ("before", "", True, "--xla_cpu_enable_concurrency_optimized_scheduler=false"),
+    ("before", "--xla_cpu_enable_concurrency_optimized_scheduler=true", False,
+     "--xla_cpu_enable_concurrency_optimized_scheduler=true"),  # the user's own setting wins
+    ("after", "", False, ""),  # too late to take effect: XLA_FLAGS left alone
+])
+def test_schedule_depth_first_sets_the_xla_flag_only_before_jax_starts(when, flags, want_on, want_flags):
+    env = _env(XLA_FLAGS=flags)
+    proc = subprocess.run([sys.executable, "-c", DEPTH_FIRST, when], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"DEPTH {want_on} {want_flags}".strip() == proc.stdout.strip().splitlines()[-1].strip()
+
+
 def test_distributed_flags_must_come_together():
     with pytest.raises(Exception, match="go together"):
         parallel.initialize_distributed("127.0.0.1:1234", None, None)

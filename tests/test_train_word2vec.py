@@ -333,17 +333,18 @@ def test_cbow_record_packs_each_centres_contexts_into_whole_minibatches(small_te
 
 def test_pack_centres_bounds_centres_and_slots():
     counts = np.array([3, 3, 2, 4, 1])
-    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 5), [0, 1, 3])  # 3 | 3+2 | 4+1
+    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 6), [0, 2, 4])  # 3+3 | 2+4 | 1
+    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 5), [0, 1, 2, 3, 4])  # 3+3 and 2+4 halved
+    np.testing.assert_array_equal(tw.pack_centres(counts, 4, 8), [0, 2, 4])  # 12 halved: 3+3 | 2+4 | 1
     np.testing.assert_array_equal(tw.pack_centres(counts, 10, 100), [0])
     np.testing.assert_array_equal(tw.pack_centres(counts, 1, 100), np.arange(5))
     rng = np.random.default_rng(0)
-    counts = rng.integers(1, 11, 1000)
-    starts = tw.pack_centres(counts, 64, 300)
-    ends = np.append(starts[1:], len(counts))
-    sizes = [counts[a:b].sum() for a, b in zip(starts, ends)]
-    assert max(ends - starts) <= 64 and max(sizes) <= 300
-    # greedy: the next centre would not have fitted
-    assert all(b - a == 64 or s + counts[b] > 300 for a, b, s in zip(starts[:-1], ends[:-1], sizes[:-1]))
+    for slots in (300, 400, 10):  # most runs halved, a few, and down to single centres
+        counts = rng.integers(1, 11, 1000)
+        starts = tw.pack_centres(counts, 64, slots)
+        ends = np.append(starts[1:], len(counts))
+        sizes = [counts[a:b].sum() for a, b in zip(starts, ends)]  # brute force, run by run
+        assert starts[0] == 0 and np.all(ends > starts) and max(ends - starts) <= 64 and max(sizes) <= slots
 
 
 # ----------------------------------------------------------------------------- user errors

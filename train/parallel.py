@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
@@ -55,6 +56,19 @@ def split_cpu(n: int = 0, most: int = 8) -> int:
         except RuntimeError:  # backends already started (a caller ran JAX first): keep their count
             pass
     return len(jax.devices("cpu"))
+
+
+def schedule_depth_first() -> bool:
+    """Have XLA:CPU order each program's ops depth first instead of breadth first (its default, which lines up
+    independent ops to run them concurrently). For programs of many small dependent ops, word2vec's row steps
+    (60 us a minibatch), depth first keeps a minibatch's rows in cache: 1.7x faster on one core. XLA reads
+    the flag when the CPU backend starts, so this only acts before then and when XLA_FLAGS does not set it
+    already; returns whether it is in force."""
+    flag = "--xla_cpu_enable_concurrency_optimized_scheduler"
+    flags = os.environ.get("XLA_FLAGS", "")
+    if flag not in flags and not xla_bridge.backends_are_initialized():
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}=false".strip()
+    return f"{flag}=false" in os.environ.get("XLA_FLAGS", "")
 
 
 def wait_each_step() -> bool:
