@@ -122,7 +122,8 @@ class TrainingExamples:
     Step i reads corpus positions [i * words_per_step, (i + 1) * words_per_step) modulo the corpus
     length (position // length is the epoch). Arrays are padded to `capacity` examples (weight 0);
     examples beyond it are dropped and counted in 'dropped' (capacity is set 5% above the most
-    examples of 8 sampled steps, so that is rare).
+    examples of 8 sampled steps, so that is rare). CBOW's context words are packed into
+    `context_slots` slots per minibatch, each with its centre's place in the minibatch (`owners`).
     """
 
     def __init__(self, corpus: text_data.EncodedCorpus, c, num_devices: int = 1):
