@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from zoo.distributions import bernoulli_log_prob
 from zoo.layers import MLP, Downsample, Upsample
 
 LOSS_KINDS = ("mse", "bce")
@@ -57,7 +58,7 @@ def mse_loss(x: jax.Array, r: jax.Array) -> jax.Array:
 def bernoulli_loss(x: jax.Array, logits: jax.Array) -> jax.Array:
     """Bernoulli NLL -sum[x log s(l) + (1-x) log(1-s(l))] = sum[softplus(l) - x l], x in [0, 1] -> [B]."""
     _check_pair("bernoulli_loss", x, logits, "logits")
-    return _sum_per_example(jax.nn.softplus(logits) - x * logits)
+    return -_sum_per_example(bernoulli_log_prob(x, logits))
 
 
 def reconstruction_loss(x: jax.Array, out: jax.Array, kind: str = "mse") -> jax.Array:

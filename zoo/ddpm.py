@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from zoo.layers import Downsample, ResBlock, SelfAttention, Upsample, num_groups, sinusoidal_embedding
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -224,28 +225,6 @@ def sample_ddim(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, nu
 
 
 # ----------------------------------------------------------------------------- likelihood bound
-
-def normal_kl(mean1, logvar1, mean2, logvar2):
-    """KL(N(m1, v1) || N(m2, v2)) = 0.5 (log v2/v1 + (v1 + (m1 - m2)^2)/v2 - 1), elementwise."""
-    return 0.5 * (logvar2 - logvar1 + jnp.exp(logvar1 - logvar2) + jnp.square(mean1 - mean2) * jnp.exp(-logvar2) - 1.0)
-
-
-def standard_normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
-    return 0.5 * (1.0 + jax.scipy.special.erf(x / math.sqrt(2.0)))
-
-
-def discretized_gaussian_log_likelihood(x, mean, log_scale):
-    """log of the N(mean, e^{2 log_scale}) mass of x's bin [x - 1/255, x + 1/255]; edge bins open (DDPM L_0)."""
-    centred = x - mean
-    inv_std = jnp.exp(-log_scale)
-    cdf_plus = standard_normal_cdf(inv_std * (centred + 1.0 / 255.0))
-    cdf_minus = standard_normal_cdf(inv_std * (centred - 1.0 / 255.0))
-    log_cdf_plus = jnp.log(jnp.maximum(cdf_plus, 1e-12))
-    log_one_minus_cdf_minus = jnp.log(jnp.maximum(1.0 - cdf_minus, 1e-12))
-    log_delta = jnp.log(jnp.maximum(cdf_plus - cdf_minus, 1e-12))
-    return jnp.where(x < -0.999, log_cdf_plus, jnp.where(x > 0.999, log_one_minus_cdf_minus, log_delta))
-
 
 def _per_example_mean(a):
     return jnp.mean(a.reshape(a.shape[0], -1), axis=-1)

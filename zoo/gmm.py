@@ -14,18 +14,20 @@ EM alternates two closed-form steps, and each never decreases log p(x):
 
 Covariances are stored as ``covs`` [K, D, D] for ``covariance_type='full'`` or as
 the diagonal variances [K, D] for ``covariance_type='diag'``. The whole EM loop is
-one ``jax.lax.scan`` so ``gmm_fit`` compiles to a single program.
+one ``jax.lax.scan`` so ``gmm_fit`` compiles to a single program. The Gaussian log-densities
+are ``zoo.distributions``' (``mvn_log_prob``, ``diag_normal_log_prob``).
 """
 from __future__ import annotations
 
 import functools
-import math
 import operator
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import logsumexp
+
+from zoo.distributions import diag_normal_log_prob, mvn_log_prob
 
 COVARIANCE_TYPES = ("full", "diag")
 
@@ -39,27 +41,15 @@ class GMM:
     covariance_type: str = struct.field(pytree_node=False, default="full")
 
 
-# ----------------------------------------------------------------------------- Gaussian densities
-
-
-def mvn_log_pdf_full(x: jax.Array, mean: jax.Array, cov: jax.Array) -> jax.Array:
-    """log N(x | mu, C) = -1/2 [D log 2pi + log det C + ||L^{-1}(x - mu)||^2], C = L L^T; x [N, D] -> [N]."""
-    d = x.shape[-1]
-    chol = jnp.linalg.cholesky(cov)
-    y = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)  # [D, N]
-    log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (d * math.log(2 * math.pi) + log_det + jnp.sum(y ** 2, axis=0))
-
-
-def mvn_log_pdf_diag(x: jax.Array, mean: jax.Array, var: jax.Array) -> jax.Array:
-    """log N(x | mu, diag(v)) = -1/2 sum_d [log(2pi v_d) + (x_d - mu_d)^2 / v_d]; x [N, D] -> [N]."""
-    return -0.5 * jnp.sum(jnp.log(2 * math.pi * var) + (x - mean) ** 2 / var, axis=-1)
+# ----------------------------------------------------------------------------- the joint
 
 
 def _joint_log_prob(params: GMM, x: jax.Array) -> jax.Array:
     """log p(x_n, z = k) = log weights_k + log N(x_n | means_k, covs_k), [N, D] -> [N, K]."""
-    pdf = mvn_log_pdf_full if params.covariance_type == "full" else mvn_log_pdf_diag
-    comp = jax.vmap(pdf, in_axes=(None, 0, 0), out_axes=1)(x, params.means, params.covs)
+    if params.covariance_type == "full":
+        comp = jax.vmap(mvn_log_prob, in_axes=(None, 0, 0), out_axes=1)(x, params.means, params.covs)
+    else:  # covs holds the variances [K, D]
+        comp = diag_normal_log_prob(x[:, None, :], params.means, jnp.log(params.covs))
     return jnp.log(params.weights) + comp
 
 

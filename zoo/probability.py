@@ -4,8 +4,9 @@ Follows the lecture's generative-model part, top-down:
 
 1. KL divergence  KL(q || p) = int q(x) ln q(x)/p(x) dx, with its three properties:
    the formula; not symmetric, KL(q || p) != KL(p || q) in general; range [0, inf),
-   and KL(q || p) = 0 only when q = p. Closed forms for diagonal Gaussians and
-   categoricals, and the Monte Carlo estimate (1/S) sum_s [ln q(x_s) - ln p(x_s)], x_s ~ q.
+   and KL(q || p) = 0 only when q = p. Closed forms for categoricals here and for
+   diagonal Gaussians in ``zoo.distributions`` (``diag_normal_kl``), and the Monte Carlo
+   estimate (1/S) sum_s [ln q(x_s) - ln p(x_s)], x_s ~ q.
 2. Maximum likelihood = minimum KL(P_data || P_theta):
    KL(P_data || P_theta) = E_{P_data}[ln P_data] - E_{P_data}[ln P_theta] = -H(P_data) + NLL(theta),
    so the two objectives differ by the constant entropy H(P_data), have the same
@@ -20,8 +21,8 @@ Follows the lecture's generative-model part, top-down:
 
 Latent-variable models: hide the label Y of Gaussian naive Bayes and its marginal
 P(X) = sum_y P(y) N(X | mu_y, diag var_y) is a diagonal Gaussian mixture; that model
-lives in ``zoo.gmm`` (``gaussian_nb_to_gmm`` converts, and Gaussian densities are
-shared from there).
+lives in ``zoo.gmm`` (``gaussian_nb_to_gmm`` converts); both take their Gaussian
+densities from ``zoo.distributions``.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ import optax
 from flax import struct
 from jax.scipy.special import logsumexp
 
-from zoo.gmm import GMM, mvn_log_pdf_diag
+from zoo.distributions import diag_normal_log_prob
+from zoo.gmm import GMM
 
 
 # ----------------------------------------------------------------------------- validation
@@ -106,18 +108,6 @@ def _check_matrix(x, name: str, fn: str, d: int | None = None) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- 1. KL divergence
-
-
-def kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p) -> jax.Array:
-    """KL(N(mu_q, diag v_q) || N(mu_p, diag v_p)) = 1/2 sum_d [ln v_p/v_q + (v_q + (mu_q - mu_p)^2) / v_p - 1], summed over the last axis."""
-    _broadcast("kl_diag_gaussians", mu_q=mu_q, logvar_q=logvar_q, mu_p=mu_p, logvar_p=logvar_p)
-    return _kl_diag_gaussians(*map(_float, (mu_q, logvar_q, mu_p, logvar_p)))
-
-
-@jax.jit
-def _kl_diag_gaussians(mu_q, logvar_q, mu_p, logvar_p):
-    terms = (logvar_p - logvar_q + (jnp.exp(logvar_q) + jnp.square(mu_q - mu_p)) * jnp.exp(-logvar_p) - 1.0)
-    return 0.5 * jnp.sum(terms, axis=-1)
 
 
 def kl_categorical(log_q, log_p) -> jax.Array:
@@ -192,7 +182,7 @@ def categorical_model_log_prob(params, x) -> jax.Array:
 
 def gaussian_model_log_prob(params, x) -> jax.Array:
     """ln N(x | mean, diag exp(log_var)) = -1/2 sum_d [ln 2pi v_d + (x_d - mean_d)^2 / v_d]; x [N, D] -> [N]."""
-    return mvn_log_pdf_diag(x, params["mean"], jnp.exp(params["log_var"]))
+    return diag_normal_log_prob(x, params["mean"], params["log_var"])
 
 
 def negative_log_likelihood(model_log_prob: Callable, params, samples) -> jax.Array:
@@ -343,7 +333,7 @@ def gaussian_nb_log_joint(params: GaussianNB, x) -> jax.Array:
 
 @jax.jit
 def _gnb_log_joint(params, x):
-    comp = jax.vmap(mvn_log_pdf_diag, in_axes=(None, 0, 0), out_axes=1)(x, params.means, params.variances)
+    comp = diag_normal_log_prob(x[:, None, :], params.means, jnp.log(params.variances))  # [N, K]
     return params.log_prior + comp
 
 

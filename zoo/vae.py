@@ -21,7 +21,8 @@ with every model following this protocol (``VAE(...).apply`` does):
     apply(params, x, method='encode'[, labels=...]) -> (mu, log_var)   # [B, L] each
     apply(params, z, method='decode'[, labels=...]) -> decoder output  # [B, *x.shape[1:]]
 
-``labels`` is passed only when it is not None (conditional models).
+``labels`` is passed only when it is not None (conditional models). The densities and the
+closed-form KL are ``zoo.distributions``', summed here per example.
 """
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from zoo.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, bernoulli_loss
+from zoo.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from zoo.distributions import bernoulli_log_prob, normal_log_prob, standard_normal_kl
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOSSES = ("elbo", "lecture")
 ARCHS = ("mlp", "conv")
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 # ----------------------------------------------------------------------------
@@ -69,31 +70,12 @@ def reparameterize(key: jax.Array, mu: jax.Array, log_var: jax.Array) -> jax.Arr
     return mu + jnp.exp(0.5 * log_var) * eps
 
 
-def kl_standard_normal(mu: jax.Array, log_var: jax.Array) -> jax.Array:
-    """KL[N(mu, diag sigma^2) || N(0, I)] = 1/2 sum(sigma^2 + mu^2 - 1 - log sigma^2), per example [B]."""
-    _check_batched("kl_standard_normal", "mu", mu)
+def _kl(fn: str, mu: jax.Array, log_var: jax.Array) -> jax.Array:
+    """KL[N(mu, diag sigma^2) || N(0, I)] per example [B] (zoo.distributions.standard_normal_kl)."""
+    _check_batched(fn, "mu", mu)
     if jnp.shape(mu) != jnp.shape(log_var):
-        raise ValueError(f"kl_standard_normal: mu and log_var must have the same shape, got {jnp.shape(mu)} and {jnp.shape(log_var)}")
-    return 0.5 * _per_example_sum(jnp.exp(log_var) + jnp.square(mu) - 1.0 - log_var)
-
-
-def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_var: jax.Array | float = 0.0) -> jax.Array:
-    """log N(x; mean, diag exp(log_var)) = -1/2 sum(log 2pi + log_var + (x - mean)^2 / exp(log_var)), per example [B]."""
-    _check_batched("gaussian_log_prob", "x", x)
-    try:
-        shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(mean), jnp.shape(log_var))
-    except ValueError:
-        shape = None
-    if shape != jnp.shape(x):
-        raise ValueError(f"gaussian_log_prob: mean {jnp.shape(mean)} and log_var {jnp.shape(log_var)} "
-                         f"must broadcast to x's shape {jnp.shape(x)}")
-    lp = -0.5 * (_LOG_2PI + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
-    return _per_example_sum(jnp.broadcast_to(lp, jnp.shape(x)))
-
-
-def bernoulli_log_prob(x: jax.Array, logits: jax.Array) -> jax.Array:
-    """log Bern(x; sigmoid(l)) = sum[x l - softplus(l)], x in [0, 1], per example [B]."""
-    return -bernoulli_loss(x, logits)
+        raise ValueError(f"{fn}: mu and log_var must have the same shape, got {jnp.shape(mu)} and {jnp.shape(log_var)}")
+    return standard_normal_kl(mu.reshape(mu.shape[0], -1), log_var.reshape(mu.shape[0], -1))
 
 
 def _check_likelihood(fn: str, likelihood: str) -> None:
@@ -104,11 +86,12 @@ def _check_likelihood(fn: str, likelihood: str) -> None:
 def log_likelihood(x: jax.Array, out: jax.Array, likelihood: str, obs_log_var: float = 0.0) -> jax.Array:
     """log p(x|z) from the decoder output: Bernoulli(logits=out) or N(out, exp(obs_log_var) I), per example [B]."""
     _check_likelihood("log_likelihood", likelihood)
+    _check_batched("log_likelihood", "x", x)
     if jnp.shape(x) != jnp.shape(out):
         raise ValueError(f"log_likelihood: x and decoder output must have the same shape, got {jnp.shape(x)} and {jnp.shape(out)}")
     if likelihood == "bernoulli":
-        return bernoulli_log_prob(x, out)
-    return gaussian_log_prob(x, out, obs_log_var)
+        return _per_example_sum(bernoulli_log_prob(x, out))
+    return _per_example_sum(normal_log_prob(x, out, obs_log_var))
 
 
 def likelihood_mean(out: jax.Array, likelihood: str) -> jax.Array:
@@ -123,7 +106,8 @@ def lecture_loss(x: jax.Array, x_hat: jax.Array, mu: jax.Array, log_var: jax.Arr
     if jnp.shape(x) != jnp.shape(x_hat):
         raise ValueError(f"lecture_loss: x and x_hat must have the same shape, got {jnp.shape(x)} and {jnp.shape(x_hat)}")
     _check_positive("lecture_loss", "C", C)
-    return C * _per_example_sum(jnp.square(x - x_hat)) + kl_standard_normal(mu, log_var)
+    kl = _kl("lecture_loss", mu, log_var)
+    return C * _per_example_sum(jnp.square(x - x_hat)) + kl
 
 
 def _check_positive(fn: str, name: str, value, allow_zero: bool = False) -> None:
@@ -166,7 +150,7 @@ def vae_loss(params, apply: Callable, x: jax.Array, key: jax.Array, *, likelihoo
     z = reparameterize(key, mu, log_var)
     out = _decode(params, apply, z, labels)
     ll = log_likelihood(x, out, likelihood, obs_log_var)
-    kl = kl_standard_normal(mu, log_var)
+    kl = _kl("vae_loss", mu, log_var)
     if loss == "elbo":
         recon = -ll
     else:
@@ -200,8 +184,8 @@ def iwae_bound(params, apply: Callable, x: jax.Array, key: jax.Array, k: int, *,
     tile = lambda a: jnp.broadcast_to(a, (k,) + a.shape).reshape((k * b,) + a.shape[1:])
     out = _decode(params, apply, z, None if labels is None else tile(labels))
     log_px_z = log_likelihood(tile(x), out, likelihood, obs_log_var)
-    log_pz = gaussian_log_prob(z, jnp.zeros_like(z))
-    log_qz = gaussian_log_prob(z, tile(mu), tile(log_var))
+    log_pz = _per_example_sum(normal_log_prob(z, 0.0, 0.0))
+    log_qz = _per_example_sum(normal_log_prob(z, tile(mu), tile(log_var)))
     log_w = (log_px_z + log_pz - log_qz).reshape(k, b)
     return logsumexp(log_w, axis=0) - math.log(k)
 

@@ -1,0 +1,1 @@
+"""Evaluation: sample quality of generated images, word-vector analogies and similarities."""
