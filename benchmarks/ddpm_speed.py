@@ -6,13 +6,13 @@ and sampling images/s (ancestral over all T steps, DDIM).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks.common import device_line, flops_of, matmul_gflops, time_fn
-from train import data, ddpm as train_ddpm, loop, parallel
+from train import ddpm as train_ddpm
+from train.core import loop, parallel
+from train.data import images as data
 from zoo import ddpm
 
 config_flags.DEFINE_config_dict("config", train_ddpm.get_config())

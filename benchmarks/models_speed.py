@@ -11,7 +11,9 @@ from __future__ import annotations
 from absl import app, flags
 
 from benchmarks.common import device_line, flops_of, matmul_gflops, time_fn
-from train import autoencoder, data, gan, loop, parallel, vae
+from train import autoencoder, gan, vae
+from train.core import loop, parallel
+from train.data import images as data
 
 MODULES = {"vae": vae, "gan": gan, "autoencoder": autoencoder}
 

@@ -31,8 +31,10 @@ PEAKS = {"H100": {"float32": 67.0, "bfloat16": 989.0}, "H200": {"float32": 67.0,
 
 def measure(model: str, dtype: str, batch_size: int) -> dict:
     import jax
+
     from benchmarks.common import flops_of, time_fn
-    from train import data, loop, parallel
+    from train.core import loop, parallel
+    from train.data import images as data
     module = importlib.import_module(f"train.{model}")
     c = module.get_config()
     c.batch_size, c.dtype = batch_size, dtype

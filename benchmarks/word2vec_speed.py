@@ -27,7 +27,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks.common import device_line
-from train import loop, parallel, word2vec as train_word2vec
+from train import word2vec as train_word2vec
+from train.core import loop, parallel
 from zoo.text import Vocab
 
 config_flags.DEFINE_config_dict("config", train_word2vec.get_config())

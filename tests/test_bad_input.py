@@ -334,7 +334,9 @@ def _init(module, *args):
                                   "gan.MLPDiscriminator", "vae.VAE"])
 def test_image_of_the_wrong_rank_into_a_zoo_network_names_the_shape(name):
     import jax.numpy as jnp
-    from zoo import autoencoder as ae, ddpm, gan, vae
+
+    from zoo import autoencoder as ae
+    from zoo import ddpm, gan, vae
     image = jnp.zeros((8, 8, 1))  # one image without the batch axis
     flat = jnp.zeros((64,))
     calls = {
@@ -354,6 +356,7 @@ def test_image_of_the_wrong_rank_into_a_zoo_network_names_the_shape(name):
 def test_zoo_names_unknown_choices_and_bad_sizes():
     import jax
     import jax.numpy as jnp
+
     from zoo import ddpm, ngram, pca, vae
     with pytest.raises(ValueError, match="unknown noise schedule 'quadratic'; accepted: 'linear', 'cosine'"):
         ddpm.schedule_from_name("quadratic", 10)

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from train import corpus
+from train.data import corpus
 
 N = 300_000  # tokens: 0.2 s to generate, enough for the rarest planted word to appear
 

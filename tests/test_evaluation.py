@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train import data, evaluation
+from train.data import images as data
+from train.evaluation import images as evaluation
 from zoo import classifier
 
 TEST_STEPS = 200  # the default (evaluation.DEFAULT_STEPS) reaches ~0.98 test accuracy; 200 steps ~0.9

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train import checkpoint, config as config_lib, data, loop
+from train.core import checkpoint, loop
+from train.core import config as config_lib
+from train.data import images as data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -190,7 +192,8 @@ def test_bad_batch_size_for_device_count(digits, tmp_path, monkeypatch):
 
 TRAIN_SCRIPT = """
 import sys
-from train import config as config_lib, data, loop
+from train.core import config as config_lib, loop
+from train.data import images as data
 from tests.test_loop import softmax_task, tiny_config
 ds = data.load_images("digits", sys.argv[2])
 loop.train(tiny_config(num_steps=int(sys.argv[3]), checkpoint_every=int(sys.argv[4])), sys.argv[1], softmax_task(ds))

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from tests.test_loop import ROOT, final_params, losses, softmax_task, tiny_config
-from train import data, loop, parallel
+from train.core import loop, parallel
+from train.data import images as data
 
 SCRIPT = """
 import sys
-from train import data, loop, parallel
+from train.data import images as data
+from train.core import loop, parallel
 from tests.test_loop import softmax_task, tiny_config
 if len(sys.argv) > 3:
     parallel.initialize_distributed(sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
@@ -80,7 +82,7 @@ def test_two_processes_train_and_checkpoint_together(digits, single_device_run, 
 
 SPLIT = """
 import os, sys
-from train import parallel
+from train.core import parallel
 n = parallel.split_cpu(int(sys.argv[1]))
 import jax
 print("SPLIT", n, jax.device_count(), parallel.wait_each_step(), parallel.split_cpu(5))
@@ -107,7 +109,7 @@ def test_split_cpu_gives_one_device_per_core_or_the_count_asked(ask, forced, wan
 
 DEPTH_FIRST = """
 import os, sys
-from train import parallel
+from train.core import parallel
 if sys.argv[1] == "after":
     import jax
     jax.devices()  # the backends have started: XLA has read its flags
@@ -141,7 +143,12 @@ def test_distributed_flags_must_come_together():
 def module_configs(data_dir):
     """Each training module with a gradient step (PCA has none; word2vec: tests/test_train_word2vec.py), on a
     tiny config with no warmup (so the first step moves the parameters), plus a vmapped beta sweep."""
-    from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae
+    from tests import (
+        test_train_autoencoder,
+        test_train_ddpm,
+        test_train_gan,
+        test_train_vae,
+    )
     common = dict(batch_size=16, warmup_steps=0)
     sweep = test_train_vae.tiny_config(data_dir, **common)
     sweep.sweep.beta = (0.5, 4.0)
@@ -158,7 +165,8 @@ import importlib, sys
 import jax, numpy as np
 from jax.sharding import Mesh
 from tests.test_parallel import module_configs
-from train import config as config_lib, data, loop, parallel
+from train.core import config as config_lib, loop, parallel
+from train.data import images as data
 out, data_dir = sys.argv[1], sys.argv[2]
 ds = data.load_images("digits", data_dir)
 for name, c in module_configs(data_dir).items():

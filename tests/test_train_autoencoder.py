@@ -8,7 +8,7 @@ from PIL import Image
 
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import autoencoder as train_ae
-from train.config import ConfigError
+from train.core.errors import ConfigError
 
 EVAL_KEYS = ("eval/test_loss", "eval/test_mse", "eval/fd", "eval/precision", "eval/recall", "eval/ref_fd")
 

@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from train import cooccurrence as tc, text_data, vectors
-from train.config import ConfigError
-from train.data import DataError
+from train import cooccurrence as tc
+from train.core.errors import ConfigError, DataError
+from train.data import text as text_data
+from train.data import vectors
 from zoo import text
 from zoo.text import tokenize
 

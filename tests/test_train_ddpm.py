@@ -10,8 +10,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from train import data, ddpm as train_ddpm
-from train.config import ConfigError
+from train import ddpm as train_ddpm
+from train.core.errors import ConfigError
+from train.data import images as data
 
 
 def tiny_config(data_dir, **overrides):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from train import ngram as tn
-from train.config import ConfigError
-from train.data import DataError
+from train.core.errors import ConfigError, DataError
 from zoo import ngram
 from zoo.text import tokenize
 

@@ -9,8 +9,9 @@ import pytest
 
 from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
 from tests.test_train_ddpm import read_metrics
-from train import data, pca as train_pca
-from train.config import ConfigError
+from train import pca as train_pca
+from train.core.errors import ConfigError
+from train.data import images as data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,8 +9,10 @@ from PIL import Image
 
 from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
-from train import data, loop, vae as train_vae
-from train.config import ConfigError
+from train import vae as train_vae
+from train.core import loop
+from train.core.errors import ConfigError
+from train.data import images as data
 
 EVAL_KEYS = ("eval/test_elbo_nats", "eval/test_iwae4_nats", "eval/test_kl_nats", "eval/fd", "eval/precision",
              "eval/recall")

@@ -8,13 +8,14 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train import corpus as planted, text_data, vectors, word2vec as tw
-from train.config import ConfigError
-from train.data import DataError
+from train import word2vec as tw
+from train.core.errors import ConfigError, DataError
+from train.data import corpus as planted
+from train.data import text as text_data
+from train.data import vectors
 from zoo import word2vec as w2v
 from zoo.text import tokenize
 
@@ -121,8 +122,9 @@ def test_seed_sweep_replica_is_the_single_run(straight, tmp_path):
 MULTI_DEVICE = """
 import jax, numpy as np
 from tests.test_train_word2vec import tiny_config
-from train import loop, parallel, word2vec as tw
-from zoo import word2vec as w2v
+from train.core import loop, parallel
+from train import word2vec as tw
+from zoo import word2vec_rows
 assert jax.device_count() == 4
 mesh = parallel.data_mesh()
 for model in ("sgns", "cbow"):
@@ -150,10 +152,11 @@ for model in ("sgns", "cbow"):
             for j in minibatches:
                 mb = {k: split[k][j] for k in keys}
                 if model == "sgns":
-                    t, _ = w2v.sgns_rows_step(t, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+                    t, _ = word2vec_rows.sgns_rows_step(t, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"],
+                                                        lr)
                 else:
-                    t, _ = w2v.cbow_rows_step(t, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"],
-                                              mb["negatives"], mb["weights"], lr)
+                    t, _ = word2vec_rows.cbow_rows_step(t, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"],
+                                                        mb["negatives"], mb["weights"], lr)
             return {k: np.asarray(v) for k, v in t.items()}
         def local(t, sync):  # device d owns minibatches [d M/4, (d+1) M/4); every `sync` of them the changes are summed
             per = M // 4

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from train import vectors
+from train.data import vectors
 
 WORDS = ["the", "king", "queen", "naïve", "a_b", "x1"]
 

@@ -12,7 +12,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import cli, config as config_lib, data, image_common as ic, loop
+from train import image_common as ic
+from train.core import cli, loop
+from train.core import config as config_lib
+from train.data import images as data
 from zoo import autoencoder as ae
 
 ARCHS = ("mlp", "conv")

@@ -16,9 +16,12 @@ import ml_collections
 import numpy as np
 import scipy.sparse
 
-from train import cli, config as config_lib, text_data, word2vec as train_word2vec
-from train.config import ConfigError
-from train.metrics import MetricsWriter
+from train import word2vec as train_word2vec
+from train.core import cli
+from train.core import config as config_lib
+from train.core.errors import ConfigError
+from train.core.writers import MetricsWriter
+from train.data import text as text_data
 from zoo import text
 
 WEIGHTINGS = ("uniform", "harmonic")

@@ -6,15 +6,16 @@ bits/dim bound at the end.
 """
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import cli, config as config_lib, data, image_common as ic, loop
-from train.metrics import image_grid, to_uint8
+from train import image_common as ic
+from train.core import cli, loop
+from train.core import config as config_lib
+from train.core.writers import image_grid, to_uint8
+from train.data import images as data
 from zoo import ddpm
 
 

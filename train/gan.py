@@ -16,7 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from train import cli, config as config_lib, data, image_common as ic, loop, state as state_lib
+from train import image_common as ic
+from train.core import cli, loop
+from train.core import config as config_lib
+from train.core import state as state_lib
+from train.data import images as data
 from zoo import gan
 
 LOSSES = ("minimax", "nonsaturating", "hinge", "wgan-gp")

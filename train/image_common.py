@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import config as config_lib, data
-from train.config import ConfigError
-from train.metrics import image_grid, to_uint8
-
+from train.core import config as config_lib
+from train.core.errors import ConfigError
+from train.core.writers import image_grid, to_uint8
+from train.data import images as data
 
 # ----------------------------------------------------------------------------- pixels
 
@@ -134,7 +134,7 @@ class SampleQuality:
     @property
     def evaluator(self):
         if self._evaluator is None:
-            from train.evaluation import ImageEvaluator
+            from train.evaluation.images import ImageEvaluator
             self._evaluator = ImageEvaluator(self.ds, self.data_dir, steps=self.steps, k=self.k)
         return self._evaluator
 

@@ -14,10 +14,11 @@ import os
 import ml_collections
 import numpy as np
 
-from train import cli, config as config_lib, text_data
-from train.config import ConfigError
-from train.data import DataError
-from train.metrics import MetricsWriter
+from train.core import cli
+from train.core import config as config_lib
+from train.core.errors import ConfigError, DataError
+from train.core.writers import MetricsWriter
+from train.data import text as text_data
 from zoo import ngram
 from zoo.text import Vocab
 

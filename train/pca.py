@@ -19,9 +19,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import cli, config as config_lib, data, image_common as ic
-from train.metrics import MetricsWriter, image_grid, to_uint8
-from zoo import autoencoder as ae, pca as pca_lib
+from train import image_common as ic
+from train.core import cli
+from train.core import config as config_lib
+from train.core.writers import MetricsWriter, image_grid, to_uint8
+from train.data import images as data
+from zoo import autoencoder as ae
+from zoo import pca as pca_lib
 
 METHODS = ("exact", "randomized")
 FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
@@ -143,8 +147,8 @@ def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> di
                "eval/explained_variance_ratio": float(cum[c.k - 1]), "num_components_fitted": int(p.components.shape[0])}
     n_show = min(32, len(test["image"]))
     images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
-              "latent": ic.latent_scatter(codes[:, :2], test["label"], f"test split on the first two principal "
-                                                                       f"components"),
+              "latent": ic.latent_scatter(codes[:, :2], test["label"], "test split on the first two principal "
+                                                                       "components"),
               "components": components_grid(p, shape, min(c.eval.grid_images, p.components.shape[0]))}
     k_fit, k_sample = jax.random.split(ic.eval_key(c.seed, c.k))
     fit_images = ic.split_arrays(ds.train, c.fit_examples)["image"]

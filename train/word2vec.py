@@ -43,10 +43,14 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from train import cli, config as config_lib, corpus as planted, loop, parallel, text_data, vectors
-from train.config import ConfigError
-from train.data import DataError
+from train.core import cli, loop, parallel
+from train.core import config as config_lib
+from train.core.errors import ConfigError, DataError
+from train.data import corpus as planted
+from train.data import text as text_data
+from train.data import vectors
 from zoo import word2vec as w2v
+from zoo import word2vec_rows
 from zoo.text import noise_distribution, subsample_keep_prob
 
 MODELS = ("sgns", "cbow", "skipgram_softmax")
@@ -134,7 +138,7 @@ class TrainingExamples:
         self.num_sentences = len(corpus.sentence_lengths)
         counts = corpus.vocab.counts
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
-        noise_prob, self.noise_alias = alias_table(noise_distribution(counts))
+        noise_prob, self.noise_alias = w2v.alias_table(noise_distribution(counts))
         self.noise_threshold = w2v.alias_threshold(noise_prob)
         self.minibatch_size = c.minibatch_size
         steps_per_epoch = max(1, math.ceil(len(self.ids) / self.words_per_step))
@@ -268,31 +272,16 @@ def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:
         starts = np.sort(np.concatenate([starts, (starts[over] + ends[over]) // 2]))
 
 
-def alias_table(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias table of a distribution p [V]: column k holds k with probability prob[k], else alias[k]."""
-    prob = np.asarray(p, np.float64) * len(p)
-    alias = np.arange(len(p), dtype=np.int32)
-    small = [i for i in range(len(p)) if prob[i] < 1.0]
-    large = [i for i in range(len(p)) if prob[i] >= 1.0]
-    while small and large:  # pair an under-full column with an over-full one until all hold exactly 1
-        s, l = small.pop(), large.pop()
-        alias[s] = l
-        prob[l] -= 1.0 - prob[s]
-        (small if prob[l] < 1.0 else large).append(l)
-    prob[small + large] = 1.0  # the leftovers are full up to rounding
-    return prob, alias
-
-
 # ----------------------------------------------------------------------------- the step
 
 def sparse_update(model: str, tables, mb, lr):
-    """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec's row steps)."""
+    """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec_rows)."""
     if model == "sgns":
-        return w2v.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
+        return word2vec_rows.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
     if model == "cbow":
-        return w2v.cbow_rows_step(tables, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"], mb["negatives"],
-                                  mb["weights"], lr)
-    return w2v.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
+        return word2vec_rows.cbow_rows_step(tables, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"],
+                                            mb["negatives"], mb["weights"], lr)
+    return word2vec_rows.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
 def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0):

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from train.config import ConfigError
+from train.core.errors import ConfigError
 
 
 class CheckpointMismatch(ConfigError):

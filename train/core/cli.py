@@ -13,9 +13,8 @@ from typing import Callable
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import parallel
-from train.config import ConfigError
-from train.data import DataError
+from train.core import parallel
+from train.core.errors import ConfigError, DataError
 
 USER_ERRORS = (ConfigError, DataError)
 OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collections: unknown key, bad type
@@ -36,7 +35,7 @@ def main(name: str, get_config: Callable, run: Callable) -> None:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
         if len(argv) > 1:
             _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR and --config.KEY=VALUE")
-        from train.loop import NonFiniteError
+        from train.core.errors import NonFiniteError
         try:
             check_workdir(flags.FLAGS.workdir)
             parallel.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,

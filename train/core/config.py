@@ -10,9 +10,7 @@ import math
 
 import ml_collections
 
-
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names it and what is accepted."""
+from train.core.errors import ConfigError
 
 
 def base_config() -> ml_collections.ConfigDict:

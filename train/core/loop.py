@@ -23,10 +23,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from train import checkpoint, data, parallel, state as state_lib
-from train import config as config_lib
-from train.config import ConfigError
-from train.metrics import MetricsWriter
+from train.core import checkpoint, parallel
+from train.core import config as config_lib
+from train.core import state as state_lib
+from train.core.errors import ConfigError, NonFiniteError
+from train.core.writers import MetricsWriter
+from train.data import images as data
 
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
 StepFn = Callable[[state_lib.TrainState, dict, jax.Array], tuple[state_lib.TrainState, dict]]
@@ -160,8 +162,6 @@ def _mean_metrics(pending: list[dict]) -> dict:
     return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
-class NonFiniteError(RuntimeError):
-    """Training produced NaN or Inf (config.nan_policy='stop')."""
 
 
 def _lock_workdir(workdir: str):

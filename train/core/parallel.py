@@ -6,7 +6,8 @@ import os
 import jax
 import numpy as np
 from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 
 def _cluster_detected() -> bool:
@@ -20,7 +21,7 @@ def _cluster_detected() -> bool:
 def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None) -> None:
     """Join a multi-process run: with explicit flags, or by JAX's own cluster detection (TPU pods, SLURM,
     Open MPI); a single process does nothing. CPU processes talk through gloo collectives."""
-    from train.config import ConfigError
+    from train.core.errors import ConfigError
     given = [v is not None for v in (coordinator_address, num_processes, process_id)]
     if any(given) and not all(given):
         raise ConfigError("--coordinator_address, --num_processes and --process_id go together; "
@@ -44,7 +45,7 @@ def split_cpu(n: int = 0, most: int = 8) -> int:
     gathers and scatter-adds) uses all of them. Returns the CPU device count in force: n only when called
     before JAX's backends start and no count was forced already (XLA_FLAGS'
     --xla_force_host_platform_device_count, jax_num_cpu_devices); harmless on GPU/TPU hosts."""
-    from train.config import ConfigError
+    from train.core.errors import ConfigError
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"config.cpu_devices={n!r} must be a non-negative integer (0: one device per core, at most "
                           f"{most}; 1: one device)")

@@ -21,11 +21,11 @@ import grain
 import jax
 import numpy as np
 
+from train.core.errors import DataError
+
 DIGITS = "digits"
 
 
-class DataError(ValueError):
-    """A dataset name or file that cannot be used; the message says what is accepted."""
 
 
 # ----------------------------------------------------------------------------- the embedded dataset

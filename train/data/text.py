@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from train import corpus as generated_corpus
-from train.data import DataError
+from train.core.errors import DataError
+from train.data import corpus as generated_corpus
 from zoo.text import Vocab, tokenize
 
 GENERATED = "generated"

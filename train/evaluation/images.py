@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from train import data
+from train.data import images as data
 from zoo import classifier as classifier_lib
 from zoo import metrics
 
