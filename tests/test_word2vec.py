@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from zoo import word2vec as w2v
+from zoo import word2vec as w2v, word2vec_rows
 from zoo.text import UnknownWordError, Vocab, tokenize
 
 RTOL, ATOL = 1e-5, 1e-6   # float32 arithmetic against float64 / autodiff references
@@ -221,7 +221,7 @@ def test_sgns_update_shared_hogbatch():
         w2v.sgns_update_shared(params, c, o, BATCH["negatives"], lr)
 
 
-def test_cbow_grads_and_update_equal_autodiff():
+def test_cbow_grads_are_word2vecs_undivided_context_gradient_and_update_steps_by_them():
     params, lr = _params(6, V=8), 0.25
     ctx = np.array([[1, 2, 2, 0], [3, 3, 4, 5], [7, 0, 0, 0]])
     mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]], bool)
@@ -230,11 +230,15 @@ def test_cbow_grads_and_update_equal_autodiff():
     g = jax.jit(jax.grad(loss))(params)
     d_ctx, d_pos, d_neg = w2v.cbow_grads(params, ctx, mask, centres, negatives)
     V, D = params["in"].shape
-    np.testing.assert_allclose(_dense(V, D, [(ctx, d_ctx)]), g["in"], rtol=RTOL, atol=ATOL)
+    n = mask.sum(axis=1)[:, None, None]
+    # the output rows' gradients are exact; each context row gets dL/dh, n times its exact dL/dv_j = dL/dh / n
     np.testing.assert_allclose(_dense(V, D, [(centres, d_pos), (negatives, d_neg)]), g["out"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_dense(V, D, [(ctx, np.asarray(d_ctx) / n)]), g["in"], rtol=RTOL, atol=ATOL)
+    assert not np.allclose(_dense(V, D, [(ctx, d_ctx)]), g["in"], rtol=RTOL, atol=ATOL)  # n > 1 here: they differ
+    np.testing.assert_array_equal(np.asarray(d_ctx)[~mask], 0.0)  # empty slots take nothing
     new = w2v.cbow_update(params, ctx, mask, centres, negatives, lr)
-    for k in ("in", "out"):
-        np.testing.assert_allclose(new[k], params[k] - lr * g[k], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(new["in"], params["in"] - lr * _dense(V, D, [(ctx, d_ctx)]), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(new["out"], params["out"] - lr * g["out"], rtol=RTOL, atol=ATOL)
 
 
 def test_sparse_sgd_lowers_the_loss_on_a_toy_corpus():
@@ -253,9 +257,9 @@ def test_sparse_sgd_lowers_the_loss_on_a_toy_corpus():
 
 # ----------------------------------------------------------------------------- the trainer's row steps
 
-sgns_rows_step = jax.jit(w2v.sgns_rows_step)  # one compile each instead of op-by-op dispatch
-cbow_rows_step = jax.jit(w2v.cbow_rows_step)
-softmax_rows_step = jax.jit(w2v.softmax_rows_step)
+sgns_rows_step = jax.jit(word2vec_rows.sgns_rows_step)  # one compile each instead of op-by-op dispatch
+cbow_rows_step = jax.jit(word2vec_rows.cbow_rows_step)
+softmax_rows_step = jax.jit(word2vec_rows.softmax_rows_step)
 
 
 def _dense_sgd(params, grads, lr):
@@ -290,7 +294,7 @@ def test_sgns_rows_step_is_sgns_update_with_padding_and_hogbatch_its_shared_loss
     assert loss == pytest.approx(float(jax.jit(total)(params)), rel=1e-5)
 
 
-def test_cbow_rows_step_is_word2vecs_undivided_context_gradient():
+def test_cbow_rows_step_is_cbow_update_with_packed_contexts_and_padding():
     rng = np.random.default_rng(1)
     params, lr, M, C, K = _params(1, V=11, D=4), 0.1, 5, 4, 2
     contexts = rng.integers(0, 11, (M, C)).astype(np.int32)
@@ -305,15 +309,9 @@ def test_cbow_rows_step_is_word2vecs_undivided_context_gradient():
     weights[-1] = 0  # and a padding centre (weight 0) with a noise row of its own
     got, loss = cbow_rows_step(params, *packed, np.append(centres, 7).astype(np.int32),
                                np.concatenate([negatives, [[3, 5]]]).astype(np.int32), weights, lr)
-    d_ctx, d_centre, d_neg = w2v.cbow_grads(params, contexts, mask > 0, centres, negatives)
-    n = mask.sum(axis=1)[:, None, None]
-    want_in = np.asarray(params["in"]).copy()
-    np.add.at(want_in, contexts, -lr * np.asarray(d_ctx) * n)  # word2vec.c adds dh to each context, undivided
-    want_out = np.asarray(params["out"]).copy()
-    np.add.at(want_out, centres, -lr * np.asarray(d_centre))
-    np.add.at(want_out, negatives, -lr * np.asarray(d_neg))
-    np.testing.assert_allclose(got["in"], want_in, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got["out"], want_out, rtol=1e-5, atol=1e-6)
+    want = w2v.cbow_update(params, contexts, mask > 0, centres, negatives, lr)  # the same convention: dL/dh undivided
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
     assert loss == pytest.approx(float(w2v.cbow_loss(params, contexts, mask > 0, centres, negatives, "sum")), rel=1e-5)
 
 
@@ -368,6 +366,24 @@ def test_sample_alias_follows_the_tables_distribution():
     np.testing.assert_array_equal(draw(jax.random.key(0)), s)
     many = jax.vmap(lambda k: w2v.sample_alias(k, threshold, alias, (5,)))(jax.random.split(jax.random.key(1), 3))
     assert many.shape == (3, 5) and not np.array_equal(many[0], many[1])
+
+
+@pytest.mark.parametrize("p", [np.array([0.5, 0.0, 0.2, 0.25, 0.05]), np.full(4, 0.25),
+                               np.random.default_rng(3).dirichlet(np.ones(50))])
+def test_alias_table_holds_the_distribution_and_sample_alias_draws_from_it(p):
+    prob, alias = w2v.alias_table(p)
+    V = len(p)
+    assert prob.shape == alias.shape == (V,) and alias.dtype == np.int32
+    assert np.all((prob >= 0) & (prob <= 1)) and np.all((alias >= 0) & (alias < V))
+    held = prob / V  # column k is drawn with probability 1/V and keeps k with probability prob[k]
+    np.add.at(held, alias, (1 - prob) / V)
+    np.testing.assert_allclose(held, p, atol=1e-12)  # float64 bookkeeping: exact up to rounding
+    n = 400_000
+    threshold = w2v.alias_threshold(prob)
+    s = np.asarray(jax.jit(lambda key: w2v.sample_alias(key, threshold, alias, (n,)))(jax.random.key(2)))
+    freq = np.bincount(s, minlength=V) / n
+    assert np.all(freq[p == 0] == 0)
+    np.testing.assert_allclose(freq, p, atol=4 * math.sqrt(0.25 / n))  # 4 binomial standard errors at most
 
 
 def test_linear_decay_lr():

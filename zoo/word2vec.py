@@ -13,18 +13,20 @@ row times a matrix is a row lookup, so "the hidden layer" is ``params['in'][c]``
 2. Training data: ``skipgram_pairs`` (all pairs within the window),
    ``dynamic_window_pairs`` and ``cbow_examples`` (word2vec's reduced window
    b ~ U{1..window}), ``sample_negatives`` (noise words from a unigram^0.75
-   distribution by inverse cdf) and ``sample_alias`` (the same by Walker's alias
-   method, O(1) per draw), ``linear_decay_lr``.
-3. Sparse SGD, the way word2vec and gensim train: ``sgns_grads`` gives analytic
-   gradients of the batch's rows only and ``sgns_update`` scatter-adds them
-   (``.at[].add``), so a step touches B(K+2) rows and never builds a dense V x D
-   gradient or optimiser state. ``sgns_update_shared`` is the HogBatch variant
-   (Ji et al. 2016): one set of K negatives shared by the whole minibatch, so the
-   negative scores are a dense [B, D] x [D, K] matmul. ``cbow_grads``/``cbow_update``
-   likewise. The updates are SGD on the *summed* loss (every pair takes a full
-   ``lr`` step, as in word2vec); they are jitted but do not donate ``params``: a
-   training loop should run them inside ``lax.scan`` or re-jit with
-   ``donate_argnums=0`` so XLA updates the tables in place.
+   distribution by inverse cdf), Walker's alias method for the same draws in O(1)
+   each (``alias_table`` builds the table, ``alias_threshold`` turns it into integer
+   thresholds, ``sample_alias`` draws), ``linear_decay_lr``.
+3. Sparse SGD, the way word2vec and gensim train (the reference updates):
+   ``sgns_grads`` gives analytic gradients of the batch's rows only and
+   ``sgns_update`` scatter-adds them (``.at[].add``), so a step touches B(K+2) rows
+   and never builds a dense V x D gradient or optimiser state. ``sgns_update_shared``
+   is the HogBatch variant (Ji et al. 2016): one set of K negatives shared by the
+   whole minibatch, so the negative scores are a dense [B, D] x [D, K] matmul.
+   ``cbow_grads``/``cbow_update`` likewise, in word2vec's convention: every context
+   row takes the full gradient of the hidden layer h (see ``cbow_grads``). The
+   updates are SGD on the *summed* loss (every pair takes a full ``lr`` step, as in
+   word2vec); they are jitted but do not donate ``params``. The fast form the trainer
+   runs, ``lax.scan``-able with padding and shared draws, is ``zoo.word2vec_rows``.
 4. Using vectors: ``normalize``, ``most_similar``, ``analogy`` (3CosAdd and 3CosMul,
    a:b :: c:? as in king - man + woman = queen), ``evaluate_analogies`` on Google
    questions-words style sections, ``evaluate_wordsim`` (Spearman rank correlation
@@ -44,6 +46,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.text import UnknownWordError
+
+__all__ = [
+    "ANALOGY_METHODS", "REDUCTIONS", "init_params", "skipgram_softmax_loss", "sgns_loss", "cbow_loss",
+    "skipgram_pairs", "dynamic_window_pairs", "cbow_examples", "sample_negatives", "alias_table", "alias_threshold",
+    "sample_alias", "linear_decay_lr", "sgns_grads", "sgns_update", "sgns_update_shared", "cbow_grads",
+    "cbow_update", "normalize", "most_similar", "analogy", "evaluate_analogies", "parse_questions_words",
+    "parse_wordsim", "evaluate_wordsim",
+]
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
 REDUCTIONS = ("mean", "sum")
@@ -289,6 +299,24 @@ def sample_negatives(key: jax.Array, noise, shape, *, cdf: bool = False) -> jax.
     return jnp.minimum(idx, noise.shape[0] - 1).astype(jnp.int32)
 
 
+def alias_table(p) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table of a distribution p [V]: column k holds k with probability prob[k], else alias[k].
+
+    Returns (prob [V] float64 in [0, 1], alias [V] int32); P(w) = (prob[w] + sum_{k: alias[k] = w} (1 - prob[k])) / V.
+    """
+    prob = np.asarray(p, np.float64) * len(p)
+    alias = np.arange(len(p), dtype=np.int32)
+    small = [i for i in range(len(p)) if prob[i] < 1.0]
+    large = [i for i in range(len(p)) if prob[i] >= 1.0]
+    while small and large:  # pair an under-full column with an over-full one until all hold exactly 1
+        s, l = small.pop(), large.pop()
+        alias[s] = l
+        prob[l] -= 1.0 - prob[s]
+        (small if prob[l] < 1.0 else large).append(l)
+    prob[small + large] = 1.0  # the leftovers are full up to rounding
+    return prob, alias
+
+
 def alias_threshold(prob) -> np.ndarray:
     """``sample_alias``'s integer thresholds [V] of a Walker alias table's column probabilities prob [V] in [0, 1]."""
     prob = np.asarray(prob, np.float64)
@@ -299,7 +327,7 @@ def alias_threshold(prob) -> np.ndarray:
 def sample_alias(key: jax.Array, threshold, alias, shape) -> jax.Array:
     """Walker alias draws, one 32-bit word each: column k = bits mod V, kept if bits div V < threshold[k], else alias[k].
 
-    threshold = alias_threshold(prob) and alias [V] form the table (column k holds k with probability
+    threshold = alias_threshold(prob) and alias [V] (``alias_table``) form the table (column k holds k with probability
     prob[k], else alias[k]); O(1) per draw. The column is uniform up to V / 2^32 and the threshold is
     resolved to V / 2^32, so for V = 1e6 each probability is exact to ~2e-4 of its column's share.
     """
@@ -356,10 +384,18 @@ def _sgns_grads(params, centres, contexts, negatives):
     return _sgns_row_grads(params["in"][centres], params["out"][contexts], params["out"][negatives])
 
 
+def _sgd_rows(params, lr, in_rows, d_in, out_rows, d_out):
+    """params - lr * gradient, scatter-added into the rows it touches (repeated rows accumulate)."""
+    w_out = params["out"]
+    for rows, d in zip(out_rows, d_out):
+        w_out = w_out.at[rows].add(-lr * d)
+    return {"in": params["in"].at[in_rows].add(-lr * d_in), "out": w_out}
+
+
 @jax.jit
 def _sgns_step(params, centres, contexts, negatives, lr):
-    negatives = negatives if negatives.ndim == 2 else negatives[None, :]   # shared [K]: one group of B
-    return sgns_rows_step(params, centres, contexts, negatives, jnp.ones(centres.shape, jnp.float32), lr)[0]
+    d_in, d_ctx, d_neg = _sgns_grads(params, centres, contexts, negatives)
+    return _sgd_rows(params, lr, centres, d_in, (contexts, negatives), (d_ctx, d_neg))
 
 
 def sgns_update(params, centres, contexts, negatives, lr):
@@ -381,17 +417,20 @@ def sgns_update_shared(params, centres, contexts, negatives, lr):
 
 
 def _cbow_row_grads(w_in, u_pos, u_neg, contexts, mask):
-    h, m, n = _cbow_hidden(w_in, contexts, mask)
+    h, m, _ = _cbow_hidden(w_in, contexts, mask)
     d_h, d_pos, d_neg = _sgns_row_grads(h, u_pos, u_neg)
-    d_ctx = (m / n)[..., None] * d_h[:, None, :]                           # dh/dv_j = mask_j / n
+    d_ctx = m[..., None] * d_h[:, None, :]                                 # word2vec: dL/dh to each context, undivided
     return d_ctx, d_pos, d_neg
 
 
 def cbow_grads(params, contexts, mask, centres, negatives):
-    """Gradients of the summed CBOW loss w.r.t. the touched rows: (d_ctx [B, C, D] for rows ``contexts`` of 'in',
+    """word2vec's CBOW row gradients of the summed loss: (d_ctx [B, C, D] for rows ``contexts`` of 'in',
     d_centre [B, D] for rows ``centres`` of 'out', d_neg [B, K, D] for rows ``negatives`` of 'out').
 
-    d_ctx = dh * mask / n: the exact gradient of the mean (word2vec's C code adds dh undivided).
+    With h = (1/n) sum_j mask_j v_j and L(h) = -log sigma(u_c.h) - sum_k log sigma(-u_k.h): d_centre = dL/du_c and
+    d_neg = dL/du_k exactly, and d_ctx[j] = mask_j dL/dh, undivided by n, as word2vec.c and gensim (cbow_mean=1)
+    apply it: n times the exact dL/dv_j = mask_j dL/dh / n. ``cbow_update`` and ``zoo.word2vec_rows.cbow_rows_step``
+    step by these.
     """
     contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, "cbow_grads")
     return _cbow_grads(params, contexts, mask, centres, negatives)
@@ -404,106 +443,14 @@ def _cbow_grads(params, contexts, mask, centres, negatives):
 
 @jax.jit
 def _cbow_step(params, contexts, mask, centres, negatives, lr):
-    d_ctx, d_pos, d_neg = _cbow_row_grads(params["in"], params["out"][centres], params["out"][negatives], contexts, mask)
-    w_in = params["in"].at[contexts].add(-lr * d_ctx)
-    w_out = params["out"].at[centres].add(-lr * d_pos).at[negatives].add(-lr * d_neg)
-    return {"in": w_in, "out": w_out}
+    d_ctx, d_pos, d_neg = _cbow_grads(params, contexts, mask, centres, negatives)
+    return _sgd_rows(params, lr, contexts, d_ctx, (centres, negatives), (d_pos, d_neg))
 
 
 def cbow_update(params, contexts, mask, centres, negatives, lr):
-    """One sparse SGD step on the summed CBOW loss (scatter-add into the touched rows only)."""
+    """One sparse step on the summed CBOW loss by ``cbow_grads`` (word2vec's undivided context rows), scatter-added."""
     contexts, mask, centres, negatives = _check_cbow(params, contexts, mask, centres, negatives, "cbow_update")
     return _cbow_step(params, contexts, mask, centres, negatives, lr)
-
-
-# ----------------------------------------------------------------------------- the trainer's row steps
-# One minibatch of word2vec's SGD as a pure function of the tables: gather the rows the minibatch
-# touches, take the analytic gradient of its summed loss, scatter-add -lr * gradient (padding rows
-# carry weight 0). Written as [B, D] elementwise work with reductions over the last axis only, one
-# gather per noise column and one scatter-add per table: the form XLA:CPU runs fastest (batched
-# einsums over small K or G lower to slow loops there), and plain fused vector work on accelerators.
-
-
-def _negative_sampling_rows(h, u, negatives, w_out, weights, lr):
-    """-lr times the row gradients of the summed loss -log sigma(u.h) - sum_k log sigma(-u_k.h), and the loss.
-
-    h, u [B, D]: hidden and output rows; negatives [B/G, K] ids into w_out, G consecutive rows sharing
-    one draw (G = 1: word2vec; G > 1: HogBatch); weights [B]. Returns (loss, step_h [B, D],
-    step_u [B, D], step_noise [K * B/G, D] for the ids negatives.T.ravel()). lr enters through the
-    per-row coefficients, not the [., D] results: XLA:CPU then fuses the arithmetic with the scatters.
-    """
-    b, d = h.shape
-    n, k = negatives.shape
-    g = b // n
-    step = -lr * weights
-    pos = jnp.sum(h * u, axis=-1)
-    c_pos = step * (jax.nn.sigmoid(pos) - 1.0)                             # d/ds [-log sigma(s)]
-    loss = jnp.sum(weights * jax.nn.softplus(-pos))
-    d_h = c_pos[:, None] * u
-    hg = h.reshape(n, g, d)
-    d_noise = []
-    columns = negatives.T                                                  # [K, B/G]: contiguous index rows
-    for j in range(k):                                                     # K is small: unrolled
-        u_j = w_out[columns[j]]                                            # [B/G, D]
-        if g == 1:  # no size-1 axis: XLA:CPU lays [B, 1, D] out badly (several times slower)
-            s = jnp.sum(h * u_j, axis=-1)
-        else:
-            s = jnp.sum(hg * u_j[:, None, :], axis=-1).reshape(b)
-        c = step * jax.nn.sigmoid(s)                                       # d/ds [-log sigma(-s)]
-        loss = loss + jnp.sum(weights * jax.nn.softplus(s))
-        if g == 1:
-            d_h = d_h + c[:, None] * u_j
-            d_noise.append(c[:, None] * h)
-        else:
-            d_h = d_h + (c.reshape(n, g, 1) * u_j[:, None, :]).reshape(b, d)
-            d_noise.append(jnp.einsum("ng,ngd->nd", c.reshape(n, g), hg))
-    return loss, d_h, c_pos[:, None] * h, jnp.concatenate(d_noise)
-
-
-def sgns_rows_step(params, inputs, outputs, negatives, weights, lr):
-    """One SGD step on the summed SGNS loss of B pairs, touching only their rows: (params, summed loss).
-
-    inputs [B] rows of 'in', outputs [B] rows of 'out', negatives [B/G, K] (G consecutive pairs share
-    a draw), weights [B]. Unchecked and traceable: the body of a training loop's lax.scan.
-    """
-    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
-    loss, s_h, s_u, s_noise = _negative_sampling_rows(w_in[inputs], w_out[outputs], negatives, w_out, weights, lr)
-    out_ids = jnp.concatenate([outputs, negatives.T.reshape(-1)])
-    return {"in": w_in.at[inputs].add(s_h), "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise]))}, loss
-
-
-def cbow_rows_step(params, contexts, owners, mask, outputs, negatives, weights, lr):
-    """One SGD step on the summed CBOW loss of B centres, h = mean of each centre's context rows: (params, loss).
-
-    The contexts come packed, P slots for the B centres together (a centre has 1 to 2 x window of them):
-    contexts [P] rows of 'in', owners [P] the centre (0..B-1) each slot belongs to, mask [P] (0: an empty
-    slot); outputs [B] the centres (rows of 'out'), negatives [B/G, K], weights [B] as sgns_rows_step.
-    As in word2vec.c and gensim (cbow_mean=1), every context row receives the gradient of h itself, not
-    h's gradient divided by the number of contexts. Unchecked and traceable.
-    """
-    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
-    b = outputs.shape[0]
-    m = mask.astype(w_in.dtype)
-    # one gather and two segment sums over the real slots: padding every centre to 2 x window slots
-    # gathered and scattered about 2.5 times the rows (and slot-by-slot columns ran slowly on XLA:CPU)
-    count = jax.ops.segment_sum(m, owners, num_segments=b)
-    h = jax.ops.segment_sum(m[:, None] * w_in[contexts], owners, num_segments=b) / jnp.maximum(count, 1.0)[:, None]
-    loss, s_h, s_u, s_noise = _negative_sampling_rows(h, w_out[outputs], negatives, w_out, weights, lr)
-    out_ids = jnp.concatenate([outputs, negatives.T.reshape(-1)])
-    return {"in": w_in.at[contexts].add(m[:, None] * s_h[owners]),
-            "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise]))}, loss
-
-
-def softmax_rows_step(params, inputs, outputs, weights, lr):
-    """One SGD step on the summed -log softmax(U v)[o] of B pairs (the lecture's J(theta)); dense in U by nature."""
-    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
-    v = w_in[inputs]
-    logits = v @ w_out.T
-    p = jax.nn.softmax(logits, axis=-1)
-    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, outputs[:, None], axis=-1)[:, 0]
-    d_logits = weights[:, None] * (p - jax.nn.one_hot(outputs, w_out.shape[0], dtype=p.dtype))
-    return {"in": w_in.at[inputs].add(-lr * (d_logits @ w_out)), "out": w_out - lr * (d_logits.T @ v)}, \
-        jnp.sum(weights * nll)
 
 
 # ----------------------------------------------------------------------------- using vectors
