@@ -30,6 +30,12 @@ from flax import struct
 from zoo.distributions import bernoulli_log_prob
 from zoo.layers import MLP, Downsample, Upsample
 
+__all__ = [
+    "LOSS_KINDS", "DENSITY_KINDS", "mse_loss", "bernoulli_loss", "reconstruction_loss", "reconstruction_mean",
+    "CodeDensity", "fit_code_density", "sample_codes", "conv_levels", "MLPEncoder", "MLPDecoder", "ConvEncoder",
+    "ConvDecoder", "Autoencoder",
+]
+
 LOSS_KINDS = ("mse", "bce")
 DENSITY_KINDS = ("gaussian", "gmm")
 

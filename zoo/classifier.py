@@ -25,6 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+__all__ = [
+    "Classifier", "cross_entropy_loss", "accuracy",
+]
 
 
 class Classifier(nn.Module):

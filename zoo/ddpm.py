@@ -19,6 +19,13 @@ import numpy as np
 from zoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from zoo.layers import Downsample, ResBlock, SelfAttention, Upsample, num_groups, sinusoidal_embedding
 
+__all__ = [
+    "EpsFn", "VARIANCES", "linear_betas", "cosine_betas", "Schedule", "make_schedule", "schedule_from_name",
+    "q_step_mean_variance", "q_step_sample", "q_mean_variance", "q_sample", "q_posterior", "predict_x0_from_eps",
+    "model_log_variance", "p_mean_variance", "eps_loss", "training_losses", "p_sample", "sample_ancestral",
+    "ddim_timesteps", "sample_ddim", "vb_term_bpd", "prior_bpd", "nll_bound_bpd", "UNet",
+]
+
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 VARIANCES = ("beta", "posterior")
 

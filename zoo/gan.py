@@ -22,6 +22,12 @@ import numpy as np
 from zoo.autoencoder import conv_levels
 from zoo.layers import Downsample, Upsample, num_groups
 
+__all__ = [
+    "minimax_value", "discriminator_loss", "generator_loss_saturating", "generator_loss_nonsaturating",
+    "hinge_d_loss", "hinge_g_loss", "wasserstein_d_loss", "wasserstein_g_loss", "gradient_penalty",
+    "optimal_discriminator", "MLPGenerator", "MLPDiscriminator", "DCGenerator", "DCDiscriminator",
+]
+
 
 # ----------------------------------------------------------------------------
 # Math.

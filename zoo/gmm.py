@@ -29,6 +29,11 @@ from jax.scipy.special import logsumexp
 
 from zoo.distributions import diag_normal_log_prob, mvn_log_prob
 
+__all__ = [
+    "COVARIANCE_TYPES", "GMM", "gmm_log_prob", "gmm_responsibilities", "gmm_e_step", "gmm_m_step", "gmm_fit",
+    "gmm_sample",
+]
+
 COVARIANCE_TYPES = ("full", "diag")
 
 

@@ -18,6 +18,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    "sinusoidal_embedding", "num_groups", "MLP", "Upsample", "Downsample", "ResBlock", "SelfAttention",
+]
+
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
     """Transformer position code of t: [sin(t w_k), cos(t w_k)], w_k = max_period^(-k/(dim/2))."""

@@ -23,6 +23,10 @@ import operator
 import jax
 import jax.numpy as jnp
 
+__all__ = [
+    "sqrtm_psd", "gaussian_stats", "frechet_distance", "precision_recall",
+]
+
 
 # ----------------------------------------------------------------------------- validation
 

@@ -20,6 +20,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+__all__ = [
+    "svd", "truncated_svd", "low_rank_approx", "randomized_svd", "PCA", "pca_fit", "pca_transform",
+    "pca_inverse_transform", "reconstruction_error",
+]
+
 
 # ----------------------------------------------------------------------------- validation
 

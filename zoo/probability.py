@@ -40,6 +40,15 @@ from jax.scipy.special import logsumexp
 from zoo.distributions import diag_normal_log_prob
 from zoo.gmm import GMM
 
+__all__ = [
+    "kl_categorical", "entropy_categorical", "kl_monte_carlo", "empirical_log_probs", "categorical_model_log_prob",
+    "gaussian_model_log_prob", "negative_log_likelihood", "fit_by_max_likelihood", "fit_by_min_kl", "log_posterior",
+    "GaussianNB", "MultinomialNB", "gaussian_nb_fit", "gaussian_nb_log_joint", "gaussian_nb_predict",
+    "gaussian_nb_to_gmm", "multinomial_nb_fit", "multinomial_nb_log_joint", "multinomial_nb_predict",
+    "LogisticRegression", "logistic_regression_log_probs", "logistic_regression_loss", "logistic_regression_fit",
+    "logistic_regression_predict",
+]
+
 
 # ----------------------------------------------------------------------------- validation
 

@@ -38,6 +38,11 @@ from jax.scipy.special import logsumexp
 from zoo.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from zoo.distributions import bernoulli_log_prob, normal_log_prob, standard_normal_kl
 
+__all__ = [
+    "LIKELIHOODS", "LOSSES", "ARCHS", "reparameterize", "log_likelihood", "likelihood_mean", "lecture_loss",
+    "vae_loss", "elbo", "iwae_bound", "sample", "VAE",
+]
+
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOSSES = ("elbo", "lecture")
 ARCHS = ("mlp", "conv")
