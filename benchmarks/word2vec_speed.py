@@ -29,6 +29,7 @@ from ml_collections import config_flags
 from benchmarks.common import device_line
 from train import word2vec as train_word2vec
 from train.core import loop, parallel
+from train.evaluation import words as word_eval
 from zoo.text import Vocab
 
 config_flags.DEFINE_config_dict("config", train_word2vec.get_config())
@@ -91,7 +92,7 @@ def train_gensim(c, corpus, eval_sets, workers: int) -> dict | None:
     cpu = time.process_time() - cpu0
     vocab = Vocab(list(model.wv.index_to_key))
     W = np.asarray(model.wv.vectors)
-    figures = train_word2vec.evaluate_vectors(W, vocab, *eval_sets)
+    figures = word_eval.evaluate_vectors(W, vocab, *eval_sets)
     n = c.num_epochs * len(corpus.ids)
     return dict(figures, words=n, secs=secs, words_per_sec=n / secs, cpu_secs=cpu, vocab=vocab, W=W)
 
@@ -101,7 +102,7 @@ def main(_):
     parallel.schedule_depth_first()
     parallel.split_cpu(c.cpu_devices)  # as train.word2vec does: all cores, before JAX starts
     train_word2vec.check_config(c)
-    eval_sets = train_word2vec.load_eval_sets(c)
+    eval_sets = word_eval.load_eval_sets(c)
     corpus, _ = train_word2vec.load_corpus(c, None)
     c.num_steps = train_word2vec.resolve_num_steps(c, corpus)
     print(device_line())
@@ -138,9 +139,9 @@ def main(_):
     for k in sorted(k for k in ours if k.startswith("analogy/")):
         print(f"  {k:<40} " + "  ".join(f"{r[k]:.3f}" for _, r in runs)
               + (f"   gensim {theirs[k]:.3f}" if theirs and k in theirs else ""))
-    print(train_word2vec.analogy_line(ours["W"], corpus.vocab))
+    print(word_eval.analogy_line(ours["W"], corpus.vocab))
     if theirs:
-        print("gensim: " + train_word2vec.analogy_line(theirs["W"], theirs["vocab"]))
+        print("gensim: " + word_eval.analogy_line(theirs["W"], theirs["vocab"]))
 
 
 if __name__ == "__main__":

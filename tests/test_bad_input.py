@@ -335,8 +335,7 @@ def _init(module, *args):
 def test_image_of_the_wrong_rank_into_a_zoo_network_names_the_shape(name):
     import jax.numpy as jnp
 
-    from zoo import autoencoder as ae
-    from zoo import ddpm, gan, vae
+    from zoo import autoencoder as ae, ddpm, gan, vae
     image = jnp.zeros((8, 8, 1))  # one image without the batch axis
     flat = jnp.zeros((64,))
     calls = {

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train.core import checkpoint, loop
-from train.core import config as config_lib
+from train.core import checkpoint, config as config_lib, loop
 from train.data import images as data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

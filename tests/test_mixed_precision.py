@@ -16,15 +16,10 @@ from tests import (
     test_train_gan,
     test_train_vae,
 )
-from train import autoencoder as train_ae
-from train import ddpm as train_ddpm
-from train import gan as train_gan
-from train import vae as train_vae
-from train.core import loop, parallel
-from train.core import state as state_lib
+from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae
+from train.core import loop, parallel, state as state_lib
 from train.data import images as data
-from zoo import autoencoder as ae
-from zoo import gan, vae
+from zoo import autoencoder as ae, gan, vae
 
 BF16, F32 = np.dtype(jnp.bfloat16), np.dtype(jnp.float32)
 MODULES = {"ddpm": (train_ddpm, test_train_ddpm.tiny_config),

@@ -8,8 +8,7 @@ import pytest
 
 from train import cooccurrence as tc
 from train.core.errors import ConfigError, DataError
-from train.data import text as text_data
-from train.data import vectors
+from train.data import text as text_data, vectors
 from zoo import text
 from zoo.text import tokenize
 

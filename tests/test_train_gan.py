@@ -9,8 +9,7 @@ import pytest
 from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import gan as train_gan
-from train.core import config as config_lib
-from train.core import loop, parallel
+from train.core import config as config_lib, loop, parallel
 from train.core.errors import ConfigError
 from train.data import images as data
 

@@ -13,9 +13,7 @@ import pytest
 
 from train import word2vec as tw
 from train.core.errors import ConfigError, DataError
-from train.data import corpus as planted
-from train.data import text as text_data
-from train.data import vectors
+from train.data import corpus as planted, text as text_data, vectors
 from zoo import word2vec as w2v
 from zoo.text import tokenize
 

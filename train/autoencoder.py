@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import image_common as ic
-from train.core import cli, loop
-from train.core import config as config_lib
+from train.core import cli, config as config_lib, loop
 from train.data import images as data
+from train.evaluation import images as evaluation, plots
 from zoo import autoencoder as ae
 
 ARCHS = ("mlp", "conv")
@@ -40,16 +39,16 @@ def get_config() -> ml_collections.ConfigDict:
         channels=(32, 64),      # conv widths per resolution level
         linear=False))          # MLP without hidden layers: h = Wx + b (spans PCA's subspace with 'mse')
     c.density = ml_collections.ConfigDict(dict(kind="gmm", num_components=10))  # 'gaussian' | 'gmm'
-    c.eval = ic.eval_config(num_samples=500, density_examples=10000)
+    c.eval = evaluation.eval_config(num_samples=500, density_examples=10000)
     return c
 
 
 def check_config(c) -> None:
     config_lib.check(c, choices={"loss": ae.LOSS_KINDS, "model.arch": ARCHS, "density.kind": ae.DENSITY_KINDS})
-    ic.check_values(c, positive_ints=("model.latent_dim", "density.num_components", "eval.density_examples"))
-    ic.check_positive_tuple(c, "model.hidden")
-    ic.check_positive_tuple(c, "model.channels")
-    ic.check_eval_config(c)
+    config_lib.check_values(c, positive_ints=("model.latent_dim", "density.num_components", "eval.density_examples"))
+    config_lib.check_positive_tuple(c, "model.hidden")
+    config_lib.check_positive_tuple(c, "model.channels")
+    evaluation.check_eval_config(c)
     if c.density.kind == "gmm" and c.density.num_components > c.eval.density_examples:
         raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} must be at most "
                                      f"config.eval.density_examples={c.eval.density_examples}")
@@ -66,48 +65,48 @@ def make_net(c, image_shape) -> ae.Autoencoder:
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
-    ic.check_dataset_for_eval(c, ds)
+    evaluation.check_dataset_for_eval(c, ds)
     net = make_net(c, ds.image_shape)
 
     def init_params(key):
         return net.init(key, jnp.zeros((1, *ds.image_shape)))["params"]
 
     def loss_fn(params, batch, key):
-        x = ic.to_unit(batch["image"])
+        x = data.to_unit(batch["image"])
         _, out = net.apply({"params": params}, x)
         mse = jnp.mean(jnp.square(x - ae.reconstruction_mean(out, c.loss)))
         return jnp.mean(ae.reconstruction_loss(x, out, c.loss)), {"mse": mse}
 
     @jax.jit
     def reconstruct(params, images):
-        x = ic.to_unit(images)
+        x = data.to_unit(images)
         h, out = net.apply({"params": params}, x)
         r = ae.reconstruction_mean(out, c.loss)
         return h, r, ae.reconstruction_loss(x, out, c.loss), jnp.mean(jnp.square(x - r).reshape(len(x), -1), -1)
 
-    encode = jax.jit(lambda params, images: net.apply({"params": params}, ic.to_unit(images), method="encode"))
+    encode = jax.jit(lambda params, images: net.apply({"params": params}, data.to_unit(images), method="encode"))
     decode = jax.jit(lambda params, h: ae.reconstruction_mean(net.apply({"params": params}, h, method="decode"), c.loss))
-    test = ic.split_arrays(ds.test, c.eval.test_examples)
-    train_images = ic.split_arrays(ds.train, c.eval.density_examples)["image"]
+    test = data.split_arrays(ds.test, c.eval.test_examples)
+    train_images = data.split_arrays(ds.train, c.eval.density_examples)["image"]
     if c.density.kind == "gmm" and c.density.num_components > len(train_images):
         raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} exceeds the "
                                      f"{len(train_images)} training codes of dataset {ds.name!r}")
-    quality = ic.SampleQuality(c, ds)
+    quality = evaluation.SampleQuality(c, ds)
 
     def evaluate(state, step):
         params = state.eval_params
-        k_fit, k_sample = jax.random.split(ic.eval_key(c.seed, step))
-        codes, recons, losses, mses = ic.batched(lambda x: reconstruct(params, x), test["image"])
+        k_fit, k_sample = jax.random.split(evaluation.eval_key(c.seed, step))
+        codes, recons, losses, mses = data.batched(lambda x: reconstruct(params, x), test["image"])
         scalars = {"test_loss": float(np.mean(losses)), "test_mse": float(np.mean(mses))}
         n_show = min(32, len(test["image"]))
-        images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
-                  "latent": ic.latent_scatter(codes, test["label"], f"autoencoder codes of the test split, step {step}")}
-        train_codes = ic.batched(lambda x: encode(params, x), train_images)
+        images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+                  "latent": plots.latent_scatter(codes, test["label"], f"autoencoder codes of the test split, step {step}")}
+        train_codes = data.batched(lambda x: encode(params, x), train_images)
         density = ae.fit_code_density(jnp.asarray(train_codes), c.density.kind, key=k_fit,
                                       num_components=c.density.num_components)
         n = max(c.eval.num_samples, c.eval.grid_images)
-        samples = ic.unit_to_uint8(decode(params, ae.sample_codes(density, k_sample, n)))
-        images["samples"] = ic.samples_grid(samples[:c.eval.grid_images])
+        samples = data.unit_to_uint8(decode(params, ae.sample_codes(density, k_sample, n)))
+        images["samples"] = plots.samples_grid(samples[:c.eval.grid_images])
         if quality.enabled:
             scalars.update(quality(samples[:c.eval.num_samples]))
         return scalars, images

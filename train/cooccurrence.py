@@ -16,12 +16,11 @@ import ml_collections
 import numpy as np
 import scipy.sparse
 
-from train import word2vec as train_word2vec
-from train.core import cli
-from train.core import config as config_lib
+from train.core import cli, config as config_lib
 from train.core.errors import ConfigError
 from train.core.writers import MetricsWriter
-from train.data import text as text_data
+from train.data import text as text_data, vectors
+from train.evaluation import words as word_eval
 from zoo import text
 
 WEIGHTINGS = ("uniform", "harmonic")
@@ -75,7 +74,7 @@ def load_counts(path: str, key: str | None):
 def run(config, workdir: str) -> dict:
     c = config
     check_config(c)
-    eval_sets = train_word2vec.load_eval_sets(c)
+    eval_sets = word_eval.load_eval_sets(c)
     source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
     corpus_key = text_data.cache_key(source, c.min_count, c.max_vocab)
     corpus = text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir)
@@ -99,17 +98,17 @@ def run(config, workdir: str) -> dict:
         f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
     W = text.svd_embeddings(text.ppmi(counts, alpha=c.ppmi_alpha), c.embed_dim, power=c.svd_power)
-    figures = train_word2vec.evaluate_vectors(W, vocab, *eval_sets)
+    figures = word_eval.evaluate_vectors(W, vocab, *eval_sets)
     writer = MetricsWriter(workdir)
     try:
         writer.scalars(1, {f"eval/{k}": v for k, v in figures.items()})
-        image = train_word2vec.planted_pairs_figure(W, vocab)
+        image = word_eval.planted_pairs_figure(W, vocab)
         if image is not None:
             writer.image(1, "planted_pairs_pca", image)
     finally:
         writer.close()
-    train_word2vec.export_vectors(workdir, vocab, W)
-    print("\n".join([train_word2vec.analogy_line(W, vocab), f"vectors: {os.path.join(workdir, 'vectors.txt')}",
+    vectors.export_vectors(workdir, vocab, W)
+    print("\n".join([word_eval.analogy_line(W, vocab), f"vectors: {os.path.join(workdir, 'vectors.txt')}",
                      f"cooccurrence: PPMI + SVD vectors of {len(vocab)} words; workdir {workdir}"]
                     + [f"  {k:<36} {v:.6g}" if isinstance(v, float) else f"  {k:<36} {v}"
                        for k, v in sorted(figures.items())]), flush=True)

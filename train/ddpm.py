@@ -11,11 +11,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import image_common as ic
-from train.core import cli, loop
-from train.core import config as config_lib
-from train.core.writers import image_grid, to_uint8
+from train.core import cli, config as config_lib, loop
+from train.core.writers import image_grid
 from train.data import images as data
+from train.data.images import to_uint8
+from train.evaluation import images as evaluation
 from zoo import ddpm
 
 
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.sample = ml_collections.ConfigDict(dict(num_images=64, ddim_steps=50, ddim_eta=0.0))
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
     # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
-    c.eval = ic.eval_config(num_samples=256)
+    c.eval = evaluation.eval_config(num_samples=256)
     c.eval.test_examples = 64
     return c
 
@@ -55,12 +55,7 @@ def check_config(c) -> None:
     if c.sample.ddim_steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
                                      f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}")
-    ic.check_eval_config(c)
-
-
-def to_model_space(images):
-    """uint8 pixels 0..255 -> floats in [-1, 1]."""
-    return images.astype(jnp.float32) / 127.5 - 1.0
+    evaluation.check_eval_config(c)
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
@@ -79,7 +74,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     def loss_fn(params, batch, key):
         k_loss, k_drop = jax.random.split(key)
         eps_fn = lambda x, t: net.apply({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
-        loss = jnp.mean(ddpm.training_losses(sched, eps_fn, to_model_space(batch["image"]), k_loss))
+        loss = jnp.mean(ddpm.training_losses(sched, eps_fn, data.to_signed(batch["image"]), k_loss))
         return loss, {}
 
     eps_fn = lambda params: (lambda x, t: net.apply({"params": params}, x, t))
@@ -92,7 +87,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
                                                       num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta))
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
-    quality = ic.SampleQuality(c, ds)
+    quality = evaluation.SampleQuality(c, ds)
 
     def evaluate(state, step):
         key = jax.random.fold_in(jax.random.key(c.seed), 1_000_003 + step)  # independent of training keys
@@ -100,7 +95,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         anc = to_uint8(ancestral(state.eval_params, k_anc))
         images = {"ancestral": image_grid(anc), "ddim": image_grid(to_uint8(ddim(state.eval_params, k_ddim)))}
         scalars = {}
-        bpd = [bound(state.eval_params, to_model_space(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
+        bpd = [bound(state.eval_params, data.to_signed(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
                for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))]
         scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
         if quality.enabled:

@@ -16,11 +16,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from train import image_common as ic
-from train.core import cli, loop
-from train.core import config as config_lib
-from train.core import state as state_lib
+from train.core import cli, config as config_lib, loop, state as state_lib
 from train.data import images as data
+from train.evaluation import images as evaluation, plots
 from zoo import gan
 
 LOSSES = ("minimax", "nonsaturating", "hinge", "wgan-gp")
@@ -49,17 +47,17 @@ def get_config() -> ml_collections.ConfigDict:
         latent_dim=32,
         hidden=(256, 256),      # MLP widths of both networks
         channels=(32, 64)))     # DCGAN widths per resolution level
-    c.eval = ic.eval_config(num_samples=500, interpolation_rows=8, interpolation_steps=10)
+    c.eval = evaluation.eval_config(num_samples=500, interpolation_rows=8, interpolation_steps=10)
     return c
 
 
 def check_config(c) -> None:
     config_lib.check(c, choices={"loss": LOSSES, "model.arch": ARCHS},
                      positive_ints=("model.latent_dim", "eval.interpolation_rows", "eval.interpolation_steps"))
-    ic.check_values(c, non_negative_floats=("d_learning_rate", "gp_weight"))
-    ic.check_positive_tuple(c, "model.hidden")
-    ic.check_positive_tuple(c, "model.channels")
-    ic.check_eval_config(c)
+    config_lib.check_values(c, non_negative_floats=("d_learning_rate", "gp_weight"))
+    config_lib.check_positive_tuple(c, "model.hidden")
+    config_lib.check_positive_tuple(c, "model.channels")
+    evaluation.check_eval_config(c)
 
 
 def make_nets(c, image_shape):
@@ -92,7 +90,7 @@ def per_network(txs: dict) -> optax.GradientTransformation:
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
-    ic.check_dataset_for_eval(c, ds)
+    evaluation.check_dataset_for_eval(c, ds)
     gen, disc = make_nets(c, ds.image_shape)
     txs = optimizers(c)
     latent = c.model.latent_dim
@@ -122,7 +120,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
     def train_step(state, batch, key):
         k_zd, k_zg, k_gp = jax.random.split(key, 3)
-        real = ic.to_signed(batch["image"])
+        real = data.to_signed(batch["image"])
         n = real.shape[0]
         # A learning-rate sweep's replica scales both networks' updates (as TrainState.apply_gradients does).
         scaled = (lambda u: u) if state.lr_scale is None else (lambda u: jax.tree.map(lambda a: a * state.lr_scale, u))
@@ -153,23 +151,23 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     def test_value(params, real, key):
         """The lecture's V(D, G) on test images against as many generated ones, and D's mean score of each."""
         fake = g_apply(params["generator"], jax.random.normal(key, (real.shape[0], latent)))
-        lr, lf = d_apply(params["discriminator"], ic.to_signed(real)), d_apply(params["discriminator"], fake)
+        lr, lf = d_apply(params["discriminator"], data.to_signed(real)), d_apply(params["discriminator"], fake)
         return gan.minimax_value(lr, lf), jnp.mean(lr), jnp.mean(lf)
 
     generate_from = jax.jit(g_apply)
-    test = ic.split_arrays(ds.test, c.eval.test_examples)
-    quality = ic.SampleQuality(c, ds)
+    test = data.split_arrays(ds.test, c.eval.test_examples)
+    quality = evaluation.SampleQuality(c, ds)
     rows, steps = c.eval.interpolation_rows, c.eval.interpolation_steps
 
     def evaluate(state, step):
-        k_sample, k_interp, k_test = jax.random.split(ic.eval_key(c.seed, step), 3)
+        k_sample, k_interp, k_test = jax.random.split(evaluation.eval_key(c.seed, step), 3)
         g_ema = state.eval_params["generator"]
         n = max(c.eval.num_samples, c.eval.grid_images)
-        samples = ic.signed_to_uint8(generate(g_ema, k_sample, n))
+        samples = data.signed_to_uint8(generate(g_ema, k_sample, n))
         z0, z1 = jnp.split(jax.random.normal(k_interp, (2 * rows, latent)), 2)
-        strip = ic.signed_to_uint8(generate_from(g_ema, ic.interpolate(z0, z1, steps)))
-        images = {"samples": ic.samples_grid(samples[:c.eval.grid_images]),
-                  "interpolation": ic.interpolation_strip(strip, rows)}
+        strip = data.signed_to_uint8(generate_from(g_ema, plots.interpolate(z0, z1, steps)))
+        images = {"samples": plots.samples_grid(samples[:c.eval.grid_images]),
+                  "interpolation": plots.interpolation_strip(strip, rows)}
         value, d_real, d_fake = test_value(state.params, test["image"], k_test)
         scalars = {"test_minimax_value": float(value), "test_d_real": float(d_real), "test_d_fake": float(d_fake)}
         if quality.enabled:

@@ -14,8 +14,7 @@ import os
 import ml_collections
 import numpy as np
 
-from train.core import cli
-from train.core import config as config_lib
+from train.core import cli, config as config_lib
 from train.core.errors import ConfigError, DataError
 from train.core.writers import MetricsWriter
 from train.data import text as text_data

@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import image_common as ic
-from train.core import cli
-from train.core import config as config_lib
-from train.core.writers import MetricsWriter, image_grid, to_uint8
+from train.core import cli, config as config_lib
+from train.core.writers import MetricsWriter, image_grid
 from train.data import images as data
-from zoo import autoencoder as ae
-from zoo import pca as pca_lib
+from train.data.images import to_uint8
+from train.evaluation import images as evaluation, plots
+from zoo import autoencoder as ae, pca as pca_lib
 
 METHODS = ("exact", "randomized")
 FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
@@ -39,25 +38,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.k = 8                     # components used for reconstructions, samples and sample quality
     c.ks = (1, 2, 4, 8, 16, 32, 64)  # numbers of components whose test reconstruction error is reported (<= rank)
     c.density = ml_collections.ConfigDict(dict(kind="gaussian", num_components=10))  # 'gaussian' | 'gmm'
-    c.eval = ic.eval_config(num_samples=500)
+    c.eval = evaluation.eval_config(num_samples=500)
     return c
 
 
 def check_config(c) -> None:
     config_lib.check(c, choices={"method": METHODS, "density.kind": ae.DENSITY_KINDS, **config_lib.FLOAT32_ONLY},
                      positive_ints=("k", "density.num_components"), non_negative_ints=("num_components", "fit_examples"))
-    ic.check_positive_tuple(c, "ks")
-    ic.check_eval_config(c)
+    config_lib.check_positive_tuple(c, "ks")
+    evaluation.check_eval_config(c)
     if c.num_components and c.k > c.num_components:
         raise config_lib.ConfigError(f"config.k={c.k} must be at most config.num_components={c.num_components}")
 
 
 def flatten(images) -> jax.Array:
-    return ic.to_unit(images).reshape(len(images), -1)
+    return data.to_unit(images).reshape(len(images), -1)
 
 
 def fit(c, ds: data.ImageData, max_rank: int) -> pca_lib.PCA:
-    x = flatten(ic.split_arrays(ds.train, c.fit_examples)["image"])
+    x = flatten(data.split_arrays(ds.train, c.fit_examples)["image"])
     return pca_lib.pca_fit(x, c.num_components or max_rank, method=c.method, key=jax.random.key(c.seed))
 
 
@@ -85,7 +84,7 @@ def run(config, workdir: str) -> dict:
     c = config
     check_config(c)
     ds = data.load_images(c.dataset, c.data_dir or None)
-    ic.check_dataset_for_eval(c, ds)
+    evaluation.check_dataset_for_eval(c, ds)
     n_fit = min(c.fit_examples or len(ds.train), len(ds.train))
     dim = int(np.prod(ds.image_shape))
     max_rank = min(n_fit, dim)
@@ -132,7 +131,7 @@ def run(config, workdir: str) -> dict:
 
 
 def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> dict:
-    test = ic.split_arrays(ds.test, c.eval.test_examples)
+    test = data.split_arrays(ds.test, c.eval.test_examples)
     x_test = flatten(test["image"])
     cum = np.cumsum(np.asarray(p.explained_variance_ratio))
     for k in sorted({k for k in c.ks if k <= p.components.shape[0]} | {c.k}):  # ks beyond the rank are skipped
@@ -146,19 +145,19 @@ def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> di
     figures = {"k": c.k, "eval/test_mse": float(jnp.mean(pca_lib.reconstruction_error(pk, x_test))),
                "eval/explained_variance_ratio": float(cum[c.k - 1]), "num_components_fitted": int(p.components.shape[0])}
     n_show = min(32, len(test["image"]))
-    images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
-              "latent": ic.latent_scatter(codes[:, :2], test["label"], "test split on the first two principal "
+    images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+              "latent": plots.latent_scatter(codes[:, :2], test["label"], "test split on the first two principal "
                                                                        "components"),
               "components": components_grid(p, shape, min(c.eval.grid_images, p.components.shape[0]))}
-    k_fit, k_sample = jax.random.split(ic.eval_key(c.seed, c.k))
-    fit_images = ic.split_arrays(ds.train, c.fit_examples)["image"]
+    k_fit, k_sample = jax.random.split(evaluation.eval_key(c.seed, c.k))
+    fit_images = data.split_arrays(ds.train, c.fit_examples)["image"]
     density = ae.fit_code_density(pca_lib.pca_transform(pk, flatten(fit_images)), c.density.kind, key=k_fit,
                                   num_components=c.density.num_components)
     n = max(c.eval.num_samples, c.eval.grid_images)
-    samples = ic.unit_to_uint8(pca_lib.pca_inverse_transform(pk, ae.sample_codes(density, k_sample, n)).reshape(-1, *shape))
-    images["samples"] = ic.samples_grid(samples[:c.eval.grid_images])
+    samples = data.unit_to_uint8(pca_lib.pca_inverse_transform(pk, ae.sample_codes(density, k_sample, n)).reshape(-1, *shape))
+    images["samples"] = plots.samples_grid(samples[:c.eval.grid_images])
     if c.eval.num_samples:
-        figures.update({f"eval/{k}": v for k, v in ic.SampleQuality(c, ds)(samples[:c.eval.num_samples]).items()})
+        figures.update({f"eval/{k}": v for k, v in evaluation.SampleQuality(c, ds)(samples[:c.eval.num_samples]).items()})
     writer.scalars(c.k, {k: v for k, v in figures.items()})
     for name, image in images.items():
         writer.image(c.k, name, image)
@@ -169,7 +168,7 @@ def components_grid(p: pca_lib.PCA, shape, n: int) -> np.ndarray:
     """The mean image, then the first n-1 principal components, each scaled to its own [-max|.|, max|.|]."""
     comps = np.asarray(p.components[:n - 1]).reshape(-1, *shape)
     scale = np.max(np.abs(comps), axis=tuple(range(1, comps.ndim)), keepdims=True) + 1e-12
-    tiles = np.concatenate([ic.unit_to_uint8(np.asarray(p.mean).reshape(1, *shape)), to_uint8(comps / scale)])
+    tiles = np.concatenate([data.unit_to_uint8(np.asarray(p.mean).reshape(1, *shape)), to_uint8(comps / scale)])
     return image_grid(tiles)
 
 

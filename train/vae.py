@@ -20,10 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train import image_common as ic
-from train.core import cli, loop
-from train.core import config as config_lib
+from train.core import cli, config as config_lib, loop
 from train.data import images as data
+from train.evaluation import images as evaluation, plots
 from zoo import vae
 
 
@@ -49,23 +48,23 @@ def get_config() -> ml_collections.ConfigDict:
         latent_dim=8,
         hidden=(256, 128),
         channels=(32, 64)))
-    c.eval = ic.eval_config(num_samples=500, iwae_k=100, interpolation_rows=8, interpolation_steps=10)
+    c.eval = evaluation.eval_config(num_samples=500, iwae_k=100, interpolation_rows=8, interpolation_steps=10)
     return c
 
 
 def check_config(c) -> None:
     config_lib.check(c, choices={"loss": vae.LOSSES, "likelihood": vae.LIKELIHOODS, "model.arch": vae.ARCHS,
                                  "conditional": (True, False)})
-    ic.check_values(c, positive_ints=("model.latent_dim", "eval.iwae_k", "eval.interpolation_rows",
+    config_lib.check_values(c, positive_ints=("model.latent_dim", "eval.iwae_k", "eval.interpolation_rows",
                                       "eval.interpolation_steps"),
                     positive_floats=("C",), non_negative_floats=("beta",))
-    ic.check_positive_tuple(c, "model.hidden")
-    ic.check_positive_tuple(c, "model.channels")
-    ic.check_eval_config(c)
+    config_lib.check_positive_tuple(c, "model.hidden")
+    config_lib.check_positive_tuple(c, "model.channels")
+    evaluation.check_eval_config(c)
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
-    ic.check_dataset_for_eval(c, ds)
+    evaluation.check_dataset_for_eval(c, ds)
     if c.conditional and ds.num_classes < 2:
         raise data.DataError(f"config.conditional=True needs labelled data; dataset {ds.name!r} has "
                              f"{ds.num_classes} class")
@@ -83,13 +82,13 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         return net.init(key, jnp.zeros((1, *ds.image_shape)), labels=y)["params"]
 
     def loss_fn(params, batch, key, beta=c.beta):  # beta: a sweep's replica passes its own (config.sweep.beta)
-        per, terms = vae.vae_loss(params, apply, ic.to_unit(batch["image"]), key, loss=c.loss, beta=beta, C=c.C,
+        per, terms = vae.vae_loss(params, apply, data.to_unit(batch["image"]), key, loss=c.loss, beta=beta, C=c.C,
                                   labels=labels_of(batch["label"]), **kw)
         return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
 
     @jax.jit
     def test_figures(params, images, labels, key):
-        x, y = ic.to_unit(images), labels_of(labels)
+        x, y = data.to_unit(images), labels_of(labels)
         k_elbo, k_iwae = jax.random.split(key)
         _, terms = vae.vae_loss(params, apply, x, k_elbo, loss="elbo", labels=y, **kw)
         iwae = vae.iwae_bound(params, apply, x, k_iwae, c.eval.iwae_k, labels=y, **kw)
@@ -104,29 +103,29 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     def decode(params, z, labels):
         return vae.likelihood_mean(net.apply({"params": params}, z, labels=labels, method="decode"), c.likelihood)
 
-    test = ic.split_arrays(ds.test, c.eval.test_examples)
-    quality = ic.SampleQuality(c, ds)
+    test = data.split_arrays(ds.test, c.eval.test_examples)
+    quality = evaluation.SampleQuality(c, ds)
     rows, steps = min(c.eval.interpolation_rows, len(test["image"])), c.eval.interpolation_steps
     starts, ends = interpolation_pairs(test["label"], rows, same_label=c.conditional)
 
     def evaluate(state, step):
         params = state.eval_params
-        k_test, k_sample = jax.random.split(ic.eval_key(c.seed, step))
-        elbo, iwae, kl, mu, recons = ic.batched(
+        k_test, k_sample = jax.random.split(evaluation.eval_key(c.seed, step))
+        elbo, iwae, kl, mu, recons = data.batched(
             lambda x, y, i: test_figures(params, x, y, jax.random.fold_in(k_test, int(i[0]))),
             test["image"], test["label"], np.arange(len(test["image"])), batch_size=500)
         scalars = {"test_elbo_nats": float(np.mean(elbo)), f"test_iwae{c.eval.iwae_k}_nats": float(np.mean(iwae)),
                    "test_kl_nats": float(np.mean(kl))}
         n_show = min(32, len(test["image"]))
-        images = {"reconstructions": ic.reconstruction_grid(test["image"][:n_show], ic.unit_to_uint8(recons[:n_show])),
-                  "latent": ic.latent_scatter(mu, test["label"], f"VAE posterior means of the test split, step {step}")}
+        images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+                  "latent": plots.latent_scatter(mu, test["label"], f"VAE posterior means of the test split, step {step}")}
         n = max(c.eval.num_samples, c.eval.grid_images)
         y = jnp.arange(n, dtype=jnp.int32) % num_classes if c.conditional else None
-        samples = ic.unit_to_uint8(generate(params, k_sample, y, n))
-        images["samples"] = ic.samples_grid(samples[:c.eval.grid_images], num_classes or None)
-        z = ic.interpolate(jnp.asarray(mu[starts]), jnp.asarray(mu[ends]), steps)
+        samples = data.unit_to_uint8(generate(params, k_sample, y, n))
+        images["samples"] = plots.samples_grid(samples[:c.eval.grid_images], num_classes or None)
+        z = plots.interpolate(jnp.asarray(mu[starts]), jnp.asarray(mu[ends]), steps)
         y = jnp.repeat(jnp.asarray(test["label"][starts], jnp.int32), steps) if c.conditional else None
-        images["interpolation"] = ic.interpolation_strip(ic.unit_to_uint8(decode(params, z, y)), rows,
+        images["interpolation"] = plots.interpolation_strip(data.unit_to_uint8(decode(params, z, y)), rows,
                                                          test["image"][starts], test["image"][ends])
         if quality.enabled:
             scalars.update(quality(samples[:c.eval.num_samples]))

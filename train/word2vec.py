@@ -43,14 +43,11 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from train.core import cli, loop, parallel
-from train.core import config as config_lib
+from train.core import cli, config as config_lib, loop, parallel
 from train.core.errors import ConfigError, DataError
-from train.data import corpus as planted
-from train.data import text as text_data
-from train.data import vectors
-from zoo import word2vec as w2v
-from zoo import word2vec_rows
+from train.data import text as text_data, vectors
+from train.evaluation import words as word_eval
+from zoo import word2vec as w2v, word2vec_rows
 from zoo.text import noise_distribution, subsample_keep_prob
 
 MODELS = ("sgns", "cbow", "skipgram_softmax")
@@ -351,89 +348,6 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
     return train_step
 
 
-# ----------------------------------------------------------------------------- evaluation and export
-
-def load_eval_sets(c):
-    """(analogy sections, wordsim pairs): the planted sets of train/corpus.py, or the user's files."""
-    def read(path, what, parse):
-        try:
-            with open(path, encoding="utf-8") as f:
-                return parse(f)
-        except OSError as e:
-            raise DataError(f"config.{what}={path!r} cannot be read ({e.strerror}); accepted: a readable file, or '' "
-                            f"for the generated corpus's planted set") from None
-        except ValueError as e:
-            raise DataError(f"config.{what}={path!r}: {e}") from None
-    analogies = read(c.analogies, "analogies", w2v.parse_questions_words) if c.analogies else planted.planted_analogies()
-    wordsim = read(c.wordsim, "wordsim", w2v.parse_wordsim) if c.wordsim else planted.planted_similarities()
-    return analogies, wordsim
-
-
-def evaluate_vectors(W, vocab, analogies, wordsim) -> dict:
-    """Analogy accuracy (3CosAdd) per section and in total, wordsim Spearman; sets without a question are left out."""
-    figures = {}
-    result = w2v.evaluate_analogies(W, vocab, analogies)
-    if result["total"]:
-        figures["analogy_accuracy"] = result["accuracy"]
-        figures.update({f"analogy/{name}": acc for name, acc in result["sections"].items() if not math.isnan(acc)})
-    figures["analogy_questions"] = result["total"]
-    sim = w2v.evaluate_wordsim(W, vocab, wordsim)
-    if not math.isnan(sim["spearman"]):
-        figures["wordsim_spearman"] = sim["spearman"]
-    figures["wordsim_pairs"] = sim["evaluated"]
-    return figures
-
-
-def analogy_line(W, vocab, a="man", b="king", c="woman", topn=5) -> str:
-    """'king - man + woman ~ queen (0.81), ...', or why it cannot be asked."""
-    missing = [w for w in (a, b, c) if w not in vocab]
-    if missing:
-        return f"{b} - {a} + {c}: {', '.join(missing)} not in the vocabulary"
-    near = w2v.analogy(W, vocab, a, b, c, topn=topn)
-    return f"{b} - {a} + {c} ~ " + ", ".join(f"{w} ({s:.3f})" for w, s in near)
-
-
-def planted_pairs_figure(W, vocab):
-    """A 2-D PCA of the planted gender and country-capital pairs, one panel each, or None without them."""
-    panels = [("king - queen", [(m, f) for m, f, _, _ in planted.GENDER_PAIRS[:10]]),
-              ("country - capital", [(c, k) for c, k, _, _ in planted.COUNTRIES[:10]])]
-    panels = [(t, [p for p in pairs if p[0] in vocab and p[1] in vocab]) for t, pairs in panels]
-    panels = [(t, pairs) for t, pairs in panels if len(pairs) >= 2]
-    if not panels:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), dpi=80, squeeze=False)
-    for ax, (title, pairs) in zip(axes[0], panels):
-        words = [w for p in pairs for w in p]
-        X = np.asarray(W, np.float64)[[vocab.id(w) for w in words]]
-        X -= X.mean(axis=0)
-        Z = X @ np.linalg.svd(X, full_matrices=False)[2][:2].T  # numpy: zoo.pca's jitted ops would compile per call
-        for k in range(0, len(words), 2):
-            ax.annotate("", Z[k + 1], Z[k], arrowprops=dict(arrowstyle="->", color="0.6"))
-        ax.scatter(Z[:, 0], Z[:, 1], c=["C0", "C3"] * len(pairs), s=12)
-        for w, (x, y) in zip(words, Z):
-            ax.annotate(w, (x, y), fontsize=7, xytext=(2, 2), textcoords="offset points")
-        ax.set_title(f"{title} (PCA of the vectors)", fontsize=9)
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
-
-
-def export_vectors(workdir: str, vocab, W) -> None:
-    """vectors.txt / vectors.bin (word2vec formats, gensim-loadable), projector/ TSVs and vocab.txt."""
-    vectors.save_word2vec_text(os.path.join(workdir, "vectors.txt"), vocab.words, W)
-    vectors.save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vocab.words, W)
-    vectors.save_projector_tsv(os.path.join(workdir, "projector"), vocab.words, W)
-    with open(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.writelines(f"{w} {n}\n" for w, n in zip(vocab.words, vocab.counts.tolist()))
-
-
 # ----------------------------------------------------------------------------- task and run
 
 def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
@@ -444,13 +358,13 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
 
     def evaluate(state, step):
         W = np.asarray(jax.device_get(state.params["in"]))
-        image = planted_pairs_figure(W, vocab)
-        return evaluate_vectors(W, vocab, analogies, wordsim), ({"planted_pairs_pca": image} if image is not None else {})
+        image = word_eval.planted_pairs_figure(W, vocab)
+        return word_eval.evaluate_vectors(W, vocab, analogies, wordsim), ({"planted_pairs_pca": image} if image is not None else {})
 
     def export(state, workdir):
         W = np.asarray(jax.device_get(state.params["in"]))
-        export_vectors(workdir, vocab, W)
-        print(f"{analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
+        vectors.export_vectors(workdir, vocab, W)
+        print(f"{word_eval.analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
     task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
                      train_step=make_train_step(c, examples.minibatches, parallel.data_mesh(),
@@ -492,7 +406,7 @@ def run(config, workdir: str) -> dict:
     parallel.schedule_depth_first()
     parallel.split_cpu(config.cpu_devices)  # before anything starts JAX's backends
     check_config(config)
-    eval_sets = load_eval_sets(config)
+    eval_sets = word_eval.load_eval_sets(config)
     corpus, key = load_corpus(config, workdir)
     config.num_steps = resolve_num_steps(config, corpus)
     check_resume(config, workdir)

@@ -143,3 +143,29 @@ def sweep_replicas(config) -> list[Replica]:
     k = max([len(seeds), len(lrs)] + [len(v) for v in values.values()])
     return [Replica(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate,
                     {key: float(v[i]) for key, v in values.items()}) for i in range(k)]
+
+
+def check_values(c, *, positive_ints=(), non_negative_ints=(), positive_floats=(), non_negative_floats=()) -> None:
+    """ConfigError naming the first (possibly dotted) key whose value is of the wrong kind; a float key's
+    bound holds for its sweep values (config.sweep.<key>) too."""
+    check(c, positive_ints=positive_ints, non_negative_ints=non_negative_ints)
+    for keys, ok, what in ((positive_floats, lambda v: v > 0, "> 0"), (non_negative_floats, lambda v: v >= 0, ">= 0")):
+        good = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and ok(v)
+        for key in keys:
+            found, v = _lookup(c, key)
+            if found and not good(v):
+                raise ConfigError(f"config.{key}={v!r} must be a finite number {what}")
+            found, values = _lookup(c, f"sweep.{key}")
+            if found and not all(good(v) for v in values):
+                raise ConfigError(f"config.sweep.{key}={tuple(values)} must be finite numbers {what}")
+
+
+def check_positive_tuple(c, key: str) -> tuple[int, ...]:
+    found, v = _lookup(c, key)
+    try:
+        t = tuple(v)
+    except TypeError:
+        t = None
+    if not t or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in t):
+        raise ConfigError(f"config.{key}={v!r} must be a non-empty tuple of positive integers")
+    return t

@@ -23,9 +23,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from train.core import checkpoint, parallel
-from train.core import config as config_lib
-from train.core import state as state_lib
+from train.core import checkpoint, config as config_lib, parallel, state as state_lib
 from train.core.errors import ConfigError, NonFiniteError
 from train.core.writers import MetricsWriter
 from train.data import images as data

@@ -6,8 +6,7 @@ import os
 import jax
 import numpy as np
 from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def _cluster_detected() -> bool:

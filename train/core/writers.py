@@ -32,12 +32,6 @@ def save_png(path: str, image: np.ndarray, min_size: int = 256) -> None:
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
 
 
-def to_uint8(x: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
-    """Map floats in [low, high] to uint8 0..255 (clipped)."""
-    x = (np.asarray(x, np.float32) - low) / (high - low)
-    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-
-
 class MetricsWriter:
     """Appends one JSON object per record to metrics.jsonl and mirrors scalars/images to TensorBoard."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from train.core.errors import DataError
@@ -237,6 +238,57 @@ def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:
     n = len(source) if limit is None else min(limit, len(source))
     examples = [source[i] for i in range(n)]
     return {"image": np.stack([e["image"] for e in examples]), "label": np.array([e["label"] for e in examples])}
+
+
+def split_arrays(source, limit: int = 0) -> dict[str, np.ndarray]:
+    """A split as {'image': uint8 [N,H,W,C], 'label': int [N]}; limit 0 = all of it."""
+    return as_arrays(source, limit or None)
+
+
+def batched(fn, *arrays, batch_size: int = 1000):
+    """fn(*chunks) over chunks of the arrays' leading axis, the last padded to one compiled shape; outputs
+    (arrays or tuples of them) concatenated and cut back to the arrays' length."""
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    bs = min(batch_size, n)
+    outs = []
+    for i in range(0, n, bs):
+        chunks = [a[i:i + bs] for a in arrays]
+        m = len(chunks[0])
+        if m < bs:
+            chunks = [np.concatenate([a, np.repeat(a[-1:], bs - m, axis=0)]) for a in chunks]
+        outs.append(jax.tree.map(lambda a: np.asarray(a)[:m], fn(*chunks)))
+    return jax.tree.map(lambda *a: np.concatenate(a), *outs)
+
+
+# ----------------------------------------------------------------------------- pixels
+# Datasets hold uint8 pixels; models scale them on device to [0, 1] (likelihood models) or [-1, 1]
+# (GAN, DDPM, the feature classifier), and figures map model outputs back to uint8.
+
+def to_unit(images):
+    """uint8 pixels 0..255 -> floats in [0, 1]."""
+    return jnp.asarray(images).astype(jnp.float32) / 255.0
+
+
+def to_signed(images):
+    """uint8 pixels 0..255 -> floats in [-1, 1]."""
+    return jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0
+
+
+def to_uint8(x, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Floats in [low, high] -> uint8 0..255 (clipped)."""
+    x = (np.asarray(x, np.float32) - low) / (high - low)
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def unit_to_uint8(x) -> np.ndarray:
+    """Floats in [0, 1] -> uint8 0..255 (clipped)."""
+    return to_uint8(x, 0.0, 1.0)
+
+
+def signed_to_uint8(x) -> np.ndarray:
+    """Floats in [-1, 1] -> uint8 0..255 (clipped)."""
+    return to_uint8(x, -1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- batches

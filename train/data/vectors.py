@@ -206,3 +206,12 @@ def save_projector_tsv(directory, words: Sequence[str], W, tensor_name: str = "w
         f.write(f'embeddings {{\n  tensor_name: "{tensor_name}"\n  tensor_path: "vectors.tsv"\n'
                 f'  metadata_path: "metadata.tsv"\n}}\n')
     return vec_path, meta_path
+
+
+def export_vectors(workdir: str, vocab, W) -> None:
+    """vectors.txt / vectors.bin (word2vec formats, gensim-loadable), projector/ TSVs and vocab.txt."""
+    save_word2vec_text(os.path.join(workdir, "vectors.txt"), vocab.words, W)
+    save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vocab.words, W)
+    save_projector_tsv(os.path.join(workdir, "projector"), vocab.words, W)
+    with open(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.writelines(f"{w} {n}\n" for w, n in zip(vocab.words, vocab.counts.tolist()))

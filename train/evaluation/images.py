@@ -42,12 +42,14 @@ from typing import Any
 import flax.serialization
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
+from train.core import config as config_lib
+from train.core.errors import ConfigError
 from train.data import images as data
-from zoo import classifier as classifier_lib
-from zoo import metrics
+from zoo import classifier as classifier_lib, metrics
 
 CACHE_SUBDIR = "zoo_feature_classifier"
 ARCH = dict(widths=(16, 32, 64), convs_per_stage=1)  # part of the cache key: change it and the key changes
@@ -112,16 +114,11 @@ def _atomic_write(path: str, payload: bytes) -> None:
 
 # ----------------------------------------------------------------------------- training
 
-def to_model_space(images):
-    """uint8 pixels 0..255 -> floats in [-1, 1]."""
-    return jnp.asarray(images).astype(jnp.float32) / 127.5 - 1.0
-
-
 def _train_classifier(net: classifier_lib.Classifier, images: np.ndarray, labels: np.ndarray, *, steps: int,
                       seed: int, batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE):
     """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split."""
     key = jax.random.key(seed)
-    params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), to_model_space(images[:1]))["params"]
+    params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), data.to_signed(images[:1]))["params"]
     if steps == 0:
         return params
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(50, steps // 4), steps, end_value=0.0)
@@ -136,7 +133,7 @@ def _train_classifier(net: classifier_lib.Classifier, images: np.ndarray, labels
         idx = jax.random.randint(k, (bs,), 0, n)
 
         def loss_fn(p):
-            return classifier_lib.cross_entropy_loss(net.apply({"params": p}, to_model_space(x_all[idx])), y_all[idx])
+            return classifier_lib.cross_entropy_loss(net.apply({"params": p}, data.to_signed(x_all[idx])), y_all[idx])
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -159,7 +156,7 @@ class FeatureExtractor:
     batch_size: int = FEATURE_BATCH
 
     def __post_init__(self):
-        self._apply = jax.jit(lambda p, x: self.net.apply({"params": p}, to_model_space(x), features=True))
+        self._apply = jax.jit(lambda p, x: self.net.apply({"params": p}, data.to_signed(x), features=True))
 
     @property
     def feature_dim(self) -> int:
@@ -335,3 +332,67 @@ class ImageEvaluator:
             figures = self.compare_features(self.extractor.features(images))
             self._reference[n] = {f"ref_{k}": v for k, v in figures.items() if k != "classifier_test_accuracy"}
         return dict(self._reference[n])
+
+
+# ----------------------------------------------------------------------------- the image models' `eval` block
+
+def eval_config(num_samples: int = 500, **extra) -> ml_collections.ConfigDict:
+    """The `eval` block: sample-quality sample size, the feature classifier's training, grids, test examples."""
+    return ml_collections.ConfigDict(dict(
+        num_samples=num_samples,   # generated images scored by FD / precision / recall (0: skip sample quality)
+        classifier_steps=1000,     # steps of the feature classifier (trained once per dataset, cached in data_dir)
+        pr_k=3,                    # neighbours of the k-NN precision/recall manifolds
+        test_examples=0,           # test images in likelihood / reconstruction figures (0: the whole test split)
+        grid_images=64,            # images per samples PNG
+        **extra))
+
+
+def check_eval_config(c) -> None:
+    config_lib.check_values(c, positive_ints=("eval.classifier_steps", "eval.pr_k", "eval.grid_images"),
+                 non_negative_ints=("eval.num_samples", "eval.test_examples"))
+    if c.eval.num_samples and c.eval.num_samples < c.eval.pr_k + 1:
+        raise ConfigError(f"config.eval.num_samples={c.eval.num_samples} must be 0 (no sample quality) or at least "
+                          f"config.eval.pr_k + 1 = {c.eval.pr_k + 1}")
+
+
+def check_dataset_for_eval(c, ds: data.ImageData) -> None:
+    """DataError before any write when the test split is too small for the configured figures."""
+    if c.eval.num_samples and len(ds.test) < c.eval.pr_k + 1:
+        raise data.DataError(f"dataset {ds.name!r}: the test split has {len(ds.test)} images; sample quality needs at "
+                             f"least config.eval.pr_k + 1 = {c.eval.pr_k + 1} (or set --config.eval.num_samples=0)")
+
+
+class SampleQuality:
+    """FD, precision and recall of generated uint8 images against the test split (train.evaluation), plus the
+    real-vs-real floor at the same sample size (ref_*). The feature classifier is built on first use."""
+
+    def __init__(self, c, ds: data.ImageData):
+        self.ds, self.data_dir = ds, c.data_dir or None
+        self.steps, self.k, self.num_samples = c.eval.classifier_steps, c.eval.pr_k, c.eval.num_samples
+        self._evaluator = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_samples > 0
+
+    @property
+    def evaluator(self):
+        if self._evaluator is None:
+            self._evaluator = ImageEvaluator(self.ds, self.data_dir, steps=self.steps, k=self.k)
+        return self._evaluator
+
+    def __call__(self, images: np.ndarray) -> dict:
+        ev = self.evaluator
+        q = ev.sample_quality(images)
+        out = {"fd": q["fd"], "precision": q["precision"], "recall": q["recall"],
+               "classifier_test_accuracy": q["classifier_test_accuracy"]}
+        n = len(images)
+        if ev.k + 1 <= n <= len(self.ds.train):
+            ref = ev.reference_figures(n)
+            out.update(ref_fd=ref["ref_fd"], ref_precision=ref["ref_precision"], ref_recall=ref["ref_recall"])
+        return out
+
+
+def eval_key(seed: int, step: int) -> jax.Array:
+    """Randomness of the evaluation at `step`, independent of every training key."""
+    return jax.random.fold_in(jax.random.key(seed), 1_000_003 + step)
