@@ -37,3 +37,26 @@ def matmul_gflops(n: int = 2048, dtype=jnp.float32) -> float:
 def device_line() -> str:
     d = jax.devices()[0]
     return f"{len(jax.devices())} x {d.device_kind} ({d.platform}), jax {jax.__version__}"
+
+
+def train_step_speed(module, c, min_time: float = 5.0) -> tuple[float, float, tuple]:
+    """(seconds per train step, XLA FLOPs per step, (dataset, trained state)) of an image module's config c, timed
+    on one fixed batch after the compiling step."""
+    from train.core import loop, parallel
+    from train.data import images as data
+
+    ds = data.load_images(c.dataset, c.data_dir or None)
+    task = module.make_task(c, ds)
+    mesh = parallel.data_mesh()
+    state = loop.init_state(task, c, mesh)
+    step = loop.compile_step(task, c, mesh)
+    batch = parallel.shard_batch(next(data.batches(ds.train, c.batch_size, 0)), mesh)
+    flops = flops_of(step, state, batch)
+    holder = [state]
+
+    def one_step():
+        holder[0], metrics, _ = step(holder[0], batch)
+        return metrics
+
+    secs = time_fn(one_step, min_time=min_time)
+    return secs, flops, (ds, holder[0])

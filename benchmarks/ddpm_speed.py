@@ -9,10 +9,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks.common import device_line, flops_of, matmul_gflops, time_fn
+from benchmarks.common import device_line, matmul_gflops, time_fn, train_step_speed
 from train import ddpm as train_ddpm
-from train.core import loop, parallel
-from train.data import images as data
 from zoo import ddpm
 
 config_flags.DEFINE_config_dict("config", train_ddpm.get_config())
@@ -21,20 +19,7 @@ flags.DEFINE_integer("sample_images", 64, "Batch of images per sampler call.")
 
 def main(_):
     c = flags.FLAGS.config
-    ds = data.load_images(c.dataset, c.data_dir or None)
-    task = train_ddpm.make_task(c, ds)
-    mesh = parallel.data_mesh()
-    state = loop.init_state(task, c, mesh)
-    step = loop.compile_step(task, c, mesh)
-    batch = parallel.shard_batch(next(data.batches(ds.train, c.batch_size, 0)), mesh)
-    flops = flops_of(step, state, batch)
-    holder = [state]
-
-    def one_step():
-        holder[0], m, _ = step(holder[0], batch)
-        return m
-
-    secs = time_fn(one_step, min_time=5.0)
+    secs, flops, (ds, state) = train_step_speed(train_ddpm, c, min_time=5.0)
     peak = matmul_gflops()
     print(device_line())
     print(f"fp32 matmul (2048^3):            {peak:9.1f} GFLOP/s")
@@ -49,7 +34,7 @@ def main(_):
     shape = (flags.FLAGS.sample_images, *ds.image_shape)
     anc = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k))
     dd = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps))
-    key, params = jax.random.key(0), holder[0].params
+    key, params = jax.random.key(0), state.params
     for name, f in (("ancestral", anc), (f"DDIM {c.sample.ddim_steps} steps", dd)):
         s = time_fn(f, params, key, min_time=1.0, min_iters=1)
         print(f"sampling {name:<22} {shape[0] / s:9.1f} images/s  ({s:.2f} s per {shape[0]} images, T={sched.num_steps})")

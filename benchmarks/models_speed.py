@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from benchmarks.common import device_line, flops_of, matmul_gflops, time_fn
+from benchmarks.common import device_line, matmul_gflops, train_step_speed
 from train import autoencoder, gan, vae
-from train.core import loop, parallel
-from train.data import images as data
 
 MODULES = {"vae": vae, "gan": gan, "autoencoder": autoencoder}
 
@@ -31,21 +29,7 @@ def step_speed(name: str, batch_size: int, min_time: float, data_dir: str) -> di
         c.batch_size = batch_size
     c.data_dir = data_dir
     module.check_config(c)
-    ds = data.load_images(c.dataset, c.data_dir or None)
-    task = module.make_task(c, ds)
-    mesh = parallel.data_mesh()
-    state = loop.init_state(task, c, mesh)
-    step = loop.compile_step(task, c, mesh)
-    batch = parallel.shard_batch(next(data.batches(ds.train, c.batch_size, 0)), mesh)
-    flops = flops_of(step, state, batch)
-    holder = [state]
-
-    def one_step():
-        out = step(holder[0], batch)
-        holder[0] = out[0]
-        return out[1]
-
-    secs = time_fn(one_step, min_time=min_time)
+    secs, flops, _ = train_step_speed(module, c, min_time=min_time)
     return {"secs": secs, "flops": flops, "batch_size": c.batch_size, "arch": c.model.arch}
 
 

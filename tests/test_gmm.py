@@ -7,8 +7,15 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from zoo.gmm import (GMM, gmm_e_step, gmm_fit, gmm_log_prob, gmm_m_step, gmm_responsibilities,
-                     gmm_sample)
+from zoo.gmm import (
+    GMM,
+    gmm_e_step,
+    gmm_fit,
+    gmm_log_prob,
+    gmm_m_step,
+    gmm_responsibilities,
+    gmm_sample,
+)
 
 TRUE_MEANS = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])

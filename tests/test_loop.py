@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
-    c = config_lib.base_config()
+    c = config_lib.Schema(config_lib.LOOP, config_lib.OPTIMIZER, config_lib.IMAGE_DATA).config()
     c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 8, 16, 1, 2
     c.warmup_steps, c.learning_rate, c.progress, c.ema_decay = 0, 1e-2, False, 0.9
     c.update(overrides)
@@ -278,4 +278,4 @@ def test_sweep_lengths_must_match(digits, tmp_path):
     c = tiny_config()
     c.sweep.seeds, c.sweep.learning_rates = (0, 1), (1e-2,)
     with pytest.raises(config_lib.ConfigError, match="same length"):
-        config_lib.check(c)
+        config_lib.check_sweep(c)

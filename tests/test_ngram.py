@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from zoo.ngram import BOS, EOS, UNK, AddKLM, KneserNeyLM, count_ngrams, mle_prob, ngram_vocab
+from zoo.ngram import (
+    BOS,
+    EOS,
+    UNK,
+    AddKLM,
+    KneserNeyLM,
+    count_ngrams,
+    mle_prob,
+    ngram_vocab,
+)
 from zoo.text import Vocab
 
 LECTURE = ["I like deep learning.", "I like NLP.", "I enjoy flying."]

@@ -1,6 +1,5 @@
 """SVD / PCA checked against numpy.linalg.svd, Eckart-Young and sklearn.decomposition.PCA (float32 in jax)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA as SkPCA

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from zoo.text import (UnknownWordError, Vocab, cooccurrence_matrix, noise_distribution, one_hot, ppmi,
-                      subsample_keep_prob, svd_embeddings, tokenize)
+from zoo.text import (
+    UnknownWordError,
+    Vocab,
+    cooccurrence_matrix,
+    noise_distribution,
+    one_hot,
+    ppmi,
+    subsample_keep_prob,
+    svd_embeddings,
+    tokenize,
+)
 
 # ----------------------------------------------------------------------------- tokenize
 

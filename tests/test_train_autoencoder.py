@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.configs import smoke_config
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import autoencoder as train_ae
 from train.core.errors import ConfigError
@@ -13,37 +14,12 @@ from train.core.errors import ConfigError
 EVAL_KEYS = ("eval/test_loss", "eval/test_mse", "eval/fd", "eval/precision", "eval/recall", "eval/ref_fd")
 
 
-def override(c, overrides):
-    for k, v in overrides.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
 
 
-def tiny_eval(c):
-    c.eval.classifier_steps = 5
-    c.eval.num_samples = 8
-    c.eval.grid_images = 8
-    c.eval.test_examples = 16
-    return c
 
 
 def tiny_config(data_dir, **overrides):
-    c = tiny_eval(train_ae.get_config())
-    c.data_dir = str(data_dir)
-    c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 4, 8, 2, 2
-    c.warmup_steps = 1
-    c.lr_schedule = "constant"  # so a run extended from 4 to 6 steps is the same run as 6 straight
-    c.progress = False
-    c.model.hidden = (16,)
-    c.model.channels = (4, 8)
-    c.model.latent_dim = 3
-    c.density.num_components = 2
-    c.eval.density_examples = 64
-    return override(c, overrides)
+    return smoke_config(train_ae, data_dir, **overrides)
 
 
 def tiny_npz(path, n=40, n_test=10, classes=3):
@@ -99,7 +75,7 @@ def test_npz_conv_mse_gaussian(data_dir, tmp_path):
     ({"loss": "l1"}, "config.loss='l1' is not accepted; accepted: mse, bce"),
     ({"model.arch": "resnet"}, "config.model.arch='resnet'"),
     ({"density.kind": "flow"}, "accepted: gaussian, gmm"),
-    ({"model.latent_dim": 0}, "config.model.latent_dim=0 must be a positive integer"),
+    ({"model.latent_dim": 0}, "config.model.latent_dim=0 is not accepted; accepted: an integer >= 1"),
     ({"eval.num_samples": 2}, "eval.num_samples=2 must be 0"),
     ({"density.num_components": 100}, "density.num_components=100"),
 ])

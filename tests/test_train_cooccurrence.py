@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.configs import smoke_config
 from train import cooccurrence as tc
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data, vectors
@@ -14,12 +15,7 @@ from zoo.text import tokenize
 
 
 def tiny_config(**overrides):
-    c = tc.get_config()
-    c.num_tokens = 50_000
-    c.embed_dim = 16
-    for k, v in overrides.items():
-        c[k] = v
-    return c
+    return smoke_config(tc, **overrides)
 
 
 def test_counts_and_vectors_of_a_text_file_match_brute_force(tmp_path):

@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
+from tests.configs import smoke_config
+from tests.test_train_autoencoder import tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import gan as train_gan
 from train.core import config as config_lib, loop, parallel
@@ -17,16 +18,7 @@ EVAL_KEYS = ("eval/fd", "eval/precision", "eval/recall", "eval/ref_fd", "eval/te
 
 
 def tiny_config(data_dir, **overrides):
-    c = tiny_eval(train_gan.get_config())
-    c.data_dir = str(data_dir)
-    c.num_steps, c.batch_size, c.log_every, c.checkpoint_every = 4, 8, 2, 2
-    c.progress = False
-    c.model.hidden = (16,)
-    c.model.channels = (4, 8)
-    c.model.latent_dim = 4
-    c.eval.interpolation_rows = 2
-    c.eval.interpolation_steps = 3
-    return override(c, overrides)
+    return smoke_config(train_gan, data_dir, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +110,8 @@ def test_npz_dcgan_wgan_gp(data_dir, tmp_path):
 @pytest.mark.parametrize("overrides, match", [
     ({"loss": "lsgan"}, "config.loss='lsgan' is not accepted; accepted: minimax, nonsaturating, hinge, wgan-gp"),
     ({"model.arch": "stylegan"}, "accepted: mlp, dcgan"),
-    ({"gp_weight": -1.0}, "config.gp_weight=-1.0 must be a finite number >= 0"),
-    ({"model.hidden": ()}, "config.model.hidden=() must be a non-empty tuple of positive integers"),
+    ({"gp_weight": -1.0}, "config.gp_weight=-1.0 is not accepted; accepted: a finite number >= 0"),
+    ({"model.hidden": ()}, "config.model.hidden=() is not accepted; accepted: a non-empty tuple of integers >= 1"),
 ])
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):

@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_train_autoencoder import override, tiny_eval, tiny_npz
+from tests.configs import smoke_config
+from tests.test_train_autoencoder import tiny_npz
 from tests.test_train_ddpm import read_metrics
 from train import pca as train_pca
 from train.core.errors import ConfigError
@@ -17,12 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(data_dir, **overrides):
-    c = tiny_eval(train_pca.get_config())
-    c.data_dir = str(data_dir)
-    c.k = 5
-    c.ks = (1, 2, 5, 10)
-    c.eval.test_examples = 0
-    return override(c, overrides)
+    return smoke_config(train_pca, data_dir, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +86,7 @@ def test_npz_dataset_and_gmm_density(data_dir, tmp_path):
     ({"k": 100}, "config.k=100 must be at most min(train images, pixels) = 64"),
     ({"num_components": 65}, "config.num_components=65 must be at most min(train images, pixels) = 64"),
     ({"k": 20, "num_components": 10}, "config.k=20 must be at most config.num_components=10"),
-    ({"ks": (0, 3)}, "config.ks=(0, 3) must be a non-empty tuple of positive integers"),
+    ({"ks": (0, 3)}, "config.ks=(0, 3) is not accepted; accepted: a non-empty tuple of integers >= 1"),
 ])
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
@@ -101,7 +97,7 @@ def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match
 @pytest.mark.parametrize("module, override, fragment", [
     ("pca", "--config.method=qr", "config.method='qr' is not accepted"),
     ("autoencoder", "--config.loss=l1", "config.loss='l1' is not accepted"),
-    ("vae", "--config.beta=-1.0", "config.beta=-1.0 must be"),
+    ("vae", "--config.beta=-1.0", "config.beta=-1.0 is not accepted"),
     ("gan", "--config.dataset=no_such_dataset", "unknown dataset 'no_such_dataset'"),
 ])
 def test_cli_rejects_bad_input_with_one_line(tmp_path, module, override, fragment):

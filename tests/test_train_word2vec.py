@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.configs import smoke_config
 from train import word2vec as tw
 from train.core.errors import ConfigError, DataError
 from train.data import corpus as planted, text as text_data, vectors
@@ -19,19 +20,7 @@ from zoo.text import tokenize
 
 
 def tiny_config(**overrides):
-    c = tw.get_config()
-    c.num_tokens = 50_000
-    c.batch_size = 8192
-    c.minibatch_size = 256
-    c.embed_dim = 16
-    c.num_steps = 6
-    c.log_every = 2
-    c.checkpoint_every = 2
-    c.min_learning_rate = c.learning_rate  # constant lr, so a run extended from 4 to 6 steps is the 6-step run
-    c.progress = False
-    for k, v in overrides.items():
-        c[k] = v
-    return c
+    return smoke_config(tw, **overrides)
 
 
 def read_metrics(workdir):
@@ -131,18 +120,19 @@ for model in ("sgns", "cbow"):
     want = {}
     for mode, sync in (("replicated", 2), ("local", 2), ("local", 0)):
         c.device_updates, c.sync_minibatches = mode, sync
-        task = tw.make_task(c, corpus, ([], []))  # the step's shapes (minibatches per device) follow the mode
-        record = task.examples.record(c.seed, 0)
+        examples = tw.TrainingExamples(corpus, c, jax.device_count())  # minibatches per device follow the mode
+        task = tw.make_task(c, corpus, ([], []), examples)
+        record = examples.record(c.seed, 0)
         start = loop.init_state(task, c, mesh)
         tables = {k: np.asarray(v) for k, v in start.params.items()}
         # the reference: zoo's row steps one minibatch at a time, in a Python loop; the noise words drawn as the
         # step draws them from its key: all at once ('replicated'), or per device from fold_in(key, d) ('local')
-        M, lr, G = task.examples.minibatches, c.learning_rate, c.share_negatives  # tiny_config's rate is constant
+        M, lr, G = examples.minibatches, c.learning_rate, c.share_negatives  # tiny_config's rate is constant
         key, rows = loop.step_key(c.seed, 0), M * c.minibatch_size // G
         if mode == "replicated":
-            negatives = np.asarray(task.examples.negatives(key, rows))
+            negatives = np.asarray(examples.negatives(key, rows))
         else:
-            negatives = np.concatenate([np.asarray(task.examples.negatives(jax.random.fold_in(key, d), rows // 4))
+            negatives = np.concatenate([np.asarray(examples.negatives(jax.random.fold_in(key, d), rows // 4))
                                         for d in range(4)])
         keys = [k for k in record if k != "dropped"] + ["negatives"]
         split = {k: np.split(negatives if k == "negatives" else record[k], M) for k in keys}
@@ -165,7 +155,7 @@ for model in ("sgns", "cbow"):
         if mode == "replicated":
             w = sgd(tables, range(M))
         else:
-            per, rounds_of = M // 4, task.examples.sync_minibatches
+            per, rounds_of = M // 4, examples.sync_minibatches
             assert per % rounds_of == 0 and (rounds_of == 2 < per if sync else rounds_of == per), (per, rounds_of)
             w = local(tables, rounds_of)
         state, _, _ = loop.compile_step(task, c, mesh)(start, parallel.shard_batch(record, mesh))

@@ -7,12 +7,15 @@ error, sample quality), samples/reconstructions_*.png, samples/samples_*.png, sa
 """
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
+from train.core.config import Key
 from train.data import images as data
 from train.evaluation import images as evaluation, plots
 from zoo import autoencoder as ae
@@ -20,34 +23,37 @@ from zoo import autoencoder as ae
 ARCHS = ("mlp", "conv")
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.num_steps = 4000
-    c.batch_size = 128
-    c.learning_rate = 1e-3
-    c.lr_schedule = "cosine"
-    c.warmup_steps = 100
-    c.min_lr_ratio = 0.05
-    c.ema_decay = 0.99
-    c.log_every = 100
-    c.checkpoint_every = 1000
-    c.loss = "bce"              # 'mse' (squared error) | 'bce' (Bernoulli likelihood); pixels in [0, 1]
-    c.model = ml_collections.ConfigDict(dict(
-        arch="mlp",             # 'mlp' | 'conv'
-        latent_dim=8,
-        hidden=(256, 128),      # MLP widths (the decoder mirrors them)
-        channels=(32, 64),      # conv widths per resolution level
-        linear=False))          # MLP without hidden layers: h = Wx + b (spans PCA's subspace with 'mse')
-    c.density = ml_collections.ConfigDict(dict(kind="gmm", num_components=10))  # 'gaussian' | 'gmm'
-    c.eval = evaluation.eval_config(num_samples=500, density_examples=10000)
-    return c
+SCHEMA = config_lib.Schema(
+    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    {
+        "loss": Key("bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]",
+                    choices=ae.LOSS_KINDS),
+        "model.arch": Key("mlp", "encoder and decoder networks", choices=ARCHS),
+        "model.latent_dim": Key(8, "dimension of the code", range=">= 1"),
+        "model.hidden": Key((256, 128), "MLP widths (the decoder mirrors them)", range=">= 1", nonempty=True),
+        "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
+        "model.linear": Key(False, "an MLP without hidden layers, h = Wx + b (spans PCA's subspace with 'mse')"),
+        "density.kind": Key("gmm", "density fitted to the training codes, sampled to generate", choices=ae.DENSITY_KINDS),
+        "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
+    },
+    evaluation.eval_keys(num_samples=500),
+    {"eval.density_examples": Key(10000, "training codes the code density is fitted to", range=">= 1")},
+    defaults=dict(num_steps=4000, batch_size=128, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
+                  min_lr_ratio=0.05, ema_decay=0.99, log_every=100, checkpoint_every=1000),
+    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
+                        "warmup_steps": 1, "lr_schedule": "constant", "progress": False, "model.hidden": (16,),
+                        "model.channels": (4, 8), "model.latent_dim": 3, "density.num_components": 2,
+                        "eval.density_examples": 64}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"loss": ae.LOSS_KINDS, "model.arch": ARCHS, "density.kind": ae.DENSITY_KINDS})
-    config_lib.check_values(c, positive_ints=("model.latent_dim", "density.num_components", "eval.density_examples"))
-    config_lib.check_positive_tuple(c, "model.hidden")
-    config_lib.check_positive_tuple(c, "model.channels")
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+    SCHEMA.check(c)
     evaluation.check_eval_config(c)
     if c.density.kind == "gmm" and c.density.num_components > c.eval.density_examples:
         raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} must be at most "
@@ -122,4 +128,4 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    cli.main("autoencoder", get_config, run)
+    cli.main(sys.modules[__name__])

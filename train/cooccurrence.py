@@ -11,46 +11,48 @@ Default: the generated 2M-token corpus, window 5, 100 dimensions, well under a m
 from __future__ import annotations
 
 import os
+import sys
 
 import ml_collections
 import numpy as np
 import scipy.sparse
 
-from train.core import cli, config as config_lib
+from train.core import cli, config as config_lib, fit as fit_lib
+from train.core.config import Key
 from train.core.errors import ConfigError
-from train.core.writers import MetricsWriter
 from train.data import text as text_data, vectors
 from train.evaluation import words as word_eval
 from zoo import text
 
 WEIGHTINGS = ("uniform", "harmonic")
 COUNTS_FILE = "cooccurrence_counts.npz"
+FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "window", "weighting")  # what the saved counts depend on
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.corpus = text_data.GENERATED  # 'generated' | 'text:PATH' | a prepared TFDS text dataset name
-    c.num_tokens = 2_000_000    # size of the generated corpus
-    c.min_count = 5
-    c.max_vocab = 10_000        # the most frequent words only: the SVD is of a dense max_vocab^2 matrix
-    c.window = 5                # context words up to this distance on both sides, within a line
-    c.weighting = "uniform"     # 'uniform' counts 1 per pair, 'harmonic' 1/distance (GloVe)
-    c.ppmi_alpha = 0.75         # context-distribution smoothing of PPMI (1 = plain PPMI)
-    c.embed_dim = 100
-    c.svd_power = 0.5           # vectors U_k S_k^power (0.5: S split between words and contexts)
-    c.analogies = ""            # questions-words file; '' = the generated corpus's planted sets
-    c.wordsim = ""              # word1 word2 score file; '' = the planted similarities
-    return c
+SCHEMA = config_lib.Schema(
+    text_data.CORPUS_KEYS,
+    {
+        "min_count": Key(5, "words rarer than this are dropped", range=">= 1"),
+        "max_vocab": Key(10_000, "the most frequent words only: the SVD is of a dense max_vocab^2 matrix (0: all)",
+                         range=">= 0"),
+        "window": Key(5, "context words up to this distance on both sides, within a line", range=">= 1"),
+        "weighting": Key("uniform", "'uniform' counts 1 per pair, 'harmonic' 1/distance (GloVe)", choices=WEIGHTINGS),
+        "ppmi_alpha": Key(0.75, "context-distribution smoothing of PPMI (1: plain PPMI)", range="> 0"),
+        "embed_dim": Key(100, "dimension of the vectors", range=">= 1"),
+        "svd_power": Key(0.5, "vectors U_k S_k^power (0.5: S split between words and contexts)", range=">= 0"),
+    },
+    word_eval.EVAL_KEYS,
+    variants={"smoke": {"num_tokens": 50_000, "embed_dim": 16}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"weighting": WEIGHTINGS, **config_lib.FLOAT32_ONLY},
-                     positive_ints=("num_tokens", "min_count", "window", "embed_dim"),
-                     non_negative_ints=("max_vocab",))
-    if not (isinstance(c.ppmi_alpha, (int, float)) and c.ppmi_alpha > 0):
-        raise ConfigError(f"config.ppmi_alpha={c.ppmi_alpha!r} must be > 0 (1 = plain PPMI, 0.75 = smoothed)")
-    if not (isinstance(c.svd_power, (int, float)) and c.svd_power >= 0):
-        raise ConfigError(f"config.svd_power={c.svd_power!r} must be >= 0")
+    """ConfigError naming the first value SCHEMA does not accept."""
+    SCHEMA.check(c)
 
 
 def save_counts(path: str, key: str, counts) -> None:
@@ -82,38 +84,30 @@ def run(config, workdir: str) -> dict:
     if c.embed_dim > len(vocab):
         raise ConfigError(f"config.embed_dim={c.embed_dim} exceeds the {len(vocab)} words of corpus {corpus.name!r}; "
                           f"accepted: embed_dim <= {len(vocab)}")
-    path, key = os.path.join(workdir, COUNTS_FILE), f"{corpus_key}|window={c.window}|weighting={c.weighting}"
-    counts = load_counts(path, key)
-    os.makedirs(workdir, exist_ok=True)
-    text_data.save_cached(workdir, corpus_key, corpus)
-    if counts is None:
-        lines = np.split(corpus.ids, np.cumsum(corpus.sentence_lengths)[:-1])
-        counts = text.cooccurrence_matrix(lines, len(vocab), c.window, weighting=c.weighting, sparse=True)
-        save_counts(path, key, counts)
-        print(f"cooccurrence: counted {counts.nnz} word pairs within window {c.window} over {len(corpus.ids)} words; "
-              f"saved {path}", flush=True)
-    else:
-        print(f"cooccurrence: loaded the counts from {path}", flush=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+    path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), f"{corpus_key}|window={c.window}|weighting={c.weighting}"
 
-    W = text.svd_embeddings(text.ppmi(counts, alpha=c.ppmi_alpha), c.embed_dim, power=c.svd_power)
-    figures = word_eval.evaluate_vectors(W, vocab, *eval_sets)
-    writer = MetricsWriter(workdir)
-    try:
+    def fit_and_evaluate(workdir, writer):
+        counts = load_counts(path, key)
+        text_data.save_cached(workdir, corpus_key, corpus)
+        if counts is None:
+            lines = np.split(corpus.ids, np.cumsum(corpus.sentence_lengths)[:-1])
+            counts = text.cooccurrence_matrix(lines, len(vocab), c.window, weighting=c.weighting, sparse=True)
+            save_counts(path, key, counts)
+            print(f"cooccurrence: counted {counts.nnz} word pairs within window {c.window} over {len(corpus.ids)} "
+                  f"words; saved {path}", flush=True)
+        else:
+            print(f"cooccurrence: loaded the counts from {path}", flush=True)
+        W = text.svd_embeddings(text.ppmi(counts, alpha=c.ppmi_alpha), c.embed_dim, power=c.svd_power)
+        figures = word_eval.evaluate_vectors(W, vocab, *eval_sets)
         writer.scalars(1, {f"eval/{k}": v for k, v in figures.items()})
         image = word_eval.planted_pairs_figure(W, vocab)
         if image is not None:
             writer.image(1, "planted_pairs_pca", image)
-    finally:
-        writer.close()
-    vectors.export_vectors(workdir, vocab, W)
-    print("\n".join([word_eval.analogy_line(W, vocab), f"vectors: {os.path.join(workdir, 'vectors.txt')}",
-                     f"cooccurrence: PPMI + SVD vectors of {len(vocab)} words; workdir {workdir}"]
-                    + [f"  {k:<36} {v:.6g}" if isinstance(v, float) else f"  {k:<36} {v}"
-                       for k, v in sorted(figures.items())]), flush=True)
-    return figures
+        vectors.export_vectors(workdir, vocab, W)
+        print(f"{word_eval.analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
+        return figures, f"cooccurrence: PPMI + SVD vectors of {len(vocab)} words; workdir {workdir}", ()
 
+    return fit_lib.run(c, workdir, fit_lib.Fit("cooccurrence", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
 
 if __name__ == "__main__":
-    cli.main("cooccurrence", get_config, run)
+    cli.main(sys.modules[__name__])

@@ -6,52 +6,56 @@ bits/dim bound at the end.
 """
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
+from train.core.config import Key
 from train.core.writers import image_grid
 from train.data import images as data
 from train.data.images import to_uint8
 from train.evaluation import images as evaluation
 from zoo import ddpm
 
-
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.num_steps = 2000
-    c.batch_size = 64
-    c.learning_rate = 1e-3
-    c.lr_schedule = "cosine"
-    c.warmup_steps = 100
-    c.min_lr_ratio = 0.05
-    c.ema_decay = 0.995
-    c.log_every = 50
-    c.checkpoint_every = 500
-    c.model = ml_collections.ConfigDict(dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0))
-    c.diffusion = ml_collections.ConfigDict(dict(schedule="linear", num_timesteps=1000, variance="beta"))
-    c.sample = ml_collections.ConfigDict(dict(num_images=64, ddim_steps=50, ddim_eta=0.0))
+SCHEMA = config_lib.Schema(
+    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    {
+        "model.ch": Key(32, "U-Net base channels", range=">= 1"),
+        "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),
+        "model.num_res_blocks": Key(1, "residual blocks per level", range=">= 1"),
+        "model.attn_resolutions": Key((4,), "resolutions with self-attention", range=">= 1", item=int),
+        "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
+        "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
+        "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
+        "diffusion.variance": Key("beta", "reverse-step variance: beta_t or the posterior's beta~_t",
+                                  choices=ddpm.VARIANCES),
+        "sample.num_images": Key(64, "images of the ancestral and DDIM sample grids", range=">= 1"),
+        "sample.ddim_steps": Key(50, "DDIM sampling steps (at most num_timesteps)", range=">= 1"),
+        "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
+    },
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
     # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
-    c.eval = evaluation.eval_config(num_samples=256)
-    c.eval.test_examples = 64
-    return c
+    evaluation.eval_keys(num_samples=256, test_examples=64),
+    defaults=dict(num_steps=2000, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
+                  min_lr_ratio=0.05, ema_decay=0.995, log_every=50, checkpoint_every=500),
+    variants={"smoke": {"num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "warmup_steps": 1,
+                        "lr_schedule": "constant", "progress": False, "model.ch": 8, "model.num_res_blocks": 1,
+                        "diffusion.num_timesteps": 20, "sample.num_images": 4, "sample.ddim_steps": 5,
+                        "eval.test_examples": 4, "eval.num_samples": 0}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"diffusion.schedule": ("linear", "cosine"), "diffusion.variance": ddpm.VARIANCES})
-    for key in ("diffusion.num_timesteps", "sample.num_images", "sample.ddim_steps", "model.ch", "model.num_res_blocks"):
-        v = c[key.split(".")[0]][key.split(".")[1]]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise config_lib.ConfigError(f"config.{key}={v!r} must be a positive integer")
-    for key in ("ch_mult", "attn_resolutions"):
-        v = c.model[key]
-        if not isinstance(v, (tuple, list)) or not all(isinstance(m, int) and m > 0 for m in v) or \
-                (key == "ch_mult" and not v):
-            raise config_lib.ConfigError(f"config.model.{key}={v!r} must be a tuple of positive integers, "
-                                         f"e.g. (1, 2)")
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+    SCHEMA.check(c)
     if c.sample.ddim_steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
                                      f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}")
@@ -114,4 +118,4 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    cli.main("ddpm", get_config, run)
+    cli.main(sys.modules[__name__])

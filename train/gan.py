@@ -10,6 +10,7 @@ value V(D, G), sample quality), samples/{samples,interpolation}_*.png.
 from __future__ import annotations
 
 import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import ml_collections
 import optax
 
 from train.core import cli, config as config_lib, loop, state as state_lib
+from train.core.config import Key
 from train.data import images as data
 from train.evaluation import images as evaluation, plots
 from zoo import gan
@@ -26,37 +28,38 @@ ARCHS = ("mlp", "dcgan")
 NETS = ("generator", "discriminator")
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.num_steps = 10000
-    c.batch_size = 64
-    c.learning_rate = 2e-4      # the generator's
-    c.d_learning_rate = 0.0     # the discriminator's (0: learning_rate)
-    c.lr_schedule = "constant"
-    c.warmup_steps = 0
-    c.b1 = 0.5
-    c.b2 = 0.999
-    c.grad_clip = 0.0
-    c.ema_decay = 0.999
-    c.log_every = 100
-    c.checkpoint_every = 2000
-    c.loss = "nonsaturating"    # 'minimax' | 'nonsaturating' | 'hinge' | 'wgan-gp'
-    c.gp_weight = 10.0          # lambda of the gradient penalty ('wgan-gp')
-    c.model = ml_collections.ConfigDict(dict(
-        arch="mlp",             # 'mlp' | 'dcgan'
-        latent_dim=32,
-        hidden=(256, 256),      # MLP widths of both networks
-        channels=(32, 64)))     # DCGAN widths per resolution level
-    c.eval = evaluation.eval_config(num_samples=500, interpolation_rows=8, interpolation_steps=10)
-    return c
+SCHEMA = config_lib.Schema(
+    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    {
+        "d_learning_rate": Key(0.0, "the discriminator's learning rate (0: learning_rate, the generator's)",
+                               range=">= 0"),
+        "loss": Key("nonsaturating", "the GAN objective", choices=LOSSES),
+        "gp_weight": Key(10.0, "lambda of the gradient penalty ('wgan-gp')", range=">= 0"),
+        "model.arch": Key("mlp", "generator and discriminator networks", choices=ARCHS),
+        "model.latent_dim": Key(32, "dimension of z", range=">= 1"),
+        "model.hidden": Key((256, 256), "MLP widths of both networks", range=">= 1", nonempty=True),
+        "model.channels": Key((32, 64), "DCGAN widths per resolution level", range=">= 1", nonempty=True),
+    },
+    evaluation.eval_keys(num_samples=500),
+    {
+        "eval.interpolation_rows": Key(8, "latent interpolation paths in the PNG", range=">= 1"),
+        "eval.interpolation_steps": Key(10, "points per interpolation path", range=">= 1"),
+    },
+    defaults=dict(num_steps=10000, batch_size=64, learning_rate=2e-4, lr_schedule="constant", warmup_steps=0,
+                  b1=0.5, b2=0.999, grad_clip=0.0, ema_decay=0.999, log_every=100, checkpoint_every=2000),
+    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
+                        "progress": False, "model.hidden": (16,), "model.channels": (4, 8), "model.latent_dim": 4,
+                        "eval.interpolation_rows": 2, "eval.interpolation_steps": 3}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"loss": LOSSES, "model.arch": ARCHS},
-                     positive_ints=("model.latent_dim", "eval.interpolation_rows", "eval.interpolation_steps"))
-    config_lib.check_values(c, non_negative_floats=("d_learning_rate", "gp_weight"))
-    config_lib.check_positive_tuple(c, "model.hidden")
-    config_lib.check_positive_tuple(c, "model.channels")
+    """ConfigError naming the first value SCHEMA does not accept."""
+    SCHEMA.check(c)
     evaluation.check_eval_config(c)
 
 
@@ -122,21 +125,16 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         k_zd, k_zg, k_gp = jax.random.split(key, 3)
         real = data.to_signed(batch["image"])
         n = real.shape[0]
-        # A learning-rate sweep's replica scales both networks' updates (as TrainState.apply_gradients does).
-        scaled = (lambda u: u) if state.lr_scale is None else (lambda u: jax.tree.map(lambda a: a * state.lr_scale, u))
         g, d = state.params["generator"], state.params["discriminator"]
         fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent))))
         (d_loss, (lr, lf)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, real, fake, k_gp)
         d_updates, d_opt = txs["discriminator"].update(d_grads, state.opt_state["discriminator"], d)
-        d = optax.apply_updates(d, scaled(d_updates))
+        d = optax.apply_updates(d, state.scale_updates(d_updates))
         g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent)))
         g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
-        g = optax.apply_updates(g, scaled(g_updates))
-        params = {"generator": g, "discriminator": d}
-        new = state.replace(step=state.step + 1, params=params, opt_state={"generator": g_opt, "discriminator": d_opt})
-        if state.ema_params is not None:
-            rate = state.ema_decay
-            new = new.replace(ema_params=jax.tree.map(lambda e, p: rate * e + (1 - rate) * p, state.ema_params, params))
+        g = optax.apply_updates(g, state.scale_updates(g_updates))
+        new = state.advance(params={"generator": g, "discriminator": d},
+                            opt_state={"generator": g_opt, "discriminator": d_opt})
         metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
                    "minimax_value": gan.minimax_value(lr, lf),
                    "d_real": jnp.mean(lr), "d_fake": jnp.mean(lf),
@@ -185,4 +183,4 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    cli.main("gan", get_config, run)
+    cli.main(sys.modules[__name__])

@@ -1,7 +1,7 @@
 """Fit n-gram language models: `python -m train.ngram [--workdir runs/ngram] [--config.order=3 ...]`.
 
 Counts every k-gram (k = 1..order) of the train part of the corpus (9 lines in 10; every 10th line is
-held out, train/text_data.py), fits add-k and interpolated Kneser-Ney models of every order from them
+held out, train/data/text.py), fits add-k and interpolated Kneser-Ney models of every order from them
 (zoo.ngram) and reports each one's held-out perplexity in metrics.jsonl, one record per order n
 (step = n). Prints and writes (samples.txt) sentences sampled from the highest-order models. The
 counts are saved as ngram_counts.npz in the workdir; a rerun with the same corpus, min_count and order
@@ -10,47 +10,50 @@ loads them instead of counting again. Default: the generated 2M-token corpus, or
 from __future__ import annotations
 
 import os
+import sys
 
 import ml_collections
 import numpy as np
 
-from train.core import cli, config as config_lib
+from train.core import cli, config as config_lib, fit as fit_lib
+from train.core.config import Key
 from train.core.errors import ConfigError, DataError
-from train.core.writers import MetricsWriter
 from train.data import text as text_data
 from zoo import ngram
 from zoo.text import Vocab
 
 SMOOTHINGS = ("all", "kneser_ney", "add_k")
 COUNTS_FILE = "ngram_counts.npz"
+FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "order")  # what the saved counts depend on
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.corpus = text_data.GENERATED  # 'generated' | 'text:PATH' | a prepared TFDS text dataset name
-    c.num_tokens = 2_000_000    # size of the generated corpus
-    c.min_count = 2             # rarer train words become <unk>, so <unk> has a probability on held-out text
-    c.max_vocab = 0             # keep only the most frequent words; 0 = no limit
-    c.order = 3                 # n: models of every order 1..n (Kneser-Ney: 2..n) are fitted and reported
-    c.smoothing = "all"         # 'all' | 'kneser_ney' | 'add_k'
-    c.discount = 0.75           # Kneser-Ney's absolute discount D, in (0, 1]
-    c.k = 0.01                  # add-k's pseudo-count (k = 1: Laplace, add-one)
-    c.num_samples = 5           # sentences sampled from each highest-order model
-    c.max_sample_len = 30
-    return c
+SCHEMA = config_lib.Schema(
+    {"seed": config_lib.LOOP["seed"]}, text_data.CORPUS_KEYS,
+    {
+        "min_count": Key(2, "rarer train words become <unk>, so <unk> has a probability on held-out text",
+                         range=">= 1"),
+        "max_vocab": Key(0, "keep only the most frequent words (0: no limit)", range=">= 0"),
+        "order": Key(3, "n: models of every order 1..n (Kneser-Ney: 2..n) are fitted and reported", range=">= 1"),
+        "smoothing": Key("all", "the models fitted: both, Kneser-Ney or add-k", choices=SMOOTHINGS),
+        "discount": Key(0.75, "Kneser-Ney's absolute discount D", range="(0, 1]"),
+        "k": Key(0.01, "add-k's pseudo-count (k = 1: Laplace, add-one)", range="> 0"),
+        "num_samples": Key(5, "sentences sampled from each highest-order model", range=">= 0"),
+        "max_sample_len": Key(30, "words per sampled sentence at most", range=">= 1"),
+    },
+    variants={"smoke": {"num_tokens": 20_000, "num_samples": 2}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"smoothing": SMOOTHINGS, **config_lib.FLOAT32_ONLY},
-                     positive_ints=("num_tokens", "min_count", "order", "max_sample_len"),
-                     non_negative_ints=("max_vocab", "num_samples"))
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+    SCHEMA.check(c)
     if c.smoothing == "kneser_ney" and c.order < 2:
         raise ConfigError(f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 "
                           f"(or smoothing='add_k')")
-    if not (isinstance(c.discount, (int, float)) and 0 < c.discount <= 1):
-        raise ConfigError(f"config.discount={c.discount!r} must be in (0, 1]")
-    if not (isinstance(c.k, (int, float)) and c.k > 0):
-        raise ConfigError(f"config.k={c.k!r} must be > 0 (k = 1 is Laplace smoothing)")
 
 
 # ----------------------------------------------------------------------------- counts, saved and loaded
@@ -122,7 +125,7 @@ def run(config, workdir: str) -> dict:
     check_config(c)
     source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
     train, test = source.split("train"), source.split("test")
-    path, key = os.path.join(workdir, COUNTS_FILE), counts_key(source, c)
+    path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), counts_key(source, c)
     loaded = load_counts(path, key, c.order)
     if loaded is None:
         vocab, counts = count_corpus(train, c)
@@ -133,20 +136,17 @@ def run(config, workdir: str) -> dict:
         raise DataError(f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
                         f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines")
 
-    os.makedirs(workdir, exist_ok=True)
-    if loaded is None:
-        save_counts(path, key, vocab, counts)
-        print(f"ngram: counted {', '.join(f'{len(g)} {k + 1}-grams' for k, g in enumerate(counts.grams))} of "
-              f"{counts.num_sentences} train lines ({len(vocab)} words with <s>, </s>, <unk>); saved {path}", flush=True)
-    else:
-        print(f"ngram: loaded the counts of {counts.num_sentences} train lines from {path}", flush=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-
     kinds = ("add_k", "kneser_ney") if c.smoothing == "all" else (c.smoothing,)
-    writer = MetricsWriter(workdir)
-    figures, top = {}, {}
-    try:
+
+    def fit_and_evaluate(workdir, writer):
+        if loaded is None:
+            save_counts(path, key, vocab, counts)
+            print(f"ngram: counted {', '.join(f'{len(g)} {k + 1}-grams' for k, g in enumerate(counts.grams))} of "
+                  f"{counts.num_sentences} train lines ({len(vocab)} words with <s>, </s>, <unk>); saved {path}",
+                  flush=True)
+        else:
+            print(f"ngram: loaded the counts of {counts.num_sentences} train lines from {path}", flush=True)
+        figures, top = {}, {}
         for n in range(1, c.order + 1):
             record = {}
             for kind in kinds:
@@ -157,22 +157,18 @@ def run(config, workdir: str) -> dict:
                 top[kind] = model
             writer.scalars(n, record)
             figures.update({f"{k.split('/')[1]}_{n}gram_test_perplexity": v for k, v in record.items()})
-    finally:
-        writer.close()
+        rng = np.random.default_rng(c.seed)
+        lines = []
+        for kind, model in top.items():
+            for _ in range(c.num_samples):
+                words = model.sample(rng, c.max_sample_len)
+                lines.append(f"{kind} {model.order}-gram: {' '.join(w for w in words if w != ngram.EOS)}")
+        with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+        print("\n".join(lines))
+        return figures, f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}", ()
 
-    rng = np.random.default_rng(c.seed)
-    lines = []
-    for kind, model in top.items():
-        for _ in range(c.num_samples):
-            words = model.sample(rng, c.max_sample_len)
-            lines.append(f"{kind} {model.order}-gram: {' '.join(w for w in words if w != ngram.EOS)}")
-    with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    print("\n".join(lines))
-    print("\n".join([f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}"]
-                    + [f"  {k:<36} {v:.6g}" for k, v in sorted(figures.items())]), flush=True)
-    return figures
-
+    return fit_lib.run(c, workdir, fit_lib.Fit("ngram", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
 
 if __name__ == "__main__":
-    cli.main("ngram", get_config, run)
+    cli.main(sys.modules[__name__])

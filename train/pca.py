@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 
 import jax
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from train.core import cli, config as config_lib
+from train.core import cli, config as config_lib, fit as fit_lib
+from train.core.config import Key
 from train.core.writers import MetricsWriter, image_grid
 from train.data import images as data
 from train.data.images import to_uint8
@@ -30,22 +32,31 @@ METHODS = ("exact", "randomized")
 FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.num_components = 0        # components fitted (0: min(N, D), every one)
-    c.method = "exact"          # 'exact' SVD | 'randomized' (Halko et al.) for large D
-    c.fit_examples = 0          # train images the PCA is fitted on (0: all)
-    c.k = 8                     # components used for reconstructions, samples and sample quality
-    c.ks = (1, 2, 4, 8, 16, 32, 64)  # numbers of components whose test reconstruction error is reported (<= rank)
-    c.density = ml_collections.ConfigDict(dict(kind="gaussian", num_components=10))  # 'gaussian' | 'gmm'
-    c.eval = evaluation.eval_config(num_samples=500)
-    return c
+SCHEMA = config_lib.Schema(
+    {"seed": config_lib.LOOP["seed"]}, config_lib.IMAGE_DATA,
+    {
+        "num_components": Key(0, "components fitted (0: min(N, D), every one)", range=">= 0"),
+        "method": Key("exact", "'exact' SVD, or 'randomized' (Halko et al.) for large D", choices=METHODS),
+        "fit_examples": Key(0, "train images the PCA is fitted on (0: all)", range=">= 0"),
+        "k": Key(8, "components used for reconstructions, samples and sample quality", range=">= 1"),
+        "ks": Key((1, 2, 4, 8, 16, 32, 64), "numbers of components whose test reconstruction error is reported",
+                  range=">= 1", nonempty=True),
+        "density.kind": Key("gaussian", "density fitted to the training codes, sampled to generate",
+                            choices=ae.DENSITY_KINDS),
+        "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
+    },
+    evaluation.eval_keys(num_samples=500),
+    variants={"smoke": {**evaluation.SMOKE, "k": 5, "ks": (1, 2, 5, 10), "eval.test_examples": 0}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"method": METHODS, "density.kind": ae.DENSITY_KINDS, **config_lib.FLOAT32_ONLY},
-                     positive_ints=("k", "density.num_components"), non_negative_ints=("num_components", "fit_examples"))
-    config_lib.check_positive_tuple(c, "ks")
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+    SCHEMA.check(c)
     evaluation.check_eval_config(c)
     if c.num_components and c.k > c.num_components:
         raise config_lib.ConfigError(f"config.k={c.k} must be at most config.num_components={c.num_components}")
@@ -99,7 +110,7 @@ def run(config, workdir: str) -> dict:
         raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} exceeds the "
                                      f"{n_fit} training codes of dataset {ds.name!r}")
     fingerprint = {k: c[k] for k in FIT_KEYS}
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     path = os.path.join(ckpt_dir, "pca.npz")
     saved = load(path) if os.path.exists(path) else None
     if saved is not None and saved[1] != fingerprint:
@@ -107,27 +118,22 @@ def run(config, workdir: str) -> dict:
         raise config_lib.ConfigError(f"{path} holds a PCA fitted with other settings (saved, now: {diff}); "
                                      f"use another --workdir or the saved settings")
 
-    os.makedirs(ckpt_dir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-    if saved is not None:
-        p = saved[0]
-        print(f"Reusing the PCA in {path} ({p.components.shape[0]} components).", flush=True)
-    else:
-        p = fit(c, ds, max_rank)
-        save(path, p, fingerprint)
 
-    writer = MetricsWriter(workdir)
-    try:
+    def fit_and_evaluate(workdir, writer):
+        if saved is not None:
+            p = saved[0]
+            print(f"Reusing the PCA in {path} ({p.components.shape[0]} components).", flush=True)
+        else:
+            p = fit(c, ds, max_rank)
+            os.makedirs(ckpt_dir, exist_ok=True)
+            save(path, p, fingerprint)
         figures = evaluate(c, ds, p, writer)
-    finally:
-        writer.close()
-    lines = [f"pca: {int(p.components.shape[0])} components fitted on {ds.name}; figures at k={c.k}; workdir {workdir}"]
-    lines += [f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}" for k, v in sorted(figures.items())]
-    lines.append(f"  per-k test_mse / explained variance in {os.path.join(workdir, 'metrics.jsonl')}; "
-                 f"PNGs in {os.path.join(workdir, 'samples')}/")
-    print("\n".join(lines), flush=True)
-    return figures
+        headline = (f"pca: {int(p.components.shape[0])} components fitted on {ds.name}; figures at k={c.k}; "
+                    f"workdir {workdir}")
+        return figures, headline, (f"  per-k test_mse / explained variance in {os.path.join(workdir, 'metrics.jsonl')}; "
+                                   f"PNGs in {os.path.join(workdir, 'samples')}/",)
+
+    return fit_lib.run(c, workdir, fit_lib.Fit("pca", FIT_KEYS, os.path.join("checkpoints", "pca.npz"), fit_and_evaluate))
 
 
 def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> dict:
@@ -173,4 +179,4 @@ def components_grid(p: pca_lib.PCA, shape, n: int) -> np.ndarray:
 
 
 if __name__ == "__main__":
-    cli.main("pca", get_config, run)
+    cli.main(sys.modules[__name__])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,45 +22,49 @@ import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
+from train.core.config import Key
 from train.data import images as data
 from train.evaluation import images as evaluation, plots
 from zoo import vae
 
+SCHEMA = config_lib.Schema(
+    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    {
+        "loss": Key("elbo", "'elbo': -log p(x|z) + beta KL; 'lecture': C ||x - x_hat||^2 + beta KL", choices=vae.LOSSES),
+        "likelihood": Key("bernoulli", "the decoder's p(x|z): Bernoulli, or Gaussian of variance 1/(2C)",
+                          choices=vae.LIKELIHOODS),
+        "beta": Key(1.0, "weight of the KL term (a beta-VAE when != 1)", range=">= 0"),
+        "sweep.beta": Key((), "a sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)", item=float),
+        "C": Key(50.0, "the lecture's C; also the gaussian decoder's variance 1/(2C)", range="> 0"),
+        "conditional": Key(False, "condition encoder and decoder on the labels (a CVAE)"),
+        "model.arch": Key("mlp", "encoder and decoder networks", choices=vae.ARCHS),
+        "model.latent_dim": Key(8, "dimension of z", range=">= 1"),
+        "model.hidden": Key((256, 128), "MLP widths (the decoder mirrors them)", range=">= 1", nonempty=True),
+        "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
+    },
+    evaluation.eval_keys(num_samples=500),
+    {
+        "eval.iwae_k": Key(100, "importance samples of the IWAE bound on log p(x)", range=">= 1"),
+        "eval.interpolation_rows": Key(8, "latent interpolation paths in the PNG", range=">= 1"),
+        "eval.interpolation_steps": Key(10, "points per interpolation path", range=">= 1"),
+    },
+    defaults=dict(num_steps=10000, batch_size=128, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
+                  min_lr_ratio=0.05, ema_decay=0.99, log_every=100, checkpoint_every=2000),
+    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
+                        "warmup_steps": 1, "lr_schedule": "constant", "progress": False, "model.hidden": (16,),
+                        "model.channels": (4, 8), "model.latent_dim": 3, "eval.iwae_k": 4, "eval.test_examples": 64,
+                        "eval.interpolation_rows": 2, "eval.interpolation_steps": 3}},
+)
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.num_steps = 10000
-    c.batch_size = 128
-    c.learning_rate = 1e-3
-    c.lr_schedule = "cosine"
-    c.warmup_steps = 100
-    c.min_lr_ratio = 0.05
-    c.ema_decay = 0.99
-    c.log_every = 100
-    c.checkpoint_every = 2000
-    c.loss = "elbo"             # 'elbo': -log p(x|z) + beta KL | 'lecture': C ||x - x_hat||^2 + beta KL
-    c.likelihood = "bernoulli"  # 'bernoulli' | 'gaussian' (variance 1/(2C))
-    c.beta = 1.0                # weight of the KL term (beta-VAE when != 1)
-    c.sweep.beta = ()           # a vmapped sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)
-    c.C = 50.0                  # the lecture's C; also sets the gaussian decoder's variance 1/(2C)
-    c.conditional = False       # condition encoder and decoder on the labels (CVAE)
-    c.model = ml_collections.ConfigDict(dict(
-        arch="mlp",             # 'mlp' | 'conv'
-        latent_dim=8,
-        hidden=(256, 128),
-        channels=(32, 64)))
-    c.eval = evaluation.eval_config(num_samples=500, iwae_k=100, interpolation_rows=8, interpolation_steps=10)
-    return c
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    config_lib.check(c, choices={"loss": vae.LOSSES, "likelihood": vae.LIKELIHOODS, "model.arch": vae.ARCHS,
-                                 "conditional": (True, False)})
-    config_lib.check_values(c, positive_ints=("model.latent_dim", "eval.iwae_k", "eval.interpolation_rows",
-                                      "eval.interpolation_steps"),
-                    positive_floats=("C",), non_negative_floats=("beta",))
-    config_lib.check_positive_tuple(c, "model.hidden")
-    config_lib.check_positive_tuple(c, "model.channels")
+    """ConfigError naming the first value SCHEMA does not accept."""
+    SCHEMA.check(c)
     evaluation.check_eval_config(c)
 
 
@@ -153,4 +158,4 @@ def run(config, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-    cli.main("vae", get_config, run)
+    cli.main(sys.modules[__name__])

@@ -1,6 +1,6 @@
 """Train word2vec: `python -m train.word2vec [--workdir runs/word2vec] [--config.model=sgns|cbow|skipgram_softmax]`.
 
-Default: skip-gram with negative sampling on the generated 2M-token corpus (train/corpus.py), 5 epochs,
+Default: skip-gram with negative sampling on the generated 2M-token corpus (train/data/corpus.py), 5 epochs,
 dim 100, window 5, 5 negatives, about 30 s on 2 CPU cores; it recovers king - man + woman = queen
 and most planted analogies. `--config.corpus=text:PATH` trains on a text file (one sentence a line).
 Writes vectors.txt (word2vec text format), vectors.bin, projector/ (TensorBoard projector TSVs),
@@ -18,22 +18,22 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
   key (zoo.word2vec.sample_alias), on each device for its own share: drawing them on the host cost 16 ms
   of every 26 ms of host work per step, and that thread took CPU from the devices.
 * The step is one jitted call: a lax.scan over minibatches of `minibatch_size` examples. Each minibatch
-  is one sparse SGD update on the summed loss (zoo.word2vec's row steps): gather the rows it touches, take
+  is one sparse SGD update on the summed loss (zoo.word2vec_rows): gather the rows it touches, take
   the loss's gradient with respect to those rows, scatter-add -lr * gradient back (no V x D gradient or
   optimizer state).
   lr decays linearly from learning_rate to min_learning_rate with the words processed, as in word2vec.
 * share_negatives = G > 1 is HogBatch (Ji et al. 2016): G consecutive pairs (mostly one centre's
   contexts) share one draw of `negatives` noise words, so their scores are a [G, D] x [D, K] matmul and
-  G times fewer noise rows are gathered and scattered. README.md (word2vec, Measured) says what it buys here.
+  G times fewer noise rows are gathered and scattered. docs/performance.md (word2vec) says what it buys here.
 * Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
   on its share of the step's minibatches and every sync_minibatches the devices' changes are summed.
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
+import sys
 
 import grain
 import jax
@@ -43,7 +43,8 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from train.core import cli, config as config_lib, loop, parallel
+from train.core import cli, config as config_lib, loop, parallel, workdir as workdir_lib
+from train.core.config import Key
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data, vectors
 from train.evaluation import words as word_eval
@@ -56,53 +57,55 @@ RESUME_KEYS = ("model", "corpus", "num_tokens", "min_count", "max_vocab", "embed
                "subsample", "share_negatives", "minibatch_size", "batch_size", "seed")
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = config_lib.base_config()
-    c.model = "sgns"            # 'sgns' (skip-gram, negative sampling) | 'cbow' | 'skipgram_softmax' (full softmax)
-    c.corpus = text_data.GENERATED  # 'generated' | 'text:PATH' | a prepared TFDS text dataset name
-    c.num_tokens = 2_000_000    # size of the generated corpus
-    c.min_count = 5             # words rarer than this are dropped (gensim's min_count)
-    c.max_vocab = 0             # keep only the most frequent words; 0 = no limit
-    c.embed_dim = 100           # gensim's vector_size
-    c.window = 5                # maximum distance centre-context; each centre draws b ~ U{1..window}
-    c.negatives = 5             # noise words per example (gensim's negative)
-    c.subsample = 1e-3          # frequent-word downsampling threshold t (gensim's sample); 0 disables
-    c.num_epochs = 5            # gensim's epochs; sets num_steps when num_steps = 0
-    c.learning_rate = 0.025     # gensim's alpha, decayed linearly over the run ...
-    c.min_learning_rate = 1e-4  # ... to gensim's min_alpha
-    c.share_negatives = 1       # HogBatch: consecutive pairs sharing one draw of noise words; 1 = word2vec
-    c.device_updates = "local"  # several devices: 'local' SGD on each device's share, changes summed every
-                                # sync_minibatches, or 'replicated' (every device runs every minibatch: 1-device result)
-    c.sync_minibatches = 256    # 'local': minibatches each device runs between sums of the devices' changes (0: per step)
-    c.cpu_devices = 0           # no accelerator: split the CPU into this many devices, each SGD in its own thread
-                                # (0: one per core, at most 8; 1: one device)
-    c.minibatch_size = 128      # examples per sparse SGD update: pairs (sgns, skipgram_softmax), centres (cbow);
-                                # small enough that a minibatch's rows stay in the core's cache (1024: 1.4x slower)
-    c.batch_size = 65536        # corpus words per loop step (one jitted call)
-    c.num_steps = 0             # 0: ceil(num_epochs * corpus words / batch_size)
-    c.log_every = 10
-    c.checkpoint_every = 50
-    c.ema_decay = 0.0           # sparse SGD keeps no EMA of the tables
-    c.analogies = ""            # questions-words file for evaluation; '' = the generated corpus's planted sets
-    c.wordsim = ""              # word1 word2 score file (WordSim-353 style); '' = the planted similarities
-    return c
+SCHEMA = config_lib.Schema(
+    config_lib.LOOP,
+    {
+        "num_steps": Key(0, "loop steps (0: ceil(num_epochs * corpus words / batch_size))", range=">= 0"),
+        "batch_size": Key(65536, "corpus words per loop step (one jitted call)", range=">= 1"),
+        "model": Key("sgns", "skip-gram with negative sampling, CBOW, or skip-gram with a full softmax",
+                     choices=MODELS),
+    },
+    text_data.CORPUS_KEYS,
+    {
+        "min_count": Key(5, "words rarer than this are dropped (gensim's min_count)", range=">= 1"),
+        "max_vocab": Key(0, "keep only the most frequent words (0: no limit)", range=">= 0"),
+        "embed_dim": Key(100, "dimension of the vectors (gensim's vector_size)", range=">= 1"),
+        "window": Key(5, "maximum centre-context distance; each centre draws b ~ U{1..window}", range=">= 1"),
+        "negatives": Key(5, "noise words per example (gensim's negative)", range=">= 1"),
+        "subsample": Key(1e-3, "frequent-word downsampling threshold t (gensim's sample; 0: off)", range="[0, 1)"),
+        "num_epochs": Key(5, "passes over the corpus when num_steps = 0 (gensim's epochs)", range=">= 1"),
+        "learning_rate": Key(0.025, "gensim's alpha, decayed linearly over the run to min_learning_rate",
+                             range="> 0"),
+        "min_learning_rate": Key(1e-4, "the learning rate at the end (gensim's min_alpha; <= learning_rate)",
+                                 range=">= 0"),
+        "share_negatives": Key(1, "HogBatch: consecutive pairs sharing one draw of noise words (1: word2vec)",
+                               range=">= 1"),
+        "device_updates": Key("local", "several devices: 'local' SGD on each device's share with changes summed "
+                              "every sync_minibatches, or 'replicated' (the 1-device result)",
+                              choices=("local", "replicated")),
+        "sync_minibatches": Key(256, "'local': minibatches a device runs between sums (0: once per step)",
+                                range=">= 0"),
+        "cpu_devices": Key(0, "no accelerator: split the CPU into this many devices (0: one per core, at most 8)",
+                           range=">= 0"),
+        "minibatch_size": Key(128, "examples per sparse SGD update (pairs; CBOW: centres); 128 stays in cache",
+                              range=">= 1"),
+    },
+    word_eval.EVAL_KEYS,
+    defaults=dict(log_every=10, checkpoint_every=50),
+    variants={"smoke": {"num_tokens": 50_000, "batch_size": 8192, "minibatch_size": 256, "embed_dim": 16,
+                        "num_steps": 6, "log_every": 2, "checkpoint_every": 2, "min_learning_rate": 0.025,
+                        "progress": False}},
+)
+
+def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
+    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
+    return SCHEMA.config(variant)
 
 
 def check_config(c) -> None:
-    if isinstance(c.num_steps, bool) or not isinstance(c.num_steps, int) or c.num_steps < 0:
-        raise ConfigError(f"config.num_steps={c.num_steps!r} must be a non-negative integer (0: num_epochs passes "
-                          f"over the corpus)")
-    shadow = c.copy_and_resolve_references()
-    if shadow.num_steps == 0:
-        shadow.num_steps = 1  # 0 = derived from the corpus later; the common check wants a positive int
-    config_lib.check(shadow, choices={"model": MODELS, "device_updates": ("local", "replicated"), **config_lib.FLOAT32_ONLY},
-                     positive_ints=("num_tokens", "min_count", "embed_dim", "window", "negatives", "num_epochs",
-                                    "share_negatives", "minibatch_size"),
-                     non_negative_ints=("num_steps", "max_vocab", "sync_minibatches", "cpu_devices"))
-    if not (isinstance(c.subsample, (int, float)) and 0 <= c.subsample < 1):
-        raise ConfigError(f"config.subsample={c.subsample!r} must be in [0, 1) (0 disables subsampling; "
-                          f"word2vec uses 1e-3 to 1e-5)")
-    if not 0 <= c.min_learning_rate <= c.learning_rate:
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+    SCHEMA.check(c)
+    if not c.min_learning_rate <= c.learning_rate:
         raise ConfigError(f"config.min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate="
                           f"{c.learning_rate}]")
     if c.minibatch_size % c.share_negatives:
@@ -110,9 +113,6 @@ def check_config(c) -> None:
                           f"{c.minibatch_size}")
     if c.batch_size % jax.device_count():
         raise ConfigError(f"config.batch_size={c.batch_size} must be divisible by the device count {jax.device_count()}")
-    if c.ema_decay != 0:
-        raise ConfigError(f"config.ema_decay={c.ema_decay!r} is not accepted; accepted: 0 (word2vec's sparse SGD "
-                          f"keeps no EMA of its tables)")
 
 
 # ----------------------------------------------------------------------------- training examples
@@ -330,7 +330,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
 
     def train_step(state, batch, key):
         # the examples come drawn on the host from (seed, step); the noise words from the step's key
-        scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/loop.py)
+        scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/core/loop.py)
         # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
         lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
         examples = {k: v for k, v in batch.items() if k != "dropped"}
@@ -343,17 +343,17 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
         n = jnp.sum(batch["weights"])
         metrics = {"loss": loss / jnp.maximum(n, 1.0), "examples": n, "dropped": jnp.sum(batch["dropped"]),
                    "learning_rate": scale * learning_rate(state.step, minibatches)}
-        return state.replace(params=tables, step=state.step + 1), metrics
+        return state.advance(params=tables), metrics
 
     return train_step
 
 
 # ----------------------------------------------------------------------------- task and run
 
-def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
-    """c.num_steps must be resolved (> 0); examples are sized for jax.device_count() devices."""
+def make_task(c, corpus: text_data.EncodedCorpus, eval_sets, examples: TrainingExamples | None = None) -> loop.Task:
+    """c.num_steps must be resolved (> 0); examples default to the corpus's, sized for jax.device_count() devices."""
     vocab = corpus.vocab
-    examples = TrainingExamples(corpus, c, jax.device_count())
+    examples = examples or TrainingExamples(corpus, c, jax.device_count())
     analogies, wordsim = eval_sets
 
     def evaluate(state, step):
@@ -366,28 +366,12 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets) -> loop.Task:
         vectors.export_vectors(workdir, vocab, W)
         print(f"{word_eval.analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
-    task = loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
+    return loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
                      train_step=make_train_step(c, examples.minibatches, parallel.data_mesh(),
                                                 None if c.model == "skipgram_softmax" else examples.negatives,
                                                 examples.sync_minibatches),
                      optimizer=optax.identity(),
                      evaluate=evaluate, batches=examples.batches, export=export)
-    task.examples = examples  # for benchmarks and tests: capacity, minibatches
-    return task
-
-
-def check_resume(c, workdir: str) -> None:
-    """A workdir with checkpoints continues only the same run: same tables and the same data stream."""
-    ckpts = os.path.join(workdir, "checkpoints")
-    path = os.path.join(workdir, "config.json")
-    if not (os.path.isdir(ckpts) and os.listdir(ckpts) and os.path.isfile(path)):
-        return
-    with open(path) as f:
-        old = json.load(f)
-    for key in RESUME_KEYS:
-        if key in old and old[key] != c[key]:
-            raise ConfigError(f"config.{key}={c[key]!r} differs from {old[key]!r} of the checkpoints in {ckpts}; "
-                              f"accepted: the same {key} to resume, or a new --workdir")
 
 
 def load_corpus(c, workdir: str | None):
@@ -409,16 +393,17 @@ def run(config, workdir: str) -> dict:
     eval_sets = word_eval.load_eval_sets(config)
     corpus, key = load_corpus(config, workdir)
     config.num_steps = resolve_num_steps(config, corpus)
-    check_resume(config, workdir)
-    task = make_task(config, corpus, eval_sets)
+    workdir_lib.refuse_changed(workdir, config, RESUME_KEYS, "checkpoints")
+    examples = TrainingExamples(corpus, config, jax.device_count())
+    task = make_task(config, corpus, eval_sets, examples)
     if jax.process_index() == 0:
         text_data.save_cached(workdir, key, corpus)
         print(f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
               f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
-              f"({task.examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
+              f"({examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
               f"{jax.default_backend()} device(s)", flush=True)
     return loop.train(config, workdir, task)
 
 
 if __name__ == "__main__":
-    cli.main("word2vec", get_config, run)
+    cli.main(sys.modules[__name__])

@@ -1,52 +1,98 @@
-"""Command line of every training module: `python -m train.<model> [--workdir DIR] [--config.key=value ...]`.
+"""Command line of every module: `python -m train.<model> [--workdir DIR] [--config=FILE.py[:VARIANT]]
+[--config.KEY=VALUE ...]`, and `--help` for its flags and every config key.
 
-Bad input (unknown or mistyped flags and config keys, values out of range, unusable data or workdir)
-prints one line `error: ...` on stderr and exits with code 2 before anything is written. A run
-stopped by NaN/Inf prints one line and exits with code 1.
+`--config` defaults to the module's own file, so its `get_config()` is the config; a file of the user's whose
+`get_config()` returns a config (keys left out keep their defaults) may replace it, as Flax's examples take it,
+and `:VARIANT` picks a named variant (`--config=train/vae.py:smoke`). Bad input (unknown or mistyped flags and
+config keys, values out of range, unusable data or workdir) prints one line `error: ...` on stderr and exits
+with code 2 before anything is written. A run stopped by NaN/Inf prints one line and exits with code 1.
 """
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train.core import parallel
-from train.core.errors import ConfigError, DataError
+from train.core.errors import ConfigError, DataError, NonFiniteError
+
+__all__ = ["main", "help_text", "check_workdir"]
 
 USER_ERRORS = (ConfigError, DataError)
 OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collections: unknown key, bad type
+HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull", "-?")
 
 
-def main(name: str, get_config: Callable, run: Callable) -> None:
-    """Define the flags, parse them, and call run(config, workdir)."""
+def main(module) -> None:
+    """The command line of an entry-point module (its SCHEMA, run, docstring and file): parse, check, run."""
+    name = os.path.splitext(os.path.basename(module.__file__))[0]
+    if any(a in HELP_FLAGS for a in sys.argv[1:]):
+        print(help_text(module))
+        sys.exit(0)
     flags.DEFINE_string("workdir", f"runs/{name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/.")
     flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a multi-process run.")
     flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
     flags.DEFINE_integer("process_id", None, "This process's index in 0..num_processes-1.")
-    try:  # ml_collections reads sys.argv's overrides already here
-        config_flags.DEFINE_config_dict("config", get_config(), "Training configuration; override keys with --config.KEY=VALUE.")
+    try:  # ml_collections loads the file and applies sys.argv's overrides already here
+        config_flags.DEFINE_config_file("config", module.__file__, "A file whose get_config() returns the config.")
     except OVERRIDE_ERRORS as e:
         _bad_override(e)
 
     def _main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
         if len(argv) > 1:
-            _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR and --config.KEY=VALUE")
-        from train.core.errors import NonFiniteError
+            _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR, --config=FILE.py and "
+                  f"--config.KEY=VALUE (--help lists them)")
         try:
+            loaded = flags.FLAGS.config
+            _ = loaded.keys()  # ml_collections reports a file it could not load only here
+        except OSError as e:
+            why = [line.strip() for line in str(e).strip().splitlines() if line.strip()][-1]
+            config_arg = next((a for a in sys.argv[1:] if a.startswith("--config=")), "--config")
+            _fail(f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
+                  f"get_config([VARIANT]) returns the config")
+        try:
+            config = module.SCHEMA.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
             parallel.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
                                             flags.FLAGS.process_id)
-            run(flags.FLAGS.config, flags.FLAGS.workdir)
+            module.run(config, flags.FLAGS.workdir)
         except USER_ERRORS as e:
             _fail(str(e))
         except NonFiniteError as e:
             _fail(str(e), code=1)
 
     app.run(_main, flags_parser=_parse_flags)
+
+
+def help_text(module) -> str:
+    """The module's flags and every config key with its default, help and accepted values."""
+    name = os.path.splitext(os.path.basename(module.__file__))[0]
+    schema = module.SCHEMA
+    about = (module.__doc__ or "").strip().split("\n\n")
+    variants = ", ".join(schema.variants) or "none"
+    lines = [
+        f"usage: python -m train.{name} [--workdir DIR] [--config=FILE.py[:VARIANT]] [--config.KEY=VALUE ...]",
+        "",
+        *about[1:2],
+        "",
+        "flags:",
+        f"  --workdir=DIR              checkpoints/, metrics.jsonl, samples/, tensorboard/ (default: runs/{name});",
+        "                             an existing run there resumes",
+        f"  --config=FILE.py[:VARIANT] a file whose get_config(VARIANT) returns the config (default: train/{name}.py;",
+        f"                             variants: {variants}); keys it leaves out keep their defaults",
+        "  --config.KEY=VALUE         set one key of the config (tuples as '(16, 32)')",
+        "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
+        "                             one process of a multi-process run (every host runs the same command)",
+        "  --help                     this text",
+        "",
+        "config keys (default, what it does [accepted]):",
+        *schema.help_lines(),
+    ]
+    return "\n".join(lines)
 
 
 def check_workdir(workdir: str) -> None:
@@ -68,8 +114,14 @@ def _parse_flags(argv):
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        _fail(f"{e}; accepted flags: --workdir DIR, --config.KEY=VALUE for the keys of get_config() "
-              f"(python -m ... --helpfull lists them)")
+        config_arg = next((a for a in argv[1:] if a.startswith("--config=")), None)
+        if config_arg and str(e).startswith("flag --config="):  # the file: name the last line of why, not a traceback
+            why = [line.strip() for line in str(e).strip().splitlines() if line.strip()][-1]
+            why = why.split(": ", 1)[1] if why.startswith("train.core.errors.") else why
+            _fail(f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
+                  f"get_config([VARIANT]) returns the config")
+        _fail(f"{e}; accepted flags: --workdir DIR, --config=FILE.py, --config.KEY=VALUE for the keys of "
+              f"get_config() (--help lists them)")
     except OVERRIDE_ERRORS as e:
         _bad_override(e)
 

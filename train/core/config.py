@@ -1,102 +1,285 @@
-"""Config as code: the keys every training module shares, and their checks.
+"""Config as code: every module declares its keys once, as a `Schema` of `Key`s, next to its `get_config`.
 
-Each `train/<model>.py` starts from `base_config()` and adds its own keys; users override any key
-from the shell with `--config.<key>=<value>` (ml_collections), e.g. `--config.num_steps=2000`.
+A Key is a default, a one-line help, and what is accepted (choices, or a range such as '[0, 1)' or '>= 1').
+`Schema.config(variant)` makes the ml_collections ConfigDict (named variants, big_vision style: 'smoke' is a
+seconds-long run), `Schema.check` refuses the first value the declaration does not accept with one line
+naming it (ConfigError; the command line prints it as `error: ...` and exits 2), and `--help` prints the
+declaration. Users override any key from the shell with `--config.<key>=<value>`, or start from a file of
+their own with `--config=path/to/file.py` (its `get_config()` returns the config).
+
+The groups below are the keys the shared backbone reads; a module takes the groups it uses and no others,
+so every key a module exposes is one it reads.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from typing import Any
 
 import ml_collections
 
 from train.core.errors import ConfigError
 
+__all__ = [
+    "Key", "Schema", "ConfigError", "LOOP", "NETWORK", "OPTIMIZER", "IMAGE_DATA", "compute_dtype", "swept_values",
+    "check_sweep", "sweep_replicas", "Replica", "SWEEP_BUILTINS",
+]
 
-def base_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.num_steps = 1000
-    c.batch_size = 128          # global batch, split over every device of every process
-    c.dataset = "digits"        # 'digits', 'npz:PATH' or a prepared TFDS image dataset name
-    c.data_dir = ""             # TFDS data dir ('' = TFDS's default, ~/tensorflow_datasets)
-    c.log_every = 50
-    c.checkpoint_every = 500
-    c.eval_every = 0            # 0: evaluate only at the end
-    c.keep_checkpoints = 3
-    c.progress = True           # tqdm progress bar on stderr
-    c.nan_policy = "stop"       # a non-finite loss/gradient: 'stop' the run, or 'skip' the step
-    c.dtype = "float32"         # compute dtype: 'bfloat16' for mixed precision (params/optimizer stay float32)
-    # Train K replicas in one compiled program (the step vmapped over them): give K seeds and/or K
-    # learning rates; replica i has seed seeds[i] and learning rate learning_rates[i]. A module adds
-    # `sweep.<key> = ()` for each float key its train step can read per replica (train.vae: beta).
-    c.sweep = ml_collections.ConfigDict({"seeds": (), "learning_rates": ()})
-
-    c.optimizer = "adam"        # 'adam' | 'adamw'
-    c.learning_rate = 2e-4
-    c.lr_schedule = "constant"  # 'constant' | 'cosine' | 'linear', after warmup
-    c.warmup_steps = 100
-    c.min_lr_ratio = 0.0        # floor of the cosine/linear decay, relative to learning_rate
-    c.b1 = 0.9
-    c.b2 = 0.999
-    c.weight_decay = 0.0        # used by 'adamw'
-    c.grad_clip = 1.0           # global-norm clipping; 0 disables
-    c.ema_decay = 0.999         # EMA of parameters used for sampling and evaluation; 0 disables
-    return c
+_RANGE = re.compile(r"^\s*(?:(>=|>|<=|<)\s*(\S+)|([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])]))\s*$")
 
 
-CHOICES = {"optimizer": ("adam", "adamw"), "lr_schedule": ("constant", "cosine", "linear"),
-           "nan_policy": ("stop", "skip"), "dtype": ("float32", "bfloat16")}
-# Modules with no network to run in bfloat16 (sparse word2vec tables, SVD, counts) accept only float32.
-FLOAT32_ONLY = {"dtype": ("float32",)}
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One config key: its default (which fixes its type), a one-line help, and the values it accepts.
+
+    choices: the accepted values (strings, mostly); range: an interval such as '>= 1', '> 0', '[0, 1)',
+    '(0, 1]' for numbers, or for each element of a tuple; item: a tuple's element type when the default
+    is empty; nonempty: a tuple needs at least one element.
+    """
+
+    default: Any
+    help: str
+    choices: tuple = ()
+    range: str = ""
+    item: type | None = None
+    nonempty: bool = False
+
+    def __post_init__(self):
+        if self.range and not _RANGE.match(self.range):
+            raise ValueError(f"Key range {self.range!r} is not of the form '>= a', '> a', '[a, b)', ...")
+
+    @property
+    def kind(self) -> type:
+        d = self.default
+        return tuple if isinstance(d, (tuple, list)) else type(d)
+
+    @property
+    def element(self) -> type:
+        if self.item is not None:
+            return self.item
+        return type(self.default[0]) if self.default else str
+
+    def accepted(self) -> str:
+        """What the key accepts, in words: 'an integer >= 1', 'adam, adamw', ..."""
+        if self.choices:
+            return ", ".join(str(c) for c in self.choices)
+        if self.kind is tuple:
+            what = "a non-empty tuple" if self.nonempty else "a tuple"
+            return f"{what} of {_words(self.element, self.range, plural=True)}"
+        return _words(self.kind, self.range)
+
+    def check(self, name: str, value) -> None:
+        """ConfigError unless value is of the key's type and within its choices or range."""
+        bad = ConfigError(f"config.{name}={value!r} is not accepted; accepted: {self.accepted()}")
+        if self.choices:
+            if value not in self.choices or type(value) is bool and not all(isinstance(c, bool) for c in self.choices):
+                raise bad
+            return
+        if self.kind is tuple:
+            if not isinstance(value, (tuple, list)) or (self.nonempty and not value):
+                raise bad
+            if not all(_fits(self.element, self.range, v) for v in value):
+                raise bad
+        elif not _fits(self.kind, self.range, value):
+            raise bad
+
+
+def _fits(kind: type, interval: str, v) -> bool:
+    if kind is bool:
+        return isinstance(v, bool)
+    if kind is str:
+        return isinstance(v, str)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if kind is int and not isinstance(v, int):
+        return False
+    if not math.isfinite(v):
+        return False
+    return _in_range(interval, v)
+
+
+def _in_range(interval: str, v) -> bool:
+    if not interval:
+        return True
+    m = _RANGE.match(interval)
+    op, bound, left, low, high, right = m.groups()
+    if op:
+        b = float(bound)
+        return {">=": v >= b, ">": v > b, "<=": v <= b, "<": v < b}[op]
+    lo, hi = float(low), float(high)
+    return (v >= lo if left == "[" else v > lo) and (v <= hi if right == "]" else v < hi)
+
+
+def _words(kind: type, interval: str, plural: bool = False) -> str:
+    noun = {bool: "True or False", int: "integer", float: "finite number", str: "string"}.get(kind, kind.__name__)
+    if kind is bool:
+        return noun
+    if plural:
+        noun += "s"
+    elif kind is not bool:
+        noun = ("an " if noun[0] in "aeiou" else "a ") + noun
+    if not interval:
+        return noun
+    return f"{noun} {interval}" if interval[0] in "<>" else f"{noun} in {interval}"
+
+
+def _flat(config, prefix: str = "") -> dict[str, Any]:
+    """A (nested) ConfigDict as {dotted name: value}."""
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, (ml_collections.ConfigDict, dict)):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class Schema:
+    """A module's config keys ({dotted name: Key}), declared once, with its named variants.
+
+    keys: the groups it takes and its own keys, merged in order; defaults: new defaults of keys of those
+    groups; variants: {name: {dotted name: value}} on top of the defaults (e.g. 'smoke', a seconds-long run).
+    """
+
+    def __init__(self, *groups: dict[str, Key], defaults: dict | None = None, variants: dict | None = None):
+        keys: dict[str, Key] = {}
+        for group in groups:
+            keys.update(group)
+        for name, value in (defaults or {}).items():
+            keys[name] = dataclasses.replace(keys[name], default=value)  # KeyError: a default of no declared key
+        self.keys = keys
+        self.variants = dict(variants or {})
+        for variant, values in self.variants.items():
+            unknown = sorted(set(values) - set(keys))
+            if unknown:
+                raise KeyError(f"variant {variant!r} sets undeclared keys {unknown}")
+
+    def config(self, variant: str | None = None) -> ml_collections.ConfigDict:
+        """The default config, or a named variant of it."""
+        values = {name: key.default for name, key in self.keys.items()}
+        if variant:
+            if variant not in self.variants:
+                accepted = ", ".join(repr(v) for v in self.variants) or "none"
+                raise ConfigError(f"config variant {variant!r} is not defined; accepted: {accepted}")
+            values.update(self.variants[variant])
+        c = ml_collections.ConfigDict()
+        for name, value in values.items():
+            *parents, leaf = name.split(".")
+            node = c
+            for p in parents:
+                if p not in node:
+                    node[p] = ml_collections.ConfigDict()
+                node = node[p]
+            node[leaf] = tuple(value) if isinstance(value, list) else value
+        return c
+
+    def complete(self, config) -> ml_collections.ConfigDict:
+        """A user's config (from --config=file.py) with each missing key at its default; unknown keys refused."""
+        self._refuse_unknown(config)
+        full = self.config()
+        for name, value in _flat(config).items():
+            *parents, leaf = name.split(".")
+            node = full
+            for p in parents:
+                node = node[p]
+            with node.ignore_type():
+                node[leaf] = value
+        return full
+
+    def _refuse_unknown(self, config) -> None:
+        for name in _flat(config):
+            if name not in self.keys and name.startswith("sweep."):
+                sweepable = ", ".join(f"config.{k}" for k in self.keys if k.startswith("sweep."))
+                raise ConfigError(f"config.{name} sweeps no key this module reads per replica; accepted: {sweepable}")
+            if name not in self.keys:
+                raise ConfigError(f"config.{name} is not a key of this module's config; accepted: the keys --help "
+                                  f"lists")
+
+    def check(self, config) -> None:
+        """ConfigError naming the first key whose value the declaration does not accept (or that is missing
+        or unknown); the values of a sweep over a float key (config.sweep.<key>) must each fit that key."""
+        self._refuse_unknown(config)
+        flat = _flat(config)
+        for name, key in self.keys.items():
+            if name not in flat:
+                raise ConfigError(f"config.{name} is missing; accepted: a config with every key --help lists")
+            key.check(name, flat[name])
+            swept = name.split(".", 1)[1] if name.startswith("sweep.") else None
+            if swept and swept in self.keys and swept not in SWEEP_BUILTINS:
+                values = flat[name]
+                if not all(_fits(float, self.keys[swept].range, v) for v in values):
+                    raise ConfigError(f"config.{name}={tuple(values)} is not accepted; accepted: a tuple of "
+                                      f"{_words(float, self.keys[swept].range, plural=True)} (one per replica)")
+        check_sweep(config)
+
+    def help_lines(self) -> list[str]:
+        """One line per key: name, default, what it accepts, help."""
+        rows = [(name, _show(key.default), key.accepted(), key.help) for name, key in self.keys.items()]
+        w0 = max(len(r[0]) for r in rows)
+        w1 = min(max(len(r[1]) for r in rows), 24)
+        return [f"  {n:<{w0}}  {d:<{w1}}  {h} [{a}]" for n, d, a, h in rows]
+
+
+def _show(v) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+# ----------------------------------------------------------------------------- the backbone's keys
+
+LOOP = {
+    "seed": Key(0, "seed of the initial parameters, the data order and every draw", range=">= 0"),
+    "num_steps": Key(1000, "train steps of the run", range=">= 1"),
+    "batch_size": Key(128, "global batch, split over every device of every process", range=">= 1"),
+    "log_every": Key(50, "steps between records of metrics.jsonl", range=">= 1"),
+    "checkpoint_every": Key(500, "steps between checkpoints", range=">= 1"),
+    "eval_every": Key(0, "steps between evaluations (0: at the end only)", range=">= 0"),
+    "keep_checkpoints": Key(3, "checkpoints kept in workdir/checkpoints", range=">= 1"),
+    "progress": Key(True, "tqdm progress bar on stderr"),
+    "nan_policy": Key("stop", "a non-finite loss or gradient stops the run, or skips the step",
+                      choices=("stop", "skip")),
+    # A vmapped sweep trains K replicas in one compiled program: replica i has seed seeds[i] and learning rate
+    # learning_rates[i]; a module adds `sweep.<key>` for each float key its step reads per replica.
+    "sweep.seeds": Key((), "a sweep: one seed per replica", item=int, range=">= 0"),
+    "sweep.learning_rates": Key((), "a sweep: one learning rate per replica", item=float, range="> 0"),
+}
+
+NETWORK = {
+    "dtype": Key("float32", "compute dtype of the networks (parameters and optimizer stay float32)",
+                 choices=("float32", "bfloat16")),
+}
+
+OPTIMIZER = {
+    "optimizer": Key("adam", "Adam, or AdamW with weight_decay", choices=("adam", "adamw")),
+    "learning_rate": Key(2e-4, "peak learning rate", range="> 0"),
+    "lr_schedule": Key("constant", "after warmup: constant, or cosine/linear decay to min_lr_ratio",
+                       choices=("constant", "cosine", "linear")),
+    "warmup_steps": Key(100, "steps of linear warmup from 0", range=">= 0"),
+    "min_lr_ratio": Key(0.0, "floor of the cosine/linear decay, relative to learning_rate", range="[0, 1]"),
+    "b1": Key(0.9, "Adam's first-moment decay", range="[0, 1)"),
+    "b2": Key(0.999, "Adam's second-moment decay", range="[0, 1)"),
+    "weight_decay": Key(0.0, "AdamW's decoupled weight decay", range=">= 0"),
+    "grad_clip": Key(1.0, "global-norm gradient clipping (0: off)", range=">= 0"),
+    "ema_decay": Key(0.999, "EMA of the parameters used for sampling and evaluation (0: off)", range="[0, 1)"),
+}
+
+IMAGE_DATA = {
+    "dataset": Key("digits", "'digits' (embedded), 'npz:PATH', or a prepared TFDS image dataset name"),
+    "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
+}
 
 
 def compute_dtype(config):
     """The jnp dtype networks compute in (config.dtype); parameters are always float32."""
     import jax.numpy as jnp
+
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.get("dtype", "float32")]
-POSITIVE_INTS = ("num_steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints")
-NON_NEGATIVE_INTS = ("eval_every", "warmup_steps", "seed")
 
 
-def check(config, choices=None, positive_ints=(), non_negative_ints=()) -> None:
-    """Raise ConfigError naming the first key whose value cannot be used."""
-    for key, accepted in {**CHOICES, **(choices or {})}.items():
-        found, v = _lookup(config, key)
-        if found and v not in accepted:
-            raise ConfigError(f"config.{key}={v!r} is not accepted; accepted: {', '.join(map(str, accepted))}")
-    for key in POSITIVE_INTS + tuple(positive_ints):
-        found, v = _lookup(config, key)
-        if found and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"config.{key}={v!r} must be a positive integer")
-    for key in NON_NEGATIVE_INTS + tuple(non_negative_ints):
-        found, v = _lookup(config, key)
-        if found and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise ConfigError(f"config.{key}={v!r} must be a non-negative integer")
-    if not config.learning_rate > 0:
-        raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
-    if not 0 <= config.ema_decay < 1:
-        raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1)")
-    check_sweep(config)
-    if config.grad_clip < 0:
-        raise ConfigError(f"config.grad_clip={config.grad_clip!r} must be >= 0 (0 disables clipping)")
-
-
-def _lookup(config, key: str):
-    """(True, value) of a possibly dotted key ('diffusion.schedule'), (False, None) where it is absent."""
-    node = config
-    for part in key.split("."):
-        if not hasattr(node, "keys") or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
+# ----------------------------------------------------------------------------- sweeps
 
 SWEEP_BUILTINS = ("seeds", "learning_rates")
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def swept_values(config) -> dict[str, tuple]:
@@ -105,23 +288,9 @@ def swept_values(config) -> dict[str, tuple]:
 
 
 def check_sweep(config) -> None:
-    """ConfigError unless every sweep list is valid and the non-empty ones have one value per replica."""
-    seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
-    if not all(_is_number(v) and isinstance(v, int) and v >= 0 for v in seeds):
-        raise ConfigError(f"config.sweep.seeds={seeds} must be non-negative integers")
-    if not all(_is_number(v) and v > 0 for v in lrs):
-        raise ConfigError(f"config.sweep.learning_rates={lrs} must be positive numbers")
-    for key in config.sweep:
-        if key in SWEEP_BUILTINS:
-            continue
-        values = tuple(config.sweep[key])
-        if not isinstance(config.get(key), float):
-            sweepable = [f"config.sweep.{k}" for k in config.sweep
-                         if k in SWEEP_BUILTINS or isinstance(config.get(k), float)]
-            raise ConfigError(f"config.sweep.{key}={values} sweeps no float key config.{key}; accepted: "
-                              f"{', '.join(sweepable)}")
-        if not all(_is_number(v) for v in values):
-            raise ConfigError(f"config.sweep.{key}={values} must be finite numbers (one per replica)")
+    """ConfigError unless the non-empty sweep lists have one value per replica."""
+    if "sweep" not in config:
+        return
     lists = {f"config.sweep.{k}": tuple(v) for k, v in config.sweep.items() if tuple(v)}
     if len({len(v) for v in lists.values()}) > 1:
         raise ConfigError(f"{' and '.join(f'{k}={v}' for k, v in lists.items())} must have the same length "
@@ -131,6 +300,7 @@ def check_sweep(config) -> None:
 @dataclasses.dataclass(frozen=True)
 class Replica:
     """One replica of a sweep: its seed, learning rate and values of the other swept keys ({'beta': 4.0})."""
+
     seed: int
     learning_rate: float
     values: dict
@@ -143,29 +313,3 @@ def sweep_replicas(config) -> list[Replica]:
     k = max([len(seeds), len(lrs)] + [len(v) for v in values.values()])
     return [Replica(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate,
                     {key: float(v[i]) for key, v in values.items()}) for i in range(k)]
-
-
-def check_values(c, *, positive_ints=(), non_negative_ints=(), positive_floats=(), non_negative_floats=()) -> None:
-    """ConfigError naming the first (possibly dotted) key whose value is of the wrong kind; a float key's
-    bound holds for its sweep values (config.sweep.<key>) too."""
-    check(c, positive_ints=positive_ints, non_negative_ints=non_negative_ints)
-    for keys, ok, what in ((positive_floats, lambda v: v > 0, "> 0"), (non_negative_floats, lambda v: v >= 0, ">= 0")):
-        good = lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and ok(v)
-        for key in keys:
-            found, v = _lookup(c, key)
-            if found and not good(v):
-                raise ConfigError(f"config.{key}={v!r} must be a finite number {what}")
-            found, values = _lookup(c, f"sweep.{key}")
-            if found and not all(good(v) for v in values):
-                raise ConfigError(f"config.sweep.{key}={tuple(values)} must be finite numbers {what}")
-
-
-def check_positive_tuple(c, key: str) -> tuple[int, ...]:
-    found, v = _lookup(c, key)
-    try:
-        t = tuple(v)
-    except TypeError:
-        t = None
-    if not t or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in t):
-        raise ConfigError(f"config.{key}={v!r} must be a non-empty tuple of positive integers")
-    return t

@@ -8,7 +8,6 @@ optimizer and EMA, checkpoints and resume, logs, the progress bar and the final 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import json
 import os
@@ -23,7 +22,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from train.core import checkpoint, config as config_lib, parallel, state as state_lib
+from train.core import checkpoint, config as config_lib, parallel, state as state_lib, workdir as workdir_lib
 from train.core.errors import ConfigError, NonFiniteError
 from train.core.writers import MetricsWriter
 from train.data import images as data
@@ -115,7 +114,7 @@ def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
 
     def make(seed, lr_scale=None, hparams=None):
         key = jax.random.fold_in(jax.random.key(seed), -1 & 0x7FFFFFFF)  # distinct from every step key
-        state = state_lib.create_train_state(init(key), tx, config.ema_decay)
+        state = state_lib.create_train_state(init(key), tx, config.get("ema_decay", 0.0))
         if lr_scale is not None:
             state = state.replace(lr_scale=jnp.float32(lr_scale))
         return state.replace(hparams={k: jnp.float32(v) for k, v in hparams.items()}) if hparams else state
@@ -160,28 +159,6 @@ def _mean_metrics(pending: list[dict]) -> dict:
     return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
-
-
-def _lock_workdir(workdir: str):
-    """An exclusive flock on the workdir itself: the OS drops it when the process dies, even by kill -9."""
-    fd = os.open(workdir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ConfigError(f"workdir {workdir} is in use by another run (it holds the lock); wait for it to finish, "
-                          f"stop it, or pass another --workdir") from None
-    return fd
-
-
-def _make_workdir(workdir: str) -> None:
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        if not os.access(workdir, os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as e:
-        raise ConfigError(f"workdir {workdir} is not a writable directory ({e.strerror or type(e).__name__}); "
-                          f"pass a --workdir you can write to") from None
 
 
 def _truncate_metrics(workdir: str, step: int) -> None:
@@ -249,13 +226,9 @@ def train(config, workdir: str, task: Task) -> dict:
                               f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}")
     lead = jax.process_index() == 0
     workdir = os.path.abspath(workdir)
-    _make_workdir(workdir)
-    lock = _lock_workdir(workdir) if lead else None  # one multi-host run is one run: its lead holds the lock
-    try:
+    workdir_lib.make_workdir(workdir)
+    with workdir_lib.locked(workdir, lead):
         return _train_locked(config, workdir, task, mesh, lead)
-    finally:
-        if lock is not None:
-            os.close(lock)
 
 
 def _train_locked(config, workdir, task, mesh, lead) -> dict:
@@ -279,7 +252,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             _truncate_metrics(workdir, start)
             print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     if lead:
-        _write_config(workdir, config)
+        workdir_lib.write_config(workdir, config)
     writer = MetricsWriter(workdir, enabled=lead)
     # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
     replica_writers = [_replica_writer(workdir, i, config, r, lead) for i, r in enumerate(replicas)]
@@ -358,13 +331,11 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
         for w in [writer, *replica_writers]:
             w.close()
     if lead:
-        _print_summary(task.name, workdir, config.num_steps, last)
+        samples = os.path.join(workdir, "samples")
+        latest = sorted(os.listdir(samples))[-1:] if os.path.isdir(samples) else []
+        workdir_lib.print_summary(f"{task.name}: finished at step {config.num_steps}; workdir {workdir}", last,
+                                  tuple(f"  samples in {samples}/ (latest: {name})" for name in latest))
     return last
-
-
-def _write_config(workdir, config) -> None:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
 def _replica(state, i):
@@ -381,10 +352,8 @@ def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead) -> Me
             replica_config[key] = value
         for key in replica_config.sweep:
             replica_config.sweep[key] = ()
-        _write_config(path, replica_config)
-    writer = MetricsWriter(path, enabled=lead)
-    writer.workdir = path
-    return writer
+        workdir_lib.write_config(path, replica_config)
+    return MetricsWriter(path, enabled=lead)
 
 
 def _evaluate_all(task, state, step, writer, replica_writers) -> dict:
@@ -404,10 +373,3 @@ def _evaluate(task, state, step, writer) -> dict:
     return scalars
 
 
-def _print_summary(name, workdir, step, figures):
-    lines = [f"{name}: finished at step {step}; workdir {workdir}"]
-    lines += [f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}" for k, v in sorted(figures.items())]
-    samples = os.path.join(workdir, "samples")
-    if os.path.isdir(samples) and os.listdir(samples):
-        lines.append(f"  samples in {samples}/ (latest: {sorted(os.listdir(samples))[-1]})")
-    print("\n".join(lines), flush=True)

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
+__all__ = ["TrainState", "learning_rate_schedule", "make_optimizer", "create_train_state"]
+
 
 class TrainState(train_state.TrainState):
     """Flax's TrainState plus an exponential moving average of the parameters.
@@ -29,16 +31,25 @@ class TrainState(train_state.TrainState):
         """The parameters to sample and evaluate with: the EMA if kept, else the raw parameters."""
         return self.params if self.ema_params is None else self.ema_params
 
-    def apply_gradients(self, *, grads, **kwargs):
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-        if self.lr_scale is not None:
-            updates = jax.tree.map(lambda u: u * self.lr_scale, updates)
-        new = self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
-                           opt_state=opt_state, **kwargs)
+    def scale_updates(self, updates):
+        """The optimizer's updates times lr_scale (a learning-rate sweep's replica); unchanged outside sweeps."""
+        if self.lr_scale is None:
+            return updates
+        return jax.tree.map(lambda u: u * self.lr_scale, updates)
+
+    def advance(self, *, params, **kwargs):
+        """The next state: step + 1, the new params (and any other fields given), the EMA moved towards them."""
+        new = self.replace(step=self.step + 1, params=params, **kwargs)
         if self.ema_params is None:
             return new
         d = self.ema_decay
-        return new.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1 - d) * p, self.ema_params, new.params))
+        return new.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1 - d) * p, self.ema_params, params))
+
+    def apply_gradients(self, *, grads, **kwargs):
+        """One optimizer step on grads (Flax's TrainState.apply_gradients, with the sweep's scale and the EMA)."""
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, self.scale_updates(updates))
+        return self.advance(params=params, opt_state=opt_state, **kwargs)
 
 
 def learning_rate_schedule(config) -> optax.Schedule:

@@ -37,6 +37,7 @@ class MetricsWriter:
 
     def __init__(self, workdir: str, enabled: bool = True):
         self.enabled = enabled
+        self.workdir = workdir
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.samples_dir = os.path.join(workdir, "samples")
         self._tb = None

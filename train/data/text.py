@@ -1,7 +1,7 @@
 """Text corpora of the word models (word2vec, n-grams, co-occurrence SVD): one place that resolves `corpus`.
 
 `corpus` values every word module accepts:
-  generated     the synthetic English-like corpus of train/corpus.py with planted relations
+  generated     the synthetic English-like corpus of train/data/corpus.py with planted relations
                 (king/queen, france/paris, cat/cats, big/bigger), `num_tokens` tokens, always seed 0
   text:PATH     a user's UTF-8 text file; each line is a sentence (windows never cross lines)
   <tfds name>   a TFDS dataset with a text feature, already prepared as array_record in `data_dir`
@@ -23,11 +23,20 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from train.core.config import Key
 from train.core.errors import DataError
 from train.data import corpus as generated_corpus
 from zoo.text import Vocab, tokenize
 
 GENERATED = "generated"
+
+# The keys of a module that reads a corpus (train.word2vec, train.ngram, train.cooccurrence).
+CORPUS_KEYS = {
+    "corpus": Key(GENERATED, "'generated' (embedded), 'text:PATH' (one sentence a line) or a prepared TFDS text "
+                  "dataset name"),
+    "num_tokens": Key(2_000_000, "size of the generated corpus", range=">= 1"),
+    "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
+}
 ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
 HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
 CACHE_FILE = "corpus.npz"

@@ -42,11 +42,10 @@ from typing import Any
 import flax.serialization
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-from train.core import config as config_lib
+from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import images as data
 from zoo import classifier as classifier_lib, metrics
@@ -336,20 +335,26 @@ class ImageEvaluator:
 
 # ----------------------------------------------------------------------------- the image models' `eval` block
 
-def eval_config(num_samples: int = 500, **extra) -> ml_collections.ConfigDict:
-    """The `eval` block: sample-quality sample size, the feature classifier's training, grids, test examples."""
-    return ml_collections.ConfigDict(dict(
-        num_samples=num_samples,   # generated images scored by FD / precision / recall (0: skip sample quality)
-        classifier_steps=1000,     # steps of the feature classifier (trained once per dataset, cached in data_dir)
-        pr_k=3,                    # neighbours of the k-NN precision/recall manifolds
-        test_examples=0,           # test images in likelihood / reconstruction figures (0: the whole test split)
-        grid_images=64,            # images per samples PNG
-        **extra))
+def eval_keys(num_samples: int = 500, test_examples: int = 0) -> dict:
+    """The `eval` block of the image models: sample-quality sample size, the feature classifier, grids, test images."""
+    return {
+        "eval.num_samples": Key(num_samples, "generated images scored by FD / precision / recall (0: no sample "
+                                "quality; else at least pr_k + 1)", range=">= 0"),
+        "eval.classifier_steps": Key(1000, "steps of the feature classifier (trained once per dataset, cached in "
+                                     "data_dir)", range=">= 1"),
+        "eval.pr_k": Key(3, "neighbours of the k-NN precision/recall manifolds", range=">= 1"),
+        "eval.test_examples": Key(test_examples, "test images in likelihood / reconstruction figures (0: the whole "
+                                  "test split)", range=">= 0"),
+        "eval.grid_images": Key(64, "images per samples PNG", range=">= 1"),
+    }
+
+
+# The eval block of every image module's 'smoke' variant: a 5-step classifier, 8 samples, 16 test images.
+SMOKE = {"eval.classifier_steps": 5, "eval.num_samples": 8, "eval.grid_images": 8, "eval.test_examples": 16}
 
 
 def check_eval_config(c) -> None:
-    config_lib.check_values(c, positive_ints=("eval.classifier_steps", "eval.pr_k", "eval.grid_images"),
-                 non_negative_ints=("eval.num_samples", "eval.test_examples"))
+    """ConfigError unless eval.num_samples is 0 or enough for the k-NN manifolds."""
     if c.eval.num_samples and c.eval.num_samples < c.eval.pr_k + 1:
         raise ConfigError(f"config.eval.num_samples={c.eval.num_samples} must be 0 (no sample quality) or at least "
                           f"config.eval.pr_k + 1 = {c.eval.pr_k + 1}")

@@ -7,15 +7,21 @@ import math
 
 import numpy as np
 
+from train.core.config import Key
 from train.core.errors import DataError
 from train.data import corpus as planted
 from zoo import word2vec as w2v
 
-__all__ = ["load_eval_sets", "evaluate_vectors", "analogy_line", "planted_pairs_figure"]
+__all__ = ["EVAL_KEYS", "load_eval_sets", "evaluate_vectors", "analogy_line", "planted_pairs_figure"]
+
+EVAL_KEYS = {
+    "analogies": Key("", "questions-words file for evaluation ('': the generated corpus's planted sets)"),
+    "wordsim": Key("", "word1 word2 score file, WordSim-353 style ('': the planted similarities)"),
+}
 
 
 def load_eval_sets(c):
-    """(analogy sections, wordsim pairs): the planted sets of train/corpus.py, or the user's files."""
+    """(analogy sections, wordsim pairs): the planted sets of train/data/corpus.py, or the user's files."""
     def read(path, what, parse):
         try:
             with open(path, encoding="utf-8") as f:
