@@ -1,4 +1,5 @@
 """Shared helpers of the speed scripts: timing, XLA FLOP counts, the machine's matmul roofline."""
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@ and sampling images/s (ancestral over all T steps, DDIM).
 
     python benchmarks/ddpm_speed.py [--config.batch_size=128 ...]   # same overrides as train.ddpm
 """
+
 from __future__ import annotations
 
 import jax
@@ -25,19 +26,27 @@ def main(_):
     print(f"fp32 matmul (2048^3):            {peak:9.1f} GFLOP/s")
     print(f"DDPM train step (batch {c.batch_size}):   {secs * 1e3:9.1f} ms  {c.batch_size / secs:9.1f} examples/s")
     print(f"  XLA FLOPs per step:            {flops / 1e9:9.2f} GFLOP")
-    print(f"  achieved:                      {flops / secs / 1e9:9.1f} GFLOP/s = {100 * flops / secs / 1e9 / peak:.1f}% of matmul")
+    print(
+        f"  achieved:                      {flops / secs / 1e9:9.1f} GFLOP/s = {100 * flops / secs / 1e9 / peak:.1f}% of matmul"
+    )
 
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
-    net = ddpm.UNet(ch=c.model.ch, ch_mult=tuple(c.model.ch_mult), num_res_blocks=c.model.num_res_blocks,
-                    attn_resolutions=tuple(c.model.attn_resolutions))
-    eps_fn = lambda p: (lambda x, t: net.apply({"params": p}, x, t))
+    net = ddpm.UNet(
+        ch=c.model.ch,
+        ch_mult=tuple(c.model.ch_mult),
+        num_res_blocks=c.model.num_res_blocks,
+        attn_resolutions=tuple(c.model.attn_resolutions),
+    )
+    eps_fn = lambda p: lambda x, t: net.apply({"params": p}, x, t)
     shape = (flags.FLAGS.sample_images, *ds.image_shape)
     anc = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k))
     dd = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps))
     key, params = jax.random.key(0), state.params
     for name, f in (("ancestral", anc), (f"DDIM {c.sample.ddim_steps} steps", dd)):
         s = time_fn(f, params, key, min_time=1.0, min_iters=1)
-        print(f"sampling {name:<22} {shape[0] / s:9.1f} images/s  ({s:.2f} s per {shape[0]} images, T={sched.num_steps})")
+        print(
+            f"sampling {name:<22} {shape[0] / s:9.1f} images/s  ({s:.2f} s per {shape[0]} images, T={sched.num_steps})"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ matmul GFLOP/s of this machine, measured in the same run.
 Each model runs its default config (train.<model>.get_config()) with the given batch size, through the same
 jitted step the training loop uses (loop.compile_step), on one fixed batch of the default dataset.
 """
+
 from __future__ import annotations
 
 from absl import app, flags
@@ -44,10 +45,14 @@ def main(_):
     print(f"fp32 matmul (2048^3):                 {peak:10.1f} GFLOP/s")
     for m, r in results.items():
         achieved = r["flops"] / r["secs"] / 1e9
-        print(f"{m} ({r['arch']}) train step, batch {r['batch_size']}: {r['secs'] * 1e3:8.2f} ms  "
-              f"{r['batch_size'] / r['secs']:10.1f} examples/s")
+        print(
+            f"{m} ({r['arch']}) train step, batch {r['batch_size']}: {r['secs'] * 1e3:8.2f} ms  "
+            f"{r['batch_size'] / r['secs']:10.1f} examples/s"
+        )
         print(f"  XLA FLOPs per step:                 {r['flops'] / 1e6:10.2f} MFLOP")
-        print(f"  achieved:                           {achieved:10.2f} GFLOP/s = {100 * achieved / peak:.2f}% of matmul")
+        print(
+            f"  achieved:                           {achieved:10.2f} GFLOP/s = {100 * achieved / peak:.2f}% of matmul"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the figures say nothing about speed, they show the overhead of sharding the batc
 On a GPU/TPU, the table adds MFU = XLA FLOPs per step / step time / the chip's peak (--peak_tflops,
 or the known dense peak of H100/H200/A100 and TPU v4/v5e for the chosen dtype).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -25,8 +26,13 @@ flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s of one device for MFU (0: l
 flags.DEFINE_bool("child", False, "Internal: measure in this process and print JSON.")
 
 # Dense peak TFLOP/s per chip (vendor figures, no sparsity).
-PEAKS = {"H100": {"float32": 67.0, "bfloat16": 989.0}, "H200": {"float32": 67.0, "bfloat16": 989.0},
-         "A100": {"float32": 19.5, "bfloat16": 312.0}, "TPU v4": {"bfloat16": 275.0}, "TPU v5 lite": {"bfloat16": 197.0}}
+PEAKS = {
+    "H100": {"float32": 67.0, "bfloat16": 989.0},
+    "H200": {"float32": 67.0, "bfloat16": 989.0},
+    "A100": {"float32": 19.5, "bfloat16": 312.0},
+    "TPU v4": {"bfloat16": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0},
+}
 
 
 def measure(model: str, dtype: str, batch_size: int) -> dict:
@@ -35,6 +41,7 @@ def measure(model: str, dtype: str, batch_size: int) -> dict:
     from benchmarks.common import flops_of, time_fn
     from train.core import loop, parallel
     from train.data import images as data
+
     module = importlib.import_module(f"train.{model}")
     c = module.get_config()
     c.batch_size, c.dtype = batch_size, dtype
@@ -52,8 +59,15 @@ def measure(model: str, dtype: str, batch_size: int) -> dict:
 
     secs = time_fn(one, min_time=3.0)
     dev = jax.devices()[0]
-    return {"model": model, "devices": jax.device_count(), "kind": dev.device_kind, "platform": dev.platform,
-            "step_ms": 1e3 * secs, "examples_per_sec": batch_size / secs, "gflops_per_step": flops / 1e9}
+    return {
+        "model": model,
+        "devices": jax.device_count(),
+        "kind": dev.device_kind,
+        "platform": dev.platform,
+        "step_ms": 1e3 * secs,
+        "examples_per_sec": batch_size / secs,
+        "gflops_per_step": flops / 1e9,
+    }
 
 
 def main(_):
@@ -67,13 +81,26 @@ def main(_):
     for n in (1, f.devices):
         env = dict(os.environ)
         import jax
+
         if jax.default_backend() == "cpu":
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
         elif n != jax.device_count() and n != 1:
             continue
-        out = subprocess.run([sys.executable, "-m", "benchmarks.parallel_speed", "--child", f"--models={f.models}",
-                              f"--dtype={f.dtype}", f"--batch_size={f.batch_size}"], env=env, capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.parallel_speed",
+                "--child",
+                f"--models={f.models}",
+                f"--dtype={f.dtype}",
+                f"--batch_size={f.batch_size}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         for line in out.splitlines():
             if line.startswith("RESULT "):
                 r = json.loads(line[7:])
@@ -81,9 +108,14 @@ def main(_):
     print(f"{'model':<12} {'devices':>7} {'step ms':>9} {'examples/s':>11} {'GFLOP/step':>11} {'MFU':>6}")
     for (model, n), r in sorted(rows.items()):
         peak = f.peak_tflops or next((p.get(f.dtype, 0.0) for k, p in PEAKS.items() if k in r["kind"]), 0.0)
-        mfu = f"{100 * r['gflops_per_step'] / (r['step_ms'] / 1e3) / (peak * 1e3):5.1f}%" \
-            if peak and r["platform"] != "cpu" else "    -"
-        print(f"{model:<12} {n:>7} {r['step_ms']:>9.1f} {r['examples_per_sec']:>11.1f} {r['gflops_per_step']:>11.2f} {mfu}")
+        mfu = (
+            f"{100 * r['gflops_per_step'] / (r['step_ms'] / 1e3) / (peak * 1e3):5.1f}%"
+            if peak and r["platform"] != "cpu"
+            else "    -"
+        )
+        print(
+            f"{model:<12} {n:>7} {r['step_ms']:>9.1f} {r['examples_per_sec']:>11.1f} {r['gflops_per_step']:>11.2f} {mfu}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ used meanwhile (all threads: gensim's workers; our XLA thread and grain's data t
 jobs on the machine disturb much less than wall time. Both are scored by zoo.word2vec on the planted
 analogies and similarities. The load average is printed: these are shared machines.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,12 +36,15 @@ from zoo.text import Vocab
 config_flags.DEFINE_config_dict("config", train_word2vec.get_config())
 flags.DEFINE_integer("gensim_workers", 2, "gensim worker threads (one per core is gensim's best).")
 flags.DEFINE_bool("gensim", True, "Also train gensim (if installed); --nogensim skips it.")
-flags.DEFINE_list("share_negatives", [], "HogBatch sweep: train ours once per value (e.g. 1,4,16) instead of once "
-                  "with config.share_negatives.")
+flags.DEFINE_list(
+    "share_negatives",
+    [],
+    "HogBatch sweep: train ours once per value (e.g. 1,4,16) instead of once with config.share_negatives.",
+)
 
 
 def load() -> str:
-    return "load average %.2f %.2f %.2f" % os.getloadavg()
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def train_ours(c, corpus, eval_sets) -> dict:
@@ -64,9 +68,17 @@ def train_ours(c, corpus, eval_sets) -> dict:
     cpu = time.process_time() - cpu0
     figures, _ = task.evaluate(state, c.num_steps)
     words = c.num_steps * c.batch_size
-    return dict(figures, words=words, secs=t2 - t0, steady_words_per_sec=(words - c.batch_size) / max(t2 - t1, 1e-9),
-                words_per_sec=words / (t2 - t0), first_step_secs=t1 - t0, loss=float(metrics["loss"]), cpu_secs=cpu,
-                W=np.asarray(state.params["in"]))
+    return dict(
+        figures,
+        words=words,
+        secs=t2 - t0,
+        steady_words_per_sec=(words - c.batch_size) / max(t2 - t1, 1e-9),
+        words_per_sec=words / (t2 - t0),
+        first_step_secs=t1 - t0,
+        loss=float(metrics["loss"]),
+        cpu_secs=cpu,
+        W=np.asarray(state.params["in"]),
+    )
 
 
 def train_gensim(c, corpus, eval_sets, workers: int) -> dict | None:
@@ -81,9 +93,20 @@ def train_gensim(c, corpus, eval_sets, workers: int) -> dict | None:
     words = corpus.vocab.words
     ends = np.cumsum(corpus.sentence_lengths)
     sentences = [[words[i] for i in line] for line in np.split(corpus.ids, ends[:-1])]
-    model = Word2Vec(vector_size=c.embed_dim, window=c.window, negative=c.negatives, hs=0,
-                     sg=1 if c.model == "sgns" else 0, cbow_mean=1, min_count=c.min_count, sample=c.subsample,
-                     alpha=c.learning_rate, min_alpha=c.min_learning_rate, workers=workers, seed=c.seed)
+    model = Word2Vec(
+        vector_size=c.embed_dim,
+        window=c.window,
+        negative=c.negatives,
+        hs=0,
+        sg=1 if c.model == "sgns" else 0,
+        cbow_mean=1,
+        min_count=c.min_count,
+        sample=c.subsample,
+        alpha=c.learning_rate,
+        min_alpha=c.min_learning_rate,
+        workers=workers,
+        seed=c.seed,
+    )
     model.build_vocab(sentences)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -106,9 +129,11 @@ def main(_):
     corpus, _ = train_word2vec.load_corpus(c, None)
     c.num_steps = train_word2vec.resolve_num_steps(c, corpus)
     print(device_line())
-    print(f"corpus {corpus.name}: {len(corpus.ids)} words, vocabulary {len(corpus.vocab)}; {c.model}, dim {c.embed_dim}, "
-          f"window {c.window}, negatives {c.negatives}, sample {c.subsample}, {c.num_epochs} epochs, "
-          f"minibatch {c.minibatch_size}, share_negatives {c.share_negatives}")
+    print(
+        f"corpus {corpus.name}: {len(corpus.ids)} words, vocabulary {len(corpus.vocab)}; {c.model}, dim {c.embed_dim}, "
+        f"window {c.window}, negatives {c.negatives}, sample {c.subsample}, {c.num_epochs} epochs, "
+        f"minibatch {c.minibatch_size}, share_negatives {c.share_negatives}"
+    )
     print(f"before: {load()}, {os.cpu_count()} CPUs")
     logging.getLogger("gensim").setLevel(logging.WARNING)
     runs = []
@@ -123,22 +148,32 @@ def main(_):
         print(f"after gensim: {load()}")
 
     def row(name, r, speed):
-        return (f"{name:<34} {speed:>10,.0f} {r['secs']:>8.1f} {r['words'] / r['cpu_secs']:>13,.0f} "
-                f"{r.get('analogy_accuracy', float('nan')):>9.3f} {r.get('wordsim_spearman', float('nan')):>9.3f}")
+        return (
+            f"{name:<34} {speed:>10,.0f} {r['secs']:>8.1f} {r['words'] / r['cpu_secs']:>13,.0f} "
+            f"{r.get('analogy_accuracy', float('nan')):>9.3f} {r.get('wordsim_spearman', float('nan')):>9.3f}"
+        )
+
     print(f"{'':<34} {'words/s':>10} {'train s':>8} {'words/cpu-s':>13} {'analogy':>9} {'spearman':>9}")
     for name, ours in runs:
         print(row(name, ours, ours["words_per_sec"]))
-        print(row("  after the compiling step", ours, ours["steady_words_per_sec"])
-              + f"   first step {ours['first_step_secs']:.1f} s")
+        print(
+            row("  after the compiling step", ours, ours["steady_words_per_sec"])
+            + f"   first step {ours['first_step_secs']:.1f} s"
+        )
     if theirs:
         print(row(f"gensim ({flags.FLAGS.gensim_workers} workers)", theirs, theirs["words_per_sec"]))
         for name, ours in runs:
-            print(f"ratio {name} / gensim: {ours['words_per_sec'] / theirs['words_per_sec']:.2f} end to end, "
-                  f"{ours['steady_words_per_sec'] / theirs['words_per_sec']:.2f} after compile")
+            print(
+                f"ratio {name} / gensim: {ours['words_per_sec'] / theirs['words_per_sec']:.2f} end to end, "
+                f"{ours['steady_words_per_sec'] / theirs['words_per_sec']:.2f} after compile"
+            )
     ours = runs[0][1]
     for k in sorted(k for k in ours if k.startswith("analogy/")):
-        print(f"  {k:<40} " + "  ".join(f"{r[k]:.3f}" for _, r in runs)
-              + (f"   gensim {theirs[k]:.3f}" if theirs and k in theirs else ""))
+        print(
+            f"  {k:<40} "
+            + "  ".join(f"{r[k]:.3f}" for _, r in runs)
+            + (f"   gensim {theirs[k]:.3f}" if theirs and k in theirs else "")
+        )
     print(word_eval.analogy_line(ours["W"], corpus.vocab))
     if theirs:
         print("gensim: " + word_eval.analogy_line(theirs["W"], theirs["vocab"]))

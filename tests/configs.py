@@ -1,4 +1,5 @@
 """The configs the tests run: each module's 'smoke' variant (a seconds-long run), with overrides."""
+
 from __future__ import annotations
 
 
@@ -19,3 +20,21 @@ def smoke_config(module, data_dir=None, **overrides):
     if data_dir is not None:
         c.data_dir = str(data_dir)
     return override(c, overrides)
+
+
+def run_straight(module, data_dir, tmp_path_factory, **overrides):
+    """(workdir, figures) of a 6-step smoke run in one go: the reference for resume and determinism tests."""
+    workdir = str(tmp_path_factory.mktemp("straight"))
+    return workdir, module.run(smoke_config(module, data_dir, num_steps=6, **overrides), workdir)
+
+
+def logged_records(workdir):
+    """metrics.jsonl of a 6-step smoke run, after checking its last checkpoint is step 6 and losses at 2, 4, 6."""
+    import json
+    import os
+
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
+    return records

@@ -1,11 +1,14 @@
 """Shared test set-up: a persistent XLA compilation cache, since compile time dominates on CPU."""
+
 import os
 import pathlib
 
 import jax
 import pytest
 
-_CACHE = pathlib.Path(os.environ.get("ZOO_TEST_JAX_CACHE", pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
+_CACHE = pathlib.Path(
+    os.environ.get("ZOO_TEST_JAX_CACHE", pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax")
+)
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

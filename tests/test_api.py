@@ -1,5 +1,6 @@
 """Every zoo module states its public API: ``__all__`` names only what exists, and lists every public
 (non-underscore) function, class and constant the module itself defines; imported names stay out unless listed."""
+
 import ast
 import importlib
 import inspect
@@ -44,9 +45,13 @@ def test_all_lists_exactly_the_public_names_the_module_defines(name):
     unlisted = sorted(_defined_public_names(module) - set(listed))
     assert not unlisted, f"zoo.{name} defines public names missing from __all__ (list or _rename them): {unlisted}"
     # and no public function or class of the module is reachable only by accident of import
-    own = {n for n, v in vars(module).items()
-           if not n.startswith("_") and (inspect.isfunction(v) or inspect.isclass(v))
-           and getattr(v, "__module__", None) == module.__name__}
+    own = {
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(v) or inspect.isclass(v))
+        and getattr(v, "__module__", None) == module.__name__
+    }
     assert own <= set(listed), sorted(own - set(listed))
 
 

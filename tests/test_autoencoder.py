@@ -1,4 +1,5 @@
 """Tests for zoo/autoencoder.py: losses vs brute force, the linear-AE / PCA link, code densities, shapes."""
+
 import importlib.util
 
 import jax
@@ -78,6 +79,7 @@ def test_linear_autoencoder_spans_pca_subspace():
             loss, g = jax.value_and_grad(loss_fn)(p)
             upd, s = opt.update(g, s, p)
             return (optax.apply_updates(p, upd), s), loss
+
         (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=500)
         return params, losses
 
@@ -85,7 +87,7 @@ def test_linear_autoencoder_spans_pca_subspace():
     # Independent reference: SVD of the centred data.
     xc = x - x.mean(0)
     _, s, vt = np.linalg.svd(xc.astype(np.float64), full_matrices=False)
-    pcs = vt[:k].T                                                   # [10, k]
+    pcs = vt[:k].T  # [10, k]
     w_dec = np.asarray(params["params"]["decoder"]["Dense_0"]["kernel"], np.float64).T  # [10, k]
     # Reconstructions r = W_dec h + b lie in span(W_dec): it must be the principal subspace.
     # (The encoder's components along the tiny noise directions converge far more slowly, since
@@ -95,7 +97,7 @@ def test_linear_autoencoder_spans_pca_subspace():
     # Eckart-Young: no rank-k linear map beats PCA's error sum(discarded sigma^2) / n, and training
     # must get within 0.5% of the total variance of it.
     pca_err = np.sum(s[k:] ** 2) / x.shape[0]
-    total_var = np.sum(s ** 2) / x.shape[0]
+    total_var = np.sum(s**2) / x.shape[0]
     assert pca_err * (1 - 1e-3) <= float(losses[-1]) <= pca_err + 0.005 * total_var
 
 

@@ -10,6 +10,7 @@ tiny run (made once per module by the same pool) and check that every file's siz
 
 In-process cases at the end check the zoo's own argument checks (UnknownWordError, ValueError naming a shape).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -37,8 +38,8 @@ class Case:
     module: str
     args: tuple[str, ...]
     fragments: tuple[str, ...]
-    workdir: str = "{case}/run"   # fresh: must not exist afterwards, and nothing is created next to it
-    existing: bool = False        # on the module's finished tiny run: every file unchanged
+    workdir: str = "{case}/run"  # fresh: must not exist afterwards, and nothing is created next to it
+    existing: bool = False  # on the module's finished tiny run: every file unchanged
     env: tuple[tuple[str, str], ...] = ()
 
 
@@ -54,8 +55,16 @@ UNDER_A_FILE = "{tmp}/a_regular_file/run"
 SETUPS = {
     "ngram": {"num_tokens": "20000", "order": "2"},
     "pca": {"dataset": "npz:{tmp}/good.npz", "eval.num_samples": "0", "ks": "(1,2)", "k": "2"},
-    "word2vec": {"num_tokens": "5000", "batch_size": "1024", "num_steps": "2", "minibatch_size": "256",
-                 "embed_dim": "8", "log_every": "1", "checkpoint_every": "1", "progress": "False"},
+    "word2vec": {
+        "num_tokens": "5000",
+        "batch_size": "1024",
+        "num_steps": "2",
+        "minibatch_size": "256",
+        "embed_dim": "8",
+        "log_every": "1",
+        "checkpoint_every": "1",
+        "progress": "False",
+    },
 }
 
 CLI_CASES = [
@@ -69,29 +78,54 @@ CLI_CASES = [
     case("pca-ks-not-ints", "pca", ["--config.ks=abc"], ["config.ks=('abc',)", "tuple of integers >= 1"]),
     # non-positive sizes and steps
     case("autoencoder-num-steps-0", "autoencoder", ["--config.num_steps=0"], ["config.num_steps=0", "an integer >= 1"]),
-    case("pca-fit-examples-negative", "pca", ["--config.fit_examples=-4"], ["config.fit_examples=-4", "an integer >= 0"]),
-    case("ngram-max-sample-len-0", "ngram", ["--config.max_sample_len=0"], ["config.max_sample_len=0", "an integer >= 1"]),
+    case(
+        "pca-fit-examples-negative", "pca", ["--config.fit_examples=-4"], ["config.fit_examples=-4", "an integer >= 0"]
+    ),
+    case(
+        "ngram-max-sample-len-0", "ngram", ["--config.max_sample_len=0"], ["config.max_sample_len=0", "an integer >= 1"]
+    ),
     case("vae-eval-every-negative", "vae", ["--config.eval_every=-1"], ["config.eval_every=-1", "an integer >= 0"]),
-    case("word2vec-num-steps-negative", "word2vec", ["--config.num_steps=-1"],
-         ["config.num_steps=-1", "an integer >= 0"]),
+    case(
+        "word2vec-num-steps-negative", "word2vec", ["--config.num_steps=-1"], ["config.num_steps=-1", "an integer >= 0"]
+    ),
     # unknown choices of the shared keys
     case("gan-optimizer", "gan", ["--config.optimizer=sgd"], ["'sgd'", "accepted: adam, adamw"]),
-    case("autoencoder-lr-schedule", "autoencoder", ["--config.lr_schedule=step"],
-         ["'step'", "accepted: constant, cosine, linear"]),
+    case(
+        "autoencoder-lr-schedule",
+        "autoencoder",
+        ["--config.lr_schedule=step"],
+        ["'step'", "accepted: constant, cosine, linear"],
+    ),
     case("word2vec-nan-policy", "word2vec", ["--config.nan_policy=ignore"], ["'ignore'", "accepted: stop, skip"]),
     case("word2vec-cpu-devices", "word2vec", ["--config.cpu_devices=-2"], ["config.cpu_devices=-2", "non-negative"]),
-    case("word2vec-sync-minibatches", "word2vec", ["--config.sync_minibatches=-1"],
-         ["config.sync_minibatches=-1", "an integer >= 0"]),
+    case(
+        "word2vec-sync-minibatches",
+        "word2vec",
+        ["--config.sync_minibatches=-1"],
+        ["config.sync_minibatches=-1", "an integer >= 0"],
+    ),
     case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
-    *[case(f"{m}-bfloat16", m, ["--config.dtype=bfloat16"], ["dtype", "accepted: the keys of get_config()"])
-      for m in ("word2vec", "pca", "ngram", "cooccurrence")],
+    *[
+        case(f"{m}-bfloat16", m, ["--config.dtype=bfloat16"], ["dtype", "accepted: the keys of get_config()"])
+        for m in ("word2vec", "pca", "ngram", "cooccurrence")
+    ],
     # sweeps: lists of different lengths, a key the module cannot sweep
-    case("vae-sweep-lengths", "vae", ["--config.sweep.beta=(0.5,1.0)", "--config.sweep.seeds=(0,1,2)"],
-         ["config.sweep.beta=(0.5, 1.0)", "config.sweep.seeds=(0, 1, 2)", "same length"]),
-    case("ddpm-sweep-unknown-key", "ddpm", ["--config.sweep.beta=(1.0,2.0)"],
-         ["config.sweep.beta is not a key", "accepted: the keys of get_config()"]),
+    case(
+        "vae-sweep-lengths",
+        "vae",
+        ["--config.sweep.beta=(0.5,1.0)", "--config.sweep.seeds=(0,1,2)"],
+        ["config.sweep.beta=(0.5, 1.0)", "config.sweep.seeds=(0, 1, 2)", "same length"],
+    ),
+    case(
+        "ddpm-sweep-unknown-key",
+        "ddpm",
+        ["--config.sweep.beta=(1.0,2.0)"],
+        ["config.sweep.beta is not a key", "accepted: the keys of get_config()"],
+    ),
     # model-specific choices
-    case("ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]),
+    case(
+        "ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]
+    ),
     case("ddpm-variance", "ddpm", ["--config.diffusion.variance=learned"], ["'learned'", "accepted: beta, posterior"]),
     case("vae-loss", "vae", ["--config.loss=mse"], ["config.loss='mse'", "accepted: elbo, lecture"]),
     case("vae-likelihood", "vae", ["--config.likelihood=laplace"], ["'laplace'", "accepted: bernoulli, gaussian"]),
@@ -101,51 +135,136 @@ CLI_CASES = [
     case("word2vec-model", "word2vec", ["--config.model=glove"], ["'glove'", "accepted: sgns, cbow, skipgram_softmax"]),
     case("ngram-smoothing", "ngram", ["--config.smoothing=witten_bell"], ["'witten_bell'", "kneser_ney, add_k"]),
     case("ngram-order-0", "ngram", ["--config.order=0"], ["config.order=0", "an integer >= 1"]),
-    case("ddpm-ch-mult-too-deep", "ddpm", ["--config.dataset=npz:{tmp}/good.npz", "--config.model.ch_mult=(1,2,2,2,2)"],
-         ["ch_mult=(1, 2, 2, 2, 2)", "8x8"]),
+    case(
+        "ddpm-ch-mult-too-deep",
+        "ddpm",
+        ["--config.dataset=npz:{tmp}/good.npz", "--config.model.ch_mult=(1,2,2,2,2)"],
+        ["ch_mult=(1, 2, 2, 2, 2)", "8x8"],
+    ),
     # datasets: unknown names, npz files missing, empty, corrupt, of the wrong dtype or rank
-    case("ddpm-unknown-dataset", "ddpm", ["--config.dataset=no_such_dataset"],
-         ["'no_such_dataset'", "accepted: 'digits', 'npz:PATH'"]),
-    case("vae-npz-missing", "vae", ["--config.dataset=npz:{tmp}/missing.npz"], ["missing.npz", "no such file", NPZ_ACCEPTED]),
-    case("gan-npz-without-x", "gan", ["--config.dataset=npz:{tmp}/no_x.npz"], ["no_x.npz", "no array 'x'", NPZ_ACCEPTED]),
-    case("autoencoder-npz-corrupt", "autoencoder", ["--config.dataset=npz:{tmp}/corrupt.npz"],
-         ["corrupt.npz", "not a readable .npz", NPZ_ACCEPTED]),
+    case(
+        "ddpm-unknown-dataset",
+        "ddpm",
+        ["--config.dataset=no_such_dataset"],
+        ["'no_such_dataset'", "accepted: 'digits', 'npz:PATH'"],
+    ),
+    case(
+        "vae-npz-missing",
+        "vae",
+        ["--config.dataset=npz:{tmp}/missing.npz"],
+        ["missing.npz", "no such file", NPZ_ACCEPTED],
+    ),
+    case(
+        "gan-npz-without-x", "gan", ["--config.dataset=npz:{tmp}/no_x.npz"], ["no_x.npz", "no array 'x'", NPZ_ACCEPTED]
+    ),
+    case(
+        "autoencoder-npz-corrupt",
+        "autoencoder",
+        ["--config.dataset=npz:{tmp}/corrupt.npz"],
+        ["corrupt.npz", "not a readable .npz", NPZ_ACCEPTED],
+    ),
     case("pca-npz-float", "pca", ["--config.dataset=npz:{tmp}/float.npz"], ["'x' has dtype float32", NPZ_ACCEPTED]),
     case("ddpm-npz-rank-2", "ddpm", ["--config.dataset=npz:{tmp}/rank2.npz"], ["'x' has shape (10, 64)", NPZ_ACCEPTED]),
-    case("vae-npz-rank-5", "vae", ["--config.dataset=npz:{tmp}/rank5.npz"], ["'x' has shape (10, 8, 8, 1, 1)", NPZ_ACCEPTED]),
-    case("vae-conditional-unlabelled", "vae", ["--config.dataset=npz:{tmp}/good.npz", "--config.conditional=True"],
-         ["config.conditional=True", "labelled"]),
+    case(
+        "vae-npz-rank-5",
+        "vae",
+        ["--config.dataset=npz:{tmp}/rank5.npz"],
+        ["'x' has shape (10, 8, 8, 1, 1)", NPZ_ACCEPTED],
+    ),
+    case(
+        "vae-conditional-unlabelled",
+        "vae",
+        ["--config.dataset=npz:{tmp}/good.npz", "--config.conditional=True"],
+        ["config.conditional=True", "labelled"],
+    ),
     # corpora: missing, empty, no word reaching min_count, unknown TFDS name
-    case("word2vec-corpus-missing", "word2vec", ["--config.corpus=text:{tmp}/missing.txt"],
-         ["text:{tmp}/missing.txt", "no such file", "accepted: text:PATH"]),
-    case("word2vec-corpus-empty", "word2vec", ["--config.corpus=text:{tmp}/empty.txt"],
-         ["empty.txt", "holds no words", "accepted"]),
-    case("cooccurrence-below-min-count", "cooccurrence", ["--config.corpus=text:{tmp}/rare.txt"],
-         ["rare.txt", "min_count=5", "accepted: min_count <= 4"]),
+    case(
+        "word2vec-corpus-missing",
+        "word2vec",
+        ["--config.corpus=text:{tmp}/missing.txt"],
+        ["text:{tmp}/missing.txt", "no such file", "accepted: text:PATH"],
+    ),
+    case(
+        "word2vec-corpus-empty",
+        "word2vec",
+        ["--config.corpus=text:{tmp}/empty.txt"],
+        ["empty.txt", "holds no words", "accepted"],
+    ),
+    case(
+        "cooccurrence-below-min-count",
+        "cooccurrence",
+        ["--config.corpus=text:{tmp}/rare.txt"],
+        ["rare.txt", "min_count=5", "accepted: min_count <= 4"],
+    ),
     case("ngram-unknown-corpus", "ngram", ["--config.corpus=no_such_corpus"], ["'no_such_corpus'", "'text:PATH'"]),
     # command line: stray argument, partial distributed flags, batch not divisible by the device count
-    case("gan-stray-argument", "gan", ["stray"], ["['stray']", "accepted: --workdir DIR, --config=FILE.py and --config.KEY=VALUE"]),
-    case("autoencoder-partial-distributed", "autoencoder", ["--coordinator_address=localhost:1234"],
-         ["coordinator_address='localhost:1234'", "num_processes=None", "go together"]),
-    case("autoencoder-batch-vs-devices", "autoencoder", ["--config.dataset=npz:{tmp}/good.npz", "--config.batch_size=3"],
-         ["config.batch_size=3", "divisible by the device count 2"], env=TWO_DEVICES),
-    case("word2vec-batch-vs-devices", "word2vec", ["--config.batch_size=1001"],
-         ["config.batch_size=1001", "divisible by the device count 2"], env=TWO_DEVICES),
+    case(
+        "gan-stray-argument",
+        "gan",
+        ["stray"],
+        ["['stray']", "accepted: --workdir DIR, --config=FILE.py and --config.KEY=VALUE"],
+    ),
+    case(
+        "autoencoder-partial-distributed",
+        "autoencoder",
+        ["--coordinator_address=localhost:1234"],
+        ["coordinator_address='localhost:1234'", "num_processes=None", "go together"],
+    ),
+    case(
+        "autoencoder-batch-vs-devices",
+        "autoencoder",
+        ["--config.dataset=npz:{tmp}/good.npz", "--config.batch_size=3"],
+        ["config.batch_size=3", "divisible by the device count 2"],
+        env=TWO_DEVICES,
+    ),
+    case(
+        "word2vec-batch-vs-devices",
+        "word2vec",
+        ["--config.batch_size=1001"],
+        ["config.batch_size=1001", "divisible by the device count 2"],
+        env=TWO_DEVICES,
+    ),
     # an unwritable workdir (a path under a regular file)
-    *[case(f"{m}-unwritable-workdir", m, extra, ["a_regular_file/run", "not a writable directory", "--workdir"],
-           workdir=UNDER_A_FILE)
-      for m, extra in (("ddpm", ["--config.dataset=npz:{tmp}/good.npz"]), ("ngram", ["--config.corpus=text:{tmp}/rare.txt"]),
-                       ("word2vec", ["--config.num_tokens=5000"]), ("pca", ["--config.dataset=npz:{tmp}/good.npz"]))],
+    *[
+        case(
+            f"{m}-unwritable-workdir",
+            m,
+            extra,
+            ["a_regular_file/run", "not a writable directory", "--workdir"],
+            workdir=UNDER_A_FILE,
+        )
+        for m, extra in (
+            ("ddpm", ["--config.dataset=npz:{tmp}/good.npz"]),
+            ("ngram", ["--config.corpus=text:{tmp}/rare.txt"]),
+            ("word2vec", ["--config.num_tokens=5000"]),
+            ("pca", ["--config.dataset=npz:{tmp}/good.npz"]),
+        )
+    ],
     # on an existing workdir holding a finished run: refused, every file unchanged
     case("ngram-existing-order-0", "ngram", ["--config.order=0"], ["config.order=0"], existing=True),
-    case("ngram-existing-empty-corpus", "ngram", ["--config.corpus=text:{tmp}/empty.txt"], ["holds no words"],
-         existing=True),
+    case(
+        "ngram-existing-empty-corpus",
+        "ngram",
+        ["--config.corpus=text:{tmp}/empty.txt"],
+        ["holds no words"],
+        existing=True,
+    ),
     case("pca-existing-method", "pca", ["--config.method=qr"], ["'qr'", "accepted: exact, randomized"], existing=True),
-    case("pca-existing-other-fit", "pca", ["--config.num_components=3"],
-         ["pca.npz holds a PCA fitted with other settings", "num_components"], existing=True),
+    case(
+        "pca-existing-other-fit",
+        "pca",
+        ["--config.num_components=3"],
+        ["pca.npz holds a PCA fitted with other settings", "num_components"],
+        existing=True,
+    ),
     case("word2vec-existing-model", "word2vec", ["--config.model=glove"], ["'glove'"], existing=True),
-    case("word2vec-existing-other-window", "word2vec", ["--config.window=2"],
-         ["config.window=2 differs from 5", "new --workdir"], existing=True),
+    case(
+        "word2vec-existing-other-window",
+        "word2vec",
+        ["--config.window=2"],
+        ["config.window=2 differs from 5", "new --workdir"],
+        existing=True,
+    ),
 ]
 
 
@@ -177,8 +296,14 @@ def snapshot(root: str) -> dict:
 
 def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
-    cmd = [sys.executable, "-m", f"train.{module}", f"--workdir={workdir}", *args,
-           f"--config.data_dir={os.path.join(tmp, 'tfds')}"]  # never created by a refused run
+    cmd = [
+        sys.executable,
+        "-m",
+        f"train.{module}",
+        f"--workdir={workdir}",
+        *args,
+        f"--config.data_dir={os.path.join(tmp, 'tfds')}",
+    ]  # never created by a refused run
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
@@ -194,8 +319,11 @@ def _run_case(c: Case, tmp: str) -> Outcome:
     args = [_fill(a, tmp) for a in c.args]
     if c.existing:
         workdir = os.path.join(tmp, f"existing_{c.module}")
-        args = [f"--config.{k}={_fill(v, tmp)}" for k, v in SETUPS[c.module].items()
-                if not any(a.startswith(f"--config.{k}=") for a in args)] + args
+        args = [
+            f"--config.{k}={_fill(v, tmp)}"
+            for k, v in SETUPS[c.module].items()
+            if not any(a.startswith(f"--config.{k}=") for a in args)
+        ] + args
         before = snapshot(workdir)
         rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
         return Outcome(rc, out, err, workdir, before=before, after=snapshot(workdir))
@@ -235,9 +363,12 @@ def outcomes(request, tmp_path_factory):
     """Outcomes of the selected CLI cases, all started together on a thread pool."""
     tmp = tmp_path_factory.mktemp("bad_input")
     _write_data_files(tmp)
-    selected = [item.callspec.params["c"] for item in request.session.items
-                if getattr(item, "module", None) is request.module
-                and "c" in getattr(getattr(item, "callspec", None), "params", {})]
+    selected = [
+        item.callspec.params["c"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        and "c" in getattr(getattr(item, "callspec", None), "params", {})
+    ]
     existing = {}
     for c in selected:
         if c.existing:
@@ -289,6 +420,7 @@ def test_table_covers_every_training_module():
 @pytest.fixture(scope="module")
 def tiny_vectors():
     from zoo.text import Vocab
+
     vocab = Vocab(["king", "queen", "man", "woman"], np.array([4, 3, 2, 1]))
     return np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), vocab
 
@@ -296,6 +428,7 @@ def tiny_vectors():
 def test_analogy_with_an_unknown_word_names_it(tiny_vectors):
     from zoo import word2vec as w2v
     from zoo.text import UnknownWordError
+
     W, vocab = tiny_vectors
     with pytest.raises(UnknownWordError, match="unknown word 'princess'") as e:
         w2v.analogy(W, vocab, "man", "king", "princess")
@@ -305,6 +438,7 @@ def test_analogy_with_an_unknown_word_names_it(tiny_vectors):
 def test_similarity_query_with_an_unknown_word_names_it(tiny_vectors):
     from zoo import word2vec as w2v
     from zoo.text import UnknownWordError
+
     W, vocab = tiny_vectors
     with pytest.raises(UnknownWordError, match="unknown word 'zebra'"):
         w2v.most_similar(w2v.normalize(W), vocab, "zebra")
@@ -316,6 +450,7 @@ def test_similarity_query_with_an_unknown_word_names_it(tiny_vectors):
 
 def test_analogy_and_similarity_check_their_other_arguments(tiny_vectors):
     from zoo import word2vec as w2v
+
     W, vocab = tiny_vectors
     with pytest.raises(ValueError, match="method='3cosavg' not supported; accepted"):
         w2v.analogy(W, vocab, "man", "king", "woman", method="3cosavg")
@@ -327,20 +462,33 @@ def test_analogy_and_similarity_check_their_other_arguments(tiny_vectors):
 
 def _init(module, *args):
     import jax
+
     return module.init(jax.random.key(0), *args)
 
 
-@pytest.mark.parametrize("name", ["ddpm.UNet", "autoencoder.ConvEncoder", "autoencoder.MLPEncoder", "gan.DCDiscriminator",
-                                  "gan.MLPDiscriminator", "vae.VAE"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ddpm.UNet",
+        "autoencoder.ConvEncoder",
+        "autoencoder.MLPEncoder",
+        "gan.DCDiscriminator",
+        "gan.MLPDiscriminator",
+        "vae.VAE",
+    ],
+)
 def test_image_of_the_wrong_rank_into_a_zoo_network_names_the_shape(name):
     import jax.numpy as jnp
 
     from zoo import autoencoder as ae, ddpm, gan, vae
+
     image = jnp.zeros((8, 8, 1))  # one image without the batch axis
     flat = jnp.zeros((64,))
     calls = {
-        "ddpm.UNet": (lambda: _init(ddpm.UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1), image, jnp.zeros((1,), jnp.int32)),
-                      r"\(8, 8, 1\)"),
+        "ddpm.UNet": (
+            lambda: _init(ddpm.UNet(ch=8, ch_mult=(1, 2), num_res_blocks=1), image, jnp.zeros((1,), jnp.int32)),
+            r"\(8, 8, 1\)",
+        ),
         "autoencoder.ConvEncoder": (lambda: _init(ae.ConvEncoder(4), image), r"\(8, 8, 1\)"),
         "autoencoder.MLPEncoder": (lambda: _init(ae.MLPEncoder(4), flat), r"\(64,\)"),
         "gan.DCDiscriminator": (lambda: _init(gan.DCDiscriminator(), image), r"\(8, 8, 1\)"),
@@ -357,6 +505,7 @@ def test_zoo_names_unknown_choices_and_bad_sizes():
     import jax.numpy as jnp
 
     from zoo import ddpm, ngram, pca, vae
+
     with pytest.raises(ValueError, match="unknown noise schedule 'quadratic'; accepted: 'linear', 'cosine'"):
         ddpm.schedule_from_name("quadratic", 10)
     with pytest.raises(ValueError, match="num_steps must be a positive integer, got 0"):

@@ -1,5 +1,6 @@
 """train/core/config.py and cli.py: keys declared once (Key, Schema), checked against the declaration, named
 variants, --config=FILE.py with overrides on top, and --help listing every key of every module."""
+
 from __future__ import annotations
 
 import importlib
@@ -28,16 +29,20 @@ def _run(*args, cwd=ROOT):
 
 # ----------------------------------------------------------------------------- Key and Schema
 
-@pytest.mark.parametrize("key, good, bad", [
-    (Key(1, "", range=">= 1"), [1, 7], [0, -1, 1.0, True, "1"]),
-    (Key(0.5, "", range="[0, 1)"), [0, 0.0, 0.999], [1.0, -0.1, float("nan"), float("inf"), True]),
-    (Key(0.75, "", range="(0, 1]"), [1.0, 1e-9], [0.0, 1.5]),
-    (Key(1.0, "", range="> 0"), [1e-30], [0.0, float("inf")]),
-    (Key("adam", "", choices=("adam", "adamw")), ["adamw"], ["sgd", 0]),
-    (Key(False, ""), [True, False], [0, "True"]),
-    (Key((16, 32), "", range=">= 1", nonempty=True), [(1,), [3, 4]], [(), (0, 3), ("a",), 5]),
-    (Key((), "", item=float, range="> 0"), [(), (0.1, 2)], [(0.0,), (float("nan"),)]),
-])
+
+@pytest.mark.parametrize(
+    "key, good, bad",
+    [
+        (Key(1, "", range=">= 1"), [1, 7], [0, -1, 1.0, True, "1"]),
+        (Key(0.5, "", range="[0, 1)"), [0, 0.0, 0.999], [1.0, -0.1, float("nan"), float("inf"), True]),
+        (Key(0.75, "", range="(0, 1]"), [1.0, 1e-9], [0.0, 1.5]),
+        (Key(1.0, "", range="> 0"), [1e-30], [0.0, float("inf")]),
+        (Key("adam", "", choices=("adam", "adamw")), ["adamw"], ["sgd", 0]),
+        (Key(False, ""), [True, False], [0, "True"]),
+        (Key((16, 32), "", range=">= 1", nonempty=True), [(1,), [3, 4]], [(), (0, 3), ("a",), 5]),
+        (Key((), "", item=float, range="> 0"), [(), (0.1, 2)], [(0.0,), (float("nan"),)]),
+    ],
+)
 def test_key_accepts_its_values_and_refuses_the_rest_naming_them(key, good, bad):
     for v in good:
         key.check("k", v)
@@ -55,10 +60,13 @@ def test_key_says_what_it_accepts():
         Key(1, "", range="positive")
 
 
-SCHEMA = Schema({"n": Key(2, "n", range=">= 1"), "model.width": Key((8,), "w", range=">= 1", nonempty=True)},
-                {"lr": Key(0.1, "lr", range="> 0"), "sweep.lr": Key((), "sweep", item=float)},
-                {"sweep.seeds": Key((), "seeds", item=int, range=">= 0")},
-                defaults={"n": 3}, variants={"smoke": {"n": 1, "model.width": (2,)}})
+SCHEMA = Schema(
+    {"n": Key(2, "n", range=">= 1"), "model.width": Key((8,), "w", range=">= 1", nonempty=True)},
+    {"lr": Key(0.1, "lr", range="> 0"), "sweep.lr": Key((), "sweep", item=float)},
+    {"sweep.seeds": Key((), "seeds", item=int, range=">= 0")},
+    defaults={"n": 3},
+    variants={"smoke": {"n": 1, "model.width": (2,)}},
+)
 
 
 def test_schema_makes_checks_and_completes_configs():
@@ -82,8 +90,11 @@ def test_schema_makes_checks_and_completes_configs():
     assert full.n == 5 and full.lr == 0.1 and full.model.width == (8,)
     with pytest.raises(ConfigError, match="config.m is not a key of this module's config"):
         SCHEMA.complete(ml_collections.ConfigDict({"m": 1}))
-    with pytest.raises(ConfigError, match="config.sweep.n sweeps no key this module reads per replica; accepted: "
-                                          "config.sweep.lr, config.sweep.seeds"):
+    with pytest.raises(
+        ConfigError,
+        match="config.sweep.n sweeps no key this module reads per replica; accepted: "
+        "config.sweep.lr, config.sweep.seeds",
+    ):
         SCHEMA.check(SCHEMA.complete(ml_collections.ConfigDict({"sweep": {"n": (1, 2)}})))
     with pytest.raises(KeyError):
         Schema({"n": Key(1, "")}, defaults={"m": 2})  # a default for an undeclared key is a bug
@@ -101,8 +112,12 @@ def test_every_module_declares_default_and_smoke_configs_that_pass_its_checks(na
 
 
 def _sources(name: str) -> str:
-    files = [ROOT / "train" / f"{name}.py", *sorted((ROOT / "train" / "core").glob("*.py")),
-             *sorted((ROOT / "train" / "data").glob("*.py")), *sorted((ROOT / "train" / "evaluation").glob("*.py"))]
+    files = [
+        ROOT / "train" / f"{name}.py",
+        *sorted((ROOT / "train" / "core").glob("*.py")),
+        *sorted((ROOT / "train" / "data").glob("*.py")),
+        *sorted((ROOT / "train" / "evaluation").glob("*.py")),
+    ]
     return "\n".join(f.read_text() for f in files)
 
 
@@ -129,13 +144,20 @@ def test_closed_form_modules_expose_no_loop_or_optimizer_keys():
 
 # ----------------------------------------------------------------------------- --help
 
+
 @pytest.mark.parametrize("name", MODULES)
 def test_help_lists_the_flags_and_every_key_with_its_default(name):
     module = importlib.import_module(f"train.{name}")
     text = cli.help_text(module)
     assert len(text.splitlines()) < 200
-    for flag in ("--workdir", "--config=FILE.py", "--config.KEY=VALUE", "--coordinator_address", "--num_processes",
-                 "--process_id"):
+    for flag in (
+        "--workdir",
+        "--config=FILE.py",
+        "--config.KEY=VALUE",
+        "--coordinator_address",
+        "--num_processes",
+        "--process_id",
+    ):
         assert flag in text
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
     for key, decl in module.SCHEMA.keys.items():
@@ -152,10 +174,13 @@ def test_help_exits_0_from_the_shell():
 
 # ----------------------------------------------------------------------------- --config=FILE.py
 
+
 def test_config_file_with_overrides_on_top_and_a_named_variant(tmp_path):
     mine = tmp_path / "my_config.py"
-    mine.write_text("from train import ngram\n\n\ndef get_config():\n    c = ngram.get_config('smoke')\n"
-                    "    c.order = 2\n    return c\n")
+    mine.write_text(
+        "from train import ngram\n\n\ndef get_config():\n    c = ngram.get_config('smoke')\n"
+        "    c.order = 2\n    return c\n"
+    )
     out = _run("train.ngram", f"--config={mine}", "--config.num_samples=1", f"--workdir={tmp_path / 'a'}")
     assert out.returncode == 0, out.stderr
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
@@ -169,12 +194,15 @@ def test_config_file_with_overrides_on_top_and_a_named_variant(tmp_path):
 
 def test_an_unusable_config_file_is_one_error_line(tmp_path):
     (tmp_path / "no_get_config.py").write_text("x = 1\n")
-    (tmp_path / "bad_key.py").write_text("import ml_collections\n\n\ndef get_config():\n"
-                                         "    return ml_collections.ConfigDict({'ordr': 2})\n")
-    cases = {f"--config={tmp_path / 'missing.py'}": "No such file",
-             f"--config={tmp_path / 'no_get_config.py'}": "get_config",
-             f"--config={tmp_path / 'bad_key.py'}": "config.ordr is not a key",
-             "--config=train/ngram.py:smok": "config variant 'smok' is not defined; accepted: 'smoke'"}
+    (tmp_path / "bad_key.py").write_text(
+        "import ml_collections\n\n\ndef get_config():\n    return ml_collections.ConfigDict({'ordr': 2})\n"
+    )
+    cases = {
+        f"--config={tmp_path / 'missing.py'}": "No such file",
+        f"--config={tmp_path / 'no_get_config.py'}": "get_config",
+        f"--config={tmp_path / 'bad_key.py'}": "config.ordr is not a key",
+        "--config=train/ngram.py:smok": "config variant 'smok' is not defined; accepted: 'smoke'",
+    }
     for arg, fragment in cases.items():
         out = _run("train.ngram", arg, f"--workdir={tmp_path / 'w'}")
         assert out.returncode == 2, (arg, out.stderr)

@@ -1,5 +1,6 @@
 """The Colab notebooks in colabs/: stored without outputs, one `parameters` cell each, and each one runs
 headless to the end on a CPU with small parameters (injected after the `parameters` cell, as papermill does)."""
+
 import ast
 import json
 import os
@@ -20,22 +21,62 @@ CELL_TIMEOUT = 900  # seconds per cell; a small run takes a minute or two in all
 # classifier are built once).
 SMALL = {
     "01_autoencoders_pca.ipynb": dict(
-        LINEAR_AE_DIM=4, LINEAR_AE_STEPS=300, AE_STEPS=60, AE_BATCH_SIZE=32, AE_LATENT_DIM=4, AE_HIDDEN=(32,),
-        EVAL_SAMPLES=100, CLASSIFIER_STEPS=30),
+        LINEAR_AE_DIM=4,
+        LINEAR_AE_STEPS=300,
+        AE_STEPS=60,
+        AE_BATCH_SIZE=32,
+        AE_LATENT_DIM=4,
+        AE_HIDDEN=(32,),
+        EVAL_SAMPLES=100,
+        CLASSIFIER_STEPS=30,
+    ),
     "02_words.ipynb": dict(
-        NUM_TOKENS=200_000, W2V_EPOCHS=2, W2V_DIM=32, W2V_BATCH_SIZE=16384, NGRAM_ORDER=3, COOC_DIM=32,
-        COOC_MAX_VOCAB=2000),
+        NUM_TOKENS=200_000,
+        W2V_EPOCHS=2,
+        W2V_DIM=32,
+        W2V_BATCH_SIZE=16384,
+        NGRAM_ORDER=3,
+        COOC_DIM=32,
+        COOC_MAX_VOCAB=2000,
+    ),
     "03_probability.ipynb": dict(
-        NUM_SAMPLES=500, FIT_STEPS=100, MC_MAX_SAMPLES=10_000, TRAIN_SIZES=(20, 100, 500), LR_STEPS=100,
-        GMM_POINTS=300, GMM_ITERS=20),
+        NUM_SAMPLES=500,
+        FIT_STEPS=100,
+        MC_MAX_SAMPLES=10_000,
+        TRAIN_SIZES=(20, 100, 500),
+        LR_STEPS=100,
+        GMM_POINTS=300,
+        GMM_ITERS=20,
+    ),
     "04_vae_gan.ipynb": dict(
-        VAE_STEPS=60, VAE_BATCH_SIZE=32, VAE_LATENT_DIM=4, VAE_HIDDEN=(32,), IWAE_K=8,
-        GAN_STEPS=60, GAN_BATCH_SIZE=32, GAN_LATENT_DIM=8, GAN_HIDDEN=(32,),
-        EVAL_SAMPLES=100, TEST_EXAMPLES=200, CLASSIFIER_STEPS=30),
+        VAE_STEPS=60,
+        VAE_BATCH_SIZE=32,
+        VAE_LATENT_DIM=4,
+        VAE_HIDDEN=(32,),
+        IWAE_K=8,
+        GAN_STEPS=60,
+        GAN_BATCH_SIZE=32,
+        GAN_LATENT_DIM=8,
+        GAN_HIDDEN=(32,),
+        EVAL_SAMPLES=100,
+        TEST_EXAMPLES=200,
+        CLASSIFIER_STEPS=30,
+    ),
     "05_ddpm.ipynb": dict(
-        NUM_STEPS=30, BATCH_SIZE=16, CH=8, CH_MULT=(1,), NUM_RES_BLOCKS=1, ATTN_RESOLUTIONS=(),
-        NUM_TIMESTEPS=100, NUM_IMAGES=16, DDIM_STEPS=10, TEST_EXAMPLES=16, EVAL_SAMPLES=0, CLASSIFIER_STEPS=30,
-        FORWARD_CHECK_SAMPLES=500),
+        NUM_STEPS=30,
+        BATCH_SIZE=16,
+        CH=8,
+        CH_MULT=(1,),
+        NUM_RES_BLOCKS=1,
+        ATTN_RESOLUTIONS=(),
+        NUM_TIMESTEPS=100,
+        NUM_IMAGES=16,
+        DDIM_STEPS=10,
+        TEST_EXAMPLES=16,
+        EVAL_SAMPLES=0,
+        CLASSIFIER_STEPS=30,
+        FORWARD_CHECK_SAMPLES=500,
+    ),
 }
 
 
@@ -51,8 +92,13 @@ def parameters_index(nb) -> int:
 
 
 def assigned_names(source: str) -> set[str]:
-    return {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
+    return {
+        t.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
 
 
 def test_the_five_notebooks_exist():
@@ -61,7 +107,9 @@ def test_the_five_notebooks_exist():
 
 def test_no_notebook_in_the_repository_stores_outputs():
     """Clean diffs: no outputs and no execution counts in any notebook of the repository."""
-    notebooks = [p for p in ROOT.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)]
+    notebooks = [
+        p for p in ROOT.rglob("*.ipynb") if not any(part.startswith(".") for part in p.relative_to(ROOT).parts)
+    ]
     assert notebooks
     for path in notebooks:
         with open(path, encoding="utf-8") as f:
@@ -102,11 +150,18 @@ def kernel_manager(tmp_path):
 
     spec = tmp_path / "kernels" / "jax-zoo-test"
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (jax-zoo test)", "language": "python"}))
-    return KernelManager(kernel_name="jax-zoo-test",
-                         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (jax-zoo test)",
+                "language": "python",
+            }
+        )
+    )
+    return KernelManager(
+        kernel_name="jax-zoo-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
+    )
 
 
 @pytest.mark.slow
@@ -119,7 +174,8 @@ def test_notebook_runs_on_cpu_with_small_parameters(name, data_dir, tmp_path, mo
     if "DATA_DIR" in assigned_names(nb.cells[parameters_index(nb)].source):
         params["DATA_DIR"] = data_dir
     injected = nbformat.v4.new_code_cell(
-        "# Parameters injected by tests/test_colabs.py\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items()))
+        "# Parameters injected by tests/test_colabs.py\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
+    )
     injected.metadata["tags"] = ["injected-parameters"]
     injected.id = "injected-parameters"
     nb.cells.insert(parameters_index(nb) + 1, injected)
@@ -137,8 +193,13 @@ def test_notebook_runs_on_cpu_with_small_parameters(name, data_dir, tmp_path, mo
     workdir.mkdir()
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the notebooks' temporary workdirs
-    client = NotebookClient(nb, km=kernel_manager(tmp_path), timeout=CELL_TIMEOUT, allow_errors=False,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        nb,
+        km=kernel_manager(tmp_path),
+        timeout=CELL_TIMEOUT,
+        allow_errors=False,
+        resources={"metadata": {"path": str(workdir)}},
+    )
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError on the first failing cell
     elapsed = time.perf_counter() - start
@@ -146,6 +207,11 @@ def test_notebook_runs_on_cpu_with_small_parameters(name, data_dir, tmp_path, mo
 
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
-    figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-               if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    figures = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "display_data" and "image/png" in o.get("data", {})
+    ]
     assert figures, "no inline figure was displayed"

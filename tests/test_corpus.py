@@ -1,4 +1,5 @@
 """The synthetic word2vec corpus: deterministic, the size asked for, every planted word present, sound test sets."""
+
 import collections
 import itertools
 
@@ -23,7 +24,7 @@ def test_deterministic_given_the_seed(sentences):
 def test_token_count_is_approximately_num_tokens(sentences):
     lengths = [len(s.split()) for s in sentences]
     total = sum(lengths)
-    assert N <= total < N + max(lengths)         # stops at the first sentence that reaches N
+    assert N <= total < N + max(lengths)  # stops at the first sentence that reaches N
     assert 5 <= min(lengths) and max(lengths) <= 30
     assert sum(len(s.split()) for s in corpus.generate_corpus(1000, seed=3)) in range(1000, 1030)
     with pytest.raises(ValueError, match="num_tokens"):
@@ -46,10 +47,19 @@ def test_every_planted_word_appears(sentences):
 
 def test_planted_test_sets():
     sections = dict(corpus.planted_analogies())
-    assert set(sections) == {"family", "capital-countries", "gram6-nationality-adjective", "gram8-plural",
-                             "gram3-comparative"}
-    n_pairs = {"family": len(corpus.GENDER_PAIRS), "capital-countries": len(corpus.COUNTRIES),
-               "gram8-plural": len(corpus.NOUNS), "gram3-comparative": len(corpus.ADJECTIVES)}
+    assert set(sections) == {
+        "family",
+        "capital-countries",
+        "gram6-nationality-adjective",
+        "gram8-plural",
+        "gram3-comparative",
+    }
+    n_pairs = {
+        "family": len(corpus.GENDER_PAIRS),
+        "capital-countries": len(corpus.COUNTRIES),
+        "gram8-plural": len(corpus.NOUNS),
+        "gram3-comparative": len(corpus.ADJECTIVES),
+    }
     for name, n in n_pairs.items():
         assert len(sections[name]) == n * (n - 1) and len(set(sections[name])) == n * (n - 1)
     assert ("man", "woman", "king", "queen") in sections["family"]

@@ -5,6 +5,7 @@ Every check is against an independent computation (closed form in numpy float64,
 loop, scipy). Timesteps are 0-based (index t is the paper's t+1). The implementation stores its
 schedule in float32, so exact-formula comparisons use float32-level tolerances (stated per check).
 """
+
 import math
 
 import jax
@@ -37,10 +38,10 @@ def np_schedule(betas):
 
 def gaussian_posterior(x0, xt, ab_prev, alpha):
     """q(x_{t-1} | x_t, x_0) by conditioning the 2x2 joint Gaussian of (x_{t-1}, x_t) given x_0."""
-    m1, v1 = math.sqrt(ab_prev) * x0, 1.0 - ab_prev          # x_{t-1} | x_0
+    m1, v1 = math.sqrt(ab_prev) * x0, 1.0 - ab_prev  # x_{t-1} | x_0
     m2, v2 = math.sqrt(alpha) * m1, alpha * v1 + (1.0 - alpha)  # x_t | x_0
-    c12 = math.sqrt(alpha) * v1                                 # Cov(x_{t-1}, x_t | x_0)
-    return m1 + c12 / v2 * (xt - m2), v1 - c12 ** 2 / v2
+    c12 = math.sqrt(alpha) * v1  # Cov(x_{t-1}, x_t | x_0)
+    return m1 + c12 / v2 * (xt - m2), v1 - c12**2 / v2
 
 
 def gaussian_eps_fn(alpha_bars, s):
@@ -108,10 +109,16 @@ def test_make_schedule_matches_python_loops(name):
 
 
 def test_schedule_bad_inputs_raise():
-    for bad in (lambda: ddpm.linear_betas(0), lambda: ddpm.cosine_betas(0), lambda: ddpm.linear_betas(-3),
-                lambda: ddpm.make_schedule([0.1, 1.0]), lambda: ddpm.make_schedule([0.0, 0.1]),
-                lambda: ddpm.make_schedule([0.1, -0.2]), lambda: ddpm.make_schedule(np.full((2, 2), 0.1)),
-                lambda: ddpm.schedule_from_name("quadratic", 10)):
+    for bad in (
+        lambda: ddpm.linear_betas(0),
+        lambda: ddpm.cosine_betas(0),
+        lambda: ddpm.linear_betas(-3),
+        lambda: ddpm.make_schedule([0.1, 1.0]),
+        lambda: ddpm.make_schedule([0.0, 0.1]),
+        lambda: ddpm.make_schedule([0.1, -0.2]),
+        lambda: ddpm.make_schedule(np.full((2, 2), 0.1)),
+        lambda: ddpm.schedule_from_name("quadratic", 10),
+    ):
         with pytest.raises(ValueError):
             bad()
 
@@ -182,7 +189,9 @@ def test_q_posterior_equals_gaussian_conditioning(name):
     mean, var, log_var = ddpm.q_posterior(sched, f32(x0), f32(xt), jnp.asarray(ts))
     assert mean.shape == x0.shape and var.shape == (len(ts), 1, 1, 1)
     for i, t in enumerate(ts):
-        m_ref, v_ref = gaussian_posterior(x0[i].astype(np.float64), xt[i].astype(np.float64), ref["abp"][t], 1 - ref["betas"][t])
+        m_ref, v_ref = gaussian_posterior(
+            x0[i].astype(np.float64), xt[i].astype(np.float64), ref["abp"][t], 1 - ref["betas"][t]
+        )
         # float32 coefficients applied to O(1) inputs: atol 2e-6
         np.testing.assert_allclose(mean[i], m_ref, atol=2e-6)
         np.testing.assert_allclose(float(var[i].squeeze()), v_ref, rtol=1e-5, atol=1e-12)
@@ -219,7 +228,9 @@ def test_p_mean_variance_with_true_eps_is_the_posterior():
     x0 = rng.uniform(-1, 1, size=(len(t), 4)).astype(np.float32)
     eps = rng.normal(size=x0.shape).astype(np.float32)
     xt = ddpm.q_sample(sched, f32(x0), jnp.asarray(t), f32(eps))
-    mean, log_var, x0_hat = ddpm.p_mean_variance(sched, f32(eps), xt, jnp.asarray(t), variance="posterior", clip_x0=False)
+    mean, log_var, x0_hat = ddpm.p_mean_variance(
+        sched, f32(eps), xt, jnp.asarray(t), variance="posterior", clip_x0=False
+    )
     post_mean, _, post_log_var = ddpm.q_posterior(sched, f32(x0), xt, jnp.asarray(t))
     # x0_hat error ~1e-6/sqrt(abar_t) times coef_x0 (small where abar_t is small): atol 1e-5
     np.testing.assert_allclose(x0_hat, x0, atol=2e-6 / math.sqrt(ref["ab"][-1]))
@@ -375,8 +386,12 @@ _mc_tol = lambda V: 5 * V * math.sqrt(2 / (N_SAMPLES - 1))
 def test_ancestral_sampler_recovers_gaussian_data_variance(T, variance, rel):
     sched = ddpm.schedule_from_name("linear", T)
     ref = np_schedule(np.asarray(sched.betas, np.float64))
-    x = np.asarray(ddpm.sample_ancestral(sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), _rbg_key(0),
-                                         variance=variance, clip_x0=False), np.float64)
+    x = np.asarray(
+        ddpm.sample_ancestral(
+            sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), _rbg_key(0), variance=variance, clip_x0=False
+        ),
+        np.float64,
+    )
     assert x.shape == (N_SAMPLES, 1) and np.all(np.isfinite(x))
     V = _ancestral_variance(ref, S, ref["post_var"] if variance == "posterior" else ref["betas"])
     # the exact sampler variance (a linear-Gaussian recursion) is within 2% of s^2 at T=1000; at T=100 the
@@ -393,8 +408,11 @@ def test_ddim_sampler_recovers_gaussian_data_variance(num_steps):
     T = 1000
     sched = ddpm.schedule_from_name("linear", T)
     ref = np_schedule(np.asarray(sched.betas, np.float64))
-    sample = jax.jit(lambda k, eta: ddpm.sample_ddim(sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), k,
-                                                     num_steps=num_steps, eta=eta, clip_x0=False))
+    sample = jax.jit(
+        lambda k, eta: ddpm.sample_ddim(
+            sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), k, num_steps=num_steps, eta=eta, clip_x0=False
+        )
+    )
     # independent sub-sequence: 50 (or 1000) evenly spaced timesteps, T-1 first
     ts = [round(i * (T - 1) / (num_steps - 1)) for i in range(num_steps)][::-1]
     for eta in (0.0, 1.0):
@@ -450,7 +468,7 @@ def test_sample_ddim_deterministic_and_equals_python_loop():
         x0_hat = np.clip((x - math.sqrt(1 - a) * eps_hat) / math.sqrt(a), -1, 1)
         sig = eta * math.sqrt((1 - ap) / (1 - a) * (1 - a / ap))
         z = np.asarray(jax.random.normal(keys[i], shape), np.float64)
-        x = math.sqrt(ap) * x0_hat + math.sqrt(1 - ap - sig ** 2) * eps_hat + sig * z
+        x = math.sqrt(ap) * x0_hat + math.sqrt(1 - ap - sig**2) * eps_hat + sig * z
     np.testing.assert_allclose(out, x, atol=1e-4)  # float32 scan vs float64 loop over 8 steps: 1e-4
 
 
@@ -472,8 +490,7 @@ def test_ddim_single_step_starts_at_last_timestep():
     assert list(ddpm.ddim_timesteps(T, 1)) == [T - 1]
     sched = ddpm.schedule_from_name("linear", T)
     ref = np_schedule(np.asarray(sched.betas, np.float64))
-    x = ddpm.sample_ddim(sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), _rbg_key(2), num_steps=1,
-                         clip_x0=False)
+    x = ddpm.sample_ddim(sched, gaussian_eps_fn(ref["ab"], S), (N_SAMPLES, 1), _rbg_key(2), num_steps=1, clip_x0=False)
     # one step from x_{T-1} straight to E[x_0 | x_{T-1}]: variance abar s^4 / (abar s^2 + 1 - abar) ~ 0, far below 1
     assert float(jnp.var(x)) < 0.1
 
@@ -490,7 +507,7 @@ def test_prior_bpd_equals_kl_to_standard_normal():
         sched = ddpm.make_schedule(ddpm.linear_betas(T, 0.01, 0.1)) if T == 10 else ddpm.schedule_from_name("linear", T)
         abT = np_schedule(np.asarray(sched.betas, np.float64))["ab"][-1]
         m, v = math.sqrt(abT) * x0.astype(np.float64), 1 - abT
-        kl = 0.5 * (-math.log(v) + v + m ** 2 - 1)  # KL(N(m, v) || N(0, 1)) in nats
+        kl = 0.5 * (-math.log(v) + v + m**2 - 1)  # KL(N(m, v) || N(0, 1)) in nats
         expected = kl.reshape(3, -1).mean(-1) / math.log(2)
         # T=10 (beta 0.01..0.1): abar_T ~0.56, relative 1e-5. T=1000: abar_T ~4e-5 and the KL is ~1e-5 bits; float32
         # cancellation in -log v + v - 1 costs ~1e-7 absolute, so atol 1e-6 bits
@@ -607,7 +624,9 @@ def test_unet_zero_init_output_and_gradients():
     leaves = jax.tree_util.tree_leaves(g0)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
     convs = sorted((k for k in params["params"] if k.startswith("Conv_")), key=lambda k: int(k.split("_")[1]))
-    assert np.any(np.asarray(g0["params"][convs[-1]]["kernel"]) != 0)  # the zero-initialised output conv gets a gradient
+    assert np.any(
+        np.asarray(g0["params"][convs[-1]]["kernel"]) != 0
+    )  # the zero-initialised output conv gets a gradient
     # one Adam step from zero moments moves every parameter by lr * sign(grad)
     params1 = jax.tree_util.tree_map(lambda p, g: np.asarray(p) - 1e-3 * np.sign(np.asarray(g)), params, g0)
     loss1, g1 = step(params1)
@@ -625,11 +644,19 @@ def test_unet_rejects_indivisible_size():
     with pytest.raises(ValueError):
         jax.eval_shape(net.init, _rbg_key(0), jax.ShapeDtypeStruct((1, 7, 7, 1), jnp.float32), t)
     with pytest.raises(ValueError):  # 6 is divisible by 2 but not by 4 = 2^(3-1)
-        jax.eval_shape(ddpm.UNet(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1).init, _rbg_key(0),
-                       jax.ShapeDtypeStruct((1, 6, 6, 1), jnp.float32), t)
+        jax.eval_shape(
+            ddpm.UNet(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1).init,
+            _rbg_key(0),
+            jax.ShapeDtypeStruct((1, 6, 6, 1), jnp.float32),
+            t,
+        )
     with pytest.raises(ValueError):  # non-square: width 10 is not divisible by 4
-        jax.eval_shape(ddpm.UNet(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1).init, _rbg_key(0),
-                       jax.ShapeDtypeStruct((1, 8, 10, 1), jnp.float32), t)
+        jax.eval_shape(
+            ddpm.UNet(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1).init,
+            _rbg_key(0),
+            jax.ShapeDtypeStruct((1, 8, 10, 1), jnp.float32),
+            t,
+        )
 
 
 def test_sinusoidal_embedding_matches_numpy():

@@ -1,6 +1,7 @@
 """zoo.distributions against independent computations: scipy.stats densities and cdfs, closed forms in numpy
 float64, quadrature and Monte Carlo. jax computes in float32, so exact-formula checks use float32-level
 tolerances (stated per check); Monte Carlo checks allow 5 standard errors. Every draw is seeded."""
+
 import math
 
 import jax
@@ -59,8 +60,12 @@ def test_mvn_log_prob_matches_scipy_with_leading_axes():
     np.testing.assert_allclose(got, scipy.stats.multivariate_normal(mean, cov).logpdf(x), rtol=1e-4, atol=1e-4)
     # a diagonal covariance is diag_normal_log_prob's Gaussian
     var = rng.uniform(0.5, 2.0, 4)
-    np.testing.assert_allclose(dist.mvn_log_prob(*f32(x, mean, np.diag(var))),
-                               dist.diag_normal_log_prob(*f32(x, mean, np.log(var))), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        dist.mvn_log_prob(*f32(x, mean, np.diag(var))),
+        dist.diag_normal_log_prob(*f32(x, mean, np.log(var))),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     with pytest.raises(ValueError, match=r"mvn_log_prob: need x \[..., D\]"):
         dist.mvn_log_prob(jnp.zeros((2, 3)), jnp.zeros(4), jnp.eye(4))
 
@@ -86,7 +91,7 @@ def test_normal_kl_matches_closed_form_quadrature_and_monte_carlo():
     lv1, lv2 = rng.normal(scale=0.5, size=4), rng.normal(scale=0.5, size=4)
     kl = np.asarray(dist.normal_kl(*f32(m1, lv1, m2, lv2)), np.float64)
     s1, s2 = np.exp(0.5 * lv1), np.exp(0.5 * lv2)
-    closed = np.log(s2 / s1) + (s1 ** 2 + (m1 - m2) ** 2) / (2 * s2 ** 2) - 0.5
+    closed = np.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
     np.testing.assert_allclose(kl, closed, rtol=1e-5, atol=1e-6)  # float32: 1e-5 relative
     n = 400_000
     for i in range(4):
@@ -115,8 +120,9 @@ def test_diag_normal_kl_matches_numerical_integral():
     np.testing.assert_allclose(kl, ref, rtol=1e-5, atol=1e-6)
     # jit / vmap / grad: d KL / d mu_q = (mu_q - mu_p) / v_p
     f = jax.jit(jax.vmap(jax.grad(dist.diag_normal_kl)))
-    np.testing.assert_allclose(np.asarray(f(*f32(mu_q, lv_q, mu_p, lv_p))), (mu_q - mu_p) / np.exp(lv_p),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(f(*f32(mu_q, lv_q, mu_p, lv_p))), (mu_q - mu_p) / np.exp(lv_p), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="diag_normal_kl: .*broadcast"):
         dist.diag_normal_kl(np.zeros(3), np.zeros(3), np.zeros(2), np.zeros(2))
 
@@ -159,8 +165,8 @@ def test_discretized_gaussian_bins_sum_to_one_and_match_scipy(mean, scale):
     # 256 float32 cdf differences that telescope to 1: tolerance 1e-4
     assert abs(mass.sum() - 1.0) < 1e-4, mass.sum()
     cdf = lambda v: scipy.stats.norm.cdf(v, loc=mean, scale=scale)
-    upper = np.where(np.arange(256) == 255, 1.0, cdf(BIN_CENTRES + 1 / 255))   # last bin open to +inf
-    lower = np.where(np.arange(256) == 0, 0.0, cdf(BIN_CENTRES - 1 / 255))     # first bin open to -inf
+    upper = np.where(np.arange(256) == 255, 1.0, cdf(BIN_CENTRES + 1 / 255))  # last bin open to +inf
+    lower = np.where(np.arange(256) == 0, 0.0, cdf(BIN_CENTRES - 1 / 255))  # first bin open to -inf
     expected = upper - lower
     # float32 erf-based cdf: 2e-6 per bin, plus the float32 rounding of x (6e-8) magnified by 1/scale;
     # masses below ~1e-8 are lost to float32 cancellation and read as the 1e-12 floor

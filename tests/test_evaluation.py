@@ -2,6 +2,7 @@
 
 The classifier is trained once per module with a test-only step count (TEST_STEPS) in a temporary data dir.
 """
+
 import json
 import os
 import shutil
@@ -47,6 +48,7 @@ def _no_training(*args, **kwargs):
 
 # ----------------------------------------------------------------------------- zoo.classifier
 
+
 @pytest.mark.parametrize("shape", [(8, 8, 1), (28, 28, 1), (32, 32, 3)])
 def test_classifier_shapes(shape):
     net = classifier.Classifier(num_classes=10)
@@ -70,10 +72,11 @@ def test_cross_entropy_matches_log_softmax():
 
 # ----------------------------------------------------------------------------- the trained classifier and its cache
 
+
 def test_classifier_learns_digits(evaluator, digits):
     ext = evaluator.extractor
     assert ext.test_accuracy > 0.85, ext.test_accuracy  # chance is 0.1
-    with open(ext.cache_path[:-len(".msgpack")] + ".json") as f:
+    with open(ext.cache_path[: -len(".msgpack")] + ".json") as f:
         info = json.load(f)
     assert info["test_accuracy"] == ext.test_accuracy
     assert info["steps"] == TEST_STEPS and info["num_test"] == 297 and info["num_train"] == 1500
@@ -143,6 +146,7 @@ def test_unlabelled_npz_uses_untrained_features(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- the figures
+
 
 def test_fd_orders_real_noisy_and_noise(evaluator, splits):
     train, test = splits

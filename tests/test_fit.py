@@ -1,5 +1,6 @@
 """train/core/fit.py: the closed-form modules share the loop's workdir: the lock, config.json, metrics.jsonl, the
 summary, and the refusal to reuse what a run with other fitting keys made."""
+
 from __future__ import annotations
 
 import fcntl

@@ -1,6 +1,7 @@
 """Tests for zoo/gan.py: the minimax value and losses vs naive formulas, the optimal discriminator on a
 1-D toy (grid search, trained logistic D, numerical integration), the gradient penalty vs finite
 differences, and network shapes."""
+
 import math
 
 import jax
@@ -38,7 +39,9 @@ def test_losses_match_naive_formulas():
     np.testing.assert_allclose(jnp.mean(d), -gan.minimax_value(r32, f32), rtol=1e-5)
     np.testing.assert_allclose(gan.generator_loss_saturating(f32), np.log(1 - _sigmoid(fake)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gan.generator_loss_nonsaturating(f32), -np.log(_sigmoid(fake)), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(gan.hinge_d_loss(r32, f32), np.maximum(0, 1 - real) + np.maximum(0, 1 + fake), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        gan.hinge_d_loss(r32, f32), np.maximum(0, 1 - real) + np.maximum(0, 1 + fake), rtol=1e-6, atol=1e-6
+    )
     np.testing.assert_allclose(gan.hinge_g_loss(f32), -fake, rtol=1e-6)
     np.testing.assert_allclose(gan.wasserstein_d_loss(r32, f32), fake - real, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="same batch size"):
@@ -81,12 +84,16 @@ def test_trained_logistic_discriminator_approaches_optimum():
     n = 20_000
     real = jnp.asarray(P_DATA.rvs(n, random_state=rng), jnp.float32)
     fake = jnp.asarray(P_G.rvs(n, random_state=rng), jnp.float32)
-    feats = lambda x: jnp.stack([x ** 2, x, jnp.ones_like(x)], -1)
+    feats = lambda x: jnp.stack([x**2, x, jnp.ones_like(x)], -1)
     loss = jax.jit(jax.value_and_grad(lambda w: jnp.mean(gan.discriminator_loss(feats(real) @ w, feats(fake) @ w))))
-    res = scipy.optimize.minimize(lambda w: tuple(np.asarray(a, np.float64) for a in loss(jnp.asarray(w, jnp.float32))),
-                                  np.zeros(3), jac=True, method="L-BFGS-B")
+    res = scipy.optimize.minimize(
+        lambda w: tuple(np.asarray(a, np.float64) for a in loss(jnp.asarray(w, jnp.float32))),
+        np.zeros(3),
+        jac=True,
+        method="L-BFGS-B",
+    )
     xs = np.linspace(-3, 3, 61)
-    d_learned = _sigmoid(np.stack([xs ** 2, xs, np.ones_like(xs)], -1) @ res.x)
+    d_learned = _sigmoid(np.stack([xs**2, xs, np.ones_like(xs)], -1) @ res.x)
     d_star = np.asarray(gan.optimal_discriminator(P_DATA.pdf(xs), P_G.pdf(xs)))
     # 20k samples per side: the MLE's error in D is ~0.01 on [-3, 3]; tolerance 0.03
     np.testing.assert_allclose(d_learned, d_star, atol=0.03)

@@ -1,4 +1,5 @@
 """Gaussian mixture / EM checked against scipy.stats densities, numpy loops, sklearn and Monte Carlo (float32 in jax)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,15 +8,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture
 
-from zoo.gmm import (
-    GMM,
-    gmm_e_step,
-    gmm_fit,
-    gmm_log_prob,
-    gmm_m_step,
-    gmm_responsibilities,
-    gmm_sample,
-)
+from zoo.gmm import GMM, gmm_e_step, gmm_fit, gmm_log_prob, gmm_m_step, gmm_responsibilities, gmm_sample
 
 TRUE_MEANS = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])
@@ -30,8 +23,12 @@ def _random_params(covariance_type, k=3, d=2, seed=0):
         covs = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(d)
     else:
         covs = rng.uniform(0.3, 2.0, size=(k, d))
-    return GMM(weights=jnp.asarray(w / w.sum(), jnp.float32), means=jnp.asarray(means, jnp.float32),
-               covs=jnp.asarray(covs, jnp.float32), covariance_type=covariance_type)
+    return GMM(
+        weights=jnp.asarray(w / w.sum(), jnp.float32),
+        means=jnp.asarray(means, jnp.float32),
+        covs=jnp.asarray(covs, jnp.float32),
+        covariance_type=covariance_type,
+    )
 
 
 def _dense_covs(p):
@@ -42,8 +39,13 @@ def _dense_covs(p):
 def _scipy_joint(p, x):
     """p(x_n, z=k) by a loop over components with scipy.stats.multivariate_normal, float64, [N, K]."""
     covs = _dense_covs(p)
-    return np.stack([float(p.weights[k]) * multivariate_normal(np.asarray(p.means[k], np.float64), covs[k]).pdf(x)
-                     for k in range(len(covs))], axis=1)
+    return np.stack(
+        [
+            float(p.weights[k]) * multivariate_normal(np.asarray(p.means[k], np.float64), covs[k]).pdf(x)
+            for k in range(len(covs))
+        ],
+        axis=1,
+    )
 
 
 def _clusters(n=600, seed=0):
@@ -91,14 +93,19 @@ def test_m_step_matches_weighted_loops(covariance_type):
         want = cov if covariance_type == "full" else np.diag(cov)
         np.testing.assert_allclose(np.asarray(p.covs[k]), want, atol=1e-5)
     p_reg = gmm_m_step(x, resp, covariance_type=covariance_type, reg=0.25)
-    np.testing.assert_allclose(_dense_covs(p_reg) - _dense_covs(p), np.broadcast_to(0.25 * np.eye(3), (4, 3, 3))
-                               if covariance_type == "full" else np.stack([0.25 * np.eye(3)] * 4), atol=1e-6)
+    np.testing.assert_allclose(
+        _dense_covs(p_reg) - _dense_covs(p),
+        np.broadcast_to(0.25 * np.eye(3), (4, 3, 3)) if covariance_type == "full" else np.stack([0.25 * np.eye(3)] * 4),
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_em_log_likelihood_never_decreases(covariance_type):
     rng = np.random.default_rng(3)  # overlapping blobs: EM takes many small steps
-    x = np.concatenate([rng.normal(size=(80, 2)), rng.normal(size=(80, 2)) * [2.0, 0.5] + [1.5, 1.0]]).astype(np.float32)
+    x = np.concatenate([rng.normal(size=(80, 2)), rng.normal(size=(80, 2)) * [2.0, 0.5] + [1.5, 1.0]]).astype(
+        np.float32
+    )
     p, hist = gmm_fit(x, 3, key=jax.random.key(0), num_iters=60, covariance_type=covariance_type)
     hist = np.asarray(hist)
     assert hist.shape == (60,) and np.all(np.isfinite(hist))

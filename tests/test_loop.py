@@ -2,6 +2,7 @@
 
 A tiny task keeps compilation to about a second, so each guarantee is checked on real training runs.
 """
+
 import glob
 import json
 import os
@@ -112,7 +113,7 @@ def test_damaged_latest_checkpoint_falls_back(digits, reference, tmp_path, capfd
     elif damage == "garble":
         for f in data_files:
             b = bytearray(open(f, "rb").read())
-            b[len(b) // 2: len(b) // 2 + 16] = bytes(16)[: len(b) - len(b) // 2]
+            b[len(b) // 2 : len(b) // 2 + 16] = bytes(16)[: len(b) - len(b) // 2]
             b[-8:] = b"\xff" * 8
             open(f, "wb").write(bytes(b))
     elif damage == "delete_file":
@@ -144,15 +145,18 @@ def test_non_finite_loss_stops_without_checkpointing_it(digits, tmp_path):
     for step in os.listdir(f"{workdir}/checkpoints"):
         ckpt = checkpoint.Checkpointer(f"{workdir}/checkpoints", 3)
         # every checkpoint restores (restore() rejects non-finite values)
-        state = loop.init_state(softmax_task(digits), tiny_config(), jax.sharding.Mesh(np.array(jax.devices()), ("data",)))
+        state = loop.init_state(
+            softmax_task(digits), tiny_config(), jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+        )
         ckpt.restore(int(step), state, data.batches(digits.train, 16, 0))
         ckpt.close()
 
 
 def test_non_finite_steps_are_skipped_when_asked(digits, tmp_path):
     workdir = str(tmp_path)
-    figures = loop.train(tiny_config(learning_rate=1e6, num_steps=6, nan_policy="skip"), workdir,
-                         softmax_task(digits, explode=True))
+    figures = loop.train(
+        tiny_config(learning_rate=1e6, num_steps=6, nan_policy="skip"), workdir, softmax_task(digits, explode=True)
+    )
     logged = [r for r in records(workdir) if "loss" in r]
     assert logged[-1]["skipped_steps"] >= 1 and figures["skipped_steps"] >= 1
     _, state = final_params(workdir, digits, tiny_config())
@@ -161,6 +165,7 @@ def test_non_finite_steps_are_skipped_when_asked(digits, tmp_path):
 
 def test_second_run_on_same_workdir_is_refused(digits, tmp_path):
     import fcntl
+
     workdir = str(tmp_path)
     fd = os.open(workdir, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running run holds it
@@ -200,13 +205,23 @@ loop.train(tiny_config(num_steps=int(sys.argv[3]), checkpoint_every=int(sys.argv
 
 
 def _env():
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
-            "JAX_COMPILATION_CACHE_DIR": os.path.join(ROOT, ".pytest_cache", "jax_subprocess")}
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": ROOT,
+        "JAX_COMPILATION_CACHE_DIR": os.path.join(ROOT, ".pytest_cache", "jax_subprocess"),
+    }
 
 
 def _start(workdir, data_dir, num_steps, every):
-    return subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, workdir, data_dir, str(num_steps), str(every)],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", TRAIN_SCRIPT, workdir, data_dir, str(num_steps), str(every)],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_step(workdir, step, proc, timeout=240):
@@ -239,8 +254,10 @@ def test_kill_9_at_several_points_then_resume_bit_identical(digits, tmp_path):
     assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
     assert losses(killed) == losses(straight)
     assert [s for s, _ in losses(killed)] == list(range(1, n + 1))
-    for x, y in zip(jax.tree.leaves(final_params(killed, digits, tiny_config())[1]),
-                    jax.tree.leaves(final_params(straight, digits, tiny_config())[1])):
+    for x, y in zip(
+        jax.tree.leaves(final_params(killed, digits, tiny_config())[1]),
+        jax.tree.leaves(final_params(straight, digits, tiny_config())[1]),
+    ):
         np.testing.assert_array_equal(x, y)
 
 
@@ -268,7 +285,10 @@ def test_vmapped_sweep_replicas_equal_single_runs(digits, tmp_path):
         loop.train(tiny_config(num_steps=4, seed=seed, learning_rate=lr), single, softmax_task(digits))
         replica = os.path.join(sweep_dir, f"replica_{i}")
         with open(os.path.join(replica, "config.json")) as f:
-            assert (json.load(f)["seed"], json.load(open(os.path.join(replica, "config.json")))["learning_rate"]) == (seed, lr)
+            assert (json.load(f)["seed"], json.load(open(os.path.join(replica, "config.json")))["learning_rate"]) == (
+                seed,
+                lr,
+            )
         # float32: lr * schedule vs (lr0 * schedule) * (lr / lr0) differ in the last bits only
         np.testing.assert_allclose([l for _, l in losses(replica)], [l for _, l in losses(single)], rtol=1e-5)
     assert losses(os.path.join(sweep_dir, "replica_0")) != losses(os.path.join(sweep_dir, "replica_1"))

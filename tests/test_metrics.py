@@ -1,4 +1,5 @@
 """Frechet distance and k-NN precision/recall checked against scipy.linalg.sqrtm, closed forms and brute force (float32 in jax)."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -62,8 +63,9 @@ def test_frechet_special_cases():
     mu1, mu2 = rng.normal(size=d).astype(np.float32), rng.normal(size=d).astype(np.float32)
     c = _spd(d, 8).astype(np.float32)
     np.testing.assert_allclose(float(frechet_distance(mu1, c, mu1, c)), 0.0, atol=1e-4)  # identical stats
-    np.testing.assert_allclose(float(frechet_distance(mu1, c, mu2, c)),
-                               np.sum((mu1.astype(np.float64) - mu2) ** 2), rtol=1e-4, atol=1e-4)  # equal covs
+    np.testing.assert_allclose(
+        float(frechet_distance(mu1, c, mu2, c)), np.sum((mu1.astype(np.float64) - mu2) ** 2), rtol=1e-4, atol=1e-4
+    )  # equal covs
     # commuting covariances (both diagonal): Tr term = sum (sqrt(a) - sqrt(b))^2
     a, b = rng.uniform(0.5, 2.0, d), rng.uniform(0.5, 2.0, d)
     got = float(frechet_distance(mu1, np.diag(a).astype(np.float32), mu1, np.diag(b).astype(np.float32)))
@@ -72,7 +74,7 @@ def test_frechet_special_cases():
 
 @pytest.mark.parametrize("m1,s1,m2,s2", [(0.0, 1.0, 0.0, 1.0), (1.0, 2.0, -0.5, 0.5), (3.0, 0.1, 3.0, 4.0)])
 def test_frechet_1d_closed_form(m1, s1, m2, s2):
-    got = float(frechet_distance(jnp.array([m1]), jnp.array([[s1 ** 2]]), jnp.array([m2]), jnp.array([[s2 ** 2]])))
+    got = float(frechet_distance(jnp.array([m1]), jnp.array([[s1**2]]), jnp.array([m2]), jnp.array([[s2**2]])))
     np.testing.assert_allclose(got, (m1 - m2) ** 2 + (s1 - s2) ** 2, rtol=1e-5, atol=1e-5)
 
 
@@ -87,6 +89,7 @@ def test_frechet_of_sample_stats_converges_to_truth():
 
 def _brute_precision_recall(real, fake, k):
     """Kynkaanniemi et al. 2019 with explicit loops, float64."""
+
     def radii(f):
         out = []
         for i in range(len(f)):

@@ -4,28 +4,26 @@ float32 outputs into the losses, and training that still works.
 The dtype checks trace (jax.eval_shape, jax.make_jaxpr) and compile nothing; only the short training runs
 compile, one small step per module.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
-from tests import (
-    test_train_autoencoder,
-    test_train_ddpm,
-    test_train_gan,
-    test_train_vae,
-)
+from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae
 from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae
 from train.core import loop, parallel, state as state_lib
 from train.data import images as data
 from zoo import autoencoder as ae, gan, vae
 
 BF16, F32 = np.dtype(jnp.bfloat16), np.dtype(jnp.float32)
-MODULES = {"ddpm": (train_ddpm, test_train_ddpm.tiny_config),
-           "autoencoder": (train_ae, test_train_autoencoder.tiny_config),
-           "vae": (train_vae, test_train_vae.tiny_config),
-           "gan": (train_gan, test_train_gan.tiny_config)}
+MODULES = {
+    "ddpm": (train_ddpm, test_train_ddpm.tiny_config),
+    "autoencoder": (train_ae, test_train_autoencoder.tiny_config),
+    "vae": (train_vae, test_train_vae.tiny_config),
+    "gan": (train_gan, test_train_gan.tiny_config),
+}
 SMALL_UNET = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}  # one level, attention at 8x8: quick to trace
 SHAPE = (8, 8, 1)
 
@@ -56,17 +54,21 @@ def test_zoo_network_computes_in_bfloat16_with_float32_params_and_outputs(name):
     make, in_shape = NETWORKS[name]
     net, x = make(jnp.bfloat16), jax.ShapeDtypeStruct((2, *in_shape), jnp.float32)
     params = jax.eval_shape(net.init, jax.random.key(0), x)
-    out, state = jax.eval_shape(lambda p, x: net.apply(p, x, capture_intermediates=True, mutable=["intermediates"]),
-                                params, x)
+    out, state = jax.eval_shape(
+        lambda p, x: net.apply(p, x, capture_intermediates=True, mutable=["intermediates"]), params, x
+    )
     assert {p.dtype for p in jax.tree.leaves(params)} == {F32}
     assert {o.dtype for o in jax.tree.leaves(out)} == {F32}  # cast back before any loss
-    layers = {jax.tree_util.keystr(path): leaf.dtype
-              for path, leaf in jax.tree_util.tree_leaves_with_path(state["intermediates"])
-              if any(f"'{kind}_" in jax.tree_util.keystr(path) for kind in ("Dense", "Conv", "GroupNorm"))}
+    layers = {
+        jax.tree_util.keystr(path): leaf.dtype
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state["intermediates"])
+        if any(f"'{kind}_" in jax.tree_util.keystr(path) for kind in ("Dense", "Conv", "GroupNorm"))
+    }
     assert layers and set(layers.values()) == {BF16}, layers
 
 
 # ----------------------------------------------------------------------------- the training modules' steps
+
 
 def _equations(jaxpr):
     for eqn in jaxpr.eqns:
@@ -81,19 +83,23 @@ def _equations(jaxpr):
 
 def _abstract_state(task, c):
     tx = task.optimizer or state_lib.make_optimizer(c)
-    return jax.eval_shape(lambda k: state_lib.create_train_state(task.init_params(k), tx, c.ema_decay),
-                          jax.random.key(0))
+    return jax.eval_shape(
+        lambda k: state_lib.create_train_state(task.init_params(k), tx, c.ema_decay), jax.random.key(0)
+    )
 
 
-@pytest.mark.parametrize("name, overrides", [
-    pytest.param("ddpm", SMALL_UNET, id="ddpm"),
-    pytest.param("autoencoder", {}, id="autoencoder-mlp"),
-    pytest.param("autoencoder", {"model.arch": "conv"}, id="autoencoder-conv"),
-    pytest.param("vae", {}, id="vae-mlp"),
-    pytest.param("vae", {"model.arch": "conv", "conditional": True}, id="vae-conv-conditional"),
-    pytest.param("gan", {}, id="gan-mlp"),
-    pytest.param("gan", {"model.arch": "dcgan", "loss": "wgan-gp"}, id="gan-dcgan-wgan-gp"),
-])
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        pytest.param("ddpm", SMALL_UNET, id="ddpm"),
+        pytest.param("autoencoder", {}, id="autoencoder-mlp"),
+        pytest.param("autoencoder", {"model.arch": "conv"}, id="autoencoder-conv"),
+        pytest.param("vae", {}, id="vae-mlp"),
+        pytest.param("vae", {"model.arch": "conv", "conditional": True}, id="vae-conv-conditional"),
+        pytest.param("gan", {}, id="gan-mlp"),
+        pytest.param("gan", {"model.arch": "dcgan", "loss": "wgan-gp"}, id="gan-dcgan-wgan-gp"),
+    ],
+)
 def test_train_step_matmuls_and_convolutions_run_in_the_config_dtype(name, overrides, digits, data_dir):
     """Every matmul and convolution of the whole train step (forward and backward) takes config.dtype operands;
     the parameters are float32 either way."""
@@ -105,8 +111,11 @@ def test_train_step_matmuls_and_convolutions_run_in_the_config_dtype(name, overr
         state = _abstract_state(task, c)
         step = task.train_step or loop.gradient_step(task.loss_fn)
         jaxpr = jax.make_jaxpr(step)(state, batch, jax.random.key(1)).jaxpr
-        operands = [tuple(v.aval.dtype for v in e.invars) for e in _equations(jaxpr)
-                    if e.primitive.name in ("dot_general", "conv_general_dilated")]
+        operands = [
+            tuple(v.aval.dtype for v in e.invars)
+            for e in _equations(jaxpr)
+            if e.primitive.name in ("dot_general", "conv_general_dilated")
+        ]
         assert operands and set(operands) == {(want, want)}, (dtype, set(operands))
         assert {p.dtype for p in jax.tree.leaves(state.params)} == {F32}
 

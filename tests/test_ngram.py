@@ -1,20 +1,12 @@
 """Tests for zoo.ngram against hand counts from the lecture's sentences, Counter and brute-force formulas."""
+
 import collections
 import math
 
 import numpy as np
 import pytest
 
-from zoo.ngram import (
-    BOS,
-    EOS,
-    UNK,
-    AddKLM,
-    KneserNeyLM,
-    count_ngrams,
-    mle_prob,
-    ngram_vocab,
-)
+from zoo.ngram import BOS, EOS, UNK, AddKLM, KneserNeyLM, count_ngrams, mle_prob, ngram_vocab
 from zoo.text import Vocab
 
 LECTURE = ["I like deep learning.", "I like NLP.", "I enjoy flying."]
@@ -41,7 +33,7 @@ def _padded(vocab, sentences):
 
 
 def _counter(padded, k):
-    return collections.Counter(tuple(s[i:i + k]) for s in padded for i in range(len(s) - k + 1))
+    return collections.Counter(tuple(s[i : i + k]) for s in padded for i in range(len(s) - k + 1))
 
 
 # ----------------------------------------------------------------------------- counting and MLE
@@ -76,7 +68,11 @@ def test_lecture_bigram_estimates_by_hand():
 
 
 def test_lecture_trigram_estimate_and_chinese_example():
-    sents = [["我", "今天", "下午", "打", "篮球"], ["我", "今天", "下午", "打", "游戏"], ["我", "今天", "上午", "打", "篮球"]]
+    sents = [
+        ["我", "今天", "下午", "打", "篮球"],
+        ["我", "今天", "下午", "打", "游戏"],
+        ["我", "今天", "上午", "打", "篮球"],
+    ]
     v = ngram_vocab(sents)
     c = count_ngrams(v.encode_lines(sents), 3, vocab_size=len(v))
     i = v.id
@@ -119,6 +115,7 @@ def test_count_ngrams_with_ids_too_large_for_int64_keys():
 def test_ngram_table_lookup_matches_a_dict(top_id):
     # an id of 3e6 makes B^3 overflow int64 (dict path); ids up to 50 use packed keys (binary search)
     from zoo.ngram import _Level, _unique_rows
+
     rng = np.random.default_rng(13)
     pool = np.array([0, 1, 7, 23, top_id])
     rows = pool[rng.integers(0, 5, size=(300, 3))]
@@ -133,7 +130,9 @@ def test_ngram_table_lookup_matches_a_dict(top_id):
         seen = q[0] >= 0 and any(g[:2] == tuple(q[:2]) for g in ref)
         assert (b >= 0) == seen and v == (ref[tuple(q)] if q[0] >= 0 else 0)
         if seen:
-            assert lvl.block(tuple(q[:2])) == b and lvl.totals[b] == sum(n for g, n in ref.items() if g[:2] == tuple(q[:2]))
+            assert lvl.block(tuple(q[:2])) == b and lvl.totals[b] == sum(
+                n for g, n in ref.items() if g[:2] == tuple(q[:2])
+            )
 
 
 def test_mle_sums_to_one_for_every_seen_context():
@@ -163,14 +162,28 @@ def test_mle_sums_to_one_for_every_seen_context():
 def _contexts(v, order):
     """Seen, unseen and <unk>/</s> contexts of every length up to order-1."""
     i = v.id
-    ctxs = [[], [BOS], [BOS, "w0"], ["w0"], [EOS], [UNK], ["never-seen-word"], ["w1", "w2"], ["w3", "w3"],
-            ["w2", "w0", "w1"], [BOS, EOS], ["w1", BOS]]
+    ctxs = [
+        [],
+        [BOS],
+        [BOS, "w0"],
+        ["w0"],
+        [EOS],
+        [UNK],
+        ["never-seen-word"],
+        ["w1", "w2"],
+        ["w3", "w3"],
+        ["w2", "w0", "w1"],
+        [BOS, EOS],
+        ["w1", BOS],
+    ]
     return ctxs + [[i(w) for w in h if w in v] for h in ctxs[:4]]  # ids work too
 
 
 @pytest.mark.parametrize("order", [2, 3, 4])
-@pytest.mark.parametrize("model_cls,kwargs", [(AddKLM, {"k": 0.1}), (AddKLM, {"k": 1.0}),
-                                              (KneserNeyLM, {}), (KneserNeyLM, {"discount": 0.4})])
+@pytest.mark.parametrize(
+    "model_cls,kwargs",
+    [(AddKLM, {"k": 0.1}), (AddKLM, {"k": 1.0}), (KneserNeyLM, {}), (KneserNeyLM, {"discount": 0.4})],
+)
 def test_smoothed_distributions_sum_to_one(order, model_cls, kwargs):
     sents = _markov_corpus(2, 120)
     model = model_cls.fit(sents, order, min_count=2, **kwargs)
@@ -236,8 +249,14 @@ def _brute_kn_bigram(sentences, words, d):
 
 @pytest.mark.parametrize("d", [0.75, 0.5])
 def test_kneser_ney_bigram_matches_brute_force(d):
-    sents = [["the", "cat", "sat"], ["the", "dog", "sat"], ["a", "cat", "ran"], ["the", "cat", "ran", "far"],
-             ["san", "francisco"], ["san", "francisco", "is", "far"]]
+    sents = [
+        ["the", "cat", "sat"],
+        ["the", "dog", "sat"],
+        ["a", "cat", "ran"],
+        ["the", "cat", "ran", "far"],
+        ["san", "francisco"],
+        ["san", "francisco", "is", "far"],
+    ]
     model = KneserNeyLM.fit(sents, 2, discount=d)
     brute = _brute_kn_bigram(sents, model.vocab.words, d)
     for prev in model.vocab.words:
@@ -296,10 +315,12 @@ def test_log_prob_sentence_is_the_chain_rule(model_cls):
     n = model.order
     for s in _markov_corpus(6, 10) + [["w1", "unseen", "w2"], []]:
         hist = [BOS] + s + [EOS]
-        expected = sum(math.log(model.prob(hist[max(0, i - n + 1):i], hist[i])) for i in range(1, len(hist)))
+        expected = sum(math.log(model.prob(hist[max(0, i - n + 1) : i], hist[i])) for i in range(1, len(hist)))
         assert model.log_prob_sentence(s) == pytest.approx(expected, rel=1e-12, abs=1e-12)
     # a line is tokenized and lowercased like the training corpus
-    assert model.log_prob_sentence("W1 w2, w3!") == pytest.approx(model.log_prob_sentence(["w1", "w2", "w3"]), rel=1e-15)
+    assert model.log_prob_sentence("W1 w2, w3!") == pytest.approx(
+        model.log_prob_sentence(["w1", "w2", "w3"]), rel=1e-15
+    )
     with pytest.raises(ValueError, match="must not contain"):
         model.log_prob_sentence(["w1", EOS])
 

@@ -1,4 +1,5 @@
 """Data parallelism on JAX's own runtime: many devices, many processes, one compilation."""
+
 import os
 import socket
 import subprocess
@@ -28,8 +29,13 @@ print("DEVICES", jax.device_count(), "PROCESSES", jax.process_count())
 
 def _env(**extra):
     # Same PRNG implementation as this process (tests/conftest.py), so both sides draw the same numbers.
-    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
-            "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable), **extra}
+    return {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": ROOT,
+        "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable),
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +60,14 @@ def _assert_same_training(workdir, reference, digits):
 
 def test_eight_devices_equal_one(digits, single_device_run, tmp_path):
     workdir = str(tmp_path / "eight")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, workdir, str(tmp_path / "tfds")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"))
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, workdir, str(tmp_path / "tfds")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "DEVICES 8 PROCESSES 1" in proc.stdout
     _assert_same_training(workdir, single_device_run, digits)
@@ -69,9 +81,17 @@ def _free_port():
 
 def test_two_processes_train_and_checkpoint_together(digits, single_device_run, tmp_path):
     workdir, address = str(tmp_path / "two"), f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, workdir, str(tmp_path / f"tfds{i}"), address, "2", str(i)],
-                              cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, workdir, str(tmp_path / f"tfds{i}"), address, "2", str(i)],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -89,20 +109,24 @@ print("SPLIT", n, jax.device_count(), parallel.wait_each_step(), parallel.split_
 """
 
 
-@pytest.mark.parametrize("ask, forced, want", [
-    (0, None, min(len(os.sched_getaffinity(0)), 8)),  # one device per core, at most 8
-    (3, None, 3),
-    (1, None, 1),
-    (3, 4, 4),  # XLA_FLAGS' forced count wins
-])
+@pytest.mark.parametrize(
+    "ask, forced, want",
+    [
+        (0, None, min(len(os.sched_getaffinity(0)), 8)),  # one device per core, at most 8
+        (3, None, 3),
+        (1, None, 1),
+        (3, 4, 4),  # XLA_FLAGS' forced count wins
+    ],
+)
 def test_split_cpu_gives_one_device_per_core_or_the_count_asked(ask, forced, want):
     """split_cpu(n) before JAX starts sets the CPU device count; called again after, it changes nothing.
     Several CPU devices make the training loop wait for each step (XLA:CPU collective deadlock guard)."""
     env = _env(XLA_FLAGS=f"--xla_force_host_platform_device_count={forced}") if forced else _env()
     if not forced:
         env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-c", SPLIT, str(ask)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", SPLIT, str(ask)], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"SPLIT {want} {want} {want > 1} {want}" in proc.stdout
 
@@ -117,16 +141,24 @@ print("DEPTH", parallel.schedule_depth_first(), os.environ.get("XLA_FLAGS", ""))
 """
 
 
-@pytest.mark.parametrize("when, flags, want_on, want_flags", [
-    ("before", "", True, "--xla_cpu_enable_concurrency_optimized_scheduler=false"),
-    ("before", "--xla_cpu_enable_concurrency_optimized_scheduler=true", False,
-     "--xla_cpu_enable_concurrency_optimized_scheduler=true"),  # the user's own setting wins
-    ("after", "", False, ""),  # too late to take effect: XLA_FLAGS left alone
-])
+@pytest.mark.parametrize(
+    "when, flags, want_on, want_flags",
+    [
+        ("before", "", True, "--xla_cpu_enable_concurrency_optimized_scheduler=false"),
+        (
+            "before",
+            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+            False,
+            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+        ),  # the user's own setting wins
+        ("after", "", False, ""),  # too late to take effect: XLA_FLAGS left alone
+    ],
+)
 def test_schedule_depth_first_sets_the_xla_flag_only_before_jax_starts(when, flags, want_on, want_flags):
     env = _env(XLA_FLAGS=flags)
-    proc = subprocess.run([sys.executable, "-c", DEPTH_FIRST, when], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", DEPTH_FIRST, when], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"DEPTH {want_on} {want_flags}".strip() == proc.stdout.strip().splitlines()[-1].strip()
 
@@ -140,24 +172,23 @@ def test_distributed_flags_must_come_together():
 
 # ----------------------------------------------------------------------------- every training module
 
+
 def module_configs(data_dir):
     """Each training module with a gradient step (PCA has none; word2vec: tests/test_train_word2vec.py), on a
     tiny config with no warmup (so the first step moves the parameters), plus a vmapped beta sweep."""
-    from tests import (
-        test_train_autoencoder,
-        test_train_ddpm,
-        test_train_gan,
-        test_train_vae,
-    )
+    from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae
+
     common = dict(batch_size=16, warmup_steps=0)
     sweep = test_train_vae.tiny_config(data_dir, **common)
     sweep.sweep.beta = (0.5, 4.0)
     small_unet = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}
-    return {"ddpm": test_train_ddpm.tiny_config(data_dir, **common, **small_unet),
-            "autoencoder": test_train_autoencoder.tiny_config(data_dir, **common, **{"model.arch": "conv"}),
-            "vae": test_train_vae.tiny_config(data_dir, **common),
-            "gan": test_train_gan.tiny_config(data_dir, **common, **{"model.arch": "dcgan", "loss": "wgan-gp"}),
-            "vae_beta_sweep": sweep}
+    return {
+        "ddpm": test_train_ddpm.tiny_config(data_dir, **common, **small_unet),
+        "autoencoder": test_train_autoencoder.tiny_config(data_dir, **common, **{"model.arch": "conv"}),
+        "vae": test_train_vae.tiny_config(data_dir, **common),
+        "gan": test_train_gan.tiny_config(data_dir, **common, **{"model.arch": "dcgan", "loss": "wgan-gp"}),
+        "vae_beta_sweep": sweep,
+    }
 
 
 MODULES_SCRIPT = """
@@ -195,10 +226,18 @@ def test_every_training_module_on_eight_devices_equals_one_device(tmp_path):
     the summation order of the all-reduce (rtol 1e-5, atol 1e-6, against Adam steps of ~1e-3), and 3 steps
     compile once on each mesh."""
     data_dir = str(tmp_path / "tfds")
-    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax_subprocess"))
-    proc = subprocess.run([sys.executable, "-c", MODULES_SCRIPT, str(tmp_path), data_dir], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
+    env = _env(
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".pytest_cache", "jax_subprocess"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", MODULES_SCRIPT, str(tmp_path), data_dir],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in module_configs(data_dir):
         for label, n in (("one", 1), ("eight", 8)):

@@ -1,4 +1,5 @@
 """SVD / PCA checked against numpy.linalg.svd, Eckart-Young and sklearn.decomposition.PCA (float32 in jax)."""
+
 import jax
 import numpy as np
 import pytest
@@ -134,8 +135,9 @@ def test_reconstruction_error_is_dropped_variance():
 def test_pca_is_jittable():
     x = _data()
     p = jax.jit(pca.pca_fit, static_argnums=1)(x, 2)
-    np.testing.assert_allclose(np.asarray(jax.jit(pca.pca_transform)(p, x)),
-                               np.asarray(pca.pca_transform(pca.pca_fit(x, 2), x)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(pca.pca_transform)(p, x)), np.asarray(pca.pca_transform(pca.pca_fit(x, 2), x)), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("k", [0, 8, -1])

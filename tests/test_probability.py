@@ -1,6 +1,7 @@
 """KL divergence, max likelihood = min KL, Bayes' rule and naive Bayes / logistic regression, checked against
 scipy (entropy, quad, densities), hand-computed closed forms, brute force in probability space, Monte Carlo and
 sklearn (naive_bayes, LogisticRegression). Computation in jax is float32; references are float64."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,8 +49,12 @@ def _dirichlet(rng, n, k):
 
 
 def _gauss_pairs(rng, n, d):
-    return (rng.normal(size=(n, d)), rng.uniform(-1.5, 1.5, (n, d)),
-            rng.normal(size=(n, d)), rng.uniform(-1.5, 1.5, (n, d)))
+    return (
+        rng.normal(size=(n, d)),
+        rng.uniform(-1.5, 1.5, (n, d)),
+        rng.normal(size=(n, d)),
+        rng.uniform(-1.5, 1.5, (n, d)),
+    )
 
 
 def _f32(*arrays):
@@ -87,11 +92,14 @@ def test_kl_categorical_matches_scipy_entropy():
         assert np.isinf(float(kl_categorical(*_f32(np.log(q0), np.log(p0)))))
         assert np.isinf(stats.entropy(q0, p0))
         # the zero-q term yields no nan gradient
-        g = jax.grad(lambda lp: kl_categorical(jnp.log(jnp.asarray(q0, jnp.float32)), lp))(jnp.log(jnp.asarray(p_pos, jnp.float32)))
+        g = jax.grad(lambda lp: kl_categorical(jnp.log(jnp.asarray(q0, jnp.float32)), lp))(
+            jnp.log(jnp.asarray(p_pos, jnp.float32))
+        )
     np.testing.assert_allclose(np.asarray(g), -q0, atol=1e-6)  # d/d ln p_k of -sum q ln p = -q_k
     # entropy: H(p) = KL-free reference from scipy
-    np.testing.assert_allclose(np.asarray(entropy_categorical(jnp.log(jnp.asarray(q, jnp.float32)))),
-                               stats.entropy(q, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(entropy_categorical(jnp.log(jnp.asarray(q, jnp.float32)))), stats.entropy(q, axis=1), rtol=1e-5
+    )
 
 
 def test_kl_is_nonnegative_on_many_random_pairs():
@@ -119,8 +127,8 @@ def test_kl_is_zero_only_for_equal_distributions():
         kl_mu = np.asarray(diag_normal_kl(*_f32(mu + shift, lv, mu, lv)))
         kl_lv = np.asarray(diag_normal_kl(*_f32(mu, lv + shift, mu, lv)))
         assert (kl_mu > 0).all() and (kl_lv > 0).all()
-        np.testing.assert_allclose(kl_mu, 0.5 * eps ** 2 / np.exp(lv[:, j]), rtol=1e-3)  # exact for a mean shift
-        np.testing.assert_allclose(kl_lv, 0.25 * eps ** 2, rtol=0.05)  # O(eps^3) remainder
+        np.testing.assert_allclose(kl_mu, 0.5 * eps**2 / np.exp(lv[:, j]), rtol=1e-3)  # exact for a mean shift
+        np.testing.assert_allclose(kl_lv, 0.25 * eps**2, rtol=0.05)  # O(eps^3) remainder
     for _ in range(10):
         p = sp_log_softmax(np.log(q) + eps * rng.normal(size=q.shape), axis=1)
         kl = np.asarray(kl_categorical(lq, jnp.asarray(p, jnp.float32)))
@@ -149,11 +157,15 @@ def test_kl_monte_carlo_converges_to_closed_form():
     x = (mu_q + np.exp(0.5 * lv_q) * rng.normal(size=(s, 3))).astype(np.float32)
     q_params = {"mean": jnp.asarray(mu_q, jnp.float32), "log_var": jnp.asarray(lv_q, jnp.float32)}
     p_params = {"mean": jnp.asarray(mu_p, jnp.float32), "log_var": jnp.asarray(lv_p, jnp.float32)}
-    mc = float(kl_monte_carlo(lambda t: gaussian_model_log_prob(q_params, t),
-                              lambda t: gaussian_model_log_prob(p_params, t), x))
+    mc = float(
+        kl_monte_carlo(
+            lambda t: gaussian_model_log_prob(q_params, t), lambda t: gaussian_model_log_prob(p_params, t), x
+        )
+    )
     # the per-sample terms and their standard error from scipy densities (float64)
-    terms = (stats.multivariate_normal(mu_q, np.diag(np.exp(lv_q))).logpdf(x)
-             - stats.multivariate_normal(mu_p, np.diag(np.exp(lv_p))).logpdf(x))
+    terms = stats.multivariate_normal(mu_q, np.diag(np.exp(lv_q))).logpdf(x) - stats.multivariate_normal(
+        mu_p, np.diag(np.exp(lv_p))
+    ).logpdf(x)
     assert mc == pytest.approx(terms.mean(), rel=1e-4)
     closed = float(diag_normal_kl(*_f32(mu_q, lv_q, mu_p, lv_p)))
     assert abs(mc - closed) < 4 * terms.std(ddof=1) / np.sqrt(s)  # 4 standard errors
@@ -197,8 +209,12 @@ def test_categorical_max_likelihood_equals_min_kl():
 
 def test_gaussian_max_likelihood_equals_min_kl_with_gmm_data():
     """P_data is a diagonal 2-component GMM (zoo.gmm, a latent-variable model) with a known density; the model is one Gaussian."""
-    g = GMM(weights=jnp.array([0.3, 0.7]), means=jnp.array([[-2.0, 1.0], [1.5, 3.0]]),
-            covs=jnp.array([[0.5, 1.0], [1.0, 0.3]]), covariance_type="diag")
+    g = GMM(
+        weights=jnp.array([0.3, 0.7]),
+        means=jnp.array([[-2.0, 1.0], [1.5, 3.0]]),
+        covs=jnp.array([[0.5, 1.0], [1.0, 0.3]]),
+        covariance_type="diag",
+    )
     rng = np.random.default_rng(12)
     z = rng.choice(2, size=200, p=np.asarray(g.weights))  # ancestral sampling in numpy
     xs = np.asarray(g.means, np.float64)[z] + np.sqrt(np.asarray(g.covs, np.float64))[z] * rng.normal(size=(200, 2))
@@ -206,8 +222,17 @@ def test_gaussian_max_likelihood_equals_min_kl_with_gmm_data():
     mean, var = xs.mean(0), xs.var(0)  # closed-form MLE: sample mean and biased (1/N) variance
     data_log_prob = lambda t: gmm_log_prob(g, t)  # noqa: E731
     # NLL - KL_MC = -(1/N) sum ln P_data(x_n), a constant (the MC entropy of P_data), here from scipy densities
-    h_mc = -np.mean(np.log(sum(float(g.weights[k]) * stats.multivariate_normal(
-        np.asarray(g.means[k], np.float64), np.diag(np.asarray(g.covs[k], np.float64))).pdf(xs) for k in range(2))))
+    h_mc = -np.mean(
+        np.log(
+            sum(
+                float(g.weights[k])
+                * stats.multivariate_normal(
+                    np.asarray(g.means[k], np.float64), np.diag(np.asarray(g.covs[k], np.float64))
+                ).pdf(xs)
+                for k in range(2)
+            )
+        )
+    )
     init = {"mean": jnp.zeros(2, jnp.float32), "log_var": jnp.zeros(2, jnp.float32)}
     ml, nll_hist = fit_by_max_likelihood(gaussian_model_log_prob, init, x, steps=500, learning_rate=0.1)
     mk, kl_hist = fit_by_min_kl(gaussian_model_log_prob, init, x, data_log_prob, steps=500, learning_rate=0.1)
@@ -235,8 +260,11 @@ def test_log_posterior_equals_bayes_rule_by_brute_force():
     np.testing.assert_allclose(np.exp(got).sum(1), 1.0, atol=1e-6)
     np.testing.assert_allclose(np.exp(got), post, rtol=1e-5)
     # the other axis gives P(X | Y); an unnormalised joint (any factor depending on x only) gives the same P(Y | X)
-    np.testing.assert_allclose(np.exp(np.asarray(log_posterior(jnp.log(jnp.asarray(joint, jnp.float32)), axis=0))),
-                               joint / joint.sum(0), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(log_posterior(jnp.log(jnp.asarray(joint, jnp.float32)), axis=0))),
+        joint / joint.sum(0),
+        rtol=1e-5,
+    )
     scaled = np.log(joint) + rng.normal(size=(3, 1)) * 50
     np.testing.assert_allclose(np.asarray(log_posterior(jnp.asarray(scaled, jnp.float32))), np.log(post), atol=1e-4)
 
@@ -248,9 +276,12 @@ def test_gaussian_nb_is_a_gmm_with_the_label_hidden():
     params = gaussian_nb_fit(x, y, 3)
     joint = gaussian_nb_log_joint(params, x)
     g = gaussian_nb_to_gmm(params)
-    np.testing.assert_allclose(np.exp(np.asarray(log_posterior(joint))), np.asarray(gmm_responsibilities(g, x)), atol=1e-5)
-    np.testing.assert_allclose(sp_logsumexp(np.asarray(joint, np.float64), axis=1), np.asarray(gmm_log_prob(g, x)),
-                               rtol=1e-5)  # P(X) = sum_y P(X, y)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(log_posterior(joint))), np.asarray(gmm_responsibilities(g, x)), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        sp_logsumexp(np.asarray(joint, np.float64), axis=1), np.asarray(gmm_log_prob(g, x)), rtol=1e-5
+    )  # P(X) = sum_y P(X, y)
 
 
 # ============================================================================= generative: naive Bayes vs sklearn
@@ -276,7 +307,9 @@ def test_gaussian_nb_matches_sklearn_on_random_data(var_smoothing):
     # epsilon = var_smoothing * max_d Var(x_d): at var_smoothing = 0.5 a wrong epsilon would move var_ by O(1)
     np.testing.assert_allclose(np.asarray(params.variances), sk.var_, rtol=1e-5)
     joint = gaussian_nb_log_joint(params, x)
-    np.testing.assert_allclose(np.asarray(joint), sk.predict_joint_log_proba(x.astype(np.float64)), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(joint), sk.predict_joint_log_proba(x.astype(np.float64)), rtol=1e-5, atol=1e-4
+    )
     _assert_log_posteriors_close(joint, sk, x.astype(np.float64), atol=1e-5)
     np.testing.assert_array_equal(np.asarray(gaussian_nb_predict(params, x)), sk.predict(x))
 
@@ -288,8 +321,12 @@ def test_gaussian_nb_matches_sklearn_on_digits(digits):
     sk = naive_bayes.GaussianNB().fit(x_tr.astype(np.float64), y_tr)
     params = gaussian_nb_fit(x_tr, y_tr, 10)
     np.testing.assert_allclose(np.asarray(params.variances), sk.var_, rtol=1e-4)
-    np.testing.assert_allclose(np.asarray(gaussian_nb_log_joint(params, x_te)),
-                               sk.predict_joint_log_proba(x_te.astype(np.float64)), rtol=1e-5, atol=1e-3)  # float32 sums of ~1e3 terms
+    np.testing.assert_allclose(
+        np.asarray(gaussian_nb_log_joint(params, x_te)),
+        sk.predict_joint_log_proba(x_te.astype(np.float64)),
+        rtol=1e-5,
+        atol=1e-3,
+    )  # float32 sums of ~1e3 terms
     np.testing.assert_array_equal(np.asarray(gaussian_nb_predict(params, x_te)), sk.predict(x_te))
     sk = naive_bayes.GaussianNB(var_smoothing=1e-2).fit(x_tr.astype(np.float64), y_tr)
     params = gaussian_nb_fit(x_tr, y_tr, 10, var_smoothing=1e-2)
@@ -340,9 +377,11 @@ def test_logistic_regression_log_probs_and_loss_gradient_by_hand():
     params = LogisticRegression(weights=jnp.asarray(w, jnp.float32), bias=jnp.asarray(b, jnp.float32))
     logits = x @ w + b
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)  # manual softmax, float64
-    np.testing.assert_allclose(np.exp(np.asarray(logistic_regression_log_probs(params, x))), probs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.exp(np.asarray(logistic_regression_log_probs(params, x))), probs, rtol=1e-5, atol=1e-6
+    )
     onehot = np.eye(3)[y]
-    loss = -np.mean(np.log(probs[np.arange(30), y])) + 0.5 * l2 * np.sum(w ** 2)
+    loss = -np.mean(np.log(probs[np.arange(30), y])) + 0.5 * l2 * np.sum(w**2)
     assert float(logistic_regression_loss(params, x, y, l2)) == pytest.approx(loss, rel=1e-5)
     grads = jax.grad(logistic_regression_loss)(params, jnp.asarray(x, jnp.float32), jnp.asarray(y), l2)
     np.testing.assert_allclose(np.asarray(grads.weights), x.T @ (probs - onehot) / 30 + l2 * w, rtol=1e-4, atol=1e-6)
@@ -364,8 +403,9 @@ def test_logistic_regression_matches_sklearn_on_digits(digits, fitted_lr):
     acc = float(np.mean(np.asarray(logistic_regression_predict(params, x_tr / 16)) == y_tr))
     assert abs(acc - sk.score(x_tr / 16, y_tr)) < 0.01
     # same convex objective: sklearn's optimum is a lower bound our Adam fit must get close to
-    sk_params = LogisticRegression(weights=jnp.asarray(sk.coef_.T, jnp.float32),
-                                   bias=jnp.asarray(sk.intercept_, jnp.float32))
+    sk_params = LogisticRegression(
+        weights=jnp.asarray(sk.coef_.T, jnp.float32), bias=jnp.asarray(sk.intercept_, jnp.float32)
+    )
     ours, best = (float(logistic_regression_loss(p, x_tr / 16, y_tr, l2)) for p in (params, sk_params))
     assert best - 1e-4 <= ours <= best + 5e-3
 
@@ -393,8 +433,16 @@ def test_invalid_inputs_raise_value_error():
         (lambda: kl_monte_carlo(lambda t: t[:, 0], lambda t: t[:, 0], np.zeros((0, 2))), "size >= 1"),
         (lambda: kl_monte_carlo(lambda t: t, lambda t: t[:, 0], np.zeros((3, 2))), "one log-density per sample"),
         (lambda: empirical_log_probs(np.array([0, 5]), 3), "0..num_classes-1"),
-        (lambda: fit_by_max_likelihood(categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), steps=0), "steps"),
-        (lambda: fit_by_min_kl(categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), None), "data_log_prob"),
+        (
+            lambda: fit_by_max_likelihood(
+                categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), steps=0
+            ),
+            "steps",
+        ),
+        (
+            lambda: fit_by_min_kl(categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), None),
+            "data_log_prob",
+        ),
         (lambda: log_posterior(np.float32(1.0)), "at least one axis"),
         (lambda: log_posterior(np.zeros((2, 3)), axis=2), "axis"),
         (lambda: gaussian_nb_fit(x, np.array([0, 1, 0, 2]), 2), "0..num_classes-1"),
@@ -407,9 +455,15 @@ def test_invalid_inputs_raise_value_error():
         (lambda: multinomial_nb_fit(-x - 1, y, 2), "non-negative"),
         (lambda: multinomial_nb_fit(x, y, 2, alpha=0.0), "alpha"),
         (lambda: multinomial_nb_log_joint(None, x), "MultinomialNB"),
-        (lambda: logistic_regression_fit(x, y, 2, steps=10, learning_rate=-0.1, key=jax.random.key(0)), "learning_rate"),
+        (
+            lambda: logistic_regression_fit(x, y, 2, steps=10, learning_rate=-0.1, key=jax.random.key(0)),
+            "learning_rate",
+        ),
         (lambda: logistic_regression_fit(x, y, 2, steps=10, key=None), "key"),
-        (lambda: logistic_regression_fit(x, y.astype(np.float32), 2, steps=10, key=jax.random.key(0)), "integer labels"),
+        (
+            lambda: logistic_regression_fit(x, y.astype(np.float32), 2, steps=10, key=jax.random.key(0)),
+            "integer labels",
+        ),
         (lambda: logistic_regression_log_probs(gaussian_nb_fit(x, y, 2), x), "LogisticRegression"),
     ]
     for call, match in cases:

@@ -6,6 +6,7 @@ file (or folder, or heading) of the repository; every repository path written in
 `python -m <module>` of the repository names a module that exists. The checkers are plain functions, and
 the last tests feed them broken text to show that they fail.
 """
+
 import importlib
 import pathlib
 import re
@@ -57,8 +58,7 @@ def broken_links(text: str, page: pathlib.Path) -> list[str]:
 def missing_paths(text: str) -> list[str]:
     """Repository paths written in backticks (`train/ddpm.py`, `tests/`) that do not exist."""
     spans = re.findall(r"`([^`\n]+)`", _prose(text))
-    paths = [s.split("::")[0] for s in spans
-             if re.fullmatch(rf"(?:{'|'.join(TOP_DIRS)})/[\w./-]*(?:::\w+)?", s)]
+    paths = [s.split("::")[0] for s in spans if re.fullmatch(rf"(?:{'|'.join(TOP_DIRS)})/[\w./-]*(?:::\w+)?", s)]
     return [p for p in paths if not (ROOT / p).exists()]
 
 
@@ -129,8 +129,7 @@ def test_readme_is_a_front_page_of_at_most_200_lines():
 
 def test_docs_pages_exist_and_readme_links_to_each():
     names = {p.name for p in DOCS}
-    expected = {"images.md", "diffusion.md", "words.md", "guarantees.md", "scaling.md", "performance.md",
-                "lecture.md"}
+    expected = {"images.md", "diffusion.md", "words.md", "guarantees.md", "scaling.md", "performance.md", "lecture.md"}
     assert expected <= names
     linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)", README.read_text()))
     assert expected <= linked, f"README does not link {sorted(expected - linked)}"
@@ -177,16 +176,17 @@ def test_lecture_map_names_a_function_and_a_test_for_every_row():
 
 def test_checkers_report_what_is_broken():
     page = ROOT / "docs" / "lecture.md"
-    assert broken_links("[a](images.md) [b](nowhere.md) [c](images.md#data) [d](images.md#no-such-heading) "
-                        "[e](https://example.com) [f](../../outside.md) [g](#lecture-map)", page) == [
-        "nowhere.md", "images.md#no-such-heading", "../../outside.md"]
-    assert missing_paths("`zoo/ddpm.py` `train/no_such_file.py` `runs/<model>` `tests/`") == [
-        "train/no_such_file.py"]
-    assert missing_tests("tests/test_ddpm.py::test_linear_betas_endpoints_and_spacing "
-                         "tests/test_ddpm.py::test_no_such_test tests/test_nothing.py::test_x") == [
-        "tests/test_ddpm.py::test_no_such_test", "tests/test_nothing.py::test_x"]
-    assert unresolved_zoo_names("`zoo.ddpm.q_sample` `zoo.ddpm.no_such_function` `zoo.nowhere.f` "
-                                "`zoo.ngram.KneserNeyLM.log_prob_sentence`") == [
-        "zoo.ddpm.no_such_function", "zoo.nowhere.f"]
-    assert missing_modules("python -m train.ddpm; python -m train.nothing; python -m pytest") == [
-        "train.nothing"]
+    assert broken_links(
+        "[a](images.md) [b](nowhere.md) [c](images.md#data) [d](images.md#no-such-heading) "
+        "[e](https://example.com) [f](../../outside.md) [g](#lecture-map)",
+        page,
+    ) == ["nowhere.md", "images.md#no-such-heading", "../../outside.md"]
+    assert missing_paths("`zoo/ddpm.py` `train/no_such_file.py` `runs/<model>` `tests/`") == ["train/no_such_file.py"]
+    assert missing_tests(
+        "tests/test_ddpm.py::test_linear_betas_endpoints_and_spacing "
+        "tests/test_ddpm.py::test_no_such_test tests/test_nothing.py::test_x"
+    ) == ["tests/test_ddpm.py::test_no_such_test", "tests/test_nothing.py::test_x"]
+    assert unresolved_zoo_names(
+        "`zoo.ddpm.q_sample` `zoo.ddpm.no_such_function` `zoo.nowhere.f` `zoo.ngram.KneserNeyLM.log_prob_sentence`"
+    ) == ["zoo.ddpm.no_such_function", "zoo.nowhere.f"]
+    assert missing_modules("python -m train.ddpm; python -m train.nothing; python -m pytest") == ["train.nothing"]

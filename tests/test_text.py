@@ -1,4 +1,5 @@
 """Tests for zoo.text, each against an independent computation (the lecture's table, loops, Counter, numpy)."""
+
 import collections
 import math
 
@@ -22,8 +23,16 @@ from zoo.text import (
 
 
 def test_tokenize_keeps_apostrophes_and_drops_punctuation():
-    assert tokenize("I don't like NLP, O'Neil's dog -- 3.5!") == \
-        ["i", "don't", "like", "nlp", "o'neil's", "dog", "3", "5"]
+    assert tokenize("I don't like NLP, O'Neil's dog -- 3.5!") == [
+        "i",
+        "don't",
+        "like",
+        "nlp",
+        "o'neil's",
+        "dog",
+        "3",
+        "5",
+    ]
     assert tokenize("Hello, World.", lower=False) == ["Hello", "World"]
     assert tokenize("...!?") == []
 
@@ -46,7 +55,7 @@ def _random_lines(seed: int, n: int):
     ids = rng.choice(len(_WORDS), size=int(lengths.sum()), p=p / p.sum()).tolist()
     start = 0
     for k in lengths.tolist():
-        yield " ".join(_WORDS[j] for j in ids[start:start + k]) + "."
+        yield " ".join(_WORDS[j] for j in ids[start : start + k]) + "."
         start += k
 
 
@@ -76,7 +85,7 @@ def test_vocab_specials_unk_and_encode_modes():
     assert v.words == ["<pad>", "<unk>", "sat", "the"]
     # <unk> counts the 4 tokens below min_count (cat, dog, a, bird); specials count 0
     assert v.counts.tolist() == [0, 4, 2, 2]
-    np.testing.assert_array_equal(v.encode("the cat sat"), [3, 1, 2])                 # default: map
+    np.testing.assert_array_equal(v.encode("the cat sat"), [3, 1, 2])  # default: map
     np.testing.assert_array_equal(v.encode("the cat sat", unknown="drop"), [3, 2])
     assert v.encode("the cat", unknown="drop").dtype == np.int32
     with pytest.raises(UnknownWordError, match="unknown word 'cat'"):
@@ -84,7 +93,7 @@ def test_vocab_specials_unk_and_encode_modes():
     with pytest.raises(ValueError, match="unknown must be"):
         v.encode("the", unknown="ignore")
     plain = Vocab.build(lines, min_count=2)
-    np.testing.assert_array_equal(plain.encode(["the", "cat", "sat"]), [1, 0])    # default without unk: drop
+    np.testing.assert_array_equal(plain.encode(["the", "cat", "sat"]), [1, 0])  # default without unk: drop
     with pytest.raises(ValueError, match="needs a vocabulary built with an unk token"):
         plain.encode("the", unknown="map")
 
@@ -158,7 +167,7 @@ def test_subsample_keep_prob_matches_word2vec_c_formula():
 
 def test_noise_distribution_is_unigram_to_the_three_quarters():
     counts = np.array([100, 10, 1, 0, 55])
-    expected = np.array([c ** 0.75 for c in counts.tolist()])
+    expected = np.array([c**0.75 for c in counts.tolist()])
     np.testing.assert_allclose(noise_distribution(counts), expected / expected.sum(), rtol=1e-12)
     np.testing.assert_allclose(noise_distribution(counts, power=1.0), counts / counts.sum(), rtol=1e-12)
     with pytest.raises(ValueError, match="positive sum"):
@@ -240,8 +249,9 @@ def test_cooccurrence_matches_brute_force(window, symmetric, weighting):
     seqs = [rng.integers(0, V, size=int(rng.integers(0, 8))) for _ in range(40)]
     expected = _brute_cooccurrence(seqs, V, window, symmetric, weighting)
     for sparse, chunk in [(False, 1 << 20), (False, 5), (True, 7)]:
-        x = cooccurrence_matrix(iter(seqs), V, window, symmetric=symmetric, weighting=weighting,
-                                sparse=sparse, chunk_tokens=chunk)
+        x = cooccurrence_matrix(
+            iter(seqs), V, window, symmetric=symmetric, weighting=weighting, sparse=sparse, chunk_tokens=chunk
+        )
         assert scipy.sparse.issparse(x) == sparse
         x = x.toarray() if sparse else x
         assert x.dtype == (np.int64 if weighting == "uniform" else np.float64)
@@ -268,7 +278,7 @@ def _brute_ppmi(x, alpha):
     total = sum(x[i, j] for i in range(n_w) for j in range(n_c))
     row = [sum(x[i, j] for j in range(n_c)) for i in range(n_w)]
     col = [sum(x[i, j] for i in range(n_w)) for j in range(n_c)]
-    col_a = [c ** alpha for c in col]
+    col_a = [c**alpha for c in col]
     out = np.zeros_like(x, dtype=np.float64)
     for i in range(n_w):
         for j in range(n_c):
@@ -319,8 +329,14 @@ def test_svd_embeddings_are_u_times_s_to_the_power(power):
 
 def test_ppmi_svd_pipeline_puts_similar_contexts_together():
     # "like" and "enjoy" share their contexts (after "I", before an object): closer than "like" and "flying"
-    lines = ["I like deep learning", "I like NLP", "I enjoy flying", "I like flying", "I enjoy NLP",
-             "I enjoy deep learning"]
+    lines = [
+        "I like deep learning",
+        "I like NLP",
+        "I enjoy flying",
+        "I like flying",
+        "I enjoy NLP",
+        "I enjoy deep learning",
+    ]
     v = Vocab.build(lines, min_count=1, lower=False)
     x = cooccurrence_matrix(v.encode_lines(lines), len(v), window=1)
     e = svd_embeddings(ppmi(x, alpha=1.0), 3)

@@ -1,4 +1,5 @@
 """train.autoencoder end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
+
 import json
 import os
 
@@ -6,16 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.configs import smoke_config
+from tests.configs import logged_records, run_straight, smoke_config
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import autoencoder as train_ae
 from train.core.errors import ConfigError
 
 EVAL_KEYS = ("eval/test_loss", "eval/test_mse", "eval/fd", "eval/precision", "eval/recall", "eval/ref_fd")
-
-
-
-
 
 
 def tiny_config(data_dir, **overrides):
@@ -24,21 +21,24 @@ def tiny_config(data_dir, **overrides):
 
 def tiny_npz(path, n=40, n_test=10, classes=3):
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.integers(0, 256, (n, 8, 8), dtype=np.uint8), y=rng.integers(0, classes, n),
-             x_test=rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8), y_test=rng.integers(0, classes, n_test))
+    np.savez(
+        path,
+        x=rng.integers(0, 256, (n, 8, 8), dtype=np.uint8),
+        y=rng.integers(0, classes, n),
+        x_test=rng.integers(0, 256, (n_test, 8, 8), dtype=np.uint8),
+        y_test=rng.integers(0, classes, n_test),
+    )
     return f"npz:{path}"
 
 
 @pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("straight"))
-    return workdir, train_ae.run(tiny_config(data_dir, num_steps=6), workdir)
+    return run_straight(train_ae, data_dir, tmp_path_factory)
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
-    records = read_metrics(workdir)
+    records = logged_records(workdir)
     assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
     evals = [r for r in records if "eval/test_mse" in r]
     assert [r["step"] for r in evals] == [6]
@@ -49,7 +49,10 @@ def test_workdir_layout(straight_run):
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["loss"] == "bce"
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
-        "latent_000006.png", "reconstructions_000006.png", "samples_000006.png"]
+        "latent_000006.png",
+        "reconstructions_000006.png",
+        "samples_000006.png",
+    ]
     scatter = np.asarray(Image.open(os.path.join(workdir, "samples", "latent_000006.png")))
     assert scatter.ndim == 3 and scatter.shape[2] == 3 and scatter.std() > 0
     grid = np.asarray(Image.open(os.path.join(workdir, "samples", "reconstructions_000006.png")))
@@ -66,19 +69,26 @@ def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
 
 def test_npz_conv_mse_gaussian(data_dir, tmp_path):
     dataset = tiny_npz(tmp_path / "mine.npz")
-    figures = train_ae.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="mse", **{
-        "model.arch": "conv", "density.kind": "gaussian"}), str(tmp_path / "run"))
+    figures = train_ae.run(
+        tiny_config(
+            data_dir, num_steps=2, dataset=dataset, loss="mse", **{"model.arch": "conv", "density.kind": "gaussian"}
+        ),
+        str(tmp_path / "run"),
+    )
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_mse"]) and np.isfinite(figures["eval/fd"])
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"loss": "l1"}, "config.loss='l1' is not accepted; accepted: mse, bce"),
-    ({"model.arch": "resnet"}, "config.model.arch='resnet'"),
-    ({"density.kind": "flow"}, "accepted: gaussian, gmm"),
-    ({"model.latent_dim": 0}, "config.model.latent_dim=0 is not accepted; accepted: an integer >= 1"),
-    ({"eval.num_samples": 2}, "eval.num_samples=2 must be 0"),
-    ({"density.num_components": 100}, "density.num_components=100"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"loss": "l1"}, "config.loss='l1' is not accepted; accepted: mse, bce"),
+        ({"model.arch": "resnet"}, "config.model.arch='resnet'"),
+        ({"density.kind": "flow"}, "accepted: gaussian, gmm"),
+        ({"model.latent_dim": 0}, "config.model.latent_dim=0 is not accepted; accepted: an integer >= 1"),
+        ({"eval.num_samples": 2}, "eval.num_samples=2 must be 0"),
+        ({"density.num_components": 100}, "density.num_components=100"),
+    ],
+)
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
         train_ae.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))

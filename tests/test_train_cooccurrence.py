@@ -1,4 +1,5 @@
 """train.cooccurrence end to end: counts against a brute-force window count, PPMI + SVD vectors, TFDS text, errors."""
+
 import collections
 import json
 import os
@@ -62,6 +63,7 @@ def test_generated_corpus_figures_and_resume(tmp_path, capsys, monkeypatch):
 
     def no_counting(*args, **kwargs):
         raise AssertionError("a rerun must load the saved counts")
+
     monkeypatch.setattr(text, "cooccurrence_matrix", no_counting)
     assert tc.run(tiny_config(**config), workdir) == figures
     assert "loaded the counts" in capsys.readouterr().out
@@ -73,13 +75,16 @@ def test_tfds_text_dataset_by_name(tmp_path):
 
     class TinyTextCorpus(tfds.core.GeneratorBasedBuilder):
         """Two lines per example, prepared as array_record (no TensorFlow needed)."""
+
         VERSION = tfds.core.Version("1.0.0")
 
         def __init__(self, **kwargs):
             super().__init__(file_format="array_record", **kwargs)
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()}))
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"text": tfds.features.Text()})
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples()}

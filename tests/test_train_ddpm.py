@@ -1,4 +1,5 @@
 """train.ddpm and the shared backbone end to end, on tiny configs (a few steps, T=20)."""
+
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tests.configs import smoke_config
+from tests.configs import logged_records, run_straight, smoke_config
 from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
@@ -32,16 +33,12 @@ def train_losses(workdir):
 @pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
     """6 steps in one go: the reference for resume and determinism."""
-    workdir = str(tmp_path_factory.mktemp("straight"))
-    figures = train_ddpm.run(tiny_config(data_dir, num_steps=6, **{"eval.num_samples": 8, "eval.classifier_steps": 5}),
-                             workdir)
-    return workdir, figures
+    return run_straight(train_ddpm, data_dir, tmp_path_factory, **{"eval.num_samples": 8, "eval.classifier_steps": 5})
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
-    records = read_metrics(workdir)
+    records = logged_records(workdir)
     logged = [r for r in records if "loss" in r]
     assert [r["step"] for r in logged] == [2, 4, 6]
     for r in logged:
@@ -87,13 +84,16 @@ def test_npz_dataset(data_dir, tmp_path):
     assert np.isfinite(figures["loss"])
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"x": np.zeros((4, 8, 8), np.float32)}, "dtype float32"),
-    ({"images": np.zeros((4, 8, 8), np.uint8)}, "no array 'x'"),
-    ({"x": np.zeros((4, 8), np.uint8)}, "shape (4, 8)"),
-    ({"x": np.zeros((4, 8, 8, 2), np.uint8)}, "shape (4, 8, 8, 2)"),
-    ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(3, np.int64)}, "'y' must be"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": np.zeros((4, 8, 8), np.float32)}, "dtype float32"),
+        ({"images": np.zeros((4, 8, 8), np.uint8)}, "no array 'x'"),
+        ({"x": np.zeros((4, 8), np.uint8)}, "shape (4, 8)"),
+        ({"x": np.zeros((4, 8, 8, 2), np.uint8)}, "shape (4, 8, 8, 2)"),
+        ({"x": np.zeros((4, 8, 8), np.uint8), "y": np.zeros(3, np.int64)}, "'y' must be"),
+    ],
+)
 def test_bad_npz_files(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -127,6 +127,7 @@ def test_unknown_and_unprepared_tfds_names(tmp_path):
 
 def test_digits_dataset(data_dir):
     from sklearn.datasets import load_digits
+
     ds = data.load_images("digits", str(data_dir))
     assert (len(ds.train), len(ds.test), ds.image_shape, ds.num_classes) == (1500, 297, (8, 8, 1), 10)
     # Each example is one of sklearn's digits, rescaled 0..16 -> 0..255, with its label.
@@ -144,19 +145,28 @@ def test_batches_are_a_function_of_seed_and_step(data_dir):
     # One epoch of 1500 examples covers every example once (94 batches of 16 = 1504 draws cross the boundary).
     c = data.batches(ds.train, 100, seed=0)
     seen = np.concatenate([next(c)["image"].reshape(100, -1) for _ in range(15)])
-    assert len(np.unique(seen, axis=0)) == len(np.unique(np.stack([ds.train[i]["image"].reshape(-1) for i in range(1500)]), axis=0))
+    assert len(np.unique(seen, axis=0)) == len(
+        np.unique(np.stack([ds.train[i]["image"].reshape(-1) for i in range(1500)]), axis=0)
+    )
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("--config.num_steps=0", "config.num_steps=0 is not accepted; accepted: an integer >= 1"),
-    ("--config.optimizer=sgd", "config.optimizer='sgd' is not accepted; accepted: adam, adamw"),
-    ("--config.dataset=no_such_dataset", "unknown dataset 'no_such_dataset'"),
-    ("--config.diffusion.schedule=quadratic", "accepted: linear, cosine"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("--config.num_steps=0", "config.num_steps=0 is not accepted; accepted: an integer >= 1"),
+        ("--config.optimizer=sgd", "config.optimizer='sgd' is not accepted; accepted: adam, adamw"),
+        ("--config.dataset=no_such_dataset", "unknown dataset 'no_such_dataset'"),
+        ("--config.diffusion.schedule=quadratic", "accepted: linear, cosine"),
+    ],
+)
 def test_cli_rejects_bad_input_with_one_line(tmp_path, override, fragment):
     workdir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "train.ddpm", f"--workdir={workdir}", override,
-                           f"--config.data_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.ddpm", f"--workdir={workdir}", override, f"--config.data_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
@@ -172,12 +182,20 @@ def test_config_errors_raise_before_any_write(data_dir, tmp_path):
 
 def test_runs_sharded_over_several_devices(data_dir, tmp_path):
     """The same command on 4 simulated CPU devices: batch split 4 ways, parameters replicated."""
-    code = ("import jax; assert jax.device_count() == 4; from train import ddpm as d; "
-            "from tests.test_train_ddpm import tiny_config; import sys; "
-            f"f = d.run(tiny_config({str(data_dir)!r}, num_steps=2), {str(tmp_path)!r}); print('LOSS', f['loss'])")
+    code = (
+        "import jax; assert jax.device_count() == 4; from train import ddpm as d; "
+        "from tests.test_train_ddpm import tiny_config; import sys; "
+        f"f = d.run(tiny_config({str(data_dir)!r}, num_steps=2), {str(tmp_path)!r}); print('LOSS', f['loss'])"
+    )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert np.isfinite(float(proc.stdout.split("LOSS")[1]))
 

@@ -1,4 +1,5 @@
 """train.gan end to end on tiny configs, and its alternating step for every loss."""
+
 import itertools
 import os
 
@@ -6,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.configs import smoke_config
+from tests.configs import logged_records, run_straight, smoke_config
 from tests.test_train_autoencoder import tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import gan as train_gan
@@ -23,14 +24,12 @@ def tiny_config(data_dir, **overrides):
 
 @pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("straight"))
-    return workdir, train_gan.run(tiny_config(data_dir, num_steps=6), workdir)
+    return run_straight(train_gan, data_dir, tmp_path_factory)
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
-    records = read_metrics(workdir)
+    records = logged_records(workdir)
     logged = [r for r in records if "loss" in r]
     assert [r["step"] for r in logged] == [2, 4, 6]
     for r in logged:
@@ -72,7 +71,9 @@ def test_one_step_updates_both_networks_and_their_ema(data_dir, loss):
         moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), before.params[net], after.params[net]))
         assert max(moved) > 0, net
         # EMA moves by (1 - decay) of the step
-        ema = jax.tree.map(lambda e, p: c.ema_decay * e + (1 - c.ema_decay) * p, before.ema_params[net], after.params[net])
+        ema = jax.tree.map(
+            lambda e, p: c.ema_decay * e + (1 - c.ema_decay) * p, before.ema_params[net], after.params[net]
+        )
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), ema, after.ema_params[net])
 
 
@@ -95,24 +96,34 @@ def test_learning_rate_sweep_replicas_equal_single_runs(data_dir):
         for b in batches:
             one = one_step(one, parallel.shard_batch(b, mesh))[0]
         # Adam's update is linear in the learning rate: lr * u vs (lr0 * u) * (lr / lr0), equal to float32 rounding
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7),
-                     jax.device_get(state.params), jax.device_get(one.params))
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-7),
+            jax.device_get(state.params),
+            jax.device_get(one.params),
+        )
 
 
 def test_npz_dcgan_wgan_gp(data_dir, tmp_path):
     dataset = tiny_npz(tmp_path / "mine.npz")
-    figures = train_gan.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="wgan-gp",
-                                        d_learning_rate=1e-3, **{"model.arch": "dcgan"}), str(tmp_path / "run"))
+    figures = train_gan.run(
+        tiny_config(
+            data_dir, num_steps=2, dataset=dataset, loss="wgan-gp", d_learning_rate=1e-3, **{"model.arch": "dcgan"}
+        ),
+        str(tmp_path / "run"),
+    )
     for k in ("loss", "d_loss", "g_loss", "eval/fd"):
         assert np.isfinite(figures[k]), k
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"loss": "lsgan"}, "config.loss='lsgan' is not accepted; accepted: minimax, nonsaturating, hinge, wgan-gp"),
-    ({"model.arch": "stylegan"}, "accepted: mlp, dcgan"),
-    ({"gp_weight": -1.0}, "config.gp_weight=-1.0 is not accepted; accepted: a finite number >= 0"),
-    ({"model.hidden": ()}, "config.model.hidden=() is not accepted; accepted: a non-empty tuple of integers >= 1"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"loss": "lsgan"}, "config.loss='lsgan' is not accepted; accepted: minimax, nonsaturating, hinge, wgan-gp"),
+        ({"model.arch": "stylegan"}, "accepted: mlp, dcgan"),
+        ({"gp_weight": -1.0}, "config.gp_weight=-1.0 is not accepted; accepted: a finite number >= 0"),
+        ({"model.hidden": ()}, "config.model.hidden=() is not accepted; accepted: a non-empty tuple of integers >= 1"),
+    ],
+)
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
         train_gan.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))

@@ -1,4 +1,5 @@
 """train.ngram end to end: held-out perplexities against a brute-force add-k model, saved counts, user errors."""
+
 import collections
 import json
 import math
@@ -36,11 +37,14 @@ def test_generated_corpus_perplexities_samples_and_resume(tmp_path, capsys, monk
     assert figures["kneser_ney_3gram_test_perplexity"] == kn[1]
     with open(os.path.join(workdir, "samples.txt")) as f:
         samples = f.read().splitlines()
-    assert len(samples) == 4 and samples[0].startswith("add_k 3-gram: ") and samples[2].startswith("kneser_ney 3-gram: ")
+    assert (
+        len(samples) == 4 and samples[0].startswith("add_k 3-gram: ") and samples[2].startswith("kneser_ney 3-gram: ")
+    )
     assert "counted" in capsys.readouterr().out
 
     def no_counting(*args, **kwargs):
         raise AssertionError("a rerun must load the saved counts")
+
     monkeypatch.setattr(ngram, "count_ngrams", no_counting)
     again = tn.run(tiny_config(), workdir)
     assert again == figures and "loaded the counts" in capsys.readouterr().out
@@ -66,8 +70,7 @@ def _brute_force_add_k_bigram_perplexity(lines, k, min_count):
 def test_add_k_perplexity_of_a_text_file_matches_brute_force(tmp_path):
     rng = np.random.default_rng(0)
     words = ["Alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
-    lines = [" ".join(rng.choice(words, size=rng.integers(1, 7), p=np.arange(8, 0, -1) / 36)) + "."
-             for _ in range(60)]
+    lines = [" ".join(rng.choice(words, size=rng.integers(1, 7), p=np.arange(8, 0, -1) / 36)) + "." for _ in range(60)]
     lines[9] += " unseen"  # a held-out word the train part never saw: <unk>
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(lines) + "\n")
@@ -75,7 +78,8 @@ def test_add_k_perplexity_of_a_text_file_matches_brute_force(tmp_path):
     figures = tn.run(c, str(tmp_path / "run"))
     assert list(figures) == ["add_k_1gram_test_perplexity", "add_k_2gram_test_perplexity"]
     assert figures["add_k_2gram_test_perplexity"] == pytest.approx(
-        _brute_force_add_k_bigram_perplexity(lines, 0.5, 2), rel=1e-9)
+        _brute_force_add_k_bigram_perplexity(lines, 0.5, 2), rel=1e-9
+    )
 
 
 def test_user_errors_raise_before_touching_the_workdir(tmp_path):
@@ -94,8 +98,12 @@ def test_user_errors_raise_before_touching_the_workdir(tmp_path):
     short.write_text("a b c\n" * 9)
     with pytest.raises(DataError, match="no held-out line"):
         tn.run(tiny_config(corpus=f"text:{short}", min_count=1), str(workdir))
-    with pytest.raises(ConfigError, match=r"config.smoothing='witten_bell' is not accepted; accepted: all, kneser_ney, add_k"):
+    with pytest.raises(
+        ConfigError, match=r"config.smoothing='witten_bell' is not accepted; accepted: all, kneser_ney, add_k"
+    ):
         tn.run(tiny_config(smoothing="witten_bell"), str(workdir))
-    with pytest.raises(ConfigError, match=r"config.discount=1.5 is not accepted; accepted: a finite number in \(0, 1\]"):
+    with pytest.raises(
+        ConfigError, match=r"config.discount=1.5 is not accepted; accepted: a finite number in \(0, 1\]"
+    ):
         tn.run(tiny_config(discount=1.5), str(workdir))
     assert not workdir.exists()

@@ -1,4 +1,5 @@
 """train.vae end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
+
 import dataclasses
 import json
 import os
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.configs import smoke_config
+from tests.configs import logged_records, run_straight, smoke_config
 from tests.test_train_autoencoder import tiny_npz
 from tests.test_train_ddpm import read_metrics, train_losses
 from train import vae as train_vae
@@ -15,8 +16,14 @@ from train.core import loop
 from train.core.errors import ConfigError
 from train.data import images as data
 
-EVAL_KEYS = ("eval/test_elbo_nats", "eval/test_iwae4_nats", "eval/test_kl_nats", "eval/fd", "eval/precision",
-             "eval/recall")
+EVAL_KEYS = (
+    "eval/test_elbo_nats",
+    "eval/test_iwae4_nats",
+    "eval/test_kl_nats",
+    "eval/fd",
+    "eval/precision",
+    "eval/recall",
+)
 
 
 def tiny_config(data_dir, **overrides):
@@ -25,14 +32,12 @@ def tiny_config(data_dir, **overrides):
 
 @pytest.fixture(scope="module")
 def straight_run(data_dir, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("straight"))
-    return workdir, train_vae.run(tiny_config(data_dir, num_steps=6), workdir)
+    return run_straight(train_vae, data_dir, tmp_path_factory)
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
-    records = read_metrics(workdir)
+    records = logged_records(workdir)
     logged = [r for r in records if "loss" in r]
     assert [r["step"] for r in logged] == [2, 4, 6]
     assert all(r["elbo"] < 0 and r["kl"] >= 0 for r in logged)  # Bernoulli: log p(x|z) <= 0
@@ -44,7 +49,11 @@ def test_workdir_layout(straight_run):
     # IWAE (k=4) >= the one-sample ELBO estimate, on average over the same 64 test images
     assert evals[0]["eval/test_iwae4_nats"] > evals[0]["eval/test_elbo_nats"]
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
-        "interpolation_000006.png", "latent_000006.png", "reconstructions_000006.png", "samples_000006.png"]
+        "interpolation_000006.png",
+        "latent_000006.png",
+        "reconstructions_000006.png",
+        "samples_000006.png",
+    ]
     strip = np.asarray(Image.open(os.path.join(workdir, "samples", "interpolation_000006.png")))
     # 2 rows of 3 decoded points between the two originals: 5 tiles of 8 px + 6 px padding wide, 2 tiles high
     assert strip.shape[1] / strip.shape[0] == pytest.approx((5 * 9 + 1) / (2 * 9 + 1))
@@ -60,8 +69,12 @@ def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
 
 def test_npz_conditional_conv_lecture_loss(data_dir, tmp_path):
     dataset = tiny_npz(tmp_path / "mine.npz")
-    figures = train_vae.run(tiny_config(data_dir, num_steps=2, dataset=dataset, loss="lecture", conditional=True,
-                                        beta=0.5, **{"model.arch": "conv"}), str(tmp_path / "run"))
+    figures = train_vae.run(
+        tiny_config(
+            data_dir, num_steps=2, dataset=dataset, loss="lecture", conditional=True, beta=0.5, **{"model.arch": "conv"}
+        ),
+        str(tmp_path / "run"),
+    )
     for k in ("loss", "recon", "eval/test_elbo_nats", "eval/fd"):
         assert np.isfinite(figures[k]), k
 
@@ -90,32 +103,46 @@ def test_beta_sweep_replicas_equal_single_runs(data_dir, tmp_path):
     _train_without_evaluation(c, str(tmp_path / "sweep"))
     for i, beta in enumerate(betas):
         single = str(tmp_path / f"single{i}")
-        _train_without_evaluation(tiny_config(data_dir, num_steps=4, log_every=1, checkpoint_every=4, beta=beta),
-                                  single)
+        _train_without_evaluation(
+            tiny_config(data_dir, num_steps=4, log_every=1, checkpoint_every=4, beta=beta), single
+        )
         replica = str(tmp_path / "sweep" / f"replica_{i}")
         with open(os.path.join(replica, "config.json")) as f:
             written = json.load(f)
         assert (written["beta"], written["sweep"]["beta"]) == (beta, [])
         # float32 either way; beta a traced replica value vs a constant: equal up to the last bits
-        np.testing.assert_allclose(list(train_losses(replica).values()), list(train_losses(single).values()),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(list(train_losses(replica).values()), list(train_losses(single).values()), rtol=1e-5)
     assert train_losses(str(tmp_path / "sweep" / "replica_0")) != train_losses(str(tmp_path / "sweep" / "replica_1"))
 
 
-@pytest.mark.parametrize("overrides, match", [
-    ({"loss": "mse"}, "config.loss='mse' is not accepted; accepted: elbo, lecture"),
-    ({"likelihood": "poisson"}, "accepted: bernoulli, gaussian"),
-    ({"beta": -1.0}, "config.beta=-1.0 is not accepted; accepted: a finite number >= 0"),
-    ({"C": 0.0}, "config.C=0.0 is not accepted; accepted: a finite number > 0"),
-    ({"eval.iwae_k": 0}, "config.eval.iwae_k=0 is not accepted; accepted: an integer >= 1"),
-    ({"sweep.beta": (0.5, 1.0), "sweep.seeds": (0, 1, 2)},
-     "config.sweep.beta=(0.5, 1.0) and config.sweep.seeds=(0, 1, 2) must have the same length"),
-    ({"sweep.beta": (1.0, -1.0)}, "config.sweep.beta=(1.0, -1.0) is not accepted; accepted: a tuple of finite numbers >= 0"),
-    ({"sweep.gamma": (1.0, 2.0)}, "config.sweep.gamma sweeps no key this module reads per replica; accepted: "
-                                  "config.sweep.seeds, config.sweep.learning_rates, config.sweep.beta"),
-    ({"sweep.C": (10.0, 50.0)}, "config.sweep.C sweeps no key this module reads per replica; accepted: "
-                                "config.sweep.seeds, config.sweep.learning_rates, config.sweep.beta"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"loss": "mse"}, "config.loss='mse' is not accepted; accepted: elbo, lecture"),
+        ({"likelihood": "poisson"}, "accepted: bernoulli, gaussian"),
+        ({"beta": -1.0}, "config.beta=-1.0 is not accepted; accepted: a finite number >= 0"),
+        ({"C": 0.0}, "config.C=0.0 is not accepted; accepted: a finite number > 0"),
+        ({"eval.iwae_k": 0}, "config.eval.iwae_k=0 is not accepted; accepted: an integer >= 1"),
+        (
+            {"sweep.beta": (0.5, 1.0), "sweep.seeds": (0, 1, 2)},
+            "config.sweep.beta=(0.5, 1.0) and config.sweep.seeds=(0, 1, 2) must have the same length",
+        ),
+        (
+            {"sweep.beta": (1.0, -1.0)},
+            "config.sweep.beta=(1.0, -1.0) is not accepted; accepted: a tuple of finite numbers >= 0",
+        ),
+        (
+            {"sweep.gamma": (1.0, 2.0)},
+            "config.sweep.gamma sweeps no key this module reads per replica; accepted: "
+            "config.sweep.seeds, config.sweep.learning_rates, config.sweep.beta",
+        ),
+        (
+            {"sweep.C": (10.0, 50.0)},
+            "config.sweep.C sweeps no key this module reads per replica; accepted: "
+            "config.sweep.seeds, config.sweep.learning_rates, config.sweep.beta",
+        ),
+    ],
+)
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
         train_vae.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))

@@ -1,4 +1,5 @@
 """train.word2vec end to end on tiny corpora, its sparse updates and examples against zoo.word2vec, and user errors."""
+
 import collections
 import json
 import math
@@ -173,9 +174,13 @@ def test_four_devices_replicated_is_in_order_sgd_and_local_sums_each_devices_sgd
     """'replicated': every device runs all minibatches in order (the 1-device step); 'local': each device
     runs SGD on its quarter of them, and every sync_minibatches (2, or 0: once per step) the tables change
     by the sum of the four devices' changes. Tolerance rtol 1e-4: float32 sums in another order."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-           "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable)}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable),
+    }
     out = subprocess.run([sys.executable, "-c", MULTI_DEVICE], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK sgns" in out.stdout and "OK cbow" in out.stdout
@@ -188,16 +193,21 @@ def test_resume_refuses_a_different_run(straight, tmp_path):
         tw.run(tiny_config(embed_dim=8), workdir)
 
 
-@pytest.mark.parametrize("model,share,corpus", [("cbow", 1, "text"), ("skipgram_softmax", 1, "generated"),
-                                                 ("sgns", 8, "generated")])
+@pytest.mark.parametrize(
+    "model,share,corpus", [("cbow", 1, "text"), ("skipgram_softmax", 1, "generated"), ("sgns", 8, "generated")]
+)
 def test_model_variants_train(model, share, corpus, tmp_path):
     if corpus == "text":  # a user's file: capitals and punctuation, one sentence a line
         path = tmp_path / "corpus.txt"
         path.write_text("\n".join(line.capitalize() + "." for line in planted.generate_corpus(50_000, seed=3)))
         corpus = f"text:{path}"
     workdir = str(tmp_path / "run")
-    figures = tw.run(tiny_config(model=model, share_negatives=share, corpus=corpus, log_every=1,
-                                 min_learning_rate=1e-4, learning_rate=0.05), workdir)
+    figures = tw.run(
+        tiny_config(
+            model=model, share_negatives=share, corpus=corpus, log_every=1, min_learning_rate=1e-4, learning_rate=0.05
+        ),
+        workdir,
+    )
     loss = [r["loss"] for r in read_metrics(workdir) if "loss" in r]
     assert len(loss) == 6 and all(np.isfinite(loss)) and loss[-1] < loss[0]
     words, W = load_vectors(workdir)
@@ -223,9 +233,21 @@ def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_THREEFRY_PARTITIONABLE": "false"}
     env.pop("XLA_FLAGS", None)
     workdir = str(tmp_path / "w2v")
-    proc = subprocess.run([sys.executable, "-m", "train.word2vec", f"--workdir={workdir}", "--config.num_tokens=200000",
-                           "--config.progress=False"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train.word2vec",
+            f"--workdir={workdir}",
+            "--config.num_tokens=200000",
+            "--config.progress=False",
+        ],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     devices = min(len(os.sched_getaffinity(0)), 8)
     assert f"on {devices} cpu device(s)" in proc.stdout
@@ -236,6 +258,7 @@ def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
 
 
 # ----------------------------------------------------------------------------- examples
+
 
 @pytest.fixture(scope="module")
 def small_text(tmp_path_factory):
@@ -290,7 +313,7 @@ def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(smal
     assert not np.array_equal(ex.record(0, 2)["inputs"], r["inputs"])
     # the noise words, drawn on the device from the step's key, follow unigram^0.75
     neg = np.asarray(jax.jit(ex.negatives, static_argnums=1)(jax.random.key(3), 200_000)).ravel()
-    p = corpus.vocab.counts ** 0.75 / np.sum(corpus.vocab.counts ** 0.75)
+    p = corpus.vocab.counts**0.75 / np.sum(corpus.vocab.counts**0.75)
     freq = np.bincount(neg, minlength=len(p)) / neg.size
     assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / neg.size)
 
@@ -299,16 +322,23 @@ def test_cbow_record_packs_each_centres_contexts_into_whole_minibatches(small_te
     """With window 1 every centre's contexts are its in-line neighbours; packed in order, no centre split."""
     path, lines = small_text
     corpus = _encoded(path)
-    c = tiny_config(corpus=f"text:{path}", model="cbow", window=1, subsample=0.0, batch_size=len(corpus.ids),
-                    min_count=1, minibatch_size=64)
+    c = tiny_config(
+        corpus=f"text:{path}",
+        model="cbow",
+        window=1,
+        subsample=0.0,
+        batch_size=len(corpus.ids),
+        min_count=1,
+        minibatch_size=64,
+    )
     ex = tw.TrainingExamples(corpus, c)
     r = ex.record(0, 0)
     B, P, M = c.minibatch_size, ex.context_slots, ex.minibatches
     assert M > 4 and r["outputs"].shape == (M * B,) and r["contexts"].shape == (M * P,) and r["dropped"].sum() == 0
     got = collections.Counter()
     for j in range(M):
-        outputs, weights = (r[k][j * B:(j + 1) * B] for k in ("outputs", "weights"))
-        contexts, owners, mask = (r[k][j * P:(j + 1) * P] for k in ("contexts", "owners", "mask"))
+        outputs, weights = (r[k][j * B : (j + 1) * B] for k in ("outputs", "weights"))
+        contexts, owners, mask = (r[k][j * P : (j + 1) * P] for k in ("contexts", "owners", "mask"))
         for b in np.flatnonzero(weights):
             got[outputs[b], tuple(sorted(contexts[(owners == b) & (mask > 0)].tolist()))] += 1
     want = collections.Counter()
@@ -340,11 +370,16 @@ def test_pack_centres_bounds_centres_and_slots():
 
 # ----------------------------------------------------------------------------- user errors
 
+
 def test_missing_corpus_file_exits_2_with_one_line(tmp_path):
     workdir = tmp_path / "never"
     missing = tmp_path / "missing.txt"
-    proc = subprocess.run([sys.executable, "-m", "train.word2vec", f"--workdir={workdir}",
-                           f"--config.corpus=text:{missing}"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.word2vec", f"--workdir={workdir}", f"--config.corpus=text:{missing}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and str(missing) in lines[0]
@@ -361,7 +396,9 @@ def test_bad_corpora_and_model_raise_before_touching_the_workdir(tmp_path):
     once.write_text("every word here appears once\nand never again\n")
     with pytest.raises(DataError, match=r"no word occurs min_count=5 times .*'again', occurs 1 times"):
         tw.run(tiny_config(corpus=f"text:{once}"), str(workdir))
-    with pytest.raises(ConfigError, match=r"config.model='glove' is not accepted; accepted: sgns, cbow, skipgram_softmax"):
+    with pytest.raises(
+        ConfigError, match=r"config.model='glove' is not accepted; accepted: sgns, cbow, skipgram_softmax"
+    ):
         tw.run(tiny_config(model="glove"), str(workdir))
     with pytest.raises(ConfigError, match=r"config.share_negatives=3 must divide config.minibatch_size=256"):
         tw.run(tiny_config(share_negatives=3), str(workdir))

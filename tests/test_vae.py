@@ -1,5 +1,6 @@
 """Tests for zoo/vae.py: reparameterisation gradients, ELBO/IWAE on a model with known
 log p(x) (linear Gaussian), the lecture loss, and the VAE / CVAE networks."""
+
 import math
 
 import flax.linen as nn
@@ -22,12 +23,12 @@ def test_reparameterize_moments_and_gradients():
     key = jax.random.key(0)
     n = 100_000
     z = vae.reparameterize(key, jnp.broadcast_to(mu, (n, 3)), jnp.broadcast_to(log_var, (n, 3)))
-    np.testing.assert_allclose(z.mean(0), mu[0], atol=0.02)            # ~5 std errors
+    np.testing.assert_allclose(z.mean(0), mu[0], atol=0.02)  # ~5 std errors
     np.testing.assert_allclose(z.var(0), jnp.exp(log_var[0]), rtol=0.03)
 
     def second_moment(mu, log_var):  # MC estimate of sum_j E[z_j^2] = sum_j (mu_j^2 + sigma_j^2)
         z = vae.reparameterize(key, jnp.broadcast_to(mu, (n, 3)), jnp.broadcast_to(log_var, (n, 3)))
-        return jnp.mean(jnp.sum(z ** 2, -1))
+        return jnp.mean(jnp.sum(z**2, -1))
 
     g_mu, g_lv = jax.grad(second_moment, argnums=(0, 1))(mu, log_var)
     # exact: d/dmu = 2 mu, d/dlog_var = sigma^2; MC tolerance 0.03 absolute (~5 std errors)
@@ -40,7 +41,7 @@ def test_lecture_loss_and_its_gaussian_elbo_link():
     rng = np.random.default_rng(3)
     x, x_hat = rng.uniform(size=(4, 5)), rng.uniform(size=(4, 5))
     mu, lv = rng.normal(size=(4, 2)), rng.normal(size=(4, 2))
-    kl = 0.5 * (np.exp(lv) + mu ** 2 - 1 - lv).sum(-1)
+    kl = 0.5 * (np.exp(lv) + mu**2 - 1 - lv).sum(-1)
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     got = vae.lecture_loss(f32(x), f32(x_hat), f32(mu), f32(lv), C=2.5)
     np.testing.assert_allclose(got, 2.5 * ((x - x_hat) ** 2).sum(-1) + kl, rtol=1e-5)
@@ -60,6 +61,7 @@ class LinearGaussian(nn.Module):
 
     W has orthogonal columns, so the true posterior is a diagonal Gaussian: a = c = 1 makes q exact.
     """
+
     w: np.ndarray
     b: np.ndarray
     s2: float
@@ -67,7 +69,7 @@ class LinearGaussian(nn.Module):
     c: float = 1.0
 
     def posterior(self, x):
-        prec = 1.0 + np.sum(self.w ** 2, 0) / self.s2            # diagonal of I + W^T W / s2
+        prec = 1.0 + np.sum(self.w**2, 0) / self.s2  # diagonal of I + W^T W / s2
         mean = ((x - self.b) @ self.w / self.s2) / prec
         return mean, jnp.broadcast_to(1.0 / prec, mean.shape)
 
@@ -95,8 +97,9 @@ def _linear_gaussian(a=1.0, c=1.0, seed=0):
 def test_iwae_with_exact_posterior_equals_log_marginal():
     model, x, log_px, obs_lv = _linear_gaussian()
     for k in (1, 7):
-        got = jax.jit(lambda key: vae.iwae_bound({}, model.apply, x, key, k, likelihood="gaussian",
-                                                 obs_log_var=obs_lv))(jax.random.key(k))
+        got = jax.jit(
+            lambda key: vae.iwae_bound({}, model.apply, x, key, k, likelihood="gaussian", obs_log_var=obs_lv)
+        )(jax.random.key(k))
         np.testing.assert_allclose(got, log_px, rtol=1e-4, atol=1e-4)  # zero-variance weights: exact
 
 
@@ -106,16 +109,20 @@ def test_elbo_matches_closed_form_and_bounds_order():
     mu, var = np.asarray(mu, np.float64), np.exp(np.asarray(log_var, np.float64))
     w, b, s2 = np.asarray(model.w, np.float64), np.asarray(model.b, np.float64), model.s2
     resid = np.asarray(x, np.float64) - mu @ w.T - b
-    e_log_lik = -0.5 * (6 * math.log(2 * math.pi * s2) + ((resid ** 2).sum(-1) + (var * (w ** 2).sum(0)).sum(-1)) / s2)
-    elbo_exact = e_log_lik - 0.5 * (var + mu ** 2 - 1 - np.log(var)).sum(-1)
+    e_log_lik = -0.5 * (6 * math.log(2 * math.pi * s2) + ((resid**2).sum(-1) + (var * (w**2).sum(0)).sum(-1)) / s2)
+    elbo_exact = e_log_lik - 0.5 * (var + mu**2 - 1 - np.log(var)).sum(-1)
 
     keys = jax.random.split(jax.random.key(0), 400)
 
     @jax.jit
     def estimates(keys):
         elbo = jax.vmap(lambda k: vae.elbo({}, model.apply, x, k, likelihood="gaussian", obs_log_var=obs_lv))(keys)
-        iwae = {k: jax.vmap(lambda key: vae.iwae_bound({}, model.apply, x, key, k, likelihood="gaussian",
-                                                       obs_log_var=obs_lv))(keys) for k in (1, 5, 50)}
+        iwae = {
+            k: jax.vmap(
+                lambda key: vae.iwae_bound({}, model.apply, x, key, k, likelihood="gaussian", obs_log_var=obs_lv)
+            )(keys)
+            for k in (1, 5, 50)
+        }
         return elbo, iwae
 
     elbo_mc, iwae_all = estimates(keys)
@@ -137,8 +144,16 @@ def test_elbo_matches_closed_form_and_bounds_order():
 # --------------------------------------------------------------------------- networks
 
 
-@pytest.mark.parametrize("arch,shape,nc", [("mlp", (8, 8, 1), 0), ("conv", (8, 8, 1), 0), ("conv", (28, 28, 1), 10),
-                                           ("conv", (32, 32, 3), 0), ("mlp", (28, 28, 1), 10)])
+@pytest.mark.parametrize(
+    "arch,shape,nc",
+    [
+        ("mlp", (8, 8, 1), 0),
+        ("conv", (8, 8, 1), 0),
+        ("conv", (28, 28, 1), 10),
+        ("conv", (32, 32, 3), 0),
+        ("mlp", (28, 28, 1), 10),
+    ],
+)
 def test_vae_shapes(arch, shape, nc):
     model = vae.VAE(shape, latent_dim=3, arch=arch, hidden=(16,), channels=(4, 8), num_classes=nc)
     x = jnp.zeros((2,) + shape)
@@ -146,8 +161,11 @@ def test_vae_shapes(arch, shape, nc):
     params = jax.eval_shape(model.init, jax.random.key(0), x, None, labels)  # shapes only, no compile
     out, mu, lv = jax.eval_shape(model.apply, params, x, jax.random.key(1), labels)
     assert out.shape == (2,) + shape and mu.shape == lv.shape == (2, 3)
-    loss, terms = jax.eval_shape(lambda p, x: vae.vae_loss(p, model.apply, x, jax.random.key(2),
-                                                           likelihood="bernoulli", labels=labels), params, x)
+    loss, terms = jax.eval_shape(
+        lambda p, x: vae.vae_loss(p, model.apply, x, jax.random.key(2), likelihood="bernoulli", labels=labels),
+        params,
+        x,
+    )
     assert loss.shape == (2,) and all(t.shape == (2,) for t in terms.values())
 
 
@@ -175,7 +193,11 @@ def test_vae_loss_terms_beta_and_lecture():
     loss_l, t_l = vae.vae_loss(params, model.apply, x, key, likelihood="gaussian", loss="lecture", C=3.0)
     np.testing.assert_allclose(loss_l, vae.lecture_loss(x, out, mu, lv, C=3.0), rtol=1e-5)
     np.testing.assert_allclose(t_l["recon"], 3.0 * np.sum((np.asarray(x) - np.asarray(out)) ** 2, (1, 2, 3)), rtol=1e-4)
-    for kw, msg in [({"loss": "mse"}, "loss='mse'"), ({"beta": -1.0}, "beta=-1.0"), ({"likelihood": "poisson"}, "poisson")]:
+    for kw, msg in [
+        ({"loss": "mse"}, "loss='mse'"),
+        ({"beta": -1.0}, "beta=-1.0"),
+        ({"likelihood": "poisson"}, "poisson"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             vae.vae_loss(params, model.apply, x, key, **{"likelihood": "gaussian", **kw})
 
@@ -186,8 +208,10 @@ def test_iwae_increases_with_k_on_untrained_vae():
 
     @jax.jit
     def bounds(params):
-        iw = [jax.vmap(lambda key: vae.iwae_bound(params, model.apply, x, key, k, likelihood="bernoulli"))(keys).mean()
-              for k in (1, 5, 50)]
+        iw = [
+            jax.vmap(lambda key: vae.iwae_bound(params, model.apply, x, key, k, likelihood="bernoulli"))(keys).mean()
+            for k in (1, 5, 50)
+        ]
         elbo = jax.vmap(lambda key: vae.elbo(params, model.apply, x, key, likelihood="bernoulli"))(keys).mean()
         return elbo, iw
 
@@ -215,8 +239,11 @@ def test_conditional_vae_uses_labels_and_trains():
     mu, lv = model.apply(params, x, labels=labels, method="encode")
     z = vae.reparameterize(jax.random.key(9), mu, lv)
     out = model.apply(params, z, labels=labels, method="decode")
-    log_w = (vae.log_likelihood(x, out, "bernoulli") + scipy.stats.norm.logpdf(np.asarray(z)).sum(-1)
-             - scipy.stats.norm.logpdf(np.asarray(z), np.asarray(mu), np.exp(0.5 * np.asarray(lv))).sum(-1))
+    log_w = (
+        vae.log_likelihood(x, out, "bernoulli")
+        + scipy.stats.norm.logpdf(np.asarray(z)).sum(-1)
+        - scipy.stats.norm.logpdf(np.asarray(z), np.asarray(mu), np.exp(0.5 * np.asarray(lv))).sum(-1)
+    )
     np.testing.assert_allclose(iw, log_w, rtol=1e-4, atol=1e-3)
 
     opt = optax.adam(3e-3)

@@ -1,4 +1,5 @@
 """Word-vector files: word2vec text/binary round trips, gensim interoperability, projector TSV, clear errors."""
+
 import numpy as np
 import pytest
 
@@ -19,7 +20,7 @@ def test_text_round_trip_is_exact_for_float32(tmp_path):
     assert lines[0] == "6 7" and lines[4].split(" ")[0] == "naïve" and len(lines) == 7
     words, W2 = vectors.load_word2vec_text(path)
     assert words == WORDS and W2.dtype == np.float32
-    np.testing.assert_array_equal(W2, W)                    # 9 significant digits round-trip float32
+    np.testing.assert_array_equal(W2, W)  # 9 significant digits round-trip float32
     vectors.save_word2vec_text(path, WORDS, W, precision=4)
     np.testing.assert_allclose(vectors.load_word2vec_text(path)[1], W, rtol=5e-4)
 
@@ -31,8 +32,9 @@ def test_binary_round_trip_and_layout(tmp_path, newline):
     vectors.save_word2vec_binary(path, WORDS, W, newline=newline)
     data = path.read_bytes()
     # the C layout, built independently: header, then word + ' ' + float32 LE (+ '\n')
-    want = b"6 7\n" + b"".join(w.encode() + b" " + W[i].astype("<f4").tobytes() + (b"\n" if newline else b"")
-                               for i, w in enumerate(WORDS))
+    want = b"6 7\n" + b"".join(
+        w.encode() + b" " + W[i].astype("<f4").tobytes() + (b"\n" if newline else b"") for i, w in enumerate(WORDS)
+    )
     assert data == want
     words, W2 = vectors.load_word2vec_binary(path)
     assert words == WORDS

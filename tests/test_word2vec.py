@@ -1,4 +1,5 @@
 """word2vec: training pairs, losses against brute-force loops, sparse updates against dense SGD, and vector arithmetic."""
+
 import itertools
 import math
 
@@ -11,7 +12,7 @@ import scipy.stats
 from zoo import word2vec as w2v, word2vec_rows
 from zoo.text import UnknownWordError, Vocab, tokenize
 
-RTOL, ATOL = 1e-5, 1e-6   # float32 arithmetic against float64 / autodiff references
+RTOL, ATOL = 1e-5, 1e-6  # float32 arithmetic against float64 / autodiff references
 
 
 def _params(seed, V=7, D=5, scale=0.5):
@@ -33,15 +34,36 @@ def _log_sigmoid(x):
 # The lecture's training samples for "The quick brown fox jumps over the lazy dog." with window 2,
 # the first four centres as on the slide, then the rest of the sentence the same way.
 LECTURE_PAIRS = [
-    ("the", "quick"), ("the", "brown"),
-    ("quick", "the"), ("quick", "brown"), ("quick", "fox"),
-    ("brown", "the"), ("brown", "quick"), ("brown", "fox"), ("brown", "jumps"),
-    ("fox", "quick"), ("fox", "brown"), ("fox", "jumps"), ("fox", "over"),
-    ("jumps", "brown"), ("jumps", "fox"), ("jumps", "over"), ("jumps", "the"),
-    ("over", "fox"), ("over", "jumps"), ("over", "the"), ("over", "lazy"),
-    ("the", "jumps"), ("the", "over"), ("the", "lazy"), ("the", "dog"),
-    ("lazy", "over"), ("lazy", "the"), ("lazy", "dog"),
-    ("dog", "the"), ("dog", "lazy"),
+    ("the", "quick"),
+    ("the", "brown"),
+    ("quick", "the"),
+    ("quick", "brown"),
+    ("quick", "fox"),
+    ("brown", "the"),
+    ("brown", "quick"),
+    ("brown", "fox"),
+    ("brown", "jumps"),
+    ("fox", "quick"),
+    ("fox", "brown"),
+    ("fox", "jumps"),
+    ("fox", "over"),
+    ("jumps", "brown"),
+    ("jumps", "fox"),
+    ("jumps", "over"),
+    ("jumps", "the"),
+    ("over", "fox"),
+    ("over", "jumps"),
+    ("over", "the"),
+    ("over", "lazy"),
+    ("the", "jumps"),
+    ("the", "over"),
+    ("the", "lazy"),
+    ("the", "dog"),
+    ("lazy", "over"),
+    ("lazy", "the"),
+    ("lazy", "dog"),
+    ("dog", "the"),
+    ("dog", "lazy"),
 ]
 
 
@@ -50,7 +72,7 @@ def test_skipgram_pairs_are_the_lectures_training_samples():
     vocab = Vocab(sorted(set(tokens)))
     centres, contexts = w2v.skipgram_pairs(vocab.encode(tokens), window=2)
     got = list(zip(vocab.decode(centres), vocab.decode(contexts)))
-    assert got[:13] == LECTURE_PAIRS[:13]          # exactly the slide's list, in the slide's order
+    assert got[:13] == LECTURE_PAIRS[:13]  # exactly the slide's list, in the slide's order
     assert got == LECTURE_PAIRS
 
 
@@ -70,7 +92,7 @@ def test_skipgram_pairs_brute_force_and_short_sentences():
 
 def test_dynamic_window_keeps_offset_d_with_probability_1_minus_d_minus_1_over_window():
     T, window = 4000, 4
-    ids = np.arange(T)                               # distinct ids: the offset of a pair is context - centre
+    ids = np.arange(T)  # distinct ids: the offset of a pair is context - centre
     c, o = w2v.dynamic_window_pairs(ids, window, np.random.default_rng(0))
     off = o - c
     # each centre gets a symmetric window {+-1..+-b}, b ~ U{1..window}, cut at the sentence ends
@@ -80,12 +102,13 @@ def test_dynamic_window_keeps_offset_d_with_probability_1_minus_d_minus_1_over_w
         assert got == {d for d in range(-b, b + 1) if d != 0 and 0 <= t + d < T}
     for d in range(1, window + 1):
         p = (window - d + 1) / window
-        n = T - d                                    # centres that have a word at offset +d
+        n = T - d  # centres that have a word at offset +d
         frac = np.sum(off == d) / n
         assert abs(frac - p) < 4 * math.sqrt(p * (1 - p) / n) + 1e-9, (d, frac, p)
     # window 1 is deterministic
-    np.testing.assert_array_equal(w2v.dynamic_window_pairs(ids[:9], 1, np.random.default_rng(1))[1],
-                                  w2v.skipgram_pairs(ids[:9], 1)[1])
+    np.testing.assert_array_equal(
+        w2v.dynamic_window_pairs(ids[:9], 1, np.random.default_rng(1))[1], w2v.skipgram_pairs(ids[:9], 1)[1]
+    )
     with pytest.raises(ValueError, match="rng"):
         w2v.dynamic_window_pairs(ids, 2, 0)
 
@@ -122,7 +145,7 @@ def test_skipgram_softmax_loss_is_the_lectures_J():
     P = _np(params)
     centres, contexts = np.array([0, 3, 3, 6, 2]), np.array([1, 3, 5, 0, 2])
     total = 0.0
-    for c, o in zip(centres, contexts):             # -log exp(u_o.v_c) / sum_w exp(u_w.v_c)
+    for c, o in zip(centres, contexts):  # -log exp(u_o.v_c) / sum_w exp(u_w.v_c)
         scores = [float(P["out"][w] @ P["in"][c]) for w in range(P["out"].shape[0])]
         total += -math.log(math.exp(scores[o]) / sum(math.exp(s) for s in scores))
     np.testing.assert_allclose(w2v.skipgram_softmax_loss(params, centres, contexts), total / len(centres), rtol=RTOL)
@@ -142,9 +165,13 @@ def test_sgns_loss_brute_force():
         want.append(-_log_sigmoid(P["out"][o] @ v) - sum(_log_sigmoid(-(P["out"][k] @ v)) for k in negs))
     np.testing.assert_allclose(w2v.sgns_loss(params, centres, contexts, negatives), np.mean(want), rtol=RTOL)
     shared = np.array([2, 4])
-    want_shared = [-_log_sigmoid(P["out"][o] @ P["in"][c]) - sum(_log_sigmoid(-(P["out"][k] @ P["in"][c])) for k in shared)
-                   for c, o in zip(centres, contexts)]
-    np.testing.assert_allclose(w2v.sgns_loss(params, centres, contexts, shared, reduction="sum"), sum(want_shared), rtol=RTOL)
+    want_shared = [
+        -_log_sigmoid(P["out"][o] @ P["in"][c]) - sum(_log_sigmoid(-(P["out"][k] @ P["in"][c])) for k in shared)
+        for c, o in zip(centres, contexts)
+    ]
+    np.testing.assert_allclose(
+        w2v.sgns_loss(params, centres, contexts, shared, reduction="sum"), sum(want_shared), rtol=RTOL
+    )
     with pytest.raises(ValueError, match="negatives"):
         w2v.sgns_loss(params, centres, contexts, negatives[:2])
     with pytest.raises(ValueError, match="params"):
@@ -160,7 +187,9 @@ def test_cbow_loss_brute_force():
     want = []
     for b in range(2):
         h = np.mean([P["in"][j] for j, m in zip(ctx[b], mask[b]) if m], axis=0)
-        want.append(-_log_sigmoid(P["out"][centres[b]] @ h) - sum(_log_sigmoid(-(P["out"][k] @ h)) for k in negatives[b]))
+        want.append(
+            -_log_sigmoid(P["out"][centres[b]] @ h) - sum(_log_sigmoid(-(P["out"][k] @ h)) for k in negatives[b])
+        )
     np.testing.assert_allclose(w2v.cbow_loss(params, ctx, mask, centres, negatives), np.mean(want), rtol=RTOL)
 
 
@@ -175,8 +204,11 @@ def _dense(V, D, rows_and_grads):
 
 
 # repeated rows on purpose: centre 3 twice, context 3 also a negative, negatives repeated within a row
-BATCH = dict(centres=np.array([0, 3, 3, 6, 1]), contexts=np.array([1, 3, 5, 0, 1]),
-             negatives=np.array([[2, 2, 4], [1, 0, 6], [3, 5, 5], [0, 1, 2], [1, 1, 1]]))
+BATCH = dict(
+    centres=np.array([0, 3, 3, 6, 1]),
+    contexts=np.array([1, 3, 5, 0, 1]),
+    negatives=np.array([[2, 2, 4], [1, 0, 6], [3, 5, 5], [0, 1, 2], [1, 1, 1]]),
+)
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -249,7 +281,7 @@ def test_sparse_sgd_lowers_the_loss_on_a_toy_corpus():
     key = jax.random.key(1)
     neg0 = w2v.sample_negatives(key, probs, (len(c), 3))
     before = float(w2v.sgns_loss(params, c, o, neg0))
-    for step in range(50):
+    for _step in range(50):
         key, sub = jax.random.split(key)
         params = w2v.sgns_update(params, c, o, w2v.sample_negatives(sub, probs, (len(c), 3)), 0.01)
     assert float(w2v.sgns_loss(params, c, o, neg0)) < 0.7 * before
@@ -278,16 +310,25 @@ def test_sgns_rows_step_is_sgns_update_with_padding_and_hogbatch_its_shared_loss
     want = w2v.sgns_update(params, inputs[real], outputs[real], negatives[real], lr)
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
-    assert loss == pytest.approx(float(w2v.sgns_loss(params, inputs[real], outputs[real], negatives[real], "sum")),
-                                 rel=1e-5)
+    assert loss == pytest.approx(
+        float(w2v.sgns_loss(params, inputs[real], outputs[real], negatives[real], "sum")), rel=1e-5
+    )
     # HogBatch: G = 4 consecutive pairs share K negatives; the update is SGD on the sum of zoo's shared losses
     shared = rng.integers(0, 11, (P // 4, K)).astype(np.int32)
     got, loss = sgns_rows_step(params, inputs, outputs, shared, weights, lr)
 
     def total(p):
-        return sum(w2v.sgns_loss(p, inputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0],
-                                 outputs[g * 4:g * 4 + 4][weights[g * 4:g * 4 + 4] > 0], shared[g], "sum")
-                   for g in range(P // 4))
+        return sum(
+            w2v.sgns_loss(
+                p,
+                inputs[g * 4 : g * 4 + 4][weights[g * 4 : g * 4 + 4] > 0],
+                outputs[g * 4 : g * 4 + 4][weights[g * 4 : g * 4 + 4] > 0],
+                shared[g],
+                "sum",
+            )
+            for g in range(P // 4)
+        )
+
     want = _dense_sgd(params, jax.jit(jax.grad(total))(params), lr)
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
@@ -303,12 +344,20 @@ def test_cbow_rows_step_is_cbow_update_with_packed_contexts_and_padding():
     centres, negatives = rng.integers(0, 11, M).astype(np.int32), rng.integers(0, 11, (M, K)).astype(np.int32)
     # packed: the real slots centre by centre, then 3 empty slots (owner 0, mask 0) that must change nothing
     owner, slot = np.nonzero(mask)
-    packed = [np.concatenate([a, np.zeros(3, a.dtype)]) for a in (contexts[owner, slot], owner.astype(np.int32),
-                                                                    np.ones(len(owner), np.float32))]
+    packed = [
+        np.concatenate([a, np.zeros(3, a.dtype)])
+        for a in (contexts[owner, slot], owner.astype(np.int32), np.ones(len(owner), np.float32))
+    ]
     weights = np.ones(M + 1, np.float32)
     weights[-1] = 0  # and a padding centre (weight 0) with a noise row of its own
-    got, loss = cbow_rows_step(params, *packed, np.append(centres, 7).astype(np.int32),
-                               np.concatenate([negatives, [[3, 5]]]).astype(np.int32), weights, lr)
+    got, loss = cbow_rows_step(
+        params,
+        *packed,
+        np.append(centres, 7).astype(np.int32),
+        np.concatenate([negatives, [[3, 5]]]).astype(np.int32),
+        weights,
+        lr,
+    )
     want = w2v.cbow_update(params, contexts, mask > 0, centres, negatives, lr)  # the same convention: dL/dh undivided
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6)
@@ -335,7 +384,7 @@ def test_softmax_rows_step_is_sgd_on_the_lectures_objective():
 @pytest.mark.parametrize("as_cdf", [False, True])
 def test_sample_negatives_frequencies(as_cdf):
     probs = np.array([0.5, 0.0, 0.2, 0.25, 0.05])
-    noise = np.cumsum(probs) * 3.0 if as_cdf else probs * 3.0          # unnormalised is fine
+    noise = np.cumsum(probs) * 3.0 if as_cdf else probs * 3.0  # unnormalised is fine
     n = 200_000
     s = np.asarray(w2v.sample_negatives(jax.random.key(0), noise, (n // 4, 4), cdf=as_cdf))
     assert s.shape == (n // 4, 4) and s.dtype == np.int32
@@ -368,8 +417,9 @@ def test_sample_alias_follows_the_tables_distribution():
     assert many.shape == (3, 5) and not np.array_equal(many[0], many[1])
 
 
-@pytest.mark.parametrize("p", [np.array([0.5, 0.0, 0.2, 0.25, 0.05]), np.full(4, 0.25),
-                               np.random.default_rng(3).dirichlet(np.ones(50))])
+@pytest.mark.parametrize(
+    "p", [np.array([0.5, 0.0, 0.2, 0.25, 0.05]), np.full(4, 0.25), np.random.default_rng(3).dirichlet(np.ones(50))]
+)
 def test_alias_table_holds_the_distribution_and_sample_alias_draws_from_it(p):
     prob, alias = w2v.alias_table(p)
     V = len(p)
@@ -398,15 +448,17 @@ def test_linear_decay_lr():
 
 WORDS = ["king", "queen", "man", "woman", "apple", "royal", "crown"]
 # dims: royalty, gender (+ male), fruit. king - man + woman lands nearest to a query word (excluded), then queen.
-HAND = np.array([
-    [1.0, 0.3, 0.0],     # king
-    [1.0, -0.3, 0.0],    # queen
-    [0.1, 1.0, 0.0],     # man
-    [0.1, -1.0, 0.0],    # woman
-    [0.0, 0.0, 1.0],     # apple
-    [1.0, 0.0, 0.9],     # royal
-    [0.8, 0.5, 0.6],     # crown
-])
+HAND = np.array(
+    [
+        [1.0, 0.3, 0.0],  # king
+        [1.0, -0.3, 0.0],  # queen
+        [0.1, 1.0, 0.0],  # man
+        [0.1, -1.0, 0.0],  # woman
+        [0.0, 0.0, 1.0],  # apple
+        [1.0, 0.0, 0.9],  # royal
+        [0.8, 0.5, 0.6],  # crown
+    ]
+)
 
 
 def _brute_3cosadd(W, a, b, c, exclude=True):
@@ -437,8 +489,9 @@ def test_3cosmul_formula_brute_force():
     a, b, c = 2, 5, 7
     Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
     pos = lambda i, j: (float(Wn[i] @ Wn[j]) + 1) / 2
-    want = sorted(((pos(d, b) * pos(d, c) / (pos(d, a) + 1e-3), words[d]) for d in range(12) if d not in (a, b, c)),
-                  reverse=True)
+    want = sorted(
+        ((pos(d, b) * pos(d, c) / (pos(d, a) + 1e-3), words[d]) for d in range(12) if d not in (a, b, c)), reverse=True
+    )
     got = w2v.analogy(W, vocab, words[a], words[b], words[c], method="3cosmul", topn=9)
     assert [w for w, _ in got] == [w for _, w in want]
     np.testing.assert_allclose([s for _, s in got], [s for s, _ in want], rtol=1e-5)
@@ -466,15 +519,25 @@ def test_most_similar_brute_force():
     want = [words[i] for i in np.argsort(-cos) if i not in (3, 7)][:5]
     got = w2v.most_similar(Wn, vocab, "w3", topn=5, exclude=["w7"])
     assert [w for w, _ in got] == want
-    np.testing.assert_allclose([s for _, s in got], sorted(cos[[words.index(w) for w in want]], reverse=True), rtol=1e-5)
+    np.testing.assert_allclose(
+        [s for _, s in got], sorted(cos[[words.index(w) for w in want]], reverse=True), rtol=1e-5
+    )
     q = rng.normal(size=4)
     got_v = w2v.most_similar(Wn, vocab, q, topn=3)
     assert [w for w, _ in got_v] == [words[i] for i in np.argsort(-(Wn @ q))[:3]]
 
 
 def test_parse_questions_words_and_evaluate_analogies_with_oov():
-    lines = [": capital-common-countries", "Athens Greece Baghdad Iraq", "Athens Greece Bangkok Thailand", "",
-             ": family", "boy girl brother sister", "king queen man woman", "boy girl son daughter"]
+    lines = [
+        ": capital-common-countries",
+        "Athens Greece Baghdad Iraq",
+        "Athens Greece Bangkok Thailand",
+        "",
+        ": family",
+        "boy girl brother sister",
+        "king queen man woman",
+        "boy girl son daughter",
+    ]
     sections = w2v.parse_questions_words(lines)
     assert [(n, len(q)) for n, q in sections] == [("capital-common-countries", 2), ("family", 3)]
     assert sections[0][1][0] == ("athens", "greece", "baghdad", "iraq")
@@ -485,20 +548,21 @@ def test_parse_questions_words_and_evaluate_analogies_with_oov():
 
     rng = np.random.default_rng(2)
     words = ["athens", "greece", "baghdad", "iraq", "boy", "girl", "brother", "sister", "king", "queen", "man", "woman"]
-    vocab = Vocab(words)                                   # no 'bangkok', 'son': 2 questions skipped
+    vocab = Vocab(words)  # no 'bangkok', 'son': 2 questions skipped
     W = rng.normal(size=(len(words), 5))
     res = w2v.evaluate_analogies(W, vocab, sections)
     assert res["skipped"] == 2 and res["total"] == 3
     want = {}
-    for name, qs in sections:                              # brute force: 3CosAdd by loop
-        ok = [words[_brute_3cosadd(W, *(words.index(w) for w in q[:3]))] == q[3]
-              for q in qs if all(w in words for w in q)]
+    for name, qs in sections:  # brute force: 3CosAdd by loop
+        ok = [
+            words[_brute_3cosadd(W, *(words.index(w) for w in q[:3]))] == q[3] for q in qs if all(w in words for w in q)
+        ]
         want[name] = sum(ok) / len(ok)
     assert res["sections"] == pytest.approx(want)
     assert res["accuracy"] == pytest.approx(res["correct"] / 3)
     # planted: make every question right
     W2 = np.zeros((len(words), 4))
-    for i, w in enumerate(words):
+    for i, _w in enumerate(words):
         W2[i, i % 4] = 1.0
     W2[words.index("iraq")] = W2[words.index("greece")] - W2[words.index("athens")] + W2[words.index("baghdad")]
     assert w2v.evaluate_analogies(W2, vocab, [sections[0]])["sections"]["capital-common-countries"] == 1.0
@@ -522,8 +586,10 @@ def test_evaluate_wordsim_spearman_vs_scipy():
     pairs = [(words[i], words[j], float(rng.uniform(0, 10))) for i, j in itertools.combinations(range(10), 2)][:30]
     pairs += [("w1", "nope", 5.0), ("nada", "w2", 1.0)]
     res = w2v.evaluate_wordsim(W, vocab, pairs)
-    cos = [W[int(a[1:])] @ W[int(b[1:])] / np.linalg.norm(W[int(a[1:])]) / np.linalg.norm(W[int(b[1:])])
-           for a, b, _ in pairs[:30]]
+    cos = [
+        W[int(a[1:])] @ W[int(b[1:])] / np.linalg.norm(W[int(a[1:])]) / np.linalg.norm(W[int(b[1:])])
+        for a, b, _ in pairs[:30]
+    ]
     want = scipy.stats.spearmanr(cos, [s for _, _, s in pairs[:30]]).statistic
     assert res["skipped"] == 2 and res["evaluated"] == 30
     np.testing.assert_allclose(res["spearman"], want, rtol=1e-9)

@@ -5,6 +5,7 @@ minutes on 2 CPU cores. Generation decodes codes drawn from a density fitted to 
 (config.density.kind: 'gaussian' or 'gmm'). Writes checkpoints, metrics.jsonl (test reconstruction
 error, sample quality), samples/reconstructions_*.png, samples/samples_*.png, samples/latent_*.png.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,27 +25,52 @@ ARCHS = ("mlp", "conv")
 
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    config_lib.LOOP,
+    config_lib.NETWORK,
+    config_lib.OPTIMIZER,
+    config_lib.IMAGE_DATA,
     {
-        "loss": Key("bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]",
-                    choices=ae.LOSS_KINDS),
+        "loss": Key(
+            "bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]", choices=ae.LOSS_KINDS
+        ),
         "model.arch": Key("mlp", "encoder and decoder networks", choices=ARCHS),
         "model.latent_dim": Key(8, "dimension of the code", range=">= 1"),
         "model.hidden": Key((256, 128), "MLP widths (the decoder mirrors them)", range=">= 1", nonempty=True),
         "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
         "model.linear": Key(False, "an MLP without hidden layers, h = Wx + b (spans PCA's subspace with 'mse')"),
-        "density.kind": Key("gmm", "density fitted to the training codes, sampled to generate", choices=ae.DENSITY_KINDS),
+        "density.kind": Key(
+            "gmm", "density fitted to the training codes, sampled to generate", choices=ae.DENSITY_KINDS
+        ),
         "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
     },
     evaluation.eval_keys(num_samples=500),
     {"eval.density_examples": Key(10000, "training codes the code density is fitted to", range=">= 1")},
-    defaults=dict(num_steps=4000, batch_size=128, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
-                  min_lr_ratio=0.05, ema_decay=0.99, log_every=100, checkpoint_every=1000),
-    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
-                        "warmup_steps": 1, "lr_schedule": "constant", "progress": False, "model.hidden": (16,),
-                        "model.channels": (4, 8), "model.latent_dim": 3, "density.num_components": 2,
-                        "eval.density_examples": 64}},
+    defaults=dict(
+        num_steps=4000,
+        batch_size=128,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=100,
+        min_lr_ratio=0.05,
+        ema_decay=0.99,
+        log_every=100,
+        checkpoint_every=1000,
+    ),
+    variants={
+        "smoke": {
+            **evaluation.SMOKE,
+            **evaluation.SMOKE_LOOP,
+            "warmup_steps": 1,
+            "lr_schedule": "constant",
+            "model.hidden": (16,),
+            "model.channels": (4, 8),
+            "model.latent_dim": 3,
+            "density.num_components": 2,
+            "eval.density_examples": 64,
+        }
+    },
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -56,8 +82,10 @@ def check_config(c) -> None:
     SCHEMA.check(c)
     evaluation.check_eval_config(c)
     if c.density.kind == "gmm" and c.density.num_components > c.eval.density_examples:
-        raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} must be at most "
-                                     f"config.eval.density_examples={c.eval.density_examples}")
+        raise config_lib.ConfigError(
+            f"config.density.num_components={c.density.num_components} must be at most "
+            f"config.eval.density_examples={c.eval.density_examples}"
+        )
 
 
 def make_net(c, image_shape) -> ae.Autoencoder:
@@ -65,9 +93,12 @@ def make_net(c, image_shape) -> ae.Autoencoder:
     if m.arch == "mlp":
         return ae.Autoencoder(
             ae.MLPEncoder(m.latent_dim, hidden=tuple(m.hidden), linear=m.linear, dtype=dtype),
-            ae.MLPDecoder(tuple(image_shape), hidden=tuple(reversed(m.hidden)), linear=m.linear, dtype=dtype))
-    return ae.Autoencoder(ae.ConvEncoder(m.latent_dim, channels=tuple(m.channels), dtype=dtype),
-                          ae.ConvDecoder(tuple(image_shape), channels=tuple(m.channels), dtype=dtype))
+            ae.MLPDecoder(tuple(image_shape), hidden=tuple(reversed(m.hidden)), linear=m.linear, dtype=dtype),
+        )
+    return ae.Autoencoder(
+        ae.ConvEncoder(m.latent_dim, channels=tuple(m.channels), dtype=dtype),
+        ae.ConvDecoder(tuple(image_shape), channels=tuple(m.channels), dtype=dtype),
+    )
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
@@ -91,12 +122,16 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         return h, r, ae.reconstruction_loss(x, out, c.loss), jnp.mean(jnp.square(x - r).reshape(len(x), -1), -1)
 
     encode = jax.jit(lambda params, images: net.apply({"params": params}, data.to_unit(images), method="encode"))
-    decode = jax.jit(lambda params, h: ae.reconstruction_mean(net.apply({"params": params}, h, method="decode"), c.loss))
+    decode = jax.jit(
+        lambda params, h: ae.reconstruction_mean(net.apply({"params": params}, h, method="decode"), c.loss)
+    )
     test = data.split_arrays(ds.test, c.eval.test_examples)
     train_images = data.split_arrays(ds.train, c.eval.density_examples)["image"]
     if c.density.kind == "gmm" and c.density.num_components > len(train_images):
-        raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} exceeds the "
-                                     f"{len(train_images)} training codes of dataset {ds.name!r}")
+        raise config_lib.ConfigError(
+            f"config.density.num_components={c.density.num_components} exceeds the "
+            f"{len(train_images)} training codes of dataset {ds.name!r}"
+        )
     quality = evaluation.SampleQuality(c, ds)
 
     def evaluate(state, step):
@@ -105,26 +140,27 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         codes, recons, losses, mses = data.batched(lambda x: reconstruct(params, x), test["image"])
         scalars = {"test_loss": float(np.mean(losses)), "test_mse": float(np.mean(mses))}
         n_show = min(32, len(test["image"]))
-        images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
-                  "latent": plots.latent_scatter(codes, test["label"], f"autoencoder codes of the test split, step {step}")}
+        images = {
+            "reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+            "latent": plots.latent_scatter(codes, test["label"], f"autoencoder codes of the test split, step {step}"),
+        }
         train_codes = data.batched(lambda x: encode(params, x), train_images)
-        density = ae.fit_code_density(jnp.asarray(train_codes), c.density.kind, key=k_fit,
-                                      num_components=c.density.num_components)
+        density = ae.fit_code_density(
+            jnp.asarray(train_codes), c.density.kind, key=k_fit, num_components=c.density.num_components
+        )
         n = max(c.eval.num_samples, c.eval.grid_images)
         samples = data.unit_to_uint8(decode(params, ae.sample_codes(density, k_sample, n)))
-        images["samples"] = plots.samples_grid(samples[:c.eval.grid_images])
+        images["samples"] = plots.samples_grid(samples[: c.eval.grid_images])
         if quality.enabled:
-            scalars.update(quality(samples[:c.eval.num_samples]))
+            scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("autoencoder", init_params, loss_fn=loss_fn, evaluate=evaluate,
-                     train_source=ds.train)
+    return loop.Task("autoencoder", init_params, loss_fn=loss_fn, evaluate=evaluate, train_source=ds.train)
 
 
 def run(config, workdir: str) -> dict:
-    check_config(config)
-    ds = data.load_images(config.dataset, config.data_dir or None)
-    return loop.train(config, workdir, make_task(config, ds))
+    """Train in workdir (resuming the run there) and return the last figures."""
+    return loop.train_images(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ king - man + woman's neighbours. The counts are saved as cooccurrence_counts.npz
 rerun with the same corpus, vocabulary, window and weighting loads them instead of counting again.
 Default: the generated 2M-token corpus, window 5, 100 dimensions, well under a minute.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ SCHEMA = config_lib.Schema(
     text_data.CORPUS_KEYS,
     {
         "min_count": Key(5, "words rarer than this are dropped", range=">= 1"),
-        "max_vocab": Key(10_000, "the most frequent words only: the SVD is of a dense max_vocab^2 matrix (0: all)",
-                         range=">= 0"),
+        "max_vocab": Key(
+            10_000, "the most frequent words only: the SVD is of a dense max_vocab^2 matrix (0: all)", range=">= 0"
+        ),
         "window": Key(5, "context words up to this distance on both sides, within a line", range=">= 1"),
         "weighting": Key("uniform", "'uniform' counts 1 per pair, 'harmonic' 1/distance (GloVe)", choices=WEIGHTINGS),
         "ppmi_alpha": Key(0.75, "context-distribution smoothing of PPMI (1: plain PPMI)", range="> 0"),
@@ -44,6 +46,7 @@ SCHEMA = config_lib.Schema(
     word_eval.EVAL_KEYS,
     variants={"smoke": {"num_tokens": 50_000, "embed_dim": 16}},
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -82,9 +85,14 @@ def run(config, workdir: str) -> dict:
     corpus = text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir)
     vocab = corpus.vocab
     if c.embed_dim > len(vocab):
-        raise ConfigError(f"config.embed_dim={c.embed_dim} exceeds the {len(vocab)} words of corpus {corpus.name!r}; "
-                          f"accepted: embed_dim <= {len(vocab)}")
-    path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), f"{corpus_key}|window={c.window}|weighting={c.weighting}"
+        raise ConfigError(
+            f"config.embed_dim={c.embed_dim} exceeds the {len(vocab)} words of corpus {corpus.name!r}; "
+            f"accepted: embed_dim <= {len(vocab)}"
+        )
+    path, key = (
+        os.path.join(os.path.abspath(workdir), COUNTS_FILE),
+        f"{corpus_key}|window={c.window}|weighting={c.weighting}",
+    )
 
     def fit_and_evaluate(workdir, writer):
         counts = load_counts(path, key)
@@ -93,8 +101,11 @@ def run(config, workdir: str) -> dict:
             lines = np.split(corpus.ids, np.cumsum(corpus.sentence_lengths)[:-1])
             counts = text.cooccurrence_matrix(lines, len(vocab), c.window, weighting=c.weighting, sparse=True)
             save_counts(path, key, counts)
-            print(f"cooccurrence: counted {counts.nnz} word pairs within window {c.window} over {len(corpus.ids)} "
-                  f"words; saved {path}", flush=True)
+            print(
+                f"cooccurrence: counted {counts.nnz} word pairs within window {c.window} over {len(corpus.ids)} "
+                f"words; saved {path}",
+                flush=True,
+            )
         else:
             print(f"cooccurrence: loaded the counts from {path}", flush=True)
         W = text.svd_embeddings(text.ppmi(counts, alpha=c.ppmi_alpha), c.embed_dim, power=c.svd_power)
@@ -108,6 +119,7 @@ def run(config, workdir: str) -> dict:
         return figures, f"cooccurrence: PPMI + SVD vectors of {len(vocab)} words; workdir {workdir}", ()
 
     return fit_lib.run(c, workdir, fit_lib.Fit("cooccurrence", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
+
 
 if __name__ == "__main__":
     cli.main(sys.modules[__name__])

@@ -4,6 +4,7 @@ Default: a small U-Net on the embedded 8x8 digits, about 10 minutes on 2 CPU cor
 checkpoints, metrics.jsonl, samples/ancestral_*.png and samples/ddim_*.png, and the test-split
 bits/dim bound at the end.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,7 +23,10 @@ from train.evaluation import images as evaluation
 from zoo import ddpm
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    config_lib.LOOP,
+    config_lib.NETWORK,
+    config_lib.OPTIMIZER,
+    config_lib.IMAGE_DATA,
     {
         "model.ch": Key(32, "U-Net base channels", range=">= 1"),
         "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),
@@ -31,8 +35,9 @@ SCHEMA = config_lib.Schema(
         "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
         "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
         "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
-        "diffusion.variance": Key("beta", "reverse-step variance: beta_t or the posterior's beta~_t",
-                                  choices=ddpm.VARIANCES),
+        "diffusion.variance": Key(
+            "beta", "reverse-step variance: beta_t or the posterior's beta~_t", choices=ddpm.VARIANCES
+        ),
         "sample.num_images": Key(64, "images of the ancestral and DDIM sample grids", range=">= 1"),
         "sample.ddim_steps": Key(50, "DDIM sampling steps (at most num_timesteps)", range=">= 1"),
         "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
@@ -40,13 +45,33 @@ SCHEMA = config_lib.Schema(
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
     # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
-    defaults=dict(num_steps=2000, batch_size=64, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
-                  min_lr_ratio=0.05, ema_decay=0.995, log_every=50, checkpoint_every=500),
-    variants={"smoke": {"num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "warmup_steps": 1,
-                        "lr_schedule": "constant", "progress": False, "model.ch": 8, "model.num_res_blocks": 1,
-                        "diffusion.num_timesteps": 20, "sample.num_images": 4, "sample.ddim_steps": 5,
-                        "eval.test_examples": 4, "eval.num_samples": 0}},
+    defaults=dict(
+        num_steps=2000,
+        batch_size=64,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=100,
+        min_lr_ratio=0.05,
+        ema_decay=0.995,
+        log_every=50,
+        checkpoint_every=500,
+    ),
+    variants={
+        "smoke": {
+            **evaluation.SMOKE_LOOP,
+            "warmup_steps": 1,
+            "lr_schedule": "constant",
+            "model.ch": 8,
+            "model.num_res_blocks": 1,
+            "diffusion.num_timesteps": 20,
+            "sample.num_images": 4,
+            "sample.ddim_steps": 5,
+            "eval.test_examples": 4,
+            "eval.num_samples": 0,
+        }
+    },
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -57,20 +82,29 @@ def check_config(c) -> None:
     """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
     SCHEMA.check(c)
     if c.sample.ddim_steps > c.diffusion.num_timesteps:
-        raise config_lib.ConfigError(f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
-                                     f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}")
+        raise config_lib.ConfigError(
+            f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
+            f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}"
+        )
     evaluation.check_eval_config(c)
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
-    net = ddpm.UNet(ch=c.model.ch, ch_mult=tuple(c.model.ch_mult), num_res_blocks=c.model.num_res_blocks,
-                    attn_resolutions=tuple(c.model.attn_resolutions), dropout=c.model.dropout,
-                    dtype=config_lib.compute_dtype(c))
+    net = ddpm.UNet(
+        ch=c.model.ch,
+        ch_mult=tuple(c.model.ch_mult),
+        num_res_blocks=c.model.num_res_blocks,
+        attn_resolutions=tuple(c.model.attn_resolutions),
+        dropout=c.model.dropout,
+        dtype=config_lib.compute_dtype(c),
+    )
     size = ds.image_shape[0]
     if size % 2 ** (len(c.model.ch_mult) - 1):
-        raise config_lib.ConfigError(f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {size}x{size} images "
-                                     f"{len(c.model.ch_mult) - 1} times; accepted: at most log2 of a divisor of {size}")
+        raise config_lib.ConfigError(
+            f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {size}x{size} images "
+            f"{len(c.model.ch_mult) - 1} times; accepted: at most log2 of a divisor of {size}"
+        )
 
     def init_params(key):
         return net.init(key, jnp.zeros((1, *ds.image_shape)), jnp.zeros((1,), jnp.int32))["params"]
@@ -81,14 +115,18 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         loss = jnp.mean(ddpm.training_losses(sched, eps_fn, data.to_signed(batch["image"]), k_loss))
         return loss, {}
 
-    eps_fn = lambda params: (lambda x, t: net.apply({"params": params}, x, t))
+    eps_fn = lambda params: lambda x, t: net.apply({"params": params}, x, t)
     shape = (c.sample.num_images, *ds.image_shape)
     ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
-    ddim = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps,
-                                                 eta=c.sample.ddim_eta))
+    ddim = jax.jit(
+        lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta)
+    )
     quality_shape = (c.eval.num_samples, *ds.image_shape)
-    ddim_many = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), quality_shape, k,
-                                                      num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta))
+    ddim_many = jax.jit(
+        lambda p, k: ddpm.sample_ddim(
+            sched, eps_fn(p), quality_shape, k, num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta
+        )
+    )
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
     quality = evaluation.SampleQuality(c, ds)
@@ -99,8 +137,10 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         anc = to_uint8(ancestral(state.eval_params, k_anc))
         images = {"ancestral": image_grid(anc), "ddim": image_grid(to_uint8(ddim(state.eval_params, k_ddim)))}
         scalars = {}
-        bpd = [bound(state.eval_params, data.to_signed(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
-               for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))]
+        bpd = [
+            bound(state.eval_params, data.to_signed(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
+            for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))
+        ]
         scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
         if quality.enabled:
             scalars.update({f"ddim_{k}": v for k, v in quality(to_uint8(ddim_many(state.eval_params, k_many))).items()})
@@ -112,9 +152,8 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
 
 def run(config, workdir: str) -> dict:
-    check_config(config)
-    ds = data.load_images(config.dataset, config.data_dir or None)
-    return loop.train(config, workdir, make_task(config, ds))
+    """Train in workdir (resuming the run there) and return the last figures."""
+    return loop.train_images(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ discriminator. config.loss: 'minimax' (the lecture's: D maximises V(D, G), G min
 keep an EMA; samples come from the EMA generator. Writes checkpoints, metrics.jsonl (losses, the minimax
 value V(D, G), sample quality), samples/{samples,interpolation}_*.png.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,10 +30,14 @@ NETS = ("generator", "discriminator")
 
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    config_lib.LOOP,
+    config_lib.NETWORK,
+    config_lib.OPTIMIZER,
+    config_lib.IMAGE_DATA,
     {
-        "d_learning_rate": Key(0.0, "the discriminator's learning rate (0: learning_rate, the generator's)",
-                               range=">= 0"),
+        "d_learning_rate": Key(
+            0.0, "the discriminator's learning rate (0: learning_rate, the generator's)", range=">= 0"
+        ),
         "loss": Key("nonsaturating", "the GAN objective", choices=LOSSES),
         "gp_weight": Key(10.0, "lambda of the gradient penalty ('wgan-gp')", range=">= 0"),
         "model.arch": Key("mlp", "generator and discriminator networks", choices=ARCHS),
@@ -41,16 +46,33 @@ SCHEMA = config_lib.Schema(
         "model.channels": Key((32, 64), "DCGAN widths per resolution level", range=">= 1", nonempty=True),
     },
     evaluation.eval_keys(num_samples=500),
-    {
-        "eval.interpolation_rows": Key(8, "latent interpolation paths in the PNG", range=">= 1"),
-        "eval.interpolation_steps": Key(10, "points per interpolation path", range=">= 1"),
+    evaluation.INTERPOLATION_KEYS,
+    defaults=dict(
+        num_steps=10000,
+        batch_size=64,
+        learning_rate=2e-4,
+        lr_schedule="constant",
+        warmup_steps=0,
+        b1=0.5,
+        b2=0.999,
+        grad_clip=0.0,
+        ema_decay=0.999,
+        log_every=100,
+        checkpoint_every=2000,
+    ),
+    variants={
+        "smoke": {
+            **evaluation.SMOKE,
+            **evaluation.SMOKE_LOOP,
+            "model.hidden": (16,),
+            "model.channels": (4, 8),
+            "model.latent_dim": 4,
+            "eval.interpolation_rows": 2,
+            "eval.interpolation_steps": 3,
+        }
     },
-    defaults=dict(num_steps=10000, batch_size=64, learning_rate=2e-4, lr_schedule="constant", warmup_steps=0,
-                  b1=0.5, b2=0.999, grad_clip=0.0, ema_decay=0.999, log_every=100, checkpoint_every=2000),
-    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
-                        "progress": False, "model.hidden": (16,), "model.channels": (4, 8), "model.latent_dim": 4,
-                        "eval.interpolation_rows": 2, "eval.interpolation_steps": 3}},
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -66,10 +88,14 @@ def check_config(c) -> None:
 def make_nets(c, image_shape):
     m, dtype = c.model, config_lib.compute_dtype(c)
     if m.arch == "mlp":
-        return (gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden), dtype=dtype),
-                gan.MLPDiscriminator(hidden=tuple(m.hidden), dtype=dtype))
-    return (gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels), dtype=dtype),
-            gan.DCDiscriminator(channels=tuple(m.channels), dtype=dtype))
+        return (
+            gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden), dtype=dtype),
+            gan.MLPDiscriminator(hidden=tuple(m.hidden), dtype=dtype),
+        )
+    return (
+        gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels), dtype=dtype),
+        gan.DCDiscriminator(channels=tuple(m.channels), dtype=dtype),
+    )
 
 
 def optimizers(c) -> dict[str, optax.GradientTransformation]:
@@ -82,6 +108,7 @@ def optimizers(c) -> dict[str, optax.GradientTransformation]:
 def per_network(txs: dict) -> optax.GradientTransformation:
     """An optimizer over {'generator': ..., 'discriminator': ...} whose state is one sub-state per network,
     so a step may update the two networks one after the other (txs[name].update on opt_state[name])."""
+
     def init(params):
         return {k: txs[k].init(params[k]) for k in NETS}
 
@@ -102,8 +129,10 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
     def init_params(key):
         kg, kd = jax.random.split(key)
-        return {"generator": gen.init(kg, jnp.zeros((1, latent)))["params"],
-                "discriminator": disc.init(kd, jnp.zeros((1, *ds.image_shape)))["params"]}
+        return {
+            "generator": gen.init(kg, jnp.zeros((1, latent)))["params"],
+            "discriminator": disc.init(kd, jnp.zeros((1, *ds.image_shape)))["params"],
+        }
 
     def d_objective(d_params, real, fake, key):
         lr, lf = d_apply(d_params, real), d_apply(d_params, fake)
@@ -112,13 +141,19 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         elif c.loss == "hinge":
             per = gan.hinge_d_loss(lr, lf)
         else:
-            per = gan.wasserstein_d_loss(lr, lf) + c.gp_weight * gan.gradient_penalty(d_apply, d_params, real, fake, key)
+            per = gan.wasserstein_d_loss(lr, lf) + c.gp_weight * gan.gradient_penalty(
+                d_apply, d_params, real, fake, key
+            )
         return jnp.mean(per), (lr, lf)
 
     def g_objective(g_params, d_params, z):
         lf = d_apply(d_params, g_apply(g_params, z))
-        per = {"minimax": gan.generator_loss_saturating, "nonsaturating": gan.generator_loss_nonsaturating,
-               "hinge": gan.hinge_g_loss, "wgan-gp": gan.wasserstein_g_loss}[c.loss](lf)
+        per = {
+            "minimax": gan.generator_loss_saturating,
+            "nonsaturating": gan.generator_loss_nonsaturating,
+            "hinge": gan.hinge_g_loss,
+            "wgan-gp": gan.wasserstein_g_loss,
+        }[c.loss](lf)
         return jnp.mean(per)
 
     def train_step(state, batch, key):
@@ -133,12 +168,19 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent)))
         g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
         g = optax.apply_updates(g, state.scale_updates(g_updates))
-        new = state.advance(params={"generator": g, "discriminator": d},
-                            opt_state={"generator": g_opt, "discriminator": d_opt})
-        metrics = {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss,
-                   "minimax_value": gan.minimax_value(lr, lf),
-                   "d_real": jnp.mean(lr), "d_fake": jnp.mean(lf),
-                   "d_grad_norm": optax.global_norm(d_grads), "g_grad_norm": optax.global_norm(g_grads)}
+        new = state.advance(
+            params={"generator": g, "discriminator": d}, opt_state={"generator": g_opt, "discriminator": d_opt}
+        )
+        metrics = {
+            "loss": d_loss + g_loss,
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "minimax_value": gan.minimax_value(lr, lf),
+            "d_real": jnp.mean(lr),
+            "d_fake": jnp.mean(lf),
+            "d_grad_norm": optax.global_norm(d_grads),
+            "g_grad_norm": optax.global_norm(g_grads),
+        }
         return new, metrics
 
     @functools.partial(jax.jit, static_argnums=2)
@@ -164,22 +206,24 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         samples = data.signed_to_uint8(generate(g_ema, k_sample, n))
         z0, z1 = jnp.split(jax.random.normal(k_interp, (2 * rows, latent)), 2)
         strip = data.signed_to_uint8(generate_from(g_ema, plots.interpolate(z0, z1, steps)))
-        images = {"samples": plots.samples_grid(samples[:c.eval.grid_images]),
-                  "interpolation": plots.interpolation_strip(strip, rows)}
+        images = {
+            "samples": plots.samples_grid(samples[: c.eval.grid_images]),
+            "interpolation": plots.interpolation_strip(strip, rows),
+        }
         value, d_real, d_fake = test_value(state.params, test["image"], k_test)
         scalars = {"test_minimax_value": float(value), "test_d_real": float(d_real), "test_d_fake": float(d_fake)}
         if quality.enabled:
-            scalars.update(quality(samples[:c.eval.num_samples]))
+            scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("gan", init_params, train_step=train_step, optimizer=per_network(txs), evaluate=evaluate,
-                     train_source=ds.train)
+    return loop.Task(
+        "gan", init_params, train_step=train_step, optimizer=per_network(txs), evaluate=evaluate, train_source=ds.train
+    )
 
 
 def run(config, workdir: str) -> dict:
-    check_config(config)
-    ds = data.load_images(config.dataset, config.data_dir or None)
-    return loop.train(config, workdir, make_task(config, ds))
+    """Train in workdir (resuming the run there) and return the last figures."""
+    return loop.train_images(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

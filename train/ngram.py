@@ -7,6 +7,7 @@ held out, train/data/text.py), fits add-k and interpolated Kneser-Ney models of 
 counts are saved as ngram_counts.npz in the workdir; a rerun with the same corpus, min_count and order
 loads them instead of counting again. Default: the generated 2M-token corpus, order 3, < 1 minute.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,10 +29,12 @@ FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "order")  # what t
 
 
 SCHEMA = config_lib.Schema(
-    {"seed": config_lib.LOOP["seed"]}, text_data.CORPUS_KEYS,
+    {"seed": config_lib.LOOP["seed"]},
+    text_data.CORPUS_KEYS,
     {
-        "min_count": Key(2, "rarer train words become <unk>, so <unk> has a probability on held-out text",
-                         range=">= 1"),
+        "min_count": Key(
+            2, "rarer train words become <unk>, so <unk> has a probability on held-out text", range=">= 1"
+        ),
         "max_vocab": Key(0, "keep only the most frequent words (0: no limit)", range=">= 0"),
         "order": Key(3, "n: models of every order 1..n (Kneser-Ney: 2..n) are fitted and reported", range=">= 1"),
         "smoothing": Key("all", "the models fitted: both, Kneser-Ney or add-k", choices=SMOOTHINGS),
@@ -43,6 +46,7 @@ SCHEMA = config_lib.Schema(
     variants={"smoke": {"num_tokens": 20_000, "num_samples": 2}},
 )
 
+
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
     return SCHEMA.config(variant)
@@ -52,11 +56,13 @@ def check_config(c) -> None:
     """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
     SCHEMA.check(c)
     if c.smoothing == "kneser_ney" and c.order < 2:
-        raise ConfigError(f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 "
-                          f"(or smoothing='add_k')")
+        raise ConfigError(
+            f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 (or smoothing='add_k')"
+        )
 
 
 # ----------------------------------------------------------------------------- counts, saved and loaded
+
 
 def counts_key(source: text_data.TextSource, c) -> str:
     return f"{source.fingerprint}|min_count={c.min_count}|max_vocab={c.max_vocab}|order={c.order}"
@@ -66,8 +72,14 @@ def save_counts(path: str, key: str, vocab: Vocab, counts: ngram.NGramCounts) ->
     arrays = {f"grams{k}": g for k, g in enumerate(counts.grams)}
     arrays.update({f"counts{k}": n for k, n in enumerate(counts.counts)})
     with open(path + ".tmp", "wb") as f:  # whole file, then rename: an interrupted run leaves no half file
-        np.savez(f, key=np.array(key), words=np.array(vocab.words), word_counts=vocab.counts,
-                 num_sentences=counts.num_sentences, **arrays)
+        np.savez(
+            f,
+            key=np.array(key),
+            words=np.array(vocab.words),
+            word_counts=vocab.counts,
+            num_sentences=counts.num_sentences,
+            **arrays,
+        )
     os.replace(path + ".tmp", path)
 
 
@@ -78,9 +90,15 @@ def load_counts(path: str, key: str, order: int):
             if str(f["key"]) != key:
                 return None
             vocab = Vocab([str(w) for w in f["words"]], f["word_counts"], unk=ngram.UNK)
-            counts = ngram.NGramCounts(order, len(vocab), vocab.id(ngram.BOS), vocab.id(ngram.EOS),
-                                       [f[f"grams{k}"] for k in range(order)],
-                                       [f[f"counts{k}"] for k in range(order)], int(f["num_sentences"]))
+            counts = ngram.NGramCounts(
+                order,
+                len(vocab),
+                vocab.id(ngram.BOS),
+                vocab.id(ngram.EOS),
+                [f[f"grams{k}"] for k in range(order)],
+                [f[f"counts{k}"] for k in range(order)],
+                int(f["num_sentences"]),
+            )
             return vocab, counts
     except (OSError, KeyError, ValueError):
         return None
@@ -97,19 +115,34 @@ def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCoun
     words = len(vocab) - 3  # <s>, </s>, <unk> come first
     if words == 0:
         if vocab.counts[vocab.unk_id] == 0:
-            raise DataError(f"corpus {train.name!r} holds no words; accepted: text with at least one word "
-                            f"(letters or digits)")
-        raise DataError(f"corpus {train.name!r}: no word occurs min_count={c.min_count} times; accepted: a smaller "
-                        f"min_count or a larger corpus")
-    counts = ngram.count_ngrams(vocab.encode_lines(nonblank(train.lines()), unknown="map"), c.order, vocab_size=len(vocab),
-                                bos=vocab.id(ngram.BOS), eos=vocab.id(ngram.EOS))
+            raise DataError(
+                f"corpus {train.name!r} holds no words; accepted: text with at least one word (letters or digits)"
+            )
+        raise DataError(
+            f"corpus {train.name!r}: no word occurs min_count={c.min_count} times; accepted: a smaller "
+            f"min_count or a larger corpus"
+        )
+    counts = ngram.count_ngrams(
+        vocab.encode_lines(nonblank(train.lines()), unknown="map"),
+        c.order,
+        vocab_size=len(vocab),
+        bos=vocab.id(ngram.BOS),
+        eos=vocab.id(ngram.EOS),
+    )
     return vocab, counts
 
 
 def truncate(counts: ngram.NGramCounts, order: int) -> ngram.NGramCounts:
     """The counts of orders 1..order only (a lower-order model from the same pass)."""
-    return ngram.NGramCounts(order, counts.vocab_size, counts.bos, counts.eos, counts.grams[:order],
-                             counts.counts[:order], counts.num_sentences)
+    return ngram.NGramCounts(
+        order,
+        counts.vocab_size,
+        counts.bos,
+        counts.eos,
+        counts.grams[:order],
+        counts.counts[:order],
+        counts.num_sentences,
+    )
 
 
 def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
@@ -119,6 +152,7 @@ def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
 
 
 # ----------------------------------------------------------------------------- run
+
 
 def run(config, workdir: str) -> dict:
     c = config
@@ -133,17 +167,21 @@ def run(config, workdir: str) -> dict:
         vocab, counts = loaded
     held_out = list(nonblank(test.lines()))
     if not held_out:
-        raise DataError(f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
-                        f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines")
+        raise DataError(
+            f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
+            f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines"
+        )
 
     kinds = ("add_k", "kneser_ney") if c.smoothing == "all" else (c.smoothing,)
 
     def fit_and_evaluate(workdir, writer):
         if loaded is None:
             save_counts(path, key, vocab, counts)
-            print(f"ngram: counted {', '.join(f'{len(g)} {k + 1}-grams' for k, g in enumerate(counts.grams))} of "
-                  f"{counts.num_sentences} train lines ({len(vocab)} words with <s>, </s>, <unk>); saved {path}",
-                  flush=True)
+            print(
+                f"ngram: counted {', '.join(f'{len(g)} {k + 1}-grams' for k, g in enumerate(counts.grams))} of "
+                f"{counts.num_sentences} train lines ({len(vocab)} words with <s>, </s>, <unk>); saved {path}",
+                flush=True,
+            )
         else:
             print(f"ngram: loaded the counts of {counts.num_sentences} train lines from {path}", flush=True)
         figures, top = {}, {}
@@ -169,6 +207,7 @@ def run(config, workdir: str) -> dict:
         return figures, f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}", ()
 
     return fit_lib.run(c, workdir, fit_lib.Fit("ngram", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
+
 
 if __name__ == "__main__":
     cli.main(sys.modules[__name__])

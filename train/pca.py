@@ -8,6 +8,7 @@ quality), samples/{reconstructions,samples,components,latent}_*.png, and prints 
 Generation decodes codes drawn from a density fitted to the training codes (gaussian or gmm), as for
 the autoencoder. The step of every record is the number of components k.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,21 +34,28 @@ FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # wh
 
 
 SCHEMA = config_lib.Schema(
-    {"seed": config_lib.LOOP["seed"]}, config_lib.IMAGE_DATA,
+    {"seed": config_lib.LOOP["seed"]},
+    config_lib.IMAGE_DATA,
     {
         "num_components": Key(0, "components fitted (0: min(N, D), every one)", range=">= 0"),
         "method": Key("exact", "'exact' SVD, or 'randomized' (Halko et al.) for large D", choices=METHODS),
         "fit_examples": Key(0, "train images the PCA is fitted on (0: all)", range=">= 0"),
         "k": Key(8, "components used for reconstructions, samples and sample quality", range=">= 1"),
-        "ks": Key((1, 2, 4, 8, 16, 32, 64), "numbers of components whose test reconstruction error is reported",
-                  range=">= 1", nonempty=True),
-        "density.kind": Key("gaussian", "density fitted to the training codes, sampled to generate",
-                            choices=ae.DENSITY_KINDS),
+        "ks": Key(
+            (1, 2, 4, 8, 16, 32, 64),
+            "numbers of components whose test reconstruction error is reported",
+            range=">= 1",
+            nonempty=True,
+        ),
+        "density.kind": Key(
+            "gaussian", "density fitted to the training codes, sampled to generate", choices=ae.DENSITY_KINDS
+        ),
         "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
     },
     evaluation.eval_keys(num_samples=500),
     variants={"smoke": {**evaluation.SMOKE, "k": 5, "ks": (1, 2, 5, 10), "eval.test_examples": 0}},
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -74,9 +82,14 @@ def fit(c, ds: data.ImageData, max_rank: int) -> pca_lib.PCA:
 def save(path: str, p: pca_lib.PCA, fingerprint: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
     with os.fdopen(fd, "wb") as f:
-        np.savez(f, fingerprint=json.dumps(fingerprint, sort_keys=True),
-                 **{k: np.asarray(getattr(p, k)) for k in ("mean", "components", "singular_values",
-                                                         "explained_variance", "explained_variance_ratio")})
+        np.savez(
+            f,
+            fingerprint=json.dumps(fingerprint, sort_keys=True),
+            **{
+                k: np.asarray(getattr(p, k))
+                for k in ("mean", "components", "singular_values", "explained_variance", "explained_variance_ratio")
+            },
+        )
     os.replace(tmp, path)
 
 
@@ -87,8 +100,9 @@ def load(path: str) -> tuple[pca_lib.PCA, dict]:
 
 
 def truncate(p: pca_lib.PCA, k: int) -> pca_lib.PCA:
-    return pca_lib.PCA(p.mean, p.components[:k], p.singular_values[:k], p.explained_variance[:k],
-                       p.explained_variance_ratio[:k])
+    return pca_lib.PCA(
+        p.mean, p.components[:k], p.singular_values[:k], p.explained_variance[:k], p.explained_variance_ratio[:k]
+    )
 
 
 def run(config, workdir: str) -> dict:
@@ -102,22 +116,26 @@ def run(config, workdir: str) -> dict:
     rank = c.num_components or max_rank
     for key, v in (("num_components", rank), ("k", c.k)):
         if v > max_rank:
-            raise config_lib.ConfigError(f"config.{key}={v} must be at most min(train images, pixels) = {max_rank} "
-                                         f"for dataset {ds.name!r}")
+            raise config_lib.ConfigError(
+                f"config.{key}={v} must be at most min(train images, pixels) = {max_rank} for dataset {ds.name!r}"
+            )
     if n_fit < 2:
         raise data.DataError(f"dataset {ds.name!r}: PCA needs at least 2 training images, got {n_fit}")
     if c.density.kind == "gmm" and c.density.num_components > n_fit:
-        raise config_lib.ConfigError(f"config.density.num_components={c.density.num_components} exceeds the "
-                                     f"{n_fit} training codes of dataset {ds.name!r}")
+        raise config_lib.ConfigError(
+            f"config.density.num_components={c.density.num_components} exceeds the "
+            f"{n_fit} training codes of dataset {ds.name!r}"
+        )
     fingerprint = {k: c[k] for k in FIT_KEYS}
     ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     path = os.path.join(ckpt_dir, "pca.npz")
     saved = load(path) if os.path.exists(path) else None
     if saved is not None and saved[1] != fingerprint:
         diff = {k: (saved[1].get(k), v) for k, v in fingerprint.items() if saved[1].get(k) != v}
-        raise config_lib.ConfigError(f"{path} holds a PCA fitted with other settings (saved, now: {diff}); "
-                                     f"use another --workdir or the saved settings")
-
+        raise config_lib.ConfigError(
+            f"{path} holds a PCA fitted with other settings (saved, now: {diff}); "
+            f"use another --workdir or the saved settings"
+        )
 
     def fit_and_evaluate(workdir, writer):
         if saved is not None:
@@ -128,12 +146,21 @@ def run(config, workdir: str) -> dict:
             os.makedirs(ckpt_dir, exist_ok=True)
             save(path, p, fingerprint)
         figures = evaluate(c, ds, p, writer)
-        headline = (f"pca: {int(p.components.shape[0])} components fitted on {ds.name}; figures at k={c.k}; "
-                    f"workdir {workdir}")
-        return figures, headline, (f"  per-k test_mse / explained variance in {os.path.join(workdir, 'metrics.jsonl')}; "
-                                   f"PNGs in {os.path.join(workdir, 'samples')}/",)
+        headline = (
+            f"pca: {int(p.components.shape[0])} components fitted on {ds.name}; figures at k={c.k}; workdir {workdir}"
+        )
+        return (
+            figures,
+            headline,
+            (
+                f"  per-k test_mse / explained variance in {os.path.join(workdir, 'metrics.jsonl')}; "
+                f"PNGs in {os.path.join(workdir, 'samples')}/",
+            ),
+        )
 
-    return fit_lib.run(c, workdir, fit_lib.Fit("pca", FIT_KEYS, os.path.join("checkpoints", "pca.npz"), fit_and_evaluate))
+    return fit_lib.run(
+        c, workdir, fit_lib.Fit("pca", FIT_KEYS, os.path.join("checkpoints", "pca.npz"), fit_and_evaluate)
+    )
 
 
 def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> dict:
@@ -148,22 +175,35 @@ def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> di
     shape = ds.image_shape
     codes = pca_lib.pca_transform(pk, x_test)
     recons = pca_lib.pca_inverse_transform(pk, codes).reshape(-1, *shape)
-    figures = {"k": c.k, "eval/test_mse": float(jnp.mean(pca_lib.reconstruction_error(pk, x_test))),
-               "eval/explained_variance_ratio": float(cum[c.k - 1]), "num_components_fitted": int(p.components.shape[0])}
+    figures = {
+        "k": c.k,
+        "eval/test_mse": float(jnp.mean(pca_lib.reconstruction_error(pk, x_test))),
+        "eval/explained_variance_ratio": float(cum[c.k - 1]),
+        "num_components_fitted": int(p.components.shape[0]),
+    }
     n_show = min(32, len(test["image"]))
-    images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
-              "latent": plots.latent_scatter(codes[:, :2], test["label"], "test split on the first two principal "
-                                                                       "components"),
-              "components": components_grid(p, shape, min(c.eval.grid_images, p.components.shape[0]))}
+    images = {
+        "reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+        "latent": plots.latent_scatter(codes[:, :2], test["label"], "test split on the first two principal components"),
+        "components": components_grid(p, shape, min(c.eval.grid_images, p.components.shape[0])),
+    }
     k_fit, k_sample = jax.random.split(evaluation.eval_key(c.seed, c.k))
     fit_images = data.split_arrays(ds.train, c.fit_examples)["image"]
-    density = ae.fit_code_density(pca_lib.pca_transform(pk, flatten(fit_images)), c.density.kind, key=k_fit,
-                                  num_components=c.density.num_components)
+    density = ae.fit_code_density(
+        pca_lib.pca_transform(pk, flatten(fit_images)),
+        c.density.kind,
+        key=k_fit,
+        num_components=c.density.num_components,
+    )
     n = max(c.eval.num_samples, c.eval.grid_images)
-    samples = data.unit_to_uint8(pca_lib.pca_inverse_transform(pk, ae.sample_codes(density, k_sample, n)).reshape(-1, *shape))
-    images["samples"] = plots.samples_grid(samples[:c.eval.grid_images])
+    samples = data.unit_to_uint8(
+        pca_lib.pca_inverse_transform(pk, ae.sample_codes(density, k_sample, n)).reshape(-1, *shape)
+    )
+    images["samples"] = plots.samples_grid(samples[: c.eval.grid_images])
     if c.eval.num_samples:
-        figures.update({f"eval/{k}": v for k, v in evaluation.SampleQuality(c, ds)(samples[:c.eval.num_samples]).items()})
+        figures.update(
+            {f"eval/{k}": v for k, v in evaluation.SampleQuality(c, ds)(samples[: c.eval.num_samples]).items()}
+        )
     writer.scalars(c.k, {k: v for k, v in figures.items()})
     for name, image in images.items():
         writer.image(c.k, name, image)
@@ -172,7 +212,7 @@ def evaluate(c, ds: data.ImageData, p: pca_lib.PCA, writer: MetricsWriter) -> di
 
 def components_grid(p: pca_lib.PCA, shape, n: int) -> np.ndarray:
     """The mean image, then the first n-1 principal components, each scaled to its own [-max|.|, max|.|]."""
-    comps = np.asarray(p.components[:n - 1]).reshape(-1, *shape)
+    comps = np.asarray(p.components[: n - 1]).reshape(-1, *shape)
     scale = np.max(np.abs(comps), axis=tuple(range(1, comps.ndim)), keepdims=True) + 1e-12
     tiles = np.concatenate([data.unit_to_uint8(np.asarray(p.mean).reshape(1, *shape)), to_uint8(comps / scale)])
     return image_grid(tiles)

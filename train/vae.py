@@ -10,6 +10,7 @@ Likelihoods: pixels are scaled to [0, 1]. likelihood='bernoulli' scores each gre
 probability (the usual convention; not a normalised density of grey levels); likelihood='gaussian' is
 N(x_hat, 1/(2C)) per pixel, the decoder under which the lecture's loss is exactly -ELBO + const.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,11 +29,17 @@ from train.evaluation import images as evaluation, plots
 from zoo import vae
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP, config_lib.NETWORK, config_lib.OPTIMIZER, config_lib.IMAGE_DATA,
+    config_lib.LOOP,
+    config_lib.NETWORK,
+    config_lib.OPTIMIZER,
+    config_lib.IMAGE_DATA,
     {
-        "loss": Key("elbo", "'elbo': -log p(x|z) + beta KL; 'lecture': C ||x - x_hat||^2 + beta KL", choices=vae.LOSSES),
-        "likelihood": Key("bernoulli", "the decoder's p(x|z): Bernoulli, or Gaussian of variance 1/(2C)",
-                          choices=vae.LIKELIHOODS),
+        "loss": Key(
+            "elbo", "'elbo': -log p(x|z) + beta KL; 'lecture': C ||x - x_hat||^2 + beta KL", choices=vae.LOSSES
+        ),
+        "likelihood": Key(
+            "bernoulli", "the decoder's p(x|z): Bernoulli, or Gaussian of variance 1/(2C)", choices=vae.LIKELIHOODS
+        ),
         "beta": Key(1.0, "weight of the KL term (a beta-VAE when != 1)", range=">= 0"),
         "sweep.beta": Key((), "a sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)", item=float),
         "C": Key(50.0, "the lecture's C; also the gaussian decoder's variance 1/(2C)", range="> 0"),
@@ -43,17 +50,34 @@ SCHEMA = config_lib.Schema(
         "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
     },
     evaluation.eval_keys(num_samples=500),
-    {
-        "eval.iwae_k": Key(100, "importance samples of the IWAE bound on log p(x)", range=">= 1"),
-        "eval.interpolation_rows": Key(8, "latent interpolation paths in the PNG", range=">= 1"),
-        "eval.interpolation_steps": Key(10, "points per interpolation path", range=">= 1"),
+    evaluation.INTERPOLATION_KEYS,
+    {"eval.iwae_k": Key(100, "importance samples of the IWAE bound on log p(x)", range=">= 1")},
+    defaults=dict(
+        num_steps=10000,
+        batch_size=128,
+        learning_rate=1e-3,
+        lr_schedule="cosine",
+        warmup_steps=100,
+        min_lr_ratio=0.05,
+        ema_decay=0.99,
+        log_every=100,
+        checkpoint_every=2000,
+    ),
+    variants={
+        "smoke": {
+            **evaluation.SMOKE,
+            **evaluation.SMOKE_LOOP,
+            "warmup_steps": 1,
+            "lr_schedule": "constant",
+            "model.hidden": (16,),
+            "model.channels": (4, 8),
+            "model.latent_dim": 3,
+            "eval.iwae_k": 4,
+            "eval.test_examples": 64,
+            "eval.interpolation_rows": 2,
+            "eval.interpolation_steps": 3,
+        }
     },
-    defaults=dict(num_steps=10000, batch_size=128, learning_rate=1e-3, lr_schedule="cosine", warmup_steps=100,
-                  min_lr_ratio=0.05, ema_decay=0.99, log_every=100, checkpoint_every=2000),
-    variants={"smoke": {**evaluation.SMOKE, "num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2,
-                        "warmup_steps": 1, "lr_schedule": "constant", "progress": False, "model.hidden": (16,),
-                        "model.channels": (4, 8), "model.latent_dim": 3, "eval.iwae_k": 4, "eval.test_examples": 64,
-                        "eval.interpolation_rows": 2, "eval.interpolation_steps": 3}},
 )
 
 
@@ -71,12 +95,20 @@ def check_config(c) -> None:
 def make_task(c, ds: data.ImageData) -> loop.Task:
     evaluation.check_dataset_for_eval(c, ds)
     if c.conditional and ds.num_classes < 2:
-        raise data.DataError(f"config.conditional=True needs labelled data; dataset {ds.name!r} has "
-                             f"{ds.num_classes} class")
+        raise data.DataError(
+            f"config.conditional=True needs labelled data; dataset {ds.name!r} has {ds.num_classes} class"
+        )
     num_classes = ds.num_classes if c.conditional else 0
-    net = vae.VAE(tuple(ds.image_shape), latent_dim=c.model.latent_dim, arch=c.model.arch, likelihood=c.likelihood,
-                  hidden=tuple(c.model.hidden), channels=tuple(c.model.channels), num_classes=num_classes,
-                  dtype=config_lib.compute_dtype(c))
+    net = vae.VAE(
+        tuple(ds.image_shape),
+        latent_dim=c.model.latent_dim,
+        arch=c.model.arch,
+        likelihood=c.likelihood,
+        hidden=tuple(c.model.hidden),
+        channels=tuple(c.model.channels),
+        num_classes=num_classes,
+        dtype=config_lib.compute_dtype(c),
+    )
     apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
     obs_log_var = math.log(1.0 / (2.0 * c.C))
     labels_of = (lambda y: jnp.asarray(y, jnp.int32)) if c.conditional else (lambda y: None)
@@ -87,8 +119,17 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         return net.init(key, jnp.zeros((1, *ds.image_shape)), labels=y)["params"]
 
     def loss_fn(params, batch, key, beta=c.beta):  # beta: a sweep's replica passes its own (config.sweep.beta)
-        per, terms = vae.vae_loss(params, apply, data.to_unit(batch["image"]), key, loss=c.loss, beta=beta, C=c.C,
-                                  labels=labels_of(batch["label"]), **kw)
+        per, terms = vae.vae_loss(
+            params,
+            apply,
+            data.to_unit(batch["image"]),
+            key,
+            loss=c.loss,
+            beta=beta,
+            C=c.C,
+            labels=labels_of(batch["label"]),
+            **kw,
+        )
         return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
 
     @jax.jit
@@ -118,26 +159,35 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         k_test, k_sample = jax.random.split(evaluation.eval_key(c.seed, step))
         elbo, iwae, kl, mu, recons = data.batched(
             lambda x, y, i: test_figures(params, x, y, jax.random.fold_in(k_test, int(i[0]))),
-            test["image"], test["label"], np.arange(len(test["image"])), batch_size=500)
-        scalars = {"test_elbo_nats": float(np.mean(elbo)), f"test_iwae{c.eval.iwae_k}_nats": float(np.mean(iwae)),
-                   "test_kl_nats": float(np.mean(kl))}
+            test["image"],
+            test["label"],
+            np.arange(len(test["image"])),
+            batch_size=500,
+        )
+        scalars = {
+            "test_elbo_nats": float(np.mean(elbo)),
+            f"test_iwae{c.eval.iwae_k}_nats": float(np.mean(iwae)),
+            "test_kl_nats": float(np.mean(kl)),
+        }
         n_show = min(32, len(test["image"]))
-        images = {"reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
-                  "latent": plots.latent_scatter(mu, test["label"], f"VAE posterior means of the test split, step {step}")}
+        images = {
+            "reconstructions": plots.reconstruction_grid(test["image"][:n_show], data.unit_to_uint8(recons[:n_show])),
+            "latent": plots.latent_scatter(mu, test["label"], f"VAE posterior means of the test split, step {step}"),
+        }
         n = max(c.eval.num_samples, c.eval.grid_images)
         y = jnp.arange(n, dtype=jnp.int32) % num_classes if c.conditional else None
         samples = data.unit_to_uint8(generate(params, k_sample, y, n))
-        images["samples"] = plots.samples_grid(samples[:c.eval.grid_images], num_classes or None)
+        images["samples"] = plots.samples_grid(samples[: c.eval.grid_images], num_classes or None)
         z = plots.interpolate(jnp.asarray(mu[starts]), jnp.asarray(mu[ends]), steps)
         y = jnp.repeat(jnp.asarray(test["label"][starts], jnp.int32), steps) if c.conditional else None
-        images["interpolation"] = plots.interpolation_strip(data.unit_to_uint8(decode(params, z, y)), rows,
-                                                         test["image"][starts], test["image"][ends])
+        images["interpolation"] = plots.interpolation_strip(
+            data.unit_to_uint8(decode(params, z, y)), rows, test["image"][starts], test["image"][ends]
+        )
         if quality.enabled:
-            scalars.update(quality(samples[:c.eval.num_samples]))
+            scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate,
-                     train_source=ds.train)
+    return loop.Task("vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate, train_source=ds.train)
 
 
 def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -152,9 +202,8 @@ def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray
 
 
 def run(config, workdir: str) -> dict:
-    check_config(config)
-    ds = data.load_images(config.dataset, config.data_dir or None)
-    return loop.train(config, workdir, make_task(config, ds))
+    """Train in workdir (resuming the run there) and return the last figures."""
+    return loop.train_images(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
 * Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
   on its share of the step's minibatches and every sync_minibatches the devices' changes are summed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -53,8 +54,21 @@ from zoo.text import noise_distribution, subsample_keep_prob
 
 MODELS = ("sgns", "cbow", "skipgram_softmax")
 # keys a resumed run must share with the run that wrote the checkpoints (the tables and the data stream)
-RESUME_KEYS = ("model", "corpus", "num_tokens", "min_count", "max_vocab", "embed_dim", "window", "negatives",
-               "subsample", "share_negatives", "minibatch_size", "batch_size", "seed")
+RESUME_KEYS = (
+    "model",
+    "corpus",
+    "num_tokens",
+    "min_count",
+    "max_vocab",
+    "embed_dim",
+    "window",
+    "negatives",
+    "subsample",
+    "share_negatives",
+    "minibatch_size",
+    "batch_size",
+    "seed",
+)
 
 
 SCHEMA = config_lib.Schema(
@@ -62,8 +76,9 @@ SCHEMA = config_lib.Schema(
     {
         "num_steps": Key(0, "loop steps (0: ceil(num_epochs * corpus words / batch_size))", range=">= 0"),
         "batch_size": Key(65536, "corpus words per loop step (one jitted call)", range=">= 1"),
-        "model": Key("sgns", "skip-gram with negative sampling, CBOW, or skip-gram with a full softmax",
-                     choices=MODELS),
+        "model": Key(
+            "sgns", "skip-gram with negative sampling, CBOW, or skip-gram with a full softmax", choices=MODELS
+        ),
     },
     text_data.CORPUS_KEYS,
     {
@@ -74,28 +89,46 @@ SCHEMA = config_lib.Schema(
         "negatives": Key(5, "noise words per example (gensim's negative)", range=">= 1"),
         "subsample": Key(1e-3, "frequent-word downsampling threshold t (gensim's sample; 0: off)", range="[0, 1)"),
         "num_epochs": Key(5, "passes over the corpus when num_steps = 0 (gensim's epochs)", range=">= 1"),
-        "learning_rate": Key(0.025, "gensim's alpha, decayed linearly over the run to min_learning_rate",
-                             range="> 0"),
-        "min_learning_rate": Key(1e-4, "the learning rate at the end (gensim's min_alpha; <= learning_rate)",
-                                 range=">= 0"),
-        "share_negatives": Key(1, "HogBatch: consecutive pairs sharing one draw of noise words (1: word2vec)",
-                               range=">= 1"),
-        "device_updates": Key("local", "several devices: 'local' SGD on each device's share with changes summed "
-                              "every sync_minibatches, or 'replicated' (the 1-device result)",
-                              choices=("local", "replicated")),
-        "sync_minibatches": Key(256, "'local': minibatches a device runs between sums (0: once per step)",
-                                range=">= 0"),
-        "cpu_devices": Key(0, "no accelerator: split the CPU into this many devices (0: one per core, at most 8)",
-                           range=">= 0"),
-        "minibatch_size": Key(128, "examples per sparse SGD update (pairs; CBOW: centres); 128 stays in cache",
-                              range=">= 1"),
+        "learning_rate": Key(0.025, "gensim's alpha, decayed linearly over the run to min_learning_rate", range="> 0"),
+        "min_learning_rate": Key(
+            1e-4, "the learning rate at the end (gensim's min_alpha; <= learning_rate)", range=">= 0"
+        ),
+        "share_negatives": Key(
+            1, "HogBatch: consecutive pairs sharing one draw of noise words (1: word2vec)", range=">= 1"
+        ),
+        "device_updates": Key(
+            "local",
+            "several devices: 'local' SGD on each device's share with changes summed "
+            "every sync_minibatches, or 'replicated' (the 1-device result)",
+            choices=("local", "replicated"),
+        ),
+        "sync_minibatches": Key(
+            256, "'local': minibatches a device runs between sums (0: once per step)", range=">= 0"
+        ),
+        "cpu_devices": Key(
+            0, "no accelerator: split the CPU into this many devices (0: one per core, at most 8)", range=">= 0"
+        ),
+        "minibatch_size": Key(
+            128, "examples per sparse SGD update (pairs; CBOW: centres); 128 stays in cache", range=">= 1"
+        ),
     },
     word_eval.EVAL_KEYS,
     defaults=dict(log_every=10, checkpoint_every=50),
-    variants={"smoke": {"num_tokens": 50_000, "batch_size": 8192, "minibatch_size": 256, "embed_dim": 16,
-                        "num_steps": 6, "log_every": 2, "checkpoint_every": 2, "min_learning_rate": 0.025,
-                        "progress": False}},
+    variants={
+        "smoke": {
+            "num_tokens": 50_000,
+            "batch_size": 8192,
+            "minibatch_size": 256,
+            "embed_dim": 16,
+            "num_steps": 6,
+            "log_every": 2,
+            "checkpoint_every": 2,
+            "min_learning_rate": 0.025,
+            "progress": False,
+        }
+    },
 )
+
 
 def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
     """The default config, or a named variant: 'smoke' (a seconds-long run)."""
@@ -106,16 +139,21 @@ def check_config(c) -> None:
     """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
     SCHEMA.check(c)
     if not c.min_learning_rate <= c.learning_rate:
-        raise ConfigError(f"config.min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate="
-                          f"{c.learning_rate}]")
+        raise ConfigError(
+            f"config.min_learning_rate={c.min_learning_rate!r} must be in [0, learning_rate={c.learning_rate}]"
+        )
     if c.minibatch_size % c.share_negatives:
-        raise ConfigError(f"config.share_negatives={c.share_negatives} must divide config.minibatch_size="
-                          f"{c.minibatch_size}")
+        raise ConfigError(
+            f"config.share_negatives={c.share_negatives} must divide config.minibatch_size={c.minibatch_size}"
+        )
     if c.batch_size % jax.device_count():
-        raise ConfigError(f"config.batch_size={c.batch_size} must be divisible by the device count {jax.device_count()}")
+        raise ConfigError(
+            f"config.batch_size={c.batch_size} must be divisible by the device count {jax.device_count()}"
+        )
 
 
 # ----------------------------------------------------------------------------- training examples
+
 
 class TrainingExamples:
     """The examples of loop step i as fixed-shape arrays: a pure function of (seed, i) and the corpus.
@@ -142,8 +180,10 @@ class TrainingExamples:
         probes = sorted({int(s) for s in np.linspace(0, steps_per_epoch - 1, min(8, steps_per_epoch))})
         probed = [self._examples(s, np.random.default_rng([c.seed, s])) for s in probes]
         if max(self._count(ex) for ex in probed) == 0:
-            raise DataError(f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
-                            f"words within window={c.window}; accepted: lines of at least two words")
+            raise DataError(
+                f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
+                f"words within window={c.window}; accepted: lines of at least two words"
+            )
         if self.model == "cbow":  # context slots per minibatch: 10% above the probes' most contexts per centre
             ratio = max(len(ex[0]) / max(len(ex[1]), 1) for ex in probed)
             self.context_slots = max(2 * c.window, 8 * math.ceil(c.minibatch_size * ratio * 1.1 / 8))
@@ -223,16 +263,24 @@ class TrainingExamples:
         end = int(starts[M]) if len(starts) > M else len(counts)  # centres from `end` on do not fit
         starts = starts[:M]
         sizes = np.diff(np.append(starts, end))
-        mb = np.repeat(np.arange(len(starts)), sizes)            # each kept centre's minibatch ...
-        local = np.arange(end) - starts[mb]                       # ... and its place in it
-        first = np.concatenate([[0], np.cumsum(counts[:end])])    # each centre's first slot in `contexts`
-        owner = np.repeat(np.arange(end), counts[:end])           # each kept slot's centre
+        mb = np.repeat(np.arange(len(starts)), sizes)  # each kept centre's minibatch ...
+        local = np.arange(end) - starts[mb]  # ... and its place in it
+        first = np.concatenate([[0], np.cumsum(counts[:end])])  # each centre's first slot in `contexts`
+        owner = np.repeat(np.arange(end), counts[:end])  # each kept slot's centre
         slot = mb[owner] * P + np.arange(first[-1]) - first[starts][mb[owner]]
-        record = {"outputs": np.zeros(M * B, np.int32), "weights": np.zeros(M * B, np.float32),
-                  "contexts": np.zeros(M * P, np.int32), "owners": np.zeros(M * P, np.int32),
-                  "mask": np.zeros(M * P, np.float32)}
+        record = {
+            "outputs": np.zeros(M * B, np.int32),
+            "weights": np.zeros(M * B, np.float32),
+            "contexts": np.zeros(M * P, np.int32),
+            "owners": np.zeros(M * P, np.int32),
+            "mask": np.zeros(M * P, np.float32),
+        }
         record["outputs"][mb * B + local], record["weights"][mb * B + local] = centres[:end], 1.0
-        record["contexts"][slot], record["owners"][slot], record["mask"][slot] = contexts[:first[-1]], local[owner], 1.0
+        record["contexts"][slot], record["owners"][slot], record["mask"][slot] = (
+            contexts[: first[-1]],
+            local[owner],
+            1.0,
+        )
         return record
 
     def negatives(self, key: jax.Array, rows: int) -> jax.Array:
@@ -244,8 +292,9 @@ class TrainingExamples:
     def batches(self, global_batch_size: int, seed: int):
         """A checkpointable grain iterator over the steps' records (its state is the step it has reached)."""
         if global_batch_size != self.words_per_step:
-            raise ConfigError(f"batch_size {global_batch_size} differs from the {self.words_per_step} the examples "
-                              f"were sized for")
+            raise ConfigError(
+                f"batch_size {global_batch_size} differs from the {self.words_per_step} the examples were sized for"
+            )
         n, p = jax.process_count(), jax.process_index()
         if n == 1:
             record = functools.partial(self.record, seed)
@@ -271,13 +320,15 @@ def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- the step
 
+
 def sparse_update(model: str, tables, mb, lr):
     """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec_rows)."""
     if model == "sgns":
         return word2vec_rows.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
     if model == "cbow":
-        return word2vec_rows.cbow_rows_step(tables, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"],
-                                            mb["negatives"], mb["weights"], lr)
+        return word2vec_rows.cbow_rows_step(
+            tables, mb["contexts"], mb["owners"], mb["mask"], mb["outputs"], mb["negatives"], mb["weights"], lr
+        )
     return word2vec_rows.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
@@ -311,6 +362,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
         def body(tables, x):
             lr, mb = x
             return sparse_update(c.model, tables, mb, lr)
+
         tables, losses = jax.lax.scan(body, tables, (lrs, xs))
         return tables, jnp.sum(losses)
 
@@ -318,37 +370,51 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
         return batch if negatives is None else {**batch, "negatives": negatives(key, rows // c.share_negatives)}
 
     def local_sgd(tables, batch, lrs, key):  # one device's share: lrs [per_device], in rounds of `sync` minibatches
-        batch = with_negatives(batch, jax.random.fold_in(key, jax.lax.axis_index("data")), per_device * c.minibatch_size)
+        batch = with_negatives(
+            batch, jax.random.fold_in(key, jax.lax.axis_index("data")), per_device * c.minibatch_size
+        )
         rounds = per_device // sync
         xs = {k: v.reshape(rounds, -1, *v.shape[1:]) for k, v in batch.items()}
 
         def one_round(tables, x):
             new, loss = sgd(tables, *x)
             return jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new), jax.lax.psum(loss, "data")
+
         tables, losses = jax.lax.scan(one_round, tables, (xs, lrs.reshape(rounds, sync)))
         return tables, jnp.sum(losses)
 
     def train_step(state, batch, key):
         # the examples come drawn on the host from (seed, step); the noise words from the step's key
-        scale = 1.0 if state.lr_scale is None else state.lr_scale  # a learning-rate sweep's replica (train/core/loop.py)
+        scale = (
+            1.0 if state.lr_scale is None else state.lr_scale
+        )  # a learning-rate sweep's replica (train/core/loop.py)
         # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
         lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
         examples = {k: v for k, v in batch.items() if k != "dropped"}
         if local:
             tables, loss = jax.shard_map(
-                lambda t, b, r, k: local_sgd(t, b, r[0], k), mesh=mesh, in_specs=(P(), P("data"), P("data"), P()),
-                out_specs=(P(), P()), check_vma=False)(state.params, examples, lrs, key)
+                lambda t, b, r, k: local_sgd(t, b, r[0], k),
+                mesh=mesh,
+                in_specs=(P(), P("data"), P("data"), P()),
+                out_specs=(P(), P()),
+                check_vma=False,
+            )(state.params, examples, lrs, key)
         else:
             tables, loss = sgd(state.params, with_negatives(examples, key, minibatches * c.minibatch_size), lrs[0])
         n = jnp.sum(batch["weights"])
-        metrics = {"loss": loss / jnp.maximum(n, 1.0), "examples": n, "dropped": jnp.sum(batch["dropped"]),
-                   "learning_rate": scale * learning_rate(state.step, minibatches)}
+        metrics = {
+            "loss": loss / jnp.maximum(n, 1.0),
+            "examples": n,
+            "dropped": jnp.sum(batch["dropped"]),
+            "learning_rate": scale * learning_rate(state.step, minibatches),
+        }
         return state.advance(params=tables), metrics
 
     return train_step
 
 
 # ----------------------------------------------------------------------------- task and run
+
 
 def make_task(c, corpus: text_data.EncodedCorpus, eval_sets, examples: TrainingExamples | None = None) -> loop.Task:
     """c.num_steps must be resolved (> 0); examples default to the corpus's, sized for jax.device_count() devices."""
@@ -359,19 +425,30 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets, examples: TrainingE
     def evaluate(state, step):
         W = np.asarray(jax.device_get(state.params["in"]))
         image = word_eval.planted_pairs_figure(W, vocab)
-        return word_eval.evaluate_vectors(W, vocab, analogies, wordsim), ({"planted_pairs_pca": image} if image is not None else {})
+        return word_eval.evaluate_vectors(W, vocab, analogies, wordsim), (
+            {"planted_pairs_pca": image} if image is not None else {}
+        )
 
     def export(state, workdir):
         W = np.asarray(jax.device_get(state.params["in"]))
         vectors.export_vectors(workdir, vocab, W)
         print(f"{word_eval.analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
-    return loop.Task("word2vec", lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
-                     train_step=make_train_step(c, examples.minibatches, parallel.data_mesh(),
-                                                None if c.model == "skipgram_softmax" else examples.negatives,
-                                                examples.sync_minibatches),
-                     optimizer=optax.identity(),
-                     evaluate=evaluate, batches=examples.batches, export=export)
+    return loop.Task(
+        "word2vec",
+        lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
+        train_step=make_train_step(
+            c,
+            examples.minibatches,
+            parallel.data_mesh(),
+            None if c.model == "skipgram_softmax" else examples.negatives,
+            examples.sync_minibatches,
+        ),
+        optimizer=optax.identity(),
+        evaluate=evaluate,
+        batches=examples.batches,
+        export=export,
+    )
 
 
 def load_corpus(c, workdir: str | None):
@@ -398,10 +475,13 @@ def run(config, workdir: str) -> dict:
     task = make_task(config, corpus, eval_sets, examples)
     if jax.process_index() == 0:
         text_data.save_cached(workdir, key, corpus)
-        print(f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
-              f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
-              f"({examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
-              f"{jax.default_backend()} device(s)", flush=True)
+        print(
+            f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
+            f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
+            f"({examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
+            f"{jax.default_backend()} device(s)",
+            flush=True,
+        )
     return loop.train(config, workdir, task)
 
 

@@ -17,9 +17,11 @@ and the result is at least 4 pixels (``conv_levels``): 8x8 -> 4x4 (1 level),
 inverts exactly the same schedule with Upsample (resize + conv), so no padding
 or cropping is ever needed.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,9 +33,21 @@ from zoo.distributions import bernoulli_log_prob
 from zoo.layers import MLP, Downsample, Upsample
 
 __all__ = [
-    "LOSS_KINDS", "DENSITY_KINDS", "mse_loss", "bernoulli_loss", "reconstruction_loss", "reconstruction_mean",
-    "CodeDensity", "fit_code_density", "sample_codes", "conv_levels", "MLPEncoder", "MLPDecoder", "ConvEncoder",
-    "ConvDecoder", "Autoencoder",
+    "LOSS_KINDS",
+    "DENSITY_KINDS",
+    "mse_loss",
+    "bernoulli_loss",
+    "reconstruction_loss",
+    "reconstruction_mean",
+    "CodeDensity",
+    "fit_code_density",
+    "sample_codes",
+    "conv_levels",
+    "MLPEncoder",
+    "MLPDecoder",
+    "ConvEncoder",
+    "ConvDecoder",
+    "Autoencoder",
 ]
 
 LOSS_KINDS = ("mse", "bce")
@@ -43,6 +57,7 @@ DENSITY_KINDS = ("gaussian", "gmm")
 # ----------------------------------------------------------------------------
 # Math: reconstruction losses L(x, r), per example.
 # ----------------------------------------------------------------------------
+
 
 def _check_pair(name: str, x, y, yname: str) -> None:
     if jnp.ndim(x) < 2:
@@ -89,15 +104,23 @@ def reconstruction_mean(out: jax.Array, kind: str = "mse") -> jax.Array:
 # Generation: a simple density over codes, fitted to the training codes.
 # ----------------------------------------------------------------------------
 
+
 @struct.dataclass
 class CodeDensity:
     """A density over codes: kind 'gaussian' (params: mean [D], cov [D, D]) or 'gmm' (zoo.gmm params)."""
+
     params: Any
     kind: str = struct.field(pytree_node=False, default="gaussian")
 
 
-def fit_code_density(codes: jax.Array, kind: str = "gaussian", *, key: jax.Array | None = None,
-                     num_components: int = 10, ridge: float = 1e-6) -> CodeDensity:
+def fit_code_density(
+    codes: jax.Array,
+    kind: str = "gaussian",
+    *,
+    key: jax.Array | None = None,
+    num_components: int = 10,
+    ridge: float = 1e-6,
+) -> CodeDensity:
     """Fit p(h) to training codes [N, D]: 'gaussian' = N(mean, cov + ridge I) (MLE), 'gmm' = zoo.gmm EM."""
     codes = jnp.asarray(codes)
     if codes.ndim != 2:
@@ -113,7 +136,9 @@ def fit_code_density(codes: jax.Array, kind: str = "gaussian", *, key: jax.Array
         if key is None:
             raise ValueError("fit_code_density: kind='gmm' needs key=jax.random.key(...) for EM initialisation")
         if not (isinstance(num_components, (int, np.integer)) and 1 <= num_components <= codes.shape[0]):
-            raise ValueError(f"fit_code_density: num_components={num_components!r} must be an int in [1, N={codes.shape[0]}]")
+            raise ValueError(
+                f"fit_code_density: num_components={num_components!r} must be an int in [1, N={codes.shape[0]}]"
+            )
         from zoo.gmm import gmm_fit  # sibling zoo module; imported lazily so 'gaussian' needs nothing else
 
         params, _ = gmm_fit(codes, int(num_components), key=key)
@@ -141,6 +166,7 @@ def sample_codes(density: CodeDensity, key: jax.Array, n: int) -> jax.Array:
 # Networks.
 # ----------------------------------------------------------------------------
 
+
 def conv_levels(height: int, width: int) -> int:
     """Number of stride-2 halvings: halve while both sides are even and stay >= 4 (8->1, 28->2, 32->3)."""
     if height < 1 or width < 1:
@@ -167,6 +193,7 @@ class MLPEncoder(nn.Module):
 
     ``linear=True`` drops the hidden layers and activations: h = W x + b (the PCA link).
     """
+
     features: int
     hidden: Sequence[int] = (256, 128)
     linear: bool = False
@@ -190,6 +217,7 @@ class MLPDecoder(nn.Module):
 
     ``linear=True``: r = W h + b, no hidden layers.
     """
+
     output_shape: Sequence[int]
     hidden: Sequence[int] = (128, 256)
     linear: bool = False
@@ -211,6 +239,7 @@ class ConvEncoder(nn.Module):
 
     Resolution level i (i halvings) has channels[min(i, len(channels) - 1)]; ``num_levels`` overrides the schedule.
     """
+
     features: int
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
@@ -233,6 +262,7 @@ class ConvDecoder(nn.Module):
 
     Mirrors ConvEncoder (n = conv_levels(H, W) unless ``num_levels``); returns [B, H, W, C] unconstrained.
     """
+
     image_shape: Sequence[int]
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
@@ -243,9 +273,9 @@ class ConvDecoder(nn.Module):
     def __call__(self, h):
         height, width, c = _check_image_shape("ConvDecoder", self.image_shape)
         levels = conv_levels(height, width) if self.num_levels is None else self.num_levels
-        if height % (2 ** levels) or width % (2 ** levels):
-            raise ValueError(f"ConvDecoder: image {height}x{width} is not divisible by 2^num_levels={2 ** levels}")
-        bh, bw = height // 2 ** levels, width // 2 ** levels
+        if height % (2**levels) or width % (2**levels):
+            raise ValueError(f"ConvDecoder: image {height}x{width} is not divisible by 2^num_levels={2**levels}")
+        bh, bw = height // 2**levels, width // 2**levels
         ch = _level_channels(self.channels, levels)
         x = self.activation(nn.Dense(bh * bw * ch, dtype=self.dtype)(h)).reshape(h.shape[0], bh, bw, ch)
         for i in reversed(range(levels)):
@@ -255,6 +285,7 @@ class ConvDecoder(nn.Module):
 
 class Autoencoder(nn.Module):
     """h = f(x) = encoder(x), r = g(h) = decoder(h); __call__ returns (code, reconstruction output)."""
+
     encoder: nn.Module
     decoder: nn.Module
 

@@ -5,10 +5,11 @@ so `alpha_bars[t] = prod_{s<=t} (1 - beta_s)`. Images live in [-1, 1] with 256 l
 A denoiser is any function `eps_fn(x_t, t) -> eps_hat` on batches (t has shape [B]);
 `UNet.apply` closed over its parameters is one.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import flax.struct
@@ -20,10 +21,31 @@ from zoo.distributions import discretized_gaussian_log_likelihood, normal_kl
 from zoo.layers import Downsample, ResBlock, SelfAttention, Upsample, num_groups, sinusoidal_embedding
 
 __all__ = [
-    "EpsFn", "VARIANCES", "linear_betas", "cosine_betas", "Schedule", "make_schedule", "schedule_from_name",
-    "q_step_mean_variance", "q_step_sample", "q_mean_variance", "q_sample", "q_posterior", "predict_x0_from_eps",
-    "model_log_variance", "p_mean_variance", "eps_loss", "training_losses", "p_sample", "sample_ancestral",
-    "ddim_timesteps", "sample_ddim", "vb_term_bpd", "prior_bpd", "nll_bound_bpd", "UNet",
+    "EpsFn",
+    "VARIANCES",
+    "linear_betas",
+    "cosine_betas",
+    "Schedule",
+    "make_schedule",
+    "schedule_from_name",
+    "q_step_mean_variance",
+    "q_step_sample",
+    "q_mean_variance",
+    "q_sample",
+    "q_posterior",
+    "predict_x0_from_eps",
+    "model_log_variance",
+    "p_mean_variance",
+    "eps_loss",
+    "training_losses",
+    "p_sample",
+    "sample_ancestral",
+    "ddim_timesteps",
+    "sample_ddim",
+    "vb_term_bpd",
+    "prior_bpd",
+    "nll_bound_bpd",
+    "UNet",
 ]
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -31,6 +53,7 @@ VARIANCES = ("beta", "posterior")
 
 
 # ----------------------------------------------------------------------------- schedules
+
 
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
     """beta_t linear from beta_start to beta_end (DDPM paper: 1e-4 to 0.02, T = 1000)."""
@@ -54,10 +77,11 @@ def _check_steps(num_steps):
 @flax.struct.dataclass
 class Schedule:
     """Every per-timestep constant of the forward and posterior processes, as [T] float32 arrays."""
+
     betas: jax.Array
-    alpha_bars: jax.Array            # abar_t = prod_{s<=t} (1 - beta_s)
-    alpha_bars_prev: jax.Array       # abar_{t-1}, with abar_{-1} = 1
-    posterior_variance: jax.Array    # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
+    alpha_bars: jax.Array  # abar_t = prod_{s<=t} (1 - beta_s)
+    alpha_bars_prev: jax.Array  # abar_{t-1}, with abar_{-1} = 1
+    posterior_variance: jax.Array  # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t)
     posterior_log_variance: jax.Array  # log beta~_t, with t=0 clipped to t=1 (beta~_0 = 0)
     posterior_mean_coef_x0: jax.Array  # sqrt(abar_{t-1}) beta_t / (1 - abar_t)
     posterior_mean_coef_xt: jax.Array  # sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)
@@ -78,8 +102,11 @@ def make_schedule(betas) -> Schedule:
     post_log_var = np.log(np.append(post_var[1], post_var[1:])) if len(betas) > 1 else np.log(betas)
     f32 = lambda a: jnp.asarray(a, jnp.float32)
     return Schedule(
-        betas=f32(betas), alpha_bars=f32(alpha_bars), alpha_bars_prev=f32(alpha_bars_prev),
-        posterior_variance=f32(post_var), posterior_log_variance=f32(post_log_var),
+        betas=f32(betas),
+        alpha_bars=f32(alpha_bars),
+        alpha_bars_prev=f32(alpha_bars_prev),
+        posterior_variance=f32(post_var),
+        posterior_log_variance=f32(post_log_var),
         posterior_mean_coef_x0=f32(np.sqrt(alpha_bars_prev) * betas / (1.0 - alpha_bars)),
         posterior_mean_coef_xt=f32(np.sqrt(1.0 - betas) * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)),
     )
@@ -103,6 +130,7 @@ def _bcast(a: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- forward process
+
 
 def q_step_mean_variance(sched: Schedule, x_prev, t):
     """q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I)."""
@@ -142,6 +170,7 @@ def predict_x0_from_eps(sched: Schedule, xt, t, eps):
 
 # ----------------------------------------------------------------------------- reverse process
 
+
 def model_log_variance(sched: Schedule, variance: str) -> jax.Array:
     """Fixed reverse variances: 'beta' (sigma_t^2 = beta_t) or 'posterior' (sigma_t^2 = beta~_t)."""
     if variance == "beta":
@@ -163,6 +192,7 @@ def p_mean_variance(sched: Schedule, eps_hat, xt, t, *, variance: str = "beta", 
 
 # ----------------------------------------------------------------------------- training loss
 
+
 def eps_loss(eps_hat, eps):
     """The "simple" loss ||eps - eps_theta(x_t, t)||^2, averaged over the pixels of each example."""
     return jnp.mean(jnp.square(eps - eps_hat).reshape(eps.shape[0], -1), axis=-1)
@@ -177,6 +207,7 @@ def training_losses(sched: Schedule, eps_fn: EpsFn, x0, key):
 
 
 # ----------------------------------------------------------------------------- samplers
+
 
 def p_sample(sched: Schedule, eps_fn: EpsFn, xt, t, key, *, variance="beta", clip_x0=True):
     """x_{t-1} = mu_theta(x_t, t) + sigma_t z, with no noise added at the last step (t = 0)."""
@@ -233,6 +264,7 @@ def sample_ddim(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, nu
 
 # ----------------------------------------------------------------------------- likelihood bound
 
+
 def _per_example_mean(a):
     return jnp.mean(a.reshape(a.shape[0], -1), axis=-1)
 
@@ -258,6 +290,7 @@ def nll_bound_bpd(sched: Schedule, eps_fn: EpsFn, x0, key, *, variance="beta", c
 
     Returns (total [B], per-timestep terms [T, B], prior [B]).
     """
+
     def term(_, inp):
         t, k = inp
         tb = jnp.full((x0.shape[0],), t)
@@ -272,11 +305,13 @@ def nll_bound_bpd(sched: Schedule, eps_fn: EpsFn, x0, key, *, variance="beta", c
 
 # ----------------------------------------------------------------------------- the network
 
+
 class UNet(nn.Module):
     """The DDPM U-Net: sinusoidal time embedding, GroupNorm residual blocks, self-attention at low resolution.
 
     `attn_resolutions` lists the feature-map widths that get attention (e.g. (4,) for 8x8 inputs).
     """
+
     ch: int = 64
     ch_mult: Sequence[int] = (1, 2)
     num_res_blocks: int = 2
@@ -291,8 +326,10 @@ class UNet(nn.Module):
             raise ValueError(f"UNet: x must be NHWC images [B, H, W, C], got shape {x.shape}")
         size = x.shape[1]
         if x.shape[1] % 2 ** (len(self.ch_mult) - 1) or x.shape[2] % 2 ** (len(self.ch_mult) - 1):
-            raise ValueError(f"UNet: image size {x.shape[1:3]} must be divisible by 2^{len(self.ch_mult) - 1} "
-                             f"for ch_mult={tuple(self.ch_mult)}")
+            raise ValueError(
+                f"UNet: image size {x.shape[1:3]} must be divisible by 2^{len(self.ch_mult) - 1} "
+                f"for ch_mult={tuple(self.ch_mult)}"
+            )
         emb = sinusoidal_embedding(t, self.ch)
         emb = nn.Dense(4 * self.ch, dtype=self.dtype)(emb)
         emb = nn.Dense(4 * self.ch, dtype=self.dtype)(nn.swish(emb))
@@ -317,7 +354,8 @@ class UNet(nn.Module):
         for level, mult in reversed(list(enumerate(self.ch_mult))):
             for _ in range(self.num_res_blocks + 1):
                 h = ResBlock(self.ch * mult, self.dropout, dtype=self.dtype)(
-                    jnp.concatenate([h, hs.pop()], axis=-1), emb, train=train)
+                    jnp.concatenate([h, hs.pop()], axis=-1), emb, train=train
+                )
                 if size in self.attn_resolutions:
                     h = SelfAttention(dtype=self.dtype)(h)
             if level != 0:

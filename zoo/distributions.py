@@ -11,6 +11,7 @@ as encoders and the DDPM schedule produce it). Plain names work elementwise and 
 3. A Gaussian discretised to 256 levels in [-1, 1] (the DDPM decoder's L_0): ``standard_normal_cdf``,
    ``discretized_gaussian_log_likelihood``.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,15 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "normal_log_prob", "diag_normal_log_prob", "mvn_log_prob", "bernoulli_log_prob",
-    "normal_kl", "diag_normal_kl", "standard_normal_kl",
-    "standard_normal_cdf", "discretized_gaussian_log_likelihood",
+    "normal_log_prob",
+    "diag_normal_log_prob",
+    "mvn_log_prob",
+    "bernoulli_log_prob",
+    "normal_kl",
+    "diag_normal_kl",
+    "standard_normal_kl",
+    "standard_normal_cdf",
+    "discretized_gaussian_log_likelihood",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -61,13 +68,15 @@ def mvn_log_prob(x, mean, cov):
     """log N(x; mean, C) = -1/2 (D log 2pi + log det C + ||L^-1 (x - mean)||^2), C = L L^T; x [..., D] -> [...]."""
     d = jnp.shape(cov)[-1] if jnp.ndim(cov) else 0
     if jnp.ndim(cov) != 2 or jnp.shape(cov) != (d, d) or jnp.shape(mean) != (d,) or jnp.shape(x)[-1:] != (d,):
-        raise ValueError(f"mvn_log_prob: need x [..., D], mean [D] and cov [D, D], got x {jnp.shape(x)}, "
-                         f"mean {jnp.shape(mean)}, cov {jnp.shape(cov)}")
+        raise ValueError(
+            f"mvn_log_prob: need x [..., D], mean [D] and cov [D, D], got x {jnp.shape(x)}, "
+            f"mean {jnp.shape(mean)}, cov {jnp.shape(cov)}"
+        )
     chol = jnp.linalg.cholesky(cov)
     diff = x - mean
     y = jax.scipy.linalg.solve_triangular(chol, diff.reshape(-1, d).T, lower=True)  # [D, N]
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-    return -0.5 * (d * _LOG_2PI + log_det + jnp.sum(y ** 2, axis=0).reshape(diff.shape[:-1]))
+    return -0.5 * (d * _LOG_2PI + log_det + jnp.sum(y**2, axis=0).reshape(diff.shape[:-1]))
 
 
 def bernoulli_log_prob(x, logits):
@@ -82,8 +91,9 @@ def bernoulli_log_prob(x, logits):
 def normal_kl(mean1, log_var1, mean2, log_var2):
     """KL(N(m1, v1) || N(m2, v2)) = 1/2 (log v2/v1 + (v1 + (m1 - m2)^2) / v2 - 1), elementwise."""
     shape = _broadcast_shape("normal_kl", mean1=mean1, log_var1=log_var1, mean2=mean2, log_var2=log_var2)
-    kl = 0.5 * (log_var2 - log_var1 + jnp.exp(log_var1 - log_var2)
-                + jnp.square(mean1 - mean2) * jnp.exp(-log_var2) - 1.0)
+    kl = 0.5 * (
+        log_var2 - log_var1 + jnp.exp(log_var1 - log_var2) + jnp.square(mean1 - mean2) * jnp.exp(-log_var2) - 1.0
+    )
     return jnp.broadcast_to(kl, shape)
 
 

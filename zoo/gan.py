@@ -10,9 +10,10 @@ Generators output images in [-1, 1] (tanh), NHWC; scale data as 2x - 1.
 Losses are per example ([B]); when a loss pairs real and fake logits, the i-th
 real is paired with the i-th fake, so its batch mean is the usual estimate.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -23,15 +24,27 @@ from zoo.autoencoder import conv_levels
 from zoo.layers import Downsample, Upsample, num_groups
 
 __all__ = [
-    "minimax_value", "discriminator_loss", "generator_loss_saturating", "generator_loss_nonsaturating",
-    "hinge_d_loss", "hinge_g_loss", "wasserstein_d_loss", "wasserstein_g_loss", "gradient_penalty",
-    "optimal_discriminator", "MLPGenerator", "MLPDiscriminator", "DCGenerator", "DCDiscriminator",
+    "minimax_value",
+    "discriminator_loss",
+    "generator_loss_saturating",
+    "generator_loss_nonsaturating",
+    "hinge_d_loss",
+    "hinge_g_loss",
+    "wasserstein_d_loss",
+    "wasserstein_g_loss",
+    "gradient_penalty",
+    "optimal_discriminator",
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "DCGenerator",
+    "DCDiscriminator",
 ]
 
 
 # ----------------------------------------------------------------------------
 # Math.
 # ----------------------------------------------------------------------------
+
 
 def _logits(fn: str, name: str, l) -> jax.Array:
     l = jnp.asarray(l)
@@ -101,8 +114,10 @@ def gradient_penalty(d_apply: Callable, params, real: jax.Array, fake: jax.Array
     is taken through a batch of one, so batch-coupled layers cannot leak across examples.
     """
     if jnp.ndim(real) < 2 or jnp.shape(real) != jnp.shape(fake):
-        raise ValueError(f"gradient_penalty: real and fake must be batches [B, ...] of the same shape, "
-                         f"got {jnp.shape(real)} and {jnp.shape(fake)}")
+        raise ValueError(
+            f"gradient_penalty: real and fake must be batches [B, ...] of the same shape, "
+            f"got {jnp.shape(real)} and {jnp.shape(fake)}"
+        )
     # drawn 1-d and reshaped: N-d threefry draws compile slowly on XLA:CPU
     eps = jax.random.uniform(key, (real.shape[0],), real.dtype).reshape((-1,) + (1,) * (real.ndim - 1))
     x_hat = eps * real + (1.0 - eps) * fake
@@ -128,6 +143,7 @@ def optimal_discriminator(p_data: jax.Array, p_g: jax.Array) -> jax.Array:
 # Networks.
 # ----------------------------------------------------------------------------
 
+
 def _check_image_shape(name: str, shape) -> tuple[int, ...]:
     shape = tuple(int(s) for s in shape)
     if not shape or min(shape) < 1:
@@ -141,6 +157,7 @@ def _level_channels(channels: Sequence[int], i: int) -> int:
 
 class MLPGenerator(nn.Module):
     """z [B, L] -> MLP -> tanh -> [B, *image_shape] in [-1, 1]."""
+
     image_shape: Sequence[int]
     hidden: Sequence[int] = (256, 256)
     activation: Callable = nn.relu
@@ -158,6 +175,7 @@ class MLPGenerator(nn.Module):
 
 class MLPDiscriminator(nn.Module):
     """x [B, ...] -> flatten -> Dense + leaky ReLU(0.2) layers -> logits [B]."""
+
     hidden: Sequence[int] = (256, 256)
     negative_slope: float = 0.2
     dtype: jnp.dtype | None = None  # compute dtype; parameters and the logits stay float32
@@ -165,7 +183,9 @@ class MLPDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x):
         if x.ndim < 2:
-            raise ValueError(f"MLPDiscriminator: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}")
+            raise ValueError(
+                f"MLPDiscriminator: x must be batched with shape [B, ...] (ndim >= 2), got shape {x.shape}"
+            )
         h = x.reshape(x.shape[0], -1)
         for f in self.hidden:
             h = nn.leaky_relu(nn.Dense(f, dtype=self.dtype)(h), self.negative_slope)
@@ -180,6 +200,7 @@ class DCGenerator(nn.Module):
     channels[min(i, len - 1)], so the smallest map is the widest when channels increase.
     No transposed convolutions (slow on CPU XLA; checkerboard artefacts).
     """
+
     image_shape: Sequence[int]
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
@@ -189,9 +210,9 @@ class DCGenerator(nn.Module):
     def __call__(self, z):
         height, width, c = _check_image_shape("DCGenerator", self.image_shape)
         levels = conv_levels(height, width) if self.num_levels is None else self.num_levels
-        if height % (2 ** levels) or width % (2 ** levels):
-            raise ValueError(f"DCGenerator: image {height}x{width} is not divisible by 2^num_levels={2 ** levels}")
-        bh, bw, ch = height // 2 ** levels, width // 2 ** levels, _level_channels(self.channels, levels)
+        if height % (2**levels) or width % (2**levels):
+            raise ValueError(f"DCGenerator: image {height}x{width} is not divisible by 2^num_levels={2**levels}")
+        bh, bw, ch = height // 2**levels, width // 2**levels, _level_channels(self.channels, levels)
         x = nn.Dense(bh * bw * ch, dtype=self.dtype)(z).reshape(z.shape[0], bh, bw, ch)
         x = nn.relu(nn.GroupNorm(num_groups(ch), dtype=self.dtype)(x))
         for i in reversed(range(levels)):
@@ -203,6 +224,7 @@ class DCGenerator(nn.Module):
 class DCDiscriminator(nn.Module):
     """DCGAN discriminator: 3x3 conv, n stride-2 Downsample convs, leaky ReLU(0.2) after each,
     flatten -> Dense -> logits [B].  No normalisation, so it is safe with gradient_penalty."""
+
     channels: Sequence[int] = (32, 64, 128)
     num_levels: int | None = None
     negative_slope: float = 0.2

@@ -17,6 +17,7 @@ the diagonal variances [K, D] for ``covariance_type='diag'``. The whole EM loop 
 one ``jax.lax.scan`` so ``gmm_fit`` compiles to a single program. The Gaussian log-densities
 are ``zoo.distributions``' (``mvn_log_prob``, ``diag_normal_log_prob``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,13 @@ from jax.scipy.special import logsumexp
 from zoo.distributions import diag_normal_log_prob, mvn_log_prob
 
 __all__ = [
-    "COVARIANCE_TYPES", "GMM", "gmm_log_prob", "gmm_responsibilities", "gmm_e_step", "gmm_m_step", "gmm_fit",
+    "COVARIANCE_TYPES",
+    "GMM",
+    "gmm_log_prob",
+    "gmm_responsibilities",
+    "gmm_e_step",
+    "gmm_m_step",
+    "gmm_fit",
     "gmm_sample",
 ]
 
@@ -40,6 +47,7 @@ COVARIANCE_TYPES = ("full", "diag")
 @struct.dataclass
 class GMM:
     """Mixture parameters: weights [K], means [K, D], covs [K, D, D] ('full') or variances [K, D] ('diag')."""
+
     weights: jax.Array
     means: jax.Array
     covs: jax.Array
@@ -75,7 +83,8 @@ def _check_params(params: GMM, fn: str) -> tuple[int, int]:
         raise ValueError(
             f"{fn}: inconsistent GMM shapes for covariance_type={ct!r}: expected weights {(k,)}, "
             f"means {(k, d)}, covs {want}; got weights {jnp.shape(params.weights)}, "
-            f"covs {jnp.shape(params.covs)}")
+            f"covs {jnp.shape(params.covs)}"
+        )
     return k, d
 
 
@@ -137,9 +146,8 @@ def _m_step(x: jax.Array, resp: jax.Array, covariance_type: str, reg) -> GMM:
         covs = jnp.einsum("nk,kni,knj->kij", resp, diff, diff) / nk[:, None, None]
         covs = 0.5 * (covs + jnp.swapaxes(covs, 1, 2)) + reg * jnp.eye(d, dtype=x.dtype)
     else:
-        covs = jnp.einsum("nk,knd->kd", resp, diff ** 2) / nk[:, None] + reg
-    return GMM(weights=weights / jnp.sum(weights), means=means, covs=covs,
-               covariance_type=covariance_type)
+        covs = jnp.einsum("nk,knd->kd", resp, diff**2) / nk[:, None] + reg
+    return GMM(weights=weights / jnp.sum(weights), means=means, covs=covs, covariance_type=covariance_type)
 
 
 def gmm_m_step(x, resp, *, covariance_type: str = "full", reg: float = 1e-6) -> GMM:
@@ -185,9 +193,13 @@ def _init_params(key: jax.Array, x: jax.Array, k: int, covariance_type: str, reg
         cov = xc.T @ xc / n + reg * jnp.eye(d, dtype=x.dtype)
         covs = jnp.broadcast_to(cov, (k, d, d))
     else:
-        covs = jnp.broadcast_to(jnp.mean(xc ** 2, axis=0) + reg, (k, d))
-    return GMM(weights=jnp.full((k,), 1.0 / k, x.dtype), means=_kmeanspp_centers(key, x, k),
-               covs=covs, covariance_type=covariance_type)
+        covs = jnp.broadcast_to(jnp.mean(xc**2, axis=0) + reg, (k, d))
+    return GMM(
+        weights=jnp.full((k,), 1.0 / k, x.dtype),
+        means=_kmeanspp_centers(key, x, k),
+        covs=covs,
+        covariance_type=covariance_type,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_iters", "covariance_type"))
@@ -205,8 +217,9 @@ def _fit(x, key, reg, *, k, num_iters, covariance_type):
     return params, history
 
 
-def gmm_fit(x, num_components: int, *, key: jax.Array, num_iters: int = 100,
-            covariance_type: str = "full", reg: float = 1e-6) -> tuple[GMM, jax.Array]:
+def gmm_fit(
+    x, num_components: int, *, key: jax.Array, num_iters: int = 100, covariance_type: str = "full", reg: float = 1e-6
+) -> tuple[GMM, jax.Array]:
     """Fit a K-component GMM to x [N, D] by EM; returns (params, history) with history[t] = (1/N) sum_n log p(x_n) after M-step t+1.
 
     Means are seeded by k-means++ on ``key``; covariances start at the data
@@ -228,8 +241,7 @@ def gmm_fit(x, num_components: int, *, key: jax.Array, num_iters: int = 100,
         raise ValueError(f"{fn}: reg must be >= 0, got {reg}")
     if key is None:
         raise ValueError(f"{fn}: key must be a jax.random key, got None")
-    return _fit(x, key, jnp.asarray(reg, x.dtype), k=k, num_iters=num_iters,
-                covariance_type=covariance_type)
+    return _fit(x, key, jnp.asarray(reg, x.dtype), k=k, num_iters=num_iters, covariance_type=covariance_type)
 
 
 # ----------------------------------------------------------------------------- sampling

@@ -9,18 +9,17 @@ dtype it computes in (None: that of its inputs and parameters; e.g. jnp.bfloat16
 always created in float32 (Flax's ``param_dtype`` default), and the zoo's networks return float32
 outputs, so losses are computed in float32.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = [
-    "sinusoidal_embedding", "num_groups", "MLP", "Upsample", "Downsample", "ResBlock", "SelfAttention",
-]
+__all__ = ["sinusoidal_embedding", "num_groups", "MLP", "Upsample", "Downsample", "ResBlock", "SelfAttention"]
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -43,6 +42,7 @@ def num_groups(channels: int, max_groups: int = 32) -> int:
 
 class MLP(nn.Module):
     """Dense layers with an activation between them (none after the last)."""
+
     features: Sequence[int]
     activation: Callable = nn.relu
     dtype: jnp.dtype | None = None
@@ -58,6 +58,7 @@ class MLP(nn.Module):
 
 class Upsample(nn.Module):
     """Nearest-neighbour x2 resize followed by a 3x3 convolution."""
+
     features: int
     dtype: jnp.dtype | None = None
 
@@ -70,6 +71,7 @@ class Upsample(nn.Module):
 
 class Downsample(nn.Module):
     """3x3 convolution with stride 2."""
+
     features: int
     dtype: jnp.dtype | None = None
 
@@ -80,6 +82,7 @@ class Downsample(nn.Module):
 
 class ResBlock(nn.Module):
     """GroupNorm-swish-conv twice, with an optional conditioning vector added in between."""
+
     features: int
     dropout: float = 0.0
     dtype: jnp.dtype | None = None
@@ -101,6 +104,7 @@ class ResBlock(nn.Module):
 
 class SelfAttention(nn.Module):
     """Single-head self-attention over the spatial positions of an NHWC map, residual."""
+
     dtype: jnp.dtype | None = None
 
     @nn.compact

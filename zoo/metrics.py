@@ -15,6 +15,7 @@ Given features of real and generated samples (from any fixed embedding network):
    nearest real neighbour; precision is the fraction of fake features inside it,
    recall the fraction of real features inside the fake manifold built the same way.
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,9 +24,7 @@ import operator
 import jax
 import jax.numpy as jnp
 
-__all__ = [
-    "sqrtm_psd", "gaussian_stats", "frechet_distance", "precision_recall",
-]
+__all__ = ["sqrtm_psd", "gaussian_stats", "frechet_distance", "precision_recall"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -106,22 +105,23 @@ def _frechet_distance(mu1, cov1, mu2, cov2):
 
 def _sq_dists(q: jax.Array, refs: jax.Array) -> jax.Array:
     """||q - r||^2 = ||q||^2 + ||r||^2 - 2 q.r, clipped at 0; q [D], refs [M, D] -> [M]."""
-    return jnp.maximum(q @ q + jnp.sum(refs ** 2, axis=1) - 2.0 * refs @ q, 0.0)
+    return jnp.maximum(q @ q + jnp.sum(refs**2, axis=1) - 2.0 * refs @ q, 0.0)
 
 
 def _knn_radii_sq(feats: jax.Array, k: int, batch_size: int) -> jax.Array:
     """Squared distance from each row to its k-th nearest other row (the row itself excluded), [N, D] -> [N]."""
+
     def radius(args):
         i, q = args
         d2 = _sq_dists(q, feats).at[i].set(jnp.inf)
         return -jax.lax.top_k(-d2, k)[0][-1]
+
     return jax.lax.map(radius, (jnp.arange(feats.shape[0]), feats), batch_size=batch_size)
 
 
 def _coverage(queries: jax.Array, refs: jax.Array, radii_sq: jax.Array, batch_size: int) -> jax.Array:
     """Fraction of queries inside the union of balls: mean_q 1[exists j: ||q - r_j||^2 <= radius_j^2]."""
-    inside = jax.lax.map(lambda q: jnp.any(_sq_dists(q, refs) <= radii_sq), queries,
-                         batch_size=batch_size)
+    inside = jax.lax.map(lambda q: jnp.any(_sq_dists(q, refs) <= radii_sq), queries, batch_size=batch_size)
     return jnp.mean(inside.astype(queries.dtype))
 
 
@@ -142,8 +142,9 @@ def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 25
     real = _check_features(real_feats, fn, "real_feats")
     fake = _check_features(fake_feats, fn, "fake_feats")
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"{fn}: real_feats and fake_feats must have the same feature size, "
-                         f"got {real.shape[1]} and {fake.shape[1]}")
+        raise ValueError(
+            f"{fn}: real_feats and fake_feats must have the same feature size, got {real.shape[1]} and {fake.shape[1]}"
+        )
     try:
         k = operator.index(k)
         batch_size = operator.index(batch_size)

@@ -18,28 +18,24 @@ Both models give P(w | context) over the vocabulary including ``</s>`` (never ``
 which only starts sentences), score sentences by the chain rule, report perplexity
 and sample sentences. Words outside the vocabulary map to ``<unk>``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from zoo.text import Vocab, _as_int, tokenize
 
-__all__ = [
-    "BOS", "EOS", "UNK", "ngram_vocab", "NGramCounts", "count_ngrams", "mle_prob",
-    "AddKLM", "KneserNeyLM",
-]
+__all__ = ["BOS", "EOS", "UNK", "ngram_vocab", "NGramCounts", "count_ngrams", "mle_prob", "AddKLM", "KneserNeyLM"]
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
-def ngram_vocab(corpus: Iterable, min_count: int = 1, max_size: int | None = None, *,
-                lower: bool = True) -> Vocab:
+def ngram_vocab(corpus: Iterable, min_count: int = 1, max_size: int | None = None, *, lower: bool = True) -> Vocab:
     """Vocab.build(corpus) with ids 0, 1, 2 = <s>, </s>, <unk>; <unk> counts the tokens left out."""
-    return Vocab.build(corpus, min_count=min_count, max_size=max_size, specials=(BOS, EOS),
-                       unk=UNK, lower=lower)
+    return Vocab.build(corpus, min_count=min_count, max_size=max_size, specials=(BOS, EOS), unk=UNK, lower=lower)
 
 
 # ----------------------------------------------------------------------------- counting
@@ -55,7 +51,7 @@ def _unique_rows(rows: np.ndarray, counts: np.ndarray | None = None) -> tuple[np
     if m == 0:
         return rows.astype(np.int32), np.zeros(0, np.int64)
     base = int(rows.max()) + 1
-    if base ** k < 2 ** 63:
+    if base**k < 2**63:
         radix = np.array([base ** (k - 1 - j) for j in range(k)], np.int64)
         keys = rows.astype(np.int64) @ radix
         if counts is None:
@@ -103,7 +99,7 @@ class _Level:
         self.totals = np.add.reduceat(values, self.starts) if m else np.zeros(0, np.int64)  # sum_w c(h, w)
         self.types = np.diff(np.append(self.starts, m))  # N1+(h .) = #{w : c(h, w) > 0}
         self._base = int(grams.max()) + 1 if m else 1
-        if self._base ** k < 2 ** 63:
+        if self._base**k < 2**63:
             self._radix = np.array([self._base ** (k - 2 - j) for j in range(k - 1)], np.int64)
             self._gram_keys = grams.astype(np.int64) @ np.append(self._radix * self._base, 1)
             self._keys = self._gram_keys[self.starts] // self._base  # context keys, ascending
@@ -147,10 +143,10 @@ class _Level:
         return blk, val
 
     def words(self, i: int) -> np.ndarray:
-        return self.grams[self.starts[i]:self.ends[i], -1]
+        return self.grams[self.starts[i] : self.ends[i], -1]
 
     def block_values(self, i: int) -> np.ndarray:
-        return self.values[self.starts[i]:self.ends[i]]
+        return self.values[self.starts[i] : self.ends[i]]
 
     def value(self, i: int, w: int) -> int:
         words = self.words(i)
@@ -166,8 +162,16 @@ class NGramCounts:
     <s> does not exist: the empty context's total c() counts words and </s> only.
     """
 
-    def __init__(self, order: int, vocab_size: int, bos: int, eos: int,
-                 grams: Sequence[np.ndarray], counts: Sequence[np.ndarray], num_sentences: int):
+    def __init__(
+        self,
+        order: int,
+        vocab_size: int,
+        bos: int,
+        eos: int,
+        grams: Sequence[np.ndarray],
+        counts: Sequence[np.ndarray],
+        num_sentences: int,
+    ):
         self.order, self.vocab_size, self.bos, self.eos = order, vocab_size, bos, eos
         self.grams, self.counts = tuple(grams), tuple(counts)
         self.num_sentences = num_sentences
@@ -175,7 +179,8 @@ class NGramCounts:
         self.unigram[self.grams[0][:, 0]] = self.counts[0]
         not_bos = self.grams[0][:, 0] != bos  # level 1 is P(w) over predicted words: no <s>
         self.levels = (_Level(self.grams[0][not_bos], self.counts[0][not_bos]),) + tuple(
-            _Level(g, c) for g, c in zip(self.grams[1:], self.counts[1:]))
+            _Level(g, c) for g, c in zip(self.grams[1:], self.counts[1:])
+        )
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k + 1}-grams: {len(c)}" for k, c in enumerate(self.counts))
@@ -184,8 +189,10 @@ class NGramCounts:
     def _check_gram(self, gram, fn: str, name: str, max_len: int) -> tuple:
         g = tuple(_as_int(x, f"each id of {name}", fn) for x in gram)
         if len(g) > max_len:
-            raise ValueError(f"{fn}: {name} has length {len(g)}; these counts hold n-grams up to "
-                             f"order {self.order}, so it must have at most {max_len} ids")
+            raise ValueError(
+                f"{fn}: {name} has length {len(g)}; these counts hold n-grams up to "
+                f"order {self.order}, so it must have at most {max_len} ids"
+            )
         for x in g:
             if not 0 <= x < self.vocab_size:
                 raise ValueError(f"{fn}: {name} ids must lie in [0, {self.vocab_size}), got {x}")
@@ -213,8 +220,15 @@ class NGramCounts:
         return 0 if i is None else int(lvl.totals[i])
 
 
-def count_ngrams(sentences_ids: Iterable, order: int, *, vocab_size: int | None = None,
-                 bos: int = 0, eos: int = 1, chunk_tokens: int = 1 << 20) -> NGramCounts:
+def count_ngrams(
+    sentences_ids: Iterable,
+    order: int,
+    *,
+    vocab_size: int | None = None,
+    bos: int = 0,
+    eos: int = 1,
+    chunk_tokens: int = 1 << 20,
+) -> NGramCounts:
     """All k-gram counts, k = 1..order, of <s> w_1 .. w_m </s> for each id array in ``sentences_ids``.
 
     Sentences are padded with one ``bos`` and one ``eos`` id (so the first word is
@@ -238,8 +252,10 @@ def count_ngrams(sentences_ids: Iterable, order: int, *, vocab_size: int | None 
     if chunk_tokens < 1:
         raise ValueError(f"{fn}: chunk_tokens must be >= 1, got {chunk_tokens}")
     if isinstance(sentences_ids, np.ndarray) and sentences_ids.ndim == 1:
-        raise ValueError(f"{fn}: sentences_ids must be an iterable of 1-D id arrays (one per sentence), "
-                         "got a single 1-D array; wrap it in a list")
+        raise ValueError(
+            f"{fn}: sentences_ids must be an iterable of 1-D id arrays (one per sentence), "
+            "got a single 1-D array; wrap it in a list"
+        )
 
     parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(order)]
     max_id = max(bos, eos)
@@ -255,8 +271,10 @@ def count_ngrams(sentences_ids: Iterable, order: int, *, vocab_size: int | None 
                 limit = vocab_size if vocab_size is not None else "inf"
                 raise ValueError(f"{fn}: ids must lie in [0, {limit}), got {lo if lo < 0 else hi}")
             if np.any((raw == bos) | (raw == eos)):
-                raise ValueError(f"{fn}: sentences must not contain the bos/eos ids ({bos}, {eos}); "
-                                 "they are added around each sentence")
+                raise ValueError(
+                    f"{fn}: sentences must not contain the bos/eos ids ({bos}, {eos}); "
+                    "they are added around each sentence"
+                )
             max_id = max(max_id, hi)
         # <s> w_1 .. w_m </s> for every sentence, laid end to end
         padded_len = lengths + 2
@@ -270,8 +288,8 @@ def count_ngrams(sentences_ids: Iterable, order: int, *, vocab_size: int | None 
             n = ids.size - k + 1
             if n <= 0:
                 continue
-            same = sent[:n] == sent[k - 1:]
-            rows = np.stack([ids[j:j + n][same] for j in range(k)], axis=1)
+            same = sent[:n] == sent[k - 1 :]
+            rows = np.stack([ids[j : j + n][same] for j in range(k)], axis=1)
             parts[k - 1].append(_unique_rows(rows))
 
     buf: list[np.ndarray] = []
@@ -292,14 +310,17 @@ def count_ngrams(sentences_ids: Iterable, order: int, *, vocab_size: int | None 
     grams, counts = [], []
     for k in range(1, order + 1):
         if parts[k - 1]:
-            g, c = _unique_rows(np.concatenate([p[0] for p in parts[k - 1]]).astype(np.int64),
-                                np.concatenate([p[1] for p in parts[k - 1]]))
+            g, c = _unique_rows(
+                np.concatenate([p[0] for p in parts[k - 1]]).astype(np.int64),
+                np.concatenate([p[1] for p in parts[k - 1]]),
+            )
         else:
             g, c = np.zeros((0, k), np.int32), np.zeros(0, np.int64)
         grams.append(g)
         counts.append(c)
-    return NGramCounts(order, vocab_size if vocab_size is not None else max_id + 1, bos, eos,
-                       grams, counts, num_sentences)
+    return NGramCounts(
+        order, vocab_size if vocab_size is not None else max_id + 1, bos, eos, grams, counts, num_sentences
+    )
 
 
 # ----------------------------------------------------------------------------- maximum likelihood
@@ -320,8 +341,10 @@ def mle_prob(counts: NGramCounts, context, word) -> float:
     lvl = counts.levels[len(h)]
     i = lvl.block(h)
     if i is None:
-        raise ValueError(f"{fn}: context {h} never occurs in the counts, so count(context) = 0 and the "
-                         "MLE is undefined; use a smoothed model (AddKLM, KneserNeyLM)")
+        raise ValueError(
+            f"{fn}: context {h} never occurs in the counts, so count(context) = 0 and the "
+            "MLE is undefined; use a smoothed model (AddKLM, KneserNeyLM)"
+        )
     return lvl.value(i, w) / float(lvl.totals[i])
 
 
@@ -338,12 +361,15 @@ class _NGramLM:
         if not isinstance(vocab, Vocab):
             raise ValueError(f"{name}: vocab must be a zoo.text.Vocab (see ngram_vocab), got {type(vocab).__name__}")
         if len(vocab) != counts.vocab_size:
-            raise ValueError(f"{name}: vocab has {len(vocab)} words but the counts were made with "
-                             f"vocab_size={counts.vocab_size}; pass vocab_size=len(vocab) to count_ngrams")
+            raise ValueError(
+                f"{name}: vocab has {len(vocab)} words but the counts were made with "
+                f"vocab_size={counts.vocab_size}; pass vocab_size=len(vocab) to count_ngrams"
+            )
         for tok, i in ((BOS, counts.bos), (EOS, counts.eos)):
             if vocab.word_to_id.get(tok) != i:
-                raise ValueError(f"{name}: vocab must hold {tok!r} at id {i} (the counts' boundary id); "
-                                 "build it with ngram_vocab")
+                raise ValueError(
+                    f"{name}: vocab must hold {tok!r} at id {i} (the counts' boundary id); build it with ngram_vocab"
+                )
         if vocab.unk is None:
             raise ValueError(f"{name}: vocab needs an unk token for out-of-vocabulary words; build it with ngram_vocab")
         if counts.num_sentences == 0:
@@ -354,8 +380,17 @@ class _NGramLM:
         self._predictable[self.bos] = False
 
     @classmethod
-    def fit(cls, corpus: Iterable, order: int, *, vocab: Vocab | None = None, min_count: int = 1,
-            max_size: int | None = None, lower: bool = True, **kwargs):
+    def fit(
+        cls,
+        corpus: Iterable,
+        order: int,
+        *,
+        vocab: Vocab | None = None,
+        min_count: int = 1,
+        max_size: int | None = None,
+        lower: bool = True,
+        **kwargs,
+    ):
         """Build ngram_vocab(corpus) (unless given), count n-grams of the encoded corpus, make the model.
 
         Without ``vocab`` the corpus is read twice, so it must be re-iterable (a list,
@@ -366,8 +401,10 @@ class _NGramLM:
             raise ValueError(f"{name}: corpus must be an iterable of lines or token lists, got a single str")
         if vocab is None:
             if iter(corpus) is corpus:
-                raise ValueError(f"{name}: corpus is a one-pass iterator but building the vocabulary and "
-                                 "counting need two passes; pass a list or a prebuilt vocab=")
+                raise ValueError(
+                    f"{name}: corpus is a one-pass iterator but building the vocabulary and "
+                    "counting need two passes; pass a list or a prebuilt vocab="
+                )
             vocab = ngram_vocab(corpus, min_count, max_size, lower=lower)
         ids = vocab.encode_lines(corpus, unknown="map")
         counts = count_ngrams(ids, order, vocab_size=len(vocab), bos=vocab.id(BOS), eos=vocab.id(EOS))
@@ -389,16 +426,17 @@ class _NGramLM:
             raise ValueError(f"{fn}: context must be a sequence of words or ids, got a single str {context!r}")
         h = [self._word_id(x, fn) for x in context]
         if self.bos in h:
-            h = h[len(h) - 1 - h[::-1].index(self.bos):]
+            h = h[len(h) - 1 - h[::-1].index(self.bos) :]
         m = min(self.order - 1, len(h))
-        return tuple(h[len(h) - m:])
+        return tuple(h[len(h) - m :])
 
     def _sentence_ids(self, tokens, fn: str) -> list[int]:
         if isinstance(tokens, str):
             tokens = tokenize(tokens, self.vocab.lower)
         elif not isinstance(tokens, (list, tuple, np.ndarray)):
-            raise ValueError(f"{fn}: a sentence must be a line (str) or a sequence of words/ids, "
-                             f"got {type(tokens).__name__}")
+            raise ValueError(
+                f"{fn}: a sentence must be a line (str) or a sequence of words/ids, got {type(tokens).__name__}"
+            )
         ids = [self._word_id(x, fn) for x in tokens]
         if self.bos in ids or self.eos in ids:
             raise ValueError(f"{fn}: a sentence must not contain {BOS!r} or {EOS!r}; they are added around it")
@@ -460,14 +498,16 @@ class _NGramLM:
         """Draw w_i ~ P(. | w_{i-n+1}..w_{i-1}) from <s> until </s> (included) or max_len words."""
         fn = f"{type(self).__name__}.sample"
         if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"{fn}: rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+            raise ValueError(
+                f"{fn}: rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
+            )
         max_len = _as_int(max_len, "max_len", fn)
         if max_len < 1:
             raise ValueError(f"{fn}: max_len must be >= 1, got {max_len}")
         hist = [self.bos]
         out: list[str] = []
         for _ in range(max_len):
-            cdf = np.cumsum(self._dist(tuple(hist[max(0, len(hist) - self.order + 1):])))
+            cdf = np.cumsum(self._dist(tuple(hist[max(0, len(hist) - self.order + 1) :])))
             w = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
             out.append(self.vocab.words[w])
             hist.append(w)
@@ -512,7 +552,7 @@ class AddKLM(_NGramLM):
         for m in np.unique(length).tolist():
             rows = length == m
             lvl = self.counts.levels[m]
-            blk, val = lvl.lookup(ctx[rows][:, n - 1 - m:], words[rows])
+            blk, val = lvl.lookup(ctx[rows][:, n - 1 - m :], words[rows])
             c_h = np.where(blk >= 0, lvl.totals[np.maximum(blk, 0)], 0)
             p[rows] = (val + self.k) / (c_h + self.k * self._num_predictable)
         p[words == self.bos] = 0.0
@@ -552,8 +592,10 @@ class KneserNeyLM(_NGramLM):
             starts_bos = raw_g[:, 0] == bos
             if k == 1:
                 starts_bos[:] = False  # <s> is never predicted: it gets no unigram mass
-            g, a = _unique_rows(np.concatenate([g_cont, raw_g[starts_bos]]).astype(np.int64),
-                                np.concatenate([a_cont, raw_c[starts_bos]]))
+            g, a = _unique_rows(
+                np.concatenate([g_cont, raw_g[starts_bos]]).astype(np.int64),
+                np.concatenate([a_cont, raw_c[starts_bos]]),
+            )
             levels[k - 1] = _Level(g, a)
         self.levels = tuple(levels)
         # P_1 as a dense vector
@@ -563,15 +605,16 @@ class KneserNeyLM(_NGramLM):
         a1[bos] = 0.0
         total, types = a1.sum(), int((a1 > 0).sum())
         lam = discount * types / total
-        self._p1 = np.where(self._predictable, np.maximum(a1 - discount, 0.0) / total
-                            + lam / self._predictable.sum(), 0.0)
+        self._p1 = np.where(
+            self._predictable, np.maximum(a1 - discount, 0.0) / total + lam / self._predictable.sum(), 0.0
+        )
 
     def _dist(self, h: tuple) -> np.ndarray:
         d = self.discount
         p = self._p1.copy()
         for k in range(2, len(h) + 2):  # P_k from P_{k-1}, context = last k-1 ids of h
             lvl = self.levels[k - 1]
-            i = lvl.block(h[len(h) - (k - 1):])
+            i = lvl.block(h[len(h) - (k - 1) :])
             if i is None:
                 continue
             a_h = float(lvl.totals[i])
@@ -585,7 +628,7 @@ class KneserNeyLM(_NGramLM):
         p = self._p1[words]
         for k in range(2, n + 1):
             lvl = self.levels[k - 1]
-            blk, val = lvl.lookup(ctx[:, n - k:], words)
+            blk, val = lvl.lookup(ctx[:, n - k :], words)
             seen = blk >= 0
             b = blk[seen]
             a_h = lvl.totals[b].astype(np.float64)

@@ -12,6 +12,7 @@ from the SVD up:
 
 All functions take and return jnp arrays and are jit-able with ``k`` static.
 """
+
 from __future__ import annotations
 
 import operator
@@ -21,8 +22,15 @@ import jax.numpy as jnp
 from flax import struct
 
 __all__ = [
-    "svd", "truncated_svd", "low_rank_approx", "randomized_svd", "PCA", "pca_fit", "pca_transform",
-    "pca_inverse_transform", "reconstruction_error",
+    "svd",
+    "truncated_svd",
+    "low_rank_approx",
+    "randomized_svd",
+    "PCA",
+    "pca_fit",
+    "pca_transform",
+    "pca_inverse_transform",
+    "reconstruction_error",
 ]
 
 
@@ -91,8 +99,9 @@ def _orthonormal_basis(y: jax.Array) -> jax.Array:
     return q
 
 
-def randomized_svd(a, k: int, *, key: jax.Array, oversample: int = 10,
-                   power_iters: int = 2) -> tuple[jax.Array, jax.Array, jax.Array]:
+def randomized_svd(
+    a, k: int, *, key: jax.Array, oversample: int = 10, power_iters: int = 2
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Halko et al. (2011): Q = orth((A A^T)^q A Omega), B = Q^T A = U_B S V^T, then U = Q U_B; returns the top k.
 
     ``Omega`` is an [n, k + oversample] standard Gaussian test matrix (capped at
@@ -135,6 +144,7 @@ class PCA:
     of the centred data); singular_values [k]; explained_variance [k] = s^2 / (N - 1);
     explained_variance_ratio [k] = explained_variance / total variance.
     """
+
     mean: jax.Array
     components: jax.Array
     singular_values: jax.Array
@@ -168,11 +178,15 @@ def pca_fit(x, k: int, *, method: str = "exact", key: jax.Array | None = None) -
             raise ValueError(f"{fn}: method='randomized' needs key=jax.random.key(...), got None")
         u, s, vt = randomized_svd(xc, k, key=key)
     u, vt = _sign_flip(u, vt)
-    explained_variance = s ** 2 / (n - 1)
-    total_variance = jnp.sum(xc ** 2) / (n - 1)
-    return PCA(mean=mean, components=vt, singular_values=s,
-               explained_variance=explained_variance,
-               explained_variance_ratio=explained_variance / total_variance)
+    explained_variance = s**2 / (n - 1)
+    total_variance = jnp.sum(xc**2) / (n - 1)
+    return PCA(
+        mean=mean,
+        components=vt,
+        singular_values=s,
+        explained_variance=explained_variance,
+        explained_variance_ratio=explained_variance / total_variance,
+    )
 
 
 def _check_features(p: PCA, x, fn: str, name: str, width: int) -> jax.Array:

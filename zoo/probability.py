@@ -24,11 +24,12 @@ P(X) = sum_y P(y) N(X | mu_y, diag var_y) is a diagonal Gaussian mixture; that m
 lives in ``zoo.gmm`` (``gaussian_nb_to_gmm`` converts); both take their Gaussian
 densities from ``zoo.distributions``.
 """
+
 from __future__ import annotations
 
 import functools
 import operator
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +42,29 @@ from zoo.distributions import diag_normal_log_prob
 from zoo.gmm import GMM
 
 __all__ = [
-    "kl_categorical", "entropy_categorical", "kl_monte_carlo", "empirical_log_probs", "categorical_model_log_prob",
-    "gaussian_model_log_prob", "negative_log_likelihood", "fit_by_max_likelihood", "fit_by_min_kl", "log_posterior",
-    "GaussianNB", "MultinomialNB", "gaussian_nb_fit", "gaussian_nb_log_joint", "gaussian_nb_predict",
-    "gaussian_nb_to_gmm", "multinomial_nb_fit", "multinomial_nb_log_joint", "multinomial_nb_predict",
-    "LogisticRegression", "logistic_regression_log_probs", "logistic_regression_loss", "logistic_regression_fit",
+    "kl_categorical",
+    "entropy_categorical",
+    "kl_monte_carlo",
+    "empirical_log_probs",
+    "categorical_model_log_prob",
+    "gaussian_model_log_prob",
+    "negative_log_likelihood",
+    "fit_by_max_likelihood",
+    "fit_by_min_kl",
+    "log_posterior",
+    "GaussianNB",
+    "MultinomialNB",
+    "gaussian_nb_fit",
+    "gaussian_nb_log_joint",
+    "gaussian_nb_predict",
+    "gaussian_nb_to_gmm",
+    "multinomial_nb_fit",
+    "multinomial_nb_log_joint",
+    "multinomial_nb_predict",
+    "LogisticRegression",
+    "logistic_regression_log_probs",
+    "logistic_regression_loss",
+    "logistic_regression_fit",
     "logistic_regression_predict",
 ]
 
@@ -92,8 +111,10 @@ def _broadcast(fn: str, **arrays) -> tuple[int, ...]:
         shape = None
     if shape is None or len(shape) < 1:
         desc = ", ".join(f"{k} {s}" for k, s in shapes.items())
-        raise ValueError(f"{fn}: inputs must be broadcast-compatible arrays with at least one axis "
-                         f"(the event axis is the last), got {desc}")
+        raise ValueError(
+            f"{fn}: inputs must be broadcast-compatible arrays with at least one axis "
+            f"(the event axis is the last), got {desc}"
+        )
     return shape
 
 
@@ -120,7 +141,10 @@ def _check_matrix(x, name: str, fn: str, d: int | None = None) -> jax.Array:
 
 
 def kl_categorical(log_q, log_p) -> jax.Array:
-    """KL(q || p) = sum_k q_k (ln q_k - ln p_k) over the last axis, from normalised log-probabilities (0 ln 0 = 0; use log_softmax for logits)."""
+    """KL(q || p) = sum_k q_k (ln q_k - ln p_k) over the last axis, from normalised log-probabilities.
+
+    0 ln 0 = 0; from logits, take log_softmax first.
+    """
     _broadcast("kl_categorical", log_q=log_q, log_p=log_p)
     return _kl_categorical(_float(log_q), _float(log_p))
 
@@ -150,16 +174,20 @@ def kl_monte_carlo(log_q_fn: Callable, log_p_fn: Callable, samples) -> jax.Array
     """KL(q || p) ~= (1/S) sum_s [ln q(x_s) - ln p(x_s)], x_s ~ q; samples [S, ...], each fn maps them to [S]."""
     fn = "kl_monte_carlo"
     if not callable(log_q_fn) or not callable(log_p_fn):
-        raise ValueError(f"{fn}: log_q_fn and log_p_fn must be callables, got "
-                         f"{type(log_q_fn).__name__} and {type(log_p_fn).__name__}")
+        raise ValueError(
+            f"{fn}: log_q_fn and log_p_fn must be callables, got "
+            f"{type(log_q_fn).__name__} and {type(log_p_fn).__name__}"
+        )
     samples = jnp.asarray(samples)
     if samples.ndim < 1 or samples.shape[0] < 1:
         raise ValueError(f"{fn}: samples must have a leading sample axis of size >= 1, got shape {samples.shape}")
     lq, lp = jnp.asarray(log_q_fn(samples)), jnp.asarray(log_p_fn(samples))
     s = samples.shape[0]
     if lq.shape != (s,) or lp.shape != (s,):
-        raise ValueError(f"{fn}: log_q_fn and log_p_fn must return one log-density per sample, shape ({s},); "
-                         f"got {lq.shape} and {lp.shape}")
+        raise ValueError(
+            f"{fn}: log_q_fn and log_p_fn must return one log-density per sample, shape ({s},); "
+            f"got {lq.shape} and {lp.shape}"
+        )
     return jnp.mean(lq - lp)
 
 
@@ -172,8 +200,9 @@ def empirical_log_probs(samples, num_categories: int) -> jax.Array:
     k = _check_positive_int(num_categories, "num_categories", fn)
     samples = jnp.asarray(samples)
     if samples.ndim != 1 or samples.shape[0] < 1 or not jnp.issubdtype(samples.dtype, jnp.integer):
-        raise ValueError(f"{fn}: samples must be a non-empty 1-d integer array, got dtype {samples.dtype} "
-                         f"shape {samples.shape}")
+        raise ValueError(
+            f"{fn}: samples must be a non-empty 1-d integer array, got dtype {samples.dtype} shape {samples.shape}"
+        )
     _check_labels(samples, samples.shape[0], k, fn)
     return _empirical_log_probs(samples, num_categories=k)
 
@@ -202,6 +231,7 @@ def negative_log_likelihood(model_log_prob: Callable, params, samples) -> jax.Ar
 @functools.partial(jax.jit, static_argnames=("model_log_prob", "steps"))
 def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, *, steps):
     """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)]: the NLL when data_log_probs = 0, the KL estimate when ln P_data(x_n)."""
+
     def objective(params):
         return jnp.mean(data_log_probs - model_log_prob(params, samples))
 
@@ -219,7 +249,9 @@ def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rat
 
 def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
     if not callable(model_log_prob):
-        raise ValueError(f"{fn}: model_log_prob must be a callable (params, x) -> [N], got {type(model_log_prob).__name__}")
+        raise ValueError(
+            f"{fn}: model_log_prob must be a callable (params, x) -> [N], got {type(model_log_prob).__name__}"
+        )
     samples = jnp.asarray(samples)
     if samples.ndim < 1 or samples.shape[0] < 1:
         raise ValueError(f"{fn}: samples must have a leading sample axis of size >= 1, got shape {samples.shape}")
@@ -228,16 +260,24 @@ def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
     return samples, steps
 
 
-def fit_by_max_likelihood(model_log_prob: Callable, init_params, samples, *, steps: int = 500,
-                          learning_rate: float = 0.1) -> tuple[object, jax.Array]:
+def fit_by_max_likelihood(
+    model_log_prob: Callable, init_params, samples, *, steps: int = 500, learning_rate: float = 0.1
+) -> tuple[object, jax.Array]:
     """theta* = argmax_theta (1/N) sum_n ln P_theta(x_n) by optax Adam; returns (params, history of NLL before each step)."""
     samples, steps = _check_fit_args("fit_by_max_likelihood", model_log_prob, samples, steps, learning_rate)
     zeros = jnp.zeros((samples.shape[0],), jnp.float32)
     return _adam_fit(model_log_prob, init_params, samples, zeros, learning_rate, steps=steps)
 
 
-def fit_by_min_kl(model_log_prob: Callable, init_params, samples, data_log_prob: Callable, *,
-                  steps: int = 500, learning_rate: float = 0.1) -> tuple[object, jax.Array]:
+def fit_by_min_kl(
+    model_log_prob: Callable,
+    init_params,
+    samples,
+    data_log_prob: Callable,
+    *,
+    steps: int = 500,
+    learning_rate: float = 0.1,
+) -> tuple[object, jax.Array]:
     """theta* = argmin_theta KL(P_data || P_theta) ~= (1/N) sum_n [ln P_data(x_n) - ln P_theta(x_n)], x_n ~ P_data, by optax Adam.
 
     Returns (params, history of the KL estimate before each step). With P_data the
@@ -251,8 +291,10 @@ def fit_by_min_kl(model_log_prob: Callable, init_params, samples, data_log_prob:
     # ln P_data(x_n) does not depend on theta: evaluate it once; it shifts the objective by the constant -H(P_data)
     data_log_probs = jnp.asarray(data_log_prob(samples))
     if data_log_probs.shape != (samples.shape[0],):
-        raise ValueError(f"{fn}: data_log_prob must return one log-density per sample, shape ({samples.shape[0]},), "
-                         f"got {data_log_probs.shape}")
+        raise ValueError(
+            f"{fn}: data_log_prob must return one log-density per sample, shape ({samples.shape[0]},), "
+            f"got {data_log_probs.shape}"
+        )
     return _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, steps=steps)
 
 
@@ -263,7 +305,9 @@ def log_posterior(log_joint, axis: int = -1) -> jax.Array:
     """Bayes' rule in log space: ln P(y | x) = ln P(x, y) - logsumexp_y' ln P(x, y'), normalised over ``axis``."""
     log_joint = _float(log_joint)
     if log_joint.ndim < 1:
-        raise ValueError(f"log_posterior: log_joint must have at least one axis (the class axis), got shape {log_joint.shape}")
+        raise ValueError(
+            f"log_posterior: log_joint must have at least one axis (the class axis), got shape {log_joint.shape}"
+        )
     if not -log_joint.ndim <= axis < log_joint.ndim:
         raise ValueError(f"log_posterior: axis must be in [-{log_joint.ndim}, {log_joint.ndim - 1}], got {axis}")
     return _log_posterior(log_joint, axis=axis % log_joint.ndim)
@@ -280,6 +324,7 @@ def _log_posterior(log_joint, *, axis):
 @struct.dataclass
 class GaussianNB:
     """Gaussian naive Bayes P(y) prod_d N(x_d | means_yd, variances_yd): log_prior [K], means [K, D], variances [K, D]."""
+
     log_prior: jax.Array
     means: jax.Array
     variances: jax.Array
@@ -288,6 +333,7 @@ class GaussianNB:
 @struct.dataclass
 class MultinomialNB:
     """Multinomial naive Bayes P(y) prod_v theta_yv^{x_v}: log_prior [K], feature_log_prob ln theta [K, V]."""
+
     log_prior: jax.Array
     feature_log_prob: jax.Array
 
@@ -323,8 +369,7 @@ def _gnb_fit(x, y, var_smoothing, *, num_classes):
     variances = onehot.T @ jnp.square(x - means[y]) / safe  # two-pass per-class variance
     epsilon = var_smoothing * jnp.max(jnp.var(x, axis=0))
     present = (counts > 0)[:, None]
-    return GaussianNB(log_prior=log_prior, means=means,
-                      variances=jnp.where(present, variances + epsilon, 1.0))
+    return GaussianNB(log_prior=log_prior, means=means, variances=jnp.where(present, variances + epsilon, 1.0))
 
 
 def _check_gnb(params, fn):
@@ -360,8 +405,7 @@ def _argmax_of(log_scores, params, x):
 def gaussian_nb_to_gmm(params: GaussianNB) -> GMM:
     """Hide the label: P(x) = sum_k P(y=k) N(x | mu_k, diag var_k) is a diagonal GMM (zoo.gmm) with weights P(y)."""
     _check_gnb(params, "gaussian_nb_to_gmm")
-    return GMM(weights=jnp.exp(params.log_prior), means=params.means, covs=params.variances,
-               covariance_type="diag")
+    return GMM(weights=jnp.exp(params.log_prior), means=params.means, covs=params.variances, covariance_type="diag")
 
 
 def multinomial_nb_fit(counts, y, num_classes: int, alpha: float = 1.0) -> MultinomialNB:
@@ -373,7 +417,9 @@ def multinomial_nb_fit(counts, y, num_classes: int, alpha: float = 1.0) -> Multi
     if counts.shape[0] < 1:
         raise ValueError(f"{fn}: counts must have at least one row, got shape {counts.shape}")
     if _is_concrete(counts) and counts.size and float(np.min(np.asarray(counts))) < 0:
-        raise ValueError(f"{fn}: counts must be non-negative (bag-of-words counts), got min {float(np.min(np.asarray(counts)))}")
+        raise ValueError(
+            f"{fn}: counts must be non-negative (bag-of-words counts), got min {float(np.min(np.asarray(counts)))}"
+        )
     _check_nonneg(alpha, "alpha", fn, strict=True)
     return _mnb_fit(counts, y, jnp.asarray(alpha, counts.dtype), num_classes=k)
 
@@ -416,6 +462,7 @@ def multinomial_nb_predict(params: MultinomialNB, counts) -> jax.Array:
 @struct.dataclass
 class LogisticRegression:
     """Softmax regression P(y=k | x) = softmax(x W + b)_k: weights [D, K], bias [K]."""
+
     weights: jax.Array
     bias: jax.Array
 
@@ -468,8 +515,9 @@ def _lr_fit(init, x, y, learning_rate, l2, *, steps):
     return params
 
 
-def logistic_regression_fit(x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 0.1,
-                            l2: float = 0.0, key: jax.Array) -> LogisticRegression:
+def logistic_regression_fit(
+    x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 0.1, l2: float = 0.0, key: jax.Array
+) -> LogisticRegression:
     """argmin_{W, b} -(1/N) sum_n ln softmax(x_n W + b)_{y_n} + l2/2 ||W||^2 by full-batch optax Adam from W ~ N(0, 0.01^2), b = 0."""
     fn = "logistic_regression_fit"
     x = _check_matrix(x, "x", fn)
@@ -483,8 +531,10 @@ def logistic_regression_fit(x, y, num_classes: int, *, steps: int = 500, learnin
     if key is None:
         raise ValueError(f"{fn}: key must be a jax.random key, got None")
     # a 1-d draw reshaped: N-d jax.random.normal compiles far more slowly on CPU
-    init = LogisticRegression(weights=0.01 * jax.random.normal(key, (x.shape[1] * k,), x.dtype).reshape(x.shape[1], k),
-                              bias=jnp.zeros((k,), x.dtype))
+    init = LogisticRegression(
+        weights=0.01 * jax.random.normal(key, (x.shape[1] * k,), x.dtype).reshape(x.shape[1], k),
+        bias=jnp.zeros((k,), x.dtype),
+    )
     return _lr_fit(init, x, y, jnp.asarray(learning_rate, x.dtype), jnp.asarray(l2, x.dtype), steps=steps)
 
 

@@ -13,20 +13,28 @@ The module follows the lecture's path:
 5. ``ppmi`` and ``svd_embeddings``: reweight the counts by positive pointwise mutual
    information and factorise them into dense low-dimensional word vectors.
 """
+
 from __future__ import annotations
 
 import collections
 import itertools
 import operator
 import re
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse
 
 __all__ = [
-    "UnknownWordError", "tokenize", "Vocab", "subsample_keep_prob", "noise_distribution",
-    "one_hot", "cooccurrence_matrix", "ppmi", "svd_embeddings",
+    "UnknownWordError",
+    "tokenize",
+    "Vocab",
+    "subsample_keep_prob",
+    "noise_distribution",
+    "one_hot",
+    "cooccurrence_matrix",
+    "ppmi",
+    "svd_embeddings",
 ]
 
 
@@ -117,8 +125,7 @@ def _tokens_of(item, lower: bool, fn: str) -> Sequence[str]:
             if not isinstance(t, str):
                 raise ValueError(f"{fn}: token lists must hold str tokens, got {type(t).__name__} {t!r}")
         return item
-    raise ValueError(f"{fn}: each item must be a line (str) or a list/tuple of str tokens, "
-                     f"got {type(item).__name__}")
+    raise ValueError(f"{fn}: each item must be a line (str) or a list/tuple of str tokens, got {type(item).__name__}")
 
 
 class Vocab:
@@ -142,8 +149,10 @@ class Vocab:
             counts = np.zeros(len(words), np.int64)
         counts = np.asarray(counts)
         if counts.shape != (len(words),) or not np.issubdtype(counts.dtype, np.integer) or np.any(counts < 0):
-            raise ValueError(f"Vocab: counts must be {len(words)} non-negative integers (one per word), "
-                             f"got shape {counts.shape} dtype {counts.dtype}")
+            raise ValueError(
+                f"Vocab: counts must be {len(words)} non-negative integers (one per word), "
+                f"got shape {counts.shape} dtype {counts.dtype}"
+            )
         if unk is not None and unk not in word_to_id:
             raise ValueError(f"Vocab: unk token {unk!r} must be one of the words")
         self.words: list[str] = words
@@ -154,9 +163,17 @@ class Vocab:
         self.lower: bool = bool(lower)
 
     @classmethod
-    def build(cls, source: Iterable, min_count: int = 5, max_size: int | None = None, *,
-              specials: Sequence[str] = (), unk: str | None = None, lower: bool = True,
-              chunk_lines: int = 10_000) -> "Vocab":
+    def build(
+        cls,
+        source: Iterable,
+        min_count: int = 5,
+        max_size: int | None = None,
+        *,
+        specials: Sequence[str] = (),
+        unk: str | None = None,
+        lower: bool = True,
+        chunk_lines: int = 10_000,
+    ) -> Vocab:
         """Count words over ``source`` in chunks of lines; keep count >= min_count, the top max_size, after specials.
 
         ``source`` yields lines (tokenized with ``tokenize(line, lower)``) or token
@@ -193,17 +210,16 @@ class Vocab:
             counter.update(itertools.chain.from_iterable(_tokens_of(x, lower, fn) for x in chunk))
 
         reserved = set(specials)
-        ranked = sorted(((w, c) for w, c in counter.items() if w not in reserved),
-                        key=lambda wc: (-wc[1], wc[0]))
+        ranked = sorted(((w, c) for w, c in counter.items() if w not in reserved), key=lambda wc: (-wc[1], wc[0]))
         kept = [(w, c) for w, c in ranked if c >= min_count]
         if max_size is not None:
             kept = kept[:max_size]
         words = specials + [w for w, _ in kept]
         counts = np.zeros(len(words), np.int64)
-        counts[len(specials):] = [c for _, c in kept]
+        counts[len(specials) :] = [c for _, c in kept]
         if unk is not None:
             total = sum(c for w, c in counter.items() if w not in reserved)
-            counts[specials.index(unk)] = total - int(counts[len(specials):].sum())
+            counts[specials.index(unk)] = total - int(counts[len(specials) :].sum())
         return cls(words, counts, unk=unk, lower=lower)
 
     def __len__(self) -> int:
@@ -254,8 +270,9 @@ class Vocab:
                 ids = ids[~missing]
         return ids
 
-    def encode_lines(self, lines: Iterable, *, unknown: str | None = None,
-                     lower: bool | None = None) -> Iterator[np.ndarray]:
+    def encode_lines(
+        self, lines: Iterable, *, unknown: str | None = None, lower: bool | None = None
+    ) -> Iterator[np.ndarray]:
         """Stream of int32 id arrays, one per line (or token list) of ``lines``; nothing is held beyond one line."""
         if isinstance(lines, str):
             raise ValueError("Vocab.encode_lines: lines must be an iterable of lines or token lists, got a single str")
@@ -297,7 +314,7 @@ def noise_distribution(counts, power: float = 0.75) -> np.ndarray:
     fn = "noise_distribution"
     c = _as_counts(counts, fn)
     power = _as_positive_float(power, "power", fn)
-    p = c ** power
+    p = c**power
     return p / p.sum()
 
 
@@ -325,8 +342,10 @@ _SPARSE_ABOVE = 10_000  # default: dense up to this vocabulary size (a 10k x 10k
 def _sentence_chunks(id_sequences, vocab_size: int, fn: str, chunk_tokens: int):
     """Concatenated chunks of sentences: (ids, sentence index per token), each roughly chunk_tokens long."""
     if isinstance(id_sequences, np.ndarray) and id_sequences.ndim == 1:
-        raise ValueError(f"{fn}: id_sequences must be an iterable of 1-D id arrays (one per sentence), "
-                         f"got a single 1-D array; wrap it in a list")
+        raise ValueError(
+            f"{fn}: id_sequences must be an iterable of 1-D id arrays (one per sentence), "
+            f"got a single 1-D array; wrap it in a list"
+        )
     buf: list[np.ndarray] = []
     size = 0
     for seq in id_sequences:
@@ -347,9 +366,16 @@ def _concat(buf: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(buf), np.repeat(np.arange(len(buf)), lengths)
 
 
-def cooccurrence_matrix(id_sequences, vocab_size: int, window: int, *, symmetric: bool = True,
-                        weighting: str = "uniform", sparse: bool | None = None,
-                        chunk_tokens: int = 1 << 20):
+def cooccurrence_matrix(
+    id_sequences,
+    vocab_size: int,
+    window: int,
+    *,
+    symmetric: bool = True,
+    weighting: str = "uniform",
+    sparse: bool | None = None,
+    chunk_tokens: int = 1 << 20,
+):
     """X[i, j] = sum over positions t, offsets 1 <= d <= window within a sentence of w(d) [w_t = i, w_{t+d} = j] (+ transpose).
 
     ``symmetric=True`` counts context words on both sides (X + X^T of the
@@ -437,7 +463,7 @@ def ppmi(counts, alpha: float = 0.75):
         raise ValueError(f"{fn}: counts must have a positive sum, got all zeros")
     row = np.asarray(x.sum(axis=1)).ravel()
     col = np.asarray(x.sum(axis=0)).ravel()
-    col_a = col ** alpha
+    col_a = col**alpha
     p_ctx = col_a / col_a.sum()
     if is_sparse:
         keep = x.data > 0

@@ -24,10 +24,11 @@ with every model following this protocol (``VAE(...).apply`` does):
 ``labels`` is passed only when it is not None (conditional models). The densities and the
 closed-form KL are ``zoo.distributions``', summed here per example.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -39,8 +40,18 @@ from zoo.autoencoder import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from zoo.distributions import bernoulli_log_prob, normal_log_prob, standard_normal_kl
 
 __all__ = [
-    "LIKELIHOODS", "LOSSES", "ARCHS", "reparameterize", "log_likelihood", "likelihood_mean", "lecture_loss",
-    "vae_loss", "elbo", "iwae_bound", "sample", "VAE",
+    "LIKELIHOODS",
+    "LOSSES",
+    "ARCHS",
+    "reparameterize",
+    "log_likelihood",
+    "likelihood_mean",
+    "lecture_loss",
+    "vae_loss",
+    "elbo",
+    "iwae_bound",
+    "sample",
+    "VAE",
 ]
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -51,6 +62,7 @@ ARCHS = ("mlp", "conv")
 # ----------------------------------------------------------------------------
 # Math on arrays.
 # ----------------------------------------------------------------------------
+
 
 def _per_example_sum(a: jax.Array) -> jax.Array:
     return jnp.sum(a.reshape(a.shape[0], -1), axis=-1)
@@ -70,7 +82,9 @@ def _normal(key, shape, dtype):
 def reparameterize(key: jax.Array, mu: jax.Array, log_var: jax.Array) -> jax.Array:
     """z = mu + exp(log_var / 2) * eps, eps ~ N(0, I): a differentiable sample of N(mu, diag sigma^2)."""
     if jnp.shape(mu) != jnp.shape(log_var):
-        raise ValueError(f"reparameterize: mu and log_var must have the same shape, got {jnp.shape(mu)} and {jnp.shape(log_var)}")
+        raise ValueError(
+            f"reparameterize: mu and log_var must have the same shape, got {jnp.shape(mu)} and {jnp.shape(log_var)}"
+        )
     eps = _normal(key, jnp.shape(mu), jnp.result_type(mu))
     return mu + jnp.exp(0.5 * log_var) * eps
 
@@ -93,7 +107,9 @@ def log_likelihood(x: jax.Array, out: jax.Array, likelihood: str, obs_log_var: f
     _check_likelihood("log_likelihood", likelihood)
     _check_batched("log_likelihood", "x", x)
     if jnp.shape(x) != jnp.shape(out):
-        raise ValueError(f"log_likelihood: x and decoder output must have the same shape, got {jnp.shape(x)} and {jnp.shape(out)}")
+        raise ValueError(
+            f"log_likelihood: x and decoder output must have the same shape, got {jnp.shape(x)} and {jnp.shape(out)}"
+        )
     if likelihood == "bernoulli":
         return _per_example_sum(bernoulli_log_prob(x, out))
     return _per_example_sum(normal_log_prob(x, out, obs_log_var))
@@ -109,7 +125,9 @@ def lecture_loss(x: jax.Array, x_hat: jax.Array, mu: jax.Array, log_var: jax.Arr
     """The lecture's VAE loss C ||x - x_hat||^2 + KL[N(mu, sigma) || N(0, I)], per example [B]."""
     _check_batched("lecture_loss", "x", x)
     if jnp.shape(x) != jnp.shape(x_hat):
-        raise ValueError(f"lecture_loss: x and x_hat must have the same shape, got {jnp.shape(x)} and {jnp.shape(x_hat)}")
+        raise ValueError(
+            f"lecture_loss: x and x_hat must have the same shape, got {jnp.shape(x)} and {jnp.shape(x_hat)}"
+        )
     _check_positive("lecture_loss", "C", C)
     kl = _kl("lecture_loss", mu, log_var)
     return C * _per_example_sum(jnp.square(x - x_hat)) + kl
@@ -126,6 +144,7 @@ def _check_positive(fn: str, name: str, value, allow_zero: bool = False) -> None
 # Bounds and losses over a model given as (params, apply).
 # ----------------------------------------------------------------------------
 
+
 def _encode(params, apply, x, labels):
     kw = {} if labels is None else {"labels": labels}
     return apply(params, x, method="encode", **kw)
@@ -136,9 +155,19 @@ def _decode(params, apply, z, labels):
     return apply(params, z, method="decode", **kw)
 
 
-def vae_loss(params, apply: Callable, x: jax.Array, key: jax.Array, *, likelihood: str, loss: str = "elbo",
-             beta: float = 1.0, C: float = 1.0, labels: jax.Array | None = None,
-             obs_log_var: float = 0.0) -> tuple[jax.Array, dict[str, jax.Array]]:
+def vae_loss(
+    params,
+    apply: Callable,
+    x: jax.Array,
+    key: jax.Array,
+    *,
+    likelihood: str,
+    loss: str = "elbo",
+    beta: float = 1.0,
+    C: float = 1.0,
+    labels: jax.Array | None = None,
+    obs_log_var: float = 0.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """One-sample VAE loss per example [B] and its terms {'recon', 'kl', 'elbo'} (each [B]).
 
     loss='elbo':    -log p(x|z) + beta KL       (beta = 1: the negative ELBO; beta != 1: beta-VAE)
@@ -163,16 +192,35 @@ def vae_loss(params, apply: Callable, x: jax.Array, key: jax.Array, *, likelihoo
     return recon + beta * kl, {"recon": recon, "kl": kl, "elbo": ll - kl}
 
 
-def elbo(params, apply: Callable, x: jax.Array, key: jax.Array, *, likelihood: str, beta: float = 1.0,
-         labels: jax.Array | None = None, obs_log_var: float = 0.0) -> jax.Array:
+def elbo(
+    params,
+    apply: Callable,
+    x: jax.Array,
+    key: jax.Array,
+    *,
+    likelihood: str,
+    beta: float = 1.0,
+    labels: jax.Array | None = None,
+    obs_log_var: float = 0.0,
+) -> jax.Array:
     """One-sample ELBO log p(x|z) - beta KL[q(z|x) || N(0, I)], z ~ q(z|x), per example [B] (beta=1: <= log p(x))."""
-    neg, _ = vae_loss(params, apply, x, key, likelihood=likelihood, loss="elbo", beta=beta,
-                      labels=labels, obs_log_var=obs_log_var)
+    neg, _ = vae_loss(
+        params, apply, x, key, likelihood=likelihood, loss="elbo", beta=beta, labels=labels, obs_log_var=obs_log_var
+    )
     return -neg
 
 
-def iwae_bound(params, apply: Callable, x: jax.Array, key: jax.Array, k: int, *, likelihood: str,
-               labels: jax.Array | None = None, obs_log_var: float = 0.0) -> jax.Array:
+def iwae_bound(
+    params,
+    apply: Callable,
+    x: jax.Array,
+    key: jax.Array,
+    k: int,
+    *,
+    likelihood: str,
+    labels: jax.Array | None = None,
+    obs_log_var: float = 0.0,
+) -> jax.Array:
     """IWAE bound logsumexp_i log w_i - log k, w_i = p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), per example [B].
 
     Equals the ELBO in expectation for k = 1, never decreases with k, and tends to log p(x).
@@ -195,8 +243,16 @@ def iwae_bound(params, apply: Callable, x: jax.Array, key: jax.Array, k: int, *,
     return logsumexp(log_w, axis=0) - math.log(k)
 
 
-def sample(params, apply: Callable, key: jax.Array, n: int, latent_dim: int, *, likelihood: str,
-           labels: jax.Array | None = None) -> jax.Array:
+def sample(
+    params,
+    apply: Callable,
+    key: jax.Array,
+    n: int,
+    latent_dim: int,
+    *,
+    likelihood: str,
+    labels: jax.Array | None = None,
+) -> jax.Array:
     """Generate n images x_hat = E[x|z], z ~ N(0, I) (in [0, 1] for 'bernoulli'); labels [n] for a CVAE."""
     _check_likelihood("sample", likelihood)
     if not (isinstance(n, (int, np.integer)) and n >= 1):
@@ -209,6 +265,7 @@ def sample(params, apply: Callable, key: jax.Array, n: int, latent_dim: int, *, 
 # Networks.
 # ----------------------------------------------------------------------------
 
+
 class VAE(nn.Module):
     """Gaussian encoder x -> (mu, log_var), decoder z -> logits ('bernoulli') or mean ('gaussian').
 
@@ -219,6 +276,7 @@ class VAE(nn.Module):
     ``dtype`` (e.g. bfloat16) is the networks' compute dtype; parameters, (mu, log_var) and the decoder
     output stay float32, so the losses are computed in float32.
     """
+
     image_shape: Sequence[int]
     latent_dim: int = 16
     arch: str = "mlp"
@@ -233,7 +291,9 @@ class VAE(nn.Module):
         if self.arch not in ARCHS:
             raise ValueError(f"VAE: arch={self.arch!r} not supported; accepted: {ARCHS}")
         if self.latent_dim < 1 or self.num_classes < 0:
-            raise ValueError(f"VAE: need latent_dim >= 1 and num_classes >= 0, got {self.latent_dim}, {self.num_classes}")
+            raise ValueError(
+                f"VAE: need latent_dim >= 1 and num_classes >= 0, got {self.latent_dim}, {self.num_classes}"
+            )
         if self.arch == "mlp":
             self.encoder = MLPEncoder(2 * self.latent_dim, hidden=self.hidden, dtype=self.dtype)
             self.decoder = MLPDecoder(tuple(self.image_shape), hidden=tuple(reversed(self.hidden)), dtype=self.dtype)

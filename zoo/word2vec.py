@@ -34,12 +34,13 @@ row times a matrix is a row lookup, so "the hidden layer" is ``params['in'][c]``
 
 Vocabularies are ``zoo.text.Vocab`` objects; unknown words raise ``UnknownWordError``.
 """
+
 from __future__ import annotations
 
 import functools
 import math
 import operator
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,11 +49,32 @@ import numpy as np
 from zoo.text import UnknownWordError
 
 __all__ = [
-    "ANALOGY_METHODS", "REDUCTIONS", "init_params", "skipgram_softmax_loss", "sgns_loss", "cbow_loss",
-    "skipgram_pairs", "dynamic_window_pairs", "cbow_examples", "sample_negatives", "alias_table", "alias_threshold",
-    "sample_alias", "linear_decay_lr", "sgns_grads", "sgns_update", "sgns_update_shared", "cbow_grads",
-    "cbow_update", "normalize", "most_similar", "analogy", "evaluate_analogies", "parse_questions_words",
-    "parse_wordsim", "evaluate_wordsim",
+    "ANALOGY_METHODS",
+    "REDUCTIONS",
+    "init_params",
+    "skipgram_softmax_loss",
+    "sgns_loss",
+    "cbow_loss",
+    "skipgram_pairs",
+    "dynamic_window_pairs",
+    "cbow_examples",
+    "sample_negatives",
+    "alias_table",
+    "alias_threshold",
+    "sample_alias",
+    "linear_decay_lr",
+    "sgns_grads",
+    "sgns_update",
+    "sgns_update_shared",
+    "cbow_grads",
+    "cbow_update",
+    "normalize",
+    "most_similar",
+    "analogy",
+    "evaluate_analogies",
+    "parse_questions_words",
+    "parse_wordsim",
+    "evaluate_wordsim",
 ]
 
 ANALOGY_METHODS = ("3cosadd", "3cosmul")
@@ -98,7 +120,9 @@ def _check_batch(centres, contexts, fn: str) -> tuple[jax.Array, jax.Array]:
     centres = _check_ids(centres, "centres", fn, 1)
     contexts = _check_ids(contexts, "contexts", fn, 1)
     if centres.shape != contexts.shape:
-        raise ValueError(f"{fn}: centres and contexts must have the same shape [B], got {centres.shape} and {contexts.shape}")
+        raise ValueError(
+            f"{fn}: centres and contexts must have the same shape [B], got {centres.shape} and {contexts.shape}"
+        )
     return centres, contexts
 
 
@@ -108,8 +132,14 @@ def _check_negatives(negatives, batch: int, fn: str, shared: bool | None = None)
     if shared is not None:
         ok_shape = ok_shape and (negatives.ndim == 1) == shared
     if not ok_shape or not jnp.issubdtype(negatives.dtype, jnp.integer):
-        accepted = {True: "[K] (shared by the batch)", False: f"[B={batch}, K]", None: f"[B={batch}, K] or [K] (shared)"}[shared]
-        raise ValueError(f"{fn}: negatives must be an integer array of shape {accepted}, got dtype {negatives.dtype} shape {negatives.shape}")
+        accepted = {
+            True: "[K] (shared by the batch)",
+            False: f"[B={batch}, K]",
+            None: f"[B={batch}, K] or [K] (shared)",
+        }[shared]
+        raise ValueError(
+            f"{fn}: negatives must be an integer array of shape {accepted}, got dtype {negatives.dtype} shape {negatives.shape}"
+        )
     return negatives
 
 
@@ -147,15 +177,15 @@ def skipgram_softmax_loss(params, centres, contexts, reduction: str = "mean") ->
 
 @functools.partial(jax.jit, static_argnames="reduction")
 def _softmax_nll(params, centres, contexts, reduction):
-    logits = params["in"][centres] @ params["out"].T                       # [B, V]
+    logits = params["in"][centres] @ params["out"].T  # [B, V]
     nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, contexts[:, None], axis=-1)[:, 0]
     return _reduce(nll, reduction)
 
 
 def _sgns_terms(v, u_pos, u_neg):
     """Per-pair SGNS loss from gathered rows: v, u_pos [B, D]; u_neg [B, K, D] or [K, D] (shared)."""
-    pos = jnp.sum(u_pos * v, axis=-1)                                      # [B]
-    neg = jnp.einsum("bkd,bd->bk", u_neg, v) if u_neg.ndim == 3 else v @ u_neg.T   # [B, K]
+    pos = jnp.sum(u_pos * v, axis=-1)  # [B]
+    neg = jnp.einsum("bkd,bd->bk", u_neg, v) if u_neg.ndim == 3 else v @ u_neg.T  # [B, K]
     # -log sigma(x) = softplus(-x);  -log sigma(-x) = softplus(x)
     return jax.nn.softplus(-pos) + jnp.sum(jax.nn.softplus(neg), axis=-1)
 
@@ -186,14 +216,16 @@ def _check_cbow(params, contexts, mask, centres, negatives, fn):
         raise ValueError(f"{fn}: mask must have the shape of contexts {contexts.shape}, got {mask.shape}")
     centres = _check_ids(centres, "centres", fn, 1)
     if centres.shape[0] != contexts.shape[0]:
-        raise ValueError(f"{fn}: centres must be [B={contexts.shape[0]}] like the rows of contexts, got {centres.shape}")
+        raise ValueError(
+            f"{fn}: centres must be [B={contexts.shape[0]}] like the rows of contexts, got {centres.shape}"
+        )
     negatives = _check_negatives(negatives, centres.shape[0], fn, shared=False)
     return contexts, mask, centres, negatives
 
 
 def _cbow_hidden(w_in, contexts, mask):
     m = mask.astype(w_in.dtype)
-    n = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)               # [B, 1]
+    n = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)  # [B, 1]
     return jnp.einsum("bc,bcd->bd", m, w_in[contexts]) / n, m, n
 
 
@@ -217,13 +249,17 @@ def _cbow_loss(params, contexts, mask, centres, negatives, reduction):
 def _check_sentence(ids, window, fn: str) -> tuple[np.ndarray, int]:
     ids = np.asarray(ids)
     if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
-        raise ValueError(f"{fn}: ids must be a 1-D integer array (one sentence), got dtype {ids.dtype} shape {ids.shape}")
+        raise ValueError(
+            f"{fn}: ids must be a 1-D integer array (one sentence), got dtype {ids.dtype} shape {ids.shape}"
+        )
     return ids, _positive_int(window, "window", fn)
 
 
 def _check_rng(rng, fn: str) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"{fn}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+        raise ValueError(
+            f"{fn}: rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
+        )
     return rng
 
 
@@ -239,7 +275,7 @@ def _window_positions(n: int, window: int, reach: np.ndarray | None):
 
 def _pairs(ids, window, reach):
     pos, valid = _window_positions(ids.shape[0], window, reach)
-    rows, cols = np.nonzero(valid)                                         # row-major: by centre, then context position
+    rows, cols = np.nonzero(valid)  # row-major: by centre, then context position
     return ids[rows], ids[pos[rows, cols]]
 
 
@@ -260,7 +296,9 @@ def dynamic_window_pairs(ids, window: int, rng: np.random.Generator) -> tuple[np
     return _pairs(ids, window, reach)
 
 
-def cbow_examples(ids, window: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cbow_examples(
+    ids, window: int, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CBOW examples of one sentence: contexts [T', 2w] (padded with id 0), mask [T', 2w], centres [T'].
 
     With ``rng`` the window is word2vec's reduced b ~ U{1..window} per centre; centres
@@ -286,7 +324,9 @@ def sample_negatives(key: jax.Array, noise, shape, *, cdf: bool = False) -> jax.
     fn = "sample_negatives"
     noise = jnp.asarray(noise)
     if noise.ndim != 1 or noise.shape[0] < 1 or not jnp.issubdtype(noise.dtype, jnp.floating):
-        raise ValueError(f"{fn}: noise must be a 1-D float array [V] (probabilities or cdf), got dtype {noise.dtype} shape {noise.shape}")
+        raise ValueError(
+            f"{fn}: noise must be a 1-D float array [V] (probabilities or cdf), got dtype {noise.dtype} shape {noise.shape}"
+        )
     try:
         shape = tuple(operator.index(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
     except TypeError:
@@ -351,15 +391,15 @@ def linear_decay_lr(lr0, progress, min_lr=1e-4):
 
 def _sgns_row_grads(v, u_pos, u_neg):
     pos = jnp.sum(u_pos * v, axis=-1)
-    g_pos = jax.nn.sigmoid(pos) - 1.0                                      # d/ds [-log sigma(s)]
-    if u_neg.ndim == 3:                                                     # per-pair negatives [B, K, D]
-        g_neg = jax.nn.sigmoid(jnp.einsum("bkd,bd->bk", u_neg, v))         # d/ds [-log sigma(-s)]
+    g_pos = jax.nn.sigmoid(pos) - 1.0  # d/ds [-log sigma(s)]
+    if u_neg.ndim == 3:  # per-pair negatives [B, K, D]
+        g_neg = jax.nn.sigmoid(jnp.einsum("bkd,bd->bk", u_neg, v))  # d/ds [-log sigma(-s)]
         d_v = g_pos[:, None] * u_pos + jnp.einsum("bk,bkd->bd", g_neg, u_neg)
-        d_neg = g_neg[..., None] * v[:, None, :]                           # [B, K, D]
-    else:                                                                   # shared negatives [K, D]: dense matmuls
-        g_neg = jax.nn.sigmoid(v @ u_neg.T)                                # [B, K]
+        d_neg = g_neg[..., None] * v[:, None, :]  # [B, K, D]
+    else:  # shared negatives [K, D]: dense matmuls
+        g_neg = jax.nn.sigmoid(v @ u_neg.T)  # [B, K]
         d_v = g_pos[:, None] * u_pos + g_neg @ u_neg
-        d_neg = g_neg.T @ v                                                # [K, D]
+        d_neg = g_neg.T @ v  # [K, D]
     return d_v, g_pos[:, None] * v, d_neg
 
 
@@ -419,7 +459,7 @@ def sgns_update_shared(params, centres, contexts, negatives, lr):
 def _cbow_row_grads(w_in, u_pos, u_neg, contexts, mask):
     h, m, _ = _cbow_hidden(w_in, contexts, mask)
     d_h, d_pos, d_neg = _sgns_row_grads(h, u_pos, u_neg)
-    d_ctx = m[..., None] * d_h[:, None, :]                                 # word2vec: dL/dh to each context, undivided
+    d_ctx = m[..., None] * d_h[:, None, :]  # word2vec: dL/dh to each context, undivided
     return d_ctx, d_pos, d_neg
 
 
@@ -505,11 +545,13 @@ def _top(scores: np.ndarray, banned: Iterable[int], topn: int) -> list[tuple[int
     if k == 0:
         return []
     idx = np.argpartition(-scores, k - 1)[:k]
-    idx = idx[np.lexsort((idx, -scores[idx]))]                             # by score, ties by id
+    idx = idx[np.lexsort((idx, -scores[idx]))]  # by score, ties by id
     return [(int(i), float(scores[i])) for i in idx]
 
 
-def most_similar(W_normed, vocab, word_or_vector, topn: int = 10, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+def most_similar(
+    W_normed, vocab, word_or_vector, topn: int = 10, exclude: Iterable[str] = ()
+) -> list[tuple[str, float]]:
     """The topn words with the largest cosine to a word (itself excluded) or to a vector [D].
 
     ``W_normed`` are unit rows (``normalize``); words in ``exclude`` are left out.
@@ -526,7 +568,9 @@ def most_similar(W_normed, vocab, word_or_vector, topn: int = 10, exclude: Itera
     else:
         query = np.asarray(word_or_vector, dtype=np.float64)
         if query.shape != (W.shape[1],):
-            raise ValueError(f"{fn}: word_or_vector must be a word or a vector of shape [{W.shape[1]}], got shape {query.shape}")
+            raise ValueError(
+                f"{fn}: word_or_vector must be a word or a vector of shape [{W.shape[1]}], got shape {query.shape}"
+            )
         query = query / max(np.linalg.norm(query), 1e-12)
     words = _words(vocab)
     return [(words[i], s) for i, s in _top(W @ query, banned, topn)]
@@ -540,7 +584,7 @@ def _check_method(method, fn: str) -> str:
 
 def _analogy_scores(Wn: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, method: str) -> np.ndarray:
     """Scores [Q, V] of every candidate d for questions a:b :: c:? (ids [Q]); rows of Wn are unit."""
-    if method == "3cosadd":                                                # cos(d,b) - cos(d,a) + cos(d,c)
+    if method == "3cosadd":  # cos(d,b) - cos(d,a) + cos(d,c)
         return (Wn[b] - Wn[a] + Wn[c]) @ Wn.T
     # 3CosMul (Levy & Goldberg 2014): cos'(d,b) cos'(d,c) / (cos'(d,a) + 1e-3), cos' = (cos + 1) / 2
     cos = lambda i: (Wn[i] @ Wn.T + 1.0) / 2.0
@@ -564,8 +608,9 @@ def analogy(W, vocab, a: str, b: str, c: str, method: str = "3cosadd", topn: int
     return [(words[i], s) for i, s in _top(scores, ids, topn)]
 
 
-def evaluate_analogies(W, vocab, sections, method: str = "3cosadd", restrict_vocab: int | None = None,
-                       chunk: int = 256) -> dict:
+def evaluate_analogies(
+    W, vocab, sections, method: str = "3cosadd", restrict_vocab: int | None = None, chunk: int = 256
+) -> dict:
     """Accuracy on analogy questions a:b :: c:d (correct when d is the top answer, a, b, c excluded).
 
     ``sections`` is [(name, [(a, b, c, d), ...]), ...] (``parse_questions_words``).
@@ -609,7 +654,7 @@ def evaluate_analogies(W, vocab, sections, method: str = "3cosadd", restrict_voc
         correct = 0
         q = np.array(rows, dtype=np.int64).reshape(-1, 4)
         for s in range(0, q.shape[0], chunk):
-            a, b, c, d = q[s:s + chunk].T
+            a, b, c, d = q[s : s + chunk].T
             scores = _analogy_scores(Wn, a, b, c, method)
             r = np.arange(a.shape[0])
             scores[r, a] = scores[r, b] = scores[r, c] = -np.inf
@@ -617,11 +662,18 @@ def evaluate_analogies(W, vocab, sections, method: str = "3cosadd", restrict_voc
         per_section[name] = correct / q.shape[0] if q.shape[0] else float("nan")
         correct_all += correct
         total_all += q.shape[0]
-    return {"sections": per_section, "correct": correct_all, "total": total_all,
-            "accuracy": correct_all / total_all if total_all else float("nan"), "skipped": skipped}
+    return {
+        "sections": per_section,
+        "correct": correct_all,
+        "total": total_all,
+        "accuracy": correct_all / total_all if total_all else float("nan"),
+        "skipped": skipped,
+    }
 
 
-def parse_questions_words(lines: Iterable[str], lowercase: bool = True) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+def parse_questions_words(
+    lines: Iterable[str], lowercase: bool = True
+) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
     """Google questions-words format: ': section' header lines, then 'a b c d' lines (blank lines ignored)."""
     sections: list[tuple[str, list]] = []
     for n, line in enumerate(lines, 1):
@@ -633,7 +685,9 @@ def parse_questions_words(lines: Iterable[str], lowercase: bool = True) -> list[
             continue
         words = line.lower().split() if lowercase else line.split()
         if len(words) != 4:
-            raise ValueError(f"parse_questions_words: line {n} must hold 4 words 'a b c d' or a ': section' header, got {line!r}")
+            raise ValueError(
+                f"parse_questions_words: line {n} must hold 4 words 'a b c d' or a ': section' header, got {line!r}"
+            )
         if not sections:
             raise ValueError(f"parse_questions_words: line {n} {line!r} comes before the first ': section' header")
         sections[-1][1].append(tuple(words))
@@ -667,8 +721,10 @@ def parse_wordsim(lines: Iterable[str], lowercase: bool = True) -> list[tuple[st
                 score = None
         if score is None or not math.isfinite(score):
             if not pairs:
-                continue                                                   # header
-            raise ValueError(f"parse_wordsim: line {n} must be 'word1<sep>word2<sep>score' (sep: tab, comma or space), got {raw.rstrip()!r}")
+                continue  # header
+            raise ValueError(
+                f"parse_wordsim: line {n} must be 'word1<sep>word2<sep>score' (sep: tab, comma or space), got {raw.rstrip()!r}"
+            )
         w1, w2 = (fields[0].lower(), fields[1].lower()) if lowercase else (fields[0], fields[1])
         pairs.append((w1, w2, score))
     return pairs

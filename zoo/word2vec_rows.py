@@ -11,6 +11,7 @@ lecture's losses and the reference updates of ``zoo.word2vec`` (``sgns_update``,
 ``skipgram_softmax_loss``), which tests/test_word2vec.py checks them against; CBOW follows
 ``zoo.word2vec.cbow_grads``'s convention: every context row takes the full gradient of h.
 """
+
 from __future__ import annotations
 
 import jax
@@ -32,19 +33,19 @@ def _negative_sampling_rows(h, u, negatives, w_out, weights, lr):
     g = b // n
     step = -lr * weights
     pos = jnp.sum(h * u, axis=-1)
-    c_pos = step * (jax.nn.sigmoid(pos) - 1.0)                             # d/ds [-log sigma(s)]
+    c_pos = step * (jax.nn.sigmoid(pos) - 1.0)  # d/ds [-log sigma(s)]
     loss = jnp.sum(weights * jax.nn.softplus(-pos))
     d_h = c_pos[:, None] * u
     hg = h.reshape(n, g, d)
     d_noise = []
-    columns = negatives.T                                                  # [K, B/G]: contiguous index rows
-    for j in range(k):                                                     # K is small: unrolled
-        u_j = w_out[columns[j]]                                            # [B/G, D]
+    columns = negatives.T  # [K, B/G]: contiguous index rows
+    for j in range(k):  # K is small: unrolled
+        u_j = w_out[columns[j]]  # [B/G, D]
         if g == 1:  # no size-1 axis: XLA:CPU lays [B, 1, D] out badly (several times slower)
             s = jnp.sum(h * u_j, axis=-1)
         else:
             s = jnp.sum(hg * u_j[:, None, :], axis=-1).reshape(b)
-        c = step * jax.nn.sigmoid(s)                                       # d/ds [-log sigma(-s)]
+        c = step * jax.nn.sigmoid(s)  # d/ds [-log sigma(-s)]
         loss = loss + jnp.sum(weights * jax.nn.softplus(s))
         if g == 1:
             d_h = d_h + c[:, None] * u_j
@@ -85,8 +86,10 @@ def cbow_rows_step(params, contexts, owners, mask, outputs, negatives, weights, 
     h = jax.ops.segment_sum(m[:, None] * w_in[contexts], owners, num_segments=b) / jnp.maximum(count, 1.0)[:, None]
     loss, s_h, s_u, s_noise = _negative_sampling_rows(h, w_out[outputs], negatives, w_out, weights, lr)
     out_ids = jnp.concatenate([outputs, negatives.T.reshape(-1)])
-    return {"in": w_in.at[contexts].add(m[:, None] * s_h[owners]),
-            "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise]))}, loss
+    return {
+        "in": w_in.at[contexts].add(m[:, None] * s_h[owners]),
+        "out": w_out.at[out_ids].add(jnp.concatenate([s_u, s_noise])),
+    }, loss
 
 
 def softmax_rows_step(params, inputs, outputs, weights, lr):
@@ -97,5 +100,6 @@ def softmax_rows_step(params, inputs, outputs, weights, lr):
     p = jax.nn.softmax(logits, axis=-1)
     nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, outputs[:, None], axis=-1)[:, 0]
     d_logits = weights[:, None] * (p - jax.nn.one_hot(outputs, w_out.shape[0], dtype=p.dtype))
-    return {"in": w_in.at[inputs].add(-lr * (d_logits @ w_out)), "out": w_out - lr * (d_logits.T @ v)}, \
-        jnp.sum(weights * nll)
+    return {"in": w_in.at[inputs].add(-lr * (d_logits @ w_out)), "out": w_out - lr * (d_logits.T @ v)}, jnp.sum(
+        weights * nll
+    )

@@ -6,6 +6,7 @@ fails to restore (truncated or corrupted files) is moved aside to `<workdir>/dam
 with a warning, and the next older one is used. Good checkpoints are never deleted except by
 Orbax's own `max_to_keep` rotation.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,12 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state, data_iterator) -> None:
-        self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)))
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator)
+            ),
+        )
 
     def check_compatible(self, step: int, target_state) -> None:
         """Raise CheckpointMismatch naming the first parameter whose saved shape differs from the model's."""
@@ -73,15 +78,21 @@ class Checkpointer:
         where = f"the checkpoint at step {step} in {self.directory}"
         for name in sorted(set(saved_params) | set(want)):
             if name not in want:
-                raise CheckpointMismatch(f"{where} has parameter {name} {saved_params[name]} that this config's model "
-                                         f"lacks; use the config it was trained with, or another --workdir")
+                raise CheckpointMismatch(
+                    f"{where} has parameter {name} {saved_params[name]} that this config's model "
+                    f"lacks; use the config it was trained with, or another --workdir"
+                )
             if name not in saved_params:
-                raise CheckpointMismatch(f"{where} lacks parameter {name} {want[name]} of this config's model; "
-                                         f"use the config it was trained with, or another --workdir")
+                raise CheckpointMismatch(
+                    f"{where} lacks parameter {name} {want[name]} of this config's model; "
+                    f"use the config it was trained with, or another --workdir"
+                )
             if saved_params[name] != want[name]:
-                raise CheckpointMismatch(f"{where} has parameter {name} of shape {saved_params[name]}, but this "
-                                         f"config's model has shape {want[name]}; use the config it was trained "
-                                         f"with, or another --workdir")
+                raise CheckpointMismatch(
+                    f"{where} has parameter {name} of shape {saved_params[name]}, but this "
+                    f"config's model has shape {want[name]}; use the config it was trained "
+                    f"with, or another --workdir"
+                )
 
     def restore(self, step: int, target_state, data_iterator):
         """The state saved at `step`, shaped like target_state; data_iterator is moved to its saved position.
@@ -89,20 +100,27 @@ class Checkpointer:
         The data position is saved per process; a run restarted with another number of processes derives
         it from the step instead, which is exact because every process's batch k belongs to step k + 1.
         """
-        state = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target_state)))["state"]
-        own = os.path.join(self.directory, str(step), "data",
-                           f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state)))[
+            "state"
+        ]
+        own = os.path.join(
+            self.directory, str(step), "data", f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        )
         if os.path.exists(own):
             self.manager.restore(step, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(data_iterator)))
         elif set(_as_dict(data_iterator.get_state())) == {"next_index"}:
             data_iterator.set_state({"next_index": step})
         else:
-            raise CheckpointMismatch(f"the checkpoint at step {step} in {self.directory} was written by another "
-                                     f"number of processes and its data position cannot be derived; resume with "
-                                     f"the same number of processes")
-        if not all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(jax.device_get(state))
-                   if np.issubdtype(np.asarray(x).dtype, np.floating)):
+            raise CheckpointMismatch(
+                f"the checkpoint at step {step} in {self.directory} was written by another "
+                f"number of processes and its data position cannot be derived; resume with "
+                f"the same number of processes"
+            )
+        if not all(
+            bool(np.isfinite(x).all())
+            for x in jax.tree.leaves(jax.device_get(state))
+            if np.issubdtype(np.asarray(x).dtype, np.floating)
+        ):
             raise ValueError("restored values are not finite")
         return state
 
@@ -129,8 +147,12 @@ class Checkpointer:
             dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(os.path.join(self.directory, str(step)), dest)
             reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-            print(f"warning: checkpoint {step} in {self.directory} cannot be restored ({type(error).__name__}: "
-                  f"{reason}); moved it to {dest} and falling back to an older one", file=sys.stderr, flush=True)
+            print(
+                f"warning: checkpoint {step} in {self.directory} cannot be restored ({type(error).__name__}: "
+                f"{reason}); moved it to {dest} and falling back to an older one",
+                file=sys.stderr,
+                flush=True,
+            )
         self.manager.close()
         self.manager = self._open()
 

@@ -44,21 +44,26 @@ def main(module) -> None:
     def _main(argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
         if len(argv) > 1:
-            _fail(f"unexpected arguments {argv[1:]}; accepted: --workdir DIR, --config=FILE.py and "
-                  f"--config.KEY=VALUE (--help lists them)")
+            _fail(
+                f"unexpected arguments {argv[1:]}; accepted: --workdir DIR, --config=FILE.py and "
+                f"--config.KEY=VALUE (--help lists them)"
+            )
         try:
             loaded = flags.FLAGS.config
             _ = loaded.keys()  # ml_collections reports a file it could not load only here
         except OSError as e:
             why = [line.strip() for line in str(e).strip().splitlines() if line.strip()][-1]
             config_arg = next((a for a in sys.argv[1:] if a.startswith("--config=")), "--config")
-            _fail(f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
-                  f"get_config([VARIANT]) returns the config")
+            _fail(
+                f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
+                f"get_config([VARIANT]) returns the config"
+            )
         try:
             config = module.SCHEMA.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
-            parallel.initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes,
-                                            flags.FLAGS.process_id)
+            parallel.initialize_distributed(
+                flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
+            )
             module.run(config, flags.FLAGS.workdir)
         except USER_ERRORS as e:
             _fail(str(e))
@@ -118,10 +123,14 @@ def _parse_flags(argv):
         if config_arg and str(e).startswith("flag --config="):  # the file: name the last line of why, not a traceback
             why = [line.strip() for line in str(e).strip().splitlines() if line.strip()][-1]
             why = why.split(": ", 1)[1] if why.startswith("train.core.errors.") else why
-            _fail(f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
-                  f"get_config([VARIANT]) returns the config")
-        _fail(f"{e}; accepted flags: --workdir DIR, --config=FILE.py, --config.KEY=VALUE for the keys of "
-              f"get_config() (--help lists them)")
+            _fail(
+                f"{config_arg} cannot be used ({why}); accepted: --config=FILE.py[:VARIANT], a file whose "
+                f"get_config([VARIANT]) returns the config"
+            )
+        _fail(
+            f"{e}; accepted flags: --workdir DIR, --config=FILE.py, --config.KEY=VALUE for the keys of "
+            f"get_config() (--help lists them)"
+        )
     except OVERRIDE_ERRORS as e:
         _bad_override(e)
 

@@ -23,8 +23,19 @@ import ml_collections
 from train.core.errors import ConfigError
 
 __all__ = [
-    "Key", "Schema", "ConfigError", "LOOP", "NETWORK", "OPTIMIZER", "IMAGE_DATA", "compute_dtype", "swept_values",
-    "check_sweep", "sweep_replicas", "Replica", "SWEEP_BUILTINS",
+    "Key",
+    "Schema",
+    "ConfigError",
+    "LOOP",
+    "NETWORK",
+    "OPTIMIZER",
+    "IMAGE_DATA",
+    "compute_dtype",
+    "swept_values",
+    "check_sweep",
+    "sweep_replicas",
+    "Replica",
+    "SWEEP_BUILTINS",
 ]
 
 _RANGE = re.compile(r"^\s*(?:(>=|>|<=|<)\s*(\S+)|([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])]))\s*$")
@@ -194,8 +205,9 @@ class Schema:
                 sweepable = ", ".join(f"config.{k}" for k in self.keys if k.startswith("sweep."))
                 raise ConfigError(f"config.{name} sweeps no key this module reads per replica; accepted: {sweepable}")
             if name not in self.keys:
-                raise ConfigError(f"config.{name} is not a key of this module's config; accepted: the keys --help "
-                                  f"lists")
+                raise ConfigError(
+                    f"config.{name} is not a key of this module's config; accepted: the keys --help lists"
+                )
 
     def check(self, config) -> None:
         """ConfigError naming the first key whose value the declaration does not accept (or that is missing
@@ -210,8 +222,10 @@ class Schema:
             if swept and swept in self.keys and swept not in SWEEP_BUILTINS:
                 values = flat[name]
                 if not all(_fits(float, self.keys[swept].range, v) for v in values):
-                    raise ConfigError(f"config.{name}={tuple(values)} is not accepted; accepted: a tuple of "
-                                      f"{_words(float, self.keys[swept].range, plural=True)} (one per replica)")
+                    raise ConfigError(
+                        f"config.{name}={tuple(values)} is not accepted; accepted: a tuple of "
+                        f"{_words(float, self.keys[swept].range, plural=True)} (one per replica)"
+                    )
         check_sweep(config)
 
     def help_lines(self) -> list[str]:
@@ -237,8 +251,9 @@ LOOP = {
     "eval_every": Key(0, "steps between evaluations (0: at the end only)", range=">= 0"),
     "keep_checkpoints": Key(3, "checkpoints kept in workdir/checkpoints", range=">= 1"),
     "progress": Key(True, "tqdm progress bar on stderr"),
-    "nan_policy": Key("stop", "a non-finite loss or gradient stops the run, or skips the step",
-                      choices=("stop", "skip")),
+    "nan_policy": Key(
+        "stop", "a non-finite loss or gradient stops the run, or skips the step", choices=("stop", "skip")
+    ),
     # A vmapped sweep trains K replicas in one compiled program: replica i has seed seeds[i] and learning rate
     # learning_rates[i]; a module adds `sweep.<key>` for each float key its step reads per replica.
     "sweep.seeds": Key((), "a sweep: one seed per replica", item=int, range=">= 0"),
@@ -246,15 +261,21 @@ LOOP = {
 }
 
 NETWORK = {
-    "dtype": Key("float32", "compute dtype of the networks (parameters and optimizer stay float32)",
-                 choices=("float32", "bfloat16")),
+    "dtype": Key(
+        "float32",
+        "compute dtype of the networks (parameters and optimizer stay float32)",
+        choices=("float32", "bfloat16"),
+    )
 }
 
 OPTIMIZER = {
     "optimizer": Key("adam", "Adam, or AdamW with weight_decay", choices=("adam", "adamw")),
     "learning_rate": Key(2e-4, "peak learning rate", range="> 0"),
-    "lr_schedule": Key("constant", "after warmup: constant, or cosine/linear decay to min_lr_ratio",
-                       choices=("constant", "cosine", "linear")),
+    "lr_schedule": Key(
+        "constant",
+        "after warmup: constant, or cosine/linear decay to min_lr_ratio",
+        choices=("constant", "cosine", "linear"),
+    ),
     "warmup_steps": Key(100, "steps of linear warmup from 0", range=">= 0"),
     "min_lr_ratio": Key(0.0, "floor of the cosine/linear decay, relative to learning_rate", range="[0, 1]"),
     "b1": Key(0.9, "Adam's first-moment decay", range="[0, 1)"),
@@ -293,8 +314,10 @@ def check_sweep(config) -> None:
         return
     lists = {f"config.sweep.{k}": tuple(v) for k, v in config.sweep.items() if tuple(v)}
     if len({len(v) for v in lists.values()}) > 1:
-        raise ConfigError(f"{' and '.join(f'{k}={v}' for k, v in lists.items())} must have the same length "
-                          f"(one value per replica); leave the others empty")
+        raise ConfigError(
+            f"{' and '.join(f'{k}={v}' for k, v in lists.items())} must have the same length "
+            f"(one value per replica); leave the others empty"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,5 +334,11 @@ def sweep_replicas(config) -> list[Replica]:
     seeds, lrs = tuple(config.sweep.seeds), tuple(config.sweep.learning_rates)
     values = swept_values(config)
     k = max([len(seeds), len(lrs)] + [len(v) for v in values.values()])
-    return [Replica(seeds[i] if seeds else config.seed, float(lrs[i]) if lrs else config.learning_rate,
-                    {key: float(v[i]) for key, v in values.items()}) for i in range(k)]
+    return [
+        Replica(
+            seeds[i] if seeds else config.seed,
+            float(lrs[i]) if lrs else config.learning_rate,
+            {key: float(v[i]) for key, v in values.items()},
+        )
+        for i in range(k)
+    ]

@@ -1,4 +1,5 @@
 """The errors a run reports as one line: bad input (exit 2) and a run stopped by NaN/Inf (exit 1)."""
+
 from __future__ import annotations
 
 __all__ = ["ConfigError", "DataError", "NonFiniteError"]

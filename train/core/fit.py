@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from train.core import workdir as workdir_lib
 from train.core.writers import MetricsWriter

@@ -5,6 +5,7 @@ train step, e.g. the GAN's alternating updates), and an evaluation that returns 
 images. The loop owns everything else: the data stream, sharding, the jitted step, the
 optimizer and EMA, checkpoints and resume, logs, the progress bar and the final summary.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,8 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +52,7 @@ class Task:
       (for data that is cheaper to batch whole, e.g. word2vec's pairs); it must have get_state/set_state
     export(state, workdir): write the model's deliverables (e.g. vectors.txt) at the end, lead process only
     """
+
     name: str
     init_params: Callable[[jax.Array], Any]
     loss_fn: LossFn | None = None
@@ -64,10 +67,12 @@ class Task:
 
 def gradient_step(loss_fn: LossFn) -> StepFn:
     """One optimizer step on the gradient of loss_fn; reports the loss, grad norm and the loss's metrics."""
+
     def step(state, batch, key):
         hparams = state.hparams or {}  # a sweep's per-replica values of swept config keys
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key, **hparams)
         return state.apply_gradients(grads=grads), {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+
     return step
 
 
@@ -100,6 +105,7 @@ def compile_step(task: Task, config, mesh, replicas=()):
             new, metrics, finite = jax.vmap(one)(state, batch, seeds)
             return new, metrics, jnp.all(finite)
     else:
+
         def step(state, batch):
             return one(state, batch, config.seed)
 
@@ -159,8 +165,6 @@ def _mean_metrics(pending: list[dict]) -> dict:
     return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
-
-
 def _truncate_metrics(workdir: str, step: int) -> None:
     """Drop records of steps after `step` (logged by a run that died before checkpointing them)."""
     path = os.path.join(workdir, "metrics.jsonl")
@@ -218,12 +222,15 @@ def train(config, workdir: str, task: Task) -> dict:
     """Train to config.num_steps, resuming from the latest checkpoint in workdir; return the last figures."""
     mesh = parallel.data_mesh()
     if config.batch_size % jax.device_count():
-        raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by the device count "
-                          f"{jax.device_count()}")
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} must be divisible by the device count {jax.device_count()}"
+        )
     for key, values in config_lib.swept_values(config).items():
         if key not in task.hparams:
-            raise ConfigError(f"config.sweep.{key}={values}: {task.name} reads no config.{key} per replica; accepted: "
-                              f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}")
+            raise ConfigError(
+                f"config.sweep.{key}={values}: {task.name} reads no config.{key} per replica; accepted: "
+                f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}"
+            )
     lead = jax.process_index() == 0
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
@@ -235,8 +242,11 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     replicas = config_lib.sweep_replicas(config)
     make_batches = task.batches or functools.partial(data.batches, task.train_source)
-    data_iter = (_StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas]) if replicas
-                 else make_batches(config.batch_size, config.seed))
+    data_iter = (
+        _StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas])
+        if replicas
+        else make_batches(config.batch_size, config.seed)
+    )
     state = init_state(task, config, mesh, replicas)
     try:
         restored, start = ckpt.restore_latest(state, data_iter)
@@ -260,8 +270,14 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     wait = parallel.wait_each_step()
 
     last, saved = {}, start
-    pbar = tqdm(total=config.num_steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True,
-                disable=not (config.progress and lead))
+    pbar = tqdm(
+        total=config.num_steps,
+        initial=start,
+        desc=task.name,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not (config.progress and lead),
+    )
     try:
         with _Interrupts() as interrupts:
             pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
@@ -287,7 +303,8 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                         raise NonFiniteError(
                             f"non-finite {', '.join(f'{k}={v}' for k, v in bad[1].items())} at step {bad[0]}; no "
                             f"checkpoint was written after step {saved}. Lower config.learning_rate, check the data, "
-                            f"or set config.nan_policy=skip")
+                            f"or set config.nan_policy=skip"
+                        )
                 if log_now:
                     flags = jax.device_get([f for _, _, f in pending])
                     skipped += int(len(flags) - np.sum(flags))
@@ -333,8 +350,11 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     if lead:
         samples = os.path.join(workdir, "samples")
         latest = sorted(os.listdir(samples))[-1:] if os.path.isdir(samples) else []
-        workdir_lib.print_summary(f"{task.name}: finished at step {config.num_steps}; workdir {workdir}", last,
-                                  tuple(f"  samples in {samples}/ (latest: {name})" for name in latest))
+        workdir_lib.print_summary(
+            f"{task.name}: finished at step {config.num_steps}; workdir {workdir}",
+            last,
+            tuple(f"  samples in {samples}/ (latest: {name})" for name in latest),
+        )
     return last
 
 
@@ -373,3 +393,8 @@ def _evaluate(task, state, step, writer) -> dict:
     return scalars
 
 
+def train_images(config, workdir: str, check_config: Callable, make_task: Callable) -> dict:
+    """run() of an image model: check the config, load its dataset, train make_task(config, dataset) in workdir."""
+    check_config(config)
+    ds = data.load_images(config.dataset, config.data_dir or None)
+    return train(config, workdir, make_task(config, ds))

@@ -1,4 +1,5 @@
 """Data parallelism on jax.sharding: one 'data' mesh axis over every device of every process."""
+
 from __future__ import annotations
 
 import os
@@ -21,15 +22,19 @@ def initialize_distributed(coordinator_address=None, num_processes=None, process
     """Join a multi-process run: with explicit flags, or by JAX's own cluster detection (TPU pods, SLURM,
     Open MPI); a single process does nothing. CPU processes talk through gloo collectives."""
     from train.core.errors import ConfigError
+
     given = [v is not None for v in (coordinator_address, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ConfigError("--coordinator_address, --num_processes and --process_id go together; "
-                          f"got coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
-                          f"process_id={process_id!r}")
+        raise ConfigError(
+            "--coordinator_address, --num_processes and --process_id go together; "
+            f"got coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
+            f"process_id={process_id!r}"
+        )
     if all(given):
         if num_processes < 1 or not 0 <= process_id < num_processes:
-            raise ConfigError(f"--process_id={process_id} must be in 0..{num_processes - 1} "
-                              f"(--num_processes={num_processes})")
+            raise ConfigError(
+                f"--process_id={process_id} must be in 0..{num_processes - 1} (--num_processes={num_processes})"
+            )
         if ":" not in coordinator_address:
             raise ConfigError(f"--coordinator_address={coordinator_address!r} must be HOST:PORT")
     elif not _cluster_detected():
@@ -45,9 +50,12 @@ def split_cpu(n: int = 0, most: int = 8) -> int:
     before JAX's backends start and no count was forced already (XLA_FLAGS'
     --xla_force_host_platform_device_count, jax_num_cpu_devices); harmless on GPU/TPU hosts."""
     from train.core.errors import ConfigError
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigError(f"config.cpu_devices={n!r} must be a non-negative integer (0: one device per core, at most "
-                          f"{most}; 1: one device)")
+        raise ConfigError(
+            f"config.cpu_devices={n!r} must be a non-negative integer (0: one device per core, at most "
+            f"{most}; 1: one device)"
+        )
     forced = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if n != 1 and not forced and jax.config.jax_num_cpu_devices < 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,4 +1,5 @@
 """The one train state: Optax optimizer from config, EMA parameters for sampling."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +18,7 @@ class TrainState(train_state.TrainState):
     `params` may hold several networks (e.g. {'generator': ..., 'discriminator': ...}); `tx` then is an
     optax.multi_transform and the EMA covers all of them.
     """
+
     ema_params: Any = None  # None when ema_decay is 0
     ema_decay: float = train_state.struct.field(pytree_node=False, default=0.0)
     # Multiplies every update: a sweep's replica i trains with learning rate lr_i = lr * lr_scale_i

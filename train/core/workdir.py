@@ -21,8 +21,10 @@ def make_workdir(workdir: str) -> None:
         if not os.access(workdir, os.W_OK | os.X_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as e:
-        raise ConfigError(f"workdir {workdir} is not a writable directory ({e.strerror or type(e).__name__}); "
-                          f"pass a --workdir you can write to") from None
+        raise ConfigError(
+            f"workdir {workdir} is not a writable directory ({e.strerror or type(e).__name__}); "
+            f"pass a --workdir you can write to"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -37,8 +39,10 @@ def locked(workdir: str, lead: bool = True):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ConfigError(f"workdir {workdir} is in use by another run (it holds the lock); wait for it to finish, "
-                          f"stop it, or pass another --workdir") from None
+        raise ConfigError(
+            f"workdir {workdir} is in use by another run (it holds the lock); wait for it to finish, "
+            f"stop it, or pass another --workdir"
+        ) from None
     try:
         yield
     finally:
@@ -67,8 +71,10 @@ def refuse_changed(workdir: str, config, keys, artefact: str) -> None:
             now = now[part]
         now = list(now) if isinstance(now, tuple) else now
         if node is not None and node != now:
-            raise ConfigError(f"config.{key}={now!r} differs from {node!r} of the run that wrote {found}; "
-                              f"accepted: the same {key} to continue that run, or a new --workdir")
+            raise ConfigError(
+                f"config.{key}={now!r} differs from {node!r} of the run that wrote {found}; "
+                f"accepted: the same {key} to continue that run, or a new --workdir"
+            )
 
 
 def print_summary(headline: str, figures: dict, extra: tuple[str, ...] = ()) -> None:

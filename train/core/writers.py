@@ -1,4 +1,5 @@
 """Where figures go: metrics.jsonl, TensorBoard event files, PNG grids."""
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,7 @@ def image_grid(images: np.ndarray, ncol: int | None = None, pad: int = 1) -> np.
     grid = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
     for i, img in enumerate(images):
         r, k = divmod(i, ncol)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = img
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = img
     return grid
 
 
@@ -44,6 +45,7 @@ class MetricsWriter:
         if enabled:
             os.makedirs(self.samples_dir, exist_ok=True)
             from tensorboardX import SummaryWriter
+
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def scalars(self, step: int, values: dict) -> None:

@@ -29,13 +29,14 @@ gets about 47% of ``planted_analogies`` after 1 epoch, 80% after 2 and 91% after
 and ``planted_similarities`` graded word pairs (a WordSim-style test) for the
 vectors trained on it.
 """
+
 from __future__ import annotations
 
 import bisect
 import itertools
 import operator
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 # ----------------------------------------------------------------------------- planted vocabulary
 
@@ -60,8 +61,12 @@ GENDER_PAIRS = [
     ("hero", "heroine", "work", ("legend", "quest", "villain")),
     ("steward", "stewardess", "work", ("flight", "cabin", "passengers")),
 ]
-GENDER_DOMAINS = {"royal": ("palace", "court"), "family": ("family", "home"),
-                  "people": ("crowd", "town"), "work": ("job", "career")}
+GENDER_DOMAINS = {
+    "royal": ("palace", "court"),
+    "family": ("family", "home"),
+    "people": ("crowd", "town"),
+    "work": ("job", "career"),
+}
 PRONOUNS = {  # subject, possessive, object, reflexive, title
     0: ("he", "his", "him", "himself", "mister"),
     1: ("she", "her", "her", "herself", "madam"),
@@ -69,59 +74,136 @@ PRONOUNS = {  # subject, possessive, object, reflexive, title
 
 # (country, capital, nationality adjective, continent)
 COUNTRIES = [
-    ("france", "paris", "french", "europe"), ("germany", "berlin", "german", "europe"),
-    ("italy", "rome", "italian", "europe"), ("spain", "madrid", "spanish", "europe"),
-    ("greece", "athens", "greek", "europe"), ("norway", "oslo", "norwegian", "europe"),
-    ("sweden", "stockholm", "swedish", "europe"), ("poland", "warsaw", "polish", "europe"),
-    ("portugal", "lisbon", "portuguese", "europe"), ("austria", "vienna", "austrian", "europe"),
-    ("ireland", "dublin", "irish", "europe"), ("japan", "tokyo", "japanese", "asia"),
-    ("china", "beijing", "chinese", "asia"), ("india", "delhi", "indian", "asia"),
-    ("thailand", "bangkok", "thai", "asia"), ("iran", "tehran", "iranian", "asia"),
-    ("egypt", "cairo", "egyptian", "africa"), ("kenya", "nairobi", "kenyan", "africa"),
-    ("nigeria", "abuja", "nigerian", "africa"), ("morocco", "rabat", "moroccan", "africa"),
-    ("canada", "ottawa", "canadian", "america"), ("peru", "lima", "peruvian", "america"),
-    ("cuba", "havana", "cuban", "america"), ("chile", "santiago", "chilean", "america"),
+    ("france", "paris", "french", "europe"),
+    ("germany", "berlin", "german", "europe"),
+    ("italy", "rome", "italian", "europe"),
+    ("spain", "madrid", "spanish", "europe"),
+    ("greece", "athens", "greek", "europe"),
+    ("norway", "oslo", "norwegian", "europe"),
+    ("sweden", "stockholm", "swedish", "europe"),
+    ("poland", "warsaw", "polish", "europe"),
+    ("portugal", "lisbon", "portuguese", "europe"),
+    ("austria", "vienna", "austrian", "europe"),
+    ("ireland", "dublin", "irish", "europe"),
+    ("japan", "tokyo", "japanese", "asia"),
+    ("china", "beijing", "chinese", "asia"),
+    ("india", "delhi", "indian", "asia"),
+    ("thailand", "bangkok", "thai", "asia"),
+    ("iran", "tehran", "iranian", "asia"),
+    ("egypt", "cairo", "egyptian", "africa"),
+    ("kenya", "nairobi", "kenyan", "africa"),
+    ("nigeria", "abuja", "nigerian", "africa"),
+    ("morocco", "rabat", "moroccan", "africa"),
+    ("canada", "ottawa", "canadian", "america"),
+    ("peru", "lima", "peruvian", "america"),
+    ("cuba", "havana", "cuban", "america"),
+    ("chile", "santiago", "chilean", "america"),
 ]
 
 # (singular, plural, category, the noun's own words)
 NOUNS = [
-    ("cat", "cats", "animal", ("whiskers", "purr")), ("dog", "dogs", "animal", ("leash", "bark")),
-    ("horse", "horses", "animal", ("saddle", "gallop")), ("bird", "birds", "animal", ("feathers", "nest")),
-    ("cow", "cows", "animal", ("pasture", "udder")), ("pig", "pigs", "animal", ("mud", "trough")),
-    ("car", "cars", "vehicle", ("engine", "garage")), ("ship", "ships", "vehicle", ("harbor", "anchor")),
-    ("boat", "boats", "vehicle", ("oar", "paddle")), ("truck", "trucks", "vehicle", ("cargo", "diesel")),
-    ("tree", "trees", "nature", ("leaves", "branch")), ("flower", "flowers", "nature", ("petals", "bloom")),
-    ("river", "rivers", "nature", ("current", "bridge")), ("mountain", "mountains", "nature", ("peak", "summit")),
-    ("book", "books", "household", ("pages", "library")), ("table", "tables", "household", ("tablecloth", "chairs")),
-    ("window", "windows", "household", ("glass", "curtain")), ("door", "doors", "household", ("lock", "hinge")),
-    ("bed", "beds", "household", ("pillow", "mattress")), ("cup", "cups", "household", ("tea", "saucer")),
+    ("cat", "cats", "animal", ("whiskers", "purr")),
+    ("dog", "dogs", "animal", ("leash", "bark")),
+    ("horse", "horses", "animal", ("saddle", "gallop")),
+    ("bird", "birds", "animal", ("feathers", "nest")),
+    ("cow", "cows", "animal", ("pasture", "udder")),
+    ("pig", "pigs", "animal", ("mud", "trough")),
+    ("car", "cars", "vehicle", ("engine", "garage")),
+    ("ship", "ships", "vehicle", ("harbor", "anchor")),
+    ("boat", "boats", "vehicle", ("oar", "paddle")),
+    ("truck", "trucks", "vehicle", ("cargo", "diesel")),
+    ("tree", "trees", "nature", ("leaves", "branch")),
+    ("flower", "flowers", "nature", ("petals", "bloom")),
+    ("river", "rivers", "nature", ("current", "bridge")),
+    ("mountain", "mountains", "nature", ("peak", "summit")),
+    ("book", "books", "household", ("pages", "library")),
+    ("table", "tables", "household", ("tablecloth", "chairs")),
+    ("window", "windows", "household", ("glass", "curtain")),
+    ("door", "doors", "household", ("lock", "hinge")),
+    ("bed", "beds", "household", ("pillow", "mattress")),
+    ("cup", "cups", "household", ("tea", "saucer")),
 ]
-NOUN_CATEGORIES = {"animal": ("animal", "creature"), "vehicle": ("vehicle", "transport"),
-                   "nature": ("nature", "landscape"), "household": ("household", "room")}
+NOUN_CATEGORIES = {
+    "animal": ("animal", "creature"),
+    "vehicle": ("vehicle", "transport"),
+    "nature": ("nature", "landscape"),
+    "household": ("household", "room"),
+}
 
 # (base, comparative, dimension, the adjective's own nouns)
 ADJECTIVES = [
-    ("big", "bigger", "size", ("elephant", "whale")), ("small", "smaller", "size", ("ant", "pebble")),
-    ("tall", "taller", "height", ("giraffe", "skyscraper")), ("short", "shorter", "length", ("pencil", "stub")),
-    ("long", "longer", "length", ("rope", "snake")), ("fast", "faster", "speed", ("rocket", "cheetah")),
-    ("slow", "slower", "speed", ("snail", "turtle")), ("hot", "hotter", "temperature", ("fire", "oven")),
-    ("cold", "colder", "temperature", ("ice", "freezer")), ("warm", "warmer", "temperature", ("sweater", "sunshine")),
-    ("good", "better", "quality", ("gift", "reward")), ("bad", "worse", "quality", ("storm", "accident")),
-    ("strong", "stronger", "strength", ("iron", "muscle")), ("weak", "weaker", "strength", ("paper", "twig")),
-    ("old", "older", "age", ("ruin", "antique")), ("young", "younger", "age", ("kitten", "puppy")),
-    ("rich", "richer", "wealth", ("gold", "fortune")), ("poor", "poorer", "wealth", ("beggar", "debt")),
-    ("deep", "deeper", "height", ("ocean", "canyon")), ("bright", "brighter", "light", ("lamp", "star")),
+    ("big", "bigger", "size", ("elephant", "whale")),
+    ("small", "smaller", "size", ("ant", "pebble")),
+    ("tall", "taller", "height", ("giraffe", "skyscraper")),
+    ("short", "shorter", "length", ("pencil", "stub")),
+    ("long", "longer", "length", ("rope", "snake")),
+    ("fast", "faster", "speed", ("rocket", "cheetah")),
+    ("slow", "slower", "speed", ("snail", "turtle")),
+    ("hot", "hotter", "temperature", ("fire", "oven")),
+    ("cold", "colder", "temperature", ("ice", "freezer")),
+    ("warm", "warmer", "temperature", ("sweater", "sunshine")),
+    ("good", "better", "quality", ("gift", "reward")),
+    ("bad", "worse", "quality", ("storm", "accident")),
+    ("strong", "stronger", "strength", ("iron", "muscle")),
+    ("weak", "weaker", "strength", ("paper", "twig")),
+    ("old", "older", "age", ("ruin", "antique")),
+    ("young", "younger", "age", ("kitten", "puppy")),
+    ("rich", "richer", "wealth", ("gold", "fortune")),
+    ("poor", "poorer", "wealth", ("beggar", "debt")),
+    ("deep", "deeper", "height", ("ocean", "canyon")),
+    ("bright", "brighter", "light", ("lamp", "star")),
 ]
 
 # ----------------------------------------------------------------------------- general vocabulary
 
-_VERBED = ("visited", "saw", "liked", "found", "met", "helped", "called", "watched", "followed",
-           "remembered", "praised", "described", "painted", "admired", "mentioned", "noticed")
+_VERBED = (
+    "visited",
+    "saw",
+    "liked",
+    "found",
+    "met",
+    "helped",
+    "called",
+    "watched",
+    "followed",
+    "remembered",
+    "praised",
+    "described",
+    "painted",
+    "admired",
+    "mentioned",
+    "noticed",
+)
 _VERB = ("visit", "see", "find", "meet", "help", "call", "watch", "follow", "praise", "describe", "paint")
-_ADJ = ("famous", "quiet", "lovely", "busy", "strange", "pleasant", "ordinary", "curious", "noisy",
-        "calm", "modest", "proud", "clever", "lucky", "gentle", "silent")
-_TIME = (("yesterday",), ("today",), ("tomorrow",), ("last", "week"), ("in", "the", "morning"),
-         ("every", "summer"), ("after", "lunch"), ("on", "sunday"), ())
+_ADJ = (
+    "famous",
+    "quiet",
+    "lovely",
+    "busy",
+    "strange",
+    "pleasant",
+    "ordinary",
+    "curious",
+    "noisy",
+    "calm",
+    "modest",
+    "proud",
+    "clever",
+    "lucky",
+    "gentle",
+    "silent",
+)
+_TIME = (
+    ("yesterday",),
+    ("today",),
+    ("tomorrow",),
+    ("last", "week"),
+    ("in", "the", "morning"),
+    ("every", "summer"),
+    ("after", "lunch"),
+    ("on", "sunday"),
+    (),
+)
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
 _NUM_FILLER = 400
 
@@ -181,14 +263,19 @@ class _Grammar:
         for i, (_, _, _, cont) in enumerate(COUNTRIES):
             self.by_continent.setdefault(cont, []).append(i)
         self.planted = planted_words()
-        self.pair_cdf = list(itertools.accumulate(1.0 / (i + 1) ** _PAIR_ZIPF for i in range(max(
-            len(GENDER_PAIRS), len(COUNTRIES), len(NOUNS), len(ADJECTIVES)))))
+        self.pair_cdf = list(
+            itertools.accumulate(
+                1.0 / (i + 1) ** _PAIR_ZIPF
+                for i in range(max(len(GENDER_PAIRS), len(COUNTRIES), len(NOUNS), len(ADJECTIVES)))
+            )
+        )
         self.family_cdf = list(itertools.accumulate(_FAMILY_WEIGHTS))
         # same-group partners, for topic mixing
         self.peers = {}
         for name, table, g in (("gender", GENDER_PAIRS, 2), ("noun", NOUNS, 2), ("adjective", ADJECTIVES, 2)):
-            self.peers[name] = [[j for j, row in enumerate(table) if row[g] == table[i][g] and j != i] or [i]
-                                for i in range(len(table))]
+            self.peers[name] = [
+                [j for j, row in enumerate(table) if row[g] == table[i][g] and j != i] or [i] for i in range(len(table))
+            ]
 
     def pick(self, n: int) -> int:
         """Index of a pair among the first n, Zipf-weighted by position."""
@@ -244,7 +331,7 @@ class _Grammar:
             s = ["the", w, "looked", "at", himself, "and", "then", he, self.c(_VERBED), "the", i1]
         elif k == 6:
             s = ["they", self.c(_VERBED), him, "because", "the", w, "loved", "the", i1, "and", "the", i2]
-        else:                                                               # the pair together
+        else:  # the pair together
             a, b = (m, fe) if r.random() < 0.5 else (fe, m)
             s = ["the", a, "and", "the", b, "of", "the", d, self.c(_VERBED), "the", i1, "together"]
         return s + self.clause()
@@ -269,7 +356,21 @@ class _Grammar:
         elif n == 5:
             s = ["the", "mayor", "of", k, self.c(_VERBED), "the", "streets", "of", "the", "city", *self.time()]
         elif n == 6:
-            s = ["we", "flew", "to", k, "and", "walked", "through", "the", self.c(_ADJ), "downtown", "of", "the", "city"]
+            s = [
+                "we",
+                "flew",
+                "to",
+                k,
+                "and",
+                "walked",
+                "through",
+                "the",
+                self.c(_ADJ),
+                "downtown",
+                "of",
+                "the",
+                "city",
+            ]
         elif n == 7:
             s = ["people", "in", c, "speak", a, "and", "the", "nation", "has", "a", "large", "population"]
         elif n == 8:
@@ -290,7 +391,7 @@ class _Grammar:
         cw = self.c(NOUN_CATEGORIES[cat])
         plural = r.random() < 0.5
         n = r.randrange(7)
-        if n == 6:                                                          # both forms together
+        if n == 6:  # both forms together
             s = ["one", sg, "and", self.c(("two", "three", "many")), pl, "were", "near", "the", i1]
         elif not plural:
             det = self.c(_PLURAL_DET if self.flip() else _SINGULAR_DET)
@@ -336,14 +437,14 @@ class _Grammar:
             s = ["this", i1, "is", "far", c, "than", "that", "one", "in", dim]
         elif n == 7:
             s = ["nothing", "is", c, "than", "a", i1]
-        else:                                                               # both forms together
+        else:  # both forms together
             s = ["the", i1, "was", b, "but", "now", "it", "is", c]
         return s + self.clause()
 
     def filler_sentence(self) -> list[str]:
         r = self.r
         s = [self.f() for _ in range(r.randint(5, 14))]
-        if r.random() < 0.2:                                                # stray planted word
+        if r.random() < 0.2:  # stray planted word
             s[r.randrange(len(s))] = self.c(self.planted)
         return s
 
@@ -358,7 +459,9 @@ def generate_corpus(num_tokens: int = 2_000_000, seed: int = 0) -> Iterator[str]
         num_tokens = operator.index(num_tokens)
         seed = operator.index(seed)
     except TypeError:
-        raise ValueError(f"generate_corpus: num_tokens and seed must be integers, got {num_tokens!r} and {seed!r}") from None
+        raise ValueError(
+            f"generate_corpus: num_tokens and seed must be integers, got {num_tokens!r} and {seed!r}"
+        ) from None
     if num_tokens < 1:
         raise ValueError(f"generate_corpus: num_tokens must be >= 1, got {num_tokens}")
     return _generate(num_tokens, seed)
@@ -392,11 +495,11 @@ def planted_analogies() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
 
 
 SIMILARITY_LEVELS = {
-    "pair": 9.0,            # the two words of one planted pair: king/queen, france/paris, cat/cats, big/bigger
+    "pair": 9.0,  # the two words of one planted pair: king/queen, france/paris, cat/cats, big/bigger
     "group_same_side": 7.0,  # same group, same side: king/prince, france/germany, cat/dog, big/small
     "group_other_side": 5.0,  # same group, other side: king/princess, france/berlin, cat/dogs, big/smaller
-    "family": 3.0,          # same family, other group: king/father, france/japan, cat/car, big/fast
-    "unrelated": 1.0,       # different families: king/paris, cat/bigger
+    "family": 3.0,  # same family, other group: king/father, france/japan, cat/car, big/fast
+    "unrelated": 1.0,  # different families: king/paris, cat/bigger
 }
 
 
@@ -419,8 +522,13 @@ def planted_similarities(per_level: int = 40) -> list[tuple[str, str, float]]:
         [(s, p, cat) for s, p, cat, _ in NOUNS],
         [(b, c, dim) for b, c, dim, _ in ADJECTIVES],
     ]
-    words = [(w, side, group, fam, i) for fam, pairs in enumerate(families)
-             for i, pair in enumerate(pairs) for side, w in enumerate(pair[:2]) for group in [pair[2]]]
+    words = [
+        (w, side, group, fam, i)
+        for fam, pairs in enumerate(families)
+        for i, pair in enumerate(pairs)
+        for side, w in enumerate(pair[:2])
+        for group in [pair[2]]
+    ]
 
     def level(x, y) -> str | None:
         (_, s1, g1, f1, i1), (_, s2, g2, f2, i2) = x, y

@@ -9,6 +9,7 @@ Every example is {'image': uint8 [H,W,C], 'label': int32}; models scale pixels t
 The batch at step s is a pure function of (seed, s): grain's shuffle draws a new permutation per epoch
 from the seed, so resuming at a step resumes the stream exactly.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,16 +28,16 @@ from train.core.errors import DataError
 DIGITS = "digits"
 
 
-
-
 # ----------------------------------------------------------------------------- the embedded dataset
 
-@functools.lru_cache(maxsize=None)  # defining a builder class registers it with TFDS: do it once
+
+@functools.cache  # defining a builder class registers it with TFDS: do it once
 def _digits_builder_cls():
     import tensorflow_datasets as tfds
 
     class Digits(tfds.core.GeneratorBasedBuilder):
         """scikit-learn's 1797 8x8 digits (UCI), pixels 0..16 rescaled to 0..255; 1500 train / 297 test."""
+
         name = "sklearn_digits"
         VERSION = tfds.core.Version("1.0.0")
         RELEASE_NOTES = {"1.0.0": "From sklearn.datasets.load_digits; fixed permutation, seed 0."}
@@ -49,20 +50,25 @@ def _digits_builder_cls():
             return tfds.core.DatasetInfo(
                 builder=self,
                 description="8x8 handwritten digits shipped with scikit-learn.",
-                features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(num_classes=10),
-                }),
+                features=tfds.features.FeaturesDict(
+                    {
+                        "image": tfds.features.Tensor(shape=(8, 8, 1), dtype=np.uint8),
+                        "label": tfds.features.ClassLabel(num_classes=10),
+                    }
+                ),
                 supervised_keys=("image", "label"),
             )
 
         def _split_generators(self, dl_manager):
             from sklearn.datasets import load_digits
+
             d = load_digits()
             images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
             order = np.random.default_rng(0).permutation(len(images))
-            return {"train": self._generate_examples(images, d.target, order[:1500]),
-                    "test": self._generate_examples(images, d.target, order[1500:])}
+            return {
+                "train": self._generate_examples(images, d.target, order[:1500]),
+                "test": self._generate_examples(images, d.target, order[1500:]),
+            }
 
         def _generate_examples(self, images, labels, idx):
             for i in idx:
@@ -74,6 +80,7 @@ def _digits_builder_cls():
 def prepare_digits(data_dir: str | None = None):
     """Build the digits TFDS dataset into data_dir once (no download, no TensorFlow); return its builder."""
     import tensorflow_datasets as tfds
+
     builder = _digits_builder_cls()(data_dir=data_dir)
     if not builder.is_prepared():
         tfds.disable_progress_bar()
@@ -83,9 +90,11 @@ def prepare_digits(data_dir: str | None = None):
 
 # ----------------------------------------------------------------------------- sources
 
+
 @dataclasses.dataclass(frozen=True)
 class ImageData:
     """A dataset's two splits as random-access sources, and what a model needs to know of them."""
+
     name: str
     train: Any
     test: Any
@@ -125,8 +134,10 @@ class _TfdsSource:
 
 
 def _npz_error(path, what):
-    return DataError(f"dataset 'npz:{path}': {what}; accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C] "
-                     f"(C in 1, 3), N >= 2, optional integer 'y' of length N")
+    return DataError(
+        f"dataset 'npz:{path}': {what}; accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C] "
+        f"(C in 1, 3), N >= 2, optional integer 'y' of length N"
+    )
 
 
 def load_npz(path: str) -> ImageData:
@@ -176,6 +187,7 @@ def load_npz(path: str) -> ImageData:
 
 def load_tfds(name: str, data_dir: str | None) -> ImageData:
     import tensorflow_datasets as tfds
+
     if name == DIGITS:
         builder = prepare_digits(data_dir)
         source = lambda split: builder.as_data_source(split=split)
@@ -183,8 +195,10 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
         try:
             tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # tfds raises several types for unknown names
-            raise DataError(f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', or a TFDS image dataset name "
-                            f"such as mnist, fashion_mnist, cifar10 ({type(e).__name__})") from None
+            raise DataError(
+                f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', or a TFDS image dataset name "
+                f"such as mnist, fashion_mnist, cifar10 ({type(e).__name__})"
+            ) from None
 
         def source(split):
             try:
@@ -195,7 +209,8 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
                     f"{data_dir or 'the default TFDS data dir'}; this program never downloads ({type(e).__name__}). "
                     f"Prepare it where there is internet: pip install '.[tf]'; python -c \"import tensorflow_datasets "
                     f"as tfds; tfds.builder('{name}', data_dir='DIR', file_format='array_record')"
-                    f".download_and_prepare()\", then pass --config.data_dir=DIR") from None
+                    f'.download_and_prepare()", then pass --config.data_dir=DIR'
+                ) from None
 
     train = source("train")
     test = None
@@ -210,8 +225,9 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
     features = train.dataset_info.features
     image_key = next((k for k in ("image", "img") if k in features), None)
     if image_key is None:
-        raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: {sorted(features)}); "
-                        f"accepted: image datasets")
+        raise DataError(
+            f"TFDS dataset {name!r} has no 'image' feature (features: {sorted(features)}); accepted: image datasets"
+        )
     label_key = "label" if "label" in features else None
     shape = tuple(features[image_key].shape)
     if len(shape) == 2:
@@ -219,15 +235,18 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
     if None in shape:
         raise DataError(f"TFDS dataset {name!r} has images of varying size {shape}; accepted: fixed-size images")
     num_classes = features[label_key].num_classes if label_key else 1
-    return ImageData(name, _TfdsSource(train, image_key, label_key), _TfdsSource(test, image_key, label_key),
-                     shape, int(num_classes))
+    return ImageData(
+        name, _TfdsSource(train, image_key, label_key), _TfdsSource(test, image_key, label_key), shape, int(num_classes)
+    )
 
 
 def load_images(dataset: str, data_dir: str | None = None) -> ImageData:
     """Resolve a `dataset` config value to its train and test sources."""
     if not isinstance(dataset, str) or not dataset:
-        raise DataError(f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', "
-                        f"or a TFDS image dataset name")
+        raise DataError(
+            f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', "
+            f"or a TFDS image dataset name"
+        )
     if dataset.startswith("npz:"):
         return load_npz(dataset[4:])
     return load_tfds(dataset, data_dir)
@@ -253,7 +272,7 @@ def batched(fn, *arrays, batch_size: int = 1000):
     bs = min(batch_size, n)
     outs = []
     for i in range(0, n, bs):
-        chunks = [a[i:i + bs] for a in arrays]
+        chunks = [a[i : i + bs] for a in arrays]
         m = len(chunks[0])
         if m < bs:
             chunks = [np.concatenate([a, np.repeat(a[-1:], bs - m, axis=0)]) for a in chunks]
@@ -264,6 +283,7 @@ def batched(fn, *arrays, batch_size: int = 1000):
 # ----------------------------------------------------------------------------- pixels
 # Datasets hold uint8 pixels; models scale them on device to [0, 1] (likelihood models) or [-1, 1]
 # (GAN, DDPM, the feature classifier), and figures map model outputs back to uint8.
+
 
 def to_unit(images):
     """uint8 pixels 0..255 -> floats in [0, 1]."""

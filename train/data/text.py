@@ -12,6 +12,7 @@ Lines are split into lower-case words by zoo.text.tokenize (punctuation dropped)
 and one int32 id array in a single pass, optionally cached in a directory so a rerun (a resume)
 skips reading and tokenizing the corpus again.
 """
+
 from __future__ import annotations
 
 import array
@@ -19,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -32,8 +33,9 @@ GENERATED = "generated"
 
 # The keys of a module that reads a corpus (train.word2vec, train.ngram, train.cooccurrence).
 CORPUS_KEYS = {
-    "corpus": Key(GENERATED, "'generated' (embedded), 'text:PATH' (one sentence a line) or a prepared TFDS text "
-                  "dataset name"),
+    "corpus": Key(
+        GENERATED, "'generated' (embedded), 'text:PATH' (one sentence a line) or a prepared TFDS text dataset name"
+    ),
     "num_tokens": Key(2_000_000, "size of the generated corpus", range=">= 1"),
     "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
 }
@@ -46,11 +48,12 @@ _TEXT_KEYS = ("text", "sentence", "content", "document", "article", "review")
 @dataclasses.dataclass(frozen=True)
 class TextSource:
     """A corpus as lines: lines() starts a fresh pass; fingerprint identifies the content (for caches)."""
+
     name: str
     lines: Callable[[], Iterator[str]]
     fingerprint: str
 
-    def split(self, part: str) -> "TextSource":
+    def split(self, part: str) -> TextSource:
         """The 'train' lines (9 in 10) or the held-out 'test' lines (every 10th), by line position."""
         held_out = part == "test"
 
@@ -58,6 +61,7 @@ class TextSource:
             for i, line in enumerate(self.lines()):
                 if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == held_out:
                     yield line
+
         return TextSource(f"{self.name} ({part})", lines, f"{self.fingerprint}|{part}")
 
 
@@ -68,10 +72,13 @@ def open_corpus(corpus: str, *, num_tokens: int = 2_000_000, data_dir: str | Non
     if corpus == GENERATED:
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
             raise DataError(f"num_tokens={num_tokens!r} must be a positive integer (tokens of the generated corpus)")
-        return TextSource(f"generated ({num_tokens} tokens)", lambda: generated_corpus.generate_corpus(num_tokens, 0),
-                          f"generated:{num_tokens}:seed0")
+        return TextSource(
+            f"generated ({num_tokens} tokens)",
+            lambda: generated_corpus.generate_corpus(num_tokens, 0),
+            f"generated:{num_tokens}:seed0",
+        )
     if corpus.startswith("text:"):
-        return _text_file(corpus[len("text:"):])
+        return _text_file(corpus[len("text:") :])
     return _tfds_text(corpus, data_dir)
 
 
@@ -87,13 +94,16 @@ def _text_file(path: str) -> TextSource:
         with open(path, "rb") as f:
             f.read(1)
     except OSError as e:
-        raise DataError(f"corpus {spec!r} cannot be read ({e.strerror}); accepted: a readable UTF-8 text file") from None
+        raise DataError(
+            f"corpus {spec!r} cannot be read ({e.strerror}); accepted: a readable UTF-8 text file"
+        ) from None
     st = os.stat(path)
 
     def lines():
         # undecodable bytes become U+FFFD, which tokenize drops: a stray Latin-1 byte costs one word, not the run
         with open(path, encoding="utf-8", errors="replace") as f:
             yield from f
+
     return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}")
 
 
@@ -111,6 +121,7 @@ def _quiet_absl():
 
 def _tfds_text(name: str, data_dir: str | None) -> TextSource:
     import tensorflow_datasets as tfds
+
     with _quiet_absl():
         return _tfds_source(tfds, name, data_dir)
 
@@ -124,8 +135,9 @@ def _tfds_source(tfds, name: str, data_dir: str | None) -> TextSource:
     keys = [k for k in features if isinstance(features[k], tfds.features.Text)]
     key = next((k for k in _TEXT_KEYS if k in keys), keys[0] if keys else None)
     if key is None:
-        raise DataError(f"TFDS dataset {name!r} has no text feature (features: {sorted(features)}); "
-                        f"accepted: {ACCEPTED}")
+        raise DataError(
+            f"TFDS dataset {name!r} has no text feature (features: {sorted(features)}); accepted: {ACCEPTED}"
+        )
     try:
         source = tfds.data_source(name, split="train", data_dir=data_dir, download=False)
     except Exception as e:
@@ -133,16 +145,19 @@ def _tfds_source(tfds, name: str, data_dir: str | None) -> TextSource:
             f"TFDS dataset {name!r} is not prepared as array_record in {data_dir or 'the default TFDS data dir'}; "
             f"this program never downloads ({type(e).__name__}). Prepare it where there is internet: "
             f"python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR', "
-            f"file_format='array_record').download_and_prepare()\", then pass --config.data_dir=DIR") from None
+            f"file_format='array_record').download_and_prepare()\", then pass --config.data_dir=DIR"
+        ) from None
 
     def lines():
         for i in range(len(source)):
             text = source[i][key]
             yield from (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).splitlines()
+
     return TextSource(f"tfds:{name}", lines, f"tfds:{name}:{data_dir or ''}:{len(source)}")
 
 
 # ----------------------------------------------------------------------------- encoded corpus
+
 
 @dataclasses.dataclass(frozen=True)
 class EncodedCorpus:
@@ -151,6 +166,7 @@ class EncodedCorpus:
     ids[i] is the vocabulary id of the i-th kept token; sentence_lengths[s] the number of kept
     tokens of the s-th line that kept any (so sum(sentence_lengths) == len(ids)).
     """
+
     name: str
     vocab: Vocab
     ids: np.ndarray
@@ -167,8 +183,9 @@ def cache_key(source: TextSource, min_count: int, max_vocab: int = 0) -> str:
     return f"{source.fingerprint}|min_count={min_count}|max_vocab={max_vocab}"
 
 
-def encode_corpus(source: TextSource, min_count: int, *, max_vocab: int = 0,
-                  cache_dir: str | None = None) -> EncodedCorpus:
+def encode_corpus(
+    source: TextSource, min_count: int, *, max_vocab: int = 0, cache_dir: str | None = None
+) -> EncodedCorpus:
     """Vocabulary (count >= min_count, the max_vocab most frequent if > 0) and ids, in one pass over the lines.
 
     Words are ordered as zoo.text.Vocab.build orders them: by count, descending, then alphabetically.
@@ -188,8 +205,9 @@ def encode_corpus(source: TextSource, min_count: int, *, max_vocab: int = 0,
             ids.extend([setdefault(w, len(index)) for w in words])
             lengths.append(len(words))
     if not ids:
-        raise DataError(f"corpus {source.name!r} holds no words; accepted: text with at least one word "
-                        f"(letters or digits)")
+        raise DataError(
+            f"corpus {source.name!r} holds no words; accepted: text with at least one word (letters or digits)"
+        )
     raw = np.frombuffer(ids, np.int32)
     counts = np.bincount(raw, minlength=len(index))
     words = list(index)
@@ -199,9 +217,11 @@ def encode_corpus(source: TextSource, min_count: int, *, max_vocab: int = 0,
         kept = kept[:max_vocab]
     if not kept:
         top = ranked[0]
-        raise DataError(f"corpus {source.name!r}: no word occurs min_count={min_count} times (the most frequent, "
-                        f"{words[top]!r}, occurs {counts[top]} times); accepted: min_count <= {counts[top]} "
-                        f"or a larger corpus")
+        raise DataError(
+            f"corpus {source.name!r}: no word occurs min_count={min_count} times (the most frequent, "
+            f"{words[top]!r}, occurs {counts[top]} times); accepted: min_count <= {counts[top]} "
+            f"or a larger corpus"
+        )
     new_id = np.full(len(words), -1, np.int32)
     new_id[kept] = np.arange(len(kept), dtype=np.int32)
     mapped = new_id[raw]
@@ -219,8 +239,16 @@ def save_cached(directory: str, key: str, c: EncodedCorpus) -> None:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, CACHE_FILE)
     with open(path + ".tmp", "wb") as f:  # written whole, then renamed: an interrupted run leaves no half file
-        np.savez(f, key=np.array(key), name=np.array(c.name), words=np.array(c.vocab.words),
-                 counts=c.vocab.counts, ids=c.ids, sentence_lengths=c.sentence_lengths, raw_tokens=c.raw_tokens)
+        np.savez(
+            f,
+            key=np.array(key),
+            name=np.array(c.name),
+            words=np.array(c.vocab.words),
+            counts=c.vocab.counts,
+            ids=c.ids,
+            sentence_lengths=c.sentence_lengths,
+            raw_tokens=c.raw_tokens,
+        )
     os.replace(path + ".tmp", path)
 
 
@@ -238,7 +266,12 @@ def load_cached(directory: str, key: str) -> EncodedCorpus | None:
         with np.load(os.path.join(directory, CACHE_FILE), allow_pickle=False) as f:
             if str(f["key"]) != key:
                 return None
-            return EncodedCorpus(str(f["name"]), Vocab([str(w) for w in f["words"]], f["counts"]),
-                                 f["ids"], f["sentence_lengths"], int(f["raw_tokens"]))
+            return EncodedCorpus(
+                str(f["name"]),
+                Vocab([str(w) for w in f["words"]], f["counts"]),
+                f["ids"],
+                f["sentence_lengths"],
+                int(f["raw_tokens"]),
+            )
     except (OSError, KeyError, ValueError):
         return None

@@ -12,15 +12,23 @@ raises ``MissingVectorFileError`` (a ValueError and a FileNotFoundError); a
 malformed one raises ``VectorFileError`` (a ValueError) naming the path and the
 line (text) or the entry and byte offset (binary).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["VectorFileError", "MissingVectorFileError", "save_word2vec_text", "load_word2vec_text",
-           "save_word2vec_binary", "load_word2vec_binary", "save_projector_tsv"]
+__all__ = [
+    "VectorFileError",
+    "MissingVectorFileError",
+    "save_word2vec_text",
+    "load_word2vec_text",
+    "save_word2vec_binary",
+    "load_word2vec_binary",
+    "save_projector_tsv",
+]
 
 
 class VectorFileError(ValueError):
@@ -44,7 +52,9 @@ def _check_vectors(words, W, fn: str, forbidden: str) -> tuple[list[str], np.nda
     if W.shape[0] != len(words):
         raise ValueError(f"{fn}: W has {W.shape[0]} rows but there are {len(words)} words")
     if not np.all(np.isfinite(W)):
-        raise ValueError(f"{fn}: W must be finite, got a NaN or inf in row {int(np.argmin(np.isfinite(W).all(axis=1)))}")
+        raise ValueError(
+            f"{fn}: W must be finite, got a NaN or inf in row {int(np.argmin(np.isfinite(W).all(axis=1)))}"
+        )
     for i, w in enumerate(words):
         if not isinstance(w, str) or not w or any(ch in w for ch in forbidden):
             raise ValueError(f"{fn}: word {i} must be a non-empty str without {forbidden!r}, got {w!r}")
@@ -70,8 +80,9 @@ def _parse_header(line: bytes, path, fn: str) -> tuple[int, int]:
         if vocab_size < 0 or dim < 1:
             raise ValueError
     except ValueError:
-        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line 1: expected the header 'V D' (two integers, D >= 1), "
-                              f"got {line[:80]!r}") from None
+        raise VectorFileError(
+            f"{fn}: {os.fspath(path)!r} line 1: expected the header 'V D' (two integers, D >= 1), got {line[:80]!r}"
+        ) from None
     return vocab_size, dim
 
 
@@ -98,9 +109,10 @@ def load_word2vec_text(path) -> tuple[list[str], np.ndarray]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {line}: not UTF-8 text (a binary file? "
-                              f"use load_word2vec_binary)") from None
+        line = data[: e.start].count(b"\n") + 1
+        raise VectorFileError(
+            f"{fn}: {os.fspath(path)!r} line {line}: not UTF-8 text (a binary file? use load_word2vec_binary)"
+        ) from None
     lines = text.split("\n")
     vocab_size, dim = _parse_header(lines[0].encode("utf-8"), path, fn)
     words: list[str] = []
@@ -111,19 +123,26 @@ def load_word2vec_text(path) -> tuple[list[str], np.ndarray]:
         if parts == [""]:
             continue
         if len(words) == vocab_size:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: more entries than the {vocab_size} in the header")
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} line {n}: more entries than the {vocab_size} in the header"
+            )
         if len(parts) != dim + 1:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: expected a word and {dim} numbers, "
-                                  f"got {len(parts)} fields")
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} line {n}: expected a word and {dim} numbers, got {len(parts)} fields"
+            )
         try:
             W[len(words)] = [float(x) for x in parts[1:]]
         except ValueError:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: expected {dim} numbers after the word "
-                                  f"{parts[0]!r}, got {line[:80]!r}") from None
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} line {n}: expected {dim} numbers after the word "
+                f"{parts[0]!r}, got {line[:80]!r}"
+            ) from None
         words.append(parts[0])
     if len(words) != vocab_size:
-        raise VectorFileError(f"{fn}: {os.fspath(path)!r} line {n}: file ends after {len(words)} of the "
-                              f"{vocab_size} entries in the header")
+        raise VectorFileError(
+            f"{fn}: {os.fspath(path)!r} line {n}: file ends after {len(words)} of the "
+            f"{vocab_size} entries in the header"
+        )
     return words, W
 
 
@@ -155,31 +174,40 @@ def load_word2vec_binary(path) -> tuple[list[str], np.ndarray]:
     W = np.empty((vocab_size, dim), np.float32)
     pos = eol + 1
     for i in range(vocab_size):
-        while pos < len(data) and data[pos:pos + 1] == b"\n":
+        while pos < len(data) and data[pos : pos + 1] == b"\n":
             pos += 1
         sp = data.find(b" ", pos, pos + 10_000)
         if sp < 0:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
-                                  f"expected 'word ' followed by {dim} float32, "
-                                  f"{'file ends' if pos >= len(data) else 'no space after the word'}")
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                f"expected 'word ' followed by {dim} float32, "
+                f"{'file ends' if pos >= len(data) else 'no space after the word'}"
+            )
         raw = data[pos:sp]
         if b"\n" in raw or not raw:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
-                                  f"malformed word {raw[:40]!r} (a text file? use load_word2vec_text)")
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                f"malformed word {raw[:40]!r} (a text file? use load_word2vec_text)"
+            )
         try:
             word = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
-                                  f"word {raw[:40]!r} is not UTF-8") from None
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): word {raw[:40]!r} is not UTF-8"
+            ) from None
         if sp + 1 + nbytes > len(data):
-            raise VectorFileError(f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
-                                  f"file ends inside the vector of {word!r} ({len(data) - sp - 1} of {nbytes} bytes)")
+            raise VectorFileError(
+                f"{fn}: {os.fspath(path)!r} entry {i + 1} of {vocab_size} (byte {pos}): "
+                f"file ends inside the vector of {word!r} ({len(data) - sp - 1} of {nbytes} bytes)"
+            )
         W[i] = np.frombuffer(data, "<f4", dim, sp + 1)
         words.append(word)
         pos = sp + 1 + nbytes
     if data[pos:].strip(b"\n"):
-        raise VectorFileError(f"{fn}: {os.fspath(path)!r} byte {pos}: {len(data) - pos} bytes after the "
-                              f"{vocab_size} entries in the header")
+        raise VectorFileError(
+            f"{fn}: {os.fspath(path)!r} byte {pos}: {len(data) - pos} bytes after the "
+            f"{vocab_size} entries in the header"
+        )
     return words, W
 
 
@@ -199,12 +227,14 @@ def save_projector_tsv(directory, words: Sequence[str], W, tensor_name: str = "w
     meta_path = os.path.join(directory, "metadata.tsv")
     with open(vec_path, "w", encoding="utf-8", newline="\n") as f:
         for row in W.tolist():
-            f.write("\t".join("%.9g" % x for x in row) + "\n")
+            f.write("\t".join(f"{x:.9g}" for x in row) + "\n")
     with open(meta_path, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(w + "\n" for w in words)
     with open(os.path.join(directory, "projector_config.pbtxt"), "w", encoding="utf-8") as f:
-        f.write(f'embeddings {{\n  tensor_name: "{tensor_name}"\n  tensor_path: "vectors.tsv"\n'
-                f'  metadata_path: "metadata.tsv"\n}}\n')
+        f.write(
+            f'embeddings {{\n  tensor_name: "{tensor_name}"\n  tensor_path: "vectors.tsv"\n'
+            f'  metadata_path: "metadata.tsv"\n}}\n'
+        )
     return vec_path, meta_path
 
 

@@ -26,6 +26,7 @@ Example:
     ev.sample_quality(uint8_samples)   # {'fd': ..., 'precision': ..., 'recall': ..., 'fd_num_samples': ...}
     ev.reference_figures(len(uint8_samples))
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,10 @@ FEATURE_BATCH = 500
 
 # ----------------------------------------------------------------------------- cache key and files
 
+
 def default_data_dir() -> str:
     from tensorflow_datasets.core import constants
+
     return constants.DATA_DIR
 
 
@@ -74,8 +77,9 @@ def dataset_key(ds: data.ImageData) -> str:
             with open(path, "rb") as f:
                 digest = hashlib.file_digest(f, "sha256").hexdigest()
         except OSError as e:
-            raise data.DataError(f"dataset {ds.name!r}: cannot read the file to key the feature classifier's cache "
-                                 f"({e})") from None
+            raise data.DataError(
+                f"dataset {ds.name!r}: cannot read the file to key the feature classifier's cache ({e})"
+            ) from None
         return f"npz-{digest[:20]}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
 
@@ -83,8 +87,10 @@ def dataset_key(ds: data.ImageData) -> str:
 def cache_key(ds: data.ImageData, *, steps: int, seed: int) -> str:
     h, w, c = ds.image_shape
     widths = "-".join(map(str, ARCH["widths"]))
-    return (f"{dataset_key(ds)}_{h}x{w}x{c}_c{ds.num_classes}_{ARCH_VERSION}-w{widths}-n{ARCH['convs_per_stage']}"
-            f"_steps{steps}_seed{seed}")
+    return (
+        f"{dataset_key(ds)}_{h}x{w}x{c}_c{ds.num_classes}_{ARCH_VERSION}-w{widths}-n{ARCH['convs_per_stage']}"
+        f"_steps{steps}_seed{seed}"
+    )
 
 
 @contextlib.contextmanager
@@ -113,8 +119,17 @@ def _atomic_write(path: str, payload: bytes) -> None:
 
 # ----------------------------------------------------------------------------- training
 
-def _train_classifier(net: classifier_lib.Classifier, images: np.ndarray, labels: np.ndarray, *, steps: int,
-                      seed: int, batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE):
+
+def _train_classifier(
+    net: classifier_lib.Classifier,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+):
     """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split."""
     key = jax.random.key(seed)
     params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), data.to_signed(images[:1]))["params"]
@@ -146,6 +161,7 @@ def _train_classifier(net: classifier_lib.Classifier, images: np.ndarray, labels
 @dataclasses.dataclass
 class FeatureExtractor:
     """A trained classifier's feature map: features(uint8 [N,H,W,C]) -> float32 [N, D]."""
+
     net: classifier_lib.Classifier
     params: Any
     image_shape: tuple[int, int, int]
@@ -164,13 +180,17 @@ class FeatureExtractor:
     def check_images(self, images, fn: str = "features") -> np.ndarray:
         images = np.asarray(images)
         if images.dtype != np.uint8:
-            raise ValueError(f"{fn}: images must be uint8 pixels 0..255 of shape [N, {', '.join(map(str, self.image_shape))}]"
-                             f", got dtype {images.dtype}")
+            raise ValueError(
+                f"{fn}: images must be uint8 pixels 0..255 of shape [N, {', '.join(map(str, self.image_shape))}]"
+                f", got dtype {images.dtype}"
+            )
         if images.ndim == 3 and self.image_shape[-1] == 1:
             images = images[..., None]
         if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.image_shape):
-            raise ValueError(f"{fn}: images must have shape [N, {', '.join(map(str, self.image_shape))}] (the "
-                             f"dataset's image shape), got {images.shape}")
+            raise ValueError(
+                f"{fn}: images must have shape [N, {', '.join(map(str, self.image_shape))}] (the "
+                f"dataset's image shape), got {images.shape}"
+            )
         return images
 
     def logits_and_features(self, images) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +198,7 @@ class FeatureExtractor:
         n, bs = len(images), self.batch_size
         logits, feats = [], []
         for i in range(0, n, bs):
-            chunk = images[i:i + bs]
+            chunk = images[i : i + bs]
             if len(chunk) < bs and n > bs:  # pad to one compiled shape
                 chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), np.uint8)])
             lg, ft = self._apply(self.params, chunk)
@@ -204,8 +224,9 @@ def _check_int(name, v, low):
     return int(v)
 
 
-def feature_extractor(ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS,
-                      verbose: bool = True) -> FeatureExtractor:
+def feature_extractor(
+    ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS, verbose: bool = True
+) -> FeatureExtractor:
     """The dataset's feature classifier: loaded from the cache in data_dir, else trained on ds.train and cached.
 
     Datasets without labels (num_classes < 2) get the untrained, seeded network (random conv features)
@@ -229,8 +250,10 @@ def feature_extractor(ds: data.ImageData, data_dir: str | None, *, seed: int = 0
                 try:
                     params = flax.serialization.from_bytes(template, f.read())
                 except Exception as e:
-                    raise RuntimeError(f"feature classifier cache {params_path} does not match the classifier "
-                                       f"({type(e).__name__}: {e}); delete it to retrain") from None
+                    raise RuntimeError(
+                        f"feature classifier cache {params_path} does not match the classifier "
+                        f"({type(e).__name__}: {e}); delete it to retrain"
+                    ) from None
             params = jax.tree.map(jnp.asarray, params)
             ext = FeatureExtractor(net, params, tuple(ds.image_shape), float(info["test_accuracy"]), info, params_path)
             return ext
@@ -244,22 +267,38 @@ def feature_extractor(ds: data.ImageData, data_dir: str | None, *, seed: int = 0
         ext = FeatureExtractor(net, params, tuple(ds.image_shape), float("nan"), {}, params_path)
         acc = ext.accuracy(test["image"], test["label"]) if labelled else float("nan")
         train_acc = ext.accuracy(train["image"], train["label"]) if labelled else float("nan")
-        info = dict(dataset=ds.name, key=key, image_shape=list(ds.image_shape), num_classes=ds.num_classes,
-                    steps=steps if labelled else 0, seed=seed, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE,
-                    arch={k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()},
-                    feature_dim=ext.feature_dim, num_train=len(train["image"]), num_test=len(test["image"]),
-                    train_accuracy=train_acc, test_accuracy=acc, train_secs=train_secs,
-                    note="" if labelled else "no labels: untrained random-feature network")
+        info = dict(
+            dataset=ds.name,
+            key=key,
+            image_shape=list(ds.image_shape),
+            num_classes=ds.num_classes,
+            steps=steps if labelled else 0,
+            seed=seed,
+            batch_size=BATCH_SIZE,
+            learning_rate=LEARNING_RATE,
+            arch={k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()},
+            feature_dim=ext.feature_dim,
+            num_train=len(train["image"]),
+            num_test=len(test["image"]),
+            train_accuracy=train_acc,
+            test_accuracy=acc,
+            train_secs=train_secs,
+            note="" if labelled else "no labels: untrained random-feature network",
+        )
         _atomic_write(params_path, flax.serialization.to_bytes(jax.device_get(params)))
         _atomic_write(info_path, (json.dumps(info, indent=2) + "\n").encode())
         ext.test_accuracy, ext.info = acc, info
         if verbose and jax.process_index() == 0:
-            print(f"Feature classifier for {ds.name}: trained {info['steps']} steps in {train_secs:.1f}s, "
-                  f"test accuracy {acc:.4f}; cached in {params_path}", flush=True)
+            print(
+                f"Feature classifier for {ds.name}: trained {info['steps']} steps in {train_secs:.1f}s, "
+                f"test accuracy {acc:.4f}; cached in {params_path}",
+                flush=True,
+            )
         return ext
 
 
 # ----------------------------------------------------------------------------- the evaluator
+
 
 def gaussian_stats64(feats) -> tuple[np.ndarray, np.ndarray]:
     """zoo.metrics.gaussian_stats in float64 (FD of nearly equal sets is a difference of large traces)."""
@@ -277,16 +316,26 @@ def frechet_distance64(mu1, cov1, mu2, cov2) -> float:
 class ImageEvaluator:
     """FD and precision/recall of generated images against the test split, in the feature classifier's space."""
 
-    def __init__(self, ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS,
-                 k: int = 3, extractor: FeatureExtractor | None = None):
+    def __init__(
+        self,
+        ds: data.ImageData,
+        data_dir: str | None,
+        *,
+        seed: int = 0,
+        steps: int = DEFAULT_STEPS,
+        k: int = 3,
+        extractor: FeatureExtractor | None = None,
+    ):
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"ImageEvaluator: k={k!r} must be a positive integer (neighbours in precision/recall)")
         self.ds, self.k, self.seed = ds, int(k), seed
         self.extractor = extractor or feature_extractor(ds, data_dir, seed=seed, steps=steps)
         test = data.as_arrays(ds.test)["image"]
         if len(test) < self.k + 1:
-            raise ValueError(f"ImageEvaluator: the test split of {ds.name!r} has {len(test)} images; at least "
-                             f"k+1={self.k + 1} are needed")
+            raise ValueError(
+                f"ImageEvaluator: the test split of {ds.name!r} has {len(test)} images; at least "
+                f"k+1={self.k + 1} are needed"
+            )
         self.test_features = self.extractor.features(test)
         self.mu, self.cov = gaussian_stats64(self.test_features)
         self._reference: dict[int, dict] = {}
@@ -299,9 +348,15 @@ class ImageEvaluator:
         n = len(feats)
         fd = frechet_distance64(*gaussian_stats64(feats), self.mu, self.cov)
         precision, recall = metrics.precision_recall(self.test_features, feats, k=self.k)
-        return {"fd": fd, "precision": float(precision), "recall": float(recall),
-                "fd_num_samples": n, "fd_num_reference": self.num_reference, "pr_k": self.k,
-                "classifier_test_accuracy": self.extractor.test_accuracy}
+        return {
+            "fd": fd,
+            "precision": float(precision),
+            "recall": float(recall),
+            "fd_num_samples": n,
+            "fd_num_reference": self.num_reference,
+            "pr_k": self.k,
+            "classifier_test_accuracy": self.extractor.test_accuracy,
+        }
 
     def sample_quality(self, images) -> dict:
         """fd, precision, recall of uint8 images [N,H,W,C] vs the whole test split, with the sample sizes.
@@ -310,8 +365,9 @@ class ImageEvaluator:
         """
         images = self.extractor.check_images(images, "sample_quality")
         if len(images) < self.k + 1:
-            raise ValueError(f"sample_quality: needs at least k+1={self.k + 1} images (k-NN radii, covariance), "
-                             f"got {len(images)}")
+            raise ValueError(
+                f"sample_quality: needs at least k+1={self.k + 1} images (k-NN radii, covariance), got {len(images)}"
+            )
         return self.compare_features(self.extractor.features(images))
 
     def reference_figures(self, num_samples: int | None = None) -> dict:
@@ -322,8 +378,10 @@ class ImageEvaluator:
         n_train = len(self.ds.train)
         n = n_train if num_samples is None else num_samples
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not self.k + 1 <= n <= n_train:
-            raise ValueError(f"reference_figures: num_samples={num_samples!r} must be an integer in "
-                             f"{self.k + 1}..{n_train} (the train split's size)")
+            raise ValueError(
+                f"reference_figures: num_samples={num_samples!r} must be an integer in "
+                f"{self.k + 1}..{n_train} (the train split's size)"
+            )
         n = int(n)
         if n not in self._reference:
             idx = np.sort(np.random.default_rng(self.seed).choice(n_train, n, replace=False))
@@ -335,36 +393,54 @@ class ImageEvaluator:
 
 # ----------------------------------------------------------------------------- the image models' `eval` block
 
+
 def eval_keys(num_samples: int = 500, test_examples: int = 0) -> dict:
     """The `eval` block of the image models: sample-quality sample size, the feature classifier, grids, test images."""
     return {
-        "eval.num_samples": Key(num_samples, "generated images scored by FD / precision / recall (0: no sample "
-                                "quality; else at least pr_k + 1)", range=">= 0"),
-        "eval.classifier_steps": Key(1000, "steps of the feature classifier (trained once per dataset, cached in "
-                                     "data_dir)", range=">= 1"),
+        "eval.num_samples": Key(
+            num_samples,
+            "generated images scored by FD / precision / recall (0: no sample quality; else at least pr_k + 1)",
+            range=">= 0",
+        ),
+        "eval.classifier_steps": Key(
+            1000, "steps of the feature classifier (trained once per dataset, cached in data_dir)", range=">= 1"
+        ),
         "eval.pr_k": Key(3, "neighbours of the k-NN precision/recall manifolds", range=">= 1"),
-        "eval.test_examples": Key(test_examples, "test images in likelihood / reconstruction figures (0: the whole "
-                                  "test split)", range=">= 0"),
+        "eval.test_examples": Key(
+            test_examples, "test images in likelihood / reconstruction figures (0: the whole test split)", range=">= 0"
+        ),
         "eval.grid_images": Key(64, "images per samples PNG", range=">= 1"),
     }
 
 
+# The latent interpolation strips of the generative models (train.vae, train.gan).
+INTERPOLATION_KEYS = {
+    "eval.interpolation_rows": Key(8, "latent interpolation paths in the PNG", range=">= 1"),
+    "eval.interpolation_steps": Key(10, "points per interpolation path", range=">= 1"),
+}
+
 # The eval block of every image module's 'smoke' variant: a 5-step classifier, 8 samples, 16 test images.
 SMOKE = {"eval.classifier_steps": 5, "eval.num_samples": 8, "eval.grid_images": 8, "eval.test_examples": 16}
+# ... and of their loop: 4 steps of batch 8, logged and saved every 2, no progress bar.
+SMOKE_LOOP = {"num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "progress": False}
 
 
 def check_eval_config(c) -> None:
     """ConfigError unless eval.num_samples is 0 or enough for the k-NN manifolds."""
     if c.eval.num_samples and c.eval.num_samples < c.eval.pr_k + 1:
-        raise ConfigError(f"config.eval.num_samples={c.eval.num_samples} must be 0 (no sample quality) or at least "
-                          f"config.eval.pr_k + 1 = {c.eval.pr_k + 1}")
+        raise ConfigError(
+            f"config.eval.num_samples={c.eval.num_samples} must be 0 (no sample quality) or at least "
+            f"config.eval.pr_k + 1 = {c.eval.pr_k + 1}"
+        )
 
 
 def check_dataset_for_eval(c, ds: data.ImageData) -> None:
     """DataError before any write when the test split is too small for the configured figures."""
     if c.eval.num_samples and len(ds.test) < c.eval.pr_k + 1:
-        raise data.DataError(f"dataset {ds.name!r}: the test split has {len(ds.test)} images; sample quality needs at "
-                             f"least config.eval.pr_k + 1 = {c.eval.pr_k + 1} (or set --config.eval.num_samples=0)")
+        raise data.DataError(
+            f"dataset {ds.name!r}: the test split has {len(ds.test)} images; sample quality needs at "
+            f"least config.eval.pr_k + 1 = {c.eval.pr_k + 1} (or set --config.eval.num_samples=0)"
+        )
 
 
 class SampleQuality:
@@ -389,8 +465,12 @@ class SampleQuality:
     def __call__(self, images: np.ndarray) -> dict:
         ev = self.evaluator
         q = ev.sample_quality(images)
-        out = {"fd": q["fd"], "precision": q["precision"], "recall": q["recall"],
-               "classifier_test_accuracy": q["classifier_test_accuracy"]}
+        out = {
+            "fd": q["fd"],
+            "precision": q["precision"],
+            "recall": q["recall"],
+            "classifier_test_accuracy": q["classifier_test_accuracy"],
+        }
         n = len(images)
         if ev.k + 1 <= n <= len(self.ds.train):
             ref = ev.reference_figures(n)

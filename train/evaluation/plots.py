@@ -1,5 +1,6 @@
 """Figures of the image models, as uint8 RGB arrays: sample grids, reconstruction grids, latent interpolation
 strips and 2-D latent scatter plots coloured by label. MetricsWriter.image writes them as PNGs."""
+
 from __future__ import annotations
 
 import jax
@@ -8,8 +9,15 @@ import numpy as np
 
 from train.core.writers import image_grid
 
-__all__ = ["image_grid", "samples_grid", "reconstruction_grid", "interpolate", "interpolation_strip", "project_2d",
-           "latent_scatter"]
+__all__ = [
+    "image_grid",
+    "samples_grid",
+    "reconstruction_grid",
+    "interpolate",
+    "interpolation_strip",
+    "project_2d",
+    "latent_scatter",
+]
 
 
 def samples_grid(images_uint8: np.ndarray, ncol: int | None = None) -> np.ndarray:
@@ -23,7 +31,7 @@ def reconstruction_grid(originals: np.ndarray, recons: np.ndarray, ncol: int = 8
     ncol = min(ncol, n)
     rows = []
     for i in range(0, n, ncol):
-        rows += [originals[i:i + ncol], recons[i:i + ncol]]
+        rows += [originals[i : i + ncol], recons[i : i + ncol]]
     return image_grid(np.concatenate(rows), ncol)
 
 
@@ -38,8 +46,11 @@ def interpolation_strip(decoded: np.ndarray, num_rows: int, left=None, right=Non
     """One row per path: [left original,] decoded points..., [right original]; decoded [P * n, H, W, C] uint8."""
     decoded = np.asarray(decoded)
     per = decoded.reshape(num_rows, -1, *decoded.shape[1:])
-    parts = ([np.asarray(left)[:, None]] if left is not None else []) + [per] + \
-            ([np.asarray(right)[:, None]] if right is not None else [])
+    parts = (
+        ([np.asarray(left)[:, None]] if left is not None else [])
+        + [per]
+        + ([np.asarray(right)[:, None]] if right is not None else [])
+    )
     rows = np.concatenate(parts, axis=1)
     return image_grid(rows.reshape(-1, *decoded.shape[1:]), rows.shape[1])
 
@@ -52,6 +63,7 @@ def project_2d(codes) -> tuple[np.ndarray, tuple[str, str]]:
     if codes.shape[1] == 2:
         return codes, ("z1", "z2")
     from zoo import pca
+
     p = pca.pca_fit(jnp.asarray(codes), 2)
     return np.asarray(pca.pca_transform(p, jnp.asarray(codes))), ("PC1 of codes", "PC2 of codes")
 

@@ -1,6 +1,7 @@
 """Word-vector evaluation: analogy accuracy (3CosAdd) per section, word-similarity Spearman, the king - man + woman
 line and a PCA figure of the planted pairs. The question sets are the generated corpus's planted ones
 (train/data/corpus.py) or a user's questions-words / WordSim-353 style files."""
+
 from __future__ import annotations
 
 import math
@@ -22,16 +23,22 @@ EVAL_KEYS = {
 
 def load_eval_sets(c):
     """(analogy sections, wordsim pairs): the planted sets of train/data/corpus.py, or the user's files."""
+
     def read(path, what, parse):
         try:
             with open(path, encoding="utf-8") as f:
                 return parse(f)
         except OSError as e:
-            raise DataError(f"config.{what}={path!r} cannot be read ({e.strerror}); accepted: a readable file, or '' "
-                            f"for the generated corpus's planted set") from None
+            raise DataError(
+                f"config.{what}={path!r} cannot be read ({e.strerror}); accepted: a readable file, or '' "
+                f"for the generated corpus's planted set"
+            ) from None
         except ValueError as e:
             raise DataError(f"config.{what}={path!r}: {e}") from None
-    analogies = read(c.analogies, "analogies", w2v.parse_questions_words) if c.analogies else planted.planted_analogies()
+
+    analogies = (
+        read(c.analogies, "analogies", w2v.parse_questions_words) if c.analogies else planted.planted_analogies()
+    )
     wordsim = read(c.wordsim, "wordsim", w2v.parse_wordsim) if c.wordsim else planted.planted_similarities()
     return analogies, wordsim
 
@@ -62,13 +69,16 @@ def analogy_line(W, vocab, a="man", b="king", c="woman", topn=5) -> str:
 
 def planted_pairs_figure(W, vocab):
     """A 2-D PCA of the planted gender and country-capital pairs, one panel each, or None without them."""
-    panels = [("king - queen", [(m, f) for m, f, _, _ in planted.GENDER_PAIRS[:10]]),
-              ("country - capital", [(c, k) for c, k, _, _ in planted.COUNTRIES[:10]])]
+    panels = [
+        ("king - queen", [(m, f) for m, f, _, _ in planted.GENDER_PAIRS[:10]]),
+        ("country - capital", [(c, k) for c, k, _, _ in planted.COUNTRIES[:10]]),
+    ]
     panels = [(t, [p for p in pairs if p[0] in vocab and p[1] in vocab]) for t, pairs in panels]
     panels = [(t, pairs) for t, pairs in panels if len(pairs) >= 2]
     if not panels:
         return None
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
