@@ -27,16 +27,12 @@ def main(_):
     print(f"DDPM train step (batch {c.batch_size}):   {secs * 1e3:9.1f} ms  {c.batch_size / secs:9.1f} examples/s")
     print(f"  XLA FLOPs per step:            {flops / 1e9:9.2f} GFLOP")
     print(
-        f"  achieved:                      {flops / secs / 1e9:9.1f} GFLOP/s = {100 * flops / secs / 1e9 / peak:.1f}% of matmul"
+        f"  achieved:                      {flops / secs / 1e9:9.1f} GFLOP/s"
+        f" = {100 * flops / secs / 1e9 / peak:.1f}% of matmul"
     )
 
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
-    net = ddpm.UNet(
-        ch=c.model.ch,
-        ch_mult=tuple(c.model.ch_mult),
-        num_res_blocks=c.model.num_res_blocks,
-        attn_resolutions=tuple(c.model.attn_resolutions),
-    )
+    net = train_ddpm.make_unet(c)
     eps_fn = lambda p: lambda x, t: net.apply({"params": p}, x, t)
     shape = (flags.FLAGS.sample_images, *ds.image_shape)
     anc = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k))

@@ -114,7 +114,8 @@ def main(_):
             else "    -"
         )
         print(
-            f"{model:<12} {n:>7} {r['step_ms']:>9.1f} {r['examples_per_sec']:>11.1f} {r['gflops_per_step']:>11.2f} {mfu}"
+            f"{model:<12} {n:>7} {r['step_ms']:>9.1f} {r['examples_per_sec']:>11.1f}"
+            f" {r['gflops_per_step']:>11.2f} {mfu}"
         )
 
 

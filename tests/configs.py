@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+import os
+
 
 def override(c, overrides: dict):
     """Set dotted keys ('model.hidden') of a ConfigDict in place; return it."""
@@ -28,13 +32,37 @@ def run_straight(module, data_dir, tmp_path_factory, **overrides):
     return workdir, module.run(smoke_config(module, data_dir, num_steps=6, **overrides), workdir)
 
 
-def logged_records(workdir):
-    """metrics.jsonl of a 6-step smoke run, after checking its last checkpoint is step 6 and losses at 2, 4, 6."""
-    import json
-    import os
-
+def straight_records(workdir, eval_keys):
+    """(loss records, the evaluation record) of a 6-step smoke run, after checking its last checkpoint is step 6,
+    its losses were logged at steps 2, 4, 6 and it was evaluated once, at step 6, every one of eval_keys finite."""
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == "6"
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
-    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
-    return records
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    evals = [r for r in records if eval_keys[0] in r]
+    assert [r["step"] for r in evals] == [6]
+    for k in eval_keys:
+        assert math.isfinite(evals[0][k]), k
+    return logged, evals[0]
+
+
+def read_metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def train_losses(workdir):
+    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}
+
+
+def resumed_records(module, data_dir, workdir, straight_workdir):
+    """(resumed, straight) loss records, after a smoke run stopped at step 4 and resumed to 6 in workdir logged
+    steps 2, 4, 6 and the straight run's losses exactly (same seed and config; CPU is deterministic)."""
+    module.run(smoke_config(module, data_dir, num_steps=4), workdir)
+    module.run(smoke_config(module, data_dir, num_steps=6), workdir)  # resumes at 4
+    resumed = [r for r in read_metrics(workdir) if "loss" in r]
+    straight = [r for r in read_metrics(straight_workdir) if "loss" in r]
+    assert [r["step"] for r in resumed] == [2, 4, 6]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+    return resumed, straight

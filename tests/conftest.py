@@ -25,3 +25,13 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 def data_dir(tmp_path_factory):
     """One TFDS data dir per test process: digits are prepared, and the feature classifier trained, once."""
     return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="module")
+def straight_run(request, data_dir, tmp_path_factory):
+    """(workdir, figures) of a 6-step smoke run in one go of the test module's TRAIN entry point (with its
+    STRAIGHT_OVERRIDES): the reference its resume and determinism tests compare with."""
+    from tests.configs import run_straight
+
+    overrides = getattr(request.module, "STRAIGHT_OVERRIDES", {})
+    return run_straight(request.module.TRAIN, data_dir, tmp_path_factory, **overrides)

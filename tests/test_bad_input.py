@@ -454,7 +454,7 @@ def test_analogy_and_similarity_check_their_other_arguments(tiny_vectors):
     W, vocab = tiny_vectors
     with pytest.raises(ValueError, match="method='3cosavg' not supported; accepted"):
         w2v.analogy(W, vocab, "man", "king", "woman", method="3cosavg")
-    with pytest.raises(ValueError, match="topn must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="topn must be >= 1, got 0"):
         w2v.analogy(W, vocab, "man", "king", "woman", topn=0)
     with pytest.raises(ValueError, match=r"W has 3 rows but the vocabulary has 4 words"):
         w2v.analogy(W[:3], vocab, "man", "king", "woman")

@@ -7,6 +7,7 @@ import os
 import pathlib
 import sys
 import time
+import tomllib
 
 import nbformat
 import pytest
@@ -16,68 +17,12 @@ COLABS = ROOT / "colabs"
 NOTEBOOKS = sorted(p.name for p in COLABS.glob("*.ipynb"))
 CELL_TIMEOUT = 900  # seconds per cell; a small run takes a minute or two in all
 
-# Small values for a CPU run of a minute or two per notebook; the notebooks' own defaults are Colab-sized.
-# DATA_DIR is added by the test (one temporary TFDS dir for every notebook, so the digits and the feature
-# classifier are built once).
-SMALL = {
-    "01_autoencoders_pca.ipynb": dict(
-        LINEAR_AE_DIM=4,
-        LINEAR_AE_STEPS=300,
-        AE_STEPS=60,
-        AE_BATCH_SIZE=32,
-        AE_LATENT_DIM=4,
-        AE_HIDDEN=(32,),
-        EVAL_SAMPLES=100,
-        CLASSIFIER_STEPS=30,
-    ),
-    "02_words.ipynb": dict(
-        NUM_TOKENS=200_000,
-        W2V_EPOCHS=2,
-        W2V_DIM=32,
-        W2V_BATCH_SIZE=16384,
-        NGRAM_ORDER=3,
-        COOC_DIM=32,
-        COOC_MAX_VOCAB=2000,
-    ),
-    "03_probability.ipynb": dict(
-        NUM_SAMPLES=500,
-        FIT_STEPS=100,
-        MC_MAX_SAMPLES=10_000,
-        TRAIN_SIZES=(20, 100, 500),
-        LR_STEPS=100,
-        GMM_POINTS=300,
-        GMM_ITERS=20,
-    ),
-    "04_vae_gan.ipynb": dict(
-        VAE_STEPS=60,
-        VAE_BATCH_SIZE=32,
-        VAE_LATENT_DIM=4,
-        VAE_HIDDEN=(32,),
-        IWAE_K=8,
-        GAN_STEPS=60,
-        GAN_BATCH_SIZE=32,
-        GAN_LATENT_DIM=8,
-        GAN_HIDDEN=(32,),
-        EVAL_SAMPLES=100,
-        TEST_EXAMPLES=200,
-        CLASSIFIER_STEPS=30,
-    ),
-    "05_ddpm.ipynb": dict(
-        NUM_STEPS=30,
-        BATCH_SIZE=16,
-        CH=8,
-        CH_MULT=(1,),
-        NUM_RES_BLOCKS=1,
-        ATTN_RESOLUTIONS=(),
-        NUM_TIMESTEPS=100,
-        NUM_IMAGES=16,
-        DDIM_STEPS=10,
-        TEST_EXAMPLES=16,
-        EVAL_SAMPLES=0,
-        CLASSIFIER_STEPS=30,
-        FORWARD_CHECK_SAMPLES=500,
-    ),
-}
+# Small values for a CPU run of a minute or two per notebook: tests/colab_parameters.toml.
+with open(ROOT / "tests" / "colab_parameters.toml", "rb") as f:
+    SMALL = {
+        name: {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        for name, params in tomllib.load(f).items()
+    }
 
 
 def load(name):

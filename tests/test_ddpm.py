@@ -71,7 +71,8 @@ def test_linear_betas_endpoints_and_spacing():
 
 
 def test_schedule_from_name_linear_rescales_with_T():
-    # T=1000 is the paper's schedule; T=100 keeps the per-step noise scale: beta in [1e-3, 0.2]. float32 storage: rtol 1e-6
+    # T=1000 is the paper's schedule; T=100 keeps the per-step noise scale: beta in [1e-3, 0.2].
+    # float32 storage: rtol 1e-6
     np.testing.assert_allclose(ddpm.schedule_from_name("linear", 1000).betas, np.linspace(1e-4, 0.02, 1000), rtol=1e-6)
     np.testing.assert_allclose(ddpm.schedule_from_name("linear", 100).betas, np.linspace(1e-3, 0.2, 100), rtol=1e-6)
 

@@ -1,4 +1,7 @@
-"""Gaussian mixture / EM checked against scipy.stats densities, numpy loops, sklearn and Monte Carlo (float32 in jax)."""
+"""Gaussian mixture / EM checked against scipy.stats densities, numpy loops, sklearn and Monte Carlo.
+
+The jax side runs in float32.
+"""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,7 @@
-"""Frechet distance and k-NN precision/recall checked against scipy.linalg.sqrtm, closed forms and brute force (float32 in jax)."""
+"""Frechet distance and k-NN precision/recall checked against scipy.linalg.sqrtm, closed forms and brute force.
+
+The jax side runs in float32.
+"""
 
 import jax.numpy as jnp
 import numpy as np

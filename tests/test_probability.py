@@ -178,7 +178,7 @@ def test_kl_monte_carlo_converges_to_closed_form():
     assert abs(mc - stats.entropy(q, p)) < 4 * terms.std(ddof=1) / np.sqrt(s)
 
 
-# ============================================================================= 2. max likelihood = min KL(P_data || P_theta)
+# ============================================================================= 2. max likelihood = min KL
 
 
 def test_categorical_max_likelihood_equals_min_kl():
@@ -208,7 +208,10 @@ def test_categorical_max_likelihood_equals_min_kl():
 
 
 def test_gaussian_max_likelihood_equals_min_kl_with_gmm_data():
-    """P_data is a diagonal 2-component GMM (zoo.gmm, a latent-variable model) with a known density; the model is one Gaussian."""
+    """P_data is a diagonal 2-component GMM (zoo.gmm, a latent-variable model) with a known density.
+
+    The model is one Gaussian.
+    """
     g = GMM(
         weights=jnp.array([0.3, 0.7]),
         means=jnp.array([[-2.0, 1.0], [1.5, 3.0]]),

@@ -135,29 +135,21 @@ def test_docs_pages_exist_and_readme_links_to_each():
     assert expected <= linked, f"README does not link {sorted(expected - linked)}"
 
 
+# What each page may name only if it exists: relative links, paths in backticks, tests, zoo functions and
+# `python -m` modules; each check returns what it could not find.
+NAMED = {
+    "links": lambda page: broken_links(page.read_text(), page),
+    "paths": lambda page: missing_paths(page.read_text()),
+    "tests": lambda page: missing_tests(page.read_text()),
+    "zoo-names": lambda page: unresolved_zoo_names(page.read_text()),
+    "modules": lambda page: missing_modules(page.read_text()),
+}
+
+
+@pytest.mark.parametrize("what", NAMED)
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_relative_links_point_into_the_repository(page):
-    assert broken_links(page.read_text(), page) == []
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_paths_in_backticks_exist(page):
-    assert missing_paths(page.read_text()) == []
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_named_tests_exist(page):
-    assert missing_tests(page.read_text()) == []
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_named_zoo_functions_exist(page):
-    assert unresolved_zoo_names(page.read_text()) == []
-
-
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_python_m_modules_exist(page):
-    assert missing_modules(page.read_text()) == []
+def test_what_a_page_names_exists(page, what):
+    assert NAMED[what](page) == []
 
 
 def test_lecture_map_names_a_function_and_a_test_for_every_row():

@@ -1,5 +1,6 @@
 """train.autoencoder end to end on tiny configs (a few steps, small nets, a 5-step feature classifier)."""
 
+import functools
 import json
 import os
 
@@ -7,16 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.configs import logged_records, run_straight, smoke_config
-from tests.test_train_ddpm import read_metrics, train_losses
+from tests.configs import resumed_records, smoke_config, straight_records
 from train import autoencoder as train_ae
 from train.core.errors import ConfigError
 
 EVAL_KEYS = ("eval/test_loss", "eval/test_mse", "eval/fd", "eval/precision", "eval/recall", "eval/ref_fd")
 
 
-def tiny_config(data_dir, **overrides):
-    return smoke_config(train_ae, data_dir, **overrides)
+TRAIN = train_ae  # the module conftest's straight_run runs
+tiny_config = functools.partial(smoke_config, train_ae)
 
 
 def tiny_npz(path, n=40, n_test=10, classes=3):
@@ -31,21 +31,12 @@ def tiny_npz(path, n=40, n_test=10, classes=3):
     return f"npz:{path}"
 
 
-@pytest.fixture(scope="module")
-def straight_run(data_dir, tmp_path_factory):
-    return run_straight(train_ae, data_dir, tmp_path_factory)
-
-
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    records = logged_records(workdir)
-    assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
-    evals = [r for r in records if "eval/test_mse" in r]
-    assert [r["step"] for r in evals] == [6]
+    _, ev = straight_records(workdir, EVAL_KEYS)
     for k in EVAL_KEYS:
-        assert np.isfinite(evals[0][k]), k
-        assert figures[k] == pytest.approx(evals[0][k])
-    assert 0 <= evals[0]["eval/precision"] <= 1 and evals[0]["eval/test_mse"] < 1
+        assert figures[k] == pytest.approx(ev[k])
+    assert 0 <= ev["eval/precision"] <= 1 and ev["eval/test_mse"] < 1
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["loss"] == "bce"
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == [
@@ -60,11 +51,7 @@ def test_workdir_layout(straight_run):
 
 
 def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
-    workdir = str(tmp_path)
-    train_ae.run(tiny_config(data_dir, num_steps=4), workdir)
-    train_ae.run(tiny_config(data_dir, num_steps=6), workdir)  # resumes at 4
-    assert [r["step"] for r in read_metrics(workdir) if "loss" in r] == [2, 4, 6]
-    assert train_losses(workdir) == train_losses(straight_run[0])
+    resumed_records(train_ae, data_dir, str(tmp_path), straight_run[0])
 
 
 def test_npz_conv_mse_gaussian(data_dir, tmp_path):

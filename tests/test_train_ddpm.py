@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from tests.configs import logged_records, run_straight, smoke_config
+from tests.configs import read_metrics, smoke_config, straight_records, train_losses
 from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
@@ -21,32 +21,18 @@ def tiny_config(data_dir, **overrides):
     return smoke_config(train_ddpm, data_dir, **overrides)
 
 
-def read_metrics(workdir):
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
-
-
-def train_losses(workdir):
-    return {r["step"]: r["loss"] for r in read_metrics(workdir) if "loss" in r}
-
-
-@pytest.fixture(scope="module")
-def straight_run(data_dir, tmp_path_factory):
-    """6 steps in one go: the reference for resume and determinism."""
-    return run_straight(train_ddpm, data_dir, tmp_path_factory, **{"eval.num_samples": 8, "eval.classifier_steps": 5})
+TRAIN = train_ddpm  # the module conftest's straight_run runs, with these overrides
+STRAIGHT_OVERRIDES = {"eval.num_samples": 8, "eval.classifier_steps": 5}
+EVAL_KEYS = tuple(
+    f"eval/{k}" for k in ("test_bpd_bound", "ddim_fd", "ddim_precision", "ddim_recall", "ddim_ref_fd", "ancestral_fd")
+)
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    records = logged_records(workdir)
-    logged = [r for r in records if "loss" in r]
-    assert [r["step"] for r in logged] == [2, 4, 6]
+    logged, _ = straight_records(workdir, EVAL_KEYS)
     for r in logged:
         assert np.isfinite(r["loss"]) and r["examples_per_sec"] > 0
-    evals = [r for r in records if "eval/test_bpd_bound" in r]
-    assert evals and evals[-1]["step"] == 6 and np.isfinite(evals[-1]["eval/test_bpd_bound"])
-    for key in ("ddim_fd", "ddim_precision", "ddim_recall", "ddim_ref_fd", "ancestral_fd"):
-        assert np.isfinite(evals[-1][f"eval/{key}"]), key
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["num_steps"] == 6
     samples = sorted(os.listdir(os.path.join(workdir, "samples")))

@@ -1,5 +1,6 @@
 """train.gan end to end on tiny configs, and its alternating step for every loss."""
 
+import functools
 import itertools
 import os
 
@@ -7,9 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.configs import logged_records, run_straight, smoke_config
+from tests.configs import resumed_records, smoke_config, straight_records
 from tests.test_train_autoencoder import tiny_npz
-from tests.test_train_ddpm import read_metrics, train_losses
 from train import gan as train_gan
 from train.core import config as config_lib, loop, parallel
 from train.core.errors import ConfigError
@@ -18,41 +18,24 @@ from train.data import images as data
 EVAL_KEYS = ("eval/fd", "eval/precision", "eval/recall", "eval/ref_fd", "eval/test_minimax_value")
 
 
-def tiny_config(data_dir, **overrides):
-    return smoke_config(train_gan, data_dir, **overrides)
-
-
-@pytest.fixture(scope="module")
-def straight_run(data_dir, tmp_path_factory):
-    return run_straight(train_gan, data_dir, tmp_path_factory)
+TRAIN = train_gan  # the module conftest's straight_run runs
+tiny_config = functools.partial(smoke_config, train_gan)
 
 
 def test_workdir_layout(straight_run):
     workdir, figures = straight_run
-    records = logged_records(workdir)
-    logged = [r for r in records if "loss" in r]
-    assert [r["step"] for r in logged] == [2, 4, 6]
+    logged, ev = straight_records(workdir, EVAL_KEYS)
     for r in logged:
         # non-saturating: D's loss is -V(D, G) of the same batch
         assert r["d_loss"] == pytest.approx(-r["minimax_value"], rel=1e-5)
         assert r["loss"] == pytest.approx(r["d_loss"] + r["g_loss"], rel=1e-5)
-    evals = [r for r in records if "eval/fd" in r]
-    assert [r["step"] for r in evals] == [6]
-    for k in EVAL_KEYS:
-        assert np.isfinite(evals[0][k]), k
-    assert evals[0]["eval/test_minimax_value"] < 0  # log D + log(1 - D) <= 0
+    assert ev["eval/test_minimax_value"] < 0  # log D + log(1 - D) <= 0
     assert sorted(os.listdir(os.path.join(workdir, "samples"))) == ["interpolation_000006.png", "samples_000006.png"]
 
 
 def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
-    workdir = str(tmp_path)
-    train_gan.run(tiny_config(data_dir, num_steps=4), workdir)
-    train_gan.run(tiny_config(data_dir, num_steps=6), workdir)
-    records = [r for r in read_metrics(workdir) if "loss" in r]
-    assert [r["step"] for r in records] == [2, 4, 6]
-    assert train_losses(workdir) == train_losses(straight_run[0])
-    straight = {r["step"]: (r["d_loss"], r["g_loss"]) for r in read_metrics(straight_run[0]) if "loss" in r}
-    assert {r["step"]: (r["d_loss"], r["g_loss"]) for r in records} == straight
+    resumed, straight = resumed_records(train_gan, data_dir, str(tmp_path), straight_run[0])
+    assert [(r["d_loss"], r["g_loss"]) for r in resumed] == [(r["d_loss"], r["g_loss"]) for r in straight]
 
 
 @pytest.mark.parametrize("loss", train_gan.LOSSES)

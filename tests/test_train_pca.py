@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.configs import smoke_config
+from tests.configs import read_metrics, smoke_config
 from tests.test_train_autoencoder import tiny_npz
-from tests.test_train_ddpm import read_metrics
 from train import pca as train_pca
 from train.core.errors import ConfigError
 from train.data import images as data

@@ -1,4 +1,4 @@
-"""word2vec: training pairs, losses against brute-force loops, sparse updates against dense SGD, and vector arithmetic."""
+"""word2vec: training pairs, losses vs brute-force loops, sparse updates vs dense SGD, and vector arithmetic."""
 
 import itertools
 import math

@@ -12,7 +12,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
@@ -33,37 +32,22 @@ SCHEMA = config_lib.Schema(
         "loss": Key(
             "bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]", choices=ae.LOSS_KINDS
         ),
-        "model.arch": Key("mlp", "encoder and decoder networks", choices=ARCHS),
-        "model.latent_dim": Key(8, "dimension of the code", range=">= 1"),
-        "model.hidden": Key((256, 128), "MLP widths (the decoder mirrors them)", range=">= 1", nonempty=True),
-        "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
         "model.linear": Key(False, "an MLP without hidden layers, h = Wx + b (spans PCA's subspace with 'mse')"),
         "density.kind": Key(
             "gmm", "density fitted to the training codes, sampled to generate", choices=ae.DENSITY_KINDS
         ),
         "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
     },
+    config_lib.latent_network_keys(ARCHS, "encoder and decoder", "the code", 8, (256, 128), "the decoder mirrors them"),
     evaluation.eval_keys(num_samples=500),
     {"eval.density_examples": Key(10000, "training codes the code density is fitted to", range=">= 1")},
-    defaults=dict(
-        num_steps=4000,
-        batch_size=128,
-        learning_rate=1e-3,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        min_lr_ratio=0.05,
-        ema_decay=0.99,
-        log_every=100,
-        checkpoint_every=1000,
-    ),
+    defaults={**config_lib.IMAGE_RECIPE, "num_steps": 4000, "checkpoint_every": 1000},
     variants={
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
-            "warmup_steps": 1,
-            "lr_schedule": "constant",
-            "model.hidden": (16,),
-            "model.channels": (4, 8),
+            **config_lib.SMOKE_RECIPE,
+            **config_lib.SMOKE_NETWORKS,
             "model.latent_dim": 3,
             "density.num_components": 2,
             "eval.density_examples": 64,
@@ -72,9 +56,7 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
 def check_config(c) -> None:

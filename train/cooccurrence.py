@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import sys
 
-import ml_collections
 import numpy as np
 import scipy.sparse
 
@@ -48,14 +47,10 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept."""
-    SCHEMA.check(c)
+check_config = SCHEMA.check
 
 
 def save_counts(path: str, key: str, counts) -> None:

@@ -11,7 +11,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
@@ -45,22 +44,18 @@ SCHEMA = config_lib.Schema(
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
     # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
-    defaults=dict(
-        num_steps=2000,
-        batch_size=64,
-        learning_rate=1e-3,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        min_lr_ratio=0.05,
-        ema_decay=0.995,
-        log_every=50,
-        checkpoint_every=500,
-    ),
+    defaults={
+        **config_lib.IMAGE_RECIPE,
+        "num_steps": 2000,
+        "batch_size": 64,
+        "ema_decay": 0.995,
+        "log_every": 50,
+        "checkpoint_every": 500,
+    },
     variants={
         "smoke": {
             **evaluation.SMOKE_LOOP,
-            "warmup_steps": 1,
-            "lr_schedule": "constant",
+            **config_lib.SMOKE_RECIPE,
             "model.ch": 8,
             "model.num_res_blocks": 1,
             "diffusion.num_timesteps": 20,
@@ -73,9 +68,7 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
 def check_config(c) -> None:
@@ -89,9 +82,9 @@ def check_config(c) -> None:
     evaluation.check_eval_config(c)
 
 
-def make_task(c, ds: data.ImageData) -> loop.Task:
-    sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
-    net = ddpm.UNet(
+def make_unet(c) -> ddpm.UNet:
+    """The eps-prediction U-Net of config.model, computing in config.dtype."""
+    return ddpm.UNet(
         ch=c.model.ch,
         ch_mult=tuple(c.model.ch_mult),
         num_res_blocks=c.model.num_res_blocks,
@@ -99,6 +92,11 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         dropout=c.model.dropout,
         dtype=config_lib.compute_dtype(c),
     )
+
+
+def make_task(c, ds: data.ImageData) -> loop.Task:
+    sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
+    net = make_unet(c)
     size = ds.image_shape[0]
     if size % 2 ** (len(c.model.ch_mult) - 1):
         raise config_lib.ConfigError(

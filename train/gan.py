@@ -15,7 +15,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from train.core import cli, config as config_lib, loop, state as state_lib
@@ -40,13 +39,11 @@ SCHEMA = config_lib.Schema(
         ),
         "loss": Key("nonsaturating", "the GAN objective", choices=LOSSES),
         "gp_weight": Key(10.0, "lambda of the gradient penalty ('wgan-gp')", range=">= 0"),
-        "model.arch": Key("mlp", "generator and discriminator networks", choices=ARCHS),
-        "model.latent_dim": Key(32, "dimension of z", range=">= 1"),
-        "model.hidden": Key((256, 256), "MLP widths of both networks", range=">= 1", nonempty=True),
-        "model.channels": Key((32, 64), "DCGAN widths per resolution level", range=">= 1", nonempty=True),
     },
+    config_lib.latent_network_keys(ARCHS, "generator and discriminator", "z", 32, (256, 256), "of both networks"),
     evaluation.eval_keys(num_samples=500),
     evaluation.INTERPOLATION_KEYS,
+    checks=(evaluation.check_eval_config,),
     defaults=dict(
         num_steps=10000,
         batch_size=64,
@@ -64,8 +61,7 @@ SCHEMA = config_lib.Schema(
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
-            "model.hidden": (16,),
-            "model.channels": (4, 8),
+            **config_lib.SMOKE_NETWORKS,
             "model.latent_dim": 4,
             "eval.interpolation_rows": 2,
             "eval.interpolation_steps": 3,
@@ -74,15 +70,10 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept."""
-    SCHEMA.check(c)
-    evaluation.check_eval_config(c)
+check_config = SCHEMA.check
 
 
 def make_nets(c, image_shape):

@@ -18,7 +18,6 @@ import tempfile
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, fit as fit_lib
@@ -57,9 +56,7 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
 def check_config(c) -> None:

@@ -19,7 +19,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from train.core import cli, config as config_lib, loop
@@ -44,33 +43,19 @@ SCHEMA = config_lib.Schema(
         "sweep.beta": Key((), "a sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)", item=float),
         "C": Key(50.0, "the lecture's C; also the gaussian decoder's variance 1/(2C)", range="> 0"),
         "conditional": Key(False, "condition encoder and decoder on the labels (a CVAE)"),
-        "model.arch": Key("mlp", "encoder and decoder networks", choices=vae.ARCHS),
-        "model.latent_dim": Key(8, "dimension of z", range=">= 1"),
-        "model.hidden": Key((256, 128), "MLP widths (the decoder mirrors them)", range=">= 1", nonempty=True),
-        "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
     },
+    config_lib.latent_network_keys(vae.ARCHS, "encoder and decoder", "z", 8, (256, 128), "the decoder mirrors them"),
     evaluation.eval_keys(num_samples=500),
     evaluation.INTERPOLATION_KEYS,
     {"eval.iwae_k": Key(100, "importance samples of the IWAE bound on log p(x)", range=">= 1")},
-    defaults=dict(
-        num_steps=10000,
-        batch_size=128,
-        learning_rate=1e-3,
-        lr_schedule="cosine",
-        warmup_steps=100,
-        min_lr_ratio=0.05,
-        ema_decay=0.99,
-        log_every=100,
-        checkpoint_every=2000,
-    ),
+    checks=(evaluation.check_eval_config,),
+    defaults={**config_lib.IMAGE_RECIPE, "num_steps": 10000, "checkpoint_every": 2000},
     variants={
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
-            "warmup_steps": 1,
-            "lr_schedule": "constant",
-            "model.hidden": (16,),
-            "model.channels": (4, 8),
+            **config_lib.SMOKE_RECIPE,
+            **config_lib.SMOKE_NETWORKS,
             "model.latent_dim": 3,
             "eval.iwae_k": 4,
             "eval.test_examples": 64,
@@ -81,15 +66,10 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept."""
-    SCHEMA.check(c)
-    evaluation.check_eval_config(c)
+check_config = SCHEMA.check
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:

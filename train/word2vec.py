@@ -39,7 +39,6 @@ import sys
 import grain
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
@@ -130,9 +129,7 @@ SCHEMA = config_lib.Schema(
 )
 
 
-def get_config(variant: str | None = None) -> ml_collections.ConfigDict:
-    """The default config, or a named variant: 'smoke' (a seconds-long run)."""
-    return SCHEMA.config(variant)
+get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
 def check_config(c) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 from flax import struct
 
 from zoo.distributions import bernoulli_log_prob
-from zoo.layers import MLP, Downsample, Upsample
+from zoo.layers import MLP, Downsample, Upsample, conv_levels, decoder_base, level_channels
 
 __all__ = [
     "LOSS_KINDS",
@@ -167,27 +167,6 @@ def sample_codes(density: CodeDensity, key: jax.Array, n: int) -> jax.Array:
 # ----------------------------------------------------------------------------
 
 
-def conv_levels(height: int, width: int) -> int:
-    """Number of stride-2 halvings: halve while both sides are even and stay >= 4 (8->1, 28->2, 32->3)."""
-    if height < 1 or width < 1:
-        raise ValueError(f"conv_levels: image sides must be positive, got {height}x{width}")
-    n = 0
-    while height % 2 == 0 and width % 2 == 0 and height // 2 >= 4 and width // 2 >= 4:
-        height, width, n = height // 2, width // 2, n + 1
-    return n
-
-
-def _check_image_shape(name: str, shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"{name}: image_shape must be (H, W, C) with positive sides, got {shape}")
-    return shape
-
-
-def _level_channels(channels: Sequence[int], i: int) -> int:
-    return int(channels[min(i, len(channels) - 1)])
-
-
 class MLPEncoder(nn.Module):
     """Flatten x [B, ...] -> MLP(hidden..., features) -> code [B, features].
 
@@ -251,9 +230,9 @@ class ConvEncoder(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"ConvEncoder: x must be NHWC [B, H, W, C], got shape {x.shape}")
         levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
-        x = self.activation(nn.Conv(_level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
+        x = self.activation(nn.Conv(level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
         for i in range(levels):
-            x = self.activation(Downsample(_level_channels(self.channels, i + 1), dtype=self.dtype)(x))
+            x = self.activation(Downsample(level_channels(self.channels, i + 1), dtype=self.dtype)(x))
         return nn.Dense(self.features, dtype=self.dtype)(x.reshape(x.shape[0], -1)).astype(jnp.float32)
 
 
@@ -271,15 +250,10 @@ class ConvDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, h):
-        height, width, c = _check_image_shape("ConvDecoder", self.image_shape)
-        levels = conv_levels(height, width) if self.num_levels is None else self.num_levels
-        if height % (2**levels) or width % (2**levels):
-            raise ValueError(f"ConvDecoder: image {height}x{width} is not divisible by 2^num_levels={2**levels}")
-        bh, bw = height // 2**levels, width // 2**levels
-        ch = _level_channels(self.channels, levels)
+        levels, (bh, bw, ch), c = decoder_base("ConvDecoder", self.image_shape, self.channels, self.num_levels)
         x = self.activation(nn.Dense(bh * bw * ch, dtype=self.dtype)(h)).reshape(h.shape[0], bh, bw, ch)
         for i in reversed(range(levels)):
-            x = self.activation(Upsample(_level_channels(self.channels, i), dtype=self.dtype)(x))
+            x = self.activation(Upsample(level_channels(self.channels, i), dtype=self.dtype)(x))
         return nn.Conv(c, (3, 3), dtype=self.dtype)(x).astype(jnp.float32)
 
 

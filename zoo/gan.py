@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.autoencoder import conv_levels
-from zoo.layers import Downsample, Upsample, num_groups
+from zoo.layers import Downsample, Upsample, conv_levels, decoder_base, level_channels, num_groups
 
 __all__ = [
     "minimax_value",
@@ -151,10 +150,6 @@ def _check_image_shape(name: str, shape) -> tuple[int, ...]:
     return shape
 
 
-def _level_channels(channels: Sequence[int], i: int) -> int:
-    return int(channels[min(i, len(channels) - 1)])
-
-
 class MLPGenerator(nn.Module):
     """z [B, L] -> MLP -> tanh -> [B, *image_shape] in [-1, 1]."""
 
@@ -208,15 +203,11 @@ class DCGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, z):
-        height, width, c = _check_image_shape("DCGenerator", self.image_shape)
-        levels = conv_levels(height, width) if self.num_levels is None else self.num_levels
-        if height % (2**levels) or width % (2**levels):
-            raise ValueError(f"DCGenerator: image {height}x{width} is not divisible by 2^num_levels={2**levels}")
-        bh, bw, ch = height // 2**levels, width // 2**levels, _level_channels(self.channels, levels)
+        levels, (bh, bw, ch), c = decoder_base("DCGenerator", self.image_shape, self.channels, self.num_levels)
         x = nn.Dense(bh * bw * ch, dtype=self.dtype)(z).reshape(z.shape[0], bh, bw, ch)
         x = nn.relu(nn.GroupNorm(num_groups(ch), dtype=self.dtype)(x))
         for i in reversed(range(levels)):
-            f = _level_channels(self.channels, i)
+            f = level_channels(self.channels, i)
             x = nn.relu(nn.GroupNorm(num_groups(f), dtype=self.dtype)(Upsample(f, dtype=self.dtype)(x)))
         return jnp.tanh(nn.Conv(c, (3, 3), dtype=self.dtype)(x)).astype(jnp.float32)
 
@@ -236,7 +227,7 @@ class DCDiscriminator(nn.Module):
             raise ValueError(f"DCDiscriminator: x must be NHWC [B, H, W, C], got shape {x.shape}")
         levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
         act = lambda h: nn.leaky_relu(h, self.negative_slope)
-        x = act(nn.Conv(_level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
+        x = act(nn.Conv(level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
         for i in range(levels):
-            x = act(Downsample(_level_channels(self.channels, i + 1), dtype=self.dtype)(x))
+            x = act(Downsample(level_channels(self.channels, i + 1), dtype=self.dtype)(x))
         return nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)

@@ -21,13 +21,13 @@ are ``zoo.distributions``' (``mvn_log_prob``, ``diag_normal_log_prob``).
 from __future__ import annotations
 
 import functools
-import operator
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from jax.scipy.special import logsumexp
 
+from zoo._checks import as_int
 from zoo.distributions import diag_normal_log_prob, mvn_log_prob
 
 __all__ = [
@@ -98,13 +98,6 @@ def _check_data(x, d: int | None, fn: str) -> jax.Array:
     return x
 
 
-def _as_int(value, name: str, fn: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
-
-
 # ----------------------------------------------------------------------------- inference
 
 
@@ -151,7 +144,11 @@ def _m_step(x: jax.Array, resp: jax.Array, covariance_type: str, reg) -> GMM:
 
 
 def gmm_m_step(x, resp, *, covariance_type: str = "full", reg: float = 1e-6) -> GMM:
-    """M-step: N_k = sum_n r_nk, w_k = N_k / N, mu_k = sum_n r_nk x_n / N_k, C_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg I."""
+    """M-step: weights, means and covariances from the responsibilities resp [N, K].
+
+    N_k = sum_n r_nk, w_k = N_k / N, mu_k = sum_n r_nk x_n / N_k,
+    C_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T / N_k + reg I.
+    """
     fn = "gmm_m_step"
     x = _check_data(x, None, fn)
     resp = jnp.asarray(resp, x.dtype)
@@ -220,7 +217,9 @@ def _fit(x, key, reg, *, k, num_iters, covariance_type):
 def gmm_fit(
     x, num_components: int, *, key: jax.Array, num_iters: int = 100, covariance_type: str = "full", reg: float = 1e-6
 ) -> tuple[GMM, jax.Array]:
-    """Fit a K-component GMM to x [N, D] by EM; returns (params, history) with history[t] = (1/N) sum_n log p(x_n) after M-step t+1.
+    """Fit a K-component GMM to x [N, D] by EM; returns (params, history).
+
+    ``history[t]`` = (1/N) sum_n log p(x_n) after M-step t+1.
 
     Means are seeded by k-means++ on ``key``; covariances start at the data
     covariance. ``history[-1]`` is the mean log-likelihood of the returned params.
@@ -229,12 +228,10 @@ def gmm_fit(
     fn = "gmm_fit"
     x = _check_data(x, None, fn)
     n = x.shape[0]
-    k = _as_int(num_components, "num_components", fn)
+    k = as_int(num_components, "num_components", fn)
     if not 1 <= k <= n:
         raise ValueError(f"{fn}: num_components must be in 1..N={n} (number of rows of x), got {k}")
-    num_iters = _as_int(num_iters, "num_iters", fn)
-    if num_iters < 1:
-        raise ValueError(f"{fn}: num_iters must be >= 1, got {num_iters}")
+    num_iters = as_int(num_iters, "num_iters", fn, minimum=1)
     if covariance_type not in COVARIANCE_TYPES:
         raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
     if not reg >= 0:
@@ -248,12 +245,13 @@ def gmm_fit(
 
 
 def gmm_sample(params: GMM, key: jax.Array, n: int) -> jax.Array:
-    """Ancestral sampling: z ~ Cat(weights), x = means_z + L_z eps with L_z L_z^T = covs_z, eps ~ N(0, I); returns [n, D]."""
+    """Ancestral sampling: z ~ Cat(weights), x = means_z + L_z eps; returns [n, D].
+
+    L_z L_z^T = covs_z and eps ~ N(0, I).
+    """
     fn = "gmm_sample"
     _, d = _check_params(params, fn)
-    n = _as_int(n, "n", fn)
-    if n < 0:
-        raise ValueError(f"{fn}: n must be >= 0, got {n}")
+    n = as_int(n, "n", fn, minimum=0)
     key_z, key_eps = jax.random.split(key)
     z = jax.random.categorical(key_z, jnp.log(params.weights), shape=(n,))
     eps = jax.random.normal(key_eps, (n, d), jnp.result_type(params.means))

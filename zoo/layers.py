@@ -19,7 +19,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["sinusoidal_embedding", "num_groups", "MLP", "Upsample", "Downsample", "ResBlock", "SelfAttention"]
+__all__ = [
+    "sinusoidal_embedding",
+    "num_groups",
+    "conv_levels",
+    "level_channels",
+    "decoder_base",
+    "MLP",
+    "Upsample",
+    "Downsample",
+    "ResBlock",
+    "SelfAttention",
+]
 
 
 def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -30,6 +41,34 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -
     freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
     args = jnp.asarray(t, jnp.float32)[..., None] * freqs
     return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+
+
+def conv_levels(height: int, width: int) -> int:
+    """Number of stride-2 halvings: halve while both sides are even and stay >= 4 (8->1, 28->2, 32->3)."""
+    if height < 1 or width < 1:
+        raise ValueError(f"conv_levels: image sides must be positive, got {height}x{width}")
+    n = 0
+    while height % 2 == 0 and width % 2 == 0 and height // 2 >= 4 and width // 2 >= 4:
+        height, width, n = height // 2, width // 2, n + 1
+    return n
+
+
+def level_channels(channels: Sequence[int], i: int) -> int:
+    """Width of resolution level i (i halvings): channels[min(i, len - 1)], the last repeating."""
+    return int(channels[min(i, len(channels) - 1)])
+
+
+def decoder_base(name: str, image_shape, channels: Sequence[int], num_levels: int | None = None):
+    """(n, (H / 2^n, W / 2^n, level_channels(n)), C): the halvings and the smallest map of a conv decoder to
+    image_shape (H, W, C), n = conv_levels(H, W) unless num_levels; ValueError if 2^n divides not both sides."""
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{name}: image_shape must be (H, W, C) with positive sides, got {shape}")
+    height, width, c = shape
+    n = conv_levels(height, width) if num_levels is None else num_levels
+    if height % (2**n) or width % (2**n):
+        raise ValueError(f"{name}: image {height}x{width} is not divisible by 2^num_levels={2**n}")
+    return n, (height // 2**n, width // 2**n, level_channels(channels, n)), c
 
 
 def num_groups(channels: int, max_groups: int = 32) -> int:

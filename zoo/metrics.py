@@ -77,7 +77,10 @@ def gaussian_stats(features) -> tuple[jax.Array, jax.Array]:
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> jax.Array:
-    """Squared Frechet (2-Wasserstein) distance of two Gaussians: ||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1^{1/2} C2 C1^{1/2})^{1/2})."""
+    """Squared Frechet (2-Wasserstein) distance of two Gaussians N(mu1, C1) and N(mu2, C2).
+
+    ||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1^{1/2} C2 C1^{1/2})^{1/2}).
+    """
     fn = "frechet_distance"
     mu1, mu2 = _check_float(mu1, fn, "mu1"), _check_float(mu2, fn, "mu2")
     cov1, cov2 = _check_square(cov1, fn, "cov1"), _check_square(cov2, fn, "cov2")
@@ -133,7 +136,9 @@ def _precision_recall(real, fake, *, k, batch_size):
 
 
 def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 256) -> tuple[jax.Array, jax.Array]:
-    """k-NN manifold precision = mean_fake 1[fake in real manifold], recall = mean_real 1[real in fake manifold] (Kynkaanniemi et al. 2019).
+    """k-NN manifold precision and recall (Kynkaanniemi et al. 2019).
+
+    precision = mean_fake 1[fake in real manifold], recall = mean_real 1[real in fake manifold].
 
     Pairwise distances are computed ``batch_size`` query rows at a time, so
     memory is O(batch_size * N) rather than O(N^2).

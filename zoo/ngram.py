@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from zoo.text import Vocab, _as_int, tokenize
+from zoo._checks import as_int, as_positive_float
+from zoo.text import Vocab, tokenize
 
 __all__ = ["BOS", "EOS", "UNK", "ngram_vocab", "NGramCounts", "count_ngrams", "mle_prob", "AddKLM", "KneserNeyLM"]
 
@@ -118,7 +119,10 @@ class _Level:
         return i if i < len(self._keys) and self._keys[i] == key else None
 
     def lookup(self, ctx: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: the block of context ctx[r] (-1 if unseen or holding a negative id) and the value of (ctx[r], words[r])."""
+        """Per row r: the block of context ctx[r] and the value of (ctx[r], words[r]).
+
+        The block is -1 if the context is unseen or holds a negative id.
+        """
         blk = np.full(len(words), -1, np.int64)
         val = np.zeros(len(words), self.values.dtype)
         if len(self.starts) == 0:
@@ -187,7 +191,7 @@ class NGramCounts:
         return f"NGramCounts(order={self.order}, vocab_size={self.vocab_size}, {sizes})"
 
     def _check_gram(self, gram, fn: str, name: str, max_len: int) -> tuple:
-        g = tuple(_as_int(x, f"each id of {name}", fn) for x in gram)
+        g = tuple(as_int(x, f"each id of {name}", fn) for x in gram)
         if len(g) > max_len:
             raise ValueError(
                 f"{fn}: {name} has length {len(g)}; these counts hold n-grams up to "
@@ -238,19 +242,15 @@ def count_ngrams(
     counted by a lexicographic sort. ``vocab_size`` defaults to 1 + the largest id.
     """
     fn = "count_ngrams"
-    order = _as_int(order, "order", fn)
-    if order < 1:
-        raise ValueError(f"{fn}: order must be >= 1, got {order}")
-    bos, eos = _as_int(bos, "bos", fn), _as_int(eos, "eos", fn)
+    order = as_int(order, "order", fn, minimum=1)
+    bos, eos = as_int(bos, "bos", fn), as_int(eos, "eos", fn)
     if bos == eos or bos < 0 or eos < 0:
         raise ValueError(f"{fn}: bos and eos must be distinct ids >= 0, got bos={bos}, eos={eos}")
     if vocab_size is not None:
-        vocab_size = _as_int(vocab_size, "vocab_size", fn)
+        vocab_size = as_int(vocab_size, "vocab_size", fn)
         if vocab_size <= max(bos, eos):
             raise ValueError(f"{fn}: vocab_size must exceed the bos and eos ids ({max(bos, eos)}), got {vocab_size}")
-    chunk_tokens = _as_int(chunk_tokens, "chunk_tokens", fn)
-    if chunk_tokens < 1:
-        raise ValueError(f"{fn}: chunk_tokens must be >= 1, got {chunk_tokens}")
+    chunk_tokens = as_int(chunk_tokens, "chunk_tokens", fn, minimum=1)
     if isinstance(sentences_ids, np.ndarray) and sentences_ids.ndim == 1:
         raise ValueError(
             f"{fn}: sentences_ids must be an iterable of 1-D id arrays (one per sentence), "
@@ -415,7 +415,7 @@ class _NGramLM:
     def _word_id(self, x, fn: str) -> int:
         if isinstance(x, str):
             return self.vocab.word_to_id.get(x, self.vocab.unk_id)
-        i = _as_int(x, "each word", fn)
+        i = as_int(x, "each word", fn)
         if not 0 <= i < len(self.vocab):
             raise ValueError(f"{fn}: word ids must lie in [0, {len(self.vocab)}), got {i}")
         return i
@@ -465,7 +465,10 @@ class _NGramLM:
         return float(self._probs(row, np.array([self._word_id(word, fn)], np.int64))[0])
 
     def log_prob_sentence(self, tokens) -> float:
-        """Chain rule with the n-gram approximation: sum_{i=1}^{m+1} log P(w_i | w_{i-n+1}..w_{i-1}), w_0 = <s>, w_{m+1} = </s>."""
+        """Sentence log-probability by the chain rule with the n-gram approximation.
+
+        sum_{i=1}^{m+1} log P(w_i | w_{i-n+1}..w_{i-1}), w_0 = <s>, w_{m+1} = </s>.
+        """
         fn = f"{type(self).__name__}.log_prob_sentence"
         return math.fsum(np.log(self._probs(*self._windows(self._sentence_ids(tokens, fn)))))
 
@@ -474,9 +477,7 @@ class _NGramLM:
         fn = f"{type(self).__name__}.perplexity"
         if isinstance(sentences, str):
             raise ValueError(f"{fn}: sentences must be an iterable of sentences, got a single str; wrap it in a list")
-        chunk_tokens = _as_int(chunk_tokens, "chunk_tokens", fn)
-        if chunk_tokens < 1:
-            raise ValueError(f"{fn}: chunk_tokens must be >= 1, got {chunk_tokens}")
+        chunk_tokens = as_int(chunk_tokens, "chunk_tokens", fn, minimum=1)
         total, n, pending = 0.0, 0, 0
         hs, ws = [], []
         for s in sentences:
@@ -501,9 +502,7 @@ class _NGramLM:
             raise ValueError(
                 f"{fn}: rng must be a numpy Generator (np.random.default_rng(seed)), got {type(rng).__name__}"
             )
-        max_len = _as_int(max_len, "max_len", fn)
-        if max_len < 1:
-            raise ValueError(f"{fn}: max_len must be >= 1, got {max_len}")
+        max_len = as_int(max_len, "max_len", fn, minimum=1)
         hist = [self.bos]
         out: list[str] = []
         for _ in range(max_len):
@@ -525,13 +524,7 @@ class AddKLM(_NGramLM):
 
     def __init__(self, counts: NGramCounts, vocab: Vocab, k: float = 1.0):
         super().__init__(counts, vocab)
-        try:
-            k = float(k)
-        except (TypeError, ValueError):
-            raise ValueError(f"AddKLM: k must be a positive number, got {k!r}") from None
-        if not math.isfinite(k) or k <= 0:
-            raise ValueError(f"AddKLM: k must be a positive finite number, got {k!r}")
-        self.k = k
+        self.k = as_positive_float(k, "k", "AddKLM")
         self._num_predictable = int(self._predictable.sum())
 
     def _dist(self, h: tuple) -> np.ndarray:

@@ -15,11 +15,11 @@ All functions take and return jnp arrays and are jit-able with ``k`` static.
 
 from __future__ import annotations
 
-import operator
-
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from zoo._checks import as_int
 
 __all__ = [
     "svd",
@@ -37,13 +37,6 @@ __all__ = [
 # ----------------------------------------------------------------------------- validation
 
 
-def _as_int(value, name: str, fn: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
-
-
 def _check_matrix(a, fn: str, name: str = "a") -> jax.Array:
     a = jnp.asarray(a)
     if a.ndim != 2:
@@ -54,7 +47,7 @@ def _check_matrix(a, fn: str, name: str = "a") -> jax.Array:
 
 
 def _check_rank(k, m: int, n: int, fn: str) -> int:
-    k = _as_int(k, "k", fn)
+    k = as_int(k, "k", fn)
     if not 1 <= k <= min(m, n):
         raise ValueError(f"{fn}: k must be in 1..min(m, n)={min(m, n)}, got {k}")
     return k
@@ -113,8 +106,8 @@ def randomized_svd(
     a = _check_matrix(a, fn)
     m, n = a.shape
     k = _check_rank(k, m, n, fn)
-    oversample = _as_int(oversample, "oversample", fn)
-    power_iters = _as_int(power_iters, "power_iters", fn)
+    oversample = as_int(oversample, "oversample", fn)
+    power_iters = as_int(power_iters, "power_iters", fn)
     if oversample < 0:
         raise ValueError(f"{fn}: oversample must be >= 0, got {oversample}")
     if power_iters < 0:

@@ -1,4 +1,4 @@
-"""Probability for generative models: KL divergence, maximum likelihood = minimum KL, Bayes' rule, generative vs discriminative.
+"""Probability for generative models: KL divergence, max likelihood = min KL, Bayes' rule, generative vs discriminative.
 
 Follows the lecture's generative-model part, top-down:
 
@@ -28,7 +28,6 @@ densities from ``zoo.distributions``.
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 
 import jax
@@ -38,6 +37,7 @@ import optax
 from flax import struct
 from jax.scipy.special import logsumexp
 
+from zoo._checks import as_int
 from zoo.distributions import diag_normal_log_prob
 from zoo.gmm import GMM
 
@@ -79,20 +79,6 @@ def _is_concrete(a) -> bool:
 def _float(a) -> jax.Array:
     a = jnp.asarray(a)
     return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.float32)
-
-
-def _as_int(value, name: str, fn: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
-
-
-def _check_positive_int(value, name: str, fn: str, minimum: int = 1) -> int:
-    value = _as_int(value, name, fn)
-    if value < minimum:
-        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value}")
-    return value
 
 
 def _check_nonneg(value, name: str, fn: str, strict: bool = False) -> None:
@@ -197,7 +183,7 @@ def kl_monte_carlo(log_q_fn: Callable, log_p_fn: Callable, samples) -> jax.Array
 def empirical_log_probs(samples, num_categories: int) -> jax.Array:
     """ln P_data(k) = ln(#{n : x_n = k} / N) for k in 0..K-1 (-inf for unseen symbols); samples [N] ints -> [K]."""
     fn = "empirical_log_probs"
-    k = _check_positive_int(num_categories, "num_categories", fn)
+    k = as_int(num_categories, "num_categories", fn, minimum=1)
     samples = jnp.asarray(samples)
     if samples.ndim != 1 or samples.shape[0] < 1 or not jnp.issubdtype(samples.dtype, jnp.integer):
         raise ValueError(
@@ -224,13 +210,19 @@ def gaussian_model_log_prob(params, x) -> jax.Array:
 
 
 def negative_log_likelihood(model_log_prob: Callable, params, samples) -> jax.Array:
-    """NLL(theta) = -(1/N) sum_n ln P_theta(x_n) = -E_{x ~ P_data}[ln P_theta(x)] (P_data the empirical distribution)."""
+    """NLL(theta) = -(1/N) sum_n ln P_theta(x_n) = -E_{x ~ P_data}[ln P_theta(x)].
+
+    P_data is the empirical distribution of ``samples``.
+    """
     return -jnp.mean(model_log_prob(params, samples))
 
 
 @functools.partial(jax.jit, static_argnames=("model_log_prob", "steps"))
 def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, *, steps):
-    """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)]: the NLL when data_log_probs = 0, the KL estimate when ln P_data(x_n)."""
+    """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)].
+
+    The objective is the NLL when data_log_probs = 0, the KL estimate when data_log_probs_n = ln P_data(x_n).
+    """
 
     def objective(params):
         return jnp.mean(data_log_probs - model_log_prob(params, samples))
@@ -255,7 +247,7 @@ def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
     samples = jnp.asarray(samples)
     if samples.ndim < 1 or samples.shape[0] < 1:
         raise ValueError(f"{fn}: samples must have a leading sample axis of size >= 1, got shape {samples.shape}")
-    steps = _check_positive_int(steps, "steps", fn)
+    steps = as_int(steps, "steps", fn, minimum=1)
     _check_nonneg(learning_rate, "learning_rate", fn, strict=True)
     return samples, steps
 
@@ -263,7 +255,10 @@ def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
 def fit_by_max_likelihood(
     model_log_prob: Callable, init_params, samples, *, steps: int = 500, learning_rate: float = 0.1
 ) -> tuple[object, jax.Array]:
-    """theta* = argmax_theta (1/N) sum_n ln P_theta(x_n) by optax Adam; returns (params, history of NLL before each step)."""
+    """theta* = argmax_theta (1/N) sum_n ln P_theta(x_n) by optax Adam.
+
+    Returns (params, history of the NLL before each step).
+    """
     samples, steps = _check_fit_args("fit_by_max_likelihood", model_log_prob, samples, steps, learning_rate)
     zeros = jnp.zeros((samples.shape[0],), jnp.float32)
     return _adam_fit(model_log_prob, init_params, samples, zeros, learning_rate, steps=steps)
@@ -278,7 +273,9 @@ def fit_by_min_kl(
     steps: int = 500,
     learning_rate: float = 0.1,
 ) -> tuple[object, jax.Array]:
-    """theta* = argmin_theta KL(P_data || P_theta) ~= (1/N) sum_n [ln P_data(x_n) - ln P_theta(x_n)], x_n ~ P_data, by optax Adam.
+    """theta* = argmin_theta KL(P_data || P_theta) by optax Adam.
+
+    KL(P_data || P_theta) ~= (1/N) sum_n [ln P_data(x_n) - ln P_theta(x_n)], x_n ~ P_data.
 
     Returns (params, history of the KL estimate before each step). With P_data the
     empirical distribution of ``samples`` on a finite alphabet the estimate is the
@@ -323,7 +320,10 @@ def _log_posterior(log_joint, *, axis):
 
 @struct.dataclass
 class GaussianNB:
-    """Gaussian naive Bayes P(y) prod_d N(x_d | means_yd, variances_yd): log_prior [K], means [K, D], variances [K, D]."""
+    """Gaussian naive Bayes P(y) prod_d N(x_d | means_yd, variances_yd).
+
+    Fields: log_prior [K], means [K, D], variances [K, D].
+    """
 
     log_prior: jax.Array
     means: jax.Array
@@ -345,7 +345,7 @@ def _class_counts(y, num_classes, dtype):
 
 
 def gaussian_nb_fit(x, y, num_classes: int, var_smoothing: float = 1e-9) -> GaussianNB:
-    """Closed-form MLE: P(y=k) = N_k/N, mu_k = mean of x in class k, var_k = biased class variance + var_smoothing * max_d Var(x_d).
+    """Closed-form MLE: P(y=k) = N_k/N, mu_k = mean of x in class k, var_k = biased class variance + epsilon.
 
     The smoothing epsilon follows sklearn.naive_bayes.GaussianNB: var_smoothing
     times the largest per-feature variance of all of x. A class with no examples
@@ -353,7 +353,7 @@ def gaussian_nb_fit(x, y, num_classes: int, var_smoothing: float = 1e-9) -> Gaus
     """
     fn = "gaussian_nb_fit"
     x = _check_matrix(x, "x", fn)
-    k = _check_positive_int(num_classes, "num_classes", fn)
+    k = as_int(num_classes, "num_classes", fn, minimum=1)
     y = _check_labels(y, x.shape[0], k, fn)
     if x.shape[0] < 1:
         raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
@@ -412,7 +412,7 @@ def multinomial_nb_fit(counts, y, num_classes: int, alpha: float = 1.0) -> Multi
     """Add-alpha MLE: P(y=k) = N_k/N, theta_kv = (sum_{n in k} x_nv + alpha) / (sum_{n in k} sum_v' x_nv' + alpha V)."""
     fn = "multinomial_nb_fit"
     counts = _check_matrix(counts, "counts", fn)
-    k = _check_positive_int(num_classes, "num_classes", fn)
+    k = as_int(num_classes, "num_classes", fn, minimum=1)
     y = _check_labels(y, counts.shape[0], k, fn)
     if counts.shape[0] < 1:
         raise ValueError(f"{fn}: counts must have at least one row, got shape {counts.shape}")
@@ -439,7 +439,10 @@ def _check_mnb(params, fn):
 
 
 def multinomial_nb_log_joint(params: MultinomialNB, counts) -> jax.Array:
-    """ln P(x, y=k) = ln P(y=k) + sum_v x_v ln theta_kv (multinomial coefficient dropped: constant in k); [N, V] -> [N, K]."""
+    """ln P(x, y=k) = ln P(y=k) + sum_v x_v ln theta_kv for counts [N, V]; returns [N, K].
+
+    The multinomial coefficient is dropped: it is constant in k.
+    """
     fn = "multinomial_nb_log_joint"
     counts = _check_matrix(counts, "counts", fn, _check_mnb(params, fn))
     return _mnb_log_joint(params, counts)
@@ -518,14 +521,17 @@ def _lr_fit(init, x, y, learning_rate, l2, *, steps):
 def logistic_regression_fit(
     x, y, num_classes: int, *, steps: int = 500, learning_rate: float = 0.1, l2: float = 0.0, key: jax.Array
 ) -> LogisticRegression:
-    """argmin_{W, b} -(1/N) sum_n ln softmax(x_n W + b)_{y_n} + l2/2 ||W||^2 by full-batch optax Adam from W ~ N(0, 0.01^2), b = 0."""
+    """argmin_{W, b} -(1/N) sum_n ln softmax(x_n W + b)_{y_n} + l2/2 ||W||^2 by full-batch optax Adam.
+
+    Starts from W ~ N(0, 0.01^2), b = 0.
+    """
     fn = "logistic_regression_fit"
     x = _check_matrix(x, "x", fn)
-    k = _check_positive_int(num_classes, "num_classes", fn, minimum=2)
+    k = as_int(num_classes, "num_classes", fn, minimum=2)
     y = _check_labels(y, x.shape[0], k, fn)
     if x.shape[0] < 1:
         raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
-    steps = _check_positive_int(steps, "steps", fn)
+    steps = as_int(steps, "steps", fn, minimum=1)
     _check_nonneg(learning_rate, "learning_rate", fn, strict=True)
     _check_nonneg(l2, "l2", fn)
     if key is None:

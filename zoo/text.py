@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import collections
 import itertools
-import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse
+
+from zoo._checks import as_int, as_positive_float
 
 __all__ = [
     "UnknownWordError",
@@ -51,25 +52,6 @@ class UnknownWordError(KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return self.args[0]
-
-
-def _as_int(value, name: str, fn: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
-
-
-def _as_positive_float(value, name: str, fn: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{fn}: {name} must be a positive number, got {value!r}") from None
-    if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{fn}: {name} must be a positive finite number, got {value!r}")
-    return v
 
 
 def _as_ids(ids, vocab_size: int, fn: str, name: str = "ids") -> np.ndarray:
@@ -183,16 +165,10 @@ class Vocab:
         kept corpus words, not the specials.
         """
         fn = "Vocab.build"
-        min_count = _as_int(min_count, "min_count", fn)
-        if min_count < 1:
-            raise ValueError(f"{fn}: min_count must be >= 1, got {min_count}")
+        min_count = as_int(min_count, "min_count", fn, minimum=1)
         if max_size is not None:
-            max_size = _as_int(max_size, "max_size", fn)
-            if max_size < 0:
-                raise ValueError(f"{fn}: max_size must be >= 0 or None, got {max_size}")
-        chunk_lines = _as_int(chunk_lines, "chunk_lines", fn)
-        if chunk_lines < 1:
-            raise ValueError(f"{fn}: chunk_lines must be >= 1, got {chunk_lines}")
+            max_size = as_int(max_size, "max_size", fn, minimum=0)
+        chunk_lines = as_int(chunk_lines, "chunk_lines", fn, minimum=1)
         if isinstance(source, str):
             raise ValueError(f"{fn}: source must be an iterable of lines or token lists, got a single str")
         specials = list(specials)
@@ -302,7 +278,7 @@ def subsample_keep_prob(counts, t: float = 1e-3) -> np.ndarray:
     """
     fn = "subsample_keep_prob"
     c = _as_counts(counts, fn)
-    t = _as_positive_float(t, "t", fn)
+    t = as_positive_float(t, "t", fn)
     f = c / c.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = (np.sqrt(f / t) + 1.0) * t / f
@@ -313,7 +289,7 @@ def noise_distribution(counts, power: float = 0.75) -> np.ndarray:
     """Negative-sampling distribution P_n(w) = count(w)^power / sum_v count(v)^power (word2vec: power 3/4)."""
     fn = "noise_distribution"
     c = _as_counts(counts, fn)
-    power = _as_positive_float(power, "power", fn)
+    power = as_positive_float(power, "power", fn)
     p = c**power
     return p / p.sum()
 
@@ -324,9 +300,7 @@ def noise_distribution(counts, power: float = 0.75) -> np.ndarray:
 def one_hot(ids, vocab_size: int, dtype=np.float32) -> np.ndarray:
     """1-of-N code: out[..., j] = 1 if ids[...] == j else 0, shape ids.shape + (vocab_size,)."""
     fn = "one_hot"
-    vocab_size = _as_int(vocab_size, "vocab_size", fn)
-    if vocab_size < 1:
-        raise ValueError(f"{fn}: vocab_size must be >= 1, got {vocab_size}")
+    vocab_size = as_int(vocab_size, "vocab_size", fn, minimum=1)
     a = _as_ids(ids, vocab_size, fn)
     out = np.zeros(a.shape + (vocab_size,), dtype)
     np.put_along_axis(out, a[..., None], 1, axis=-1)
@@ -376,7 +350,9 @@ def cooccurrence_matrix(
     sparse: bool | None = None,
     chunk_tokens: int = 1 << 20,
 ):
-    """X[i, j] = sum over positions t, offsets 1 <= d <= window within a sentence of w(d) [w_t = i, w_{t+d} = j] (+ transpose).
+    """Co-occurrence matrix X[i, j] = sum_{t, d} w(d) [w_t = i, w_{t+d} = j] (+ transpose).
+
+    The sum runs over positions t and offsets 1 <= d <= window within a sentence.
 
     ``symmetric=True`` counts context words on both sides (X + X^T of the
     right-context counts), as in the lecture's table; ``symmetric=False`` counts only
@@ -386,21 +362,15 @@ def cooccurrence_matrix(
     when ``sparse`` is True (default: sparse when vocab_size > 10000).
     """
     fn = "cooccurrence_matrix"
-    vocab_size = _as_int(vocab_size, "vocab_size", fn)
-    if vocab_size < 1:
-        raise ValueError(f"{fn}: vocab_size must be >= 1, got {vocab_size}")
-    window = _as_int(window, "window", fn)
-    if window < 1:
-        raise ValueError(f"{fn}: window must be >= 1, got {window}")
+    vocab_size = as_int(vocab_size, "vocab_size", fn, minimum=1)
+    window = as_int(window, "window", fn, minimum=1)
     if weighting not in ("uniform", "harmonic"):
         raise ValueError(f"{fn}: weighting must be 'uniform' or 'harmonic', got {weighting!r}")
     if sparse is None:
         sparse = vocab_size > _SPARSE_ABOVE
     if sparse not in (True, False):
         raise ValueError(f"{fn}: sparse must be True, False or None, got {sparse!r}")
-    chunk_tokens = _as_int(chunk_tokens, "chunk_tokens", fn)
-    if chunk_tokens < 1:
-        raise ValueError(f"{fn}: chunk_tokens must be >= 1, got {chunk_tokens}")
+    chunk_tokens = as_int(chunk_tokens, "chunk_tokens", fn, minimum=1)
     dtype = np.int64 if weighting == "uniform" else np.float64
     V = vocab_size
 
@@ -442,7 +412,7 @@ def ppmi(counts, alpha: float = 0.75):
     float64, sparse CSR for sparse input.
     """
     fn = "ppmi"
-    alpha = _as_positive_float(alpha, "alpha", fn)
+    alpha = as_positive_float(alpha, "alpha", fn)
     is_sparse = scipy.sparse.issparse(counts)
     if is_sparse:
         x = scipy.sparse.coo_matrix(counts, dtype=np.float64)
@@ -493,7 +463,7 @@ def svd_embeddings(matrix, dim: int, *, power: float = 0.5) -> np.ndarray:
         raise ValueError(f"{fn}: matrix must be 2-D, got shape {m.shape}")
     if not (np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
         raise ValueError(f"{fn}: matrix must be numeric, got dtype {m.dtype}")
-    dim = _as_int(dim, "dim", fn)
+    dim = as_int(dim, "dim", fn)
     if not 1 <= dim <= min(m.shape):
         raise ValueError(f"{fn}: dim must be in 1..min(matrix.shape)={min(m.shape)}, got {dim}")
     try:

@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from zoo._checks import as_int
 from zoo.text import UnknownWordError
 
 __all__ = [
@@ -82,20 +83,6 @@ REDUCTIONS = ("mean", "sum")
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _as_int(value, name: str, fn: str) -> int:
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{fn}: {name} must be an integer, got {value!r}") from None
-
-
-def _positive_int(value, name: str, fn: str) -> int:
-    value = _as_int(value, name, fn)
-    if value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive integer, got {value}")
-    return value
 
 
 def _check_params(params, fn: str) -> tuple[int, int]:
@@ -138,7 +125,8 @@ def _check_negatives(negatives, batch: int, fn: str, shared: bool | None = None)
             None: f"[B={batch}, K] or [K] (shared)",
         }[shared]
         raise ValueError(
-            f"{fn}: negatives must be an integer array of shape {accepted}, got dtype {negatives.dtype} shape {negatives.shape}"
+            f"{fn}: negatives must be an integer array of shape {accepted},"
+            f" got dtype {negatives.dtype} shape {negatives.shape}"
         )
     return negatives
 
@@ -157,8 +145,8 @@ def _reduce(losses: jax.Array, reduction: str) -> jax.Array:
 
 def init_params(key: jax.Array, vocab_size: int, dim: int) -> dict[str, jax.Array]:
     """word2vec's initialisation: v (in) ~ U(-0.5/D, 0.5/D), u (out) = 0."""
-    vocab_size = _positive_int(vocab_size, "vocab_size", "init_params")
-    dim = _positive_int(dim, "dim", "init_params")
+    vocab_size = as_int(vocab_size, "vocab_size", "init_params", minimum=1)
+    dim = as_int(dim, "dim", "init_params", minimum=1)
     w_in = jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim)
     return {"in": w_in, "out": jnp.zeros((vocab_size, dim), jnp.float32)}
 
@@ -252,7 +240,7 @@ def _check_sentence(ids, window, fn: str) -> tuple[np.ndarray, int]:
         raise ValueError(
             f"{fn}: ids must be a 1-D integer array (one sentence), got dtype {ids.dtype} shape {ids.shape}"
         )
-    return ids, _positive_int(window, "window", fn)
+    return ids, as_int(window, "window", fn, minimum=1)
 
 
 def _check_rng(rng, fn: str) -> np.random.Generator:
@@ -325,7 +313,8 @@ def sample_negatives(key: jax.Array, noise, shape, *, cdf: bool = False) -> jax.
     noise = jnp.asarray(noise)
     if noise.ndim != 1 or noise.shape[0] < 1 or not jnp.issubdtype(noise.dtype, jnp.floating):
         raise ValueError(
-            f"{fn}: noise must be a 1-D float array [V] (probabilities or cdf), got dtype {noise.dtype} shape {noise.shape}"
+            f"{fn}: noise must be a 1-D float array [V] (probabilities or cdf),"
+            f" got dtype {noise.dtype} shape {noise.shape}"
         )
     try:
         shape = tuple(operator.index(s) for s in (shape if isinstance(shape, (tuple, list)) else (shape,)))
@@ -365,7 +354,7 @@ def alias_threshold(prob) -> np.ndarray:
 
 
 def sample_alias(key: jax.Array, threshold, alias, shape) -> jax.Array:
-    """Walker alias draws, one 32-bit word each: column k = bits mod V, kept if bits div V < threshold[k], else alias[k].
+    """Walker alias draws, one 32-bit word each: column k = bits mod V, kept if bits // V < threshold[k], else alias[k].
 
     threshold = alias_threshold(prob) and alias [V] (``alias_table``) form the table (column k holds k with probability
     prob[k], else alias[k]); O(1) per draw. The column is uniform up to V / 2^32 and the threshold is
@@ -438,22 +427,24 @@ def _sgns_step(params, centres, contexts, negatives, lr):
     return _sgd_rows(params, lr, centres, d_in, (contexts, negatives), (d_ctx, d_neg))
 
 
-def sgns_update(params, centres, contexts, negatives, lr):
-    """One sparse SGD step on the summed SGNS loss: only rows centres (in), contexts and negatives [B, K] (out) change."""
-    fn = "sgns_update"
+def _checked_sgns_step(fn, shared, params, centres, contexts, negatives, lr):
     _check_params(params, fn)
     centres, contexts = _check_batch(centres, contexts, fn)
-    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=False)
+    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=shared)
     return _sgns_step(params, centres, contexts, negatives, lr)
+
+
+def sgns_update(params, centres, contexts, negatives, lr):
+    """One sparse SGD step on the summed SGNS loss.
+
+    Only rows centres (in), contexts and negatives [B, K] (out) change.
+    """
+    return _checked_sgns_step("sgns_update", False, params, centres, contexts, negatives, lr)
 
 
 def sgns_update_shared(params, centres, contexts, negatives, lr):
     """HogBatch step (Ji et al. 2016): negatives [K] shared by the minibatch, scores [B, D] x [D, K] as one matmul."""
-    fn = "sgns_update_shared"
-    _check_params(params, fn)
-    centres, contexts = _check_batch(centres, contexts, fn)
-    negatives = _check_negatives(negatives, centres.shape[0], fn, shared=True)
-    return _sgns_step(params, centres, contexts, negatives, lr)
+    return _checked_sgns_step("sgns_update_shared", True, params, centres, contexts, negatives, lr)
 
 
 def _cbow_row_grads(w_in, u_pos, u_neg, contexts, mask):
@@ -522,7 +513,7 @@ def _check_table(W, vocab, fn: str, name: str = "W") -> np.ndarray:
 
 
 def _check_topn(topn, fn: str) -> int:
-    return _positive_int(topn, "topn", fn)
+    return as_int(topn, "topn", fn, minimum=1)
 
 
 def normalize(W, eps: float = 1e-12):
@@ -623,9 +614,9 @@ def evaluate_analogies(
     W = _check_table(W, vocab, fn)
     method = _check_method(method, fn)
     if restrict_vocab is not None:
-        restrict_vocab = _positive_int(restrict_vocab, "restrict_vocab", fn)
+        restrict_vocab = as_int(restrict_vocab, "restrict_vocab", fn, minimum=1)
         W = W[:restrict_vocab]
-    chunk = _positive_int(chunk, "chunk", fn)
+    chunk = as_int(chunk, "chunk", fn, minimum=1)
     Wn = _np_normalize(W)
     limit = W.shape[0]
 
@@ -723,7 +714,8 @@ def parse_wordsim(lines: Iterable[str], lowercase: bool = True) -> list[tuple[st
             if not pairs:
                 continue  # header
             raise ValueError(
-                f"parse_wordsim: line {n} must be 'word1<sep>word2<sep>score' (sep: tab, comma or space), got {raw.rstrip()!r}"
+                f"parse_wordsim: line {n} must be 'word1<sep>word2<sep>score' (sep: tab, comma or space),"
+                f" got {raw.rstrip()!r}"
             )
         w1, w2 = (fields[0].lower(), fields[1].lower()) if lowercase else (fields[0], fields[1])
         pairs.append((w1, w2, score))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -30,6 +31,10 @@ __all__ = [
     "NETWORK",
     "OPTIMIZER",
     "IMAGE_DATA",
+    "IMAGE_RECIPE",
+    "SMOKE_RECIPE",
+    "SMOKE_NETWORKS",
+    "latent_network_keys",
     "compute_dtype",
     "swept_values",
     "check_sweep",
@@ -151,10 +156,17 @@ class Schema:
     """A module's config keys ({dotted name: Key}), declared once, with its named variants.
 
     keys: the groups it takes and its own keys, merged in order; defaults: new defaults of keys of those
-    groups; variants: {name: {dotted name: value}} on top of the defaults (e.g. 'smoke', a seconds-long run).
+    groups; variants: {name: {dotted name: value}} on top of the defaults (e.g. 'smoke', a seconds-long run);
+    checks: functions of a config that raise ConfigError where keys that each fit do not fit together.
     """
 
-    def __init__(self, *groups: dict[str, Key], defaults: dict | None = None, variants: dict | None = None):
+    def __init__(
+        self,
+        *groups: dict[str, Key],
+        defaults: dict | None = None,
+        variants: dict | None = None,
+        checks: tuple[Callable, ...] = (),
+    ):
         keys: dict[str, Key] = {}
         for group in groups:
             keys.update(group)
@@ -162,6 +174,7 @@ class Schema:
             keys[name] = dataclasses.replace(keys[name], default=value)  # KeyError: a default of no declared key
         self.keys = keys
         self.variants = dict(variants or {})
+        self.checks = tuple(checks)
         for variant, values in self.variants.items():
             unknown = sorted(set(values) - set(keys))
             if unknown:
@@ -227,6 +240,8 @@ class Schema:
                         f"{_words(float, self.keys[swept].range, plural=True)} (one per replica)"
                     )
         check_sweep(config)
+        for check in self.checks:
+            check(config)
 
     def help_lines(self) -> list[str]:
         """One line per key: name, default, what it accepts, help."""
@@ -289,6 +304,31 @@ IMAGE_DATA = {
     "dataset": Key("digits", "'digits' (embedded), 'npz:PATH', or a prepared TFDS image dataset name"),
     "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
 }
+
+
+# The recipe the image models start from: Adam, a cosine decay to 5% after 100 warmup steps, an EMA of the
+# weights; their 'smoke' variants train it at constant rate with the smallest networks.
+IMAGE_RECIPE = dict(
+    batch_size=128,
+    learning_rate=1e-3,
+    lr_schedule="cosine",
+    warmup_steps=100,
+    min_lr_ratio=0.05,
+    ema_decay=0.99,
+    log_every=100,
+)
+SMOKE_RECIPE = {"warmup_steps": 1, "lr_schedule": "constant"}
+SMOKE_NETWORKS = {"model.hidden": (16,), "model.channels": (4, 8)}
+
+
+def latent_network_keys(archs: tuple, nets: str, latent: str, latent_dim: int, hidden: tuple, mlp: str) -> dict:
+    """The `model` block of a latent-variable image model: MLP or conv networks of `nets`, and a `latent`."""
+    return {
+        "model.arch": Key(archs[0], f"{nets} networks", choices=archs),
+        "model.latent_dim": Key(latent_dim, f"dimension of {latent}", range=">= 1"),
+        "model.hidden": Key(hidden, f"MLP widths ({mlp})", range=">= 1", nonempty=True),
+        "model.channels": Key((32, 64), "conv widths per resolution level", range=">= 1", nonempty=True),
+    }
 
 
 def compute_dtype(config):
