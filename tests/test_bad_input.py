@@ -268,6 +268,154 @@ CLI_CASES = [
 ]
 
 
+def out_of_range(module, key, value, shown=None):
+    """A value of the right type outside the key's declared range (or not finite): refused at the door."""
+    return case(
+        f"{module}-{key.replace('.', '-')}-{value}",
+        module,
+        [f"--config.{key}={value}"],
+        [f"config.{key}={shown or value}", "is not accepted; accepted:"],
+    )
+
+
+# Values that pass a type check and would wreck the run (ascent, overflow, a NaN compiled into the step): every
+# numeric key declares its range, finite numbers only, and is refused before anything is written.
+RANGE_CASES = [
+    out_of_range("gan", "min_lr_ratio", "-5", "-5.0"),
+    out_of_range("vae", "min_lr_ratio", "1.5"),
+    out_of_range("vae", "b1", "1.0"),
+    out_of_range("autoencoder", "b2", "nan"),
+    out_of_range("gan", "grad_clip", "nan"),
+    out_of_range("vae", "learning_rate", "inf"),
+    out_of_range("ddpm", "learning_rate", "-0.001"),
+    out_of_range("word2vec", "learning_rate", "inf"),
+    out_of_range("word2vec", "min_learning_rate", "-1.0"),
+    out_of_range("ngram", "k", "inf"),
+    out_of_range("ngram", "discount", "1.5"),
+    out_of_range("cooccurrence", "ppmi_alpha", "inf"),
+    out_of_range("cooccurrence", "embed_dim", "0"),
+    out_of_range("ddpm", "seed", str(2**70)),
+    out_of_range("vae", "seed", "-1"),
+    out_of_range("pca", "seed", str(2**32)),
+    out_of_range("word2vec", "seed", str(2**64)),
+    out_of_range("ddpm", "model.dropout", "1.5"),
+    out_of_range("ddpm", "sample.ddim_eta", "nan"),
+    out_of_range("ddpm", "diffusion.num_timesteps", "0"),
+    out_of_range("autoencoder", "ema_decay", "1.0"),
+    out_of_range("gan", "weight_decay", "-1.0"),
+    out_of_range("gan", "gp_weight", "nan"),
+    out_of_range("gan", "d_learning_rate", "-1.0"),
+    out_of_range("vae", "beta", "-1.0"),
+    out_of_range("vae", "C", "0.0"),
+    out_of_range("vae", "eval.iwae_k", "0"),
+    out_of_range("autoencoder", "density.num_components", "0"),
+    out_of_range("pca", "k", "0"),
+    out_of_range("word2vec", "window", "0"),
+    out_of_range("ngram", "min_count", "0"),
+    out_of_range("vae", "warmup_steps", "-1"),
+    out_of_range("gan", "keep_checkpoints", "0"),
+    out_of_range("ddpm", "log_every", "0"),
+    out_of_range("autoencoder", "checkpoint_every", "0"),
+    case(
+        "vae-sweep-learning-rates-inf",
+        "vae",
+        ["--config.sweep.learning_rates=(0.001,inf)"],
+        ["config.sweep.learning_rates=", "inf", "is not accepted; accepted: a tuple of finite numbers > 0"],
+    ),
+    case(
+        "gan-sweep-seeds-negative",
+        "gan",
+        ["--config.sweep.seeds=(0,-1)"],
+        ["config.sweep.seeds=(0, -1)", "is not accepted"],
+    ),
+    case(
+        "vae-sweep-beta-nan",
+        "vae",
+        ["--config.sweep.beta=(1.0,nan)"],
+        ["config.sweep.beta=", "nan", "is not accepted; accepted: a tuple of finite numbers >= 0"],
+    ),
+    case(
+        "ddpm-ddim-steps-beyond-T",
+        "ddpm",
+        ["--config.sample.ddim_steps=2000"],
+        ["config.sample.ddim_steps=2000", "num_timesteps=1000"],
+    ),
+]
+
+# Data files the loader would accept but the models could not use, or that would crash it: one line naming the
+# file and what is wrong, before anything is written.
+DATA_FILE_CASES = [
+    case("vae-npz-bytes-member", "vae", ["--config.dataset=npz:{tmp}/bytes.npz"], ["bytes.npz", "'x' has dtype |S"]),
+    case("gan-npy-renamed", "gan", ["--config.dataset=npz:{tmp}/renamed.npz"], ["renamed.npz", ".npy file?"]),
+    case(
+        "autoencoder-npz-garbled-stream",
+        "autoencoder",
+        ["--config.dataset=npz:{tmp}/garbled.npz"],
+        ["garbled.npz", "not a readable .npz"],
+    ),
+    case("pca-npz-truncated", "pca", ["--config.dataset=npz:{tmp}/truncated.npz"], ["truncated.npz", "not a readable"]),
+    case("ddpm-npz-empty-file", "ddpm", ["--config.dataset=npz:{tmp}/zero_bytes.npz"], ["zero_bytes.npz", "readable"]),
+    case("vae-npz-height-0", "vae", ["--config.dataset=npz:{tmp}/height0.npz"], ["'x' has shape (10, 0, 8)"]),
+    case("gan-npz-empty-test", "gan", ["--config.dataset=npz:{tmp}/empty_test.npz"], ["'x_test' holds no image"]),
+    case("autoencoder-npz-two-images", "autoencoder", ["--config.dataset=npz:{tmp}/two.npz"], ["'x' holds 2 image"]),
+    case("ddpm-npz-one-image-and-test", "ddpm", ["--config.dataset=npz:{tmp}/one_and_test.npz"], ["'x' holds 1 image"]),
+    case(
+        "ddpm-unet-cannot-halve-width",
+        "ddpm",
+        ["--config.dataset=npz:{tmp}/wide.npz", "--config.model.ch_mult=(1,2,2,2)"],
+        ["halves the 8x12 images 3 times", "at most 2 halvings"],
+    ),
+    case("vae-npz-huge-labels", "vae", ["--config.dataset=npz:{tmp}/huge_labels.npz"], ["[0, 2^31)", "2147483648"]),
+    case("gan-npz-negative-labels", "gan", ["--config.dataset=npz:{tmp}/negative_labels.npz"], ["[0, 2^31)", "-1"]),
+    case("pca-npz-test-shape", "pca", ["--config.dataset=npz:{tmp}/test_shape.npz"], ["'x_test' images (4, 4, 1)"]),
+    case("vae-npz-four-channels", "vae", ["--config.dataset=npz:{tmp}/rgba.npz"], ["'x' has shape (10, 8, 8, 4)"]),
+    case("ddpm-npz-is-a-directory", "ddpm", ["--config.dataset=npz:{tmp}"], ["not a regular file"]),
+    *[
+        case(f"{m}-corpus-utf16", m, ["--config.corpus=text:{tmp}/utf16.txt"], ["utf16.txt", "NUL bytes", "UTF-16"])
+        for m in ("word2vec", "ngram", "cooccurrence")
+    ],
+    case("word2vec-corpus-binary", "word2vec", ["--config.corpus=text:{tmp}/binary.txt"], ["binary.txt", "NUL bytes"]),
+    case(
+        "ngram-corpus-latin1-noise",
+        "ngram",
+        ["--config.corpus=text:{tmp}/noise.txt"],
+        ["noise.txt", "is not UTF-8 text", "byte offset 0"],
+    ),
+    case("cooccurrence-corpus-is-a-directory", "cooccurrence", ["--config.corpus=text:{tmp}"], ["not a regular file"]),
+]
+
+# Workdirs and data dirs that cannot hold a run.
+PLACE_CASES = [
+    *[case(f"{m}-empty-workdir", m, [], ["--workdir=''", "names no directory"], workdir="") for m in ("vae", "pca")],
+    case("ngram-empty-workdir", "ngram", ["--config.corpus=text:{tmp}/rare.txt"], ["names no directory"], workdir=""),
+    *[
+        case(
+            f"{m}-data-dir-is-a-file",
+            m,
+            [*extra, "--config.data_dir={tmp}/a_regular_file"],
+            ["config.data_dir=", "a_regular_file", "is not a directory"],
+        )
+        for m, extra in (
+            ("vae", ["--config.dataset=npz:{tmp}/good.npz"]),
+            ("pca", ["--config.dataset=npz:{tmp}/good.npz"]),
+            ("word2vec", ["--config.num_tokens=5000"]),
+            ("cooccurrence", []),
+        )
+    ],
+    *[
+        case(
+            f"{m}-unwritable-workdir",
+            m,
+            extra,
+            ["a_regular_file/run", "not a writable directory", "--workdir"],
+            workdir=UNDER_A_FILE,
+        )
+        for m, extra in (("cooccurrence", []), ("vae", []), ("gan", []), ("autoencoder", []))
+    ],
+]
+
+CLI_CASES += RANGE_CASES + DATA_FILE_CASES + PLACE_CASES
+
 # ----------------------------------------------------------------------------- running the cases
 
 
@@ -302,7 +450,7 @@ def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIM
         f"train.{module}",
         f"--workdir={workdir}",
         *args,
-        f"--config.data_dir={os.path.join(tmp, 'tfds')}",
+        *([] if any(a.startswith("--config.data_dir=") for a in args) else [f"--config.data_dir={tmp}/tfds"]),
     ]  # never created by a refused run
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -356,6 +504,28 @@ def _write_data_files(tmp: pathlib.Path) -> None:
     (tmp / "empty.txt").write_text("")
     (tmp / "rare.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 2)
     (tmp / "a_regular_file").write_text("not a directory\n")
+    x = rng.integers(0, 256, (10, 8, 8), dtype=np.uint8)
+    np.savez(tmp / "bytes.npz", x=np.array([b"raw image bytes"] * 10))
+    np.save(tmp / "renamed.npy", x)
+    os.replace(tmp / "renamed.npy", tmp / "renamed.npz")
+    np.savez_compressed(tmp / "garbled.npz", x=rng.integers(0, 4, (200, 8, 8), dtype=np.uint8))
+    blob = bytearray((tmp / "garbled.npz").read_bytes())
+    blob[len(blob) // 3 : len(blob) // 3 + 64] = bytes(64)  # the deflate stream, not the zip directory
+    (tmp / "garbled.npz").write_bytes(bytes(blob))
+    (tmp / "truncated.npz").write_bytes((tmp / "good.npz").read_bytes()[:500])
+    (tmp / "zero_bytes.npz").write_bytes(b"")
+    np.savez(tmp / "height0.npz", x=np.zeros((10, 0, 8), np.uint8))
+    np.savez(tmp / "empty_test.npz", x=x, x_test=np.zeros((0, 8, 8), np.uint8))
+    np.savez(tmp / "two.npz", x=x[:2])
+    np.savez(tmp / "one_and_test.npz", x=x[:1], x_test=x[:2])
+    np.savez(tmp / "wide.npz", x=rng.integers(0, 256, (10, 8, 12), dtype=np.uint8))
+    np.savez(tmp / "huge_labels.npz", x=x, y=np.array([0] * 9 + [2**31], np.int64))
+    np.savez(tmp / "negative_labels.npz", x=x, y=np.array([0] * 9 + [-1], np.int64))
+    np.savez(tmp / "test_shape.npz", x=x, x_test=np.zeros((3, 4, 4), np.uint8))
+    np.savez(tmp / "rgba.npz", x=np.zeros((10, 8, 8, 4), np.uint8))
+    (tmp / "utf16.txt").write_bytes(("the king and the queen\n" * 50).encode("utf-16"))
+    (tmp / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (tmp / "noise.txt").write_bytes(bytes(rng.integers(128, 256, 4000, dtype=np.uint8)))
 
 
 @pytest.fixture(scope="module")
@@ -411,7 +581,7 @@ def test_cli_refuses_bad_input(c: Case, outcomes):
 def test_table_covers_every_training_module():
     modules = {p.values[0].module for p in CLI_CASES}
     assert modules == {"ddpm", "autoencoder", "vae", "gan", "pca", "word2vec", "ngram", "cooccurrence"}
-    assert len(CLI_CASES) >= 30 and len({p.values[0].id for p in CLI_CASES}) == len(CLI_CASES)
+    assert len(CLI_CASES) >= 100 and len({p.values[0].id for p in CLI_CASES}) == len(CLI_CASES)
 
 
 # ----------------------------------------------------------------------------- the zoo, in process
@@ -517,3 +687,29 @@ def test_zoo_names_unknown_choices_and_bad_sizes():
     p = pca.pca_fit(jax.random.normal(jax.random.key(0), (6, 4)), 2)
     with pytest.raises(ValueError, match=r"x must have last dimension 4, got shape \(2, 5\)"):
         pca.pca_transform(p, jnp.zeros((2, 5)))
+
+
+# ----------------------------------------------------------------------------- the declarations behind the table
+
+TRAIN_MODULES = ("ddpm", "autoencoder", "vae", "gan", "pca", "word2vec", "ngram", "cooccurrence")
+
+
+@pytest.mark.parametrize("name", TRAIN_MODULES)
+def test_every_numeric_key_declares_its_range(name):
+    """The root of the range cases: each int or float key (or tuple of them) says what it accepts, finite numbers
+    only, and the seeds stop at 2^32 - 1, which jax.random.key, NumPy and grain all take."""
+    import importlib
+
+    module = importlib.import_module(f"train.{name}")
+    for key_name, key in module.SCHEMA.keys.items():
+        kind = key.element if key.kind is tuple else key.kind
+        if kind in (int, float) and not key.choices:
+            assert key.range, f"train.{name}: config.{key_name} declares no range"
+            for bad in (float("nan"), float("inf"), -float("inf")):
+                with pytest.raises(ValueError, match="is not accepted"):
+                    key.check(key_name, (bad,) if key.kind is tuple else bad)
+    for key_name in {"seed", "sweep.seeds"} & set(module.SCHEMA.keys):
+        key = module.SCHEMA.keys[key_name]
+        key.check(key_name, (2**32 - 1,) if key.kind is tuple else 2**32 - 1)
+        with pytest.raises(ValueError, match=r"in \[0, 4294967295\]"):
+            key.check(key_name, (2**32,) if key.kind is tuple else 2**32)

@@ -299,3 +299,40 @@ def test_sweep_lengths_must_match(digits, tmp_path):
     c.sweep.seeds, c.sweep.learning_rates = (0, 1), (1e-2,)
     with pytest.raises(config_lib.ConfigError, match="same length"):
         config_lib.check_sweep(c)
+
+
+def test_skipping_stops_past_the_stated_share(digits, tmp_path):
+    """nan_policy=skip stops once more than MAX_SKIPPED_SHARE of the steps (after MIN_STEPS_FOR_SHARE) were
+    skipped, and a run that skipped any says so in its summary."""
+    c = tiny_config(learning_rate=1e6, num_steps=40, nan_policy="skip", log_every=1)
+    with pytest.raises(
+        loop.NonFiniteError, match=r"of the \d+ steps since step 0 were non-finite and skipped, more than 10%"
+    ):
+        loop.train(c, str(tmp_path / "w"), softmax_task(digits, explode=True))
+    assert loop.MIN_STEPS_FOR_SHARE == 10 and loop.MAX_SKIPPED_SHARE == 0.1
+
+
+def test_skipped_steps_are_named_in_the_summary(digits, tmp_path, capsys):
+    c = tiny_config(learning_rate=1e6, num_steps=6, nan_policy="skip")
+    figures = loop.train(c, str(tmp_path / "w"), softmax_task(digits, explode=True))
+    assert (
+        f"warning: {figures['skipped_steps']:.0f} of the 6 steps were non-finite and skipped" in capsys.readouterr().out
+    )
+
+
+def test_a_resumed_sweep_logs_each_step_once_in_every_replica(digits, tmp_path):
+    """A sweep killed after logging past its last checkpoint: the resume drops those records in the main log and
+    in each replica's own log."""
+    c = tiny_config(num_steps=4)
+    c.sweep.seeds = (0, 1)
+    workdir = str(tmp_path / "sweep")
+    loop.train(c, workdir, softmax_task(digits))
+    for log in ("metrics.jsonl", "replica_0/metrics.jsonl", "replica_1/metrics.jsonl"):
+        with open(os.path.join(workdir, log), "a") as f:  # what a kill -9 after logging step 5 leaves behind
+            f.write(json.dumps({"step": 5, "loss": 9.0}) + "\n" + '{"step": 6, "lo')
+    c.num_steps = 6
+    loop.train(c, workdir, softmax_task(digits))
+    for log in ("", "replica_0", "replica_1"):
+        steps = [s for s, _ in losses(os.path.join(workdir, log))]
+        assert steps == [1, 2, 3, 4, 5, 6], log
+        assert 9.0 not in [l for _, l in losses(os.path.join(workdir, log))]

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import scipy.sparse
 
-from train.core import cli, config as config_lib, fit as fit_lib
+from train.core import cli, config as config_lib, files, fit as fit_lib
 from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import text as text_data, vectors
@@ -55,20 +55,18 @@ check_config = SCHEMA.check
 
 def save_counts(path: str, key: str, counts) -> None:
     x = scipy.sparse.csr_matrix(counts)
-    with open(path + ".tmp", "wb") as f:  # whole file, then rename: an interrupted run leaves no half file
-        np.savez(f, key=np.array(key), data=x.data, indices=x.indices, indptr=x.indptr, shape=np.array(x.shape))
-    os.replace(path + ".tmp", path)
+    files.save_npz(path, key=np.array(key), data=x.data, indices=x.indices, indptr=x.indptr, shape=np.array(x.shape))
 
 
 def load_counts(path: str, key: str | None):
-    """The sparse counts saved under key (any key if None), or None."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if key is not None and str(f["key"]) != key:
-                return None
-            return scipy.sparse.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
-    except (OSError, KeyError, ValueError):
-        return None
+    """The sparse counts saved under key (any key if None), or None (none, another key, or damaged: set aside)."""
+
+    def read(f):
+        if key is not None and str(f["key"]) != key:
+            return None
+        return scipy.sparse.csr_matrix((f["data"], f["indices"], f["indptr"]), shape=tuple(f["shape"]))
+
+    return files.load_npz(path, read)
 
 
 def run(config, workdir: str) -> dict:

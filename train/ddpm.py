@@ -97,11 +97,16 @@ def make_unet(c) -> ddpm.UNet:
 def make_task(c, ds: data.ImageData) -> loop.Task:
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
     net = make_unet(c)
-    size = ds.image_shape[0]
-    if size % 2 ** (len(c.model.ch_mult) - 1):
+    height, width = ds.image_shape[:2]
+    halvings = len(c.model.ch_mult) - 1
+    if height % 2**halvings or width % 2**halvings:
+        divisor = 1
+        while height % (divisor * 2) == 0 and width % (divisor * 2) == 0:
+            divisor *= 2
         raise config_lib.ConfigError(
-            f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {size}x{size} images "
-            f"{len(c.model.ch_mult) - 1} times; accepted: at most log2 of a divisor of {size}"
+            f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {height}x{width} images {halvings} times; "
+            f"accepted: at most {divisor.bit_length() - 1} halvings (len(ch_mult) - 1), as 2^halvings must divide "
+            f"both sides"
         )
 
     def init_params(key):

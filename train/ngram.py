@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from train.core import cli, config as config_lib, fit as fit_lib
+from train.core import cli, config as config_lib, files, fit as fit_lib
 from train.core.config import Key
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data
@@ -68,37 +68,35 @@ def counts_key(source: text_data.TextSource, c) -> str:
 def save_counts(path: str, key: str, vocab: Vocab, counts: ngram.NGramCounts) -> None:
     arrays = {f"grams{k}": g for k, g in enumerate(counts.grams)}
     arrays.update({f"counts{k}": n for k, n in enumerate(counts.counts)})
-    with open(path + ".tmp", "wb") as f:  # whole file, then rename: an interrupted run leaves no half file
-        np.savez(
-            f,
-            key=np.array(key),
-            words=np.array(vocab.words),
-            word_counts=vocab.counts,
-            num_sentences=counts.num_sentences,
-            **arrays,
-        )
-    os.replace(path + ".tmp", path)
+    files.save_npz(
+        path,
+        key=np.array(key),
+        words=np.array(vocab.words),
+        word_counts=vocab.counts,
+        num_sentences=counts.num_sentences,
+        **arrays,
+    )
 
 
 def load_counts(path: str, key: str, order: int):
-    """(vocab, counts) saved under key, or None."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if str(f["key"]) != key:
-                return None
-            vocab = Vocab([str(w) for w in f["words"]], f["word_counts"], unk=ngram.UNK)
-            counts = ngram.NGramCounts(
-                order,
-                len(vocab),
-                vocab.id(ngram.BOS),
-                vocab.id(ngram.EOS),
-                [f[f"grams{k}"] for k in range(order)],
-                [f[f"counts{k}"] for k in range(order)],
-                int(f["num_sentences"]),
-            )
-            return vocab, counts
-    except (OSError, KeyError, ValueError):
-        return None
+    """(vocab, counts) saved under key, or None (none, another key, or damaged: set aside, counted again)."""
+
+    def read(f):
+        if str(f["key"]) != key:
+            return None
+        vocab = Vocab([str(w) for w in f["words"]], f["word_counts"], unk=ngram.UNK)
+        counts = ngram.NGramCounts(
+            order,
+            len(vocab),
+            vocab.id(ngram.BOS),
+            vocab.id(ngram.EOS),
+            [f[f"grams{k}"] for k in range(order)],
+            [f[f"counts{k}"] for k in range(order)],
+            int(f["num_sentences"]),
+        )
+        return vocab, counts
+
+    return files.load_npz(path, read)
 
 
 def nonblank(lines):
@@ -198,7 +196,7 @@ def run(config, workdir: str) -> dict:
             for _ in range(c.num_samples):
                 words = model.sample(rng, c.max_sample_len)
                 lines.append(f"{kind} {model.order}-gram: {' '.join(w for w in words if w != ngram.EOS)}")
-        with open(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
+        with files.atomic_write(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
             f.writelines(line + "\n" for line in lines)
         print("\n".join(lines))
         return figures, f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}", ()

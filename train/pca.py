@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train.core import cli, config as config_lib, fit as fit_lib
+from train.core import cli, config as config_lib, files, fit as fit_lib
 from train.core.config import Key
 from train.core.writers import MetricsWriter, image_grid
 from train.data import images as data
@@ -29,6 +28,7 @@ from train.evaluation import images as evaluation, plots
 from zoo import autoencoder as ae, pca as pca_lib
 
 METHODS = ("exact", "randomized")
+PCA_FIELDS = ("mean", "components", "singular_values", "explained_variance", "explained_variance_ratio")
 FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
 
 
@@ -77,23 +77,17 @@ def fit(c, ds: data.ImageData, max_rank: int) -> pca_lib.PCA:
 
 
 def save(path: str, p: pca_lib.PCA, fingerprint: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(
-            f,
-            fingerprint=json.dumps(fingerprint, sort_keys=True),
-            **{
-                k: np.asarray(getattr(p, k))
-                for k in ("mean", "components", "singular_values", "explained_variance", "explained_variance_ratio")
-            },
-        )
-    os.replace(tmp, path)
+    files.save_npz(
+        path, fingerprint=json.dumps(fingerprint, sort_keys=True), **{k: np.asarray(getattr(p, k)) for k in PCA_FIELDS}
+    )
 
 
-def load(path: str) -> tuple[pca_lib.PCA, dict]:
-    with np.load(path) as f:
-        fingerprint = json.loads(str(f["fingerprint"]))
-        return pca_lib.PCA(**{k: jnp.asarray(f[k]) for k in f.files if k != "fingerprint"}), fingerprint
+def load(path: str) -> tuple[pca_lib.PCA, dict] | None:
+    """(the PCA, its fit settings) saved in path; None when there is none, or it is damaged (then set aside, so
+    the fit is redone)."""
+    return files.load_npz(
+        path, lambda f: (pca_lib.PCA(**{k: jnp.asarray(f[k]) for k in PCA_FIELDS}), json.loads(str(f["fingerprint"])))
+    )
 
 
 def truncate(p: pca_lib.PCA, k: int) -> pca_lib.PCA:
@@ -126,7 +120,7 @@ def run(config, workdir: str) -> dict:
     fingerprint = {k: c[k] for k in FIT_KEYS}
     ckpt_dir = os.path.join(os.path.abspath(workdir), "checkpoints")
     path = os.path.join(ckpt_dir, "pca.npz")
-    saved = load(path) if os.path.exists(path) else None
+    saved = load(path)
     if saved is not None and saved[1] != fingerprint:
         diff = {k: (saved[1].get(k), v) for k, v in fingerprint.items() if saved[1].get(k) != v}
         raise config_lib.ConfigError(
@@ -156,7 +150,9 @@ def run(config, workdir: str) -> dict:
         )
 
     return fit_lib.run(
-        c, workdir, fit_lib.Fit("pca", FIT_KEYS, os.path.join("checkpoints", "pca.npz"), fit_and_evaluate)
+        c,
+        workdir,
+        fit_lib.Fit("pca", FIT_KEYS, os.path.join("checkpoints", "pca.npz"), fit_and_evaluate, ds.fingerprint),
     )
 
 

@@ -40,7 +40,9 @@ SCHEMA = config_lib.Schema(
             "bernoulli", "the decoder's p(x|z): Bernoulli, or Gaussian of variance 1/(2C)", choices=vae.LIKELIHOODS
         ),
         "beta": Key(1.0, "weight of the KL term (a beta-VAE when != 1)", range=">= 0"),
-        "sweep.beta": Key((), "a sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)", item=float),
+        "sweep.beta": Key(
+            (), "a sweep over beta: one value per replica, e.g. (0.5, 1.0, 4.0)", item=float, range=">= 0"
+        ),
         "C": Key(50.0, "the lecture's C; also the gaussian decoder's variance 1/(2C)", range="> 0"),
         "conditional": Key(False, "condition encoder and decoder on the labels (a CVAE)"),
     },

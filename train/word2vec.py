@@ -32,6 +32,7 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import sys
@@ -468,6 +469,9 @@ def run(config, workdir: str) -> dict:
     corpus, key = load_corpus(config, workdir)
     config.num_steps = resolve_num_steps(config, corpus)
     workdir_lib.refuse_changed(workdir, config, RESUME_KEYS, "checkpoints")
+    vocabulary = hashlib.sha256("\n".join(corpus.vocab.words).encode()).hexdigest()
+    data = {"corpus": key, "vocabulary": vocabulary}
+    workdir_lib.refuse_changed_data(workdir, data, "checkpoints")  # before the corpus cache is rewritten
     examples = TrainingExamples(corpus, config, jax.device_count())
     task = make_task(config, corpus, eval_sets, examples)
     if jax.process_index() == 0:
@@ -479,7 +483,7 @@ def run(config, workdir: str) -> dict:
             f"{jax.default_backend()} device(s)",
             flush=True,
         )
-    return loop.train(config, workdir, task)
+    return loop.train(config, workdir, task, data)
 
 
 if __name__ == "__main__":

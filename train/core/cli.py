@@ -16,10 +16,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train.core import parallel
+from train.core import files, parallel
 from train.core.errors import ConfigError, DataError, NonFiniteError
 
-__all__ = ["main", "help_text", "check_workdir"]
+__all__ = ["main", "help_text", "check_workdir", "check_data_dir"]
 
 USER_ERRORS = (ConfigError, DataError)
 OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collections: unknown key, bad type
@@ -61,6 +61,7 @@ def main(module) -> None:
         try:
             config = module.SCHEMA.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
+            check_data_dir(config)
             parallel.initialize_distributed(
                 flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
             )
@@ -69,6 +70,15 @@ def main(module) -> None:
             _fail(str(e))
         except NonFiniteError as e:
             _fail(str(e), code=1)
+        except Exception as e:
+            if not files.is_disk_full(e):
+                raise
+            _fail(
+                f"no space left on the device of {os.path.abspath(flags.FLAGS.workdir)} ({type(e).__name__}); "
+                f"every checkpoint written before is whole (each is written in full, then renamed); free space "
+                f"and rerun the same command to resume from the last one",
+                code=1,
+            )
 
     app.run(_main, flags_parser=_parse_flags)
 
@@ -100,8 +110,20 @@ def help_text(module) -> str:
     return "\n".join(lines)
 
 
+def check_data_dir(config) -> None:
+    """ConfigError, before anything is created, when config.data_dir names something that is not a directory."""
+    data_dir = config.get("data_dir", "")
+    if data_dir and os.path.lexists(data_dir) and not os.path.isdir(data_dir):
+        raise ConfigError(
+            f"config.data_dir={data_dir!r} is not a directory; accepted: a directory (made if missing) or '' "
+            f"for TFDS's default"
+        )
+
+
 def check_workdir(workdir: str) -> None:
     """ConfigError, before anything is created, unless workdir is (or can be made) a writable directory."""
+    if not workdir:
+        raise ConfigError("--workdir='' names no directory; accepted: a directory path (default: runs/<module>)")
     path = os.path.abspath(workdir)
     existing = path
     while not os.path.lexists(existing):  # the deepest part of the path that exists

@@ -257,8 +257,10 @@ def _show(v) -> str:
 
 # ----------------------------------------------------------------------------- the backbone's keys
 
+SEED_RANGE = "[0, 4294967295]"  # 32-bit seeds: what jax.random.key, NumPy and grain all take
+
 LOOP = {
-    "seed": Key(0, "seed of the initial parameters, the data order and every draw", range=">= 0"),
+    "seed": Key(0, "seed of the initial parameters, the data order and every draw", range=SEED_RANGE),
     "num_steps": Key(1000, "train steps of the run", range=">= 1"),
     "batch_size": Key(128, "global batch, split over every device of every process", range=">= 1"),
     "log_every": Key(50, "steps between records of metrics.jsonl", range=">= 1"),
@@ -267,11 +269,13 @@ LOOP = {
     "keep_checkpoints": Key(3, "checkpoints kept in workdir/checkpoints", range=">= 1"),
     "progress": Key(True, "tqdm progress bar on stderr"),
     "nan_policy": Key(
-        "stop", "a non-finite loss or gradient stops the run, or skips the step", choices=("stop", "skip")
+        "stop",
+        "a non-finite loss or gradient stops the run, or skips the step (stopping past 10% skipped)",
+        choices=("stop", "skip"),
     ),
     # A vmapped sweep trains K replicas in one compiled program: replica i has seed seeds[i] and learning rate
     # learning_rates[i]; a module adds `sweep.<key>` for each float key its step reads per replica.
-    "sweep.seeds": Key((), "a sweep: one seed per replica", item=int, range=">= 0"),
+    "sweep.seeds": Key((), "a sweep: one seed per replica", item=int, range=SEED_RANGE),
     "sweep.learning_rates": Key((), "a sweep: one learning rate per replica", item=float, range="> 0"),
 }
 

@@ -21,13 +21,15 @@ class Fit:
     name: the module ('pca'); fit_keys: the config keys its fitted artefact depends on; artefact: that
     artefact's path in the workdir ('checkpoints/pca.npz'), reused by a rerun with the same fit_keys;
     fit_and_evaluate(workdir, writer) -> (figures, headline, extra summary lines), which writes the artefact,
-    metrics and images (the checks that need no write have run before).
+    metrics and images (the checks that need no write have run before); data: the fingerprint of the data the
+    artefact is fitted to (workdir/data.json), when a rerun reuses it rather than rebuilding it from its source.
     """
 
     name: str
     fit_keys: tuple[str, ...]
     artefact: str
     fit_and_evaluate: Callable[[str, MetricsWriter], tuple[dict, str, tuple[str, ...]]]
+    data: dict | None = None
 
 
 def run(config, workdir: str, fit: Fit) -> dict:
@@ -36,8 +38,11 @@ def run(config, workdir: str, fit: Fit) -> dict:
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir):
         workdir_lib.refuse_changed(workdir, config, fit.fit_keys, fit.artefact)
+        if fit.data is not None:
+            workdir_lib.refuse_changed_data(workdir, fit.data, fit.artefact)
+            workdir_lib.record_data(workdir, fit.data)
         workdir_lib.write_config(workdir, config)
-        writer = MetricsWriter(workdir)
+        writer = MetricsWriter(workdir, keep_until=0)  # a fit logs its records afresh each time
         try:
             figures, headline, extra = fit.fit_and_evaluate(workdir, writer)
         finally:

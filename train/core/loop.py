@@ -29,6 +29,9 @@ from train.core.errors import ConfigError, NonFiniteError
 from train.core.writers import MetricsWriter
 from train.data import images as data
 
+# nan_policy='skip' stops a run once more than this share of its steps (counted after the first 10) were skipped.
+MAX_SKIPPED_SHARE, MIN_STEPS_FOR_SHARE = 0.1, 10
+
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
 StepFn = Callable[[state_lib.TrainState, dict, jax.Array], tuple[state_lib.TrainState, dict]]
 
@@ -165,27 +168,6 @@ def _mean_metrics(pending: list[dict]) -> dict:
     return {k: float(v) if np.ndim(v) == 0 else v for k, v in means.items()}
 
 
-def _truncate_metrics(workdir: str, step: int) -> None:
-    """Drop records of steps after `step` (logged by a run that died before checkpointing them)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    keep = []
-    for line in lines:
-        try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn last line from a killed run
-    if len(keep) != len(lines):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(keep)
-        os.replace(tmp, path)
-
-
 class _Interrupts:
     """SIGINT/SIGTERM set a flag; the loop saves a checkpoint at the next step boundary and exits."""
 
@@ -218,8 +200,11 @@ def _first_non_finite(pending: list[tuple[int, dict, Any]]):
     return None
 
 
-def train(config, workdir: str, task: Task) -> dict:
-    """Train to config.num_steps, resuming from the latest checkpoint in workdir; return the last figures."""
+def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
+    """Train to config.num_steps, resuming from the latest checkpoint in workdir; return the last figures.
+
+    data: the fingerprint of the training data (ImageData.fingerprint, a corpus and its vocabulary); a resume
+    on other data than the checkpoints were trained on is refused."""
     mesh = parallel.data_mesh()
     if config.batch_size % jax.device_count():
         raise ConfigError(
@@ -235,6 +220,10 @@ def train(config, workdir: str, task: Task) -> dict:
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir, lead):
+        if data is not None:
+            workdir_lib.refuse_changed_data(workdir, data, "checkpoints")
+            if lead:
+                workdir_lib.record_data(workdir, data)
         return _train_locked(config, workdir, task, mesh, lead)
 
 
@@ -259,13 +248,14 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
         # The config's sweep values, not the checkpoint's, as a single run's learning rate comes from the config.
         state = restored.replace(lr_scale=state.lr_scale, hparams=state.hparams)
         if lead:
-            _truncate_metrics(workdir, start)
             print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     if lead:
         workdir_lib.write_config(workdir, config)
-    writer = MetricsWriter(workdir, enabled=lead)
+    # Records after the checkpoint resumed from (or all, from scratch) came from a run that died: dropped, in the
+    # main log and in each replica's.
+    writer = MetricsWriter(workdir, enabled=lead, keep_until=start)
     # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
-    replica_writers = [_replica_writer(workdir, i, config, r, lead) for i, r in enumerate(replicas)]
+    replica_writers = [_replica_writer(workdir, i, config, r, lead, start) for i, r in enumerate(replicas)]
     step = compile_step(task, config, mesh, replicas)
     wait = parallel.wait_each_step()
 
@@ -316,6 +306,13 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
                         last["first_step_secs"], first_step_secs = first_step_secs, None
                     if config.nan_policy == "skip":
                         last["skipped_steps"] = skipped
+                        ran = s - start
+                        if ran >= MIN_STEPS_FOR_SHARE and skipped > MAX_SKIPPED_SHARE * ran:
+                            raise NonFiniteError(
+                                f"{skipped} of the {ran} steps since step {start} were non-finite and skipped, more "
+                                f"than {MAX_SKIPPED_SHARE:.0%}; stopping (no checkpoint after step {saved}). Lower "
+                                f"config.learning_rate or check the data"
+                            )
                     if replicas:
                         for i, w in enumerate(replica_writers):
                             w.scalars(s, {k: v[i] if np.ndim(v) else v for k, v in last.items()})
@@ -350,10 +347,15 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     if lead:
         samples = os.path.join(workdir, "samples")
         latest = sorted(os.listdir(samples))[-1:] if os.path.isdir(samples) else []
+        warning = (
+            (f"  warning: {skipped} of the {config.num_steps - start} steps were non-finite and skipped",)
+            if config.nan_policy == "skip" and skipped
+            else ()
+        )
         workdir_lib.print_summary(
             f"{task.name}: finished at step {config.num_steps}; workdir {workdir}",
             last,
-            tuple(f"  samples in {samples}/ (latest: {name})" for name in latest),
+            (*warning, *(f"  samples in {samples}/ (latest: {name})" for name in latest)),
         )
     return last
 
@@ -362,7 +364,7 @@ def _replica(state, i):
     return jax.tree.map(lambda x: x[i], state)
 
 
-def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead) -> MetricsWriter:
+def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead, start: int) -> MetricsWriter:
     path = os.path.join(workdir, f"replica_{i}")
     if lead:
         os.makedirs(path, exist_ok=True)
@@ -373,7 +375,7 @@ def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead) -> Me
         for key in replica_config.sweep:
             replica_config.sweep[key] = ()
         workdir_lib.write_config(path, replica_config)
-    return MetricsWriter(path, enabled=lead)
+    return MetricsWriter(path, enabled=lead, keep_until=start)
 
 
 def _evaluate_all(task, state, step, writer, replica_writers) -> dict:
@@ -397,4 +399,4 @@ def train_images(config, workdir: str, check_config: Callable, make_task: Callab
     """run() of an image model: check the config, load its dataset, train make_task(config, dataset) in workdir."""
     check_config(config)
     ds = data.load_images(config.dataset, config.data_dir or None)
-    return train(config, workdir, make_task(config, ds))
+    return train(config, workdir, make_task(config, ds), ds.fingerprint)

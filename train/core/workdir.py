@@ -6,16 +6,28 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 
+from train.core import files
 from train.core.errors import ConfigError
 
-__all__ = ["locked", "make_workdir", "write_config", "refuse_changed", "print_summary"]
+__all__ = [
+    "locked",
+    "make_workdir",
+    "write_config",
+    "refuse_changed",
+    "refuse_changed_data",
+    "record_data",
+    "print_summary",
+]
+
+DATA_FILE = "data.json"  # what the run's artefacts were made from: the fingerprint of its dataset or corpus
 
 
 def make_workdir(workdir: str) -> None:
     """Create workdir; ConfigError unless it is a writable directory."""
+    if not workdir:
+        raise ConfigError("--workdir='' names no directory; accepted: a directory path (default: runs/<module>)")
     try:
         os.makedirs(workdir, exist_ok=True)
         if not os.access(workdir, os.W_OK | os.X_OK):
@@ -51,7 +63,7 @@ def locked(workdir: str, lead: bool = True):
 
 def write_config(workdir: str, config) -> None:
     """workdir/config.json: the whole config of the run."""
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    with files.atomic_write(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
         f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
 
 
@@ -60,10 +72,9 @@ def refuse_changed(workdir: str, config, keys, artefact: str) -> None:
     any of `keys` another value: a rerun continues or reuses only what the same settings made."""
     path = os.path.join(workdir, "config.json")
     found = os.path.join(workdir, artefact)
-    if not (os.path.exists(found) and (not os.path.isdir(found) or os.listdir(found)) and os.path.isfile(path)):
+    if not (_holds(found) and os.path.lexists(path)):
         return
-    with open(path) as f:
-        old = json.load(f)
+    old = files.read_json(path, f"the config of the run that wrote {found}")
     for key in keys:
         node, now = old, config
         for part in key.split("."):
@@ -75,6 +86,33 @@ def refuse_changed(workdir: str, config, keys, artefact: str) -> None:
                 f"config.{key}={now!r} differs from {node!r} of the run that wrote {found}; "
                 f"accepted: the same {key} to continue that run, or a new --workdir"
             )
+
+
+def refuse_changed_data(workdir: str, data: dict, artefact: str) -> None:
+    """ConfigError when workdir holds `artefact` made from other data than `data` (a fingerprint: dataset name,
+    version and sizes, or file size and content hash, or the vocabulary), as its data.json (record_data)
+    recorded them. A resumed run or a reused fit must stand on the data it started from."""
+    path = os.path.join(workdir, DATA_FILE)
+    found = os.path.join(workdir, artefact)
+    if _holds(found) and os.path.lexists(path):
+        old = files.read_json(path, f"the data of the run that wrote {found}")
+        for key in sorted(set(old) | set(data)):
+            if old.get(key) != data.get(key):
+                raise ConfigError(
+                    f"the data differ from those the run that wrote {found} was made from: {key} was "
+                    f"{old.get(key)!r}, now {data.get(key)!r}; accepted: the same data to continue that run, "
+                    f"or a new --workdir"
+                )
+
+
+def record_data(workdir: str, data: dict) -> None:
+    """workdir/data.json: the fingerprint of the data the run's artefacts are made from."""
+    files.write_json(os.path.join(workdir, DATA_FILE), data)
+
+
+def _holds(path: str) -> bool:
+    """Whether an artefact is there: a file, or a directory with anything in it."""
+    return os.path.exists(path) and (not os.path.isdir(path) or bool(os.listdir(path)))
 
 
 def print_summary(headline: str, figures: dict, extra: tuple[str, ...] = ()) -> None:

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import os
 import zipfile
+import zlib
 from typing import Any
 
 import grain
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from train.core import files
 from train.core.errors import DataError
 
 DIGITS = "digits"
@@ -100,6 +102,7 @@ class ImageData:
     test: Any
     image_shape: tuple[int, int, int]
     num_classes: int
+    fingerprint: dict = dataclasses.field(default_factory=dict)  # what a resumed run must find again
 
 
 class _ArraySource:
@@ -136,17 +139,27 @@ class _TfdsSource:
 def _npz_error(path, what):
     return DataError(
         f"dataset 'npz:{path}': {what}; accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C] "
-        f"(C in 1, 3), N >= 2, optional integer 'y' of length N"
+        f"(C in 1, 3, H and W >= 1), N >= 3 (or N >= 2 and a non-empty 'x_test'), optional integer 'y' of length N"
     )
 
 
+MIN_TRAIN_IMAGES = 2  # a split a batch can be drawn from, and a held-out split of at least one image
+MAX_LABEL = 2**31 - 1  # labels are int32 on device
+
+
 def load_npz(path: str) -> ImageData:
+    """The images of a user's .npz, every member checked before anything is trained (DataError naming the file)."""
     if not os.path.isfile(path):
-        raise _npz_error(path, "no such file")
+        raise _npz_error(path, "no such file" if not os.path.exists(path) else "not a regular file")
     try:
-        with np.load(path, allow_pickle=False) as f:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise _npz_error(path, f"a single {type(f).__name__} (a .npy file?), not an .npz archive of arrays")
+        with f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError) as e:
         raise _npz_error(path, f"not a readable .npz file ({type(e).__name__})") from None
     if "x" not in arrays:
         raise _npz_error(path, f"no array 'x' (found {sorted(arrays) or 'none'})")
@@ -157,7 +170,7 @@ def load_npz(path: str) -> ImageData:
             raise _npz_error(path, f"'{key}' has dtype {x.dtype}")
         if x.ndim == 3:
             x = x[..., None]
-        if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        if x.ndim != 4 or x.shape[-1] not in (1, 3) or min(x.shape[1:3], default=0) < 1:
             raise _npz_error(path, f"'{key}' has shape {arrays[key].shape}")
         return x
 
@@ -165,24 +178,38 @@ def load_npz(path: str) -> ImageData:
         if key not in arrays:
             return np.zeros(n, np.int32)
         y = arrays[key]
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
-            raise _npz_error(path, f"'{key}' must be non-negative integers of shape ({n},), got {y.dtype} {y.shape}")
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and (y.min() < 0 or y.max() > MAX_LABEL)):
+            raise _npz_error(
+                path,
+                f"'{key}' must be integers in [0, 2^31) of shape ({n},), got {y.dtype} {y.shape}"
+                + (f" with values in [{y.min()}, {y.max()}]" if y.size and np.issubdtype(y.dtype, np.integer) else ""),
+            )
         return y.astype(np.int32)
 
     x = images("x")
-    if len(x) < 2:
+    if len(x) < MIN_TRAIN_IMAGES + ("x_test" not in arrays):
         raise _npz_error(path, f"'x' holds {len(x)} image(s)")
     y = labels("y", len(x))
     if "x_test" in arrays:
         xt = images("x_test")
         yt = labels("y_test", len(xt))
+        if not len(xt):
+            raise _npz_error(path, "'x_test' holds no image")
         if xt.shape[1:] != x.shape[1:]:
             raise _npz_error(path, f"'x_test' images {xt.shape[1:]} differ from 'x' images {x.shape[1:]}")
     else:
         cut = len(x) - max(1, len(x) // 10)
         x, xt, y, yt = x[:cut], x[cut:], y[:cut], y[cut:]
     num_classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1
-    return ImageData(f"npz:{path}", _ArraySource(x, y), _ArraySource(xt, yt), tuple(x.shape[1:]), num_classes)
+    name = f"npz:{path}"
+    return ImageData(
+        name,
+        _ArraySource(x, y),
+        _ArraySource(xt, yt),
+        tuple(x.shape[1:]),
+        num_classes,
+        {"dataset": f"npz:{os.path.abspath(path)}", **files.fingerprint(path)},
+    )
 
 
 def load_tfds(name: str, data_dir: str | None) -> ImageData:
@@ -235,8 +262,19 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
     if None in shape:
         raise DataError(f"TFDS dataset {name!r} has images of varying size {shape}; accepted: fixed-size images")
     num_classes = features[label_key].num_classes if label_key else 1
+    fingerprint = {
+        "dataset": name,
+        "version": str(train.dataset_info.version),
+        "train_examples": len(train),
+        "test_examples": len(test),
+    }
     return ImageData(
-        name, _TfdsSource(train, image_key, label_key), _TfdsSource(test, image_key, label_key), shape, int(num_classes)
+        name,
+        _TfdsSource(train, image_key, label_key),
+        _TfdsSource(test, image_key, label_key),
+        shape,
+        int(num_classes),
+        fingerprint,
     )
 
 

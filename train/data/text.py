@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from train.core import files
 from train.core.config import Key
 from train.core.errors import DataError
 from train.data import corpus as generated_corpus
@@ -42,6 +43,8 @@ CORPUS_KEYS = {
 ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
 HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
 CACHE_FILE = "corpus.npz"
+SNIFF_BYTES = 1 << 20  # the head of a text file checked for binary data and its encoding
+MAX_UNDECODABLE_SHARE = 0.01  # more undecodable characters than this share: not UTF-8 (fewer: each becomes U+FFFD)
 _TEXT_KEYS = ("text", "sentence", "content", "document", "article", "review")
 
 
@@ -92,19 +95,43 @@ def _text_file(path: str) -> TextSource:
         raise DataError(f"corpus {spec!r} is not a regular file; accepted: text:PATH with PATH a UTF-8 text file")
     try:
         with open(path, "rb") as f:
-            f.read(1)
+            head = f.read(SNIFF_BYTES)
+        fingerprint = files.fingerprint(path)
     except OSError as e:
         raise DataError(
             f"corpus {spec!r} cannot be read ({e.strerror}); accepted: a readable UTF-8 text file"
         ) from None
-    st = os.stat(path)
+    _refuse_non_text(spec, head)
 
     def lines():
         # undecodable bytes become U+FFFD, which tokenize drops: a stray Latin-1 byte costs one word, not the run
         with open(path, encoding="utf-8", errors="replace") as f:
             yield from f
 
-    return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}")
+    content = fingerprint.get("sha256") or fingerprint["sha256_sampled"]
+    return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{fingerprint['size']}:{content}")
+
+
+def _refuse_non_text(spec: str, head: bytes) -> None:
+    """DataError when the first SNIFF_BYTES of a corpus file are binary, UTF-16/32, or mostly not UTF-8."""
+    if b"\x00" in head:
+        at = head.index(b"\x00")
+        raise DataError(
+            f"corpus {spec!r} holds NUL bytes (the first at byte offset {at}): binary data, or UTF-16/UTF-32 text; "
+            f"accepted: a UTF-8 text file (convert one with iconv -f UTF-16 -t UTF-8)"
+        )
+    text = head.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - head.decode("utf-8", errors="ignore").count("\ufffd")
+    if text and bad > MAX_UNDECODABLE_SHARE * len(text):
+        try:
+            head.decode("utf-8")
+            first = 0
+        except UnicodeDecodeError as e:
+            first = e.start
+        raise DataError(
+            f"corpus {spec!r} is not UTF-8 text: {bad} of its first {len(text)} characters cannot be decoded "
+            f"(the first at byte offset {first}); accepted: a UTF-8 text file (convert it with iconv -t UTF-8)"
+        )
 
 
 @contextlib.contextmanager
@@ -237,41 +264,35 @@ def save_cached(directory: str, key: str, c: EncodedCorpus) -> None:
     if cached_key(directory) == key:
         return
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, CACHE_FILE)
-    with open(path + ".tmp", "wb") as f:  # written whole, then renamed: an interrupted run leaves no half file
-        np.savez(
-            f,
-            key=np.array(key),
-            name=np.array(c.name),
-            words=np.array(c.vocab.words),
-            counts=c.vocab.counts,
-            ids=c.ids,
-            sentence_lengths=c.sentence_lengths,
-            raw_tokens=c.raw_tokens,
-        )
-    os.replace(path + ".tmp", path)
+    files.save_npz(
+        os.path.join(directory, CACHE_FILE),
+        key=np.array(key),
+        name=np.array(c.name),
+        words=np.array(c.vocab.words),
+        counts=c.vocab.counts,
+        ids=c.ids,
+        sentence_lengths=c.sentence_lengths,
+        raw_tokens=c.raw_tokens,
+    )
 
 
 def cached_key(directory: str) -> str | None:
-    """The key of the corpus cached in directory, or None."""
-    try:
-        with np.load(os.path.join(directory, CACHE_FILE), allow_pickle=False) as f:
-            return str(f["key"])
-    except (OSError, KeyError, ValueError):
-        return None
+    """The key of the corpus cached in directory, or None (none there, or a damaged one, now set aside)."""
+    return files.load_npz(os.path.join(directory, CACHE_FILE), lambda f: str(f["key"]))
 
 
 def load_cached(directory: str, key: str) -> EncodedCorpus | None:
-    try:
-        with np.load(os.path.join(directory, CACHE_FILE), allow_pickle=False) as f:
-            if str(f["key"]) != key:
-                return None
-            return EncodedCorpus(
-                str(f["name"]),
-                Vocab([str(w) for w in f["words"]], f["counts"]),
-                f["ids"],
-                f["sentence_lengths"],
-                int(f["raw_tokens"]),
-            )
-    except (OSError, KeyError, ValueError):
-        return None
+    """The corpus cached in directory under key, or None (none, another key, or damaged: set aside, rebuilt)."""
+
+    def read(f):
+        if str(f["key"]) != key:
+            return None
+        return EncodedCorpus(
+            str(f["name"]),
+            Vocab([str(w) for w in f["words"]], f["counts"]),
+            f["ids"],
+            f["sentence_lengths"],
+            int(f["raw_tokens"]),
+        )
+
+    return files.load_npz(os.path.join(directory, CACHE_FILE), read)

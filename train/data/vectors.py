@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from train.core import files
+
 __all__ = [
     "VectorFileError",
     "MissingVectorFileError",
@@ -96,7 +98,7 @@ def save_word2vec_text(path, words: Sequence[str], W, precision: int = 9) -> Non
     if not isinstance(precision, int) or precision < 1:
         raise ValueError(f"{fn}: precision must be a positive int (significant digits), got {precision!r}")
     fmt = f"%.{precision}g"
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with files.atomic_write(path, "w", encoding="utf-8") as f:
         f.write(f"{W.shape[0]} {W.shape[1]}\n")
         for w, row in zip(words, W):
             f.write(w + " " + " ".join(fmt % x for x in row.tolist()) + "\n")
@@ -155,7 +157,7 @@ def save_word2vec_binary(path, words: Sequence[str], W, newline: bool = True) ->
     words, W = _check_vectors(words, W, fn, " \n")
     W = W.astype("<f4")
     end = b"\n" if newline else b""
-    with open(path, "wb") as f:
+    with files.atomic_write(path) as f:
         f.write(f"{W.shape[0]} {W.shape[1]}\n".encode("ascii"))
         for w, row in zip(words, W):
             f.write(w.encode("utf-8") + b" " + row.tobytes() + end)
@@ -225,12 +227,12 @@ def save_projector_tsv(directory, words: Sequence[str], W, tensor_name: str = "w
     os.makedirs(directory, exist_ok=True)
     vec_path = os.path.join(directory, "vectors.tsv")
     meta_path = os.path.join(directory, "metadata.tsv")
-    with open(vec_path, "w", encoding="utf-8", newline="\n") as f:
+    with files.atomic_write(vec_path, "w", encoding="utf-8") as f:
         for row in W.tolist():
             f.write("\t".join(f"{x:.9g}" for x in row) + "\n")
-    with open(meta_path, "w", encoding="utf-8", newline="\n") as f:
+    with files.atomic_write(meta_path, "w", encoding="utf-8") as f:
         f.writelines(w + "\n" for w in words)
-    with open(os.path.join(directory, "projector_config.pbtxt"), "w", encoding="utf-8") as f:
+    with files.atomic_write(os.path.join(directory, "projector_config.pbtxt"), "w", encoding="utf-8") as f:
         f.write(
             f'embeddings {{\n  tensor_name: "{tensor_name}"\n  tensor_path: "vectors.tsv"\n'
             f'  metadata_path: "metadata.tsv"\n}}\n'
@@ -243,5 +245,5 @@ def export_vectors(workdir: str, vocab, W) -> None:
     save_word2vec_text(os.path.join(workdir, "vectors.txt"), vocab.words, W)
     save_word2vec_binary(os.path.join(workdir, "vectors.bin"), vocab.words, W)
     save_projector_tsv(os.path.join(workdir, "projector"), vocab.words, W)
-    with open(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
+    with files.atomic_write(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{w} {n}\n" for w, n in zip(vocab.words, vocab.counts.tolist()))

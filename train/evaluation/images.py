@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from typing import Any
 
@@ -46,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from train.core import files
 from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import images as data
@@ -104,17 +104,8 @@ def _file_lock(path: str):
 
 
 def _atomic_write(path: str, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with files.atomic_write(path) as f:
+        f.write(payload)
 
 
 # ----------------------------------------------------------------------------- training
