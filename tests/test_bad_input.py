@@ -381,7 +381,21 @@ DATA_FILE_CASES = [
         ["--config.corpus=text:{tmp}/noise.txt"],
         ["noise.txt", "is not UTF-8 text", "byte offset 0"],
     ),
-    case("cooccurrence-corpus-is-a-directory", "cooccurrence", ["--config.corpus=text:{tmp}"], ["not a regular file"]),
+    case(
+        "cooccurrence-corpus-empty-directory",
+        "cooccurrence",
+        ["--config.corpus=text:{tmp}/empty_dir"],
+        ["empty_dir", "holds no *.txt or *.txt.gz file"],
+    ),
+    case("ngram-corpus-glob-matches-nothing", "ngram", ["--config.corpus=text:{tmp}/none*.txt"], ["matches no file"]),
+    case(
+        "word2vec-corpus-broken-gzip",
+        "word2vec",
+        ["--config.corpus=text:{tmp}/broken.txt.gz"],
+        ["broken.txt.gz", "cannot be read (BadGzipFile)"],
+    ),
+    case("cooccurrence-tokenizer", "cooccurrence", ["--config.tokenizer=bpe"], ["'bpe'", "words, whitespace, chars"]),
+    case("ngram-lowercase-not-bool", "ngram", ["--config.lowercase=3"], ["lowercase"]),
 ]
 
 # Workdirs and data dirs that cannot hold a run.
@@ -525,6 +539,8 @@ def _write_data_files(tmp: pathlib.Path) -> None:
     np.savez(tmp / "rgba.npz", x=np.zeros((10, 8, 8, 4), np.uint8))
     (tmp / "utf16.txt").write_bytes(("the king and the queen\n" * 50).encode("utf-16"))
     (tmp / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (tmp / "empty_dir").mkdir()
+    (tmp / "broken.txt.gz").write_bytes(b"not a gzip stream")
     (tmp / "noise.txt").write_bytes(bytes(rng.integers(128, 256, 4000, dtype=np.uint8)))
 
 

@@ -204,23 +204,29 @@ def test_one_hot_times_matrix_is_a_row_lookup():
 # ----------------------------------------------------------------------------- co-occurrence
 
 
+# The lecture's window-1 table for "I like deep learning." / "I like NLP." / "I enjoy flying."
+LECTURE_TABLE = """
+counts	I	like	enjoy	deep	learning	NLP	flying	.
+I	0	2	1	0	0	0	0	0
+like	2	0	0	1	0	1	0	0
+enjoy	1	0	0	0	0	0	1	0
+deep	0	1	0	0	1	0	0	0
+learning	0	0	0	1	0	0	0	1
+NLP	0	1	0	0	0	0	0	1
+flying	0	0	1	0	0	0	0	1
+.	0	0	0	0	1	1	1	0
+"""
+
+
+def lecture_table() -> tuple[list[str], np.ndarray]:
+    """(the words of the lecture's table, its counts)."""
+    rows = [line.split() for line in LECTURE_TABLE.strip().splitlines()]
+    assert [r[0] for r in rows[1:]] == rows[0][1:]
+    return rows[0][1:], np.array([[int(x) for x in r[1:]] for r in rows[1:]])
+
+
 def test_lecture_cooccurrence_table():
-    # the lecture's window-1 table for "I like deep learning." / "I like NLP." / "I enjoy flying."
-    table = """
-    counts	I	like	enjoy	deep	learning	NLP	flying	.
-    I	0	2	1	0	0	0	0	0
-    like	2	0	0	1	0	1	0	0
-    enjoy	1	0	0	0	0	0	1	0
-    deep	0	1	0	0	1	0	0	0
-    learning	0	0	0	1	0	0	0	1
-    NLP	0	1	0	0	0	0	0	1
-    flying	0	0	1	0	0	0	0	1
-    .	0	0	0	0	1	1	1	0
-    """
-    rows = [line.split() for line in table.strip().splitlines()]
-    header = rows[0][1:]
-    expected = np.array([[int(x) for x in r[1:]] for r in rows[1:]])
-    assert [r[0] for r in rows[1:]] == header
+    header, expected = lecture_table()
     sentences = ["I like deep learning .", "I like NLP .", "I enjoy flying ."]
     v = Vocab(header)
     ids = [v.encode(s.split()) for s in sentences]

@@ -73,7 +73,7 @@ def run(config, workdir: str) -> dict:
     c = config
     check_config(c)
     eval_sets = word_eval.load_eval_sets(c)
-    source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
+    source = text_data.corpus_of(c)
     corpus_key = text_data.cache_key(source, c.min_count, c.max_vocab)
     corpus = text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir)
     vocab = corpus.vocab

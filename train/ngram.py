@@ -20,7 +20,7 @@ from train.core.config import Key
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data
 from zoo import ngram
-from zoo.text import Vocab
+from zoo.text import Vocab, tokenize
 
 SMOOTHINGS = ("all", "kneser_ney", "add_k")
 COUNTS_FILE = "ngram_counts.npz"
@@ -99,14 +99,15 @@ def load_counts(path: str, key: str, order: int):
     return files.load_npz(path, read)
 
 
-def nonblank(lines):
-    """Blank lines are layout, not empty sentences (which would inflate P(</s> | <s>))."""
-    return (line for line in lines if line.strip())
+def nonblank(source: text_data.TextSource):
+    """The token lists of the non-blank lines: blank lines are layout, not empty sentences (which would inflate
+    P(</s> | <s>))."""
+    return (tokenize(line, source.lowercase, source.tokenizer) for line in source.lines() if line.strip())
 
 
 def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCounts]:
     """Vocabulary (with <s>, </s>, <unk>) and k-gram counts of the train lines: two streamed passes."""
-    vocab = ngram.ngram_vocab(nonblank(train.lines()), c.min_count, c.max_vocab or None)
+    vocab = ngram.ngram_vocab(nonblank(train), c.min_count, c.max_vocab or None)
     words = len(vocab) - 3  # <s>, </s>, <unk> come first
     if words == 0:
         if vocab.counts[vocab.unk_id] == 0:
@@ -118,7 +119,7 @@ def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCoun
             f"min_count or a larger corpus"
         )
     counts = ngram.count_ngrams(
-        vocab.encode_lines(nonblank(train.lines()), unknown="map"),
+        vocab.encode_lines(nonblank(train), unknown="map"),
         c.order,
         vocab_size=len(vocab),
         bos=vocab.id(ngram.BOS),
@@ -152,7 +153,7 @@ def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
 def run(config, workdir: str) -> dict:
     c = config
     check_config(c)
-    source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
+    source = text_data.corpus_of(c)
     train, test = source.split("train"), source.split("test")
     path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), counts_key(source, c)
     loaded = load_counts(path, key, c.order)
@@ -160,7 +161,7 @@ def run(config, workdir: str) -> dict:
         vocab, counts = count_corpus(train, c)
     else:
         vocab, counts = loaded
-    held_out = list(nonblank(test.lines()))
+    held_out = list(nonblank(test))
     if not held_out:
         raise DataError(
             f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "

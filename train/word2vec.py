@@ -451,7 +451,7 @@ def make_task(c, corpus: text_data.EncodedCorpus, eval_sets, examples: TrainingE
 
 def load_corpus(c, workdir: str | None):
     """(encoded corpus, cache key); the corpus.npz cached in workdir is reused when it matches."""
-    source = text_data.open_corpus(c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None)
+    source = text_data.corpus_of(c)
     key = text_data.cache_key(source, c.min_count, c.max_vocab)
     return text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir), key
 

@@ -29,6 +29,7 @@ from zoo._checks import as_int, as_positive_float
 __all__ = [
     "UnknownWordError",
     "tokenize",
+    "TOKENIZERS",
     "Vocab",
     "subsample_keep_prob",
     "noise_distribution",
@@ -87,15 +88,34 @@ def _as_counts(counts, fn: str) -> np.ndarray:
 
 
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
+TOKENIZERS = ("words", "whitespace", "chars")
 
 
-def tokenize(line: str, lower: bool = True) -> list[str]:
-    """Words of a line: maximal runs of letters/digits joined by inner apostrophes ("don't"); punctuation dropped."""
+def tokenize(line: str, lower: bool = True, kind: str = "words") -> list[str]:
+    """Tokens of a line. 'words': runs of letters/digits joined by inner apostrophes ("don't"), punctuation
+    dropped; 'whitespace': the whitespace-separated pieces (pre-tokenised text), punctuation at their ends split
+    off and kept as tokens ("learning." -> "learning", "."); 'chars': every non-space character (Chinese, Japanese)."""
     if not isinstance(line, str):
         raise ValueError(f"tokenize: line must be a str, got {type(line).__name__}")
     if lower:
         line = line.lower()
-    return _WORD.findall(line)
+    if kind == "words":
+        return _WORD.findall(line)
+    if kind == "whitespace":
+        return [t for piece in line.split() for t in _split_piece(piece)]
+    if kind == "chars":
+        return [ch for ch in line if not ch.isspace()]
+    raise ValueError(f"tokenize: kind must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+
+
+def _split_piece(piece: str) -> list[str]:
+    """Leading and trailing punctuation marks of a piece as tokens of their own, the middle kept whole."""
+    start, end = 0, len(piece)
+    while start < end and not (piece[start].isalnum() or piece[start] == "_"):
+        start += 1
+    while end > start and not (piece[end - 1].isalnum() or piece[end - 1] == "_"):
+        end -= 1
+    return [*piece[:start], *([piece[start:end]] if start < end else []), *piece[end:]]
 
 
 def _tokens_of(item, lower: bool, fn: str) -> Sequence[str]:

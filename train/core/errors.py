@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataError", "NonFiniteError"]
+import contextlib
+import logging
+
+__all__ = ["ConfigError", "DataError", "NonFiniteError", "quiet_library_logs"]
 
 
 class ConfigError(ValueError):
@@ -15,3 +18,18 @@ class DataError(ValueError):
 
 class NonFiniteError(RuntimeError):
     """Training produced NaN or Inf (config.nan_policy='stop')."""
+
+
+@contextlib.contextmanager
+def quiet_library_logs():
+    """Silence below ERROR the loggers of TFDS (absl) and of its downloads (urllib3), whose warnings (a half-prepared
+    folder, a retried connection) would precede the one-line error."""
+    loggers = [logging.getLogger(name) for name in ("absl", "urllib3", "urllib3.connectionpool")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

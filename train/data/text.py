@@ -16,19 +16,22 @@ skips reading and tokenizing the corpus again.
 from __future__ import annotations
 
 import array
-import contextlib
 import dataclasses
-import logging
+import glob
+import gzip
+import hashlib
+import json
 import os
+import zlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from train.core import files
 from train.core.config import Key
-from train.core.errors import DataError
+from train.core.errors import DataError, quiet_library_logs
 from train.data import corpus as generated_corpus
-from zoo.text import Vocab, tokenize
+from zoo.text import TOKENIZERS, Vocab, tokenize
 
 GENERATED = "generated"
 
@@ -38,23 +41,38 @@ CORPUS_KEYS = {
         GENERATED, "'generated' (embedded), 'text:PATH' (one sentence a line) or a prepared TFDS text dataset name"
     ),
     "num_tokens": Key(2_000_000, "size of the generated corpus", range=">= 1"),
+    "tokenizer": Key(
+        "words",
+        "'words' (letters/digits, punctuation dropped), 'whitespace' (pre-tokenised text; punctuation at the ends "
+        "of pieces kept as tokens), 'chars' (every non-space character: Chinese, Japanese)",
+        choices=TOKENIZERS,
+    ),
+    "lowercase": Key(True, "lower-case the text before tokenizing"),
     "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
 }
 ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
 HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
 CACHE_FILE = "corpus.npz"
 SNIFF_BYTES = 1 << 20  # the head of a text file checked for binary data and its encoding
-MAX_UNDECODABLE_SHARE = 0.01  # more undecodable characters than this share: not UTF-8 (fewer: each becomes U+FFFD)
+# More undecodable characters than this share (and at least MIN_UNDECODABLE): not UTF-8; fewer become U+FFFD.
+MAX_UNDECODABLE_SHARE, MIN_UNDECODABLE = 0.01, 8
 _TEXT_KEYS = ("text", "sentence", "content", "document", "article", "review")
 
 
 @dataclasses.dataclass(frozen=True)
 class TextSource:
-    """A corpus as lines: lines() starts a fresh pass; fingerprint identifies the content (for caches)."""
+    """A corpus as lines: lines() starts a fresh pass, tokens() a pass of token lists (its tokenizer and
+    lowercase); fingerprint identifies the content and the tokenization (for caches and resumes)."""
 
     name: str
     lines: Callable[[], Iterator[str]]
     fingerprint: str
+    tokenizer: str = "words"
+    lowercase: bool = True
+
+    def tokens(self) -> Iterator[list[str]]:
+        for line in self.lines():
+            yield tokenize(line, self.lowercase, self.tokenizer)
 
     def split(self, part: str) -> TextSource:
         """The 'train' lines (9 in 10) or the held-out 'test' lines (every 10th), by line position."""
@@ -65,11 +83,37 @@ class TextSource:
                 if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == held_out:
                     yield line
 
-        return TextSource(f"{self.name} ({part})", lines, f"{self.fingerprint}|{part}")
+        return dataclasses.replace(
+            self, name=f"{self.name} ({part})", lines=lines, fingerprint=f"{self.fingerprint}|{part}"
+        )
 
 
-def open_corpus(corpus: str, *, num_tokens: int = 2_000_000, data_dir: str | None = None) -> TextSource:
+def corpus_of(c) -> TextSource:
+    """The corpus a config's CORPUS_KEYS name, with its tokenization."""
+    return open_corpus(
+        c.corpus, num_tokens=c.num_tokens, data_dir=c.data_dir or None, tokenizer=c.tokenizer, lowercase=c.lowercase
+    )
+
+
+def open_corpus(
+    corpus: str,
+    *,
+    num_tokens: int = 2_000_000,
+    data_dir: str | None = None,
+    tokenizer: str = "words",
+    lowercase: bool = True,
+) -> TextSource:
     """Resolve a `corpus` config value to its lines; DataError names the bad value and what is accepted."""
+    if tokenizer not in TOKENIZERS:
+        raise DataError(f"tokenizer {tokenizer!r} is not accepted; accepted: {', '.join(TOKENIZERS)}")
+    source = _open_lines(corpus, num_tokens, data_dir)
+    how = "" if (tokenizer, lowercase) == ("words", True) else f"|tokenizer={tokenizer}|lowercase={lowercase}"
+    return dataclasses.replace(
+        source, fingerprint=source.fingerprint + how, tokenizer=tokenizer, lowercase=bool(lowercase)
+    )
+
+
+def _open_lines(corpus: str, num_tokens: int, data_dir: str | None) -> TextSource:
     if not isinstance(corpus, str) or not corpus:
         raise DataError(f"corpus must be a non-empty string, got {corpus!r}; accepted: {ACCEPTED}")
     if corpus == GENERATED:
@@ -85,71 +129,112 @@ def open_corpus(corpus: str, *, num_tokens: int = 2_000_000, data_dir: str | Non
     return _tfds_text(corpus, data_dir)
 
 
+TEXT_SUFFIXES = (".txt", ".txt.gz")
+ACCEPTED_TEXT = "text:PATH with PATH a UTF-8 text file (.txt.gz read as gzip), a directory of them, or a glob"
+
+
+def _text_files(spec: str, path: str) -> list[str]:
+    """The files a text:PATH names: the file, every *.txt and *.txt.gz below a directory, or a glob's files."""
+    if not path:
+        raise DataError(f"corpus {spec!r} names no file; accepted: {ACCEPTED_TEXT}")
+    if any(ch in path for ch in "*?["):
+        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise DataError(f"corpus {spec!r}: the glob matches no file; accepted: {ACCEPTED_TEXT}")
+        return found
+    if os.path.isdir(path):
+        found = sorted(
+            os.path.join(d, name) for d, _, names in os.walk(path) for name in names if name.endswith(TEXT_SUFFIXES)
+        )
+        if not found:
+            raise DataError(
+                f"corpus {spec!r}: the directory holds no *.txt or *.txt.gz file; accepted: {ACCEPTED_TEXT}"
+            )
+        return found
+    if not os.path.exists(path):
+        raise DataError(f"corpus {spec!r}: no such file; accepted: {ACCEPTED_TEXT}")
+    if not os.path.isfile(path):
+        raise DataError(f"corpus {spec!r} is not a regular file; accepted: {ACCEPTED_TEXT}")
+    return [path]
+
+
+def _open_text(path: str):
+    """A text stream of a file, gunzipped when it ends in .gz; universal newlines, so CRLF lines read as LF."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
 def _text_file(path: str) -> TextSource:
     spec = f"text:{path}"
-    if not path:
-        raise DataError(f"corpus {spec!r} names no file; accepted: text:PATH with PATH a UTF-8 text file")
-    if not os.path.exists(path):
-        raise DataError(f"corpus {spec!r}: no such file; accepted: text:PATH with PATH an existing UTF-8 text file")
-    if not os.path.isfile(path):
-        raise DataError(f"corpus {spec!r} is not a regular file; accepted: text:PATH with PATH a UTF-8 text file")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-        fingerprint = files.fingerprint(path)
-    except OSError as e:
-        raise DataError(
-            f"corpus {spec!r} cannot be read ({e.strerror}); accepted: a readable UTF-8 text file"
-        ) from None
-    _refuse_non_text(spec, head)
+    paths = _text_files(spec, path)
+    prints = []
+    for p in paths:
+        where = repr(spec) if p == path else f"{spec!r} (file {p})"
+        try:
+            with _open_text(p) as f:
+                head = f.buffer.read(SNIFF_BYTES) if hasattr(f, "buffer") else b""
+            prints.append(files.fingerprint(p))
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(
+                f"corpus {where} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__}); accepted: "
+                f"{ACCEPTED_TEXT}"
+            ) from None
+        _refuse_non_text(where, head)
+    warned = set()
 
     def lines():
-        # undecodable bytes become U+FFFD, which tokenize drops: a stray Latin-1 byte costs one word, not the run
-        with open(path, encoding="utf-8", errors="replace") as f:
-            yield from f
+        # Undecodable bytes become U+FFFD, which the tokenizers drop (a stray Latin-1 byte costs one word, not the
+        # run); each file's count of them is said once.
+        for p in paths:
+            replaced = 0
+            try:
+                with _open_text(p) as f:
+                    for line in f:
+                        if "\ufffd" in line:
+                            replaced += line.count("\ufffd")
+                        yield line
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"corpus {spec!r}: file {p} is damaged ({type(e).__name__}: {e})") from None
+            if replaced and p not in warned:
+                warned.add(p)
+                print(f"warning: corpus file {p}: {replaced} undecodable bytes read as U+FFFD and dropped", flush=True)
 
-    content = fingerprint.get("sha256") or fingerprint["sha256_sampled"]
-    return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{fingerprint['size']}:{content}")
+    if len(paths) == 1 and paths[0] == path:
+        content = prints[0].get("sha256") or prints[0]["sha256_sampled"]
+        return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{prints[0]['size']}:{content}")
+    digest = hashlib.sha256(
+        "\n".join(f"{os.path.abspath(p)}:{json.dumps(fp, sort_keys=True)}" for p, fp in zip(paths, prints)).encode()
+    ).hexdigest()
+    return TextSource(f"{spec} ({len(paths)} files)", lines, f"text:{os.path.abspath(path)}:{len(paths)}:{digest}")
 
 
-def _refuse_non_text(spec: str, head: bytes) -> None:
+def _refuse_non_text(where: str, head: bytes) -> None:
     """DataError when the first SNIFF_BYTES of a corpus file are binary, UTF-16/32, or mostly not UTF-8."""
     if b"\x00" in head:
         at = head.index(b"\x00")
         raise DataError(
-            f"corpus {spec!r} holds NUL bytes (the first at byte offset {at}): binary data, or UTF-16/UTF-32 text; "
+            f"corpus {where} holds NUL bytes (the first at byte offset {at}): binary data, or UTF-16/UTF-32 text; "
             f"accepted: a UTF-8 text file (convert one with iconv -f UTF-16 -t UTF-8)"
         )
     text = head.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - head.decode("utf-8", errors="ignore").count("\ufffd")
-    if text and bad > MAX_UNDECODABLE_SHARE * len(text):
+    if bad >= MIN_UNDECODABLE and bad > MAX_UNDECODABLE_SHARE * len(text):
         try:
             head.decode("utf-8")
             first = 0
         except UnicodeDecodeError as e:
             first = e.start
         raise DataError(
-            f"corpus {spec!r} is not UTF-8 text: {bad} of its first {len(text)} characters cannot be decoded "
+            f"corpus {where} is not UTF-8 text: {bad} of its first {len(text)} characters cannot be decoded "
             f"(the first at byte offset {first}); accepted: a UTF-8 text file (convert it with iconv -t UTF-8)"
         )
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-    """TFDS logs warnings (e.g. about a half-prepared folder) that would precede our one-line error."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _tfds_text(name: str, data_dir: str | None) -> TextSource:
     import tensorflow_datasets as tfds
 
-    with _quiet_absl():
+    with quiet_library_logs():
         return _tfds_source(tfds, name, data_dir)
 
 
@@ -226,8 +311,7 @@ def encode_corpus(
     setdefault = index.setdefault
     ids = array.array("i")
     lengths = array.array("q")
-    for line in source.lines():
-        words = tokenize(line)
+    for words in source.tokens():
         if words:
             ids.extend([setdefault(w, len(index)) for w in words])
             lengths.append(len(words))

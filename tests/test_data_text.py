@@ -1,0 +1,117 @@
+"""train/data/text.py on files the tests write: text:PATH as a file, a directory (*.txt and *.txt.gz below it) or a
+glob, gzip read transparently, CRLF lines, undecodable bytes replaced and counted, and the tokenizers: the
+lecture's co-occurrence table from raw text, Chinese by characters."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tests.configs import smoke_config
+from tests.test_text import lecture_table
+from train import cooccurrence as train_cooc
+from train.core.errors import DataError
+from train.data import text as text_data
+
+LINES = ["the king rules the land", "the queen rules the land", "a man and a woman"]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """LINES spread over a plain file with CRLF line ends, a gzip file one folder down, and a file not read."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_bytes(("\r\n".join(LINES[:2]) + "\r\n").encode())
+    with gzip.open(tmp_path / "sub" / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write(LINES[2] + "\n")
+    (tmp_path / "notes.md").write_text("not a corpus file\n")
+    return tmp_path
+
+
+def tokens(spec, **kw):
+    return list(text_data.open_corpus(spec, **kw).tokens())
+
+
+def test_a_directory_a_glob_and_a_file_read_the_same_lines(tree):
+    expected = [line.split() for line in LINES]
+    assert tokens(f"text:{tree}") == expected  # a.txt, then sub/b.txt.gz: sorted paths
+    assert tokens(f"text:{tree}/**/*.txt*") == expected
+    assert tokens(f"text:{tree}/a.txt") == expected[:2]
+    assert tokens(f"text:{tree}/sub/b.txt.gz") == expected[2:]
+    lines = list(text_data.open_corpus(f"text:{tree}/a.txt").lines())
+    assert lines == [line + "\n" for line in LINES[:2]]  # CRLF read as LF
+
+
+def test_the_fingerprint_follows_the_content_of_every_file(tree):
+    before = text_data.open_corpus(f"text:{tree}").fingerprint
+    os.utime(tree / "a.txt")
+    assert text_data.open_corpus(f"text:{tree}").fingerprint == before  # touched, not changed
+    with gzip.open(tree / "sub" / "b.txt.gz", "wt", encoding="utf-8") as f:
+        f.write("a woman and a man\n")
+    assert text_data.open_corpus(f"text:{tree}").fingerprint != before
+    kinds = {text_data.open_corpus(f"text:{tree}", tokenizer=k).fingerprint for k in ("words", "whitespace", "chars")}
+    assert len(kinds) == 3
+
+
+@pytest.mark.parametrize(
+    "spec, fragment",
+    [
+        ("{tmp}/nothing*.txt", "the glob matches no file"),
+        ("{tmp}/empty_dir", "holds no *.txt or *.txt.gz file"),
+        ("{tmp}/broken.txt.gz", "broken.txt.gz' cannot be read (BadGzipFile)"),
+    ],
+)
+def test_sources_that_cannot_be_read_are_named(tmp_path, spec, fragment):
+    (tmp_path / "empty_dir").mkdir()
+    (tmp_path / "other.txt").write_text("one line\n")
+    (tmp_path / "broken.txt.gz").write_bytes(b"not gzip at all")
+    spec = spec.replace("{tmp}", str(tmp_path))
+    with pytest.raises(DataError, match=re.escape(fragment)):
+        text_data.open_corpus(f"text:{spec}")
+
+
+def test_a_few_undecodable_bytes_are_replaced_and_counted_once(tmp_path, capsys):
+    (tmp_path / "latin1.txt").write_bytes("the café is open\nthe king is here\n".encode("latin-1"))
+    source = text_data.open_corpus(f"text:{tmp_path / 'latin1.txt'}")
+    assert list(source.tokens()) == [["the", "caf", "is", "open"], ["the", "king", "is", "here"]]
+    list(source.tokens())
+    out = capsys.readouterr().out
+    assert out.count("latin1.txt: 1 undecodable bytes read as U+FFFD") == 1
+
+
+def test_the_lectures_table_from_raw_text(data_dir, tmp_path):
+    """The lecture's three sentences typed as raw text: train.cooccurrence with the whitespace tokenizer (full
+    stops kept as tokens, case kept) and window 1 counts exactly the lecture's table."""
+    header, expected = lecture_table()
+    (tmp_path / "lecture.txt").write_text("I like deep learning.\nI like NLP.\nI enjoy flying.\n")
+    workdir = str(tmp_path / "w")
+    c = smoke_config(
+        train_cooc,
+        data_dir,
+        corpus=f"text:{tmp_path / 'lecture.txt'}",
+        tokenizer="whitespace",
+        lowercase=False,
+        window=1,
+        weighting="uniform",
+        min_count=1,
+        embed_dim=2,
+    )
+    train_cooc.run(c, workdir)
+    corpus = text_data.load_cached(workdir, text_data.cache_key(text_data.corpus_of(c), 1, c.max_vocab))
+    counts = train_cooc.load_counts(os.path.join(workdir, train_cooc.COUNTS_FILE), None).toarray()
+    order = [corpus.vocab.id(w) for w in header]
+    np.testing.assert_array_equal(counts[np.ix_(order, order)], expected)
+
+
+def test_chinese_by_characters(tmp_path):
+    """A language written without spaces: 'chars' makes every character a token; 'whitespace' takes the
+    segmentation of pre-segmented text as it is."""
+    (tmp_path / "zh.txt").write_text("我今天下午打篮球。\n我 今天 下午 打 篮球\n", encoding="utf-8")
+    first, second = tokens(f"text:{tmp_path / 'zh.txt'}", tokenizer="chars")
+    assert first == list("我今天下午打篮球。") and second == list("我今天下午打篮球")
+    assert tokens(f"text:{tmp_path / 'zh.txt'}", tokenizer="whitespace")[1] == ["我", "今天", "下午", "打", "篮球"]
+    corpus = text_data.encode_corpus(text_data.open_corpus(f"text:{tmp_path / 'zh.txt'}", tokenizer="chars"), 2)
+    assert set(corpus.vocab.words) == set("我今天下午打篮球")  # each twice; the full stop once
