@@ -101,12 +101,13 @@ def test_schema_makes_checks_and_completes_configs():
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_every_module_declares_default_and_smoke_configs_that_pass_its_checks(name):
+def test_every_module_declares_default_and_named_configs_that_pass_its_checks(name):
     module = importlib.import_module(f"train.{name}")
-    assert set(module.SCHEMA.variants) == {"smoke"}
-    for variant in (None, "smoke"):
+    real = {"ddpm": {"cifar10", "mnist"}, "vae": {"mnist"}, "gan": {"mnist"}, "autoencoder": {"mnist"}}
+    assert set(module.SCHEMA.variants) == {"smoke"} | real.get(name, set())
+    for variant in (None, *module.SCHEMA.variants):
         c = module.get_config(variant)
-        module.SCHEMA.check(c)
+        module.check_config(c)
         assert sorted(config_lib._flat(c)) == sorted(module.SCHEMA.keys)
         assert all(k.help for k in module.SCHEMA.keys.values())
 
@@ -209,3 +210,24 @@ def test_an_unusable_config_file_is_one_error_line(tmp_path):
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("error: ") and fragment in line, (arg, line)
     assert not (tmp_path / "w").exists()
+
+
+def test_the_ddpm_cifar10_variant_is_the_papers_35_7m_parameter_model():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from train import ddpm as train_ddpm
+
+    c = train_ddpm.get_config("cifar10")
+    net = train_ddpm.make_unet(c)
+    init = lambda key: net.init(key, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32))
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
+    assert round(n / 1e6, 1) == 35.7
+    assert (c.batch_size, c.learning_rate, c.ema_decay, c.model.dropout, c.random_flip) == (
+        128,
+        2e-4,
+        0.9999,
+        0.1,
+        True,
+    )

@@ -107,8 +107,8 @@ def test_tfds_by_name_with_mock_data(tmp_path):
 def test_unknown_and_unprepared_tfds_names(tmp_path):
     with pytest.raises(data.DataError, match="unknown dataset 'no_such_dataset'"):
         data.load_images("no_such_dataset", str(tmp_path))
-    with pytest.raises(data.DataError, match="'mnist'.*not prepared.*never downloads"):
-        data.load_images("mnist", str(tmp_path))
+    with pytest.raises(data.DataError, match=r"'mnist' is not prepared as array_record .*config\.download=False"):
+        data.load_images("mnist", str(tmp_path), download=False)
 
 
 def test_digits_dataset(data_dir):

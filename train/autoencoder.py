@@ -28,6 +28,7 @@ SCHEMA = config_lib.Schema(
     config_lib.NETWORK,
     config_lib.OPTIMIZER,
     config_lib.IMAGE_DATA,
+    config_lib.AUGMENTATION,
     {
         "loss": Key(
             "bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]", choices=ae.LOSS_KINDS
@@ -43,6 +44,8 @@ SCHEMA = config_lib.Schema(
     {"eval.density_examples": Key(10000, "training codes the code density is fitted to", range=">= 1")},
     defaults={**config_lib.IMAGE_RECIPE, "num_steps": 4000, "checkpoint_every": 1000},
     variants={
+        # 28x28 digits: conv encoder and decoder, a 16-d code.
+        "mnist": config_lib.mnist_variant("conv", 16),
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
@@ -51,7 +54,7 @@ SCHEMA = config_lib.Schema(
             "model.latent_dim": 3,
             "density.num_components": 2,
             "eval.density_examples": 64,
-        }
+        },
     },
 )
 

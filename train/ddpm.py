@@ -21,11 +21,26 @@ from train.data.images import to_uint8
 from train.evaluation import images as evaluation
 from zoo import ddpm
 
+# What the DDPM paper's models share: 2 res blocks a level, attention at 16x16, dropout 0.1, Adam 2e-4 at batch
+# 128 after a warmup, gradients clipped at norm 1, an EMA of 0.9999.
+PAPER_RECIPE = {
+    "model.num_res_blocks": 2,
+    "model.attn_resolutions": (16,),
+    "model.dropout": 0.1,
+    "batch_size": 128,
+    "learning_rate": 2e-4,
+    "lr_schedule": "constant",
+    "grad_clip": 1.0,
+    "ema_decay": 0.9999,
+    "eval.num_samples": 1000,
+}
+
 SCHEMA = config_lib.Schema(
     config_lib.LOOP,
     config_lib.NETWORK,
     config_lib.OPTIMIZER,
     config_lib.IMAGE_DATA,
+    config_lib.AUGMENTATION,
     {
         "model.ch": Key(32, "U-Net base channels", range=">= 1"),
         "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),
@@ -53,6 +68,30 @@ SCHEMA = config_lib.Schema(
         "checkpoint_every": 500,
     },
     variants={
+        # The DDPM paper's CIFAR-10 model and recipe (Ho et al. 2020, appendix B): 35.7M parameters.
+        "cifar10": {
+            **PAPER_RECIPE,
+            "dataset": "cifar10",
+            "random_flip": True,
+            "model.ch": 128,
+            "model.ch_mult": (1, 2, 2, 2),
+            "warmup_steps": 5000,
+            "num_steps": 800_000,
+            "log_every": 1000,
+            "checkpoint_every": 10_000,
+        },
+        # The same recipe at MNIST's size: 28x28 digits resized to 32 so ch_mult (1, 2, 2) halves them twice.
+        "mnist": {
+            **PAPER_RECIPE,
+            "dataset": "mnist",
+            "image_size": 32,
+            "model.ch": 64,
+            "model.ch_mult": (1, 2, 2),
+            "warmup_steps": 1000,
+            "num_steps": 100_000,
+            "log_every": 500,
+            "checkpoint_every": 5000,
+        },
         "smoke": {
             **evaluation.SMOKE_LOOP,
             **config_lib.SMOKE_RECIPE,
@@ -63,7 +102,7 @@ SCHEMA = config_lib.Schema(
             "sample.ddim_steps": 5,
             "eval.test_examples": 4,
             "eval.num_samples": 0,
-        }
+        },
     },
 )
 

@@ -33,6 +33,7 @@ SCHEMA = config_lib.Schema(
     config_lib.NETWORK,
     config_lib.OPTIMIZER,
     config_lib.IMAGE_DATA,
+    config_lib.AUGMENTATION,
     {
         "d_learning_rate": Key(
             0.0, "the discriminator's learning rate (0: learning_rate, the generator's)", range=">= 0"
@@ -58,6 +59,8 @@ SCHEMA = config_lib.Schema(
         checkpoint_every=2000,
     ),
     variants={
+        # 28x28 digits: the DCGAN generator and discriminator, a 64-d z.
+        "mnist": config_lib.mnist_variant("dcgan", 64),
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
@@ -65,7 +68,7 @@ SCHEMA = config_lib.Schema(
             "model.latent_dim": 4,
             "eval.interpolation_rows": 2,
             "eval.interpolation_steps": 3,
-        }
+        },
     },
 )
 

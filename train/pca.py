@@ -99,7 +99,7 @@ def truncate(p: pca_lib.PCA, k: int) -> pca_lib.PCA:
 def run(config, workdir: str) -> dict:
     c = config
     check_config(c)
-    ds = data.load_images(c.dataset, c.data_dir or None)
+    ds = data.images_of(c)
     evaluation.check_dataset_for_eval(c, ds)
     n_fit = min(c.fit_examples or len(ds.train), len(ds.train))
     dim = int(np.prod(ds.image_shape))

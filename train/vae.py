@@ -32,6 +32,7 @@ SCHEMA = config_lib.Schema(
     config_lib.NETWORK,
     config_lib.OPTIMIZER,
     config_lib.IMAGE_DATA,
+    config_lib.AUGMENTATION,
     {
         "loss": Key(
             "elbo", "'elbo': -log p(x|z) + beta KL; 'lecture': C ||x - x_hat||^2 + beta KL", choices=vae.LOSSES
@@ -53,6 +54,8 @@ SCHEMA = config_lib.Schema(
     checks=(evaluation.check_eval_config,),
     defaults={**config_lib.IMAGE_RECIPE, "num_steps": 10000, "checkpoint_every": 2000},
     variants={
+        # 28x28 digits: conv encoder and decoder, a 16-d z.
+        "mnist": config_lib.mnist_variant("conv", 16),
         "smoke": {
             **evaluation.SMOKE,
             **evaluation.SMOKE_LOOP,
@@ -63,7 +66,7 @@ SCHEMA = config_lib.Schema(
             "eval.test_examples": 64,
             "eval.interpolation_rows": 2,
             "eval.interpolation_steps": 3,
-        }
+        },
     },
 )
 

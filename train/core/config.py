@@ -31,10 +31,12 @@ __all__ = [
     "NETWORK",
     "OPTIMIZER",
     "IMAGE_DATA",
+    "AUGMENTATION",
     "IMAGE_RECIPE",
     "SMOKE_RECIPE",
     "SMOKE_NETWORKS",
     "latent_network_keys",
+    "mnist_variant",
     "compute_dtype",
     "swept_values",
     "check_sweep",
@@ -305,9 +307,20 @@ OPTIMIZER = {
 }
 
 IMAGE_DATA = {
-    "dataset": Key("digits", "'digits' (embedded), 'npz:PATH', or a prepared TFDS image dataset name"),
-    "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
+    "dataset": Key(
+        "digits", "'digits' (embedded), 'npz:PATH', 'images:DIR' (a folder of image files), or a TFDS image dataset"
+    ),
+    "data_dir": Key("", "TFDS data dir, and the decoded images:DIR caches ('': ~/tensorflow_datasets)"),
+    "download": Key(True, "download and prepare a TFDS dataset missing from data_dir (False: offline machines)"),
+    "image_size": Key(
+        0, "resize (shorter side, antialiased) and centre-crop every image to this size (0: as stored)", range=">= 0"
+    ),
+    "channels": Key(0, "images:DIR: 1 (grey) or 3 (colour); 0: what most of the files are", choices=(0, 1, 3)),
+    "skip_bad_images": Key(False, "images:DIR: skip (and count) files that cannot be decoded instead of stopping"),
 }
+
+# Training-time augmentation of the image models that train by gradient steps.
+AUGMENTATION = {"random_flip": Key(False, "flip each training image horizontally with probability 1/2")}
 
 
 # The recipe the image models start from: Adam, a cosine decay to 5% after 100 warmup steps, an EMA of the
@@ -323,6 +336,18 @@ IMAGE_RECIPE = dict(
 )
 SMOKE_RECIPE = {"warmup_steps": 1, "lr_schedule": "constant"}
 SMOKE_NETWORKS = {"model.hidden": (16,), "model.channels": (4, 8)}
+
+
+def mnist_variant(arch: str, latent_dim: int) -> dict:
+    """The 'mnist' variant of a latent-variable image model: 28x28 digits, conv networks, 20k steps."""
+    return {
+        "dataset": "mnist",
+        "model.arch": arch,
+        "model.latent_dim": latent_dim,
+        "model.channels": (32, 64),
+        "num_steps": 20_000,
+        "checkpoint_every": 5000,
+    }
 
 
 def latent_network_keys(archs: tuple, nets: str, latent: str, latent_dim: int, hidden: tuple, mlp: str) -> dict:

@@ -230,7 +230,9 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
 def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     replicas = config_lib.sweep_replicas(config)
-    make_batches = task.batches or functools.partial(data.batches, task.train_source)
+    make_batches = task.batches or functools.partial(
+        data.batches, task.train_source, flip=config.get("random_flip", False)
+    )
     data_iter = (
         _StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas])
         if replicas
@@ -398,5 +400,5 @@ def _evaluate(task, state, step, writer) -> dict:
 def train_images(config, workdir: str, check_config: Callable, make_task: Callable) -> dict:
     """run() of an image model: check the config, load its dataset, train make_task(config, dataset) in workdir."""
     check_config(config)
-    ds = data.load_images(config.dataset, config.data_dir or None)
+    ds = data.images_of(config)
     return train(config, workdir, make_task(config, ds), ds.fingerprint)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import zipfile
 import zlib
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from train.core import files
-from train.core.errors import DataError
+from train.core.errors import DataError, quiet_library_logs
 
 DIGITS = "digits"
 
@@ -212,32 +214,58 @@ def load_npz(path: str) -> ImageData:
     )
 
 
-def load_tfds(name: str, data_dir: str | None) -> ImageData:
+def prepared_builder(name: str, data_dir: str | None, download: bool = True):
+    """The TFDS builder of `name`, prepared as ArrayRecord in data_dir: downloaded and prepared once when it is not
+    (and download), as Flax's examples do; DataError in one line naming the dataset, the dir and what to do."""
     import tensorflow_datasets as tfds
 
-    if name == DIGITS:
-        builder = prepare_digits(data_dir)
-        source = lambda split: builder.as_data_source(split=split)
-    else:
+    where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
+    with quiet_library_logs():
         try:
-            tfds.builder(name, data_dir=data_dir)
+            builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
         except Exception as e:  # tfds raises several types for unknown names
             raise DataError(
-                f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', or a TFDS image dataset name "
-                f"such as mnist, fashion_mnist, cifar10 ({type(e).__name__})"
+                f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', 'images:DIR', or a TFDS image dataset "
+                f"name such as mnist, fashion_mnist, cifar10 ({type(e).__name__})"
             ) from None
+        if builder.is_prepared():
+            return builder
+        if not download:
+            raise DataError(
+                f"TFDS dataset {name!r} is not prepared as array_record in {where} and config.download=False; "
+                f"prepare it where there is internet (python -m train.<model> --config.dataset={name} "
+                f"--config.data_dir=DIR), then pass --config.data_dir=DIR"
+            )
+        tfds.disable_progress_bar()
+        try:
+            builder.download_and_prepare()
+        except ImportError as e:
+            raise DataError(
+                f"TFDS dataset {name!r} needs TensorFlow to prepare ({e.name or e}); pip install 'jax-zoo[tf]' "
+                f"(on Colab it is there), then run the same command again"
+            ) from None
+        except Exception as e:
+            why = (str(e).strip().splitlines() or [""])[0][:200]
+            raise DataError(
+                f"TFDS dataset {name!r} could not be downloaded and prepared in {where} ({type(e).__name__}: "
+                f"{why}); offline? prepare it where there is internet and pass --config.data_dir=DIR, or set "
+                f"--config.download=False"
+            ) from None
+    return builder
 
-        def source(split):
-            try:
-                return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-            except Exception as e:
-                raise DataError(
-                    f"TFDS dataset {name!r} (split {split!r}) is not prepared as array_record in "
-                    f"{data_dir or 'the default TFDS data dir'}; this program never downloads ({type(e).__name__}). "
-                    f"Prepare it where there is internet: pip install '.[tf]'; python -c \"import tensorflow_datasets "
-                    f"as tfds; tfds.builder('{name}', data_dir='DIR', file_format='array_record')"
-                    f'.download_and_prepare()", then pass --config.data_dir=DIR'
-                ) from None
+
+def load_tfds(name: str, data_dir: str | None, download: bool = True) -> ImageData:
+    import tensorflow_datasets as tfds
+
+    builder = prepare_digits(data_dir) if name == DIGITS else prepared_builder(name, data_dir, download)
+
+    def source(split):
+        try:
+            if name == DIGITS:
+                return builder.as_data_source(split=split)
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+        except Exception as e:
+            raise DataError(f"TFDS dataset {name!r} has no readable split {split!r} ({type(e).__name__})") from None
 
     train = source("train")
     test = None
@@ -278,16 +306,198 @@ def load_tfds(name: str, data_dir: str | None) -> ImageData:
     )
 
 
-def load_images(dataset: str, data_dir: str | None = None) -> ImageData:
-    """Resolve a `dataset` config value to its train and test sources."""
+def load_images(
+    dataset: str,
+    data_dir: str | None = None,
+    *,
+    image_size: int = 0,
+    channels: int = 0,
+    skip_bad_images: bool = False,
+    download: bool = True,
+) -> ImageData:
+    """Resolve a `dataset` config value to its train and test sources, resized to image_size when > 0."""
     if not isinstance(dataset, str) or not dataset:
         raise DataError(
-            f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', "
+            f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', 'images:DIR', "
             f"or a TFDS image dataset name"
         )
     if dataset.startswith("npz:"):
-        return load_npz(dataset[4:])
-    return load_tfds(dataset, data_dir)
+        ds = load_npz(dataset[4:])
+    elif dataset.startswith("images:"):
+        return load_image_folder(dataset[len("images:") :], data_dir, image_size, channels, skip_bad_images)
+    else:
+        ds = load_tfds(dataset, data_dir, download)
+    return resized(ds, image_size)
+
+
+def images_of(c) -> ImageData:
+    """The dataset a config's IMAGE_DATA keys name."""
+    return load_images(
+        c.dataset,
+        c.data_dir or None,
+        image_size=c.get("image_size", 0),
+        channels=c.get("channels", 0),
+        skip_bad_images=c.get("skip_bad_images", False),
+        download=c.get("download", True),
+    )
+
+
+# ----------------------------------------------------------------------------- image size and folders
+
+
+def resize_and_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H, W, C] -> [size, size, C]: the shorter side resized to size (antialiased Lanczos), then the centre
+    crop, as torchvision's Resize(size) + CenterCrop(size) and the DDPM codebases take it."""
+    from PIL import Image
+
+    h, w, c = image.shape
+    if (h, w) == (size, size):
+        return image
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    pil = Image.fromarray(image[..., 0] if c == 1 else image)
+    pil = pil.resize((nw, nh), Image.Resampling.LANCZOS)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    out = np.asarray(pil.crop((left, top, left + size, top + size)), np.uint8)
+    return out[..., None] if out.ndim == 2 else out
+
+
+class _Resized:
+    """A source whose images are resize_and_crop'ed to size as they are read."""
+
+    def __init__(self, source, size: int):
+        self.source, self.size = source, size
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        ex = self.source[i]
+        return {"image": resize_and_crop(np.asarray(ex["image"]), self.size), "label": ex["label"]}
+
+
+class _Rows:
+    """The rows `index` of (memory-mapped) arrays, read only when asked for: a folder larger than memory streams."""
+
+    def __init__(self, images, labels, index):
+        self.images, self.labels, self.index = images, labels, index
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        j = self.index[i]
+        return {"image": np.asarray(self.images[j]), "label": self.labels[j]}
+
+
+def resized(ds: ImageData, size: int) -> ImageData:
+    """ds with every image resized and centre-cropped to size x size (size 0, or the stored size: ds itself)."""
+    if not size or ds.image_shape[:2] == (size, size):
+        return ds
+    if isinstance(ds.train, _ArraySource) and isinstance(ds.test, _ArraySource):  # small: once, in memory
+        train, test = (
+            _ArraySource(np.stack([resize_and_crop(x, size) for x in s.images]), s.labels) for s in (ds.train, ds.test)
+        )
+    else:
+        train, test = _Resized(ds.train, size), _Resized(ds.test, size)
+    shape = (size, size, ds.image_shape[2])
+    return dataclasses.replace(
+        ds, train=train, test=test, image_shape=shape, fingerprint={**ds.fingerprint, "image_size": size}
+    )
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FOLDER_CACHE = "image_folders"  # under data_dir: one decoded copy of each folder, keyed by its files
+
+
+def _folder_error(path: str, what: str) -> DataError:
+    return DataError(
+        f"dataset 'images:{path}': {what}; accepted: a directory of PNG/JPEG/BMP/WebP files (labels from the "
+        f"first-level subfolders, in sorted order; none: unlabelled), at least 3 images"
+    )
+
+
+def load_image_folder(
+    path: str, data_dir: str | None, image_size: int = 0, channels: int = 0, skip_bad: bool = False
+) -> ImageData:
+    """Every image file below path, decoded once into a memory-mapped cache in data_dir (keyed by the files'
+    names, sizes and mtimes, the channels and the size), so a rerun does not decode again; every 10th file in
+    sorted order is the held-out split."""
+    if not os.path.isdir(path):
+        raise _folder_error(path, "no such directory" if not os.path.exists(path) else "not a directory")
+    root = os.path.abspath(path)
+    found = sorted(
+        os.path.relpath(os.path.join(d, n), root)
+        for d, _, names in os.walk(root)
+        for n in names
+        if n.lower().endswith(IMAGE_SUFFIXES)
+    )
+    if not found:
+        raise _folder_error(path, "holds no image file")
+    classes = sorted({f.split(os.sep)[0] for f in found if os.sep in f})
+    if classes and any(os.sep not in f for f in found):
+        loose = next(f for f in found if os.sep not in f)
+        raise _folder_error(path, f"{loose} lies beside the class subfolders {classes[:3]}; put it in one")
+    stats = [os.stat(os.path.join(root, f)) for f in found]
+    listing = "\n".join(f"{f}:{s.st_size}:{s.st_mtime_ns}" for f, s in zip(found, stats))
+    digest = hashlib.sha256(f"{listing}\nchannels={channels}\nsize={image_size}".encode()).hexdigest()
+    cache = os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"), FOLDER_CACHE, digest[:32])
+    if not os.path.exists(os.path.join(cache, "info.json")):
+        _decode_folder(path, root, found, classes, channels, image_size, skip_bad, cache)
+    with open(os.path.join(cache, "info.json")) as f:
+        info = json.load(f)
+    images = np.load(os.path.join(cache, "images.npy"), mmap_mode="r")
+    labels = np.load(os.path.join(cache, "labels.npy"))
+    held_out = np.arange(len(images)) % 10 == 9
+    train, test = _Rows(images, labels, np.flatnonzero(~held_out)), _Rows(images, labels, np.flatnonzero(held_out))
+    fingerprint = {"dataset": f"images:{root}", "sha256": digest, "files": len(found), "skipped": info["skipped"]}
+    return ImageData(f"images:{path}", train, test, tuple(images.shape[1:]), max(1, len(classes)), fingerprint)
+
+
+def _decode_folder(path, root, found, classes, channels, image_size, skip_bad, cache) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    decoded, labels, modes, skipped = [], [], [], 0
+    for f in found:
+        try:
+            with Image.open(os.path.join(root, f)) as im:
+                im.load()
+                modes.append(im.mode)
+                decoded.append(im.copy())
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+            if not skip_bad:
+                raise _folder_error(
+                    path,
+                    f"{f} cannot be decoded ({type(e).__name__}); fix or remove it, or set "
+                    f"config.skip_bad_images=True to skip such files",
+                ) from None
+            skipped += 1
+            continue
+        labels.append(classes.index(f.split(os.sep)[0]) if classes else 0)
+    if skipped:
+        print(f"warning: images:{path}: skipped {skipped} file(s) that cannot be decoded", flush=True)
+    grey = sum(m in ("1", "L", "LA", "I", "I;16", "F") for m in modes)
+    c = channels or (1 if grey * 2 > len(modes) else 3)
+    arrays = []
+    for im in decoded:
+        x = np.asarray(im.convert("L" if c == 1 else "RGB"), np.uint8)
+        x = x[..., None] if x.ndim == 2 else x
+        arrays.append(resize_and_crop(x, image_size) if image_size else x)
+    sizes = sorted({a.shape[:2] for a in arrays})
+    if len(sizes) > 1:
+        raise _folder_error(
+            path,
+            f"images of {len(sizes)} sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:3])}, ...); set "
+            f"config.image_size to resize and centre-crop them all",
+        )
+    if len(arrays) < 3:
+        raise _folder_error(path, f"{len(arrays)} image(s) could be decoded")
+    os.makedirs(cache, exist_ok=True)
+    with files.atomic_write(os.path.join(cache, "images.npy")) as f:
+        np.save(f, np.stack(arrays))
+    with files.atomic_write(os.path.join(cache, "labels.npy")) as f:
+        np.save(f, np.asarray(labels, np.int32))
+    files.write_json(os.path.join(cache, "info.json"), {"classes": classes, "skipped": skipped, "channels": c})
 
 
 def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:
@@ -387,20 +597,29 @@ class InMemoryBatches:
             out[m] = self._perm(seed, int(e))[within[m]]
         return out
 
-    def __call__(self, global_batch_size: int, seed: int, *, num_threads: int = 1):
+    def __call__(self, global_batch_size: int, seed: int, *, num_threads: int = 1, flip: bool = False):
         nproc, p = jax.process_count(), jax.process_index()
         if global_batch_size % nproc:
             raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {nproc}")
 
         def record(step):
             idx = np.split(self.indices(seed, step, global_batch_size), nproc)[p]
-            return {"image": self.images[idx], "label": self.labels[idx]}
+            images = self.images[idx]
+            if flip:  # drawn for the global batch from (seed, step): the same flips on any number of processes
+                flips = np.split(np.random.default_rng([seed, step, 1]).random(global_batch_size) < 0.5, nproc)[p]
+                images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+            return {"image": images, "label": self.labels[idx]}
 
         ds = grain.MapDataset.range(0, 1 << 62).map(record)
         return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
 
 
-def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
+def _flip_half(batch, rng: np.random.Generator):
+    flips = rng.random(len(batch["image"])) < 0.5
+    return {**batch, "image": np.where(flips[:, None, None, None], batch["image"][:, :, ::-1], batch["image"])}
+
+
+def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2, flip: bool = False):
     """An endless, checkpointable grain iterator of this process's rows of each global batch.
 
     The global batch at step s is the same whatever the number of processes; process p of n feeds rows
@@ -414,8 +633,10 @@ def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2):
     if len(source) == 0:
         raise DataError("the training split is empty")
     if len(source) * source[0]["image"].nbytes <= IN_MEMORY_BYTES:
-        return InMemoryBatches(source)(global_batch_size, seed)
+        return InMemoryBatches(source)(global_batch_size, seed, flip=flip)
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
     if n > 1:
         ds = ds[p::n]
+    if flip:
+        ds = ds.random_map(_flip_half, seed=seed + 1)
     return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))

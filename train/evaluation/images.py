@@ -81,6 +81,8 @@ def dataset_key(ds: data.ImageData) -> str:
                 f"dataset {ds.name!r}: cannot read the file to key the feature classifier's cache ({e})"
             ) from None
         return f"npz-{digest[:20]}"
+    if ds.name.startswith("images:"):
+        return f"images-{ds.fingerprint['sha256'][:20]}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
 
 
