@@ -195,3 +195,22 @@ def test_bad_inputs_name_the_value(evaluator, digits, splits):
     with pytest.raises(ValueError, match="steps=-1"):
         evaluation.feature_extractor(digits[0], digits[1], steps=-1)
     assert evaluator.sample_quality(test[:10, ..., 0])["fd_num_samples"] == 10  # [N,H,W] accepted for C=1
+
+
+def test_a_weak_feature_classifier_is_named_in_one_warning(tmp_path, capsys):
+    """Random labels cannot be learnt: the classifier's held-out accuracy is near chance, and the run says its
+    sample-quality figures stand on weak features; digits' classifier (0.987) stays silent."""
+    import ml_collections
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "r.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=rng.integers(0, 4, 60))
+    ds = data.load_images(f"npz:{tmp_path / 'r.npz'}")
+    c = ml_collections.ConfigDict(
+        {"data_dir": str(tmp_path), "eval": {"classifier_steps": 5, "pr_k": 3, "num_samples": 8}}
+    )
+    quality = evaluation.SampleQuality(c, ds)
+    assert quality.evaluator.extractor.test_accuracy < evaluation.WARN_ACCURACY
+    out = capsys.readouterr().out
+    assert out.count("warning: the feature classifier of npz:") == 1 and "< 0.97" in out
+    assert quality.evaluator is quality.evaluator  # built once: said once
+    assert "warning" not in capsys.readouterr().out

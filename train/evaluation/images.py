@@ -436,6 +436,9 @@ def check_dataset_for_eval(c, ds: data.ImageData) -> None:
         )
 
 
+WARN_ACCURACY = 0.97  # below it, a run says its sample-quality figures stand on weak features
+
+
 class SampleQuality:
     """FD, precision and recall of generated uint8 images against the test split (train.evaluation), plus the
     real-vs-real floor at the same sample size (ref_*). The feature classifier is built on first use."""
@@ -453,6 +456,14 @@ class SampleQuality:
     def evaluator(self):
         if self._evaluator is None:
             self._evaluator = ImageEvaluator(self.ds, self.data_dir, steps=self.steps, k=self.k)
+            acc = self._evaluator.extractor.test_accuracy
+            if acc < WARN_ACCURACY and jax.process_index() == 0:  # NaN (no labels) compares False: no warning
+                print(
+                    f"warning: the feature classifier of {self.ds.name} reaches test accuracy {acc:.3f} < "
+                    f"{WARN_ACCURACY}: FD / precision / recall stand on weak features (raise "
+                    f"config.eval.classifier_steps)",
+                    flush=True,
+                )
         return self._evaluator
 
     def __call__(self, images: np.ndarray) -> dict:
