@@ -175,3 +175,51 @@ def test_a_tfds_name_that_cannot_be_prepared_is_one_line(fake_builders, tmp_path
     assert fragment.replace("{tmp}", str(tmp_path)) in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(DataError, match=r"is not prepared as array_record in .* config\.download=False"):
         data.load_images(name, str(tmp_path), download=False)
+
+
+def test_a_dataset_prepared_as_tfrecord_is_converted_once_and_read(fake_builders, tmp_path, capsys):
+    """A TFDS dataset that tfds.load prepared in its default TFRecord format: its shards are framed as TFRecord
+    here by the test (from an ArrayRecord preparation: both hold the same serialized examples); the loader
+    converts them to ArrayRecord in place once, without TensorFlow, and reads the same examples."""
+    import glob
+    import json
+    import struct
+
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reference = data.load_images("zoo_fake_works", str(tmp_path / "a"))
+    (dataset_dir,) = glob.glob(str(tmp_path / "a" / "zoo_fake_works" / "*"))
+    for shard in glob.glob(os.path.join(dataset_dir, "*.array_record-*")):
+        reader = ArrayRecordReader(shard)
+        records = reader.read_all()
+        reader.close()
+        with open(shard.replace(".array_record-", ".tfrecord-"), "wb") as f:
+            for r in records:
+                f.write(struct.pack("<Q", len(r)) + bytes(4) + r + bytes(4))
+        os.remove(shard)
+    info_path = os.path.join(dataset_dir, "dataset_info.json")
+    info = json.load(open(info_path))
+    json.dump({**info, "fileFormat": "tfrecord"}, open(info_path, "w"))
+    capsys.readouterr()
+    ds = data.load_images("zoo_fake_works", str(tmp_path / "a"), download=False)
+    assert "Converting the TFRecord dataset" in capsys.readouterr().out
+    for split in ("train", "test"):
+        got, want = data.as_arrays(getattr(ds, split)), data.as_arrays(getattr(reference, split))
+        np.testing.assert_array_equal(np.sort(got["image"].ravel()), np.sort(want["image"].ravel()))
+    data.load_images("zoo_fake_works", str(tmp_path / "a"), download=False)
+    assert "Converting" not in capsys.readouterr().out  # once
+
+
+def test_a_truncated_tfrecord_shard_is_named(tmp_path):
+    path = tmp_path / "x.tfrecord-00000-of-00001"
+    path.write_bytes(struct_record(b"abc") + struct_record(b"defgh")[:9])
+    with pytest.raises(DataError, match="x.tfrecord-00000-of-00001 is a truncated TFRecord file"):
+        list(data.tfrecord_records(str(path)))
+    path.write_bytes(struct_record(b"abc") + struct_record(b"defgh"))
+    assert list(data.tfrecord_records(str(path))) == [b"abc", b"defgh"]
+
+
+def struct_record(payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<Q", len(payload)) + bytes(4) + payload + bytes(4)

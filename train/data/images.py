@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import struct
 import zipfile
 import zlib
 from typing import Any
@@ -222,14 +223,18 @@ def prepared_builder(name: str, data_dir: str | None, download: bool = True):
     where = data_dir or "the default TFDS data dir (~/tensorflow_datasets)"
     with quiet_library_logs():
         try:
-            builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+            builder = tfds.builder(name, data_dir=data_dir)  # the format it was prepared in, if it was
         except Exception as e:  # tfds raises several types for unknown names
             raise DataError(
                 f"unknown dataset {name!r}; accepted: 'digits', 'npz:PATH', 'images:DIR', or a TFDS image dataset "
                 f"name such as mnist, fashion_mnist, cifar10 ({type(e).__name__})"
             ) from None
         if builder.is_prepared():
+            if builder.info.file_format.value == "tfrecord":
+                tfrecord_to_array_record(builder.data_dir)
+                return tfds.builder(name, data_dir=data_dir)
             return builder
+        builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
         if not download:
             raise DataError(
                 f"TFDS dataset {name!r} is not prepared as array_record in {where} and config.download=False; "
@@ -252,6 +257,41 @@ def prepared_builder(name: str, data_dir: str | None, download: bool = True):
                 f"--config.download=False"
             ) from None
     return builder
+
+
+def tfrecord_records(path: str):
+    """The records of a TFRecord file (uint64 length, its CRC, the bytes, their CRC; the CRCs are not checked)."""
+    with open(path, "rb") as f:
+        while head := f.read(12):
+            (n,) = struct.unpack("<Q", head[:8]) if len(head) == 12 else (-1,)
+            record = f.read(n + 4) if n >= 0 else b""
+            if n < 0 or len(record) != n + 4:
+                raise DataError(f"{path} is a truncated TFRecord file; prepare the dataset again")
+            yield record[:n]
+
+
+def tfrecord_to_array_record(dataset_dir: str) -> int:
+    """Convert a TFDS dataset prepared as TFRecord to ArrayRecord in place, once, without TensorFlow: both formats
+    hold the same serialized examples, so each shard's records are copied into an ArrayRecord shard beside it and
+    dataset_info.json then names array_record (the TFRecord shards stay). Returns the records copied."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    shards = sorted(p for p in os.listdir(dataset_dir) if ".tfrecord-" in p)
+    print(f"Converting the TFRecord dataset in {dataset_dir} to ArrayRecord once ({len(shards)} shards).", flush=True)
+    copied = 0
+    for shard in shards:
+        target = os.path.join(dataset_dir, shard.replace(".tfrecord-", ".array_record-"))
+        writer = ArrayRecordWriter(target + ".tmp", "group_size:1")
+        for record in tfrecord_records(os.path.join(dataset_dir, shard)):
+            writer.write(record)
+            copied += 1
+        writer.close()
+        os.replace(target + ".tmp", target)
+    info_path = os.path.join(dataset_dir, "dataset_info.json")
+    with open(info_path, encoding="utf-8") as f:
+        info = json.load(f)
+    files.write_json(info_path, {**info, "fileFormat": "array_record"})
+    return copied
 
 
 def load_tfds(name: str, data_dir: str | None, download: bool = True) -> ImageData:
