@@ -214,3 +214,26 @@ def test_a_weak_feature_classifier_is_named_in_one_warning(tmp_path, capsys):
     assert out.count("warning: the feature classifier of npz:") == 1 and "< 0.97" in out
     assert quality.evaluator is quality.evaluator  # built once: said once
     assert "warning" not in capsys.readouterr().out
+
+
+def test_the_classifier_budget_scales_with_the_dataset():
+    """The configured steps up to SCALE_FROM train images, proportionally more beyond, at most MAX_STEPS: the
+    embedded digits (1500 images) keep their 1000 steps; MNIST's 60,000 get 15,000; a million stop at the cap."""
+    assert evaluation.classifier_budget(1500, 1000) == 1000
+    assert evaluation.classifier_budget(60_000, 1000) == 15_000
+    assert evaluation.classifier_budget(1_000_000, 1000) == evaluation.MAX_STEPS
+    assert evaluation.classifier_budget(10, 5000) == 5000 and evaluation.classifier_budget(9000, 5) == 12
+
+
+def test_a_budget_beyond_the_configured_steps_holds_out_a_validation_slice(tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "CHECK_EVERY", 4)
+    monkeypatch.setattr(evaluation, "PATIENCE", 1)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (9000, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=(x.mean(axis=(1, 2)) > 127.5).astype(np.int64))
+    ds = data.load_images(f"npz:{tmp_path / 'd.npz'}")
+    ext = evaluation.feature_extractor(ds, str(tmp_path / "tfds"), steps=5, verbose=False)
+    budget = evaluation.classifier_budget(len(ds.train), 5)
+    assert ext.info["budget"] == budget > 5 and ext.cache_path.endswith(f"_budget{budget}.msgpack")
+    assert ext.info["steps"] <= budget and ext.info["stopped_early"] == (ext.info["steps"] < budget)
+    assert ext.info["num_train"] == len(ds.train)

@@ -34,9 +34,11 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import flax.serialization
@@ -55,6 +57,11 @@ CACHE_SUBDIR = "zoo_feature_classifier"
 ARCH = dict(widths=(16, 32, 64), convs_per_stage=1)  # part of the cache key: change it and the key changes
 ARCH_VERSION = "v1"
 DEFAULT_STEPS = 1000
+# The budget scales with the dataset: the configured steps up to SCALE_FROM train images, proportionally more beyond
+# (at most MAX_STEPS); a budget beyond the configured steps holds out VALIDATION_SHARE of the train split (at most
+# MAX_VALIDATION images) and stops once its accuracy has not improved for PATIENCE checks, CHECK_EVERY steps apart.
+SCALE_FROM, MAX_STEPS, CHECK_EVERY, PATIENCE = 4000, 20_000, 500, 3
+VALIDATION_SHARE, MAX_VALIDATION = 0.1, 5000
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 FEATURE_BATCH = 500
@@ -122,12 +129,15 @@ def _train_classifier(
     seed: int,
     batch_size: int = BATCH_SIZE,
     learning_rate: float = LEARNING_RATE,
+    validate: Callable | None = None,
 ):
-    """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split."""
+    """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split; with
+    `validate` (params -> held-out accuracy), checked every CHECK_EVERY steps, the best parameters so far are kept
+    and training stops once PATIENCE checks brought no improvement. Returns (params, steps run)."""
     key = jax.random.key(seed)
     params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), data.to_signed(images[:1]))["params"]
     if steps == 0:
-        return params
+        return params, 0
     schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(50, steps // 4), steps, end_value=0.0)
     tx = optax.adam(schedule)
     opt_state = tx.init(params)
@@ -146,9 +156,21 @@ def _train_classifier(
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    best, best_acc, since = params, -1.0, 0
     for s in range(steps):
         params, opt_state, _ = step(params, opt_state, jax.random.fold_in(key, s))
-    return jax.block_until_ready(params)
+        if validate is not None and ((s + 1) % CHECK_EVERY == 0 or s + 1 == steps):
+            acc = validate(params)
+            best, best_acc, since = (params, acc, 0) if acc > best_acc else (best, best_acc, since + 1)
+            if since >= PATIENCE:
+                return jax.block_until_ready(best), s + 1
+    return jax.block_until_ready(best if validate is not None else params), steps
+
+
+def classifier_budget(num_train: int, steps: int) -> int:
+    """Steps of the feature classifier: `steps` for up to SCALE_FROM train images, steps * num_train / SCALE_FROM
+    beyond, at most MAX_STEPS (and never fewer than `steps`)."""
+    return max(steps, min(MAX_STEPS, math.ceil(steps * num_train / SCALE_FROM)))
 
 
 @dataclasses.dataclass
@@ -186,7 +208,9 @@ class FeatureExtractor:
             )
         return images
 
-    def logits_and_features(self, images) -> tuple[np.ndarray, np.ndarray]:
+    def logits_and_features(self, images, params=None) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, features) of uint8 images, with the extractor's parameters or the given ones."""
+        params = self.params if params is None else params
         images = self.check_images(images)
         n, bs = len(images), self.batch_size
         logits, feats = [], []
@@ -194,7 +218,7 @@ class FeatureExtractor:
             chunk = images[i : i + bs]
             if len(chunk) < bs and n > bs:  # pad to one compiled shape
                 chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), np.uint8)])
-            lg, ft = self._apply(self.params, chunk)
+            lg, ft = self._apply(params, chunk)
             m = min(bs, n - i)
             logits.append(np.asarray(lg)[:m])
             feats.append(np.asarray(ft)[:m])
@@ -206,8 +230,8 @@ class FeatureExtractor:
         """Pooled penultimate features, float32 [N, feature_dim]."""
         return self.logits_and_features(images)[1]
 
-    def accuracy(self, images, labels) -> float:
-        logits, _ = self.logits_and_features(images)
+    def accuracy(self, images, labels, params=None) -> float:
+        logits, _ = self.logits_and_features(images, params)
         return float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))
 
 
@@ -230,7 +254,8 @@ def feature_extractor(
     data_dir = data_dir or default_data_dir()
     root = os.path.join(os.path.expanduser(data_dir), CACHE_SUBDIR)
     os.makedirs(root, exist_ok=True)
-    key = cache_key(ds, steps=steps, seed=seed)
+    budget = classifier_budget(len(ds.train), steps)
+    key = cache_key(ds, steps=steps, seed=seed) + (f"_budget{budget}" if budget > steps else "")
     params_path, info_path = os.path.join(root, key + ".msgpack"), os.path.join(root, key + ".json")
     net = classifier_lib.Classifier(num_classes=max(ds.num_classes, 1), **ARCH)
     template = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, *ds.image_shape)))["params"])
@@ -254,8 +279,17 @@ def feature_extractor(
         train = data.as_arrays(ds.train)
         test = data.as_arrays(ds.test)
         labelled = ds.num_classes >= 2
+        fit, validate = train, None
+        if budget > steps and labelled:  # a large dataset: hold out a validation slice to stop on
+            n_val = min(MAX_VALIDATION, int(VALIDATION_SHARE * len(train["image"])))
+            fit = {k: v[:-n_val] for k, v in train.items()}
+            val = {k: v[-n_val:] for k, v in train.items()}
+            probe = FeatureExtractor(net, None, tuple(ds.image_shape), float("nan"), {}, params_path)
+            validate = lambda p: probe.accuracy(val["image"], val["label"], params=p)
         t0 = time.perf_counter()
-        params = _train_classifier(net, train["image"], train["label"], steps=steps if labelled else 0, seed=seed)
+        params, steps_run = _train_classifier(
+            net, fit["image"], fit["label"], steps=budget if labelled else 0, seed=seed, validate=validate
+        )
         train_secs = time.perf_counter() - t0
         ext = FeatureExtractor(net, params, tuple(ds.image_shape), float("nan"), {}, params_path)
         acc = ext.accuracy(test["image"], test["label"]) if labelled else float("nan")
@@ -265,7 +299,9 @@ def feature_extractor(
             key=key,
             image_shape=list(ds.image_shape),
             num_classes=ds.num_classes,
-            steps=steps if labelled else 0,
+            steps=steps_run,
+            budget=budget if labelled else 0,
+            stopped_early=bool(labelled and steps_run < budget),
             seed=seed,
             batch_size=BATCH_SIZE,
             learning_rate=LEARNING_RATE,
@@ -396,7 +432,10 @@ def eval_keys(num_samples: int = 500, test_examples: int = 0) -> dict:
             range=">= 0",
         ),
         "eval.classifier_steps": Key(
-            1000, "steps of the feature classifier (trained once per dataset, cached in data_dir)", range=">= 1"
+            1000,
+            "steps of the feature classifier up to 4000 train images, proportionally more beyond (at most 20000, "
+            "stopping early on a held-out slice); trained once per dataset, cached in data_dir",
+            range=">= 1",
         ),
         "eval.pr_k": Key(3, "neighbours of the k-NN precision/recall manifolds", range=">= 1"),
         "eval.test_examples": Key(
