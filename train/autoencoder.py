@@ -24,11 +24,7 @@ ARCHS = ("mlp", "conv")
 
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP,
-    config_lib.NETWORK,
-    config_lib.OPTIMIZER,
-    config_lib.IMAGE_DATA,
-    config_lib.AUGMENTATION,
+    *config_lib.IMAGE_MODEL,
     {
         "loss": Key(
             "bce", "'mse' (squared error) or 'bce' (Bernoulli likelihood); pixels in [0, 1]", choices=ae.LOSS_KINDS

@@ -36,11 +36,7 @@ PAPER_RECIPE = {
 }
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP,
-    config_lib.NETWORK,
-    config_lib.OPTIMIZER,
-    config_lib.IMAGE_DATA,
-    config_lib.AUGMENTATION,
+    *config_lib.IMAGE_MODEL,
     {
         "model.ch": Key(32, "U-Net base channels", range=">= 1"),
         "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),

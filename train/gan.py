@@ -29,11 +29,7 @@ NETS = ("generator", "discriminator")
 
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP,
-    config_lib.NETWORK,
-    config_lib.OPTIMIZER,
-    config_lib.IMAGE_DATA,
-    config_lib.AUGMENTATION,
+    *config_lib.IMAGE_MODEL,
     {
         "d_learning_rate": Key(
             0.0, "the discriminator's learning rate (0: learning_rate, the generator's)", range=">= 0"

@@ -28,11 +28,7 @@ from train.evaluation import images as evaluation, plots
 from zoo import vae
 
 SCHEMA = config_lib.Schema(
-    config_lib.LOOP,
-    config_lib.NETWORK,
-    config_lib.OPTIMIZER,
-    config_lib.IMAGE_DATA,
-    config_lib.AUGMENTATION,
+    *config_lib.IMAGE_MODEL,
     {
         "loss": Key(
             "elbo", "'elbo': -log p(x|z) + beta KL; 'lecture': C ||x - x_hat||^2 + beta KL", choices=vae.LOSSES

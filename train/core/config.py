@@ -32,6 +32,7 @@ __all__ = [
     "OPTIMIZER",
     "IMAGE_DATA",
     "AUGMENTATION",
+    "IMAGE_MODEL",
     "IMAGE_RECIPE",
     "SMOKE_RECIPE",
     "SMOKE_NETWORKS",
@@ -321,6 +322,8 @@ IMAGE_DATA = {
 
 # Training-time augmentation of the image models that train by gradient steps.
 AUGMENTATION = {"random_flip": Key(False, "flip each training image horizontally with probability 1/2")}
+# The groups every image model trained by the loop takes (train.autoencoder, vae, gan, ddpm).
+IMAGE_MODEL = (LOOP, NETWORK, OPTIMIZER, IMAGE_DATA, AUGMENTATION)
 
 
 # The recipe the image models start from: Adam, a cosine decay to 5% after 100 warmup steps, an EMA of the
