@@ -33,7 +33,7 @@ def main(_):
 
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
     net = train_ddpm.make_unet(c)
-    eps_fn = lambda p: lambda x, t: net.apply({"params": p}, x, t)
+    eps_fn = lambda p: ddpm.as_eps_fn(sched, c.diffusion.prediction, lambda x, t: net.apply({"params": p}, x, t))
     shape = (flags.FLAGS.sample_images, *ds.image_shape)
     anc = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k))
     dd = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps))

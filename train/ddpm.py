@@ -45,6 +45,9 @@ SCHEMA = config_lib.Schema(
         "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
         "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
         "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
+        "diffusion.prediction": Key(
+            "eps", "what the U-Net predicts: eps (DDPM), x0, or v (Salimans & Ho 2022)", choices=ddpm.PREDICTIONS
+        ),
         "diffusion.variance": Key(
             "beta", "reverse-step variance: beta_t or the posterior's beta~_t", choices=ddpm.VARIANCES
         ),
@@ -149,11 +152,15 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
     def loss_fn(params, batch, key):
         k_loss, k_drop = jax.random.split(key)
-        eps_fn = lambda x, t: net.apply({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
-        loss = jnp.mean(ddpm.training_losses(sched, eps_fn, data.to_signed(batch["image"]), k_loss))
+        model_fn = lambda x, t: net.apply({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
+        x0 = data.to_signed(batch["image"])
+        loss = jnp.mean(ddpm.training_losses(sched, model_fn, x0, k_loss, prediction=c.diffusion.prediction))
         return loss, {}
 
-    eps_fn = lambda params: lambda x, t: net.apply({"params": params}, x, t)
+    # The samplers and the bound take eps: the U-Net's output converted from what it predicts.
+    eps_fn = lambda params: ddpm.as_eps_fn(
+        sched, c.diffusion.prediction, lambda x, t: net.apply({"params": params}, x, t)
+    )
     shape = (c.sample.num_images, *ds.image_shape)
     ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
     ddim = jax.jit(

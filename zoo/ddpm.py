@@ -34,6 +34,14 @@ __all__ = [
     "q_sample",
     "q_posterior",
     "predict_x0_from_eps",
+    "PREDICTIONS",
+    "eps_from_x0",
+    "v_from_x0_eps",
+    "eps_from_v",
+    "x0_from_v",
+    "prediction_target",
+    "eps_from_prediction",
+    "as_eps_fn",
     "model_log_variance",
     "p_mean_variance",
     "eps_loss",
@@ -50,6 +58,7 @@ __all__ = [
 
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 VARIANCES = ("beta", "posterior")
+PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -168,6 +177,59 @@ def predict_x0_from_eps(sched: Schedule, xt, t, eps):
     return (xt - jnp.sqrt(1.0 - ab) * eps) / jnp.sqrt(ab)
 
 
+def eps_from_x0(sched: Schedule, xt, t, x0):
+    """eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t), the kernel solved for the noise."""
+    ab = _bcast(sched.alpha_bars, t, xt)
+    return (xt - jnp.sqrt(ab) * x0) / jnp.sqrt(1.0 - ab)
+
+
+def v_from_x0_eps(sched: Schedule, x0, eps, t):
+    """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022), the velocity of x_t on its circle."""
+    ab = _bcast(sched.alpha_bars, t, x0)
+    return jnp.sqrt(ab) * eps - jnp.sqrt(1.0 - ab) * x0
+
+
+def eps_from_v(sched: Schedule, xt, t, v):
+    """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v."""
+    ab = _bcast(sched.alpha_bars, t, xt)
+    return jnp.sqrt(1.0 - ab) * xt + jnp.sqrt(ab) * v
+
+
+def x0_from_v(sched: Schedule, xt, t, v):
+    """x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v."""
+    ab = _bcast(sched.alpha_bars, t, xt)
+    return jnp.sqrt(ab) * xt - jnp.sqrt(1.0 - ab) * v
+
+
+def prediction_target(sched: Schedule, prediction: str, x0, eps, t):
+    """What a network trained for `prediction` regresses on: eps, x_0 or v."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        return v_from_x0_eps(sched, x0, eps, t)
+    raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
+
+
+def eps_from_prediction(sched: Schedule, prediction: str, out, xt, t):
+    """The noise a network's output implies at (x_t, t), whichever of eps, x_0 or v it predicts."""
+    if prediction == "eps":
+        return out
+    if prediction == "x0":
+        return eps_from_x0(sched, xt, t, out)
+    if prediction == "v":
+        return eps_from_v(sched, xt, t, out)
+    raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
+
+
+def as_eps_fn(sched: Schedule, prediction: str, model_fn: EpsFn) -> EpsFn:
+    """model_fn(x_t, t) predicting `prediction`, as the eps_fn every sampler and the bound take."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
+    return lambda xt, t: eps_from_prediction(sched, prediction, model_fn(xt, t), xt, t)
+
+
 # ----------------------------------------------------------------------------- reverse process
 
 
@@ -198,12 +260,13 @@ def eps_loss(eps_hat, eps):
     return jnp.mean(jnp.square(eps - eps_hat).reshape(eps.shape[0], -1), axis=-1)
 
 
-def training_losses(sched: Schedule, eps_fn: EpsFn, x0, key):
-    """Per-example simple loss with t ~ U{0..T-1} and eps ~ N(0, I); returns [B]."""
+def training_losses(sched: Schedule, model_fn: EpsFn, x0, key, *, prediction: str = "eps"):
+    """Per-example simple loss ||target - model(x_t, t)||^2 with t ~ U{0..T-1} and eps ~ N(0, I), the target being
+    eps (DDPM), x_0 or v by `prediction`; returns [B]."""
     k_t, k_eps = jax.random.split(key)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
-    return eps_loss(eps_fn(q_sample(sched, x0, t, eps), t), eps)
+    return eps_loss(model_fn(q_sample(sched, x0, t, eps), t), prediction_target(sched, prediction, x0, eps, t))
 
 
 # ----------------------------------------------------------------------------- samplers
