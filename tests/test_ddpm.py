@@ -739,3 +739,33 @@ def test_training_losses_regress_on_the_predictions_target(prediction):
         jnp.mean(jnp.square(target).reshape(8, -1), -1),
         rtol=1e-6,
     )
+
+
+def test_min_snr_weights_are_the_papers_and_weigh_the_same_x0_error_in_every_prediction():
+    """Hang et al. 2023: w = min(SNR, gamma) on the x_0 error. The same imperfect model, asked in each prediction's
+    terms, then has the same weighted loss, min(SNR, gamma) ||x_0 - x0_hat||^2."""
+    sched = ddpm.schedule_from_name("linear", 1000)
+    t = jnp.arange(0, 1000, 37)
+    ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))[np.asarray(t)]
+    snr = ab / (1 - ab)
+    np.testing.assert_allclose(ddpm.snr(sched, t), snr, rtol=1e-3)  # float32: 1 - abar_0 = 1e-4 to 4 digits
+    for prediction, by_hand in (
+        ("x0", np.minimum(snr, 5)),
+        ("eps", np.minimum(snr, 5) / snr),
+        ("v", np.minimum(snr, 5) / (snr + 1)),
+    ):
+        np.testing.assert_allclose(ddpm.min_snr_weight(sched, t, prediction, 5.0), by_hand, rtol=1e-3)
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x0 = jax.random.uniform(k1, (len(t), 8), minval=-1, maxval=1)
+    eps = jax.random.normal(k2, x0.shape)
+    x0_hat = x0 + 0.1 * jax.random.normal(k3, x0.shape)  # an imperfect model
+    xt = ddpm.q_sample(sched, x0, t, eps)
+    eps_hat = ddpm.eps_from_x0(sched, xt, t, x0_hat)
+    outputs = {"x0": x0_hat, "eps": eps_hat, "v": ddpm.v_from_x0_eps(sched, x0_hat, eps_hat, t)}
+    x0_error = np.mean(np.square(np.asarray(x0 - x0_hat, np.float64)), -1)
+    for prediction, out in outputs.items():
+        err = ddpm.eps_loss(out, ddpm.prediction_target(sched, prediction, x0, eps, t))
+        weighted = ddpm.min_snr_weight(sched, t, prediction, 5.0) * err
+        np.testing.assert_allclose(weighted, np.minimum(snr, 5) * x0_error, rtol=2e-3)
+    with pytest.raises(ValueError, match="unknown loss_weight 'p2'"):
+        ddpm.training_losses(sched, lambda x, tt: x, x0, k1, loss_weight="p2")

@@ -213,6 +213,7 @@ def test_in_memory_batches_cover_each_epoch_and_resume(data_dir):
 
 
 def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
-    figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **{"diffusion.prediction": "v"}), str(tmp_path))
+    overrides = {"diffusion.prediction": "v", "diffusion.loss_weight": "min_snr"}
+    figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **overrides), str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "ddim_000002.png"]

@@ -48,6 +48,12 @@ SCHEMA = config_lib.Schema(
         "diffusion.prediction": Key(
             "eps", "what the U-Net predicts: eps (DDPM), x0, or v (Salimans & Ho 2022)", choices=ddpm.PREDICTIONS
         ),
+        "diffusion.loss_weight": Key(
+            "uniform",
+            "loss weight over t: uniform (DDPM's simple loss) or min_snr (Hang et al. 2023)",
+            choices=ddpm.LOSS_WEIGHTS,
+        ),
+        "diffusion.min_snr_gamma": Key(5.0, "gamma of the min_snr weight, min(SNR, gamma)", range="> 0"),
         "diffusion.variance": Key(
             "beta", "reverse-step variance: beta_t or the posterior's beta~_t", choices=ddpm.VARIANCES
         ),
@@ -154,7 +160,18 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         k_loss, k_drop = jax.random.split(key)
         model_fn = lambda x, t: net.apply({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
         x0 = data.to_signed(batch["image"])
-        loss = jnp.mean(ddpm.training_losses(sched, model_fn, x0, k_loss, prediction=c.diffusion.prediction))
+        d = c.diffusion
+        loss = jnp.mean(
+            ddpm.training_losses(
+                sched,
+                model_fn,
+                x0,
+                k_loss,
+                prediction=d.prediction,
+                loss_weight=d.loss_weight,
+                min_snr_gamma=d.min_snr_gamma,
+            )
+        )
         return loss, {}
 
     # The samplers and the bound take eps: the U-Net's output converted from what it predicts.

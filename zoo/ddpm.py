@@ -42,6 +42,9 @@ __all__ = [
     "prediction_target",
     "eps_from_prediction",
     "as_eps_fn",
+    "LOSS_WEIGHTS",
+    "snr",
+    "min_snr_weight",
     "model_log_variance",
     "p_mean_variance",
     "eps_loss",
@@ -59,6 +62,7 @@ __all__ = [
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 VARIANCES = ("beta", "posterior")
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
+LOSS_WEIGHTS = ("uniform", "min_snr")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -260,13 +264,47 @@ def eps_loss(eps_hat, eps):
     return jnp.mean(jnp.square(eps - eps_hat).reshape(eps.shape[0], -1), axis=-1)
 
 
-def training_losses(sched: Schedule, model_fn: EpsFn, x0, key, *, prediction: str = "eps"):
-    """Per-example simple loss ||target - model(x_t, t)||^2 with t ~ U{0..T-1} and eps ~ N(0, I), the target being
-    eps (DDPM), x_0 or v by `prediction`; returns [B]."""
+def snr(sched: Schedule, t):
+    """The signal-to-noise ratio of x_t, SNR(t) = abar_t / (1 - abar_t)."""
+    ab = sched.alpha_bars[t]
+    return ab / (1.0 - ab)
+
+
+def min_snr_weight(sched: Schedule, t, prediction: str, gamma: float = 5.0):
+    """Min-SNR-gamma loss weights (Hang et al. 2023) in the chosen prediction's loss: min(SNR, gamma) on the x_0
+    error, i.e. min(SNR, gamma) / SNR for eps and min(SNR, gamma) / (SNR + 1) for v."""
+    s = snr(sched, t)
+    clipped = jnp.minimum(s, gamma)
+    if prediction == "x0":
+        return clipped
+    if prediction == "eps":
+        return clipped / s
+    if prediction == "v":
+        return clipped / (s + 1.0)
+    raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
+
+
+def training_losses(
+    sched: Schedule,
+    model_fn: EpsFn,
+    x0,
+    key,
+    *,
+    prediction: str = "eps",
+    loss_weight: str = "uniform",
+    min_snr_gamma: float = 5.0,
+):
+    """Per-example loss w(t) ||target - model(x_t, t)||^2 with t ~ U{0..T-1} and eps ~ N(0, I), the target being
+    eps (DDPM), x_0 or v by `prediction`, w = 1 ('uniform', DDPM's simple loss) or 'min_snr'; returns [B]."""
     k_t, k_eps = jax.random.split(key)
     t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
-    return eps_loss(model_fn(q_sample(sched, x0, t, eps), t), prediction_target(sched, prediction, x0, eps, t))
+    loss = eps_loss(model_fn(q_sample(sched, x0, t, eps), t), prediction_target(sched, prediction, x0, eps, t))
+    if loss_weight == "uniform":
+        return loss
+    if loss_weight == "min_snr":
+        return min_snr_weight(sched, t, prediction, min_snr_gamma) * loss
+    raise ValueError(f"unknown loss_weight {loss_weight!r}; accepted: {', '.join(LOSS_WEIGHTS)}")
 
 
 # ----------------------------------------------------------------------------- samplers
