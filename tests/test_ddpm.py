@@ -769,3 +769,27 @@ def test_min_snr_weights_are_the_papers_and_weigh_the_same_x0_error_in_every_pre
         np.testing.assert_allclose(weighted, np.minimum(snr, 5) * x0_error, rtol=2e-3)
     with pytest.raises(ValueError, match="unknown loss_weight 'p2'"):
         ddpm.training_losses(sched, lambda x, tt: x, x0, k1, loss_weight="p2")
+
+
+def test_timestep_spacings_are_diffusers():
+    """The three spacings of diffusers' DDIMScheduler.set_timesteps (steps_offset 0), written out for T=1000, n=10."""
+    expected = {
+        "linspace": [999, 888, 777, 666, 555, 444, 333, 222, 111, 0],
+        "leading": [900, 800, 700, 600, 500, 400, 300, 200, 100, 0],
+        "trailing": [999, 899, 799, 699, 599, 499, 399, 299, 199, 99],
+    }
+    for spacing, ts in expected.items():
+        assert list(ddpm.ddim_timesteps(1000, 10, spacing)) == ts, spacing
+    for spacing in ddpm.SPACINGS:  # every spacing: n distinct descending steps in 0..T-1
+        ts = ddpm.ddim_timesteps(1000, 37, spacing)
+        assert len(set(ts)) == 37 and np.all(np.diff(ts) < 0) and 0 <= ts.min() and ts.max() <= 999
+    with pytest.raises(ValueError, match="unknown timestep spacing 'karras'"):
+        ddpm.ddim_timesteps(1000, 10, "karras")
+
+
+def test_ddim_runs_over_every_spacing():
+    sched = ddpm.schedule_from_name("linear", 100)
+    zero = lambda xt, t: jnp.zeros_like(xt)  # predicts no noise: x0_hat = x_t / sqrt(abar_t)
+    for spacing in ddpm.SPACINGS:
+        x = ddpm.sample_ddim(sched, zero, (4, 2), jax.random.key(0), num_steps=10, spacing=spacing)
+        assert x.shape == (4, 2) and np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1.0), spacing

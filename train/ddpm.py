@@ -59,6 +59,11 @@ SCHEMA = config_lib.Schema(
         ),
         "sample.num_images": Key(64, "images of the ancestral and DDIM sample grids", range=">= 1"),
         "sample.ddim_steps": Key(50, "DDIM sampling steps (at most num_timesteps)", range=">= 1"),
+        "sample.timestep_spacing": Key(
+            "linspace",
+            "DDIM's timesteps: linspace, leading or trailing, as diffusers spaces them",
+            choices=ddpm.SPACINGS,
+        ),
         "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
     },
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
@@ -181,12 +186,26 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     shape = (c.sample.num_images, *ds.image_shape)
     ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
     ddim = jax.jit(
-        lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta)
+        lambda p, k: ddpm.sample_ddim(
+            sched,
+            eps_fn(p),
+            shape,
+            k,
+            num_steps=c.sample.ddim_steps,
+            eta=c.sample.ddim_eta,
+            spacing=c.sample.timestep_spacing,
+        )
     )
     quality_shape = (c.eval.num_samples, *ds.image_shape)
     ddim_many = jax.jit(
         lambda p, k: ddpm.sample_ddim(
-            sched, eps_fn(p), quality_shape, k, num_steps=c.sample.ddim_steps, eta=c.sample.ddim_eta
+            sched,
+            eps_fn(p),
+            quality_shape,
+            k,
+            num_steps=c.sample.ddim_steps,
+            eta=c.sample.ddim_eta,
+            spacing=c.sample.timestep_spacing,
         )
     )
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])

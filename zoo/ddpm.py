@@ -51,6 +51,7 @@ __all__ = [
     "training_losses",
     "p_sample",
     "sample_ancestral",
+    "SPACINGS",
     "ddim_timesteps",
     "sample_ddim",
     "vb_term_bpd",
@@ -63,6 +64,7 @@ EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 VARIANCES = ("beta", "posterior")
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
 LOSS_WEIGHTS = ("uniform", "min_snr")
+SPACINGS = ("linspace", "leading", "trailing")  # of the sampling timesteps, as diffusers names them
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -332,16 +334,38 @@ def sample_ancestral(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, 
     return x
 
 
-def ddim_timesteps(num_train_steps: int, num_steps: int) -> np.ndarray:
-    """num_steps timesteps evenly spaced over 0..T-1, descending (DDIM's sub-sequence tau)."""
+def ddim_timesteps(num_train_steps: int, num_steps: int, spacing: str = "linspace") -> np.ndarray:
+    """num_steps timesteps of 0..T-1, descending (DDIM's sub-sequence tau), spaced as diffusers' schedulers space
+    them: 'linspace' from T-1 to 0 evenly (rounded), 'leading' k*(T // n) for k = n-1..0, 'trailing'
+    round(T - k*T/n) - 1 for k = 0..n-1 (starting at T-1, Lin et al. 2024's fix of the leading gap)."""
     if not 1 <= num_steps <= num_train_steps:
         raise ValueError(f"DDIM num_steps must be in 1..{num_train_steps}, got {num_steps}")
-    return np.linspace(num_train_steps - 1, 0, num_steps).round().astype(np.int32)
+    T, n = num_train_steps, num_steps
+    if spacing == "linspace":
+        ts = np.linspace(T - 1, 0, n).round()
+    elif spacing == "leading":
+        ts = (np.arange(n) * (T // n))[::-1]
+    elif spacing == "trailing":
+        ts = np.round(T - np.arange(n) * (T / n)) - 1
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; accepted: {', '.join(SPACINGS)}")
+    return ts.astype(np.int32)
 
 
-def sample_ddim(sched: Schedule, eps_fn: EpsFn, shape: Sequence[int], key, *, num_steps=50, eta=0.0, clip_x0=True):
-    """DDIM (Song et al. 2021): x_prev = sqrt(abar') x0_hat + sqrt(1 - abar' - s^2) eps_hat + s z."""
-    ts = ddim_timesteps(sched.num_steps, num_steps)
+def sample_ddim(
+    sched: Schedule,
+    eps_fn: EpsFn,
+    shape: Sequence[int],
+    key,
+    *,
+    num_steps=50,
+    eta=0.0,
+    clip_x0=True,
+    spacing: str = "linspace",
+):
+    """DDIM (Song et al. 2021): x_prev = sqrt(abar') x0_hat + sqrt(1 - abar' - s^2) eps_hat + s z, over the
+    ddim_timesteps of `spacing`."""
+    ts = ddim_timesteps(sched.num_steps, num_steps, spacing)
     ts_prev = np.append(ts[1:], -1)
     k_init, k_steps = jax.random.split(key)
     x = jax.random.normal(k_init, tuple(shape), jnp.float32)
