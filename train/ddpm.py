@@ -185,29 +185,19 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     )
     shape = (c.sample.num_images, *ds.image_shape)
     ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
-    ddim = jax.jit(
+    s = c.sample
+    ddim_of = lambda n: jax.jit(
         lambda p, k: ddpm.sample_ddim(
             sched,
             eps_fn(p),
-            shape,
+            (n, *ds.image_shape),
             k,
-            num_steps=c.sample.ddim_steps,
-            eta=c.sample.ddim_eta,
-            spacing=c.sample.timestep_spacing,
+            num_steps=s.ddim_steps,
+            eta=s.ddim_eta,
+            spacing=s.timestep_spacing,
         )
     )
-    quality_shape = (c.eval.num_samples, *ds.image_shape)
-    ddim_many = jax.jit(
-        lambda p, k: ddpm.sample_ddim(
-            sched,
-            eps_fn(p),
-            quality_shape,
-            k,
-            num_steps=c.sample.ddim_steps,
-            eta=c.sample.ddim_eta,
-            spacing=c.sample.timestep_spacing,
-        )
-    )
+    ddim, ddim_many = ddim_of(s.num_images), ddim_of(c.eval.num_samples)
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
     quality = evaluation.SampleQuality(c, ds)
