@@ -115,3 +115,74 @@ def test_chinese_by_characters(tmp_path):
     assert tokens(f"text:{tmp_path / 'zh.txt'}", tokenizer="whitespace")[1] == ["我", "今天", "下午", "打", "篮球"]
     corpus = text_data.encode_corpus(text_data.open_corpus(f"text:{tmp_path / 'zh.txt'}", tokenizer="chars"), 2)
     assert set(corpus.vocab.words) == set("我今天下午打篮球")  # each twice; the full stop once
+
+
+# ----------------------------------------------------------------------------- ids streamed to disk
+
+
+@pytest.fixture
+def prose(tmp_path):
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(40)]
+    lines = [" ".join(rng.choice(words, size=rng.integers(0, 12), p=np.arange(40, 0, -1) / 820)) for _ in range(300)]
+    path = tmp_path / "prose.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path, lines
+
+
+def test_ids_are_memory_mapped_and_match_a_plain_count_across_chunks(prose, tmp_path, monkeypatch):
+    path, lines = prose
+    monkeypatch.setattr(text_data, "ID_CHUNK", 7)  # every chunk boundary falls inside some line
+    corpus = text_data.encode_corpus(text_data.open_corpus(f"text:{path}"), 5)
+    assert isinstance(corpus.ids, np.memmap)
+    counts = {}
+    for line in lines:
+        for w in line.split():
+            counts[w] = counts.get(w, 0) + 1
+    vocab = sorted((w for w in counts if counts[w] >= 5), key=lambda w: (-counts[w], w))
+    rank = {w: i for i, w in enumerate(vocab)}
+    kept = [[rank[w] for w in line.split() if w in rank] for line in lines]
+    assert corpus.vocab.words == vocab
+    assert corpus.ids.tolist() == [i for line in kept for i in line]
+    assert corpus.sentence_lengths.tolist() == [len(line) for line in kept if line]
+    assert corpus.raw_tokens == sum(counts.values())
+
+
+def test_encoding_holds_no_per_token_array_in_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    path = tmp_path / "big.txt"
+    line = " ".join(f"w{i % 50}" for i in range(100))
+    path.write_text((line + "\n") * 4000)  # 400k tokens: 1.6 MB of int32 ids
+    monkeypatch.setattr(text_data, "ID_CHUNK", 1 << 14)
+    source = text_data.open_corpus(f"text:{path}")
+    tracemalloc.start()
+    corpus = text_data.encode_corpus(source, 1, cache_dir=str(tmp_path / "w"))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(corpus.ids) == 400_000
+    assert peak < 0.5 * 4 * len(corpus.ids), peak  # chunks, the vocabulary and the line lengths only
+
+
+def test_the_cache_maps_its_ids_and_a_damaged_ids_file_is_rebuilt(prose, tmp_path, capsys):
+    path, _ = prose
+    workdir = str(tmp_path / "w")
+    source = text_data.open_corpus(f"text:{path}")
+    key = text_data.cache_key(source, 2)
+    first = text_data.encode_corpus(source, 2, cache_dir=workdir)
+    text_data.save_cached(workdir, key, first)
+    (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]
+    again = text_data.load_cached(workdir, key)
+    assert isinstance(again.ids, np.memmap) and again.ids.tolist() == first.ids.tolist()
+    assert again.vocab.words == first.vocab.words
+    assert again.sentence_lengths.tolist() == first.sentence_lengths.tolist()
+    other_key = text_data.cache_key(source, 3)
+    text_data.save_cached(workdir, other_key, text_data.encode_corpus(source, 3))
+    assert not os.path.exists(ids_path)  # another key's ids file replaces it
+    assert text_data.load_cached(workdir, key) is None
+    (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]
+    with open(ids_path, "r+b") as f:
+        f.truncate(os.path.getsize(ids_path) - 8)
+    capsys.readouterr()
+    assert text_data.load_cached(workdir, other_key) is None
+    assert f"warning: {ids_path} is damaged" in capsys.readouterr().out and os.path.exists(ids_path + ".damaged")

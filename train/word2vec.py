@@ -167,7 +167,7 @@ class TrainingExamples:
         self.model, self.window, self.num_negatives = c.model, c.window, c.negatives
         self.group, self.words_per_step, self.num_devices = c.share_negatives, c.batch_size, num_devices
         self.ids = corpus.ids
-        self.sentence = corpus.sentence_index()
+        self.line_ends = np.cumsum(corpus.sentence_lengths)  # the line of a position: searchsorted, no per-token array
         self.num_sentences = len(corpus.sentence_lengths)
         counts = corpus.vocab.counts
         self.keep_prob = subsample_keep_prob(counts, c.subsample) if c.subsample > 0 else None
@@ -214,7 +214,8 @@ class TrainingExamples:
         if self.keep_prob is not None:  # word2vec's subsampling: drop occurrences before windowing
             kept = rng.random(tokens.shape[0]) < self.keep_prob[tokens]
             tokens, epoch, position = tokens[kept], epoch[kept], position[kept]
-        line = epoch * self.num_sentences + self.sentence[position]  # windows stay inside a line of one epoch
+        # windows stay inside a line of one epoch
+        line = epoch * self.num_sentences + np.searchsorted(self.line_ends, position, side="right")
         n, w = tokens.shape[0], self.window
         reach = rng.integers(1, w + 1, size=n, dtype=np.int32)  # word2vec's reduced window b ~ U{1..window}
         # slot k of centre j is the word at j + offsets[k]; built one offset at a time from shifted

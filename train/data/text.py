@@ -3,14 +3,15 @@
 `corpus` values every word module accepts:
   generated     the synthetic English-like corpus of train/data/corpus.py with planted relations
                 (king/queen, france/paris, cat/cats, big/bigger), `num_tokens` tokens, always seed 0
-  text:PATH     a user's UTF-8 text file; each line is a sentence (windows never cross lines)
+  text:PATH     a user's UTF-8 text: a file, a directory (every *.txt and *.txt.gz below it) or a glob;
+                each line is a sentence (windows never cross lines)
   <tfds name>   a TFDS dataset with a text feature, already prepared as array_record in `data_dir`
                 (this program never downloads); each line of each example's text is a sentence
-Lines are split into lower-case words by zoo.text.tokenize (punctuation dropped).
+Lines are split into tokens by zoo.text.tokenize (the `tokenizer` and `lowercase` keys).
 
 `open_corpus` gives the lines (re-readable, streamed); `encode_corpus` turns them into a vocabulary
-and one int32 id array in a single pass, optionally cached in a directory so a rerun (a resume)
-skips reading and tokenizing the corpus again.
+and one int32 id array (memory-mapped, streamed to disk as it is read) in a single pass, optionally cached
+in a directory so a rerun (a resume) skips reading and tokenizing the corpus again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import gzip
 import hashlib
 import json
 import os
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 
@@ -53,6 +55,7 @@ CORPUS_KEYS = {
 ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
 HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
 CACHE_FILE = "corpus.npz"
+ID_CHUNK = 1 << 22  # tokens per chunk written, counted and renumbered: 16 MiB of int32 ids
 SNIFF_BYTES = 1 << 20  # the head of a text file checked for binary data and its encoding
 # More undecodable characters than this share (and at least MIN_UNDECODABLE): not UTF-8; fewer become U+FFFD.
 MAX_UNDECODABLE_SHARE, MIN_UNDECODABLE = 0.01, 8
@@ -301,63 +304,111 @@ def encode_corpus(
     """Vocabulary (count >= min_count, the max_vocab most frequent if > 0) and ids, in one pass over the lines.
 
     Words are ordered as zoo.text.Vocab.build orders them: by count, descending, then alphabetically.
-    With cache_dir, a corpus.npz there (save_cached) with the same cache_key is read instead of the
-    lines. Raises DataError for a corpus without words or without a word that occurs min_count times.
+    The ids never sit in memory whole: they stream to an unnamed temporary file (_spill_dir) as they are
+    read, are renumbered chunk by chunk into a second one, and come back memory-mapped, so a corpus larger
+    than memory needs memory only for its vocabulary and its line lengths. With cache_dir, a cache there
+    (save_cached) with the same cache_key is read instead of the lines. Raises DataError for a corpus without
+    words or without a word that occurs min_count times.
     """
     cached = load_cached(cache_dir, cache_key(source, min_count, max_vocab)) if cache_dir else None
     if cached is not None:
         return cached
     index: dict[str, int] = {}
     setdefault = index.setdefault
-    ids = array.array("i")
     lengths = array.array("q")
-    for words in source.tokens():
-        if words:
-            ids.extend([setdefault(w, len(index)) for w in words])
-            lengths.append(len(words))
-    if not ids:
-        raise DataError(
-            f"corpus {source.name!r} holds no words; accepted: text with at least one word (letters or digits)"
-        )
-    raw = np.frombuffer(ids, np.int32)
-    counts = np.bincount(raw, minlength=len(index))
-    words = list(index)
-    ranked = sorted(range(len(words)), key=lambda i: (-counts[i], words[i]))
-    kept = [i for i in ranked if counts[i] >= min_count]
-    if max_vocab:
-        kept = kept[:max_vocab]
-    if not kept:
-        top = ranked[0]
-        raise DataError(
-            f"corpus {source.name!r}: no word occurs min_count={min_count} times (the most frequent, "
-            f"{words[top]!r}, occurs {counts[top]} times); accepted: min_count <= {counts[top]} "
-            f"or a larger corpus"
-        )
-    new_id = np.full(len(words), -1, np.int32)
-    new_id[kept] = np.arange(len(kept), dtype=np.int32)
-    mapped = new_id[raw]
-    keep = mapped >= 0
-    sentence = np.repeat(np.arange(len(lengths)), np.frombuffer(lengths, np.int64))
-    new_lengths = np.bincount(sentence[keep], minlength=len(lengths))
-    vocab = Vocab([words[i] for i in kept], counts[kept].astype(np.int64))
-    return EncodedCorpus(source.name, vocab, mapped[keep], new_lengths[new_lengths > 0], int(raw.size))
+    spill = _spill_dir(cache_dir)
+    with tempfile.TemporaryFile(dir=spill) as raw_file:
+        ids = array.array("i")
+        for words in source.tokens():
+            if words:
+                ids.extend([setdefault(w, len(index)) for w in words])
+                lengths.append(len(words))
+                if len(ids) >= ID_CHUNK:
+                    ids.tofile(raw_file)
+                    ids = array.array("i")
+        ids.tofile(raw_file)
+        raw_file.flush()
+        num_raw = int(np.frombuffer(lengths, np.int64).sum())
+        if not num_raw:
+            raise DataError(
+                f"corpus {source.name!r} holds no words; accepted: text with at least one word (letters or digits)"
+            )
+        raw = np.memmap(raw_file, np.int32, "r", shape=(num_raw,))
+        counts = np.zeros(len(index), np.int64)
+        for start in range(0, num_raw, ID_CHUNK):
+            counts += np.bincount(raw[start : start + ID_CHUNK], minlength=len(index))
+        words = list(index)
+        del index
+        ranked = sorted(range(len(words)), key=lambda i: (-counts[i], words[i]))
+        kept = [i for i in ranked if counts[i] >= min_count]
+        if max_vocab:
+            kept = kept[:max_vocab]
+        if not kept:
+            top = ranked[0]
+            raise DataError(
+                f"corpus {source.name!r}: no word occurs min_count={min_count} times (the most frequent, "
+                f"{words[top]!r}, occurs {counts[top]} times); accepted: min_count <= {counts[top]} "
+                f"or a larger corpus"
+            )
+        new_id = np.full(len(words), -1, np.int32)
+        new_id[kept] = np.arange(len(kept), dtype=np.int32)
+        ends = np.cumsum(np.frombuffer(lengths, np.int64))
+        kept_per_line = np.zeros(len(lengths), np.int64)
+        with tempfile.TemporaryFile(dir=spill) as ids_file:
+            for start in range(0, num_raw, ID_CHUNK):
+                mapped = new_id[raw[start : start + ID_CHUNK]]
+                keep = mapped >= 0
+                line = np.searchsorted(ends, np.arange(start, start + len(mapped)), side="right")
+                kept_per_line += np.bincount(line[keep], minlength=len(lengths))
+                mapped[keep].tofile(ids_file)
+            ids_file.flush()
+            del raw
+            # the mapping keeps the unnamed file alive after it is closed
+            kept_ids = np.memmap(ids_file, np.int32, "r", shape=(int(kept_per_line.sum()),))
+    vocab = Vocab([words[i] for i in kept], counts[kept])
+    return EncodedCorpus(source.name, vocab, kept_ids, kept_per_line[kept_per_line > 0], num_raw)
+
+
+def _spill_dir(cache_dir: str | None) -> str | None:
+    """Where the ids stream while read: cache_dir or, before it exists, its nearest existing parent (on the
+    disk the cache goes to, not a /tmp that may be memory); the system's temporary directory without one."""
+    if not cache_dir:
+        return None
+    path = os.path.abspath(os.path.expanduser(cache_dir))
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path if os.access(path, os.W_OK) else None
+
+
+def _ids_file(directory: str, key: str) -> str:
+    """The cached ids' file: named by the key, so a cache of other data never pairs with these ids."""
+    return os.path.join(directory, f"corpus_ids-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy")
 
 
 def save_cached(directory: str, key: str, c: EncodedCorpus) -> None:
-    """Store c as directory/corpus.npz under key (callers write it once their checks have passed)."""
+    """Store c in directory under key: the ids as a .npy named by the key (written first, streamed from
+    their mapping), then corpus.npz with the vocabulary, the line lengths and the key, which marks the cache
+    complete; ids files of other keys are removed after. Callers write it once their checks have passed."""
     if cached_key(directory) == key:
         return
     os.makedirs(directory, exist_ok=True)
+    ids_path = _ids_file(directory, key)
+    with files.atomic_write(ids_path) as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<i4", "fortran_order": False, "shape": (len(c.ids),)})
+        for start in range(0, len(c.ids), ID_CHUNK):
+            np.ascontiguousarray(c.ids[start : start + ID_CHUNK], np.int32).tofile(f)
     files.save_npz(
         os.path.join(directory, CACHE_FILE),
         key=np.array(key),
         name=np.array(c.name),
         words=np.array(c.vocab.words),
         counts=c.vocab.counts,
-        ids=c.ids,
         sentence_lengths=c.sentence_lengths,
         raw_tokens=c.raw_tokens,
     )
+    for stale in glob.glob(os.path.join(glob.escape(directory), "corpus_ids-*.npy")):
+        if stale != ids_path:
+            os.remove(stale)
 
 
 def cached_key(directory: str) -> str | None:
@@ -366,17 +417,27 @@ def cached_key(directory: str) -> str | None:
 
 
 def load_cached(directory: str, key: str) -> EncodedCorpus | None:
-    """The corpus cached in directory under key, or None (none, another key, or damaged: set aside, rebuilt)."""
+    """The corpus cached in directory under key, its ids memory-mapped, or None (none, another key, or damaged:
+    set aside, rebuilt)."""
 
     def read(f):
         if str(f["key"]) != key:
             return None
-        return EncodedCorpus(
-            str(f["name"]),
-            Vocab([str(w) for w in f["words"]], f["counts"]),
-            f["ids"],
-            f["sentence_lengths"],
-            int(f["raw_tokens"]),
-        )
+        words, counts, lengths = [str(w) for w in f["words"]], f["counts"], f["sentence_lengths"]
+        return str(f["name"]), Vocab(words, counts), lengths, int(f["raw_tokens"])
 
-    return files.load_npz(os.path.join(directory, CACHE_FILE), read)
+    found = files.load_npz(os.path.join(directory, CACHE_FILE), read)
+    if found is None:
+        return None
+    name, vocab, lengths, raw_tokens = found
+    ids_path = _ids_file(directory, key)
+    if not os.path.exists(ids_path):
+        return None
+    try:
+        ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
+        if ids.dtype != np.int32 or ids.shape != (int(lengths.sum()),):
+            raise ValueError(f"{ids.dtype} {ids.shape} where int32 ({int(lengths.sum())},) was written")
+    except (OSError, ValueError) as e:
+        files.set_aside(ids_path, f"{type(e).__name__}: {e}")
+        return None
+    return EncodedCorpus(name, vocab, ids, lengths, raw_tokens)
