@@ -1,12 +1,14 @@
-"""KL divergence, max likelihood = min KL, Bayes' rule and naive Bayes / logistic regression, checked against
-scipy (entropy, quad, densities), hand-computed closed forms, brute force in probability space, Monte Carlo and
-sklearn (naive_bayes, LogisticRegression). Computation in jax is float32; references are float64."""
+"""KL divergence, max likelihood = min KL, Bayes' rule and naive Bayes / logistic regression, and frequentist vs
+Bayesian inference of a parameter, checked against scipy (entropy, quad, densities, beta and binom), hand-computed
+closed forms, brute force in probability space and on grids, Monte Carlo and sklearn (naive_bayes,
+LogisticRegression). Computation in jax is float32; references are float64."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
+from jax.scipy.special import xlog1py, xlogy
+from scipy import integrate, stats
 from scipy.special import log_softmax as sp_log_softmax, logsumexp as sp_logsumexp
 from sklearn import naive_bayes
 from sklearn.datasets import load_digits
@@ -17,19 +19,25 @@ from threadpoolctl import threadpool_limits
 from zoo.distributions import diag_normal_kl
 from zoo.gmm import GMM, gmm_log_prob, gmm_responsibilities
 from zoo.probability import (
+    BINOMIAL_INTERVALS,
     GaussianNB,
     LogisticRegression,
     MultinomialNB,
+    beta_binomial_posterior,
+    binomial_confidence_interval,
     categorical_model_log_prob,
     empirical_log_probs,
     entropy_categorical,
     fit_by_max_likelihood,
     fit_by_min_kl,
+    gaussian_mean_confidence_interval,
+    gaussian_mean_posterior,
     gaussian_model_log_prob,
     gaussian_nb_fit,
     gaussian_nb_log_joint,
     gaussian_nb_predict,
     gaussian_nb_to_gmm,
+    grid_posterior,
     kl_categorical,
     kl_monte_carlo,
     log_posterior,
@@ -423,6 +431,240 @@ def test_generative_vs_discriminative_on_digits(digits, fitted_lr):
     }
     assert all(a > 0.8 for a in acc.values()), acc
     assert acc["logistic_regression"] > 0.9, acc
+
+
+# ============================================================================= 4. frequentist vs Bayesian inference
+
+
+def _coin_log_likelihood(heads, n):
+    """ln theta^heads (1 - theta)^(n - heads), 0 ln 0 = 0 at the grid's ends."""
+    return lambda t: xlogy(heads, t) + xlog1py(n - heads, -t)
+
+
+def _gauss_log_likelihood(x, sigma):
+    """sum_i ln N(x_i | theta, sigma^2) up to a constant, for every theta of the grid."""
+    return lambda t: -0.5 * jnp.sum(jnp.square(x[None, :] - t[:, None]), axis=1) / sigma**2
+
+
+COIN_GRID = jnp.linspace(0.0, 1.0, 20001)  # spacing h = 5e-5
+GAUSS_GRID = jnp.linspace(-4.0, 6.0, 20001)  # spacing h = 5e-4
+
+
+def _grid_optimum_atol(grid, std, log_density_bound):
+    """How far a grid argmax may sit from the optimum: the spacing, plus the float32-flat top of the log-density."""
+    h = float(grid[1] - grid[0])
+    return h + float(std) * np.sqrt(4 * np.finfo(np.float32).eps * log_density_bound)
+
+
+def test_beta_binomial_posterior_matches_scipy_beta():
+    cases = [(7, 20, 2.0, 3.0), (0, 5, 1.0, 1.0), (5, 5, 0.5, 0.5), (37, 100, 10.0, 10.0), (1, 1, 1.0, 1.0)]
+    heads, n, a0, b0 = (np.array(c, np.float64) for c in zip(*cases))
+    post = beta_binomial_posterior(heads, n, a0, b0, level=0.9)  # all five cases broadcast in one call
+    a, b = a0 + heads, b0 + n - heads
+    np.testing.assert_array_equal(post.alpha, a)
+    np.testing.assert_array_equal(post.beta, b)
+    np.testing.assert_allclose(post.mean, stats.beta.mean(a, b), rtol=1e-6)
+    np.testing.assert_allclose(post.std, stats.beta.std(a, b), rtol=1e-5)
+    lo, hi = stats.beta.interval(0.9, a, b)
+    np.testing.assert_allclose(post.interval.lo, lo, rtol=1e-4, atol=1e-6)  # the bisection's float32 quantiles
+    np.testing.assert_allclose(post.interval.hi, hi, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(post.mle, heads / n, rtol=1e-7)
+    np.testing.assert_allclose(post.predictive, post.mean)
+    # the mode against the argmax of scipy's density on a fine grid (monotone densities peak at an end)
+    t = np.linspace(0, 1, 100001)
+    for i in range(len(cases)):
+        np.testing.assert_allclose(post.map[i], t[np.argmax(stats.beta.pdf(t, a[i], b[i]))], atol=2e-5)
+    # a U-shaped Beta(0.5, 0.5) (prior, no data) and the flat Beta(1, 1) have no single mode
+    assert np.isnan(beta_binomial_posterior(0, 0, 0.5, 0.5).map) and np.isnan(beta_binomial_posterior(0, 0).map)
+
+
+def _assert_grid_matches(grid, conj, points, atol, density):
+    """The grid posterior's summaries and density (against the closed-form ``density``) against conj's."""
+    for field in ("mean", "std"):
+        np.testing.assert_allclose(getattr(grid, field), getattr(conj, field), atol=atol)
+    np.testing.assert_allclose(grid.interval, conj.interval, atol=atol)
+    optimum_atol = _grid_optimum_atol(points, conj.std, 20.0)
+    np.testing.assert_allclose(grid.map, conj.map, atol=optimum_atol)
+    np.testing.assert_allclose(grid.mle, conj.mle, atol=optimum_atol)
+    np.testing.assert_allclose(grid.density, density, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(float(jnp.sum(grid.mass)), 1.0, atol=1e-5)
+
+
+def test_conjugate_posteriors_equal_the_grid_posterior():
+    # Tolerance: the grid summaries are trapezoid sums of a smooth density, off by O(h^2) plus float32 rounding
+    # (~1e-6 relative): 1e-5 for the coin (h = 5e-5), 1e-4 for the Gaussian (h = 5e-4). The grid MAP and MLE
+    # are grid points: within the spacing h of the true optimum, widened by float32 rounding of the
+    # log-density l, flat to eps |l| within std sqrt(4 eps |l|) of its peak. Densities to 1e-3 relative.
+    heads, n, a0, b0 = 7, 20, 2.0, 3.0
+    conj = beta_binomial_posterior(heads, n, a0, b0)
+    grid = grid_posterior(_coin_log_likelihood(heads, n), _coin_log_likelihood(a0 - 1, a0 + b0 - 2), COIN_GRID)
+    _assert_grid_matches(grid, conj, COIN_GRID, 1e-5, stats.beta.pdf(COIN_GRID, conj.alpha, conj.beta))
+    # predictive P(heads next) = integral theta p(theta | data) d theta
+    np.testing.assert_allclose(jnp.sum(grid.mass * COIN_GRID), conj.predictive, atol=1e-5)
+
+    x = jnp.asarray(np.random.default_rng(0).normal(1.5, 2.0, 20), jnp.float32)
+    sigma, m0, s0 = 2.0, -1.0, 1.5
+    conj = gaussian_mean_posterior(x, sigma, m0, s0)
+    grid = grid_posterior(_gauss_log_likelihood(x, sigma), lambda t: -0.5 * jnp.square((t - m0) / s0), GAUSS_GRID)
+    _assert_grid_matches(grid, conj, GAUSS_GRID, 1e-4, stats.norm.pdf(GAUSS_GRID, conj.mean, conj.std))
+    # predictive p(x_new | data) = integral N(x_new | theta, sigma^2) p(theta | data) d theta
+    for x_new in (-3.0, 0.0, 1.0, 4.0):
+        on_grid = jnp.sum(grid.mass * jnp.asarray(stats.norm.pdf(x_new, GAUSS_GRID, sigma), jnp.float32))
+        closed = stats.norm.pdf(x_new, conj.predictive_mean, conj.predictive_std)
+        np.testing.assert_allclose(on_grid, closed, rtol=1e-4)
+
+
+def test_grid_posterior_of_a_non_conjugate_prior_matches_quadrature():
+    # a bimodal prior (a mixture of two Betas) on a coin: no closed form; scipy's quad gives the reference
+    heads, n = 6, 10
+    prior = lambda t: 0.5 * stats.beta.pdf(t, 2, 8) + 0.5 * stats.beta.pdf(t, 8, 2)
+    unnorm = lambda t: t**heads * (1 - t) ** (n - heads) * prior(t)
+    z = integrate.quad(unnorm, 0, 1)[0]
+    mean = integrate.quad(lambda t: t * unnorm(t), 0, 1)[0] / z
+    tail = integrate.quad(unnorm, 0, 0.5)[0] / z
+    log_prior = lambda t: jnp.log(
+        0.5 * jnp.exp(xlogy(1, t) + xlog1py(7, -t)) + 0.5 * jnp.exp(xlogy(7, t) + xlog1py(1, -t))
+    )
+    post = grid_posterior(_coin_log_likelihood(heads, n), log_prior, COIN_GRID)
+    np.testing.assert_allclose(post.mean, mean, atol=1e-5)
+    np.testing.assert_allclose(jnp.sum(jnp.where(COIN_GRID <= 0.5, post.mass, 0.0)), tail, atol=1e-4)
+    np.testing.assert_allclose(post.density, unnorm(np.asarray(COIN_GRID, np.float64)) / z, rtol=1e-3, atol=1e-4)
+
+
+def test_map_with_a_flat_prior_equals_the_mle():
+    heads, n = np.array([0.0, 3.0, 10.0, 37.0]), np.array([5.0, 10.0, 10.0, 100.0])
+    flat = beta_binomial_posterior(heads, n)  # Beta(1, 1)
+    np.testing.assert_array_equal(flat.map, flat.mle)
+    np.testing.assert_allclose(flat.mle, heads / n, rtol=1e-6)
+    assert np.all(np.abs(beta_binomial_posterior(heads, n, 5.0, 5.0).map - flat.mle) > 1e-3)  # a prior moves it
+
+    x = jnp.asarray(np.random.default_rng(1).normal(3.0, 2.0, 50), jnp.float32)
+    flat = gaussian_mean_posterior(x, 2.0, prior_mean=-10.0, prior_std=np.inf)
+    np.testing.assert_allclose(flat.map, jnp.mean(x), rtol=1e-6)
+    np.testing.assert_allclose(flat.std, 2.0 / np.sqrt(50), rtol=1e-6)
+    assert abs(float(gaussian_mean_posterior(x, 2.0, prior_mean=-10.0).map - jnp.mean(x))) > 0.1
+
+    post = grid_posterior(_coin_log_likelihood(3, 10), jnp.zeros_like, COIN_GRID)
+    assert float(post.map) == float(post.mle)
+    assert abs(float(post.map) - 0.3) <= _grid_optimum_atol(COIN_GRID, beta_binomial_posterior(3, 10).std, 10.0)
+    assert float(grid_posterior(_coin_log_likelihood(3, 10), _coin_log_likelihood(4, 8), COIN_GRID).map) > 0.35
+
+
+def test_posterior_concentrates_on_the_mle_like_one_over_sqrt_n():
+    # A coin of rate 0.3 seen n times (heads = 0.3 n), under the flat prior and a strong wrong one, Beta(30, 5):
+    # the posterior sd falls like 1/sqrt(n) (slope -1/2 in log-log, sd sqrt(n) -> sqrt(p(1-p))), and the
+    # posterior mean reaches the MLE faster, like 1/n, so the posterior piles up on the MLE.
+    n = 10.0 ** np.arange(1, 7)
+    heads = 0.3 * n
+    for a0, b0 in ((1.0, 1.0), (30.0, 5.0)):
+        post = beta_binomial_posterior(heads, n, a0, b0)
+        std = np.asarray(post.std, np.float64)
+        slopes = np.diff(np.log(std)) / np.diff(np.log(n))
+        np.testing.assert_allclose(slopes[-3:], -0.5, atol=0.01)  # n = 1e3 .. 1e6
+        np.testing.assert_allclose(std[-1] * np.sqrt(n[-1]), np.sqrt(0.21), rtol=1e-3)
+        gap = np.abs(np.asarray(post.mean, np.float64) - 0.3)
+        assert np.all(gap <= (a0 + b0) / (n + a0 + b0) + 1e-6)  # exact: |mean - mle| = |a0 - 0.3 (a0 + b0)| / ...
+        assert np.all(np.diff(gap / std) < 0) and gap[-1] / std[-1] < 0.05
+    # Gaussian mean, sigma = 1.5, on growing prefixes of one sample from N(2, 1.5^2), prior N(0, 1)
+    x = jnp.asarray(np.random.default_rng(2).normal(2.0, 1.5, 10**5), jnp.float32)
+    sizes = [10, 100, 1000, 10000, 100000]
+    posts = [gaussian_mean_posterior(x[:m], 1.5) for m in sizes]
+    std = np.array([float(p.std) for p in posts])
+    np.testing.assert_allclose(np.diff(np.log(std))[1:] / np.diff(np.log(sizes))[1:], -0.5, atol=0.01)
+    np.testing.assert_allclose(std[-1] * np.sqrt(sizes[-1]), 1.5, rtol=1e-4)
+    gap = np.array([abs(float(p.mean - p.mle)) for p in posts])
+    assert np.all(np.diff(gap / std) < 0) and gap[-1] / std[-1] < 0.01
+
+
+def test_confidence_intervals_cover_at_their_nominal_level_over_repeated_samples():
+    # Monte Carlo: R repeated samples, the fraction of intervals that contain the true parameter; its standard
+    # error is sqrt(level (1 - level) / R), 0.0015 at level 0.95 and R = 20000. Tolerance 4 standard errors.
+    rng = np.random.default_rng(3)
+    R = 20000
+    x = jnp.asarray(rng.normal(1.0, 2.0, (R, 25)), jnp.float32)  # R samples of N = 25 from N(1, 2^2)
+    for level in (0.95, 0.8):
+        ci = gaussian_mean_confidence_interval(x, 2.0, level=level)
+        covered = float(jnp.mean((ci.lo <= 1.0) & (1.0 <= ci.hi)))
+        assert abs(covered - level) < 4 * np.sqrt(level * (1 - level) / R), (level, covered)
+        # under a flat prior the Bayesian credible interval is this very interval
+        flat = gaussian_mean_posterior(x[:3], 2.0, prior_std=np.inf, level=level).interval
+        np.testing.assert_allclose(flat, gaussian_mean_confidence_interval(x[:3], 2.0, level=level), atol=1e-5)
+        np.testing.assert_allclose(ci.hi - ci.lo, 2 * stats.norm.ppf(0.5 + level / 2) * 2.0 / 5, rtol=1e-5)
+
+    # A coin's count is discrete, so a binomial interval's exact coverage sum_k Binom(k; n, p) [p in CI(k)]
+    # oscillates with p around the nominal level: Wilson's stays within 0.02 of it at n = 100 for p in
+    # [0.1, 0.9]. The Monte Carlo coverage must match the exact one (4 standard errors).
+    def covers(heads, n, p, method):
+        ci = binomial_confidence_interval(heads, n, method=method)
+        return np.asarray((ci.lo <= p) & (p <= ci.hi))
+
+    se = 4 * np.sqrt(0.95 * 0.05 / R)
+    for n, p, method in ((100, 0.1, "wilson"), (100, 0.3, "wilson"), (100, 0.5, "wilson"), (100, 0.8, "wilson"),
+                         (400, 0.3, "wald")):  # fmt: skip
+        exact = float(np.sum(stats.binom.pmf(np.arange(n + 1), n, p) * covers(np.arange(n + 1.0), n, p, method)))
+        mc = float(np.mean(covers(rng.binomial(n, p, R).astype(np.float32), n, p, method)))
+        assert abs(mc - exact) < se, (n, p, method, mc, exact)
+        assert abs(mc - 0.95) < 0.02 + se, (n, p, method, mc)
+    # and the check bites: Wald's interval at n = 20, p = 0.05 covers the rate in only ~64% of samples
+    mc = float(np.mean(covers(rng.binomial(20, 0.05, R).astype(np.float32), 20, 0.05, "wald")))
+    assert mc < 0.7, mc
+
+
+def test_binomial_intervals_match_their_definitions():
+    n, z = 20, stats.norm.ppf(0.975)
+    heads = np.arange(n + 1.0)
+    p_hat = heads / n
+    wald = binomial_confidence_interval(heads, n, method="wald")
+    half = z * np.sqrt(p_hat * (1 - p_hat) / n)
+    np.testing.assert_allclose(wald, (np.clip(p_hat - half, 0, 1), np.clip(p_hat + half, 0, 1)), atol=1e-6)
+    # Wilson's interval is the set of rates p the score test does not reject: |p_hat - p| <= z sqrt(p (1 - p) / n)
+    wilson = binomial_confidence_interval(heads, n)
+    p = np.linspace(0, 1, 200001)
+    for k in range(n + 1):
+        kept = p[np.abs(p_hat[k] - p) <= z * np.sqrt(p * (1 - p) / n)]
+        np.testing.assert_allclose([wilson.lo[k], wilson.hi[k]], [kept.min(), kept.max()], atol=1e-5)
+    assert BINOMIAL_INTERVALS == ("wilson", "wald")
+
+
+def test_parameter_inference_validation_and_jit():
+    x = np.zeros(4, np.float32)
+    flat = jnp.zeros_like
+    cases = [
+        (lambda: beta_binomial_posterior(6, 5), "heads must be <= n"),
+        (lambda: beta_binomial_posterior(-1, 5), "heads must be a count >= 0"),
+        (lambda: beta_binomial_posterior(1, np.nan), "n must be a count"),
+        (lambda: beta_binomial_posterior(1, 5, alpha=0.0), "alpha must be > 0"),
+        (lambda: beta_binomial_posterior(1, 5, beta=np.inf), "beta must be > 0 and finite"),
+        (lambda: beta_binomial_posterior(1, 5, level=1.0), r"level must be a number in \(0, 1\)"),
+        (lambda: gaussian_mean_posterior(np.float32(1.0), 1.0), "sample axis"),
+        (lambda: gaussian_mean_posterior(x, 0.0), "sigma must be > 0"),
+        (lambda: gaussian_mean_posterior(x, 1.0, prior_std=-1.0), "prior_std must be > 0"),
+        (lambda: gaussian_mean_posterior(x, 1.0, prior_mean=np.inf), "prior_mean must be finite"),
+        (lambda: grid_posterior(None, flat, COIN_GRID), "log_likelihood must be a callable"),
+        (lambda: grid_posterior(flat, flat, COIN_GRID[::-1]), "strictly increasing"),
+        (lambda: grid_posterior(flat, flat, COIN_GRID[:1]), "at least 2 points"),
+        (lambda: grid_posterior(lambda t: t[:-1], flat, COIN_GRID), "one value per grid point"),
+        (lambda: grid_posterior(lambda t: 0 * jnp.log(t), flat, COIN_GRID), "nan or \\+inf"),
+        (lambda: grid_posterior(lambda t: jnp.full_like(t, -jnp.inf), flat, COIN_GRID), "zero on every grid point"),
+        (lambda: grid_posterior(flat, flat, COIN_GRID, level=0), "level"),
+        (lambda: binomial_confidence_interval(1, 5, method="exact"), "accepted: \\('wilson', 'wald'\\)"),
+        (lambda: binomial_confidence_interval(0, 0), "n must be a count >= 1"),
+        (lambda: gaussian_mean_confidence_interval(np.zeros((3, 0)), 1.0), "at least one sample"),
+    ]
+    for call, match in cases:
+        with pytest.raises(ValueError, match=match):
+            call()
+    # jit and vmap: the checks step aside for tracers; gradients flow through the closed forms
+    heads = jnp.arange(6.0)
+    eager = beta_binomial_posterior(heads, 5.0, 2.0, 2.0)
+    vmapped = jax.vmap(lambda k: beta_binomial_posterior(k, 5.0, 2.0, 2.0))(heads)
+    for e, v in zip(jax.tree.leaves(eager), jax.tree.leaves(vmapped)):
+        np.testing.assert_allclose(v, e, rtol=1e-6)
+    y = jnp.asarray(np.random.default_rng(4).normal(size=10), jnp.float32)
+    d_mean = jax.grad(lambda m0: jax.jit(gaussian_mean_posterior)(y, 1.0, m0, 1.0).mean)(0.0)
+    np.testing.assert_allclose(d_mean, 1 / (1 + 10), rtol=1e-6)  # m_n = (m0 + sum x) / (1 + n) here
+    jitted = jax.jit(lambda g: grid_posterior(_coin_log_likelihood(3, 10), flat, g))(COIN_GRID)
+    np.testing.assert_allclose(jitted.mean, 4 / 12, atol=1e-5)
 
 
 # ============================================================================= validation

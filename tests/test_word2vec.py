@@ -154,6 +154,42 @@ def test_skipgram_softmax_loss_is_the_lectures_J():
         w2v.skipgram_softmax_loss(params, centres, contexts, reduction="max")
 
 
+def test_skipgram_objective_is_the_lectures_J_and_pairs_over_T_times_the_pair_mean():
+    # J(theta) as the lecture writes it, on its sentence with window m = 2: a brute-force double loop over the
+    # T = 9 positions and each position's window, against skipgram_objective; the pair mean differs from it by
+    # exactly the factor (number of pairs) / T = 30 / 9 (9 centres, 2m contexts each, 2 + 1 + 1 + 2 cut off).
+    tokens = tokenize("The quick brown fox jumps over the lazy dog.")
+    vocab = Vocab(sorted(set(tokens)))
+    ids, m = vocab.encode(tokens), 2
+    params = _params(3, V=len(vocab))
+    P = _np(params)
+    T = len(ids)
+    total = 0.0
+    for t in range(T):
+        scores = P["out"] @ P["in"][ids[t]]
+        log_p = scores - math.log(sum(math.exp(s) for s in scores))  # log P(o | w_t) for every o
+        total += sum(log_p[ids[t + j]] for j in range(-m, m + 1) if j != 0 and 0 <= t + j < T)
+    brute = -total / T
+    J = w2v.skipgram_objective(params, ids, m)
+    np.testing.assert_allclose(J, brute, rtol=RTOL)
+    centres, contexts = w2v.skipgram_pairs(ids, m)
+    assert len(centres) == len(LECTURE_PAIRS) == 2 * m * T - m * (m + 1) == 30
+    pair_mean = w2v.skipgram_softmax_loss(params, centres, contexts)
+    np.testing.assert_allclose(J, pair_mean * len(centres) / T, rtol=RTOL)
+    assert abs(float(J) - float(pair_mean)) > 1.0  # the factor 30/9 is no rounding: the two forms differ
+    # the gradients differ by the same factor; a one-word sentence has no pairs, J = 0
+    g_J = jax.grad(w2v.skipgram_objective)(params, ids, m)
+    g_mean = jax.grad(w2v.skipgram_softmax_loss)(params, centres, contexts)
+    for k in ("in", "out"):
+        np.testing.assert_allclose(g_J[k], g_mean[k] * 30 / 9, rtol=1e-4, atol=1e-6)
+    assert float(w2v.skipgram_objective(params, ids[:1], m)) == 0.0
+    for bad, match in ((np.array([], np.int32), "at least one word"), (np.array([0, 99]), "ids must lie")):
+        with pytest.raises(ValueError, match=match):
+            w2v.skipgram_objective(params, bad, m)
+    with pytest.raises(ValueError, match="window"):
+        w2v.skipgram_objective(params, ids, 0)
+
+
 def test_sgns_loss_brute_force():
     params = _params(1)
     P = _np(params)

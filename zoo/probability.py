@@ -18,6 +18,16 @@ Follows the lecture's generative-model part, top-down:
    multinomial naive Bayes (bag-of-words counts, add-alpha smoothing). The
    discriminative classifier models P(Y | X) directly: multinomial logistic regression
    trained with optax.
+4. Frequentist vs Bayesian inference of a parameter theta. The frequentist holds theta
+   fixed and estimates it from the sample: the MLE with a confidence interval that covers
+   theta in ``level`` of repeated samples (``binomial_confidence_interval``, Wald or Wilson,
+   for a coin; ``gaussian_mean_confidence_interval``, the z-interval, for a Gaussian mean).
+   The Bayesian holds theta random, puts a prior on it and applies Bayes' rule,
+   p(theta | data) = p(data | theta) p(theta) / integral p(data | theta') p(theta') dtheta':
+   ``grid_posterior`` normalises any 1-D log-likelihood plus log-prior on a grid, and the
+   conjugate pairs have closed forms, ``beta_binomial_posterior`` (Beta prior, coin tosses)
+   and ``gaussian_mean_posterior`` (Gaussian prior, Gaussian data of known variance), each
+   with posterior mean, MAP, the MLE beside them, a credible interval and the predictive.
 
 Latent-variable models: hide the label Y of Gaussian naive Bayes and its marginal
 P(X) = sum_y P(y) N(X | mu_y, diag var_y) is a diagonal Gaussian mixture; that model
@@ -29,13 +39,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from jax.scipy.special import logsumexp
+from jax.scipy.special import betainc, logsumexp, ndtri
 
 from zoo._checks import as_int
 from zoo.distributions import diag_normal_log_prob
@@ -66,6 +77,16 @@ __all__ = [
     "logistic_regression_loss",
     "logistic_regression_fit",
     "logistic_regression_predict",
+    "BINOMIAL_INTERVALS",
+    "Interval",
+    "BetaPosterior",
+    "GaussianMeanPosterior",
+    "GridPosterior",
+    "beta_binomial_posterior",
+    "gaussian_mean_posterior",
+    "grid_posterior",
+    "binomial_confidence_interval",
+    "gaussian_mean_confidence_interval",
 ]
 
 
@@ -548,3 +569,301 @@ def logistic_regression_predict(params: LogisticRegression, x) -> jax.Array:
     """y_hat = argmax_k P(y=k | x); x [N, D] -> [N] ints."""
     x = _check_matrix(x, "x", "logistic_regression_predict", _check_lr(params, "logistic_regression_predict"))
     return _argmax_of(_lr_log_probs, params, x)
+
+
+# ----------------------------------------------------------------------------- 4. frequentist vs Bayesian inference
+
+BINOMIAL_INTERVALS = ("wilson", "wald")
+
+
+class Interval(NamedTuple):
+    """An interval [lo, hi]: a frequentist confidence interval or a Bayesian credible interval."""
+
+    lo: jax.Array
+    hi: jax.Array
+
+
+class BetaPosterior(NamedTuple):
+    """The Beta(alpha, beta) posterior of a coin's rate theta and its summaries.
+
+    alpha, beta: the posterior's parameters; mean, std: its mean and standard deviation; map: its mode; mle:
+    heads / n, the frequentist point estimate beside them; interval: the equal-tailed credible interval;
+    predictive: P(next toss = heads | data).
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    mean: jax.Array
+    std: jax.Array
+    map: jax.Array
+    mle: jax.Array
+    interval: Interval
+    predictive: jax.Array
+
+
+class GaussianMeanPosterior(NamedTuple):
+    """The N(mean, std^2) posterior of a Gaussian's mean mu (variance sigma^2 known) and its summaries.
+
+    map = mean (a Gaussian's mode); mle: the sample mean; interval: the equal-tailed credible interval;
+    predictive_mean, predictive_std: the posterior predictive N(x_new | predictive_mean, predictive_std^2).
+    """
+
+    mean: jax.Array
+    std: jax.Array
+    map: jax.Array
+    mle: jax.Array
+    interval: Interval
+    predictive_mean: jax.Array
+    predictive_std: jax.Array
+
+
+class GridPosterior(NamedTuple):
+    """A 1-D posterior tabulated on a grid and its summaries.
+
+    grid [G]; density [G], the normalised p(theta | data) at the grid points (trapezoid rule: integrates to 1);
+    mass [G], the posterior probability each point stands for (sums to 1, so E[f(theta)] = sum(mass * f(grid)));
+    mean, std, map (the grid point of highest posterior), mle (of highest likelihood), interval (equal-tailed).
+    """
+
+    grid: jax.Array
+    density: jax.Array
+    mass: jax.Array
+    mean: jax.Array
+    std: jax.Array
+    map: jax.Array
+    mle: jax.Array
+    interval: Interval
+
+
+def _check_level(level, fn: str) -> None:
+    if _is_concrete(level) and not (np.ndim(level) == 0 and 0 < float(level) < 1):
+        raise ValueError(f"{fn}: level must be a number in (0, 1) (0.95 for a 95% interval), got {level!r}")
+
+
+def _check_values(value, name: str, fn: str, ok: Callable, accepted: str) -> jax.Array:
+    """value as a float array; when concrete, every entry must pass ``ok`` (a numpy predicate)."""
+    value = _float(value)
+    if _is_concrete(value):
+        v = np.atleast_1d(np.asarray(value))
+        bad = v[~ok(v)]
+        if bad.size:
+            raise ValueError(f"{fn}: {name} must be {accepted}, got {float(bad[0])}")
+    return value
+
+
+def _positive(value, name: str, fn: str, allow_inf: bool = False) -> jax.Array:
+    ok = (lambda v: v > 0) if allow_inf else (lambda v: np.isfinite(v) & (v > 0))
+    return _check_values(value, name, fn, ok, "> 0" + (" (inf allowed)" if allow_inf else " and finite"))
+
+
+def _check_coin(heads, n, fn: str, min_n: int = 0) -> tuple[jax.Array, jax.Array]:
+    """heads and n as float arrays of counts: 0 <= heads <= n and n >= min_n, checked when concrete."""
+    n = _check_values(n, "n", fn, lambda v: np.isfinite(v) & (v >= min_n), f"a count >= {min_n}")
+    heads = _check_values(heads, "heads", fn, lambda v: np.isfinite(v) & (v >= 0), "a count >= 0")
+    if _is_concrete(heads) and _is_concrete(n) and np.any(np.asarray(heads) > np.asarray(n)):
+        raise ValueError(f"{fn}: heads must be <= n (the number of tosses), got heads {heads} and n {n}")
+    return heads, n
+
+
+def _check_samples(x, fn: str) -> jax.Array:
+    x = _float(x)
+    if x.ndim < 1:
+        raise ValueError(f"{fn}: x must have a sample axis (the last; [N] or [..., N]), got shape {x.shape}")
+    return x
+
+
+def _z(level):
+    """z with P(|Z| <= z) = level for Z ~ N(0, 1): z = Phi^-1((1 + level) / 2)."""
+    return ndtri(0.5 + 0.5 * level)
+
+
+@jax.jit
+def _beta_quantile(a, b, q):
+    """theta with I_theta(a, b) = q (the Beta cdf is the regularised incomplete beta), by 60 bisection steps."""
+    a, b, q = jnp.broadcast_arrays(a, b, q)
+
+    def halve(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        below = betainc(a, b, mid) < q
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 60, halve, (jnp.zeros_like(q), jnp.ones_like(q)))
+    return 0.5 * (lo + hi)
+
+
+def _beta_mode(a, b):
+    """argmax_theta Beta(theta | a, b): (a-1)/(a+b-2) inside, 0 or 1 on a monotone side, nan when U-shaped/flat."""
+    flat = (a == 1) & (b == 1)
+    interior = (a - 1) / jnp.where((a > 1) & (b > 1), a + b - 2, 1.0)
+    at_zero = (a <= 1) & (b >= 1) & ~flat
+    at_one = (a >= 1) & (b <= 1) & ~flat
+    return jnp.where((a > 1) & (b > 1), interior, jnp.where(at_zero, 0.0, jnp.where(at_one, 1.0, jnp.nan)))
+
+
+def beta_binomial_posterior(heads, n, alpha=1.0, beta=1.0, level=0.95) -> BetaPosterior:
+    """Beta(alpha, beta) prior, heads in n tosses: p(theta | data) = Beta(theta | alpha + heads, beta + n - heads).
+
+    Conjugacy: Beta(theta | a, b) theta^heads (1 - theta)^(n - heads) is again a Beta density. alpha = beta = 1
+    is the flat prior, under which the MAP is the MLE heads / n. Summaries: mean a/(a+b), std
+    sqrt(ab / ((a+b)^2 (a+b+1))), mode (a-1)/(a+b-2) (0 or 1 when a <= 1 or b <= 1 makes the density monotone,
+    nan when it is flat or U-shaped), the equal-tailed ``level`` credible interval (Beta quantiles by
+    bisection on the incomplete beta function), and the predictive P(heads next) = integral theta
+    p(theta | data) d theta = a/(a+b). The MLE is nan when n = 0. Arguments broadcast; jit/vmap-able.
+    """
+    fn = "beta_binomial_posterior"
+    heads, n = _check_coin(heads, n, fn)
+    alpha, beta = _positive(alpha, "alpha", fn), _positive(beta, "beta", fn)
+    _check_level(level, fn)
+    return _beta_binomial_posterior(heads, n, alpha, beta, level)
+
+
+@jax.jit
+def _beta_binomial_posterior(heads, n, alpha, beta, level):
+    a, b = alpha + heads, beta + n - heads
+    mean = a / (a + b)
+    std = jnp.sqrt(a * b / (jnp.square(a + b) * (a + b + 1)))
+    tail = 0.5 * (1 - level)
+    interval = Interval(_beta_quantile(a, b, tail), _beta_quantile(a, b, 1 - tail))
+    mle = heads / n
+    return BetaPosterior(a, b, mean, std, _beta_mode(a, b), mle, interval, mean)
+
+
+def gaussian_mean_posterior(x, sigma, prior_mean=0.0, prior_std=1.0, level=0.95) -> GaussianMeanPosterior:
+    """Prior mu ~ N(m0, s0^2), x_i ~ N(mu, sigma^2): posterior N(mu | m_n, s_n^2), 1/s_n^2 = 1/s0^2 + n/sigma^2.
+
+    m_n = s_n^2 (m0 / s0^2 + sum_i x_i / sigma^2), a precision-weighted average of the prior mean and the sample
+    mean (the MLE). prior_std = inf is the flat prior, under which m_n is the MLE and s_n = sigma / sqrt(n).
+    The credible interval is m_n +- z s_n with z = Phi^-1((1 + level)/2); the posterior predictive of a new
+    draw is N(m_n, sigma^2 + s_n^2). x is [N] or [..., N] (samples on the last axis; N = 0 gives the prior
+    and a nan MLE); sigma, prior_mean and prior_std broadcast against x's other axes. jit/vmap-able.
+    """
+    fn = "gaussian_mean_posterior"
+    x = _check_samples(x, fn)
+    sigma = _positive(sigma, "sigma", fn)
+    prior_mean = _check_values(prior_mean, "prior_mean", fn, np.isfinite, "finite")
+    prior_std = _positive(prior_std, "prior_std", fn, allow_inf=True)
+    _check_level(level, fn)
+    return _gaussian_mean_posterior(x, sigma, prior_mean, prior_std, level)
+
+
+@jax.jit
+def _gaussian_mean_posterior(x, sigma, prior_mean, prior_std, level):
+    n, total = x.shape[-1], jnp.sum(x, axis=-1)
+    prior_precision, data_precision = 1 / jnp.square(prior_std), n / jnp.square(sigma)
+    var = 1 / (prior_precision + data_precision)
+    mean = var * (prior_mean * prior_precision + total / jnp.square(sigma))
+    std = jnp.sqrt(var)
+    half = _z(level) * std
+    interval = Interval(mean - half, mean + half)
+    predictive_std = jnp.sqrt(jnp.square(sigma) + var)
+    return GaussianMeanPosterior(mean, std, mean, total / n, interval, mean, predictive_std)
+
+
+def grid_posterior(log_likelihood: Callable, log_prior: Callable, grid, level=0.95) -> GridPosterior:
+    """Bayes' rule on a grid: p(theta_g | data) = exp(l_g) / Z, l_g = ln p(data | theta_g) + ln p(theta_g).
+
+    Z = sum_g w_g exp(l_g) with the trapezoid weights w_g of the grid, so the density integrates to 1; the
+    general form of which the conjugate posteriors are two closed-form cases. log_likelihood and log_prior
+    map the grid [G] (strictly increasing, G >= 2) to [G] (-inf where a value is impossible; the prior may be
+    unnormalised, a flat prior is zeros). The interval inverts the cdf by linear interpolation, so its
+    error, like that of the other summaries, falls with the grid spacing.
+    """
+    fn = "grid_posterior"
+    for name, f in (("log_likelihood", log_likelihood), ("log_prior", log_prior)):
+        if not callable(f):
+            raise ValueError(f"{fn}: {name} must be a callable grid [G] -> [G], got {type(f).__name__}")
+    grid = _float(grid)
+    if grid.ndim != 1 or grid.shape[0] < 2:
+        raise ValueError(f"{fn}: grid must be a 1-d array of at least 2 points, got shape {grid.shape}")
+    if _is_concrete(grid) and not np.all(np.diff(np.asarray(grid)) > 0):
+        raise ValueError(f"{fn}: grid must be strictly increasing (and free of nan), got {np.asarray(grid)[:5]}...")
+    _check_level(level, fn)
+    values = []
+    for name, f in (("log_likelihood", log_likelihood), ("log_prior", log_prior)):
+        v = _float(f(grid))
+        if v.shape != grid.shape:
+            raise ValueError(f"{fn}: {name} must return one value per grid point, shape {grid.shape}, got {v.shape}")
+        if _is_concrete(v) and np.any(np.isnan(np.asarray(v)) | (np.asarray(v) == np.inf)):
+            raise ValueError(f"{fn}: {name} must be finite or -inf on the grid, got nan or +inf (use xlogy for 0 ln 0)")
+        values.append(v)
+    log_lik, log_pri = values
+    if _is_concrete(log_lik) and _is_concrete(log_pri) and not np.any(np.isfinite(np.asarray(log_lik + log_pri))):
+        raise ValueError(f"{fn}: the posterior is zero on every grid point (log_likelihood + log_prior is -inf)")
+    return _grid_posterior(grid, log_lik, log_pri, level)
+
+
+@jax.jit
+def _grid_posterior(grid, log_lik, log_pri, level):
+    h = jnp.diff(grid)
+    weights = 0.5 * (jnp.pad(h, (1, 0)) + jnp.pad(h, (0, 1)))  # trapezoid rule
+    log_joint = log_lik + log_pri
+    log_density = log_joint - logsumexp(log_joint + jnp.log(weights))
+    density = jnp.exp(log_density)
+    mass = weights * density
+    mean = jnp.sum(mass * grid)
+    std = jnp.sqrt(jnp.sum(mass * jnp.square(grid - mean)))
+    cdf = jnp.concatenate([jnp.zeros(1, grid.dtype), jnp.cumsum(0.5 * h * (density[1:] + density[:-1]))])
+    cdf = cdf / cdf[-1]
+    tail = 0.5 * (1 - level)
+    interval = Interval(*(_invert_cdf(cdf, grid, q) for q in (tail, 1 - tail)))
+    return GridPosterior(
+        grid, density, mass, mean, std, grid[jnp.argmax(log_joint)], grid[jnp.argmax(log_lik)], interval
+    )
+
+
+def _invert_cdf(cdf, grid, q):
+    """theta where the piecewise-linear cdf through (grid_g, cdf_g) reaches q."""
+    i = jnp.clip(jnp.searchsorted(cdf, q, side="left"), 1, grid.shape[0] - 1)
+    lo, hi = cdf[i - 1], cdf[i]
+    frac = jnp.where(hi > lo, (q - lo) / jnp.where(hi > lo, hi - lo, 1.0), 0.0)
+    return grid[i - 1] + frac * (grid[i] - grid[i - 1])
+
+
+def binomial_confidence_interval(heads, n, level=0.95, method: str = "wilson") -> Interval:
+    """Frequentist interval for a coin's rate from heads in n tosses; p_hat = heads / n, z = Phi^-1((1+level)/2).
+
+    "wald": p_hat +- z sqrt(p_hat (1 - p_hat) / n), clipped to [0, 1] (the textbook interval; poor coverage
+    for small n or p near 0 or 1). "wilson" (default): the p with |p_hat - p| <= z sqrt(p (1 - p) / n),
+    centre (p_hat + z^2/2n) / (1 + z^2/n), half-width z / (1 + z^2/n) sqrt(p_hat (1 - p_hat)/n + z^2/4n^2).
+    Over repeated samples it covers the true rate with probability near ``level``. Arguments broadcast.
+    """
+    fn = "binomial_confidence_interval"
+    if method not in BINOMIAL_INTERVALS:
+        raise ValueError(f"{fn}: method={method!r} not supported; accepted: {BINOMIAL_INTERVALS}")
+    heads, n = _check_coin(heads, n, fn, min_n=1)
+    _check_level(level, fn)
+    return _binomial_interval(heads, n, level, method=method)
+
+
+@functools.partial(jax.jit, static_argnames="method")
+def _binomial_interval(heads, n, level, *, method):
+    p, z = heads / n, _z(level)
+    if method == "wald":
+        half = z * jnp.sqrt(p * (1 - p) / n)
+        return Interval(jnp.clip(p - half, 0, 1), jnp.clip(p + half, 0, 1))
+    z2n = jnp.square(z) / n
+    centre = (p + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * jnp.sqrt(p * (1 - p) / n + z2n / (4 * n))
+    return Interval(centre - half, centre + half)
+
+
+def gaussian_mean_confidence_interval(x, sigma, level=0.95) -> Interval:
+    """The z-interval x_bar +- z sigma / sqrt(n) for the mean of N(mu, sigma^2), sigma known, z = Phi^-1((1+level)/2).
+
+    x is [N] or [..., N] (samples on the last axis, N >= 1); over repeated samples the interval covers mu with
+    probability exactly ``level``.
+    """
+    fn = "gaussian_mean_confidence_interval"
+    x = _check_samples(x, fn)
+    if x.shape[-1] < 1:
+        raise ValueError(f"{fn}: x must have at least one sample on its last axis, got shape {x.shape}")
+    sigma = _positive(sigma, "sigma", fn)
+    _check_level(level, fn)
+    return _gaussian_interval(x, sigma, level)
+
+
+@jax.jit
+def _gaussian_interval(x, sigma, level):
+    mean, half = jnp.mean(x, axis=-1), _z(level) * sigma / jnp.sqrt(x.shape[-1])
+    return Interval(mean - half, mean + half)

@@ -4,9 +4,12 @@ Every word w has two vectors, v_w when it is the centre word and u_w when it is 
 context word; they are the rows of ``params['in']`` and ``params['out']``. A one-hot
 row times a matrix is a row lookup, so "the hidden layer" is ``params['in'][c]``.
 
-1. Losses. ``skipgram_softmax_loss`` is the lecture's J(theta): the mean over
-   (centre, context) pairs of -log P(o|c), P(o|c) = softmax(U v_c)[o], a full
-   softmax over the vocabulary (fine for small V). ``sgns_loss`` replaces the
+1. Losses. ``skipgram_objective`` is the lecture's J(theta) as the lecture writes it:
+   -(1/T) sum_t sum_{0<|j|<=m} log P(w_{t+j}|w_t) over the T positions of a sentence,
+   P(o|c) = softmax(U v_c)[o], a full softmax over the vocabulary (fine for small V).
+   ``skipgram_softmax_loss`` is the same negative log-likelihood averaged over the
+   (centre, context) pairs instead, the form a minibatch of pairs trains on: it is J
+   times T / (number of pairs). ``sgns_loss`` replaces the
    softmax by negative sampling (logistic regression of the true context against K
    noise words); ``cbow_loss`` predicts the centre from the mean of its context
    vectors, also with negatives.
@@ -54,6 +57,7 @@ __all__ = [
     "REDUCTIONS",
     "init_params",
     "skipgram_softmax_loss",
+    "skipgram_objective",
     "sgns_loss",
     "cbow_loss",
     "skipgram_pairs",
@@ -155,12 +159,33 @@ def init_params(key: jax.Array, vocab_size: int, dim: int) -> dict[str, jax.Arra
 
 
 def skipgram_softmax_loss(params, centres, contexts, reduction: str = "mean") -> jax.Array:
-    """J(theta) = mean over pairs of -log softmax(U v_c)[o] = -u_o.v_c + log sum_w exp(u_w.v_c)."""
+    """Mean over pairs of -log P(o | c) = -log softmax(U v_c)[o] = -u_o.v_c + log sum_w exp(u_w.v_c).
+
+    Over a sentence's pairs this is the lecture's J(theta) (``skipgram_objective``) times T / (number of pairs).
+    """
     fn = "skipgram_softmax_loss"
     _check_params(params, fn)
     centres, contexts = _check_batch(centres, contexts, fn)
     _check_reduction(reduction, fn)
     return _softmax_nll(params, centres, contexts, reduction)
+
+
+def skipgram_objective(params, ids, window: int) -> jax.Array:
+    """J(theta) = -(1/T) sum_{t=1..T} sum_{-m<=j<=m, j!=0} log P(w_{t+j} | w_t; theta) over one sentence ids [T].
+
+    The lecture's skip-gram objective, m = ``window``: each position's window summed (cut at the sentence's
+    ends), the sum averaged over the T positions. It is ``skipgram_softmax_loss`` over
+    ``skipgram_pairs(ids, window)`` times (number of pairs) / T. Differentiable in params (jax.grad).
+    """
+    fn = "skipgram_objective"
+    vocab_size, _ = _check_params(params, fn)
+    ids, window = _check_sentence(ids, window, fn)
+    if ids.size < 1:
+        raise ValueError(f"{fn}: ids must hold at least one word (T >= 1), got an empty sentence")
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise ValueError(f"{fn}: ids must lie in 0..V-1={vocab_size - 1}, got range [{ids.min()}, {ids.max()}]")
+    centres, contexts = _pairs(ids, window, None)
+    return _softmax_nll(params, jnp.asarray(centres), jnp.asarray(contexts), "sum") / ids.shape[0]
 
 
 @functools.partial(jax.jit, static_argnames="reduction")
