@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from gensim.models import KeyedVectors  # in the test extra: the reference these tests compare with
 
 from train.data import vectors
 
@@ -83,7 +84,6 @@ def test_errors_name_the_path_and_the_line(tmp_path):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_gensim_reads_ours_and_we_read_gensims(tmp_path, binary):
-    KeyedVectors = pytest.importorskip("gensim.models").KeyedVectors
     W = _W(3)
     ours = tmp_path / ("ours.bin" if binary else "ours.txt")
     (vectors.save_word2vec_binary if binary else vectors.save_word2vec_text)(ours, WORDS, W)
