@@ -111,6 +111,7 @@ def test_readme_python_examples_run():
     assert scope["images"].shape == (4, 8, 8, 1) and bool(jnp.isfinite(scope["images"]).all())
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(scope["grads"]))
     assert float(scope["error"]) > 0 and float(scope["kl"]) > 0
+    assert len(scope["near"]) == 2 and {w for w, _ in scope["near"]} <= {"queen", "ship"}
 
 
 def test_readme_has_the_ci_test_command():

@@ -563,6 +563,43 @@ def test_most_similar_brute_force():
     assert [w for w, _ in got_v] == [words[i] for i in np.argsort(-(Wn @ q))[:3]]
 
 
+def test_most_similar_ranks_raw_vectors_by_cosine_not_by_dot_product():
+    # lord points almost where king does; queen is 10x longer but at 60 degrees: the dot product prefers queen
+    words = ["king", "lord", "queen", "ship"]
+    W = np.array([[1.0, 0.0], [0.9, 0.43589], [5.0, 8.66025], [-1.0, 0.2]], np.float32)
+    dots = W @ W[0]
+    assert words[int(np.argmax(np.where(np.arange(4) == 0, -np.inf, dots)))] == "queen"  # what rows as given rank
+    got = w2v.most_similar(W, words, "king", topn=3)  # raw rows and a plain list of words
+    assert [w for w, _ in got] == ["lord", "queen", "ship"]
+    np.testing.assert_allclose([s for _, s in got], [0.9, 0.5, -1 / np.hypot(1.0, 0.2)], rtol=1e-5)
+    assert got == w2v.most_similar(w2v.normalize(W), Vocab(words), "king", topn=3)  # unit rows: the same
+    assert w2v.most_similar_cosmul(W, words, ["king"], topn=1)[0][0] == "lord"
+    assert w2v.similarity(W, words, "king", "queen") == pytest.approx(0.5, rel=1e-5)
+    assert w2v.doesnt_match(W, words, ["king", "lord", "queen", "ship"]) == "ship"
+    np.testing.assert_allclose(w2v.most_similar(W, words, "king", topn=None), W @ W[0] / np.linalg.norm(W, axis=1))
+
+
+def test_most_similar_with_positive_and_negative_brute_force():
+    rng = np.random.default_rng(4)
+    words = [f"w{i}" for i in range(20)]
+    W = rng.normal(size=(20, 5)) * rng.uniform(0.1, 3, size=(20, 1))
+    Wn = W / np.linalg.norm(W, axis=1, keepdims=True)
+    q = Wn[1] + Wn[2] - Wn[3]
+    cos = Wn[:12] @ q / np.linalg.norm(q)
+    want = [(words[i], cos[i]) for i in np.argsort(-cos) if i not in (1, 2, 3, 5)][:4]
+    got = w2v.most_similar(W, words, ["w1", "w2"], ["w3"], topn=4, exclude=["w5"], restrict_vocab=12)
+    assert [w for w, _ in got] == [w for w, _ in want]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-5)
+    pos = lambda i: (1 + Wn @ Wn[i]) / 2  # 3CosMul, gensim's eps
+    mul = pos(1) * pos(2) / (pos(3) + 1e-6)
+    want = [words[i] for i in np.argsort(-mul) if i not in (1, 2, 3)][:4]
+    assert [w for w, _ in w2v.most_similar_cosmul(W, words, ["w1", "w2"], ["w3"], topn=4)] == want
+    with pytest.raises(ValueError, match="vocabulary has 20 words"):
+        w2v.most_similar(W[:5], words, "w1")
+    with pytest.raises(ValueError, match="'w1' more than once"):
+        w2v.similarity(W[:2], ["w1", "w1"], "w1", "w1")
+
+
 def test_parse_questions_words_and_evaluate_analogies_with_oov():
     lines = [
         ": capital-common-countries",

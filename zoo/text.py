@@ -43,8 +43,8 @@ __all__ = [
 # ----------------------------------------------------------------------------- errors and validation
 
 
-class UnknownWordError(KeyError):
-    """A word looked up in a Vocab that does not contain it."""
+class UnknownWordError(KeyError, ValueError):
+    """A word looked up in a Vocab that does not contain it: a KeyError (as gensim raises) and a ValueError."""
 
     def __init__(self, word: str, vocab_size: int):
         self.word = word

@@ -1,4 +1,5 @@
-"""Word vectors on disk: the word2vec text and binary formats, and the TensorBoard projector's TSV files.
+"""Word vectors on disk: the word2vec text and binary formats, the TensorBoard projector's TSV files, and
+``WordVectors``, gensim's ``KeyedVectors`` API over ``zoo.word2vec``'s similarity functions.
 
 Both word2vec formats start with a header line "V D\\n". In the text format each of
 the V lines is the word and D numbers separated by spaces. In the binary format
@@ -16,11 +17,13 @@ line (text) or the entry and byte offset (binary).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from train.core import files
+from zoo import word2vec as w2v
+from zoo.text import Vocab
 
 __all__ = [
     "VectorFileError",
@@ -30,11 +33,12 @@ __all__ = [
     "save_word2vec_binary",
     "load_word2vec_binary",
     "save_projector_tsv",
+    "WordVectors",
 ]
 
 
 class VectorFileError(ValueError):
-    """A vector file that cannot be read; the message names the path and where it went wrong."""
+    """A vector (or evaluation) file that cannot be read; the message names the path and where it went wrong."""
 
 
 class MissingVectorFileError(VectorFileError, FileNotFoundError):
@@ -59,7 +63,8 @@ def _check_vectors(words, W, fn: str, forbidden: str) -> tuple[list[str], np.nda
         )
     for i, w in enumerate(words):
         if not isinstance(w, str) or not w or any(ch in w for ch in forbidden):
-            raise ValueError(f"{fn}: word {i} must be a non-empty str without {forbidden!r}, got {w!r}")
+            without = f" without {forbidden!r}" if forbidden else ""
+            raise ValueError(f"{fn}: word {i} must be a non-empty str{without}, got {w!r}")
     return words, W.astype(np.float32)
 
 
@@ -238,6 +243,137 @@ def save_projector_tsv(directory, words: Sequence[str], W, tensor_name: str = "w
             f'  metadata_path: "metadata.tsv"\n}}\n'
         )
     return vec_path, meta_path
+
+
+# ----------------------------------------------------------------------------- gensim's KeyedVectors API
+
+
+def _read_lines(path_or_lines, fn: str) -> tuple[list[str], str]:
+    """(lines, where): a file's lines and "'path': " to put before errors, or the given lines and ''."""
+    if isinstance(path_or_lines, (str, os.PathLike)):
+        data = _read_bytes(path_or_lines, fn)
+        try:
+            return data.decode("utf-8").splitlines(), f"{os.fspath(path_or_lines)!r}: "
+        except UnicodeDecodeError as e:
+            line = data[: e.start].count(b"\n") + 1
+            raise VectorFileError(f"{fn}: {os.fspath(path_or_lines)!r} line {line}: not UTF-8 text") from None
+    if isinstance(path_or_lines, Iterable):
+        return list(path_or_lines), ""
+    raise ValueError(f"{fn}: expected a path or an iterable of lines, got {type(path_or_lines).__name__}")
+
+
+def _parsed(parse, lines: list[str], where: str, **kwargs):
+    """parse(lines), its ValueError (which names the line) prefixed with the file's name."""
+    try:
+        return parse(lines, lowercase=False, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"{where}{e}") from None
+
+
+class WordVectors:
+    """Words and their vectors [V, D] with the names and conventions of gensim's ``KeyedVectors``.
+
+    ``index_to_key`` (the words), ``key_to_index``, ``vectors`` (float32 [V, D], rows as given, not normalised),
+    ``kv[word]``, ``word in kv``, ``get_vector``; ``most_similar``, ``most_similar_cosmul``, ``similarity``,
+    ``doesnt_match``, ``evaluate_word_analogies``, ``evaluate_word_pairs`` (the pure functions of
+    ``zoo.word2vec``, which give gensim's results); ``load_word2vec_format`` / ``save_word2vec_format``.
+    Where gensim 4.4 is silent this is not: an unknown word (which gensim's doesnt_match drops), a malformed
+    line of an evaluation file (which gensim skips) and topn < 1 (gensim: []) are ValueErrors naming them.
+    """
+
+    def __init__(self, words: Sequence[str], vectors):
+        words, self.vectors = _check_vectors(words, vectors, "WordVectors", "")
+        try:
+            self._vocab = Vocab(words)
+        except ValueError as e:
+            raise ValueError(f"WordVectors: {e}") from None
+
+    @property
+    def index_to_key(self) -> list[str]:
+        return self._vocab.words
+
+    @property
+    def key_to_index(self) -> dict[str, int]:
+        return self._vocab.word_to_id
+
+    @property
+    def vector_size(self) -> int:
+        return self.vectors.shape[1]
+
+    def __len__(self) -> int:
+        return len(self._vocab)
+
+    def __contains__(self, key) -> bool:
+        return key in self._vocab
+
+    def __repr__(self) -> str:
+        return f"WordVectors({len(self)} words x {self.vector_size}: {', '.join(self.index_to_key[:5])}, ...)"
+
+    def __getitem__(self, key_or_keys) -> np.ndarray:
+        """The vector [D] of a word, or the vectors [n, D] of a list of words."""
+        if isinstance(key_or_keys, str):
+            return self.get_vector(key_or_keys)
+        return np.array([self.get_vector(k) for k in key_or_keys], np.float32).reshape(-1, self.vector_size)
+
+    def get_index(self, key: str) -> int:
+        return self._vocab.id(key)
+
+    def get_vector(self, key: str, norm: bool = False) -> np.ndarray:
+        """The word's row (read-only, as gensim's), or row / ||row|| with ``norm``."""
+        row = self.vectors[self._vocab.id(key)]
+        if norm:
+            return row / max(float(np.linalg.norm(row)), 1e-12)
+        row.flags.writeable = False  # a view: writing to it would change the table under its users
+        return row
+
+    def most_similar(self, positive=None, negative=None, topn=10, restrict_vocab=None):
+        """[(word, cos)] nearest to the positive minus the negative terms (``zoo.word2vec.most_similar``)."""
+        return w2v.most_similar(self.vectors, self._vocab, positive, negative, topn, restrict_vocab=restrict_vocab)
+
+    def most_similar_cosmul(self, positive=None, negative=None, topn=10, restrict_vocab=None):
+        """[(word, 3CosMul score)] (``zoo.word2vec.most_similar_cosmul``)."""
+        return w2v.most_similar_cosmul(
+            self.vectors, self._vocab, positive, negative, topn, restrict_vocab=restrict_vocab
+        )
+
+    def similarity(self, w1: str, w2: str) -> float:
+        """cos(w1, w2)."""
+        return w2v.similarity(self.vectors, self._vocab, w1, w2)
+
+    def doesnt_match(self, words: Sequence[str]) -> str:
+        """The word farthest from the mean of the words' unit vectors."""
+        return w2v.doesnt_match(self.vectors, self._vocab, words)
+
+    def evaluate_word_analogies(self, analogies, restrict_vocab=300000, case_insensitive=True, dummy4unknown=False):
+        """(score, sections) on a questions-words file or its lines (``zoo.word2vec.evaluate_word_analogies``)."""
+        lines, where = _read_lines(analogies, "WordVectors.evaluate_word_analogies")
+        sections = _parsed(w2v.parse_questions_words, lines, where)
+        return w2v.evaluate_word_analogies(
+            self.vectors, self._vocab, sections, restrict_vocab, case_insensitive, dummy4unknown
+        )
+
+    def evaluate_word_pairs(
+        self, pairs, delimiter="\t", restrict_vocab=300000, case_insensitive=True, dummy4unknown=False
+    ):
+        """(pearson, spearman, oov_ratio) on a 'word1<delimiter>word2<delimiter>score' file or its lines."""
+        lines, where = _read_lines(pairs, "WordVectors.evaluate_word_pairs")
+        triples = _parsed(w2v.parse_wordsim, lines, where, delimiter=delimiter)
+        return w2v.evaluate_word_pairs(
+            self.vectors, self._vocab, triples, restrict_vocab, case_insensitive, dummy4unknown
+        )
+
+    def save_word2vec_format(self, fname, binary: bool = False) -> None:
+        """Write the word2vec text format, or the binary one (``save_word2vec_text`` / ``save_word2vec_binary``)."""
+        (save_word2vec_binary if binary else save_word2vec_text)(fname, self.index_to_key, self.vectors)
+
+    @classmethod
+    def load_word2vec_format(cls, fname, binary: bool = False) -> WordVectors:
+        """Read the word2vec text format, or the binary one; a file that gensim or word2vec.c wrote."""
+        words, W = (load_word2vec_binary if binary else load_word2vec_text)(fname)
+        try:
+            return cls(words, W)
+        except ValueError as e:
+            raise VectorFileError(f"load_word2vec_format: {os.fspath(fname)!r}: {e}") from None
 
 
 def export_vectors(workdir: str, vocab, W) -> None:
