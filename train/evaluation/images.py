@@ -54,10 +54,16 @@ from train.data import images as data
 from zoo import classifier as classifier_lib, metrics
 
 CACHE_SUBDIR = "zoo_feature_classifier"
-ARCH = dict(widths=(16, 32, 64), convs_per_stage=1)  # part of the cache key: change it and the key changes
+# Two recipes by image size. Images under LARGE_FROM pixels a side (the embedded 8x8 digits) keep the small network,
+# its budget and every figure measured with it; larger ones (28x28 digits, 32x32 photos) get a wider, deeper network
+# trained on copies shifted by up to SHIFT pixels (zero padded) for LARGE_STEPS_FACTOR times the configured steps,
+# which the small one could not use (0.88 test accuracy on real 28x28 digits in 1000 steps; docs/images.md).
+SMALL_ARCH = dict(widths=(16, 32, 64), convs_per_stage=1)  # part of the cache key: change it and the key changes
+LARGE_ARCH = dict(widths=(32, 64, 128), convs_per_stage=2)
+LARGE_FROM, SHIFT, LARGE_STEPS_FACTOR = 16, 2, 3
 ARCH_VERSION = "v1"
 DEFAULT_STEPS = 1000
-# The budget scales with the dataset: the configured steps up to SCALE_FROM train images, proportionally more beyond
+# The budget scales with the dataset: the recipe's steps up to SCALE_FROM train images, proportionally more beyond
 # (at most MAX_STEPS); a budget beyond the configured steps holds out VALIDATION_SHARE of the train split (at most
 # MAX_VALIDATION images) and stops once its accuracy has not improved for PATIENCE checks, CHECK_EVERY steps apart.
 SCALE_FROM, MAX_STEPS, CHECK_EVERY, PATIENCE = 4000, 20_000, 500, 3
@@ -93,13 +99,31 @@ def dataset_key(ds: data.ImageData) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How the feature classifier of one image size is built and trained."""
+
+    arch: dict
+    shift: int  # training images are shifted by up to this many pixels (0: as they are)
+    steps_factor: int  # times the configured steps
+
+    @property
+    def name(self) -> str:
+        widths = "-".join(map(str, self.arch["widths"]))
+        return f"{ARCH_VERSION}-w{widths}-n{self.arch['convs_per_stage']}" + (f"-s{self.shift}" if self.shift else "")
+
+
+def classifier_recipe(image_shape) -> Recipe:
+    """The small recipe for images under LARGE_FROM pixels a side, the large one from there."""
+    if min(image_shape[:2]) < LARGE_FROM:
+        return Recipe(SMALL_ARCH, 0, 1)
+    return Recipe(LARGE_ARCH, SHIFT, LARGE_STEPS_FACTOR)
+
+
 def cache_key(ds: data.ImageData, *, steps: int, seed: int) -> str:
     h, w, c = ds.image_shape
-    widths = "-".join(map(str, ARCH["widths"]))
-    return (
-        f"{dataset_key(ds)}_{h}x{w}x{c}_c{ds.num_classes}_{ARCH_VERSION}-w{widths}-n{ARCH['convs_per_stage']}"
-        f"_steps{steps}_seed{seed}"
-    )
+    recipe = classifier_recipe(ds.image_shape)
+    return f"{dataset_key(ds)}_{h}x{w}x{c}_c{ds.num_classes}_{recipe.name}_steps{steps}_seed{seed}"
 
 
 @contextlib.contextmanager
@@ -130,10 +154,12 @@ def _train_classifier(
     batch_size: int = BATCH_SIZE,
     learning_rate: float = LEARNING_RATE,
     validate: Callable | None = None,
+    shift: int = 0,
 ):
     """Adam with warmup + cosine decay on random minibatches (with replacement) of the train split; with
     `validate` (params -> held-out accuracy), checked every CHECK_EVERY steps, the best parameters so far are kept
-    and training stops once PATIENCE checks brought no improvement. Returns (params, steps run)."""
+    and training stops once PATIENCE checks brought no improvement; with shift > 0 each image of a minibatch is moved
+    by a uniform integer offset in [-shift, shift] per axis (zero padded). Returns (params, steps run)."""
     key = jax.random.key(seed)
     params = net.init(jax.random.fold_in(key, -1 & 0x7FFFFFFF), data.to_signed(images[:1]))["params"]
     if steps == 0:
@@ -147,10 +173,12 @@ def _train_classifier(
 
     @jax.jit
     def step(params, opt_state, k):
-        idx = jax.random.randint(k, (bs,), 0, n)
+        k_idx, k_shift = jax.random.split(k)
+        idx = jax.random.randint(k_idx, (bs,), 0, n)
+        x = shifted(x_all[idx], jax.random.randint(k_shift, (bs, 2), -shift, shift + 1), shift) if shift else x_all[idx]
 
         def loss_fn(p):
-            return classifier_lib.cross_entropy_loss(net.apply({"params": p}, data.to_signed(x_all[idx])), y_all[idx])
+            return classifier_lib.cross_entropy_loss(net.apply({"params": p}, data.to_signed(x)), y_all[idx])
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -165,6 +193,15 @@ def _train_classifier(
             if since >= PATIENCE:
                 return jax.block_until_ready(best), s + 1
     return jax.block_until_ready(best if validate is not None else params), steps
+
+
+def shifted(images: jax.Array, offsets: jax.Array, max_shift: int) -> jax.Array:
+    """images [B, H, W, C] moved by integer offsets [B, 2] in [-max_shift, max_shift] (rows, columns; positive:
+    down, right), zero padded."""
+    h, w, c = images.shape[1:]
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+    take = lambda im, o: jax.lax.dynamic_slice(im, (max_shift - o[0], max_shift - o[1], 0), (h, w, c))
+    return jax.vmap(take)(padded, offsets)
 
 
 def classifier_budget(num_train: int, steps: int) -> int:
@@ -254,10 +291,11 @@ def feature_extractor(
     data_dir = data_dir or default_data_dir()
     root = os.path.join(os.path.expanduser(data_dir), CACHE_SUBDIR)
     os.makedirs(root, exist_ok=True)
-    budget = classifier_budget(len(ds.train), steps)
+    recipe = classifier_recipe(ds.image_shape)
+    budget = classifier_budget(len(ds.train), steps * recipe.steps_factor)
     key = cache_key(ds, steps=steps, seed=seed) + (f"_budget{budget}" if budget > steps else "")
     params_path, info_path = os.path.join(root, key + ".msgpack"), os.path.join(root, key + ".json")
-    net = classifier_lib.Classifier(num_classes=max(ds.num_classes, 1), **ARCH)
+    net = classifier_lib.Classifier(num_classes=max(ds.num_classes, 1), **recipe.arch)
     template = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, *ds.image_shape)))["params"])
 
     with _file_lock(os.path.join(root, key + ".lock")):
@@ -288,7 +326,13 @@ def feature_extractor(
             validate = lambda p: probe.accuracy(val["image"], val["label"], params=p)
         t0 = time.perf_counter()
         params, steps_run = _train_classifier(
-            net, fit["image"], fit["label"], steps=budget if labelled else 0, seed=seed, validate=validate
+            net,
+            fit["image"],
+            fit["label"],
+            steps=budget if labelled else 0,
+            seed=seed,
+            validate=validate,
+            shift=recipe.shift,
         )
         train_secs = time.perf_counter() - t0
         ext = FeatureExtractor(net, params, tuple(ds.image_shape), float("nan"), {}, params_path)
@@ -305,7 +349,8 @@ def feature_extractor(
             seed=seed,
             batch_size=BATCH_SIZE,
             learning_rate=LEARNING_RATE,
-            arch={k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()},
+            arch={k: list(v) if isinstance(v, tuple) else v for k, v in recipe.arch.items()},
+            shift=recipe.shift,
             feature_dim=ext.feature_dim,
             num_train=len(train["image"]),
             num_test=len(test["image"]),
@@ -433,8 +478,9 @@ def eval_keys(num_samples: int = 500, test_examples: int = 0) -> dict:
         ),
         "eval.classifier_steps": Key(
             1000,
-            "steps of the feature classifier up to 4000 train images, proportionally more beyond (at most 20000, "
-            "stopping early on a held-out slice); trained once per dataset, cached in data_dir",
+            "steps of the feature classifier up to 4000 train images, proportionally more beyond (x3 from 16 "
+            "pixels a side; at most 20000, stopping early on a held-out slice); trained once per dataset, cached "
+            "in data_dir",
             range=">= 1",
         ),
         "eval.pr_k": Key(3, "neighbours of the k-NN precision/recall manifolds", range=">= 1"),
