@@ -203,6 +203,14 @@ def test_sample_quality_of_labelled_images_reports_the_classifiers_accuracy_on_t
     assert "class_accuracy" not in evaluator.sample_quality(test)
 
 
+def test_labels_in_proportion_keep_each_class_within_one_of_its_share():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])[np.random.default_rng(0).permutation(100)]
+    for n in (0, 7, 64, 100, 333):
+        counts = np.bincount(evaluation.labels_in_proportion(labels, n), minlength=4)
+        assert counts.sum() == n and np.all(np.abs(counts - n * np.array([0.5, 0.3, 0.15, 0.05])) < 1), (n, counts)
+    assert list(evaluation.labels_in_proportion(labels, 4)) == [0, 0, 1, 2]  # midpoints 12.5, 37.5, 62.5, 87.5
+
+
 def test_bad_inputs_name_the_value(evaluator, digits, splits):
     test = splits[1]
     with pytest.raises(ValueError, match="dtype float32"):

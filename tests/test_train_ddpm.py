@@ -16,6 +16,7 @@ from tests.configs import read_metrics, smoke_config, straight_records, train_lo
 from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
+from train.evaluation import images as evaluation
 
 
 def tiny_config(data_dir, **overrides):
@@ -220,7 +221,7 @@ def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "ddim_000002.png"]
 
 
-# A class-conditional run on the digits' 10 labels: guided samples, 2 of each class scored (a 5-step classifier).
+# A class-conditional run on the digits' 10 labels: guided samples, 20 scored (a 5-step classifier).
 CONDITIONAL = {"model.num_classes": 10, "sample.guidance": 1.0, "sample.num_images": 20, "eval.num_samples": 20}
 
 
@@ -231,7 +232,11 @@ def test_a_conditional_run_trains_samples_each_class_and_reports_the_class_accur
     logged = [r for r in read_metrics(str(tmp_path)) if "eval/ddim_class_accuracy" in r][-1]
     per_class = [logged[f"eval/ddim_class_accuracy_{k}"] for k in range(10)]
     assert all(0 <= a <= 1 for a in per_class)
-    assert logged["eval/ddim_class_accuracy"] == pytest.approx(np.mean(per_class))  # 2 samples of each class
+    # the 20 scored samples' labels have the test split's proportions: the overall share weighs the classes by them
+    test_labels = data.as_arrays(data.load_images("digits", str(data_dir)).test)["label"]
+    counts = np.bincount(evaluation.labels_in_proportion(test_labels, 20), minlength=10)
+    assert counts.sum() == 20 and counts.min() >= 1
+    assert logged["eval/ddim_class_accuracy"] == pytest.approx(np.dot(counts, per_class) / 20)
     assert np.isfinite(logged["eval/ddim_fd"]) and "eval/ancestral_class_accuracy_9" in logged
     # the grids: one row per class (10 rows of 20 // 10 = 2 images of 8x8 with 1-px gaps), enlarged 3x to >= 256 px
     for name in ("ancestral", "ddim"):

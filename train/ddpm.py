@@ -279,8 +279,10 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     )
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
     quality = evaluation.SampleQuality(c, ds)
-    # A conditional model's scored samples are of every class in turn: the same number of each (+-1).
-    many_y = np.arange(c.eval.num_samples, dtype=np.int32) % num_classes if num_classes else None
+    # A conditional model's scored samples have the test split's (FD's reference) label proportions.
+    many_y = None
+    if num_classes and quality.enabled:
+        many_y = evaluation.labels_in_proportion(data.as_arrays(ds.test)["label"], c.eval.num_samples).astype(np.int32)
 
     def evaluate(state, step):
         key = jax.random.fold_in(jax.random.key(c.seed), 1_000_003 + step)  # independent of training keys

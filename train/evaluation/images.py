@@ -527,6 +527,13 @@ class SampleQuality:
         return out
 
 
+def labels_in_proportion(labels, n: int) -> np.ndarray:
+    """n labels in the proportions of the N `labels`, each class's count within 1 of n N_c / N: the sorted labels
+    at the midpoints, sort(labels)[floor((i + 1/2) N / n)] for i < n."""
+    labels = np.sort(np.asarray(labels))
+    return labels[((np.arange(n) + 0.5) * len(labels) / n).astype(int)]
+
+
 def eval_key(seed: int, step: int) -> jax.Array:
     """Randomness of the evaluation at `step`, independent of every training key."""
     return jax.random.fold_in(jax.random.key(seed), 1_000_003 + step)
