@@ -177,6 +177,18 @@ CLI_CASES = [
         ["--config.dataset=npz:{tmp}/good.npz", "--config.conditional=True"],
         ["config.conditional=True", "labelled"],
     ),
+    case(
+        "ddpm-conditional-unlabelled",
+        "ddpm",
+        ["--config.dataset=npz:{tmp}/good.npz", "--config.model.num_classes=10"],
+        ["config.model.num_classes=10 needs labelled data", "good.npz", "has no labels"],
+    ),
+    case(
+        "ddpm-num-classes-not-the-datasets",
+        "ddpm",
+        ["--config.dataset=npz:{tmp}/three_labels.npz", "--config.model.num_classes=10"],
+        ["config.model.num_classes=10 does not match", "which has 3 classes", "accepted: 0 (unconditional) or 3"],
+    ),
     # corpora: missing, empty, no word reaching min_count, unknown TFDS name
     case(
         "word2vec-corpus-missing",
@@ -300,6 +312,7 @@ RANGE_CASES = [
     out_of_range("word2vec", "seed", str(2**64)),
     out_of_range("ddpm", "model.dropout", "1.5"),
     out_of_range("ddpm", "sample.ddim_eta", "nan"),
+    out_of_range("ddpm", "sample.guidance", "nan"),
     out_of_range("ddpm", "diffusion.num_timesteps", "0"),
     out_of_range("autoencoder", "ema_decay", "1.0"),
     out_of_range("gan", "weight_decay", "-1.0"),
@@ -542,6 +555,7 @@ def _write_data_files(tmp: pathlib.Path) -> None:
     (tmp / "empty_dir").mkdir()
     (tmp / "broken.txt.gz").write_bytes(b"not a gzip stream")
     (tmp / "noise.txt").write_bytes(bytes(rng.integers(128, 256, 4000, dtype=np.uint8)))
+    np.savez(tmp / "three_labels.npz", x=np.zeros((40, 8, 8), np.uint8), y=np.arange(40) % 3)
 
 
 @pytest.fixture(scope="module")

@@ -639,6 +639,32 @@ def test_unet_zero_init_output_and_gradients():
     assert n_nonzero > len(leaves) // 4
 
 
+def test_a_conditional_unet_adds_a_class_embedding_to_the_unconditional_parameters_and_reads_the_labels():
+    # 40 channels: GroupNorm groups of 2 (at <= 32 channels each group is one channel, and normalising it removes
+    # any per-channel offset, the embeddings' included)
+    small = dict(ch=40, ch_mult=(1,), num_res_blocks=1, attn_resolutions=())
+    uncond, cond = ddpm.UNet(**small), ddpm.UNet(**small, num_classes=10)
+    x, t = f32(np.random.default_rng(0).uniform(-1, 1, (3, 4, 4, 1))), jnp.array([3, 50, 90])
+    init = jax.jit(
+        lambda net, y: net.init(_rbg_key(0), x, t, y)["params"], static_argnums=0, compiler_options=_FAST_COMPILE
+    )
+    p0, p1 = init(uncond, None), init(cond, jnp.zeros(3, jnp.int32))
+    # num_classes = 10: the unconditional parameters, same values, plus an embedding of 10 labels and the null label
+    assert p1["class_embedding"]["embedding"].shape == (11, 4 * 40) and cond.null_label == 10
+    jax.tree.map(np.testing.assert_array_equal, p0, {k: v for k, v in p1.items() if k != "class_embedding"})
+    # off the zero-initialised convs (every block starts as the identity), the labels change the output; None is
+    # the null label
+    p1 = jax.jit(lambda p: jax.tree.map(lambda v: v + 0.1 * jax.random.normal(_rbg_key(1), v.shape), p))(p1)
+    apply = jax.jit(lambda y: cond.apply({"params": p1}, x, t, y), compiler_options=_FAST_COMPILE)
+    a, b, null = apply(jnp.array([0, 0, 0])), apply(jnp.array([1, 1, 1])), apply(jnp.full(3, 10))
+    assert np.max(np.abs(np.asarray(a) - np.asarray(b))) > 1e-3
+    np.testing.assert_allclose(apply(None), null, atol=1e-6)  # two compilations of the same network: float32 slack
+    with pytest.raises(ValueError, match="labels need num_classes >= 1"):
+        uncond.apply({"params": p0}, x, t, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match=r"labels must have shape \[B\] = \(3,\)"):
+        cond.apply({"params": p1}, x, t, jnp.zeros(2, jnp.int32))
+
+
 def test_unet_rejects_indivisible_size():
     net = _tiny_unet()
     t = jax.ShapeDtypeStruct((1,), jnp.int32)
@@ -697,28 +723,160 @@ def test_eps_x0_v_round_trips():
         ddpm.as_eps_fn(sched, "score", lambda x, t: x)
 
 
+def gaussian_optimal_model(sched, mus, sigma, prediction):
+    """model_fn(x_t, t, y=None) predicting `prediction` optimally for x_0 | c ~ N(mu_c, Sigma), c uniform over the
+    rows of mus: E[x_0 | x_t, c] = mu_c + sqrt(abar) Sigma C_t^-1 (x_t - sqrt(abar) mu_c), C_t = abar Sigma +
+    (1 - abar) I. y = None or len(mus) (the null label) gives the data's E[x_0 | x_t] =
+    sum_c p(c | x_t) E[x_0 | x_t, c], p(c | x_t) proportional to N(x_t; sqrt(abar) mu_c, C_t); eps and v follow
+    from x_0 by the kernel, written out."""
+    mus = jnp.asarray(mus)
+    null = len(mus)
+
+    def model_fn(xt, t, y=None):
+        ab = sched.alpha_bars[t][:, None]
+        a, s = jnp.sqrt(ab), jnp.sqrt(1.0 - ab)
+        prec = jnp.linalg.inv(ab[:, :, None] * sigma + (1.0 - ab)[:, :, None] * jnp.eye(2))  # C_t^-1, [B, 2, 2]
+        d = xt[None] - a[None] * mus[:, None]  # x_t - sqrt(abar) mu_c, [K, B, 2]
+        x0_c = mus[:, None] + a[None] * jnp.einsum("ij,bjk,cbk->cbi", sigma, prec, d)
+        p_c = jax.nn.softmax(-0.5 * jnp.einsum("cbi,bij,cbj->cb", d, prec, d), axis=0)  # equal C_t: no log det
+        x0_mix = jnp.sum(p_c[..., None] * x0_c, axis=0)
+        if y is None:
+            x0 = x0_c[0] if null == 1 else x0_mix  # one class: its own posterior mean, without the mixture's work
+        else:
+            x0_given_y = jnp.take_along_axis(x0_c, jnp.minimum(y, null - 1)[None, :, None], axis=0)[0]
+            x0 = jnp.where((y == null)[:, None], x0_mix, x0_given_y)
+        eps = (xt - a * x0) / s
+        return {"x0": x0, "eps": eps, "v": a * eps - s * x0}[prediction]
+
+    return model_fn
+
+
+GAUSS_MU = jnp.array([0.3, -0.2])
+GAUSS_SIGMA = jnp.array([[0.09, 0.03], [0.03, 0.04]])
+
+
 @pytest.mark.parametrize("prediction", ddpm.PREDICTIONS)
 def test_the_optimal_predictor_of_gaussian_data_samples_the_data(prediction):
     """For data N(mu, Sigma) the posterior mean E[x0 | x_t] is known in closed form; the predictor of each kind
     built from it, through as_eps_fn, makes the ancestral sampler reproduce mu and Sigma (Monte Carlo: 20k samples)."""
-    mu = jnp.array([0.3, -0.2])
-    sigma = jnp.array([[0.09, 0.03], [0.03, 0.04]])
     sched = ddpm.schedule_from_name("linear", 1000)
-
-    def optimal(xt, t):
-        ab = sched.alpha_bars[t][:, None]
-        a, s = jnp.sqrt(ab), jnp.sqrt(1.0 - ab)
-        cov_t = ab[:, :, None] * sigma + (1.0 - ab)[:, :, None] * jnp.eye(2)
-        x0 = mu + a * jnp.einsum("ij,bjk,bk->bi", sigma, jnp.linalg.inv(cov_t), xt - a * mu)
-        eps = (xt - a * x0) / s
-        return {"x0": x0, "eps": eps, "v": a * eps - s * x0}[prediction]
-
-    eps_fn = ddpm.as_eps_fn(sched, prediction, optimal)
+    eps_fn = ddpm.as_eps_fn(sched, prediction, gaussian_optimal_model(sched, GAUSS_MU[None], GAUSS_SIGMA, prediction))
     x = ddpm.sample_ancestral(sched, eps_fn, (20_000, 2), jax.random.key(1), variance="posterior", clip_x0=False)
     x = np.asarray(x, np.float64)
     # MC standard error of the mean ~ sqrt(0.09 / 20000) = 0.002; of the covariance entries ~ 0.001
-    np.testing.assert_allclose(x.mean(0), mu, atol=0.01)
-    np.testing.assert_allclose(np.cov(x.T), sigma, atol=0.006)
+    np.testing.assert_allclose(x.mean(0), GAUSS_MU, atol=0.01)
+    np.testing.assert_allclose(np.cov(x.T), GAUSS_SIGMA, atol=0.006)
+
+
+# ----------------------------------------------------------------------------- classifier-free guidance
+
+TWO_MUS = jnp.array([[0.3, -0.2], [-0.3, 0.25]])  # two classes N(mu_c, GAUSS_SIGMA), equally likely
+
+
+def _toy_conditional_model(x, t, y):
+    return jnp.tanh(x) * 0.5 + 0.01 * t[:, None].astype(jnp.float32) + 0.1 * y[:, None].astype(jnp.float32)
+
+
+def test_guided_eps_is_the_papers_combination():
+    c, u = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(ddpm.guided_eps(c, u, 0.0), c)  # w = 0: the conditional model, exactly
+    np.testing.assert_array_equal(ddpm.guided_eps(c, u, -1.0), u)  # w = -1: the unconditional model, exactly
+    np.testing.assert_allclose(ddpm.guided_eps(c, u, 3.0), 4.0 * c - 3.0 * u, rtol=1e-6)  # (1 + w) c - w u
+
+
+@pytest.mark.parametrize("prediction", ddpm.PREDICTIONS)
+def test_guidance_at_its_ends_is_the_conditional_and_the_unconditional_model(prediction):
+    """guided_eps_fn at w = 0 is the conditional eps_fn (one call, the batch as it is), at w = -1 the null label's
+    (one call on the doubled batch), bit for bit, whatever the network predicts."""
+    sched = ddpm.schedule_from_name("linear", 100)
+    x = f32(np.random.default_rng(1).normal(size=(4, 3)))
+    t, y, null = jnp.array([3, 30, 60, 99]), jnp.array([0, 2, 1, 2]), 3
+    seen = []
+
+    def model_fn(xt, tt, labels):
+        seen.append(tuple(labels.tolist()))
+        return _toy_conditional_model(xt, tt, labels)
+
+    cond = ddpm.as_eps_fn(sched, prediction, lambda a, b: model_fn(a, b, y))(x, t)
+    uncond = ddpm.as_eps_fn(sched, prediction, lambda a, b: model_fn(a, b, jnp.full(4, null)))(x, t)
+    seen.clear()
+    np.testing.assert_array_equal(ddpm.guided_eps_fn(sched, prediction, model_fn, y, null, 0.0)(x, t), cond)
+    assert seen == [(0, 2, 1, 2)]
+    seen.clear()
+    np.testing.assert_array_equal(ddpm.guided_eps_fn(sched, prediction, model_fn, y, null, -1.0)(x, t), uncond)
+    assert seen == [(0, 2, 1, 2, 3, 3, 3, 3)]  # one call: the labels, then the null label
+    guided = ddpm.guided_eps_fn(sched, prediction, model_fn, y, null, 2.5)(x, t)
+    np.testing.assert_allclose(guided, 3.5 * np.asarray(cond, np.float64) - 2.5 * np.asarray(uncond), atol=1e-5)
+    with pytest.raises(ValueError, match="w=nan must be finite"):
+        ddpm.guided_eps_fn(sched, prediction, model_fn, y, null, float("nan"))
+
+
+def test_guidance_is_applied_to_eps_whatever_the_network_predicts():
+    """The optimal predictors of two-class Gaussian data in x_0 and v imply, guided, the eps-predictor's guided eps
+    (Monte Carlo-free: the same closed form through each prediction's conversion)."""
+    sched = ddpm.schedule_from_name("linear", 1000)
+    rng = np.random.default_rng(2)
+    x, t = f32(rng.normal(size=(6, 2))), jnp.array([10, 100, 300, 500, 800, 999])
+    y = jnp.array([0, 1, 0, 1, 0, 1])
+    model = lambda p: gaussian_optimal_model(sched, TWO_MUS, GAUSS_SIGMA, p)
+
+    @jax.jit
+    def eps_and_guided(x, t):
+        guided = {p: ddpm.guided_eps_fn(sched, p, model(p), y, 2, 1.5)(x, t) for p in ddpm.PREDICTIONS}
+        return model("eps")(x, t, y), model("eps")(x, t, jnp.full(6, 2)), guided
+
+    eps_c, eps_u, guided = jax.tree.map(lambda a: np.asarray(a, np.float64), eps_and_guided(x, t))
+    for prediction in ddpm.PREDICTIONS:
+        # float32 conversions; x_0 -> eps divides by sqrt(1 - abar_10) ~ 0.035: atol 1e-4
+        np.testing.assert_allclose(guided[prediction], 2.5 * eps_c - 1.5 * eps_u, atol=1e-4)
+
+
+def test_the_optimal_conditional_predictor_samples_each_class_and_guidance_sharpens_it():
+    """Two classes N(mu_c, Sigma): the optimal conditional eps guided at w = 0 makes the ancestral sampler reproduce
+    each class's mean and covariance (10k samples a class); DDIM does too, and at w = 2 moves each class away from
+    the other and narrows it along the line between the means."""
+    sched = ddpm.schedule_from_name("linear", 1000)
+    model_fn = gaussian_optimal_model(sched, TWO_MUS, GAUSS_SIGMA, "eps")
+    n = 10_000
+    labels = jnp.repeat(jnp.arange(2), n)
+    eps_fn = lambda w: ddpm.guided_eps_fn(sched, "eps", model_fn, labels, 2, w)
+    key = jax.random.key(1)
+    x = np.asarray(
+        ddpm.sample_ancestral(sched, eps_fn(0.0), (2 * n, 2), key, variance="posterior", clip_x0=False), np.float64
+    )
+    for c in range(2):
+        xc = x[c * n : (c + 1) * n]
+        # MC standard errors at 10k samples: mean sqrt(0.09 / 1e4) = 0.003, variance 0.09 sqrt(2 / 1e4) = 0.0013;
+        # 5 of them, plus the T=1000 sampler's 2% variance bias (0.002): atol 0.015 and 0.008
+        np.testing.assert_allclose(xc.mean(0), TWO_MUS[c], atol=0.015)
+        np.testing.assert_allclose(np.cov(xc.T), GAUSS_SIGMA, atol=0.008)
+    ddim = jax.jit(lambda w: ddpm.sample_ddim(sched, eps_fn(w), (2 * n, 2), key, num_steps=50, clip_x0=False))
+    plain, guided = np.asarray(ddim(0.0), np.float64), np.asarray(ddim(2.0), np.float64)
+    for c in range(2):
+        away = np.asarray(TWO_MUS[c] - TWO_MUS[1 - c], np.float64)
+        away /= np.linalg.norm(away)
+        p, g = plain[c * n : (c + 1) * n], guided[c * n : (c + 1) * n]
+        np.testing.assert_allclose(p.mean(0), TWO_MUS[c], atol=0.015)
+        # measured: the guided mean moves ~0.2 away from the other class, the spread along the line shrinks
+        assert (g.mean(0) - TWO_MUS[c]) @ away > 0.1, g.mean(0)
+        assert np.var(g @ away) < 0.8 * np.var(p @ away)
+
+
+def test_drop_labels_replaces_the_configured_share_by_the_null_label():
+    n, rate, null = 200_000, 0.1, 10
+    labels = jnp.arange(n, dtype=jnp.int32) % 10
+    out = np.asarray(ddpm.drop_labels(jax.random.key(0), labels, rate, null))
+    dropped = out == null
+    # binomial share: 5 standard errors sqrt(rate (1 - rate) / n) = 0.0034 overall, 0.011 in each class (n / 10)
+    assert abs(dropped.mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / n)
+    for c in range(10):
+        assert abs(dropped[np.asarray(labels) == c].mean() - rate) < 5 * math.sqrt(rate * (1 - rate) / (n / 10))
+    np.testing.assert_array_equal(out[~dropped], np.asarray(labels)[~dropped])  # the others are kept
+    assert out.dtype == np.int32
+    np.testing.assert_array_equal(ddpm.drop_labels(jax.random.key(1), labels, 0.0, null), labels)
+    assert np.all(np.asarray(ddpm.drop_labels(jax.random.key(1), labels[:10], 1.0, null)) == null)
+    with pytest.raises(ValueError, match="rate=1.5"):
+        ddpm.drop_labels(jax.random.key(1), labels, 1.5, null)
 
 
 @pytest.mark.parametrize("prediction", ddpm.PREDICTIONS)

@@ -70,6 +70,16 @@ def test_cross_entropy_matches_log_softmax():
         classifier.cross_entropy_loss(logits, labels.astype(jnp.float32))
 
 
+def test_per_class_accuracy_matches_a_python_loop():
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(200, 4)).astype(np.float32), rng.integers(0, 3, 200)  # class 3: no rows
+    pred = logits.argmax(-1)
+    want = [np.mean([p == c for p, y in zip(pred, labels) if y == c]) for c in range(3)]
+    got = np.asarray(classifier.per_class_accuracy(logits, labels, 4))
+    np.testing.assert_allclose(got[:3], want, rtol=1e-6)
+    assert np.isnan(got[3])
+
+
 # ----------------------------------------------------------------------------- the trained classifier and its cache
 
 
@@ -180,6 +190,25 @@ def test_reference_figures_floor_grows_as_samples_shrink(evaluator):
     assert 0 < full["ref_fd"] < small["ref_fd"]  # FD is biased upwards at small N
     assert full["ref_precision"] > 0.8 and full["ref_recall"] > 0.8
     assert evaluator.reference_figures(64) == small  # cached, seeded
+
+
+def test_sample_quality_of_labelled_images_reports_the_classifiers_accuracy_on_them(evaluator, digits, splits):
+    ds, _ = digits
+    test, labels = splits[1], data.as_arrays(ds.test)["label"]
+    q = evaluator.sample_quality(test, labels)
+    assert q["class_accuracy"] == pytest.approx(evaluator.extractor.test_accuracy)  # the test split: its accuracy
+    logits, _ = evaluator.extractor.logits_and_features(test)
+    for c in range(10):
+        assert q[f"class_accuracy_{c}"] == pytest.approx(np.mean(logits[labels == c].argmax(-1) == c))
+    assert "class_accuracy" not in evaluator.sample_quality(test)
+
+
+def test_labels_in_proportion_keep_each_class_within_one_of_its_share():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])[np.random.default_rng(0).permutation(100)]
+    for n in (0, 7, 64, 100, 333):
+        counts = np.bincount(evaluation.labels_in_proportion(labels, n), minlength=4)
+        assert counts.sum() == n and np.all(np.abs(counts - n * np.array([0.5, 0.3, 0.15, 0.05])) < 1), (n, counts)
+    assert list(evaluation.labels_in_proportion(labels, 4)) == [0, 0, 1, 2]  # midpoints 12.5, 37.5, 62.5, 87.5
 
 
 def test_bad_inputs_name_the_value(evaluator, digits, splits):

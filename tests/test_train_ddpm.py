@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from tests.configs import read_metrics, smoke_config, straight_records, train_lo
 from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
+from train.evaluation import images as evaluation
 
 
 def tiny_config(data_dir, **overrides):
@@ -217,3 +219,70 @@ def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
     figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **overrides), str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "ddim_000002.png"]
+
+
+# A class-conditional run on the digits' 10 labels: guided samples, 20 scored (a 5-step classifier).
+CONDITIONAL = {"model.num_classes": 10, "sample.guidance": 1.0, "sample.num_images": 20, "eval.num_samples": 20}
+
+
+def test_a_conditional_run_trains_samples_each_class_and_reports_the_class_accuracy(data_dir, tmp_path):
+    c = tiny_config(data_dir, num_steps=2, **CONDITIONAL, **{"eval.classifier_steps": 5})
+    figures = train_ddpm.run(c, str(tmp_path))
+    assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
+    logged = [r for r in read_metrics(str(tmp_path)) if "eval/ddim_class_accuracy" in r][-1]
+    per_class = [logged[f"eval/ddim_class_accuracy_{k}"] for k in range(10)]
+    assert all(0 <= a <= 1 for a in per_class)
+    # the 20 scored samples' labels have the test split's proportions: the overall share weighs the classes by them
+    test_labels = data.as_arrays(data.load_images("digits", str(data_dir)).test)["label"]
+    counts = np.bincount(evaluation.labels_in_proportion(test_labels, 20), minlength=10)
+    assert counts.sum() == 20 and counts.min() >= 1
+    assert logged["eval/ddim_class_accuracy"] == pytest.approx(np.dot(counts, per_class) / 20)
+    assert np.isfinite(logged["eval/ddim_fd"]) and "eval/ancestral_class_accuracy_9" in logged
+    # the grids: one row per class (10 rows of 20 // 10 = 2 images of 8x8 with 1-px gaps), enlarged 3x to >= 256 px
+    for name in ("ancestral", "ddim"):
+        img = np.asarray(Image.open(tmp_path / "samples" / f"{name}_000002.png"))
+        assert img.shape == (3 * (10 * 9 + 1), 3 * (2 * 9 + 1)), img.shape
+
+
+def test_the_loss_drops_the_configured_share_of_labels(data_dir, monkeypatch):
+    """The loss hands batch labels, class_dropout and the null label to zoo.ddpm.drop_labels (its Monte Carlo test
+    checks the share) and the U-Net gets what it returns; traced with eval_shape, nothing compiled."""
+    seen = []
+    drop = train_ddpm.ddpm.drop_labels
+    monkeypatch.setattr(
+        train_ddpm.ddpm,
+        "drop_labels",
+        lambda k, y, rate, null: seen.append((y.shape, rate, null)) or drop(k, y, rate, null),
+    )
+    c = tiny_config(data_dir, **{"model.num_classes": 10, "model.class_dropout": 0.25})
+    task = train_ddpm.make_task(c, data.load_images("digits", str(data_dir)))
+    params = jax.eval_shape(task.init_params, jax.random.key(0))
+    batch = {"image": np.zeros((8, 8, 8, 1), np.uint8), "label": np.arange(8, dtype=np.int32)}
+    jax.eval_shape(task.loss_fn, params, batch, jax.random.key(1))
+    assert seen == [((8,), 0.25, 10)]
+    assert params["class_embedding"]["embedding"].shape == (11, 4 * c.model.ch)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model.num_classes": 5}, "config.model.num_classes=5 does not match dataset 'digits', which has 10 classes"),
+        (
+            {"model.num_classes": 11},
+            "num_classes=11 does not match dataset 'digits', which has 10 classes; accepted: 0 (unconditional) or 10",
+        ),
+        ({"model.class_dropout": 1.0}, "config.model.class_dropout=1.0 is not accepted; accepted: a finite number in"),
+        ({"sample.guidance": float("inf")}, "config.sample.guidance=inf is not accepted; accepted: a finite number >="),
+        ({"sample.labels": (3, 10)}, "config.sample.labels=(3, 10) is not accepted; accepted: labels in [0, 10)"),
+        ({"sample.labels": (-1,)}, "config.sample.labels=(-1,) is not accepted"),
+        (
+            {"model.num_classes": 0, "sample.guidance": 2.0},
+            "config.sample.guidance=2.0 needs a class-conditional model",
+        ),
+    ],
+)
+def test_bad_conditioning_is_refused_before_any_write(data_dir, tmp_path, overrides, message):
+    c = tiny_config(data_dir, **{"model.num_classes": 10, **overrides})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train_ddpm.run(c, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()

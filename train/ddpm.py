@@ -2,7 +2,8 @@
 
 Default: a small U-Net on the embedded 8x8 digits, about 10 minutes on 2 CPU cores. Writes
 checkpoints, metrics.jsonl, samples/ancestral_*.png and samples/ddim_*.png, and the test-split
-bits/dim bound at the end.
+bits/dim bound at the end. `--config.model.num_classes=10` makes it class-conditional on the digits' labels,
+sampled with classifier-free guidance `--config.sample.guidance=W`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ SCHEMA = config_lib.Schema(
         "model.num_res_blocks": Key(1, "residual blocks per level", range=">= 1"),
         "model.attn_resolutions": Key((4,), "resolutions with self-attention", range=">= 1", item=int),
         "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
+        "model.num_classes": Key(
+            0, "class-conditional U-Net on the dataset's labels: their number (0: unconditional)", range=">= 0"
+        ),
+        "model.class_dropout": Key(
+            0.1,
+            "share of training labels replaced by the null label, for classifier-free guidance (conditional models)",
+            range="[0, 1)",
+        ),
         "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
         "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
         "diffusion.prediction": Key(
@@ -65,6 +74,14 @@ SCHEMA = config_lib.Schema(
             choices=ddpm.SPACINGS,
         ),
         "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
+        "sample.guidance": Key(
+            0.0,
+            "classifier-free guidance w: eps = (1 + w) eps(x, c) - w eps(x, null); 0 conditional, -1 unconditional",
+            range=">= -1",
+        ),
+        "sample.labels": Key(
+            (), "labels of the sample grids, one row per label (empty: every class in turn)", item=int, range=">= 0"
+        ),
     },
     # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
     # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
@@ -128,7 +145,49 @@ def check_config(c) -> None:
             f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
             f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}"
         )
+    check_conditioning(c)
     evaluation.check_eval_config(c)
+
+
+def check_conditioning(c) -> None:
+    """ConfigError where guidance or labels are asked of an unconditional model, or labels >= model.num_classes."""
+    k, s = c.model.num_classes, c.sample
+    if not k and (s.guidance or s.labels):
+        key = "guidance" if s.guidance else "labels"
+        raise config_lib.ConfigError(
+            f"config.sample.{key}={s[key]!r} needs a class-conditional model; accepted: config.model.num_classes "
+            f"> 0 (the dataset's number of labels)"
+        )
+    if any(y >= k for y in s.labels):
+        raise config_lib.ConfigError(
+            f"config.sample.labels={tuple(s.labels)} is not accepted; accepted: labels in [0, {k}) "
+            f"(config.model.num_classes={k})"
+        )
+
+
+def check_classes(c, ds: data.ImageData) -> None:
+    """DataError for a conditional model of unlabelled data, ConfigError unless model.num_classes fits the labels."""
+    k = c.model.num_classes
+    if k and ds.num_classes < 2:
+        raise data.DataError(
+            f"config.model.num_classes={k} needs labelled data; dataset {ds.name!r} has no labels "
+            f"({ds.num_classes} class); accepted: config.model.num_classes=0"
+        )
+    if k and k != ds.num_classes:
+        raise config_lib.ConfigError(
+            f"config.model.num_classes={k} does not match dataset {ds.name!r}, which has {ds.num_classes} classes; "
+            f"accepted: 0 (unconditional) or {ds.num_classes}"
+        )
+
+
+def grid_labels(c) -> tuple[np.ndarray | None, int | None]:
+    """(labels, columns) of the sample grids: one row per label of sample.labels (every class in turn when empty),
+    sample.num_images // rows images each (at least one); (None, None) for an unconditional model."""
+    if not c.model.num_classes:
+        return None, None
+    rows = tuple(c.sample.labels) or tuple(range(c.model.num_classes))
+    columns = max(1, c.sample.num_images // len(rows))
+    return np.repeat(np.asarray(rows, np.int32), columns), columns
 
 
 def make_unet(c) -> ddpm.UNet:
@@ -140,10 +199,12 @@ def make_unet(c) -> ddpm.UNet:
         attn_resolutions=tuple(c.model.attn_resolutions),
         dropout=c.model.dropout,
         dtype=config_lib.compute_dtype(c),
+        num_classes=c.model.num_classes,
     )
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
+    check_classes(c, ds)
     sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
     net = make_unet(c)
     height, width = ds.image_shape[:2]
@@ -158,12 +219,19 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             f"both sides"
         )
 
+    num_classes = c.model.num_classes
+    init_labels = jnp.zeros((1,), jnp.int32) if num_classes else None  # None: an unconditional U-Net takes none
+
     def init_params(key):
-        return net.init(key, jnp.zeros((1, *ds.image_shape)), jnp.zeros((1,), jnp.int32))["params"]
+        return net.init(key, jnp.zeros((1, *ds.image_shape)), jnp.zeros((1,), jnp.int32), init_labels)["params"]
 
     def loss_fn(params, batch, key):
         k_loss, k_drop = jax.random.split(key)
-        model_fn = lambda x, t: net.apply({"params": params}, x, t, train=True, rngs={"dropout": k_drop})
+        labels = None
+        if num_classes:  # classifier-free guidance: a share of the labels replaced by the null label
+            k_labels = jax.random.fold_in(key, 2)
+            labels = ddpm.drop_labels(k_labels, batch["label"], c.model.class_dropout, net.null_label)
+        model_fn = lambda x, t: net.apply({"params": params}, x, t, labels, train=True, rngs={"dropout": k_drop})
         x0 = data.to_signed(batch["image"])
         d = c.diffusion
         loss = jnp.mean(
@@ -179,17 +247,24 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         )
         return loss, {}
 
-    # The samplers and the bound take eps: the U-Net's output converted from what it predicts.
-    eps_fn = lambda params: ddpm.as_eps_fn(
-        sched, c.diffusion.prediction, lambda x, t: net.apply({"params": params}, x, t)
+    # The samplers and the bound take eps: the U-Net's output converted from what it predicts; for labels y [B]
+    # (a conditional model), guided by sample.guidance w (w = 0: the conditional eps).
+    def eps_fn(params, y=None, w=c.sample.guidance):
+        model_fn = lambda x, t, labels=None: net.apply({"params": params}, x, t, labels)
+        if y is None:
+            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn)
+        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w)
+
+    grid_y, grid_columns = grid_labels(c)
+    shape = (c.sample.num_images if grid_y is None else len(grid_y), *ds.image_shape)
+    ancestral = jax.jit(
+        lambda p, k, y: ddpm.sample_ancestral(sched, eps_fn(p, y), shape, k, variance=c.diffusion.variance)
     )
-    shape = (c.sample.num_images, *ds.image_shape)
-    ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k, variance=c.diffusion.variance))
     s = c.sample
     ddim_of = lambda n: jax.jit(
-        lambda p, k: ddpm.sample_ddim(
+        lambda p, k, y: ddpm.sample_ddim(
             sched,
-            eps_fn(p),
+            eps_fn(p, y),
             (n, *ds.image_shape),
             k,
             num_steps=s.ddim_steps,
@@ -197,26 +272,39 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             spacing=s.timestep_spacing,
         )
     )
-    ddim, ddim_many = ddim_of(s.num_images), ddim_of(c.eval.num_samples)
-    bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k, variance=c.diffusion.variance)[0])
+    ddim, ddim_many = ddim_of(shape[0]), ddim_of(c.eval.num_samples)
+    # The bound of a conditional model is on -log p(x | y), the test images' labels y, unguided.
+    bound = jax.jit(
+        lambda p, x, y, k: ddpm.nll_bound_bpd(sched, eps_fn(p, y, 0.0), x, k, variance=c.diffusion.variance)[0]
+    )
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
     quality = evaluation.SampleQuality(c, ds)
+    # A conditional model's scored samples have the test split's (FD's reference) label proportions.
+    many_y = None
+    if num_classes and quality.enabled:
+        many_y = evaluation.labels_in_proportion(data.as_arrays(ds.test)["label"], c.eval.num_samples).astype(np.int32)
 
     def evaluate(state, step):
         key = jax.random.fold_in(jax.random.key(c.seed), 1_000_003 + step)  # independent of training keys
         k_anc, k_ddim, k_nll, k_many = jax.random.split(key, 4)
-        anc = to_uint8(ancestral(state.eval_params, k_anc))
-        images = {"ancestral": image_grid(anc), "ddim": image_grid(to_uint8(ddim(state.eval_params, k_ddim)))}
+        p = state.eval_params
+        anc = to_uint8(ancestral(p, k_anc, grid_y))
+        images = {
+            "ancestral": image_grid(anc, grid_columns),
+            "ddim": image_grid(to_uint8(ddim(p, k_ddim, grid_y)), grid_columns),
+        }
         scalars = {}
+        parts = max(1, len(test["image"]) // 128)
         bpd = [
-            bound(state.eval_params, data.to_signed(jnp.asarray(x)), jax.random.fold_in(k_nll, i))
-            for i, x in enumerate(np.array_split(test["image"], max(1, len(test["image"]) // 128)))
+            bound(p, data.to_signed(jnp.asarray(x)), y if num_classes else None, jax.random.fold_in(k_nll, i))
+            for i, (x, y) in enumerate(zip(np.array_split(test["image"], parts), np.array_split(test["label"], parts)))
         ]
         scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
         if quality.enabled:
-            scalars.update({f"ddim_{k}": v for k, v in quality(to_uint8(ddim_many(state.eval_params, k_many))).items()})
+            many = to_uint8(ddim_many(p, k_many, many_y))
+            scalars.update({f"ddim_{k}": v for k, v in quality(many, many_y).items()})
             if len(anc) > c.eval.pr_k:
-                scalars.update({f"ancestral_{k}": v for k, v in quality(anc).items()})
+                scalars.update({f"ancestral_{k}": v for k, v in quality(anc, grid_y).items()})
         return scalars, images
 
     return loop.Task("ddpm", init_params, loss_fn=loss_fn, evaluate=evaluate, train_source=ds.train)

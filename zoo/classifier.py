@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["Classifier", "cross_entropy_loss", "accuracy"]
+__all__ = ["Classifier", "cross_entropy_loss", "accuracy", "per_class_accuracy"]
 
 
 class Classifier(nn.Module):
@@ -76,3 +76,12 @@ def cross_entropy_loss(logits, labels) -> jax.Array:
 def accuracy(logits, labels) -> jax.Array:
     """Fraction of rows whose argmax logit is the label."""
     return jnp.mean((jnp.argmax(logits, axis=-1) == jnp.asarray(labels)).astype(jnp.float32))
+
+
+def per_class_accuracy(logits, labels, num_classes: int) -> jax.Array:
+    """acc_c = #{i : y_i = c, argmax logits_i = c} / #{i : y_i = c} for c < num_classes (NaN where no y_i = c)."""
+    labels = jnp.asarray(labels)
+    in_class = jax.nn.one_hot(labels, num_classes)  # [N, K]
+    counts = jnp.sum(in_class, axis=0)
+    hits = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32) @ in_class
+    return jnp.where(counts > 0, hits / jnp.maximum(counts, 1.0), jnp.nan)

@@ -3,7 +3,8 @@
 Conventions: timesteps are 0-based, t in {0, ..., T-1}; index t here is the paper's t+1,
 so `alpha_bars[t] = prod_{s<=t} (1 - beta_s)`. Images live in [-1, 1] with 256 levels.
 A denoiser is any function `eps_fn(x_t, t) -> eps_hat` on batches (t has shape [B]);
-`UNet.apply` closed over its parameters is one.
+`UNet.apply` closed over its parameters is one. A class-conditional U-Net (num_classes > 0) takes labels
+too; `guided_eps_fn` closes it over given labels, classifier-free guided, as such an eps_fn.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ __all__ = [
     "prediction_target",
     "eps_from_prediction",
     "as_eps_fn",
+    "drop_labels",
+    "guided_eps",
+    "guided_eps_fn",
     "LOSS_WEIGHTS",
     "snr",
     "min_snr_weight",
@@ -234,6 +238,40 @@ def as_eps_fn(sched: Schedule, prediction: str, model_fn: EpsFn) -> EpsFn:
     if prediction not in PREDICTIONS:
         raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
     return lambda xt, t: eps_from_prediction(sched, prediction, model_fn(xt, t), xt, t)
+
+
+# ----------------------------------------------------------------------------- classifier-free guidance
+
+
+def drop_labels(key, labels, rate: float, null_label: int):
+    """Classifier-free guidance's label dropout: each label replaced by null_label with probability rate."""
+    if isinstance(rate, (int, float)) and not 0.0 <= rate <= 1.0:
+        raise ValueError(f"drop_labels: rate={rate!r} must be in [0, 1]")
+    labels = jnp.asarray(labels)
+    return jnp.where(jax.random.uniform(key, labels.shape) < rate, null_label, labels).astype(labels.dtype)
+
+
+def guided_eps(eps_cond, eps_uncond, w):
+    """eps~ = (1 + w) eps(x_t, c) - w eps(x_t, null) (Ho & Salimans 2022): w = 0 conditional, w = -1 unconditional."""
+    return (1.0 + w) * eps_cond - w * eps_uncond
+
+
+def guided_eps_fn(sched: Schedule, prediction: str, model_fn, labels, null_label: int, w: float) -> EpsFn:
+    """The eps_fn of model_fn(x_t, t, labels) predicting `prediction`, guided by w towards `labels` [B]: guided_eps of
+    the conditional and null-label eps, from one call on the batch doubled ([x; x], [c; null]); at w = 0 one call."""
+    if isinstance(w, (int, float)) and not math.isfinite(w):
+        raise ValueError(f"guided_eps_fn: the guidance w={w!r} must be finite")
+    labels = jnp.asarray(labels, jnp.int32)
+    if isinstance(w, (int, float)) and w == 0:
+        return as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, labels))
+    both = jnp.concatenate([labels, jnp.full_like(labels, null_label)])
+    eps_fn = as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, both))
+
+    def guided(xt, t):
+        eps_cond, eps_uncond = jnp.split(eps_fn(jnp.concatenate([xt, xt]), jnp.concatenate([t, t])), 2)
+        return guided_eps(eps_cond, eps_uncond, w)
+
+    return guided
 
 
 # ----------------------------------------------------------------------------- reverse process
@@ -434,7 +472,10 @@ def nll_bound_bpd(sched: Schedule, eps_fn: EpsFn, x0, key, *, variance="beta", c
 class UNet(nn.Module):
     """The DDPM U-Net: sinusoidal time embedding, GroupNorm residual blocks, self-attention at low resolution.
 
-    `attn_resolutions` lists the feature-map widths that get attention (e.g. (4,) for 8x8 inputs).
+    `attn_resolutions` lists the feature-map widths that get attention (e.g. (4,) for 8x8 inputs). With
+    num_classes > 0 it is class-conditional: a learned embedding of the label (num_classes + 1 rows, the last,
+    `null_label`, meaning no label) is added to the time embedding; `__call__(x, t, labels)` takes labels [B]
+    (None: the null label). num_classes = 0 (default): unconditional, no labels, no embedding parameters.
     """
 
     ch: int = 64
@@ -444,11 +485,19 @@ class UNet(nn.Module):
     dropout: float = 0.0
     out_ch: int | None = None
     dtype: jnp.dtype | None = None
+    num_classes: int = 0
+
+    @property
+    def null_label(self) -> int:
+        """The label of the unconditional model (classifier-free guidance): num_classes."""
+        return self.num_classes
 
     @nn.compact
-    def __call__(self, x, t, *, train: bool = False):
+    def __call__(self, x, t, labels=None, *, train: bool = False):
         if x.ndim != 4:
             raise ValueError(f"UNet: x must be NHWC images [B, H, W, C], got shape {x.shape}")
+        if self.num_classes < 0 or (labels is not None and not self.num_classes):
+            raise ValueError(f"UNet: labels need num_classes >= 1, got num_classes={self.num_classes}")
         size = x.shape[1]
         if x.shape[1] % 2 ** (len(self.ch_mult) - 1) or x.shape[2] % 2 ** (len(self.ch_mult) - 1):
             raise ValueError(
@@ -458,6 +507,11 @@ class UNet(nn.Module):
         emb = sinusoidal_embedding(t, self.ch)
         emb = nn.Dense(4 * self.ch, dtype=self.dtype)(emb)
         emb = nn.Dense(4 * self.ch, dtype=self.dtype)(nn.swish(emb))
+        if self.num_classes:
+            labels = jnp.full(x.shape[:1], self.null_label) if labels is None else jnp.asarray(labels, jnp.int32)
+            if labels.shape != x.shape[:1]:
+                raise ValueError(f"UNet: labels must have shape [B] = {x.shape[:1]}, got {labels.shape}")
+            emb = emb + nn.Embed(self.num_classes + 1, 4 * self.ch, dtype=self.dtype, name="class_embedding")(labels)
 
         h = nn.Conv(self.ch, (3, 3), dtype=self.dtype)(x)
         hs = [h]

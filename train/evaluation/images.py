@@ -432,8 +432,10 @@ class ImageEvaluator:
             "classifier_test_accuracy": self.extractor.test_accuracy,
         }
 
-    def sample_quality(self, images) -> dict:
-        """fd, precision, recall of uint8 images [N,H,W,C] vs the whole test split, with the sample sizes.
+    def sample_quality(self, images, labels=None) -> dict:
+        """fd, precision, recall of uint8 images [N,H,W,C] vs the whole test split, with the sample sizes; given
+        the labels [N] the images were generated for, also the classifier's accuracy on them: class_accuracy (the
+        share of images it labels as generated) and class_accuracy_<c> (the share of class c's images labelled c).
 
         FD grows as N shrinks: compare with reference_figures(N), the real-vs-real floor at the same N.
         """
@@ -442,7 +444,14 @@ class ImageEvaluator:
             raise ValueError(
                 f"sample_quality: needs at least k+1={self.k + 1} images (k-NN radii, covariance), got {len(images)}"
             )
-        return self.compare_features(self.extractor.features(images))
+        logits, feats = self.extractor.logits_and_features(images)
+        out = self.compare_features(feats)
+        if labels is not None:
+            labels = np.asarray(labels)
+            out["class_accuracy"] = float(classifier_lib.accuracy(logits, labels))
+            per_class = np.asarray(classifier_lib.per_class_accuracy(logits, labels, self.ds.num_classes))
+            out.update({f"class_accuracy_{c}": float(a) for c, a in enumerate(per_class)})
+        return out
 
     def reference_figures(self, num_samples: int | None = None) -> dict:
         """The real-vs-real floor: sample_quality of `num_samples` train images (default: all), seeded choice.
@@ -551,20 +560,24 @@ class SampleQuality:
                 )
         return self._evaluator
 
-    def __call__(self, images: np.ndarray) -> dict:
+    def __call__(self, images: np.ndarray, labels=None) -> dict:
+        """The figures of uint8 images; with the labels they were generated for, the class accuracies too."""
         ev = self.evaluator
-        q = ev.sample_quality(images)
-        out = {
-            "fd": q["fd"],
-            "precision": q["precision"],
-            "recall": q["recall"],
-            "classifier_test_accuracy": q["classifier_test_accuracy"],
-        }
+        q = ev.sample_quality(images, labels)
+        keep = ("fd", "precision", "recall", "classifier_test_accuracy")
+        out = {k: v for k, v in q.items() if k in keep or k.startswith("class_accuracy")}
         n = len(images)
         if ev.k + 1 <= n <= len(self.ds.train):
             ref = ev.reference_figures(n)
             out.update(ref_fd=ref["ref_fd"], ref_precision=ref["ref_precision"], ref_recall=ref["ref_recall"])
         return out
+
+
+def labels_in_proportion(labels, n: int) -> np.ndarray:
+    """n labels in the proportions of the N `labels`, each class's count within 1 of n N_c / N: the sorted labels
+    at the midpoints, sort(labels)[floor((i + 1/2) N / n)] for i < n."""
+    labels = np.sort(np.asarray(labels))
+    return labels[((np.arange(n) + 0.5) * len(labels) / n).astype(int)]
 
 
 def eval_key(seed: int, step: int) -> jax.Array:
