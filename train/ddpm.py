@@ -293,18 +293,18 @@ class TrainedDDPM:
         ConfigError naming an override that is not a key of config.sample or a value it does not accept."""
         return saved.with_overrides(self.config, overrides, "sample", check_config)
 
-    def sample_labelled(self, key, num_images: int, **overrides) -> tuple[np.ndarray, np.ndarray]:
-        """(uint8 images [N, H, W, C], int32 labels [N]) of sample(); every label is -1, the model being
-        unconditional."""
+    def draw(self, c, key, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images [N, H, W, C], int32 labels [N]) by config c (configured()'s): batches of
+        c.sample.batch_size, batch i drawn from jax.random.fold_in(key, i), the last one cut to num_images; every
+        label is -1, the model being unconditional."""
         if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
-        c = self.configured(**overrides)
         s, batch = c.sample, min(c.sample.batch_size, int(num_images))
         settings = (s.sampler, s.steps, s.ddim_eta, s.timestep_spacing, batch)
         if settings not in self._samplers:
             self._samplers[settings] = make_sampler(c, self.image_shape, batch)
-        draw = self._samplers[settings]
-        batches = [to_uint8(draw(self.params, jax.random.fold_in(key, i))) for i in range(-(-num_images // batch))]
+        sampler = self._samplers[settings]
+        batches = [to_uint8(sampler(self.params, jax.random.fold_in(key, i))) for i in range(-(-num_images // batch))]
         return np.concatenate(batches)[:num_images], np.full((num_images,), -1, np.int32)
 
     def sample(self, key, num_images: int, **overrides) -> np.ndarray:
@@ -312,7 +312,7 @@ class TrainedDDPM:
         config.sample, e.g. sampler='dpmpp_2m', steps=20), in batches of sample.batch_size images, batch i drawn
         from jax.random.fold_in(key, i) (the last one cut to num_images): the same key, number and settings give
         the same images."""
-        return self.sample_labelled(key, num_images, **overrides)[0]
+        return self.draw(self.configured(**overrides), key, num_images)[0]
 
 
 def load(workdir: str) -> TrainedDDPM:
@@ -327,9 +327,10 @@ def sample_workdir(workdir: str, overrides: dict) -> str:
     by load(workdir).sample(jax.random.key(sample.seed), ...), into workdir/samples/samples_<step>.npz (images
     uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model) with a PNG grid of the first
     GRID_IMAGES beside it, each written whole or not at all; returns the .npz path."""
-    c = saved.with_overrides(saved.read_config(workdir, SCHEMA, RENAMED_KEYS), overrides, "sample", check_config)
-    model = load(workdir)
-    images, labels = model.sample_labelled(jax.random.key(c.sample.seed), c.sample.num_images, **overrides)
+    saved.with_overrides(saved.read_config(workdir, SCHEMA, RENAMED_KEYS), overrides, "sample", check_config)
+    model = load(workdir)  # the overrides are refused above, before the checkpoint is read
+    c = model.configured(**overrides)
+    images, labels = model.draw(c, jax.random.key(c.sample.seed), c.sample.num_images)
     samples = os.path.join(model.workdir, "samples")
     os.makedirs(samples, exist_ok=True)
     path = os.path.join(samples, f"samples_{model.step:06d}")
