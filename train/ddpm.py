@@ -83,8 +83,9 @@ SCHEMA = config_lib.Schema(
             0, "seed of mode=sample's draws: load(workdir).sample(jax.random.key(seed), n)", range=config_lib.SEED_RANGE
         ),
     },
-    # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
-    # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
+    # Sample quality (FD, precision/recall in the project classifier's features) of num_samples samples of
+    # sample.sampler (DDIM by default) and of the ancestral grid; the bits/dim bound on test_examples test images
+    # (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
     defaults={
         **config_lib.IMAGE_RECIPE,
