@@ -1,5 +1,5 @@
 """DDPM speed: train-step examples/s, XLA FLOPs per step, achieved GFLOP/s vs this machine's matmul,
-and sampling images/s (ancestral over all T steps, DDIM).
+and sampling images/s (ancestral over all T steps; DDIM and DPM-Solver++(2M) over sample.steps).
 
     python benchmarks/ddpm_speed.py [--config.batch_size=128 ...]   # same overrides as train.ddpm
 """
@@ -31,18 +31,13 @@ def main(_):
         f" = {100 * flops / secs / 1e9 / peak:.1f}% of matmul"
     )
 
-    sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
-    net = train_ddpm.make_unet(c)
-    eps_fn = lambda p: ddpm.as_eps_fn(sched, c.diffusion.prediction, lambda x, t: net.apply({"params": p}, x, t))
-    shape = (flags.FLAGS.sample_images, *ds.image_shape)
-    anc = jax.jit(lambda p, k: ddpm.sample_ancestral(sched, eps_fn(p), shape, k))
-    dd = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=c.sample.ddim_steps))
-    key, params = jax.random.key(0), state.params
-    for name, f in (("ancestral", anc), (f"DDIM {c.sample.ddim_steps} steps", dd)):
+    image_shape, key, params = ds.image_shape, jax.random.key(0), state.params
+    n, T = flags.FLAGS.sample_images, c.diffusion.num_timesteps
+    for name in ddpm.SAMPLERS:
+        f = train_ddpm.make_sampler(c, image_shape, n, name)
         s = time_fn(f, params, key, min_time=1.0, min_iters=1)
-        print(
-            f"sampling {name:<22} {shape[0] / s:9.1f} images/s  ({s:.2f} s per {shape[0]} images, T={sched.num_steps})"
-        )
+        what = f"{name} {T if name == 'ancestral' else c.sample.steps} steps"
+        print(f"sampling {what:<22} {n / s:9.1f} images/s  ({s:.2f} s per {n} images, T={T})")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,15 @@ CLI_CASES = [
         "ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]
     ),
     case("ddpm-variance", "ddpm", ["--config.diffusion.variance=learned"], ["'learned'", "accepted: beta, posterior"]),
+    case("ddpm-sampler", "ddpm", ["--config.sample.sampler=euler"], ["'euler'", "accepted: ancestral, ddim, dpmpp_2m"]),
+    # --mode=sample: a workdir that holds no run, an override of another key than config.sample's
+    case("ddpm-sample-no-run", "ddpm", ["--mode=sample"], ["holds no trained run", "config.json is missing"]),
+    case(
+        "ddpm-sample-other-override",
+        "ddpm",
+        ["--mode=sample", "--config.num_steps=3"],
+        ["--mode=sample", "--config.num_steps=3 is not accepted", "--config.sample.KEY=VALUE"],
+    ),
     case("vae-loss", "vae", ["--config.loss=mse"], ["config.loss='mse'", "accepted: elbo, lecture"]),
     case("vae-likelihood", "vae", ["--config.likelihood=laplace"], ["'laplace'", "accepted: bernoulli, gaussian"]),
     case("gan-loss", "gan", ["--config.loss=wasserstein"], ["'wasserstein'", "minimax", "wgan-gp"]),
@@ -348,10 +357,10 @@ RANGE_CASES = [
         ["config.sweep.beta=", "nan", "is not accepted; accepted: a tuple of finite numbers >= 0"],
     ),
     case(
-        "ddpm-ddim-steps-beyond-T",
+        "ddpm-steps-beyond-T",
         "ddpm",
-        ["--config.sample.ddim_steps=2000"],
-        ["config.sample.ddim_steps=2000", "num_timesteps=1000"],
+        ["--config.sample.steps=2000"],
+        ["config.sample.steps=2000 (ddim)", "num_timesteps=1000"],
     ),
 ]
 
@@ -471,14 +480,15 @@ def snapshot(root: str) -> dict:
 
 def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
+    data_dir = f"--config.data_dir={tmp}/tfds"  # never created by a refused run; --mode=sample takes the run's own
     cmd = [
         sys.executable,
         "-m",
         f"train.{module}",
         f"--workdir={workdir}",
         *args,
-        *([] if any(a.startswith("--config.data_dir=") for a in args) else [f"--config.data_dir={tmp}/tfds"]),
-    ]  # never created by a refused run
+        *([] if any(a.startswith("--config.data_dir=") or a == "--mode=sample" for a in args) else [data_dir]),
+    ]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr

@@ -108,7 +108,7 @@ def test_every_module_declares_default_and_named_configs_that_pass_its_checks(na
     for variant in (None, *module.SCHEMA.variants):
         c = module.get_config(variant)
         module.check_config(c)
-        assert sorted(config_lib._flat(c)) == sorted(module.SCHEMA.keys)
+        assert sorted(config_lib.dotted(c)) == sorted(module.SCHEMA.keys)
         assert all(k.help for k in module.SCHEMA.keys.values())
 
 
@@ -160,6 +160,7 @@ def test_help_lists_the_flags_and_every_key_with_its_default(name):
         "--process_id",
     ):
         assert flag in text
+    assert ("--mode=train|sample" in text) == (name == "ddpm")  # the modules with a sample_workdir
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
     for key, decl in module.SCHEMA.keys.items():
         assert key in lines, key

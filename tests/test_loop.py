@@ -129,6 +129,26 @@ def test_damaged_latest_checkpoint_falls_back(digits, reference, tmp_path, capfd
     assert losses(workdir) == losses(reference)[:6]  # resumed from step 4: steps 5, 6 equal the reference
 
 
+def test_a_reader_skips_a_damaged_checkpoint_and_moves_nothing(digits, tmp_path, capfd):
+    """Checkpointer.read_latest_state (what train/core/saved.py reads a run with), into loop.abstract_state's
+    shapes: the newest checkpoint that restores, a damaged newer one left where it is for the run to set aside."""
+    workdir, config = str(tmp_path), tiny_config(num_steps=6)
+    loop.train(config, workdir, softmax_task(digits))
+    for f in glob.glob(f"{workdir}/checkpoints/6/state/**/d/*", recursive=True):
+        with open(f, "r+b") as fh:
+            fh.truncate(os.path.getsize(f) // 2)
+    before = sorted(glob.glob(f"{workdir}/**", recursive=True))
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), 3)
+    state, step = ckpt.read_latest_state(loop.abstract_state(softmax_task(digits), config, mesh))
+    expected = ckpt.restore_state(4, loop.init_state(softmax_task(digits), config, mesh))
+    ckpt.close()
+    assert step == 4 and "warning: checkpoint 6" in capfd.readouterr().err
+    for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(x, y)
+    assert sorted(glob.glob(f"{workdir}/**", recursive=True)) == before
+
+
 def test_restore_into_other_shapes_names_the_parameter_and_changes_nothing(digits, tmp_path):
     workdir = str(tmp_path)
     loop.train(tiny_config(num_steps=2), workdir, softmax_task(digits))

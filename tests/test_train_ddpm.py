@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -163,8 +164,8 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path, override, fragment):
 
 
 def test_config_errors_raise_before_any_write(data_dir, tmp_path):
-    with pytest.raises(ConfigError, match="sample.ddim_steps"):
-        train_ddpm.run(tiny_config(data_dir, **{"sample.ddim_steps": 50}), str(tmp_path / "w"))
+    with pytest.raises(ConfigError, match=r"sample.steps=50 \(ddim\) must be at most"):
+        train_ddpm.run(tiny_config(data_dir, **{"sample.steps": 50}), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
 
@@ -215,7 +216,8 @@ def test_in_memory_batches_cover_each_epoch_and_resume(data_dir):
 
 
 def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
-    overrides = {"diffusion.prediction": "v", "diffusion.loss_weight": "min_snr"}
+    """With sample.sampler=dpmpp_2m, whose grid then stands beside the ancestral one."""
+    overrides = {"diffusion.prediction": "v", "diffusion.loss_weight": "min_snr", "sample.sampler": "dpmpp_2m"}
     figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **overrides), str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "ddim_000002.png"]
@@ -286,3 +288,62 @@ def test_bad_conditioning_is_refused_before_any_write(data_dir, tmp_path, overri
     with pytest.raises(ConfigError, match=re.escape(message)):
         train_ddpm.run(c, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+    assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "dpmpp_2m_000002.png"]
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_mode_sample_writes_the_npz_that_load_samples_again(straight_run, tmp_path):
+    """`--mode=sample` on a copy of the straight run, whose config.json is made as this module wrote it before
+    sample.ddim_steps became sample.steps: images uint8 [N,H,W,C] and labels int32 -1 in samples_<step>.npz, a
+    PNG beside it, and load(workdir).sample with the same key and settings gives the same images."""
+    workdir = tmp_path / "run"
+    shutil.copytree(straight_run[0], workdir)
+    with open(workdir / "config.json") as f:
+        config = json.load(f)
+    config["sample"] = {
+        k: v for k, v in config["sample"].items() if k in ("num_images", "ddim_eta", "timestep_spacing")
+    }
+    config["sample"]["ddim_steps"] = 5
+    (workdir / "config.json").write_text(json.dumps(config))
+    overrides = {"sampler": "dpmpp_2m", "num_images": 5, "batch_size": 2, "seed": 7}
+    cmd = [sys.executable, "-m", "train.ddpm", f"--workdir={workdir}", "--mode=sample"]
+    cmd += [f"--config.sample.{k}={v}" for k, v in overrides.items()]
+    # the subprocess draws with the threefry lowering of this test process (tests/conftest.py), to compare its images
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(jax.config.jax_compilation_cache_dir),
+        "JAX_THREEFRY_PARTITIONABLE": str(jax.config.jax_threefry_partitionable),
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "5 samples (dpmpp_2m, 5 steps) of step 6" in proc.stdout
+    with np.load(workdir / "samples" / "samples_000006.npz") as f:
+        assert sorted(f.files) == ["images", "labels"]
+        images, labels = f["images"], f["labels"]
+    assert images.shape == (5, 8, 8, 1) and images.dtype == np.uint8
+    assert labels.dtype == np.int32 and labels.tolist() == [-1] * 5
+    assert (workdir / "samples" / "samples_000006.png").is_file()
+
+    model = train_ddpm.load(str(workdir))
+    assert model.step == 6 and model.config.sample.steps == 5 and model.config.num_steps == 6
+    again = model.sample(jax.random.key(7), 5, sampler="dpmpp_2m", batch_size=2)
+    np.testing.assert_array_equal(again, images)
+    other = model.sample(jax.random.key(8), 5, sampler="dpmpp_2m", batch_size=2)
+    assert other.shape == images.shape and not np.array_equal(other, images)
+    with pytest.raises(ConfigError, match="'guidance' is not a key of config.sample; accepted: batch_size"):
+        model.sample(jax.random.key(0), 2, guidance=2.0)
+    with pytest.raises(ConfigError, match=r"config.sample.steps=50 \(dpmpp_2m\) must be at most"):
+        model.sample(jax.random.key(0), 2, sampler="dpmpp_2m", steps=50)
+
+
+def test_load_refuses_a_workdir_without_a_trained_run(straight_run, tmp_path):
+    with pytest.raises(ConfigError, match="holds no trained run .*config.json is missing"):
+        train_ddpm.load(str(tmp_path))
+    shutil.copy(os.path.join(straight_run[0], "config.json"), tmp_path / "config.json")
+    with pytest.raises(ConfigError, match="holds no checkpoint to read .*python -m train.ddpm --workdir"):
+        train_ddpm.load(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["config.json"]

@@ -1,22 +1,28 @@
 """Train a DDPM: `python -m train.ddpm [--workdir runs/ddpm] [--config.num_steps=...]`.
 
 Default: a small U-Net on the embedded 8x8 digits, about 10 minutes on 2 CPU cores. Writes
-checkpoints, metrics.jsonl, samples/ancestral_*.png and samples/ddim_*.png, and the test-split
-bits/dim bound at the end. `--config.model.num_classes=10` makes it class-conditional on the digits' labels,
-sampled with classifier-free guidance `--config.sample.guidance=W`.
+checkpoints, metrics.jsonl, samples/ancestral_*.png and samples/<sample.sampler>_*.png (ddim by
+default), and the test-split bits/dim bound at the end. `--config.model.num_classes=10` makes it
+class-conditional on the digits' labels, sampled with classifier-free guidance `--config.sample.guidance=W`.
+`--mode=sample` draws samples of the run in --workdir into samples/samples_<step>.npz; `load(workdir)`
+gives them in Python.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-from train.core import cli, config as config_lib, loop
+from train.core import cli, config as config_lib, files, loop, saved
 from train.core.config import Key
-from train.core.writers import image_grid
+from train.core.writers import image_grid, save_png
 from train.data import images as data
 from train.data.images import to_uint8
 from train.evaluation import images as evaluation
@@ -66,11 +72,16 @@ SCHEMA = config_lib.Schema(
         "diffusion.variance": Key(
             "beta", "reverse-step variance: beta_t or the posterior's beta~_t", choices=ddpm.VARIANCES
         ),
-        "sample.num_images": Key(64, "images of the ancestral and DDIM sample grids", range=">= 1"),
-        "sample.ddim_steps": Key(50, "DDIM sampling steps (at most num_timesteps)", range=">= 1"),
+        "sample.sampler": Key(
+            "ddim",
+            "sampler of the evaluation's samples, its second grid and mode=sample: ancestral (all T steps), ddim "
+            "(sample.ddim_eta) or dpmpp_2m (DPM-Solver++(2M), Lu et al. 2022)",
+            choices=ddpm.SAMPLERS,
+        ),
+        "sample.steps": Key(50, "network calls of ddim and dpmpp_2m (at most num_timesteps)", range=">= 1"),
         "sample.timestep_spacing": Key(
             "linspace",
-            "DDIM's timesteps: linspace, leading or trailing, as diffusers spaces them",
+            "the timesteps of ddim and dpmpp_2m: linspace, leading or trailing, as diffusers spaces them",
             choices=ddpm.SPACINGS,
         ),
         "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
@@ -82,9 +93,17 @@ SCHEMA = config_lib.Schema(
         "sample.labels": Key(
             (), "labels of the sample grids, one row per label (empty: every class in turn)", item=int, range=">= 0"
         ),
+        "sample.num_images": Key(
+            64, "images of each sample grid, and of mode=sample's samples_<step>.npz", range=">= 1"
+        ),
+        "sample.batch_size": Key(256, "images per sampler call of mode=sample and load().sample", range=">= 1"),
+        "sample.seed": Key(
+            0, "seed of mode=sample's draws: load(workdir).sample(jax.random.key(seed), n)", range=config_lib.SEED_RANGE
+        ),
     },
-    # Sample quality (FD, precision/recall in the project classifier's features) of num_samples DDIM samples
-    # and of the ancestral grid; the bits/dim bound on test_examples test images (each costs T network calls).
+    # Sample quality (FD, precision/recall in the project classifier's features) of num_samples samples of
+    # sample.sampler (DDIM by default) and of the ancestral grid; the bits/dim bound on test_examples test images
+    # (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
     defaults={
         **config_lib.IMAGE_RECIPE,
@@ -126,7 +145,7 @@ SCHEMA = config_lib.Schema(
             "model.num_res_blocks": 1,
             "diffusion.num_timesteps": 20,
             "sample.num_images": 4,
-            "sample.ddim_steps": 5,
+            "sample.steps": 5,
             "eval.test_examples": 4,
             "eval.num_samples": 0,
         },
@@ -140,9 +159,9 @@ get_config = SCHEMA.config  # get_config() is the default config, get_config('sm
 def check_config(c) -> None:
     """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
     SCHEMA.check(c)
-    if c.sample.ddim_steps > c.diffusion.num_timesteps:
+    if c.sample.sampler != "ancestral" and c.sample.steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(
-            f"config.sample.ddim_steps={c.sample.ddim_steps} must be at most "
+            f"config.sample.steps={c.sample.steps} ({c.sample.sampler}) must be at most "
             f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}"
         )
     check_conditioning(c)
@@ -203,9 +222,53 @@ def make_unet(c) -> ddpm.UNet:
     )
 
 
+def schedule_of(c) -> ddpm.Schedule:
+    """The noise schedule of config.diffusion."""
+    return ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
+
+
+def eps_fn_of(c, sched: ddpm.Schedule, net: ddpm.UNet):
+    """(params, labels=None, w=sample.guidance) -> the eps_fn(x_t, t) every sampler and the bound take: the U-Net's
+    output converted from what it predicts (config.diffusion.prediction); for labels y [B] (a conditional model)
+    guided by w (w = 0: the conditional eps)."""
+
+    def eps_fn(params, y=None, w=c.sample.guidance):
+        model_fn = lambda x, t, labels=None: net.apply({"params": params}, x, t, labels)
+        if y is None:
+            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn)
+        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w)
+
+    return eps_fn
+
+
+def make_sampler(c, image_shape, num_images: int, sampler: str | None = None):
+    """jit (params, key, labels=None) -> num_images images in [-1, 1], float32 [N, H, W, C], by `sampler` (None:
+    config.sample.sampler): ancestral over all T steps (diffusion.variance), ddim (ddim_eta) or dpmpp_2m over
+    sample.steps timesteps of sample.timestep_spacing; labels [N] (a conditional model) guided by sample.guidance."""
+    sched, shape = schedule_of(c), (num_images, *image_shape)
+    eps_fn = eps_fn_of(c, sched, make_unet(c))
+    sampler, s = sampler or c.sample.sampler, c.sample
+    steps, eta, spacing, variance = s.steps, s.ddim_eta, s.timestep_spacing, c.diffusion.variance
+    if sampler == "ancestral":
+        return jax.jit(lambda p, k, y=None: ddpm.sample_ancestral(sched, eps_fn(p, y), shape, k, variance=variance))
+    if sampler == "ddim":
+        return jax.jit(
+            lambda p, k, y=None: ddpm.sample_ddim(
+                sched, eps_fn(p, y), shape, k, num_steps=steps, eta=eta, spacing=spacing
+            )
+        )
+    if sampler == "dpmpp_2m":
+        return jax.jit(
+            lambda p, k, y=None: ddpm.sample_dpmpp_2m(sched, eps_fn(p, y), shape, k, num_steps=steps, spacing=spacing)
+        )
+    raise config_lib.ConfigError(
+        f"config.sample.sampler={sampler!r} is not accepted; accepted: {', '.join(ddpm.SAMPLERS)}"
+    )
+
+
 def make_task(c, ds: data.ImageData) -> loop.Task:
     check_classes(c, ds)
-    sched = ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
+    sched = schedule_of(c)
     net = make_unet(c)
     height, width = ds.image_shape[:2]
     halvings = len(c.model.ch_mult) - 1
@@ -247,32 +310,15 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         )
         return loss, {}
 
-    # The samplers and the bound take eps: the U-Net's output converted from what it predicts; for labels y [B]
-    # (a conditional model), guided by sample.guidance w (w = 0: the conditional eps).
-    def eps_fn(params, y=None, w=c.sample.guidance):
-        model_fn = lambda x, t, labels=None: net.apply({"params": params}, x, t, labels)
-        if y is None:
-            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn)
-        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w)
-
-    grid_y, grid_columns = grid_labels(c)
-    shape = (c.sample.num_images if grid_y is None else len(grid_y), *ds.image_shape)
-    ancestral = jax.jit(
-        lambda p, k, y: ddpm.sample_ancestral(sched, eps_fn(p, y), shape, k, variance=c.diffusion.variance)
-    )
+    eps_fn = eps_fn_of(c, sched, net)
     s = c.sample
-    ddim_of = lambda n: jax.jit(
-        lambda p, k, y: ddpm.sample_ddim(
-            sched,
-            eps_fn(p, y),
-            (n, *ds.image_shape),
-            k,
-            num_steps=s.ddim_steps,
-            eta=s.ddim_eta,
-            spacing=s.timestep_spacing,
-        )
-    )
-    ddim, ddim_many = ddim_of(shape[0]), ddim_of(c.eval.num_samples)
+    grid_y, grid_columns = grid_labels(c)
+    grid_n = s.num_images if grid_y is None else len(grid_y)
+    # The evaluation's figures: the ancestral grid, a grid of sample.sampler's (none when that is ancestral) and
+    # eval.num_samples of its samples scored by FD / precision / recall, the ancestral grid too when it is another.
+    ancestral = make_sampler(c, ds.image_shape, grid_n, "ancestral")
+    grid = make_sampler(c, ds.image_shape, grid_n) if s.sampler != "ancestral" else None
+    many = make_sampler(c, ds.image_shape, c.eval.num_samples)
     # The bound of a conditional model is on -log p(x | y), the test images' labels y, unguided.
     bound = jax.jit(
         lambda p, x, y, k: ddpm.nll_bound_bpd(sched, eps_fn(p, y, 0.0), x, k, variance=c.diffusion.variance)[0]
@@ -286,13 +332,12 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
     def evaluate(state, step):
         key = jax.random.fold_in(jax.random.key(c.seed), 1_000_003 + step)  # independent of training keys
-        k_anc, k_ddim, k_nll, k_many = jax.random.split(key, 4)
+        k_anc, k_grid, k_nll, k_many = jax.random.split(key, 4)
         p = state.eval_params
         anc = to_uint8(ancestral(p, k_anc, grid_y))
-        images = {
-            "ancestral": image_grid(anc, grid_columns),
-            "ddim": image_grid(to_uint8(ddim(p, k_ddim, grid_y)), grid_columns),
-        }
+        images = {"ancestral": image_grid(anc, grid_columns)}
+        if grid is not None:
+            images[s.sampler] = image_grid(to_uint8(grid(p, k_grid, grid_y)), grid_columns)
         scalars = {}
         parts = max(1, len(test["image"]) // 128)
         bpd = [
@@ -301,9 +346,10 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         ]
         scalars["test_bpd_bound"] = float(jnp.mean(jnp.concatenate(bpd)))
         if quality.enabled:
-            many = to_uint8(ddim_many(p, k_many, many_y))
-            scalars.update({f"ddim_{k}": v for k, v in quality(many, many_y).items()})
-            if len(anc) > c.eval.pr_k:
+            scalars.update(
+                {f"{s.sampler}_{k}": v for k, v in quality(to_uint8(many(p, k_many, many_y)), many_y).items()}
+            )
+            if grid is not None and len(anc) > c.eval.pr_k:
                 scalars.update({f"ancestral_{k}": v for k, v in quality(anc, grid_y).items()})
         return scalars, images
 
@@ -313,6 +359,87 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
     return loop.train_images(config, workdir, check_config, make_task)
+
+
+# ----------------------------------------------------------------------------- a trained run: load, mode=sample
+
+RENAMED_KEYS = {"sample.ddim_steps": "sample.steps"}  # in the config.json of runs written before the rename
+GRID_IMAGES = 256  # mode=sample's PNG shows the first 256 images of its .npz
+
+
+@dataclasses.dataclass
+class TrainedDDPM:
+    """A DDPM read back from its workdir by load(): the run's config, the EMA parameters of its newest checkpoint
+    (of training step `step`) and sample()."""
+
+    config: ml_collections.ConfigDict
+    params: Any
+    step: int
+    image_shape: tuple[int, ...]
+    workdir: str
+    _samplers: dict = dataclasses.field(default_factory=dict, repr=False)  # compiled, by sample settings and batch
+
+    def configured(self, **overrides) -> ml_collections.ConfigDict:
+        """The run's config with config.sample's keys overridden ({'sampler': 'dpmpp_2m', 'steps': 20}), checked;
+        ConfigError naming an override that is not a key of config.sample or a value it does not accept."""
+        return saved.with_overrides(self.config, overrides, "sample", check_config)
+
+    def draw(self, c, key, num_images: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 images [N, H, W, C], int32 labels [N]) by config c (configured()'s): batches of
+        c.sample.batch_size, batch i drawn from jax.random.fold_in(key, i), the last one cut to num_images; the
+        labels of a conditional model are sample.labels (every class when empty) in turn, guided by sample.guidance;
+        every label is -1 for an unconditional model."""
+        if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
+            raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
+        s, batch = c.sample, min(c.sample.batch_size, int(num_images))
+        settings = (s.sampler, s.steps, s.ddim_eta, s.timestep_spacing, s.guidance, batch)
+        if settings not in self._samplers:
+            self._samplers[settings] = make_sampler(c, self.image_shape, batch)
+        sampler = self._samplers[settings]
+        num_batches = -(-num_images // batch)
+        if not c.model.num_classes:
+            batches = [to_uint8(sampler(self.params, jax.random.fold_in(key, i))) for i in range(num_batches)]
+            return np.concatenate(batches)[:num_images], np.full((num_images,), -1, np.int32)
+        rows = np.asarray(tuple(s.labels) or range(c.model.num_classes), np.int32)
+        labels = np.resize(rows, num_batches * batch)
+        batches = [
+            to_uint8(sampler(self.params, jax.random.fold_in(key, i), jnp.asarray(labels[i * batch : (i + 1) * batch])))
+            for i in range(num_batches)
+        ]
+        return np.concatenate(batches)[:num_images], labels[:num_images]
+
+    def sample(self, key, num_images: int, **overrides) -> np.ndarray:
+        """num_images uint8 images [N, H, W, C] drawn from key by config.sample's sampler (overrides: any key of
+        config.sample, e.g. sampler='dpmpp_2m', steps=20), in batches of sample.batch_size images, batch i drawn
+        from jax.random.fold_in(key, i) (the last one cut to num_images): the same key, number and settings give
+        the same images."""
+        return self.draw(self.configured(**overrides), key, num_images)[0]
+
+
+def load(workdir: str) -> TrainedDDPM:
+    """The DDPM trained in workdir: its config (workdir/config.json), the EMA parameters of its newest checkpoint
+    that restores, and sample(key, num_images, **sample_overrides); ConfigError when workdir holds none."""
+    run, ds = saved.load_image_run(workdir, sys.modules[__name__], RENAMED_KEYS)
+    return TrainedDDPM(run.config, run.params, run.step, tuple(ds.image_shape), run.workdir)
+
+
+def sample_workdir(workdir: str, overrides: dict) -> str:
+    """`--mode=sample`: sample.num_images samples of the run in workdir (config.sample's keys overridden), drawn
+    by load(workdir).sample(jax.random.key(sample.seed), ...), into workdir/samples/samples_<step>.npz (images
+    uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model) with a PNG grid of the first
+    GRID_IMAGES beside it, each written whole or not at all; returns the .npz path."""
+    saved.with_overrides(saved.read_config(workdir, SCHEMA, RENAMED_KEYS), overrides, "sample", check_config)
+    model = load(workdir)  # the overrides are refused above, before the checkpoint is read
+    c = model.configured(**overrides)
+    images, labels = model.draw(c, jax.random.key(c.sample.seed), c.sample.num_images)
+    samples = os.path.join(model.workdir, "samples")
+    os.makedirs(samples, exist_ok=True)
+    path = os.path.join(samples, f"samples_{model.step:06d}")
+    files.save_npz(f"{path}.npz", images=images, labels=labels)
+    save_png(f"{path}.png", image_grid(images[:GRID_IMAGES]))
+    how = "ancestral, all T steps" if c.sample.sampler == "ancestral" else f"{c.sample.sampler}, {c.sample.steps} steps"
+    print(f"ddpm: {len(images)} samples ({how}) of step {model.step} in {path}.npz, grid {path}.png", flush=True)
+    return f"{path}.npz"
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ __all__ = [
     "SPACINGS",
     "ddim_timesteps",
     "sample_ddim",
+    "dpm_solver_timesteps",
+    "half_log_snr",
+    "dpmpp_2m_coefficients",
+    "sample_dpmpp_2m",
+    "SAMPLERS",
     "vb_term_bpd",
     "prior_bpd",
     "nll_bound_bpd",
@@ -69,6 +74,7 @@ VARIANCES = ("beta", "posterior")
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
 LOSS_WEIGHTS = ("uniform", "min_snr")
 SPACINGS = ("linspace", "leading", "trailing")  # of the sampling timesteps, as diffusers names them
+SAMPLERS = ("ancestral", "ddim", "dpmpp_2m")  # sample_ancestral, sample_ddim, sample_dpmpp_2m
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -422,6 +428,83 @@ def sample_ddim(
         return jnp.sqrt(ab_prev) * x0_hat + direction + sigma * jax.random.normal(k, x.shape), None
 
     x, _ = jax.lax.scan(step, x, (jnp.asarray(ts), jnp.asarray(ts_prev), jax.random.split(k_steps, len(ts))))
+    return x
+
+
+def dpm_solver_timesteps(num_train_steps: int, num_steps: int, spacing: str = "linspace") -> np.ndarray:
+    """num_steps timesteps of 0..T-1, descending, as diffusers' DPMSolverMultistepScheduler spaces them, its last
+    step then going to sigma = 0: 'linspace' linspace(0, T-1, n+1) rounded, without its 0; 'leading' k*(T // (n+1))
+    for k = n..1; 'trailing' as ddim_timesteps; num_steps = T takes every timestep."""
+    if not 1 <= num_steps <= num_train_steps:
+        raise ValueError(f"DPM-Solver num_steps must be in 1..{num_train_steps}, got {num_steps}")
+    T, n = num_train_steps, num_steps
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; accepted: {', '.join(SPACINGS)}")
+    if n == T:
+        return np.arange(T - 1, -1, -1, dtype=np.int32)
+    if spacing == "linspace":
+        ts = np.linspace(0, T - 1, n + 1).round()[::-1][:-1]
+    elif spacing == "leading":
+        ts = (np.arange(n + 1) * (T // (n + 1)))[::-1][:-1]
+    else:
+        ts = ddim_timesteps(T, n, "trailing")
+    return ts.astype(np.int32)
+
+
+def half_log_snr(sched: Schedule, t):
+    """lambda_t = log(alpha_t / sigma_t) = log(abar_t / (1 - abar_t)) / 2, DPM-Solver's time variable."""
+    ab = sched.alpha_bars[t]
+    return 0.5 * (jnp.log(ab) - jnp.log1p(-ab))
+
+
+def dpmpp_2m_coefficients(sched: Schedule, ts):
+    """(c_x, c_d, w) of each step of DPM-Solver++(2M) over the descending timesteps ts, the step being
+    x_{i+1} = c_x x_i + c_d ((1 + w) D_i - w D_{i-1}): c_x = sigma_{i+1} / sigma_i, c_d = -alpha_{i+1} expm1(-h_i),
+    w = h_i / (2 h_{i-1}), h_i = lambda_{i+1} - lambda_i; w = 0 (first order) at the first step and at the last,
+    which goes to sigma = 0 (c_x = 0, c_d = 1: x = D_{n-1})."""
+    ts = jnp.asarray(ts)
+    ab = sched.alpha_bars[ts]
+    alpha, sigma, lam = jnp.sqrt(ab), jnp.sqrt(1.0 - ab), half_log_snr(sched, ts)
+    h = lam[1:] - lam[:-1]  # [n - 1]: the steps between the timesteps
+    c_x = jnp.append(sigma[1:] / sigma[:-1], 0.0)
+    c_d = jnp.append(-alpha[1:] * jnp.expm1(-h), 1.0)
+    w = jnp.concatenate([jnp.zeros((1,)), h[1:] / (2.0 * h[:-1]), jnp.zeros((1,))])[: len(ts)]
+    return c_x, c_d, w
+
+
+def sample_dpmpp_2m(
+    sched: Schedule,
+    eps_fn: EpsFn,
+    shape: Sequence[int],
+    key,
+    *,
+    num_steps: int = 20,
+    spacing: str = "linspace",
+    clip_x0: bool = True,
+):
+    """DPM-Solver++(2M) (Lu et al. 2022): x_{i+1} = (sigma_{i+1}/sigma_i) x_i - alpha_{i+1} (e^{-h_i} - 1)
+    ((1 + 1/(2 r_i)) D_i - D_{i-1} / (2 r_i)), r_i = h_{i-1} / h_i, D the x_0 prediction, over dpm_solver_timesteps.
+
+    One network call per timestep. The first step is first order (there is no D_{i-1} yet); the last one, from the
+    last timestep to sigma = 0, is first order too and returns that step's x_0 prediction D_{n-1} (diffusers'
+    final_sigmas_type='zero', whose last step is always first order). x_T ~ N(0, I) is drawn from `key` as
+    sample_ddim and sample_ancestral draw it, so the same key starts the three samplers from the same noise.
+    """
+    ts = dpm_solver_timesteps(sched.num_steps, num_steps, spacing)
+    c_x, c_d, w = dpmpp_2m_coefficients(sched, ts)
+    k_init, _ = jax.random.split(key)
+    x = jax.random.normal(k_init, tuple(shape), jnp.float32)
+
+    def step(carry, inp):
+        x, d_prev = carry
+        t, cx, cd, wi = inp
+        tb = jnp.full((shape[0],), t)
+        d = predict_x0_from_eps(sched, x, tb, eps_fn(x, tb))
+        if clip_x0:
+            d = jnp.clip(d, -1.0, 1.0)
+        return (cx * x + cd * ((1.0 + wi) * d - wi * d_prev), d), None
+
+    (x, _), _ = jax.lax.scan(step, (x, jnp.zeros_like(x)), (jnp.asarray(ts), c_x, c_d, w))
     return x
 
 

@@ -36,6 +36,11 @@ def _shapes(tree) -> dict[str, tuple]:
     return {_path_str(p): tuple(getattr(v, "shape", ())) for p, v in flat}
 
 
+def _cannot_restore(directory: str, step: int, error: Exception) -> str:
+    reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return f"checkpoint {step} in {directory} cannot be restored ({type(error).__name__}: {reason})"
+
+
 def _as_dict(state):
     return json.loads(state) if isinstance(state, (bytes, str)) else state
 
@@ -100,9 +105,7 @@ class Checkpointer:
         The data position is saved per process; a run restarted with another number of processes derives
         it from the step instead, which is exact because every process's batch k belongs to step k + 1.
         """
-        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state)))[
-            "state"
-        ]
+        state = self.restore_state(step, target_state)
         own = os.path.join(
             self.directory, str(step), "data", f"process_{jax.process_index()}-of-{jax.process_count()}.json"
         )
@@ -116,6 +119,14 @@ class Checkpointer:
                 f"number of processes and its data position cannot be derived; resume with "
                 f"the same number of processes"
             )
+        return state
+
+    def restore_state(self, step: int, target_state):
+        """The train state saved at `step`, shaped like target_state, without touching any input pipeline;
+        ValueError when a restored value is not finite."""
+        state = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target_state)))[
+            "state"
+        ]
         if not all(
             bool(np.isfinite(x).all())
             for x in jax.tree.leaves(jax.device_get(state))
@@ -123,6 +134,24 @@ class Checkpointer:
         ):
             raise ValueError("restored values are not finite")
         return state
+
+    def read_latest_state(self, target_state):
+        """(state, step) of the newest checkpoint whose state restores, or (None, None) when none does: the reader's
+        restore_latest, which moves nothing (a damaged checkpoint is skipped with a warning, for the run to set
+        aside when it resumes); a model-shape mismatch raises CheckpointMismatch."""
+        for step in reversed(self.all_steps()):
+            try:
+                self.check_compatible(step, target_state)
+                return self.restore_state(step, target_state), step
+            except CheckpointMismatch:
+                raise
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                print(
+                    f"warning: {_cannot_restore(self.directory, step, e)}; reading an older one",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return None, None
 
     def restore_latest(self, target_state, data_iterator):
         """(state, step) from the newest checkpoint that restores, or (None, None) when there is none.
@@ -146,10 +175,9 @@ class Checkpointer:
             os.makedirs(dest_root, exist_ok=True)
             dest = os.path.join(dest_root, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
             shutil.move(os.path.join(self.directory, str(step)), dest)
-            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             print(
-                f"warning: checkpoint {step} in {self.directory} cannot be restored ({type(error).__name__}: "
-                f"{reason}); moved it to {dest} and falling back to an older one",
+                f"warning: {_cannot_restore(self.directory, step, error)}; moved it to {dest} and falling back to "
+                f"an older one",
                 file=sys.stderr,
                 flush=True,
             )

@@ -3,9 +3,11 @@
 
 `--config` defaults to the module's own file, so its `get_config()` is the config; a file of the user's whose
 `get_config()` returns a config (keys left out keep their defaults) may replace it, as Flax's examples take it,
-and `:VARIANT` picks a named variant (`--config=train/vae.py:smoke`). Bad input (unknown or mistyped flags and
-config keys, values out of range, unusable data or workdir) prints one line `error: ...` on stderr and exits
-with code 2 before anything is written. A run stopped by NaN/Inf prints one line and exits with code 1.
+and `:VARIANT` picks a named variant (`--config=train/vae.py:smoke`). A module with a `sample_workdir(workdir,
+overrides)` (train.ddpm) also takes `--mode=sample`: the run in --workdir samples with its own config, changed by
+--config.sample.KEY=VALUE overrides only. Bad input (unknown or mistyped flags and config keys, values out of
+range, unusable data or workdir) prints one line `error: ...` on stderr and exits with code 2 before anything is
+written. A run stopped by NaN/Inf prints one line and exits with code 1.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from ml_collections import config_flags
 from train.core import files, parallel
 from train.core.errors import ConfigError, DataError, NonFiniteError
 
-__all__ = ["main", "help_text", "check_workdir", "check_data_dir"]
+__all__ = ["main", "help_text", "sample_overrides", "check_workdir", "check_data_dir"]
 
 USER_ERRORS = (ConfigError, DataError)
 OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # ml_collections: unknown key, bad type
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull", "-?")
+SAMPLE_MODE_HELP = (
+    "  --mode=train|sample        train (default), or sample: the run in --workdir writes samples/samples_<step>.npz",
+    "                             and .png (the run's config, with --config.sample.KEY=VALUE overrides only)",
+)
 
 
 def main(module) -> None:
@@ -33,6 +39,11 @@ def main(module) -> None:
         print(help_text(module))
         sys.exit(0)
     flags.DEFINE_string("workdir", f"runs/{name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/.")
+    sample = getattr(module, "sample_workdir", None)  # a module that samples a trained run has --mode=sample
+    if sample is not None:
+        flags.DEFINE_enum(
+            "mode", "train", ["train", "sample"], "train (or resume) in --workdir, or sample the run there."
+        )
     flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0, for a multi-process run.")
     flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
     flags.DEFINE_integer("process_id", None, "This process's index in 0..num_processes-1.")
@@ -59,6 +70,9 @@ def main(module) -> None:
                 f"get_config([VARIANT]) returns the config"
             )
         try:
+            if sample is not None and flags.FLAGS.mode == "sample":
+                sample(flags.FLAGS.workdir, sample_overrides(sys.argv[1:], loaded))
+                return
             config = module.SCHEMA.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
             check_data_dir(config)
@@ -102,12 +116,30 @@ def help_text(module) -> str:
         "  --config.KEY=VALUE         set one key of the config (tuples as '(16, 32)')",
         "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
         "                             one process of a multi-process run (every host runs the same command)",
+        *(SAMPLE_MODE_HELP if hasattr(module, "sample_workdir") else ()),
         "  --help                     this text",
         "",
         "config keys (default, what it does [accepted]):",
         *schema.help_lines(),
     ]
     return "\n".join(lines)
+
+
+def sample_overrides(argv, config) -> dict:
+    """{'sample.KEY': value} of the --config.sample.KEY=VALUE flags of a --mode=sample command line, with the values
+    ml_collections parsed into `config`; ConfigError naming any other override, as the run's own config (in its
+    workdir) is the one to sample with."""
+    keys = []
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name == "--config" or (name.startswith("--config.") and not name.startswith("--config.sample.")):
+            raise ConfigError(
+                f"--mode=sample takes the config of the run in --workdir, so {arg} is not accepted; accepted: "
+                f"--config.sample.KEY=VALUE overrides"
+            )
+        if name.startswith("--config.sample."):
+            keys.append(name.removeprefix("--config."))
+    return {key: config.sample[key.removeprefix("sample.")] for key in keys}
 
 
 def check_data_dir(config) -> None:

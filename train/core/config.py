@@ -26,6 +26,8 @@ from train.core.errors import ConfigError
 __all__ = [
     "Key",
     "Schema",
+    "dotted",
+    "from_dotted",
     "ConfigError",
     "LOOP",
     "NETWORK",
@@ -144,15 +146,29 @@ def _words(kind: type, interval: str, plural: bool = False) -> str:
     return f"{noun} {interval}" if interval[0] in "<>" else f"{noun} in {interval}"
 
 
-def _flat(config, prefix: str = "") -> dict[str, Any]:
-    """A (nested) ConfigDict as {dotted name: value}."""
+def dotted(config, prefix: str = "") -> dict[str, Any]:
+    """A (nested) ConfigDict or dict as {dotted name: value}."""
     out = {}
     for k, v in config.items():
         if isinstance(v, (ml_collections.ConfigDict, dict)):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(dotted(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def from_dotted(values: dict[str, Any]) -> ml_collections.ConfigDict:
+    """{dotted name: value} as a nested ConfigDict, lists as tuples."""
+    c = ml_collections.ConfigDict()
+    for name, value in values.items():
+        *parents, leaf = name.split(".")
+        node = c
+        for p in parents:
+            if p not in node:
+                node[p] = ml_collections.ConfigDict()
+            node = node[p]
+        node[leaf] = tuple(value) if isinstance(value, list) else value
+    return c
 
 
 class Schema:
@@ -191,22 +207,13 @@ class Schema:
                 accepted = ", ".join(repr(v) for v in self.variants) or "none"
                 raise ConfigError(f"config variant {variant!r} is not defined; accepted: {accepted}")
             values.update(self.variants[variant])
-        c = ml_collections.ConfigDict()
-        for name, value in values.items():
-            *parents, leaf = name.split(".")
-            node = c
-            for p in parents:
-                if p not in node:
-                    node[p] = ml_collections.ConfigDict()
-                node = node[p]
-            node[leaf] = tuple(value) if isinstance(value, list) else value
-        return c
+        return from_dotted(values)
 
     def complete(self, config) -> ml_collections.ConfigDict:
         """A user's config (from --config=file.py) with each missing key at its default; unknown keys refused."""
         self._refuse_unknown(config)
         full = self.config()
-        for name, value in _flat(config).items():
+        for name, value in dotted(config).items():
             *parents, leaf = name.split(".")
             node = full
             for p in parents:
@@ -216,7 +223,7 @@ class Schema:
         return full
 
     def _refuse_unknown(self, config) -> None:
-        for name in _flat(config):
+        for name in dotted(config):
             if name not in self.keys and name.startswith("sweep."):
                 sweepable = ", ".join(f"config.{k}" for k in self.keys if k.startswith("sweep."))
                 raise ConfigError(f"config.{name} sweeps no key this module reads per replica; accepted: {sweepable}")
@@ -229,7 +236,7 @@ class Schema:
         """ConfigError naming the first key whose value the declaration does not accept (or that is missing
         or unknown); the values of a sweep over a float key (config.sweep.<key>) must each fit that key."""
         self._refuse_unknown(config)
-        flat = _flat(config)
+        flat = dotted(config)
         for name, key in self.keys.items():
             if name not in flat:
                 raise ConfigError(f"config.{name} is missing; accepted: a config with every key --help lists")

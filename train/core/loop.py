@@ -134,6 +134,15 @@ def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
     return parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
 
 
+def abstract_state(task: Task, config, mesh) -> state_lib.TrainState:
+    """The shapes, dtypes and (replicated) shardings of a single run's init_state, traced and not computed: the
+    target a reader restores a checkpoint into without compiling the initialiser."""
+    tx = task.optimizer or state_lib.make_optimizer(config)
+    init = lambda: state_lib.create_train_state(task.init_params(jax.random.key(0)), tx, config.get("ema_decay", 0.0))
+    repl = parallel.replicated(mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), jax.eval_shape(init))
+
+
 class _StackedBatches:
     """A sweep's data: one stream per replica (each with its replica's seed), advanced in lockstep."""
 
