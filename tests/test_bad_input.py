@@ -126,7 +126,18 @@ CLI_CASES = [
     case(
         "ddpm-schedule", "ddpm", ["--config.diffusion.schedule=quadratic"], ["'quadratic'", "accepted: linear, cosine"]
     ),
-    case("ddpm-variance", "ddpm", ["--config.diffusion.variance=learned"], ["'learned'", "accepted: beta, posterior"]),
+    case(
+        "ddpm-variance",
+        "ddpm",
+        ["--config.diffusion.variance=small"],
+        ["'small'", "accepted: beta, posterior, learned"],
+    ),
+    case(
+        "ddpm-importance-without-learned-variance",
+        "ddpm",
+        ["--config.diffusion.vlb_sampling=importance"],
+        ["vlb_sampling='importance'", "accepted with config.diffusion.variance='learned'"],
+    ),
     case("ddpm-sampler", "ddpm", ["--config.sample.sampler=euler"], ["'euler'", "accepted: ancestral, ddim, dpmpp_2m"]),
     # --mode=sample: a workdir that holds no run, an override of another key than config.sample's
     case("ddpm-sample-no-run", "ddpm", ["--mode=sample"], ["holds no trained run", "config.json is missing"]),

@@ -251,9 +251,11 @@ def test_p_mean_variance_with_true_eps_is_the_posterior():
     np.testing.assert_allclose(float(lv_beta[0, 0]), math.log(ref["post_var"][1]), atol=1e-5)
     np.testing.assert_allclose(lv_post[1:, 0], np.log(ref["post_var"][1:]), atol=1e-5)
     np.testing.assert_allclose(float(lv_post[0, 0]), math.log(ref["post_var"][1]), atol=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs the network's v"):
         ddpm.p_mean_variance(sched, x, x, ts, variance="learned")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="learned_log_variance"):
+        ddpm.model_log_variance(sched, "learned")
+    with pytest.raises(ValueError, match="accepted: beta, posterior, learned"):
         ddpm.model_log_variance(sched, "fixedsmall")
 
 
@@ -1088,3 +1090,161 @@ def test_dpmpp_2m_converges_to_the_probability_flow_ode_and_beats_ddim_at_few_st
     assert rms(dpm[T], exact) < 0.1 * rms(reference, exact), (rms(dpm[T], exact), rms(reference, exact))  # 1.3e-4
     for n in (10, 20):  # measured: 0.098 vs 0.105 at 10 steps, 0.046 vs 0.057 at 20
         assert to_reference[n] < rms(ddim[n], reference), (n, to_reference[n], rms(ddim[n], reference))
+
+
+# ----------------------------------------------------------------------------- learned variance (Nichol & Dhariwal)
+
+
+def test_learned_log_variance_interpolates_log_beta_and_log_posterior_variance():
+    """log Sigma = u log beta_t + (1 - u) log beta~_t, u = (v + 1) / 2, against the float64 loop schedule: v = 1 is
+    beta_t, v = -1 is beta~_t (t = 0 clipped to t = 1), v = 0 their geometric mean. atol 1e-5 (float32 logs)."""
+    T = 50
+    sched = ddpm.schedule_from_name("cosine", T)
+    ref = np_schedule(np.asarray(sched.betas, np.float64))
+    post = np.log(np.append(ref["post_var"][1], ref["post_var"][1:]))
+    ts = jnp.arange(T)
+    for v, want in [(1.0, np.log(ref["betas"])), (-1.0, post), (0.0, 0.5 * (np.log(ref["betas"]) + post))]:
+        got = ddpm.learned_log_variance(sched, jnp.full((T, 3), v), ts)
+        np.testing.assert_allclose(got, np.repeat(want[:, None], 3, 1), atol=1e-5)
+    # p_mean_variance takes it per pixel: each pixel's own v
+    v = jnp.linspace(-1, 1, T * 2).reshape(T, 2)
+    _, lv, _ = ddpm.p_mean_variance(sched, jnp.zeros((T, 2)), jnp.zeros((T, 2)), ts, variance="learned", v=v)
+    u = (np.asarray(v, np.float64) + 1) / 2
+    np.testing.assert_allclose(lv, u * np.log(ref["betas"])[:, None] + (1 - u) * post[:, None], atol=1e-5)
+
+
+def test_a_denoiser_returning_eps_and_v_samples_and_bounds_as_its_fixed_variance_does():
+    """v = -1 everywhere is the posterior variance, v = 1 beta_t: the ancestral sampler (same key) and every bound
+    term match the fixed variances' (exactly up to float32 rounding, atol 1e-5), except at t = 0 for 'beta', whose
+    "fixedlarge" uses beta~_1 where v = 1 gives beta_0; DDIM and DPM-Solver++ use eps_hat only."""
+    T = 30
+    sched = ddpm.schedule_from_name("linear", T)
+    eps_fn = gaussian_eps_fn(sched.alpha_bars, 0.4)
+    with_v = lambda v: lambda x, t: (eps_fn(x, t), jnp.full_like(x, v))
+    key, shape = jax.random.key(3), (64, 2)
+    for v, variance in [(-1.0, "posterior"), (1.0, "beta")]:
+        a = ddpm.sample_ancestral(sched, with_v(v), shape, key, variance="learned", clip_x0=False)
+        b = ddpm.sample_ancestral(sched, eps_fn, shape, key, variance=variance, clip_x0=False)
+        if variance == "posterior":  # for beta, t = 0 adds no noise either way, but the mean is the same
+            np.testing.assert_allclose(a, b, atol=1e-5)
+        x0 = jax.random.uniform(jax.random.key(4), (16, 2), minval=-1, maxval=1)
+        _, terms_l, _ = ddpm.nll_bound_bpd(sched, with_v(v), x0, key, variance="learned", clip_x0=False)
+        _, terms_f, _ = ddpm.nll_bound_bpd(sched, eps_fn, x0, key, variance=variance, clip_x0=False)
+        np.testing.assert_allclose(terms_l[1:], terms_f[1:], atol=1e-5)
+        if variance == "posterior":
+            np.testing.assert_allclose(terms_l[0], terms_f[0], atol=1e-5)
+    for sample in (ddpm.sample_ddim, ddpm.sample_dpmpp_2m):
+        np.testing.assert_array_equal(
+            sample(sched, with_v(0.3), shape, key, num_steps=10), sample(sched, eps_fn, shape, key, num_steps=10)
+        )
+
+
+@pytest.mark.parametrize("t", [10, 30, 100])
+def test_the_learned_variance_minimising_l_vlb_is_the_true_reverse_variance(t):
+    """For data N(0, s^2) and the exact E[eps | x_t], the v minimising E[L_t] (a grid over [-1.5, 1.5], L_t from
+    training_loss_terms' 'vb' on 20k Monte Carlo x_0) is the v whose learned_log_variance is the true
+    Var(x_{t-1} | x_t) of the joint Gaussian (x_{t-1}, x_t), computed in float64: within 0.03 (grid step 0.005 and
+    Monte Carlo), the optimum moving from near beta_t (v ~ 0.9 at t = 10) towards beta~_t (v ~ -0.45 at t = 100;
+    later the two differ by under 1% and float32 cannot place v)."""
+    T, s = 1000, 0.2
+    sched = ddpm.schedule_from_name("linear", T)
+    ref = np_schedule(np.asarray(sched.betas, np.float64))
+    eps_exact = gaussian_eps_fn(sched.alpha_bars, s)
+    x0 = s * jax.random.normal(jax.random.key(0), (20_000, 1))
+    tb = jnp.full((x0.shape[0],), t)
+
+    def expected_vb(v):
+        model = lambda x, tt: jnp.concatenate([eps_exact(x, tt), jnp.full_like(x, v)], axis=-1)
+        return ddpm.training_loss_terms(sched, model, x0, jax.random.key(1), variance="learned", t=tb)["vb"].mean()
+
+    grid = jnp.linspace(-1.5, 1.5, 601)
+    v_best = float(grid[jnp.argmin(jax.jit(jax.vmap(expected_vb))(grid))])
+    v_prev = ref["abp"][t] * s * s + 1 - ref["abp"][t]  # Var(x_{t-1}); x_t = sqrt(alpha) x_{t-1} + sqrt(beta) z
+    alpha, beta = 1 - ref["betas"][t], ref["betas"][t]
+    true = v_prev - alpha * v_prev**2 / (alpha * v_prev + beta)
+    log_lo, log_hi = math.log(ref["post_var"][t]), math.log(beta)
+    v_true = 2 * (math.log(true) - log_lo) / (log_hi - log_lo) - 1
+    assert -1 < v_true < 1
+    assert v_best == pytest.approx(v_true, abs=0.03)
+
+
+def test_the_hybrid_loss_trains_the_mean_by_l_simple_and_the_variance_by_l_vlb():
+    """loss = mse + vlb_weight * T * vb, vb being vb_term_bpd of the output's eps and v; the mean's parameter gets
+    the gradient of the mse alone (L_vlb's is stopped), the variance's that of vlb_weight * T * vb alone."""
+    T = 40
+    sched = ddpm.schedule_from_name("linear", T)
+    x0 = jax.random.uniform(jax.random.key(0), (32, 3), minval=-1, maxval=1)
+    key = jax.random.key(1)
+
+    def terms(params, weight=0.001):
+        model = lambda x, t: jnp.concatenate([params["a"] * jnp.tanh(x), params["b"] + 0 * x], axis=-1)
+        return ddpm.training_loss_terms(sched, model, x0, key, variance="learned", vlb_weight=weight)
+
+    params = {"a": jnp.float32(0.7), "b": jnp.float32(0.2)}
+    out = terms(params)
+    # the same x_t and t, recomputed by hand: eps = N(0, I) from the loss's key split, as training_loss_terms draws
+    t, eps = out["t"], jax.random.normal(jax.random.split(key)[1], x0.shape)
+    xt = ddpm.q_sample(sched, x0, t, eps)
+    eps_hat = 0.7 * jnp.tanh(xt)
+    np.testing.assert_allclose(out["mse"], np.mean((np.asarray(eps) - np.asarray(eps_hat)) ** 2, -1), rtol=1e-5)
+    vb = ddpm.vb_term_bpd(
+        sched, lambda *_: (eps_hat, jnp.full_like(xt, 0.2)), x0, xt, t, variance="learned", clip_x0=False
+    )
+    np.testing.assert_allclose(out["vb"], vb, rtol=1e-5)
+    np.testing.assert_allclose(out["loss"], out["mse"] + 0.001 * T * out["vb"], rtol=1e-6)
+    g = jax.grad(lambda p: terms(p)["loss"].mean())(params)
+    g_mse = jax.grad(lambda p: terms(p)["mse"].mean())(params)
+    g_vb = jax.grad(lambda p: 0.001 * T * terms(p)["vb"].mean())(params)
+    assert float(g_vb["a"]) == 0.0 and float(g_mse["b"]) == 0.0 and float(g_vb["b"]) != 0.0
+    np.testing.assert_allclose(float(g["a"]), float(g_mse["a"]), rtol=1e-6)
+    np.testing.assert_allclose(float(g["b"]), float(g_vb["b"]), rtol=1e-6)
+    # fixed variances: vb is 0 and the loss is the simple one, as training_losses gives it
+    fixed = ddpm.training_loss_terms(sched, lambda x, t: jnp.tanh(x), x0, key)
+    np.testing.assert_array_equal(fixed["vb"], 0.0)
+    np.testing.assert_array_equal(fixed["loss"], ddpm.training_losses(sched, lambda x, t: jnp.tanh(x), x0, key))
+
+
+def test_the_loss_history_keeps_the_last_values_of_each_timestep():
+    """update_loss_history against a Python loop of per-timestep lists cut to their last K values."""
+    T, K = 7, 4
+    rng = np.random.default_rng(0)
+    hist = ddpm.loss_history(T, K)
+    ref = {t: [] for t in range(T)}
+    for _ in range(6):
+        t = rng.integers(0, T, 9)  # repeats within a batch are appended in order
+        losses = rng.uniform(0, 3, 9).astype(np.float32)
+        hist = jax.jit(ddpm.update_loss_history)(hist, t, losses)
+        for ti, li in zip(t, losses):
+            ref[ti] = (ref[ti] + [li])[-K:]
+    for ti in range(T):
+        assert int(hist.counts[ti]) == len(ref[ti])
+        np.testing.assert_array_equal(hist.values[ti, : len(ref[ti])], ref[ti])
+
+
+def test_importance_sampling_follows_the_second_moments_and_its_weights_are_unbiased():
+    """Uniform until every timestep's history is full; then p_t = (1 - u) rms_t / sum rms + u / T; draws follow p
+    (200k draws, atol 0.004) and the weights 1 / (T p_t) make E_p[w L_t] = mean_t L_t (exactly, in float64)."""
+    T, K = 5, 3
+    hist = ddpm.loss_history(T, K)
+    hist = ddpm.update_loss_history(hist, jnp.array([0, 1, 2, 3]), jnp.ones(4))
+    np.testing.assert_allclose(ddpm.importance_probs(hist), np.full(T, 1 / T), rtol=1e-6)  # t = 4 is not seen yet
+    values = np.array([[1, 1, 1], [2, 2, 2], [0.5, 1.5, 1.0], [4, 0, 0], [3, 3, 3]], np.float32)
+    t = np.repeat(np.arange(T), K)
+    hist = ddpm.update_loss_history(ddpm.loss_history(T, K), t, values.reshape(-1))
+    rms = np.sqrt(np.mean(values.astype(np.float64) ** 2, axis=1))
+    want = 0.9 * rms / rms.sum() + 0.1 / T
+    p = np.asarray(ddpm.importance_probs(hist, uniform_share=0.1), np.float64)
+    np.testing.assert_allclose(p, want, rtol=1e-6)
+    ts, w = ddpm.importance_timesteps(jax.random.key(0), hist, 200_000, uniform_share=0.1)
+    np.testing.assert_allclose(np.bincount(np.asarray(ts), minlength=T) / len(ts), want, atol=0.004)
+    np.testing.assert_allclose(np.asarray(w), 1 / (T * p[np.asarray(ts)]), rtol=1e-5)
+    L = rms
+    assert float(np.sum(p * (1 / (T * p)) * L)) == pytest.approx(L.mean(), rel=1e-12)
+
+
+def test_a_learned_variance_unet_outputs_the_prediction_and_v():
+    """learned_variance doubles the output channels (zero-initialised: v = 0, the geometric mean of the two)."""
+    net = ddpm.UNet(ch=8, ch_mult=(1,), num_res_blocks=1, attn_resolutions=(), learned_variance=True)
+    x, t = jax.ShapeDtypeStruct((2, 4, 4, 3), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32)
+    params = jax.eval_shape(net.init, _rbg_key(0), x, t)
+    assert jax.eval_shape(net.apply, params, x, t).shape == (2, 4, 4, 6)

@@ -227,6 +227,27 @@ def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
 CONDITIONAL = {"model.num_classes": 10, "sample.guidance": 1.0, "sample.num_images": 20, "eval.num_samples": 20}
 
 
+def test_a_learned_variance_run_trains_by_the_hybrid_loss_and_checkpoints_its_loss_history(data_dir, tmp_path):
+    """variance=learned, vlb_sampling=importance: the hybrid loss's terms are logged, the bound is finite, and the
+    history of L_vlb per timestep is saved with the state and carried over a resume (4 steps of 8, then 2 more)."""
+    import orbax.checkpoint as ocp
+
+    workdir = str(tmp_path)
+    learned = {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance"}
+    train_ddpm.run(tiny_config(data_dir, num_steps=4, **learned), workdir)
+    figures = train_ddpm.run(tiny_config(data_dir, num_steps=6, **learned), workdir)
+    for k in ("loss", "mse", "vb_bpd", "eval/test_bpd_bound"):
+        assert np.isfinite(figures[k]), k
+    assert figures["loss"] > figures["mse"]  # mse + 0.001 * T * vb with vb > 0
+    history = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", "6", "state"))["aux"]
+    counts, values = np.asarray(history["counts"]), np.asarray(history["values"])
+    assert counts.shape == (20,) and counts.sum() == 6 * 8  # every example of the 6 steps, none lost on resume
+    filled = np.arange(values.shape[1])[None, :] < counts[:, None]
+    assert np.all(values[filled] > 0) and np.all(values[~filled] == 0)
+    samples = train_ddpm.load(workdir).sample(jax.random.key(0), 3, sampler="ancestral")
+    assert samples.shape == (3, 8, 8, 1) and samples.dtype == np.uint8
+
+
 def test_a_conditional_run_trains_samples_each_class_and_reports_the_class_accuracy(data_dir, tmp_path):
     c = tiny_config(data_dir, num_steps=2, **CONDITIONAL, **{"eval.classifier_steps": 5})
     figures = train_ddpm.run(c, str(tmp_path))

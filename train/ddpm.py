@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from train.core import cli, config as config_lib, files, loop, saved
 from train.core.config import Key
@@ -70,7 +71,19 @@ SCHEMA = config_lib.Schema(
         ),
         "diffusion.min_snr_gamma": Key(5.0, "gamma of the min_snr weight, min(SNR, gamma)", range="> 0"),
         "diffusion.variance": Key(
-            "beta", "reverse-step variance: beta_t or the posterior's beta~_t", choices=ddpm.VARIANCES
+            "beta",
+            "reverse-step variance: beta_t, the posterior's beta~_t, or learned between them (Nichol & Dhariwal "
+            "2021; trained by the hybrid loss)",
+            choices=ddpm.VARIANCES,
+        ),
+        "diffusion.vlb_weight": Key(
+            0.001, "lambda of the hybrid loss L_simple + lambda L_vlb (variance=learned)", range=">= 0"
+        ),
+        "diffusion.vlb_sampling": Key(
+            "uniform",
+            "training timesteps: uniform, or importance (p_t from the running second moments of L_vlb, the loss "
+            "weighted by 1 / (T p_t); variance=learned)",
+            choices=ddpm.VLB_SAMPLINGS,
         ),
         "sample.sampler": Key(
             "ddim",
@@ -164,6 +177,12 @@ def check_config(c) -> None:
             f"config.sample.steps={c.sample.steps} ({c.sample.sampler}) must be at most "
             f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}"
         )
+    if c.diffusion.vlb_sampling == "importance" and c.diffusion.variance != "learned":
+        raise config_lib.ConfigError(
+            "config.diffusion.vlb_sampling='importance' samples t by L_vlb, which only a learned variance trains; "
+            f"accepted with config.diffusion.variance='learned' (got {c.diffusion.variance!r}), or "
+            "config.diffusion.vlb_sampling='uniform'"
+        )
     check_conditioning(c)
     evaluation.check_eval_config(c)
 
@@ -210,7 +229,7 @@ def grid_labels(c) -> tuple[np.ndarray | None, int | None]:
 
 
 def make_unet(c) -> ddpm.UNet:
-    """The eps-prediction U-Net of config.model, computing in config.dtype."""
+    """The U-Net of config.model (outputs doubled for a learned variance), computing in config.dtype."""
     return ddpm.UNet(
         ch=c.model.ch,
         ch_mult=tuple(c.model.ch_mult),
@@ -219,6 +238,7 @@ def make_unet(c) -> ddpm.UNet:
         dropout=c.model.dropout,
         dtype=config_lib.compute_dtype(c),
         num_classes=c.model.num_classes,
+        learned_variance=c.diffusion.variance == "learned",
     )
 
 
@@ -230,13 +250,14 @@ def schedule_of(c) -> ddpm.Schedule:
 def eps_fn_of(c, sched: ddpm.Schedule, net: ddpm.UNet):
     """(params, labels=None, w=sample.guidance) -> the eps_fn(x_t, t) every sampler and the bound take: the U-Net's
     output converted from what it predicts (config.diffusion.prediction); for labels y [B] (a conditional model)
-    guided by w (w = 0: the conditional eps)."""
+    guided by w (w = 0: the conditional eps); returning (eps, v) for a learned variance."""
+    learned = net.learned_variance
 
     def eps_fn(params, y=None, w=c.sample.guidance):
         model_fn = lambda x, t, labels=None: net.apply({"params": params}, x, t, labels)
         if y is None:
-            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn)
-        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w)
+            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn, learned)
+        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w, learned)
 
     return eps_fn
 
@@ -288,27 +309,50 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
     def init_params(key):
         return net.init(key, jnp.zeros((1, *ds.image_shape)), jnp.zeros((1,), jnp.int32), init_labels)["params"]
 
-    def loss_fn(params, batch, key):
+    d = c.diffusion
+    learned = d.variance == "learned"
+
+    def loss_terms(params, batch, key, t=None, weights=None):
+        """(mean loss, (metrics, per-example terms)) at timesteps t (None: uniform), the loss weighted by weights."""
         k_loss, k_drop = jax.random.split(key)
         labels = None
         if num_classes:  # classifier-free guidance: a share of the labels replaced by the null label
             k_labels = jax.random.fold_in(key, 2)
             labels = ddpm.drop_labels(k_labels, batch["label"], c.model.class_dropout, net.null_label)
         model_fn = lambda x, t: net.apply({"params": params}, x, t, labels, train=True, rngs={"dropout": k_drop})
-        x0 = data.to_signed(batch["image"])
-        d = c.diffusion
-        loss = jnp.mean(
-            ddpm.training_losses(
-                sched,
-                model_fn,
-                x0,
-                k_loss,
-                prediction=d.prediction,
-                loss_weight=d.loss_weight,
-                min_snr_gamma=d.min_snr_gamma,
-            )
+        terms = ddpm.training_loss_terms(
+            sched,
+            model_fn,
+            data.to_signed(batch["image"]),
+            k_loss,
+            prediction=d.prediction,
+            loss_weight=d.loss_weight,
+            min_snr_gamma=d.min_snr_gamma,
+            variance=d.variance,
+            vlb_weight=d.vlb_weight,
+            t=t,
         )
-        return loss, {}
+        loss = terms["loss"] if weights is None else weights * terms["loss"]
+        metrics = {"mse": jnp.mean(terms["mse"]), "vb_bpd": jnp.mean(terms["vb"])} if learned else {}
+        return jnp.mean(loss), (metrics, terms)
+
+    def loss_fn(params, batch, key):
+        loss, (metrics, _) = loss_terms(params, batch, key)
+        return loss, metrics
+
+    train_step, init_aux = None, None
+    if d.vlb_sampling == "importance":
+        # t drawn by the running second moments of L_vlb per timestep, kept in the train state's aux.
+        init_aux = lambda: ddpm.loss_history(d.num_timesteps)
+
+        def train_step(state, batch, key):
+            k_t, k_loss = jax.random.split(key)
+            t, weights = ddpm.importance_timesteps(k_t, state.aux, batch["image"].shape[0])
+            grad_fn = jax.value_and_grad(loss_terms, has_aux=True)
+            (loss, (metrics, terms)), grads = grad_fn(state.params, batch, k_loss, t, weights)
+            aux = ddpm.update_loss_history(state.aux, terms["t"], terms["vb"])
+            metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+            return state.apply_gradients(grads=grads, aux=aux), metrics
 
     eps_fn = eps_fn_of(c, sched, net)
     s = c.sample
@@ -353,7 +397,15 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
                 scalars.update({f"ancestral_{k}": v for k, v in quality(anc, grid_y).items()})
         return scalars, images
 
-    return loop.Task("ddpm", init_params, loss_fn=loss_fn, evaluate=evaluate, train_source=ds.train)
+    return loop.Task(
+        "ddpm",
+        init_params,
+        loss_fn=loss_fn,
+        train_step=train_step,
+        init_aux=init_aux,
+        evaluate=evaluate,
+        train_source=ds.train,
+    )
 
 
 def run(config, workdir: str) -> dict:

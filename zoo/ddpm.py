@@ -3,8 +3,11 @@
 Conventions: timesteps are 0-based, t in {0, ..., T-1}; index t here is the paper's t+1,
 so `alpha_bars[t] = prod_{s<=t} (1 - beta_s)`. Images live in [-1, 1] with 256 levels.
 A denoiser is any function `eps_fn(x_t, t) -> eps_hat` on batches (t has shape [B]);
-`UNet.apply` closed over its parameters is one. A class-conditional U-Net (num_classes > 0) takes labels
-too; `guided_eps_fn` closes it over given labels, classifier-free guided, as such an eps_fn.
+`UNet.apply` closed over its parameters is one. A denoiser with a learned variance (Nichol & Dhariwal 2021)
+returns `(eps_hat, v)`, v interpolating the reverse step's log variance (learned_log_variance); every
+sampler and the bound take either kind, the DDIM and DPM-Solver ones using eps_hat only.
+A class-conditional U-Net (num_classes > 0) takes labels too; `guided_eps_fn` closes it over given labels,
+classifier-free guided, as such an eps_fn.
 """
 
 from __future__ import annotations
@@ -50,9 +53,17 @@ __all__ = [
     "snr",
     "min_snr_weight",
     "model_log_variance",
+    "learned_log_variance",
     "p_mean_variance",
     "eps_loss",
     "training_losses",
+    "training_loss_terms",
+    "VLB_SAMPLINGS",
+    "LossHistory",
+    "loss_history",
+    "importance_probs",
+    "importance_timesteps",
+    "update_loss_history",
     "p_sample",
     "sample_ancestral",
     "SPACINGS",
@@ -69,8 +80,16 @@ __all__ = [
     "UNet",
 ]
 
-EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
-VARIANCES = ("beta", "posterior")
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]  # or returning (eps_hat, v) with a learned variance
+
+
+def _eps_and_v(out):
+    """(eps_hat, v) of a denoiser's output: v is None for a denoiser with a fixed variance."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
+VARIANCES = ("beta", "posterior", "learned")
+VLB_SAMPLINGS = ("uniform", "importance")  # of the training timesteps: uniform, or by L_vlb's second moments
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
 LOSS_WEIGHTS = ("uniform", "min_snr")
 SPACINGS = ("linspace", "leading", "trailing")  # of the sampling timesteps, as diffusers names them
@@ -239,11 +258,19 @@ def eps_from_prediction(sched: Schedule, prediction: str, out, xt, t):
     raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
 
 
-def as_eps_fn(sched: Schedule, prediction: str, model_fn: EpsFn) -> EpsFn:
-    """model_fn(x_t, t) predicting `prediction`, as the eps_fn every sampler and the bound take."""
+def as_eps_fn(sched: Schedule, prediction: str, model_fn: EpsFn, learned_variance: bool = False) -> EpsFn:
+    """model_fn(x_t, t) predicting `prediction`, as the eps_fn every sampler and the bound take; with
+    learned_variance its output has twice the channels, [prediction, v], and the eps_fn returns (eps_hat, v)."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
-    return lambda xt, t: eps_from_prediction(sched, prediction, model_fn(xt, t), xt, t)
+    if not learned_variance:
+        return lambda xt, t: eps_from_prediction(sched, prediction, model_fn(xt, t), xt, t)
+
+    def eps_and_v(xt, t):
+        out, v = jnp.split(model_fn(xt, t), 2, axis=-1)
+        return eps_from_prediction(sched, prediction, out, xt, t), v
+
+    return eps_and_v
 
 
 # ----------------------------------------------------------------------------- classifier-free guidance
@@ -262,20 +289,26 @@ def guided_eps(eps_cond, eps_uncond, w):
     return (1.0 + w) * eps_cond - w * eps_uncond
 
 
-def guided_eps_fn(sched: Schedule, prediction: str, model_fn, labels, null_label: int, w: float) -> EpsFn:
+def guided_eps_fn(
+    sched: Schedule, prediction: str, model_fn, labels, null_label: int, w: float, learned_variance: bool = False
+) -> EpsFn:
     """The eps_fn of model_fn(x_t, t, labels) predicting `prediction`, guided by w towards `labels` [B]: guided_eps of
-    the conditional and null-label eps, from one call on the batch doubled ([x; x], [c; null]); at w = 0 one call."""
+    the conditional and null-label eps, from one call on the batch doubled ([x; x], [c; null]); at w = 0 one call.
+    With learned_variance (see as_eps_fn) it returns (guided eps_hat, the conditional v), as GLIDE guides."""
     if isinstance(w, (int, float)) and not math.isfinite(w):
         raise ValueError(f"guided_eps_fn: the guidance w={w!r} must be finite")
     labels = jnp.asarray(labels, jnp.int32)
     if isinstance(w, (int, float)) and w == 0:
-        return as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, labels))
+        return as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, labels), learned_variance)
     both = jnp.concatenate([labels, jnp.full_like(labels, null_label)])
-    eps_fn = as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, both))
+    eps_fn = as_eps_fn(sched, prediction, lambda xt, t: model_fn(xt, t, both), learned_variance)
 
     def guided(xt, t):
-        eps_cond, eps_uncond = jnp.split(eps_fn(jnp.concatenate([xt, xt]), jnp.concatenate([t, t])), 2)
-        return guided_eps(eps_cond, eps_uncond, w)
+        eps, v = _eps_and_v(eps_fn(jnp.concatenate([xt, xt]), jnp.concatenate([t, t])))
+        eps_cond, eps_uncond = jnp.split(eps, 2)
+        if v is None:
+            return guided_eps(eps_cond, eps_uncond, w)
+        return guided_eps(eps_cond, eps_uncond, w), jnp.split(v, 2)[0]
 
     return guided
 
@@ -290,15 +323,31 @@ def model_log_variance(sched: Schedule, variance: str) -> jax.Array:
         return jnp.log(jnp.concatenate([sched.posterior_variance[1:2], sched.betas[1:]]))
     if variance == "posterior":
         return sched.posterior_log_variance
-    raise ValueError(f"unknown reverse variance {variance!r}; accepted: {VARIANCES}")
+    if variance == "learned":
+        raise ValueError("the 'learned' reverse variance is the network's, per pixel: see learned_log_variance")
+    raise ValueError(f"unknown reverse variance {variance!r}; accepted: {', '.join(VARIANCES)}")
 
 
-def p_mean_variance(sched: Schedule, eps_hat, xt, t, *, variance: str = "beta", clip_x0: bool = True):
-    """p_theta(x_{t-1} | x_t) = N(mu~(x_t, x0_hat(eps_hat)), sigma_t^2 I); returns (mean, log variance, x0_hat)."""
+def learned_log_variance(sched: Schedule, v, t):
+    """log Sigma_theta(x_t, t) = u log beta_t + (1 - u) log beta~_t, u = (v + 1) / 2 (Nichol & Dhariwal 2021, eq. 15).
+
+    v is the network's output, per pixel, read as lying in [-1, 1] (v = 1: beta_t, v = -1: beta~_t, t = 0's
+    beta~ clipped to t = 1's); it is not squashed, as in improved-diffusion, so the loss keeps it there."""
+    u = (v + 1.0) / 2.0
+    return u * _bcast(jnp.log(sched.betas), t, v) + (1.0 - u) * _bcast(sched.posterior_log_variance, t, v)
+
+
+def p_mean_variance(sched: Schedule, eps_hat, xt, t, *, variance: str = "beta", clip_x0: bool = True, v=None):
+    """p_theta(x_{t-1} | x_t) = N(mu~(x_t, x0_hat(eps_hat)), sigma_t^2 I); returns (mean, log variance, x0_hat).
+    variance='learned' takes the network's v (learned_log_variance)."""
     x0_hat = predict_x0_from_eps(sched, xt, t, eps_hat)
     if clip_x0:
         x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
     mean, _, _ = q_posterior(sched, x0_hat, xt, t)
+    if variance == "learned":
+        if v is None:
+            raise ValueError("variance='learned' needs the network's v: a denoiser returning (eps_hat, v)")
+        return mean, learned_log_variance(sched, v, t), x0_hat
     return mean, _bcast(model_log_variance(sched, variance), t, xt), x0_hat
 
 
@@ -330,7 +379,14 @@ def min_snr_weight(sched: Schedule, t, prediction: str, gamma: float = 5.0):
     raise ValueError(f"unknown prediction {prediction!r}; accepted: {', '.join(PREDICTIONS)}")
 
 
-def training_losses(
+def training_losses(sched: Schedule, model_fn: EpsFn, x0, key, **options):
+    """Per-example loss w(t) ||target - model(x_t, t)||^2 with t ~ U{0..T-1} and eps ~ N(0, I), the target being
+    eps (DDPM), x_0 or v by `prediction`, w = 1 ('uniform', DDPM's simple loss) or 'min_snr'; returns [B]. The
+    options are training_loss_terms' (prediction, loss_weight, min_snr_gamma, ...); this is its 'loss'."""
+    return training_loss_terms(sched, model_fn, x0, key, **options)["loss"]
+
+
+def training_loss_terms(
     sched: Schedule,
     model_fn: EpsFn,
     x0,
@@ -339,18 +395,86 @@ def training_losses(
     prediction: str = "eps",
     loss_weight: str = "uniform",
     min_snr_gamma: float = 5.0,
-):
-    """Per-example loss w(t) ||target - model(x_t, t)||^2 with t ~ U{0..T-1} and eps ~ N(0, I), the target being
-    eps (DDPM), x_0 or v by `prediction`, w = 1 ('uniform', DDPM's simple loss) or 'min_snr'; returns [B]."""
+    variance: str = "beta",
+    vlb_weight: float = 0.001,
+    t=None,
+) -> dict:
+    """The per-example terms [B] of the loss at x_t = q_sample(x_0, t, eps), eps ~ N(0, I), t ~ U{0..T-1} unless given:
+    'mse' w(t) ||target - model(x_t, t)||^2 (training_losses), 'vb' L_t in bits/dim, 'loss' and 't'.
+
+    With variance='learned' model_fn outputs [prediction, v] (twice the channels) and 'loss' is the hybrid
+    L_simple + lambda L_vlb (Nichol & Dhariwal 2021), L_vlb = T L_t (vb_term_bpd of the learned variance, the
+    mean's gradient stopped, x_0 unclipped): lambda = vlb_weight = 0.001 is improved-diffusion's 'hybrid' loss;
+    otherwise 'vb' is 0 and 'loss' is 'mse'."""
     k_t, k_eps = jax.random.split(key)
-    t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
+    if t is None:
+        t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
-    loss = eps_loss(model_fn(q_sample(sched, x0, t, eps), t), prediction_target(sched, prediction, x0, eps, t))
-    if loss_weight == "uniform":
-        return loss
+    xt = q_sample(sched, x0, t, eps)
+    out, v = model_fn(xt, t), None
+    if variance == "learned":
+        out, v = jnp.split(out, 2, axis=-1)
+    elif variance not in VARIANCES:
+        raise ValueError(f"unknown reverse variance {variance!r}; accepted: {', '.join(VARIANCES)}")
+    mse = eps_loss(out, prediction_target(sched, prediction, x0, eps, t))
     if loss_weight == "min_snr":
-        return min_snr_weight(sched, t, prediction, min_snr_gamma) * loss
-    raise ValueError(f"unknown loss_weight {loss_weight!r}; accepted: {', '.join(LOSS_WEIGHTS)}")
+        mse = min_snr_weight(sched, t, prediction, min_snr_gamma) * mse
+    elif loss_weight != "uniform":
+        raise ValueError(f"unknown loss_weight {loss_weight!r}; accepted: {', '.join(LOSS_WEIGHTS)}")
+    if v is None:
+        return {"loss": mse, "mse": mse, "vb": jnp.zeros_like(mse), "t": t}
+    # L_vlb trains only the variance: the mean is L_simple's (improved-diffusion's frozen_out).
+    frozen = eps_from_prediction(sched, prediction, jax.lax.stop_gradient(out), xt, t)
+    vb = vb_term_bpd(sched, lambda *_: (frozen, v), x0, xt, t, variance="learned", clip_x0=False)
+    return {"loss": mse + vlb_weight * sched.num_steps * vb, "mse": mse, "vb": vb, "t": t}
+
+
+# ----------------------------------------------------------------------------- importance-sampled timesteps
+
+
+@flax.struct.dataclass
+class LossHistory:
+    """The last K values of L_t seen at each timestep (improved-diffusion's LossSecondMomentResampler)."""
+
+    values: jax.Array  # [T, K] float32, filled left to right, then shifted
+    counts: jax.Array  # [T] int32: how many of a row are filled (at most K)
+
+
+def loss_history(num_steps: int, size: int = 10) -> LossHistory:
+    """An empty history of `size` values per timestep."""
+    return LossHistory(jnp.zeros((num_steps, size), jnp.float32), jnp.zeros((num_steps,), jnp.int32))
+
+
+def importance_probs(hist: LossHistory, uniform_share: float = 0.001) -> jax.Array:
+    """p_t proportional to sqrt(E[L_t^2]) over the history, mixed with uniform_share of U{0..T-1}; uniform until
+    every timestep has a full history."""
+    T = hist.counts.shape[0]
+    rms = jnp.sqrt(jnp.mean(jnp.square(hist.values), axis=-1))
+    total = jnp.sum(rms)
+    p = rms / jnp.where(total > 0, total, 1.0) * (1.0 - uniform_share) + uniform_share / T
+    warm = jnp.all(hist.counts >= hist.values.shape[1]) & (total > 0)
+    return jnp.where(warm, p, jnp.full((T,), 1.0 / T))
+
+
+def importance_timesteps(key, hist: LossHistory, batch_size: int, uniform_share: float = 0.001):
+    """(t [B] drawn from importance_probs, weights 1 / (T p_t) [B]): E[weight L_t] over t ~ p is the mean of L_t."""
+    p = importance_probs(hist, uniform_share)
+    t = jax.random.choice(key, p.shape[0], (batch_size,), p=p)
+    return t, 1.0 / (p.shape[0] * p[t])
+
+
+def update_loss_history(hist: LossHistory, t, losses) -> LossHistory:
+    """The history with each (t_i, L_i) of the batch appended in turn, a full row dropping its oldest value."""
+    size = hist.values.shape[1]
+
+    def one(h, inp):
+        ti, li = inp
+        row, n = h.values[ti], h.counts[ti]
+        row = jnp.where(n >= size, jnp.roll(row, -1).at[-1].set(li), row.at[jnp.minimum(n, size - 1)].set(li))
+        return LossHistory(h.values.at[ti].set(row), h.counts.at[ti].set(jnp.minimum(n + 1, size))), None
+
+    hist, _ = jax.lax.scan(one, hist, (jnp.asarray(t), jnp.asarray(losses, jnp.float32)))
+    return hist
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -358,7 +482,8 @@ def training_losses(
 
 def p_sample(sched: Schedule, eps_fn: EpsFn, xt, t, key, *, variance="beta", clip_x0=True):
     """x_{t-1} = mu_theta(x_t, t) + sigma_t z, with no noise added at the last step (t = 0)."""
-    mean, log_var, _ = p_mean_variance(sched, eps_fn(xt, t), xt, t, variance=variance, clip_x0=clip_x0)
+    eps_hat, v = _eps_and_v(eps_fn(xt, t))
+    mean, log_var, _ = p_mean_variance(sched, eps_hat, xt, t, variance=variance, clip_x0=clip_x0, v=v)
     noise = jax.random.normal(key, xt.shape, xt.dtype)
     nonzero = (t > 0).astype(xt.dtype).reshape(t.shape + (1,) * (xt.ndim - t.ndim))
     return mean + nonzero * jnp.exp(0.5 * log_var) * noise
@@ -418,7 +543,7 @@ def sample_ddim(
     def step(x, inp):
         t, t_prev, k = inp
         tb = jnp.full((shape[0],), t)
-        eps_hat = eps_fn(x, tb)
+        eps_hat = _eps_and_v(eps_fn(x, tb))[0]
         ab, ab_prev = ab_all[t], ab_all[t_prev]
         x0_hat = (x - jnp.sqrt(1 - ab) * eps_hat) / jnp.sqrt(ab)
         if clip_x0:
@@ -499,7 +624,7 @@ def sample_dpmpp_2m(
         x, d_prev = carry
         t, cx, cd, wi = inp
         tb = jnp.full((shape[0],), t)
-        d = predict_x0_from_eps(sched, x, tb, eps_fn(x, tb))
+        d = predict_x0_from_eps(sched, x, tb, _eps_and_v(eps_fn(x, tb))[0])
         if clip_x0:
             d = jnp.clip(d, -1.0, 1.0)
         return (cx * x + cd * ((1.0 + wi) * d - wi * d_prev), d), None
@@ -518,7 +643,8 @@ def _per_example_mean(a):
 def vb_term_bpd(sched: Schedule, eps_fn: EpsFn, x0, xt, t, *, variance="beta", clip_x0=True):
     """L_{t} in bits/dim: KL(q(x_{t-1}|x_t,x_0) || p_theta(x_{t-1}|x_t)) for t > 0, -log p(x_0|x_1) at t = 0."""
     true_mean, _, true_log_var = q_posterior(sched, x0, xt, t)
-    mean, log_var, _ = p_mean_variance(sched, eps_fn(xt, t), xt, t, variance=variance, clip_x0=clip_x0)
+    eps_hat, v = _eps_and_v(eps_fn(xt, t))
+    mean, log_var, _ = p_mean_variance(sched, eps_hat, xt, t, variance=variance, clip_x0=clip_x0, v=v)
     kl = _per_example_mean(normal_kl(true_mean, true_log_var, mean, log_var)) / math.log(2.0)
     nll = -_per_example_mean(discretized_gaussian_log_likelihood(x0, mean, 0.5 * log_var)) / math.log(2.0)
     return jnp.where(t == 0, nll, kl)
@@ -569,6 +695,7 @@ class UNet(nn.Module):
     out_ch: int | None = None
     dtype: jnp.dtype | None = None
     num_classes: int = 0
+    learned_variance: bool = False  # outputs twice the channels: the prediction and v (learned_log_variance)
 
     @property
     def null_label(self) -> int:
@@ -625,5 +752,6 @@ class UNet(nn.Module):
                 size *= 2
 
         h = nn.swish(nn.GroupNorm(num_groups(h.shape[-1]), dtype=self.dtype)(h))
-        out = nn.Conv(self.out_ch or x.shape[-1], (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        out_ch = (self.out_ch or x.shape[-1]) * (2 if self.learned_variance else 1)
+        out = nn.Conv(out_ch, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
         return out.astype(jnp.float32)

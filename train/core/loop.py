@@ -54,6 +54,7 @@ class Task:
     batches(global_batch_size, seed) -> a grain iterator of this process's batches, replacing train_source
       (for data that is cheaper to batch whole, e.g. word2vec's pairs); it must have get_state/set_state
     export(state, workdir): write the model's deliverables (e.g. vectors.txt) at the end, lead process only
+    init_aux() -> the initial state.aux, which train_step reads and replaces (e.g. the DDPM's loss history)
     """
 
     name: str
@@ -66,6 +67,7 @@ class Task:
     train_source: Any = None
     batches: Callable[[int, int], Any] | None = None
     export: Callable[[state_lib.TrainState, str], None] | None = None
+    init_aux: Callable[[], Any] | None = None
 
 
 def gradient_step(loss_fn: LossFn) -> StepFn:
@@ -123,7 +125,8 @@ def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
 
     def make(seed, lr_scale=None, hparams=None):
         key = jax.random.fold_in(jax.random.key(seed), -1 & 0x7FFFFFFF)  # distinct from every step key
-        state = state_lib.create_train_state(init(key), tx, config.get("ema_decay", 0.0))
+        aux = task.init_aux() if task.init_aux else None
+        state = state_lib.create_train_state(init(key), tx, config.get("ema_decay", 0.0), aux)
         if lr_scale is not None:
             state = state.replace(lr_scale=jnp.float32(lr_scale))
         return state.replace(hparams={k: jnp.float32(v) for k, v in hparams.items()}) if hparams else state
@@ -138,7 +141,12 @@ def abstract_state(task: Task, config, mesh) -> state_lib.TrainState:
     """The shapes, dtypes and (replicated) shardings of a single run's init_state, traced and not computed: the
     target a reader restores a checkpoint into without compiling the initialiser."""
     tx = task.optimizer or state_lib.make_optimizer(config)
-    init = lambda: state_lib.create_train_state(task.init_params(jax.random.key(0)), tx, config.get("ema_decay", 0.0))
+    init = lambda: state_lib.create_train_state(
+        task.init_params(jax.random.key(0)),
+        tx,
+        config.get("ema_decay", 0.0),
+        task.init_aux() if task.init_aux else None,
+    )
     repl = parallel.replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), jax.eval_shape(init))
 

@@ -27,6 +27,9 @@ class TrainState(train_state.TrainState):
     # A sweep's per-replica values of its other swept config keys ({'beta': f32}), which the loop passes to
     # the task's loss as keyword arguments (a custom train_step reads them here); None outside such sweeps.
     hparams: Any = None
+    # State a task's own train_step keeps beside the parameters and checkpoints with them (the DDPM's history of
+    # L_vlb per timestep for importance sampling); None for the others.
+    aux: Any = None
 
     @property
     def eval_params(self):
@@ -79,7 +82,7 @@ def make_optimizer(config, learning_rate=None) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
 
 
-def create_train_state(params, tx, ema_decay: float) -> TrainState:
+def create_train_state(params, tx, ema_decay: float, aux=None) -> TrainState:
     # The EMA starts as a copy: sharing buffers with params would break buffer donation in the step.
     ema = jax.tree.map(jnp.copy, params) if ema_decay else None
-    return TrainState.create(apply_fn=None, params=params, tx=tx, ema_params=ema, ema_decay=ema_decay)
+    return TrainState.create(apply_fn=None, params=params, tx=tx, ema_params=ema, ema_decay=ema_decay, aux=aux)
