@@ -19,20 +19,25 @@ def time_fn(fn, *args, warmup: int = 1, min_time: float = 2.0, min_iters: int = 
     return (time.perf_counter() - t0) / n
 
 
-def flops_of(jitted, *args) -> float:
-    """FLOPs of one call as counted by XLA's cost analysis of the compiled program."""
-    cost = jitted.lower(*args).compile().cost_analysis()
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled program (`jax.jit(f).lower(...).compile()`) by XLA's cost analysis."""
+    cost = compiled.cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0]
     return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
-def matmul_gflops(n: int = 2048, dtype=jnp.float32) -> float:
+def flops_of(jitted, *args) -> float:
+    """FLOPs of one call as counted by XLA's cost analysis of the compiled program."""
+    return compiled_flops(jitted.lower(*args).compile())
+
+
+def matmul_gflops(n: int = 2048, dtype=jnp.float32, min_time: float = 2.0) -> float:
     """Achieved GFLOP/s of an n x n x n matmul on the default device: the practical roofline."""
     a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     b = jax.random.normal(jax.random.key(1), (n, n), dtype)
     f = jax.jit(lambda a, b: a @ b)
-    return 2 * n**3 / time_fn(f, a, b) / 1e9
+    return 2 * n**3 / time_fn(f, a, b, min_time=min_time) / 1e9
 
 
 def device_line() -> str:
