@@ -450,6 +450,8 @@ def test_sample_ancestral_deterministic_and_equals_python_loop_over_p_sample():
 
 
 def test_sample_ddim_deterministic_and_equals_python_loop():
+    """sample_ddim against a float64 loop of the DDIM step, the clipped x0 and its re-derived eps; the toy eps
+    drives x0_hat outside [-1, 1] at some steps, so the clipping path is exercised (asserted)."""
     T, n, eta, shape = 40, 8, 0.7, (3, 4, 4, 2)
     sched = ddpm.schedule_from_name("cosine", T)
     ab = np_schedule(np.asarray(sched.betas, np.float64))["ab"]
@@ -464,15 +466,20 @@ def test_sample_ddim_deterministic_and_equals_python_loop():
     k_init, k_steps = jax.random.split(key)
     x = np.asarray(jax.random.normal(k_init, shape), np.float64)
     keys = jax.random.split(k_steps, n)
+    clipped = 0
     for i, t in enumerate(ts):  # the i-th step uses the i-th key; after the last step abar_prev = 1
         a = ab[t]
         ap = ab[ts[i + 1]] if i + 1 < n else 1.0
         eps_hat = np.tanh(x) * 0.5 + 0.01 * t
-        x0_hat = np.clip((x - math.sqrt(1 - a) * eps_hat) / math.sqrt(a), -1, 1)
+        x0_raw = (x - math.sqrt(1 - a) * eps_hat) / math.sqrt(a)
+        clipped += int(np.any(np.abs(x0_raw) > 1))
+        x0_hat = np.clip(x0_raw, -1, 1)
+        eps_hat = (x - math.sqrt(a) * x0_hat) / math.sqrt(1 - a)  # re-derived from the clipped x0 (improved-diffusion)
         sig = eta * math.sqrt((1 - ap) / (1 - a) * (1 - a / ap))
         z = np.asarray(jax.random.normal(keys[i], shape), np.float64)
         x = math.sqrt(ap) * x0_hat + math.sqrt(1 - ap - sig**2) * eps_hat + sig * z
     np.testing.assert_allclose(out, x, atol=1e-4)  # float32 scan vs float64 loop over 8 steps: 1e-4
+    assert clipped >= 1
 
 
 @pytest.mark.parametrize("T", [10, 100, 1000])

@@ -533,7 +533,9 @@ def sample_ddim(
     spacing: str = "linspace",
 ):
     """DDIM (Song et al. 2021): x_prev = sqrt(abar') x0_hat + sqrt(1 - abar' - s^2) eps_hat + s z, over the
-    ddim_timesteps of `spacing`."""
+    ddim_timesteps of `spacing`. With clip_x0, x0_hat is clipped to [-1, 1] and eps_hat re-derived from it,
+    (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar), as improved-diffusion's and GLIDE's ddim_sample do (diffusers'
+    use_clipped_model_output=True)."""
     ts = ddim_timesteps(sched.num_steps, num_steps, spacing)
     ts_prev = np.append(ts[1:], -1)
     k_init, k_steps = jax.random.split(key)
@@ -546,8 +548,9 @@ def sample_ddim(
         eps_hat = _eps_and_v(eps_fn(x, tb))[0]
         ab, ab_prev = ab_all[t], ab_all[t_prev]
         x0_hat = (x - jnp.sqrt(1 - ab) * eps_hat) / jnp.sqrt(ab)
-        if clip_x0:
+        if clip_x0:  # and eps re-derived from the clipped x0, or a guided eps far off [-1, 1] drives the step
             x0_hat = jnp.clip(x0_hat, -1.0, 1.0)
+            eps_hat = (x - jnp.sqrt(ab) * x0_hat) / jnp.sqrt(1 - ab)
         sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab)) * jnp.sqrt(1 - ab / ab_prev)
         direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps_hat
         return jnp.sqrt(ab_prev) * x0_hat + direction + sigma * jax.random.normal(k, x.shape), None
