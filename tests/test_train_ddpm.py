@@ -366,3 +366,22 @@ def test_load_refuses_a_workdir_without_a_trained_run(straight_run, tmp_path):
     with pytest.raises(ConfigError, match="holds no checkpoint to read .*python -m train.ddpm --workdir"):
         train_ddpm.load(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["config.json"]
+
+
+def test_the_sampler_benchmark_prints_a_row_per_sampler(straight_run, capsys):
+    """benchmarks.ddpm_samplers on the smoke run: ancestral over all T = 20 steps, then ddim and dpmpp_2m at 2
+    and 4 calls, each row with finite FD, precision, recall, seconds and images/s for the one key."""
+    from benchmarks import ddpm_samplers
+
+    ddpm_samplers.main(["--workdir", straight_run[0], "--num", "8", "--keys", "0", "--steps", "2,4"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [r.split(" | ")[:2] for r in rows[1:]] == [
+        ["| ancestral", "20"],
+        ["| ddim", "2"],
+        ["| dpmpp_2m", "2"],
+        ["| ddim", "4"],
+        ["| dpmpp_2m", "4"],
+    ]
+    for r in rows[1:]:
+        values = [float(v) for v in r.strip("| ").split(" | ")[2:]]
+        assert len(values) == 5 and all(np.isfinite(values)) and values[-1] > 0
