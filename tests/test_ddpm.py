@@ -1255,3 +1255,36 @@ def test_a_learned_variance_unet_outputs_the_prediction_and_v():
     x, t = jax.ShapeDtypeStruct((2, 4, 4, 3), jnp.float32), jax.ShapeDtypeStruct((2,), jnp.int32)
     params = jax.eval_shape(net.init, _rbg_key(0), x, t)
     assert jax.eval_shape(net.apply, params, x, t).shape == (2, 4, 4, 6)
+
+
+def test_the_learned_variance_kl_term_is_a_monte_carlo_kl():
+    """vb_term_bpd with a per-pixel learned variance, t > 0, against log q(x_{t-1} | x_t, x_0) - log p_theta(x_{t-1}
+    | x_t) averaged over 400k draws from q per pixel (scipy densities; standard error ~ 0.3% here: rtol 2%)."""
+    T = 100
+    sched = ddpm.schedule_from_name("linear", T)
+    rng = np.random.default_rng(3)
+    t = jnp.array([2, 40, 90])
+    x0 = f32(rng.uniform(-1, 1, (3, 4)))
+    xt = ddpm.q_sample(sched, x0, t, f32(rng.normal(size=(3, 4))))
+    eps_hat, v = f32(rng.normal(size=(3, 4))), f32(rng.uniform(-1, 1, (3, 4)))
+    bpd = np.asarray(ddpm.vb_term_bpd(sched, lambda *_: (eps_hat, v), x0, xt, t, variance="learned", clip_x0=False))
+    q_mean, _, q_log_var = ddpm.q_posterior(sched, x0, xt, t)
+    p_mean, p_log_var, _ = ddpm.p_mean_variance(sched, eps_hat, xt, t, variance="learned", clip_x0=False, v=v)
+    q_mean, q_sd = np.asarray(q_mean, np.float64), np.exp(0.5 * np.asarray(q_log_var, np.float64))
+    p_mean, p_sd = np.asarray(p_mean, np.float64), np.exp(0.5 * np.asarray(p_log_var, np.float64))
+    draws = q_mean + q_sd * rng.normal(size=(400_000, 3, 4))
+    log_ratio = scipy.stats.norm.logpdf(draws, q_mean, q_sd) - scipy.stats.norm.logpdf(draws, p_mean, p_sd)
+    mc = log_ratio.mean(axis=0).mean(axis=-1) / math.log(2.0)
+    np.testing.assert_allclose(bpd, mc, rtol=0.02)
+
+
+def test_guidance_of_a_learned_variance_model_guides_eps_and_keeps_the_conditional_v():
+    """guided_eps_fn with learned_variance: ((1 + w) eps_c - w eps_null, v_c), from the model's [prediction, v]
+    output computed by hand per label."""
+    sched = ddpm.schedule_from_name("linear", 50)
+    model = lambda x, t, y: jnp.concatenate([jnp.tanh(x) + 0.1 * y[:, None], 0.5 * x - 0.05 * y[:, None]], axis=-1)
+    x, t, y = f32(np.random.default_rng(0).normal(size=(4, 3))), jnp.array([1, 10, 30, 49]), jnp.array([0, 1, 2, 1])
+    eps, v = ddpm.guided_eps_fn(sched, "eps", model, y, 3, 2.0, learned_variance=True)(x, t)
+    cond, null = np.split(np.asarray(model(x, t, y)), 2, axis=-1), np.split(np.asarray(model(x, t, 0 * y + 3)), 2, -1)
+    np.testing.assert_allclose(eps, 3.0 * cond[0] - 2.0 * null[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v, cond[1], rtol=1e-6)
