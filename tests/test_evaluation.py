@@ -308,3 +308,28 @@ def test_the_large_recipe_clears_its_floor_on_jittered_digits(tmp_path):
     ext = evaluation.feature_extractor(ds, str(tmp_path), steps=100, verbose=False)
     assert ext.info["shift"] == evaluation.SHIFT and ext.info["budget"] == 100 * evaluation.LARGE_STEPS_FACTOR
     assert ext.test_accuracy >= JITTERED_FLOOR, ext.info
+
+
+def test_mnist10k_reads_the_npm_packages_digits(tmp_path):
+    """benchmarks.real_digits.mnist10k on a package folder the test writes (src/digits/<label>.json, values 0..1):
+    every digit back as uint8 with its label, split 8000 / rest by a seeded permutation; a missing file is one
+    error line naming it."""
+    import json
+
+    from benchmarks import real_digits
+
+    rng = np.random.default_rng(0)
+    digits = {k: rng.integers(0, 256, (830 + k, 784)) for k in range(10)}
+    (tmp_path / "src" / "digits").mkdir(parents=True)
+    for k, d in digits.items():
+        (tmp_path / "src" / "digits" / f"{k}.json").write_text(json.dumps({"data": (d / 255).ravel().tolist()}))
+    out = real_digits.mnist10k(str(tmp_path))
+    assert out["x"].shape == (8000, 28, 28, 1) and out["x"].dtype == np.uint8 and len(out["x_test"]) == 8345 - 8000
+    x = np.concatenate([out["x"], out["x_test"]]).reshape(-1, 784)
+    y = np.concatenate([out["y"], out["y_test"]])
+    for k, d in digits.items():  # the same rows, in some order, under their label
+        np.testing.assert_array_equal(np.sort(x[y == k], axis=0), np.sort(d, axis=0))
+    np.testing.assert_array_equal(real_digits.mnist10k(str(tmp_path))["y"], out["y"])
+    (tmp_path / "src" / "digits" / "7.json").unlink()
+    with pytest.raises(SystemExit, match="error: --mnist10k .*7.json"):
+        real_digits.mnist10k(str(tmp_path))
