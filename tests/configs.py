@@ -1,4 +1,4 @@
-"""The configs the tests run: each module's 'smoke' variant (a seconds-long run), with overrides."""
+"""The configs the tests run: each module's 'smoke' variant (a seconds-long run), with overrides; benchmark tables."""
 
 from __future__ import annotations
 
@@ -66,3 +66,16 @@ def resumed_records(module, data_dir, workdir, straight_workdir):
     assert [r["step"] for r in resumed] == [2, 4, 6]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
     return resumed, straight
+
+
+def table_rows(out: str, header: str) -> list[dict]:
+    """The rows of the markdown table whose header line starts with `header`, as {column: cell}."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    columns = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(columns, (c.strip() for c in line.strip("|").split("|")))))
+    return rows

@@ -186,3 +186,17 @@ def test_the_cache_maps_its_ids_and_a_damaged_ids_file_is_rebuilt(prose, tmp_pat
     capsys.readouterr()
     assert text_data.load_cached(workdir, other_key) is None
     assert f"warning: {ids_path} is damaged" in capsys.readouterr().out and os.path.exists(ids_path + ".damaged")
+
+
+def test_the_zipf_corpus_is_a_named_corpus():
+    """corpus 'zipf': generate_zipf_corpus's num_tokens tokens (seed 0), a 100k-word vocabulary at 20M tokens."""
+    from train.data import corpus
+
+    source = text_data.open_corpus("zipf", num_tokens=30_000)
+    assert list(source.lines()) == list(corpus.generate_zipf_corpus(30_000, 0))
+    encoded = text_data.encode_corpus(source, 2)
+    assert encoded.raw_tokens == 30_000 and len(encoded.vocab) > 2000
+    assert source.fingerprint != text_data.open_corpus("generated", num_tokens=30_000).fingerprint
+    assert text_data.open_corpus("zipf", num_tokens=30_001).fingerprint != source.fingerprint
+    with pytest.raises(DataError, match="num_tokens"):
+        text_data.open_corpus("zipf", num_tokens=0)

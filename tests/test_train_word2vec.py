@@ -108,7 +108,7 @@ def test_seed_sweep_replica_is_the_single_run(straight, tmp_path):
 
 
 MULTI_DEVICE = """
-import jax, numpy as np
+import dataclasses, jax, numpy as np
 from tests.test_train_word2vec import tiny_config
 from train.core import loop, parallel
 from train import word2vec as tw
@@ -162,6 +162,18 @@ for model in ("sgns", "cbow"):
         state, _, _ = loop.compile_step(task, c, mesh)(start, parallel.shard_batch(record, mesh))
         for k in tables:
             np.testing.assert_allclose(np.asarray(state.params[k]), w[k], rtol=1e-4, atol=1e-6)
+        if (mode, sync) == ("local", 2):  # the sums of the touched rows are the dense sums, in any chunks
+            dense = tw.make_train_step(c, M, mesh, examples.negatives, examples.sync_minibatches, dense_sums=True)
+            vocab = len(tables["in"])
+            for step_fn, chunk in ((dense, tw.SUM_CHUNK_ROWS), (task.train_step, 50), (task.train_step, vocab - 1)):
+                tw.SUM_CHUNK_ROWS, default = chunk, tw.SUM_CHUNK_ROWS
+                other = dataclasses.replace(task, train_step=step_fn)
+                fresh = loop.init_state(task, c, mesh)  # the first step took `start` (donated)
+                again, _, _ = loop.compile_step(other, c, mesh)(fresh, parallel.shard_batch(record, mesh))
+                tw.SUM_CHUNK_ROWS = default
+                for k in tables:
+                    np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(state.params[k]))
+            assert vocab > 2 * 50  # so 50 rows a chunk take several chunks (and vocab - 1 rows two)
         want[mode, sync] = w
     # the three differ: summing per round is not summing per step, and neither is in-order SGD
     assert not np.allclose(want["replicated", 2]["in"], want["local", 2]["in"], atol=1e-4)
@@ -173,7 +185,8 @@ for model in ("sgns", "cbow"):
 def test_four_devices_replicated_is_in_order_sgd_and_local_sums_each_devices_sgd():
     """'replicated': every device runs all minibatches in order (the 1-device step); 'local': each device
     runs SGD on its quarter of them, and every sync_minibatches (2, or 0: once per step) the tables change
-    by the sum of the four devices' changes. Tolerance rtol 1e-4: float32 sums in another order."""
+    by the sum of the four devices' changes. Tolerance rtol 1e-4: float32 sums in another order. The sums of
+    only the touched rows (sum_touched, in chunks of 50 rows or of all rows but one) equal the dense sums exactly."""
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",

@@ -14,24 +14,13 @@ import sys
 
 import pytest
 
+from tests.configs import table_rows
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 for _module in ("torch", "denoising_diffusion_pytorch"):
     if importlib.util.find_spec(_module) is None:
         pytest.skip(f"{_module} is not installed (the 'peers' extra)", allow_module_level=True)
-
-
-def table_rows(out: str, header: str) -> list[dict]:
-    """The rows of the markdown table whose header line starts with `header`, as {column: cell}."""
-    lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    columns = [c.strip() for c in lines[start].strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append(dict(zip(columns, (c.strip() for c in line.strip("|").split("|")))))
-    return rows
 
 
 @pytest.mark.slow

@@ -26,7 +26,8 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
   contexts) share one draw of `negatives` noise words, so their scores are a [G, D] x [D, K] matmul and
   G times fewer noise rows are gathered and scattered. docs/performance.md (word2vec) says what it buys here.
 * Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
-  on its share of the step's minibatches and every sync_minibatches the devices' changes are summed.
+  on its share of the step's minibatches and every sync_minibatches the devices' changes are summed, only the
+  rows some device touched (sum_touched).
 """
 
 from __future__ import annotations
@@ -331,7 +332,39 @@ def sparse_update(model: str, tables, mb, lr):
     return word2vec_rows.softmax_rows_step(tables, mb["inputs"], mb["outputs"], mb["weights"], lr)
 
 
-def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0):
+SUM_CHUNK_ROWS = 4096  # rows of a table summed across the devices at a time (local SGD's sums)
+
+
+def touched_rows(model: str, mb) -> dict:
+    """The ids of the rows of each table that minibatches `mb` (sgns or cbow, with their negatives) can change:
+    the inputs' or contexts' rows of 'in', the outputs' and noise words' rows of 'out' (padding's row 0 too)."""
+    inputs = mb["inputs"] if model == "sgns" else mb["contexts"]
+    return {"in": inputs.ravel(), "out": jnp.concatenate([mb["outputs"].ravel(), mb["negatives"].ravel()])}
+
+
+def sum_touched(old, new, ids, axis: str, chunk: int | None = None):
+    """old + the sum over the devices of mesh axis `axis` of (new - old), where each device's new differs from
+    old only in rows `ids` (traced inside shard_map): the dense sum's result, with only the rows some device
+    touched going across. The devices' touched rows are found first (a [V] mask summed over them), then sent
+    `chunk` rows at a time (None: SUM_CHUNK_ROWS), as many chunks as it takes. A table of at most `chunk` rows
+    is summed whole: one chunk would carry it all, and the mask and the loop cost more than they save there
+    (the default 900-word corpus: 4% slower steps)."""
+    v, k = old.shape[0], chunk or SUM_CHUNK_ROWS
+    if v <= k:
+        return old + jax.lax.psum(new - old, axis)
+    mask = jax.lax.psum(jnp.zeros(v, jnp.int32).at[ids].set(1), axis) > 0
+    rows = jnp.nonzero(mask, size=-(-v // k) * k, fill_value=v)[0]  # the touched rows, then v: out of bounds, ignored
+
+    def one_chunk(i, table):  # chunks are disjoint: their rows of `table` are still the device's own
+        r = jax.lax.dynamic_slice(rows, (i * k,), (k,))
+        before = old.at[r].get(mode="fill", fill_value=0)
+        change = jax.lax.psum(table.at[r].get(mode="fill", fill_value=0) - before, axis)
+        return table.at[r].set(before + change, mode="drop")
+
+    return jax.lax.fori_loop(0, (jnp.sum(mask) + k - 1) // k, one_chunk, new)
+
+
+def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0, dense_sums=False):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
 
     negatives(key, rows) -> [rows, K] noise words (TrainingExamples.negatives), drawn from the step's key:
@@ -341,9 +374,11 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
     On a mesh of several devices with c.device_updates = 'local', each device runs SGD over its own share of
     the minibatches, and every c.sync_minibatches minibatches (0: at the end of the step) the devices' changes
     to the tables are summed into every device's copy: Hogwild across devices, as gensim's worker threads,
-    but synchronised at fixed points, so a run is deterministic for a given device count. Each sum is dense
-    (2 x V x D floats): sync less often for large vocabularies. 'replicated' runs every minibatch in order on
-    every device: the single-device result, without a speed-up.
+    but synchronised at fixed points, so a run is deterministic for a given device count. Each sum carries only
+    the rows some device touched in the round (`sum_touched`; their ids come with the minibatches), not the
+    2 x V x D floats of both tables; dense_sums=True sums the whole tables (the same result: the reference the
+    tests compare with), as skipgram_softmax always does (its softmax changes every row of 'out').
+    'replicated' runs every minibatch in order on every device: the single-device result, without a speed-up.
     """
     total_words = c.num_steps * c.batch_size
     local = mesh is not None and mesh.size > 1 and c.device_updates == "local"
@@ -377,7 +412,12 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
 
         def one_round(tables, x):
             new, loss = sgd(tables, *x)
-            return jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new), jax.lax.psum(loss, "data")
+            if dense_sums or c.model == "skipgram_softmax":
+                summed = jax.tree.map(lambda t, n: t + jax.lax.psum(n - t, "data"), tables, new)
+            else:
+                ids = touched_rows(c.model, x[0])
+                summed = {k: sum_touched(tables[k], new[k], ids[k], "data") for k in tables}
+            return summed, jax.lax.psum(loss, "data")
 
         tables, losses = jax.lax.scan(one_round, tables, (xs, lrs.reshape(rounds, sync)))
         return tables, jnp.sum(losses)

@@ -33,10 +33,13 @@ vectors trained on it.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import operator
 import random
 from collections.abc import Iterator
+
+import numpy as np
 
 # ----------------------------------------------------------------------------- planted vocabulary
 
@@ -452,6 +455,11 @@ class _Grammar:
         k = bisect.bisect_left(self.family_cdf, self.r.random() * self.family_cdf[-1])
         return (self.gender, self.country, self.noun, self.adjective, self.filler_sentence)[k]()
 
+    def planted_sentence(self) -> list[str]:
+        """A sentence of one of the four planted families (never a filler sentence), in their _FAMILY_WEIGHTS."""
+        k = bisect.bisect_left(self.family_cdf, self.r.random() * self.family_cdf[3])
+        return (self.gender, self.country, self.noun, self.adjective)[k]()
+
 
 def generate_corpus(num_tokens: int = 2_000_000, seed: int = 0) -> Iterator[str]:
     """Sentences (space-separated lower-case words) until at least ``num_tokens`` tokens; deterministic given seed."""
@@ -474,6 +482,167 @@ def _generate(num_tokens: int, seed: int) -> Iterator[str]:
         s = grammar.sentence()
         count += len(s)
         yield " ".join(s)
+
+
+# ----------------------------------------------------------------------------- a realistic vocabulary
+
+ZIPF_TOKENS = 20_000_000  # generate_zipf_corpus's default size
+ZIPF_WORDS = 100_000  # its lexicon: pseudo-words ranked by frequency
+ZIPF_EXPONENT = 1.0  # the lexicon's k-th word has probability proportional to 1 / k ** exponent
+ZIPF_PLANTED_SHARE = 0.1  # share of the tokens in sentences of the planted families
+_ZIPF_CHUNK = 1 << 20  # tokens generated at a time
+_ZIPF_SENTENCE = (5, 30)  # a lexicon sentence's length: uniform over this range
+_ZIPF_SCRAMBLE = 1_000_003  # a prime that divides no power of len(_SYLLABLES) = 70: k -> k * it mod 70^n is a bijection
+
+
+@functools.lru_cache(maxsize=1)
+def _grammar_words() -> frozenset[str]:
+    """Every word the planted grammar writes: its word lists and the templates' words (seen in 20,000 sentences)."""
+    g = _Grammar(20130907)
+    words = _planted_words() | set(_VERBED) | set(_VERB) | set(_ADJ) | set(g.filler) | set(_SINGULAR_DET)
+    words |= set(_PLURAL_DET) | {w for t in _TIME for w in t} | {w for p in PRONOUNS.values() for w in p}
+    for _ in range(20_000):
+        words.update(g.sentence())
+    return frozenset(words)
+
+
+def zipf_lexicon(num_words: int = ZIPF_WORDS) -> list[str]:
+    """num_words distinct pseudo-words, consonant-vowel syllables, shorter words first (as in real text, where the
+    frequent words are short), none a word of the planted grammar; word k is the k-th most frequent of
+    generate_zipf_corpus. Fixed: the same words whatever the seed."""
+    taken = _grammar_words()
+    syllables = np.frombuffer("".join(_SYLLABLES).encode(), np.uint8).reshape(len(_SYLLABLES), 2)
+    out: list[str] = []
+    n = 1
+    while len(out) < num_words:
+        size = len(_SYLLABLES) ** n
+        need = num_words - len(out)
+        k = np.arange(min(size, need + need // 4 + 100), dtype=np.int64)
+        codes = (k * _ZIPF_SCRAMBLE + n) % size  # scrambled, so the ranks are not in alphabetical order
+        digits = codes[:, None] // len(_SYLLABLES) ** np.arange(n) % len(_SYLLABLES)
+        chars = np.ascontiguousarray(syllables[digits].reshape(len(k), 2 * n))
+        words = chars.view(f"S{2 * n}").ravel().astype(f"U{2 * n}").tolist()
+        out.extend(w for w in words if w not in taken)
+        n += 1
+    return out[:num_words]
+
+
+def _zipf_arguments(num_tokens, seed, num_words, exponent, planted_share) -> tuple[int, int, int, float, float]:
+    try:
+        num_tokens, seed, num_words = operator.index(num_tokens), operator.index(seed), operator.index(num_words)
+        exponent, planted_share = float(exponent), float(planted_share)
+    except TypeError:
+        raise ValueError(
+            f"zipf corpus: num_tokens, seed and num_words must be integers and exponent, planted_share numbers, got "
+            f"{num_tokens!r}, {seed!r}, {num_words!r}, {exponent!r}, {planted_share!r}"
+        ) from None
+    if num_tokens < 1 or num_words < 1:
+        raise ValueError(f"zipf corpus: num_tokens and num_words must be >= 1, got {num_tokens} and {num_words}")
+    if not 0 < exponent < 10 or not 0 <= planted_share <= 1:
+        raise ValueError(
+            f"zipf corpus: exponent must be in (0, 10) and planted_share in [0, 1], got {exponent} and {planted_share}"
+        )
+    return num_tokens, seed, num_words, exponent, planted_share
+
+
+def zipf_corpus_chunks(
+    num_tokens: int = ZIPF_TOKENS,
+    seed: int = 0,
+    *,
+    num_words: int = ZIPF_WORDS,
+    exponent: float = ZIPF_EXPONENT,
+    planted_share: float = ZIPF_PLANTED_SHARE,
+) -> Iterator[str]:
+    """generate_zipf_corpus's text in blocks of whole lines (each ends in a newline), about 1M tokens a block."""
+    return _zipf_chunks(*_zipf_arguments(num_tokens, seed, num_words, exponent, planted_share))
+
+
+def _zipf_chunks(num_tokens: int, seed: int, num_words: int, exponent: float, planted_share: float) -> Iterator[str]:
+    lexicon = zipf_lexicon(num_words)
+    size = np.array([len(w) for w in lexicon])  # the words as rows of bytes, `size` of each in use
+    spelled = np.zeros((num_words, size.max()), np.uint8)
+    for n in np.unique(size):
+        rows = np.flatnonzero(size == n)
+        spelled[rows, :n] = np.frombuffer("".join(lexicon[i] for i in rows).encode(), np.uint8).reshape(-1, n)
+    cdf = np.cumsum(np.arange(1, num_words + 1, dtype=np.float64) ** -exponent)
+    cdf /= cdf[-1]
+    rng = np.random.default_rng(seed)
+    grammar = _Grammar(seed)
+    shortest, longest = _ZIPF_SENTENCE
+    done = 0
+    while done < num_tokens:
+        n = min(_ZIPF_CHUNK, num_tokens - done)
+        planted, planted_tokens = [], 0
+        while planted_tokens < planted_share * n:
+            s = grammar.planted_sentence()
+            planted.append(" ".join(s))
+            planted_tokens += len(s)
+        fill = max(n - planted_tokens, 0)  # lexicon tokens: the block's other sentences
+        lengths = rng.integers(shortest, longest + 1, size=fill // shortest + 1)
+        ends = np.cumsum(lengths)
+        lengths = lengths[: np.searchsorted(ends, fill) + 1] if fill else lengths[:0]
+        if fill:
+            lengths[-1] -= ends[len(lengths) - 1] - fill  # the last sentence ends at the block's last token
+        ranks = np.minimum(np.searchsorted(cdf, rng.random(fill), side="right"), num_words - 1)
+        filler = _spell(spelled, size, ranks, np.cumsum(lengths) - 1).split("\n")[:-1]
+        lines = np.empty(len(filler) + len(planted), object)
+        where = np.zeros(len(lines), bool)
+        where[rng.permutation(len(lines))[: len(planted)]] = True  # the planted sentences' places among them
+        lines[where], lines[~where] = np.array(planted, object), np.array(filler, object)
+        done += planted_tokens + fill
+        yield "\n".join(lines.tolist()) + "\n"
+
+
+def _spell(spelled: np.ndarray, size: np.ndarray, ranks: np.ndarray, line_ends: np.ndarray) -> str:
+    """The words `ranks` of the lexicon (rows of `spelled`, `size` bytes each) as text: each followed by a space,
+    or by a newline at the positions line_ends; built in bytes, one numpy pass per letter position."""
+    n = size[ranks]
+    start = np.cumsum(n + 1) - (n + 1)
+    text = np.empty(int(start[-1] + n[-1] + 1) if len(n) else 0, np.uint8)
+    for j in range(spelled.shape[1]):
+        has = np.flatnonzero(n > j)
+        text[start[has] + j] = spelled[ranks[has], j]
+    text[start + n] = ord(" ")
+    text[start[line_ends] + n[line_ends]] = ord("\n")
+    return text.tobytes().decode("ascii")
+
+
+def generate_zipf_corpus(
+    num_tokens: int = ZIPF_TOKENS,
+    seed: int = 0,
+    *,
+    num_words: int = ZIPF_WORDS,
+    exponent: float = ZIPF_EXPONENT,
+    planted_share: float = ZIPF_PLANTED_SHARE,
+) -> Iterator[str]:
+    """Sentences of a corpus with a realistic vocabulary and the planted relations, until at least num_tokens tokens.
+
+    A share ``planted_share`` of the tokens are sentences of generate_corpus's four planted families (gender,
+    countries, plurals, comparatives: ``planted_analogies`` and ``planted_similarities`` score vectors trained on
+    it); the rest are sentences of 5 to 30 words drawn independently from ``zipf_lexicon(num_words)`` with
+    P(k-th word) ~ 1 / k ** exponent. The defaults (20M tokens, 100k words, exponent 1, 10% planted) give about
+    101k words at min_count 5 (the lexicon's and the grammar's) and 2M planted tokens, about as many as
+    generate_corpus's default 2M-token corpus holds; the planted sentences are spread at random among the others.
+    Generated in numpy blocks of about 1M tokens (a few tens of MB at a time) and deterministic given the
+    arguments; ``write_zipf_corpus`` streams it to a file.
+    """
+    return _zipf_lines(_zipf_arguments(num_tokens, seed, num_words, exponent, planted_share))
+
+
+def _zipf_lines(args) -> Iterator[str]:
+    for block in _zipf_chunks(*args):
+        yield from block[:-1].split("\n")
+
+
+def write_zipf_corpus(path: str, num_tokens: int = ZIPF_TOKENS, seed: int = 0, **kwargs) -> None:
+    """Write generate_zipf_corpus(num_tokens, seed, **kwargs) to path, one sentence a line (atomically: a file at
+    path is always whole)."""
+    from train.core import files
+
+    chunks = zipf_corpus_chunks(num_tokens, seed, **kwargs)
+    with files.atomic_write(path, "w", encoding="utf-8") as f:
+        for block in chunks:
+            f.write(block)
 
 
 # ----------------------------------------------------------------------------- evaluation sets

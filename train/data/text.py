@@ -3,6 +3,8 @@
 `corpus` values every word module accepts:
   generated     the synthetic English-like corpus of train/data/corpus.py with planted relations
                 (king/queen, france/paris, cat/cats, big/bigger), `num_tokens` tokens, always seed 0
+  zipf          a realistic vocabulary: `num_tokens` tokens, 90% of them drawn from a Zipf-distributed lexicon
+                of 100k words, 10% in the planted sentences (train/data/corpus.py generate_zipf_corpus), seed 0
   text:PATH     a user's UTF-8 text: a file, a directory (every *.txt and *.txt.gz below it) or a glob;
                 each line is a sentence (windows never cross lines)
   <tfds name>   a TFDS dataset with a text feature, already prepared as array_record in `data_dir`
@@ -36,13 +38,16 @@ from train.data import corpus as generated_corpus
 from zoo.text import TOKENIZERS, Vocab, tokenize
 
 GENERATED = "generated"
+ZIPF = "zipf"
 
 # The keys of a module that reads a corpus (train.word2vec, train.ngram, train.cooccurrence).
 CORPUS_KEYS = {
     "corpus": Key(
-        GENERATED, "'generated' (embedded), 'text:PATH' (one sentence a line) or a prepared TFDS text dataset name"
+        GENERATED,
+        "'generated' (embedded), 'zipf' (generated, a 100k-word Zipf vocabulary), 'text:PATH' (one sentence a "
+        "line) or a prepared TFDS text dataset name",
     ),
-    "num_tokens": Key(2_000_000, "size of the generated corpus", range=">= 1"),
+    "num_tokens": Key(2_000_000, "size of the generated corpus ('generated' or 'zipf')", range=">= 1"),
     "tokenizer": Key(
         "words",
         "'words' (letters/digits, punctuation dropped), 'whitespace' (pre-tokenised text; punctuation at the ends "
@@ -52,7 +57,7 @@ CORPUS_KEYS = {
     "lowercase": Key(True, "lower-case the text before tokenizing"),
     "data_dir": Key("", "TFDS data dir ('': TFDS's default, ~/tensorflow_datasets)"),
 }
-ACCEPTED = "'generated', 'text:PATH', or the name of a prepared TFDS text dataset (e.g. lm1b)"
+ACCEPTED = "'generated', 'text:PATH', 'zipf', or the name of a prepared TFDS text dataset (e.g. lm1b)"
 HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the rest is train
 CACHE_FILE = "corpus.npz"
 ID_CHUNK = 1 << 22  # tokens per chunk written, counted and renumbered: 16 MiB of int32 ids
@@ -119,9 +124,16 @@ def open_corpus(
 def _open_lines(corpus: str, num_tokens: int, data_dir: str | None) -> TextSource:
     if not isinstance(corpus, str) or not corpus:
         raise DataError(f"corpus must be a non-empty string, got {corpus!r}; accepted: {ACCEPTED}")
-    if corpus == GENERATED:
+    if corpus in (GENERATED, ZIPF):
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
             raise DataError(f"num_tokens={num_tokens!r} must be a positive integer (tokens of the generated corpus)")
+        if corpus == ZIPF:
+            g = generated_corpus
+            return TextSource(
+                f"zipf ({num_tokens} tokens)",
+                lambda: g.generate_zipf_corpus(num_tokens, 0),
+                f"zipf:{num_tokens}:{g.ZIPF_WORDS}:{g.ZIPF_EXPONENT}:{g.ZIPF_PLANTED_SHARE}:seed0",
+            )
         return TextSource(
             f"generated ({num_tokens} tokens)",
             lambda: generated_corpus.generate_corpus(num_tokens, 0),

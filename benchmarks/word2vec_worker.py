@@ -1,0 +1,141 @@
+"""One timed word2vec run for benchmarks.word2vec_speed, in a process of its own: ours or gensim's.
+
+    python -m benchmarks.word2vec_worker ours|gensim SPEC.json
+
+SPEC.json holds the config (train.word2vec's keys), the corpus file (one sentence a line, tokens separated
+by spaces), the output directory and, for gensim, its workers and input mode. The run does what a user waits
+for, nothing else: read and count the corpus, build the vocabulary, (ours) compile, train, write the vectors
+(word2vec binary format, OUT/vectors.bin). It writes OUT/result.json: wall-clock marks (time.time(), so the
+parent can subtract its own spawn time), the words trained and the vocabulary. Nothing is evaluated here: the
+parent scores both systems' vectors.bin the same way. Only the system measured is imported (gensim's run never
+loads JAX).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+
+
+def run_ours(spec: dict) -> dict:
+    marks = {"started": time.time()}
+    from train.core import parallel
+
+    parallel.schedule_depth_first()  # as train.word2vec does, before JAX starts
+    cfg = spec["config"]
+    parallel.split_cpu(cfg["cpu_devices"])
+    import jax
+    import numpy as np
+
+    from train import word2vec as tw
+    from train.core import loop
+    from train.data import vectors
+
+    c = tw.get_config()
+    for key, value in cfg.items():
+        if not isinstance(value, dict):  # the sweep keys stay unset: one run
+            c[key] = value
+    c.corpus = "text:" + spec["file"]
+    tw.check_config(c)
+    marks["imported"] = time.time()
+    corpus, _ = tw.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
+    marks["counted"] = time.time()
+    c.num_steps = tw.resolve_num_steps(c, corpus)
+    examples = tw.TrainingExamples(corpus, c, jax.device_count())
+    task = tw.make_task(c, corpus, ([], []), examples)
+    mesh = parallel.data_mesh()
+    state = loop.init_state(task, c, mesh)
+    step = loop.compile_step(task, c, mesh)
+    data = task.batches(c.batch_size, c.seed)
+    state, metrics, _ = step(state, parallel.shard_batch(next(data), mesh))  # compiles, then runs step 0
+    jax.block_until_ready(metrics)
+    marks["compiled"] = time.time()
+    wait = parallel.wait_each_step()  # as the training loop does
+    for _ in range(c.num_steps - 1):
+        state, metrics, _ = step(state, parallel.shard_batch(next(data), mesh))
+        if wait:
+            jax.block_until_ready(state)
+    jax.block_until_ready(state.params)
+    marks["trained"] = time.time()
+    W = np.asarray(jax.device_get(state.params["in"]))
+    vectors.save_word2vec_binary(os.path.join(spec["out"], "vectors.bin"), corpus.vocab.words, W)
+    marks["written"] = time.time()
+    return {
+        "marks": marks,
+        "corpus_words": int(len(corpus.ids)),
+        "epochs": c.num_steps * c.batch_size / len(corpus.ids),
+        "trained_words": (c.num_steps - 1) * c.batch_size,  # the words of the steps after the compiling one
+        "vocabulary": len(corpus.vocab),
+        "devices": jax.device_count(),
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def run_gensim(spec: dict) -> dict:
+    marks = {"started": time.time()}
+    import logging
+
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
+
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    c, path = spec["config"], spec["file"]
+    model = Word2Vec(
+        vector_size=c["embed_dim"],
+        window=c["window"],
+        negative=c["negatives"],
+        hs=0,
+        sg=1 if c["model"] == "sgns" else 0,
+        cbow_mean=1,
+        min_count=c["min_count"],
+        max_final_vocab=c["max_vocab"] or None,
+        sample=c["subsample"],
+        alpha=c["learning_rate"],
+        min_alpha=c["min_learning_rate"],
+        workers=spec["gensim_workers"],
+        seed=c["seed"],
+    )
+    marks["imported"] = time.time()
+    if spec["gensim_input"] == "corpus_file":  # gensim's own file reader in every worker (no GIL-bound feeder)
+        model.build_vocab(corpus_file=path)
+        marks["counted"] = time.time()
+        model.train(corpus_file=path, total_words=model.corpus_total_words, epochs=c["num_epochs"])
+    else:  # LineSentence: the file streamed, split on spaces, by one feeder thread
+        sentences = LineSentence(path)
+        model.build_vocab(sentences)
+        marks["counted"] = time.time()
+        model.train(sentences, total_examples=model.corpus_count, epochs=c["num_epochs"])
+    marks["compiled"] = marks["counted"]  # nothing to compile
+    marks["trained"] = time.time()
+    model.wv.save_word2vec_format(os.path.join(spec["out"], "vectors.bin"), binary=True)
+    marks["written"] = time.time()
+    words = int(model.wv.expandos["count"].sum())  # the in-vocabulary corpus words, as ours counts them
+    return {
+        "marks": marks,
+        "corpus_words": words,
+        "epochs": c["num_epochs"],
+        "trained_words": c["num_epochs"] * words,
+        "vocabulary": len(model.wv),
+        "devices": spec["gensim_workers"],
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def main(argv: list[str]) -> None:
+    system, spec_path = argv
+    with open(spec_path, encoding="utf-8") as f:
+        spec = json.load(f)
+    result = {"ours": run_ours, "gensim": run_gensim}[system](spec)
+    with open(os.path.join(spec["out"], "result.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
