@@ -333,3 +333,30 @@ def test_mnist10k_reads_the_npm_packages_digits(tmp_path):
     (tmp_path / "src" / "digits" / "7.json").unlink()
     with pytest.raises(SystemExit, match="error: --mnist10k .*7.json"):
         real_digits.mnist10k(str(tmp_path))
+
+
+def test_plateau_cooldown_holds_the_rate_until_the_plateau_then_decays_to_zero(monkeypatch):
+    monkeypatch.setattr(evaluation, "CHECK_EVERY", 10)
+    monkeypatch.setattr(evaluation, "PATIENCE", 2)
+    plan = evaluation.PlateauCooldown(steps=1000, peak=1.0, warmup=5)
+    assert [plan.rate(s) for s in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    rates, checks, improving = [], [], {9, 19, 29}  # the held-out score improves at the first three checks only
+    for s in range(1000):
+        rates.append(plan.rate(s))
+        if plan.checks_after(s):
+            checks.append(s)
+            if plan.check(s, improved=s in improving):
+                break
+    # two checks without improvement (after steps 39 and 49): the cooldown starts at step 50 and lasts
+    # max(CHECK_EVERY, 25% of 50) = 13 steps, falling linearly from the peak to 0, then it stops
+    assert checks == [9, 19, 29, 39, 49, 59, 62] and s == 62
+    assert rates[5:51] == [1.0] * 46
+    np.testing.assert_allclose(rates[50:63], 1.0 - np.arange(13) / 13)
+
+
+def test_plateau_cooldown_starts_by_the_latest_at_its_share_of_the_budget_and_stays_within_it(monkeypatch):
+    monkeypatch.setattr(evaluation, "CHECK_EVERY", 10)
+    plan = evaluation.PlateauCooldown(steps=100, peak=1.0, warmup=0)
+    s = next(s for s in range(100) if plan.checks_after(s) and plan.check(s, improved=True))
+    assert plan.cool_start == 80 and plan.cool_len == 20 and s == 99  # ever improving: from 80% on, to the end
+    assert plan.rate(99) == pytest.approx(0.05) and plan.rate(79) == 1.0
