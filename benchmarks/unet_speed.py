@@ -1,6 +1,6 @@
 """The DDPM U-Net against lucidrains' denoising-diffusion-pytorch on CPU: training and sampling images/s, alternated.
 
-    python -m benchmarks.unet_speed [--rounds=5] [--sizes=16:64,32:32] [--quick]
+    python -m benchmarks.unet_speed [--rounds=5] [--sizes=16:64,32:32] [--sample_rounds=1] [--quick]
 
 Ours: zoo.ddpm.UNet built by train.ddpm.make_unet, trained on zoo.ddpm.training_losses as train.ddpm.make_task's
 loss (eps prediction, linear betas, T = 1000, uniform weight), with plain Adam (optax.adam, lr 2e-4) in one jitted
@@ -24,6 +24,11 @@ first call (both) come before the rounds and are reported apart. Both libraries 
 thread pool has one thread per core by default, and torch.set_num_threads is set to the same count. The roofline is
 the fastest of the three matmuls; JAX's share of it uses XLA's cost analysis of the compiled step or forward (all
 its FLOPs); the peer's forward FLOPs are torch's FlopCounterMode count (convolutions and matmuls only).
+
+Sampling, --sample_rounds alternated rounds of one call each: DDIM with --ddim_steps network calls (eta 0, x0
+clipped: zoo.ddpm.sample_ddim against the peer's ddim_sample) and ancestral sampling (zoo.ddpm.sample_ancestral
+against its p_sample_loop) over the last --chain_steps of the T = 1000 steps, scaled to all T: every step of the
+chain costs the same, and timing all 1000 would take each library many minutes a size.
 
 The peer's package imports torchvision for its Trainer's data transforms and image grids, which this benchmark does
 not use. PyPI's torchvision wheels are CUDA builds that do not load beside a CPU torch ("operator torchvision::nms
@@ -54,6 +59,7 @@ PEER_DIM_MULTS = (2, 2, 2)  # the peer's level i runs at dims[i] = (ch, 2ch, 2ch
 NUM_RES_BLOCKS = 2  # fixed in the peer's Unet
 LEARNING_RATE = 2e-4
 STEPS = ("train", "forward")
+SAMPLERS = ("ddim", "ancestral")
 
 flags.DEFINE_integer("rounds", 5, "Alternated rounds; the figures are their medians.")
 flags.DEFINE_list("sizes", ["16:64", "32:32"], "SIZE:BATCH pairs: square images of SIZE pixels, BATCH a call.")
@@ -62,7 +68,16 @@ flags.DEFINE_list("peer_dim_mults", list(map(str, PEER_DIM_MULTS)), "The peer Un
 flags.DEFINE_integer("channels", 1, "Image channels (1: digits).")
 flags.DEFINE_float("min_time", 1.0, "Seconds each library's step or forward runs in a round (at least 2 calls).")
 flags.DEFINE_integer("matmul_n", 2048, "Side of the fp32 matmul of the roofline.")
-flags.DEFINE_bool("quick", False, "Smoke run (the test's): 1 round, 8x8 images batch 4, ch 16, no minimum time.")
+flags.DEFINE_integer("ddim_steps", 50, "Network calls of each library's DDIM sampler (eta 0, x0 clipped).")
+flags.DEFINE_integer(
+    "chain_steps",
+    50,
+    "Ancestral sampling is timed over the last CHAIN_STEPS of the T = 1000 steps and scaled to all T.",
+)
+flags.DEFINE_integer("sample_rounds", 1, "Alternated rounds of the sampler timings (one sampling call a round).")
+flags.DEFINE_bool(
+    "quick", False, "Smoke run (the test's): 1 round, 8x8 images batch 4, ch 16, 2-step samplers, no minimum time."
+)
 
 
 def import_peer():
@@ -91,9 +106,10 @@ def parse_sizes(sizes) -> list[tuple[int, int]]:
     return pairs
 
 
-def ours(size: int, batch: int, ch: int, x_np: np.ndarray) -> dict:
+def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int, chain_steps: int) -> dict:
     """One jitted Adam step of train.ddpm's loss and one jitted forward of its U-Net, compiled (timed) with their
-    XLA FLOPs, each as a blocking call."""
+    XLA FLOPs, each as a blocking call; zoo.ddpm's DDIM sampler (ddim_steps) and ancestral sampler over the last
+    chain_steps timesteps (the schedule's first chain_steps betas: the same constants, fewer steps)."""
     c = train_ddpm.get_config()
     c.model.ch, c.model.ch_mult, c.model.num_res_blocks = ch, CH_MULT, NUM_RES_BLOCKS
     c.model.attn_resolutions = (size // 2 ** (len(CH_MULT) - 1),)  # the lowest resolution
@@ -131,12 +147,27 @@ def ours(size: int, batch: int, ch: int, x_np: np.ndarray) -> dict:
         jax.block_until_ready(loss)
 
     out["call"] = {"train": train, "forward": lambda: jax.block_until_ready(forward(state[0][0], x0, t))}
+
+    def eps_fn(p):
+        return lambda x, t: net.apply({"params": p}, x, t)
+
+    chain = ddpm.make_schedule(np.asarray(sched.betas)[:chain_steps])
+    shape = x0.shape
+    ddim = jax.jit(lambda p, k: ddpm.sample_ddim(sched, eps_fn(p), shape, k, num_steps=ddim_steps))
+    ancestral = jax.jit(lambda p, k: ddpm.sample_ancestral(chain, eps_fn(p), shape, k))
+    key = jax.random.key(3)
+    for name, fn in (("ddim", ddim), ("ancestral", ancestral)):
+        out["call"][name] = lambda fn=fn: jax.block_until_ready(fn(state[0][0], key))
     return out
 
 
-def peer(dd, size: int, batch: int, ch: int, dim_mults: tuple, x_np: np.ndarray) -> dict:
+def peer(
+    dd, size: int, batch: int, ch: int, dim_mults: tuple, x_np: np.ndarray, ddim_steps: int, chain_steps: int
+) -> dict:
     """One Adam step of the peer's GaussianDiffusion loss and one no-grad forward of its Unet, each a call, with
-    the forward's FlopCounterMode count."""
+    the forward's FlopCounterMode count; its ddim_sample (sampling_timesteps = ddim_steps) and its p_sample_loop
+    over the last chain_steps timesteps (num_timesteps lowered on a second GaussianDiffusion: the loop runs
+    t = chain_steps - 1 .. 0 of the same buffers)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -159,12 +190,28 @@ def peer(dd, size: int, batch: int, ch: int, dim_mults: tuple, x_np: np.ndarray)
         with torch.inference_mode():
             unet(x, t)
 
+    def diffusion_with(**attrs):
+        d = dd.GaussianDiffusion(
+            unet, image_size=size, timesteps=1000, objective="pred_noise", beta_schedule="linear", auto_normalize=False
+        )
+        for k, v in attrs.items():
+            setattr(d, k, v)
+        return d
+
+    shape = tuple(x.shape)
+    ddim, chain = diffusion_with(sampling_timesteps=ddim_steps), diffusion_with(num_timesteps=chain_steps)
+
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         unet(x, t)
     return {
         "params": sum(p.numel() for p in unet.parameters()),
         "flops": {"forward": float(counter.get_total_flops())},
-        "call": {"train": train, "forward": forward},
+        "call": {
+            "train": train,
+            "forward": forward,
+            "ddim": lambda: ddim.ddim_sample(shape),
+            "ancestral": lambda: chain.p_sample_loop(shape),
+        },
     }
 
 
@@ -195,13 +242,21 @@ def load() -> str:
 def main(_):
     f = flags.FLAGS
     rounds, sizes, ch, min_time, matmul_n = f.rounds, parse_sizes(f.sizes), f.ch, f.min_time, f.matmul_n
+    ddim_steps, chain_steps, sample_rounds = f.ddim_steps, f.chain_steps, f.sample_rounds
     if f.quick:
         rounds, sizes, ch, min_time, matmul_n = 1, [(8, 4)], 16, 0.0, 256
+        ddim_steps, chain_steps, sample_rounds = 2, 2, 1
+    for name, v, high in (("ddim_steps", ddim_steps, 1000), ("chain_steps", chain_steps, 1000)):
+        if not 1 <= v <= high:
+            raise app.UsageError(f"--{name}: an integer in 1..{high}, got {v}")
+    if sample_rounds < 0:
+        raise app.UsageError(f"--sample_rounds: an integer >= 0, got {sample_rounds}")
     if not all(m.isdigit() and int(m) for m in f.peer_dim_mults) or len(f.peer_dim_mults) != len(CH_MULT):
         raise app.UsageError(f"--peer_dim_mults: {len(CH_MULT)} positive integers, got {f.peer_dim_mults}")
     dim_mults = tuple(map(int, f.peer_dim_mults))
     import torch
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the peer's samplers draw a progress bar a step
     cores = len(os.sched_getaffinity(0))
     torch.set_num_threads(cores)
     dd = import_peer()
@@ -210,12 +265,16 @@ def main(_):
     nets = {}
     for size, batch in sizes:
         x_np = np.random.default_rng(size).uniform(-1, 1, (batch, size, size, f.channels)).astype(np.float32)
-        nets[size, batch] = {"jax": ours(size, batch, ch, x_np), "torch": peer(dd, size, batch, ch, dim_mults, x_np)}
+        nets[size, batch] = {
+            "jax": ours(size, batch, ch, x_np, ddim_steps, chain_steps),
+            "torch": peer(dd, size, batch, ch, dim_mults, x_np, ddim_steps, chain_steps),
+        }
+    samplers = SAMPLERS if sample_rounds else ()
     first = {
         (key, lib, s): first_call_s(n[lib]["call"][s])
         for key, n in nets.items()
         for lib in ("jax", "torch")
-        for s in STEPS
+        for s in STEPS + samplers
     }
 
     rates = {}  # (step, size, batch, lib) -> images/s of each round
@@ -228,6 +287,15 @@ def main(_):
                     secs = time_fn(n[lib]["call"][s], warmup=0, min_time=min_time, min_iters=2)
                     rates.setdefault((s, size, batch, lib), []).append(batch / secs)
         matmuls.append(matmul_rates(matmul_n, min_time))
+    for r in range(sample_rounds):  # one call each: a sampling call runs for many seconds at the default sizes
+        libs = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
+        for (size, batch), n in nets.items():
+            for s in samplers:
+                for lib in libs:
+                    secs = time_fn(n[lib]["call"][s], warmup=0, min_time=0.0, min_iters=1)
+                    if s == "ancestral":  # the chain's seconds scaled to all T = 1000 steps
+                        secs *= 1000 / chain_steps
+                    rates.setdefault((s, size, batch, lib), []).append(batch / secs)
     med = {k: statistics.median(v) for k, v in rates.items()}
     mm = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     roofline = max(mm.values())
@@ -272,6 +340,21 @@ def main(_):
             j, t = med[s, size, batch, "jax"], med[s, size, batch, "torch"]
             share = 100 * n["jax"]["flops"][s] * (j / batch) / 1e9 / roofline
             print(f"| {s} | {size} | {batch} | {j:.1f} | {t:.1f} | {j / t:.2f} | {share:.1f}% |")
+    if samplers:
+        print()
+        print(
+            f"Sampling img/s, median of {sample_rounds} alternated round(s), one call each: ddim = {ddim_steps} "
+            f"network calls (eta 0); ancestral = all T = 1000 steps, timed over the last {chain_steps} and scaled by "
+            f"1000/{chain_steps}; both libraries' first call excluded"
+        )
+        print("| sampler | size | batch | jax img/s | torch img/s | jax/torch | jax s/call | torch s/call |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s in samplers:
+            for size, batch in nets:
+                j, t = med[s, size, batch, "jax"], med[s, size, batch, "torch"]
+                print(
+                    f"| {s} | {size} | {batch} | {j:.2f} | {t:.2f} | {j / t:.2f} | {batch / j:.3g} | {batch / t:.3g} |"
+                )
     print(f"load average {load()} after")
 
 

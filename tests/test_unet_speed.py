@@ -1,4 +1,5 @@
-"""benchmarks.unet_speed --quick runs and prints both libraries' img/s: positive and finite (no speed is asserted).
+"""benchmarks.unet_speed --quick runs and prints both libraries' training, forward and sampling img/s: positive and
+finite (no speed is asserted).
 
 Skipped where torch or denoising-diffusion-pytorch is not installed (the pins of the 'peers' extra, installed
 with --no-deps as docs/performance.md shows). The peer is looked up, not imported: the benchmark imports it in
@@ -44,6 +45,14 @@ def test_quick_run_prints_positive_finite_rates_of_both_libraries(tmp_path):
             assert math.isfinite(value) and value > 0, (column, r)
         share = float(r["jax % of roofline"].rstrip("%"))
         assert math.isfinite(share) and share > 0, r
+
+    samplers = table_rows(out, "| sampler |")
+    assert {r["sampler"] for r in samplers} == {"ddim", "ancestral"}
+    for r in samplers:
+        for column in ("jax img/s", "torch img/s", "jax/torch", "jax s/call", "torch s/call"):
+            value = float(r[column])
+            assert math.isfinite(value) and value > 0, (column, r)
+        assert float(r["jax s/call"]) * float(r["jax img/s"]) == pytest.approx(float(r["batch"]), rel=0.1), r
 
     (before,) = table_rows(out, "| size |")
     for column, cell in before.items():
