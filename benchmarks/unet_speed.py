@@ -106,7 +106,7 @@ def parse_sizes(sizes) -> list[tuple[int, int]]:
     return pairs
 
 
-def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int, chain_steps: int) -> dict:
+def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int = 50, chain_steps: int = 50) -> dict:
     """One jitted Adam step of train.ddpm's loss and one jitted forward of its U-Net, compiled (timed) with their
     XLA FLOPs, each as a blocking call; zoo.ddpm's DDIM sampler (ddim_steps) and ancestral sampler over the last
     chain_steps timesteps (the schedule's first chain_steps betas: the same constants, fewer steps)."""
