@@ -12,6 +12,7 @@ from ml_collections import config_flags
 
 from benchmarks.common import device_line, matmul_gflops, time_fn, train_step_speed
 from train import ddpm as train_ddpm
+from train.core import parallel
 from zoo import ddpm
 
 config_flags.DEFINE_config_dict("config", train_ddpm.get_config())
@@ -19,6 +20,7 @@ flags.DEFINE_integer("sample_images", 64, "Batch of images per sampler call.")
 
 
 def main(_):
+    parallel.xla_cpu_convolutions()  # as train.ddpm runs (before JAX's backends start)
     c = flags.FLAGS.config
     secs, flops, (ds, state) = train_step_speed(train_ddpm, c, min_time=5.0)
     peak = matmul_gflops()

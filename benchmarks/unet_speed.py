@@ -240,6 +240,9 @@ def load() -> str:
 
 
 def main(_):
+    from train.core import parallel
+
+    parallel.xla_cpu_convolutions()  # as train.ddpm runs the U-Net (before JAX's backends start)
     f = flags.FLAGS
     rounds, sizes, ch, min_time, matmul_n = f.rounds, parse_sizes(f.sizes), f.ch, f.min_time, f.matmul_n
     ddim_steps, chain_steps, sample_rounds = f.ddim_steps, f.chain_steps, f.sample_rounds

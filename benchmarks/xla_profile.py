@@ -213,6 +213,9 @@ def main(_):
         print(what)
         print(report(compiled, call, f.calls, f.top))
         return
+    from train.core import parallel
+
+    parallel.xla_cpu_convolutions()  # as train.ddpm runs the U-Net (XLA_FLAGS can set the flag otherwise)
     x = np.random.default_rng(0).uniform(-1, 1, (f.batch, f.size, f.size, 1)).astype(np.float32)
     ours = unet_speed.ours(f.size, f.batch, f.ch, x)
     print(f"{f.step} step, {f.size}x{f.size} B{f.batch} ch {f.ch}: {ours['flops'][f.step] / 1e9:.1f} GFLOP (XLA)")

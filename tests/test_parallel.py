@@ -131,36 +131,42 @@ def test_split_cpu_gives_one_device_per_core_or_the_count_asked(ask, forced, wan
     assert f"SPLIT {want} {want} {want > 1} {want}" in proc.stdout
 
 
-DEPTH_FIRST = """
+XLA_FLAG_SETTER = """
 import os, sys
 from train.core import parallel
 if sys.argv[1] == "after":
     import jax
     jax.devices()  # the backends have started: XLA has read its flags
-print("DEPTH", parallel.schedule_depth_first(), os.environ.get("XLA_FLAGS", ""))
+print("ON", getattr(parallel, sys.argv[2])(), os.environ.get("XLA_FLAGS", ""))
 """
+SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler"
+YNN = "--xla_cpu_experimental_ynn_fusion_type"
 
 
 @pytest.mark.parametrize(
-    "when, flags, want_on, want_flags",
+    "setter, when, flags, want_on, want_flags",
     [
-        ("before", "", True, "--xla_cpu_enable_concurrency_optimized_scheduler=false"),
-        (
-            "before",
-            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
-            False,
-            "--xla_cpu_enable_concurrency_optimized_scheduler=true",
-        ),  # the user's own setting wins
-        ("after", "", False, ""),  # too late to take effect: XLA_FLAGS left alone
+        ("schedule_depth_first", "before", "", True, f"{SCHEDULER}=false"),
+        ("schedule_depth_first", "before", f"{SCHEDULER}=true", False, f"{SCHEDULER}=true"),  # the user's wins
+        ("schedule_depth_first", "after", "", False, ""),  # too late to take effect: XLA_FLAGS left alone
+        ("xla_cpu_convolutions", "before", "", True, f"{YNN}="),
+        ("xla_cpu_convolutions", "before", "--xla_dump_to=/tmp/x", True, f"--xla_dump_to=/tmp/x {YNN}="),
+        ("xla_cpu_convolutions", "before", f"{YNN}=dot", False, f"{YNN}=dot"),
+        ("xla_cpu_convolutions", "after", "", False, ""),
     ],
 )
-def test_schedule_depth_first_sets_the_xla_flag_only_before_jax_starts(when, flags, want_on, want_flags):
+def test_xla_flag_setters_act_only_before_jax_starts_and_never_over_the_users(setter, when, flags, want_on, want_flags):
     env = _env(XLA_FLAGS=flags)
     proc = subprocess.run(
-        [sys.executable, "-c", DEPTH_FIRST, when], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-c", XLA_FLAG_SETTER, when, setter],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"DEPTH {want_on} {want_flags}".strip() == proc.stdout.strip().splitlines()[-1].strip()
+    assert f"ON {want_on} {want_flags}".strip() == proc.stdout.strip().splitlines()[-1].strip()
 
 
 def test_distributed_flags_must_come_together():

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train.core import cli, config as config_lib, files, loop, saved
+from train.core import cli, config as config_lib, files, loop, parallel, saved
 from train.core.config import Key
 from train.core.writers import image_grid, save_png
 from train.data import images as data
@@ -410,6 +410,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
 
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
+    parallel.xla_cpu_convolutions()  # before anything starts JAX's backends: the U-Net's convolutions on XLA:CPU
     return loop.train_images(config, workdir, check_config, make_task)
 
 
@@ -480,6 +481,7 @@ def sample_workdir(workdir: str, overrides: dict) -> str:
     by load(workdir).sample(jax.random.key(sample.seed), ...), into workdir/samples/samples_<step>.npz (images
     uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model) with a PNG grid of the first
     GRID_IMAGES beside it, each written whole or not at all; returns the .npz path."""
+    parallel.xla_cpu_convolutions()
     saved.with_overrides(saved.read_config(workdir, SCHEMA, RENAMED_KEYS), overrides, "sample", check_config)
     model = load(workdir)  # the overrides are refused above, before the checkpoint is read
     c = model.configured(**overrides)
