@@ -20,8 +20,11 @@ Each of --rounds rounds times, for every SIZE:BATCH of --sizes, one full optimiz
 backward, Adam) and one network forward call (sampling's unit: jitted / torch.inference_mode) of each library, for
 at least --min_time seconds each, JAX and torch taking turns (which goes first alternates by round), and the fp32
 matmul (jnp.dot, numpy, torch) at --matmul_n; the figures are medians over the rounds. Compilation (JAX) and the
-first call (both) come before the rounds and are reported apart. Both libraries get all the machine's cores: XLA:CPU's
-thread pool has one thread per core by default, and torch.set_num_threads is set to the same count. The roofline is
+first call (both) come before the rounds and are reported apart. Each library runs in a worker process of its own
+(serve), started one after the other and asked for each timing in turn, so neither's threads share a process with
+the other's. Both get all the machine's cores: XLA:CPU's thread pool has one thread per core by default, and
+torch.set_num_threads is set to the same count. Ours runs its convolutions as train.ddpm does
+(train.core.parallel.xla_cpu_convolutions). The roofline is
 the fastest of the three matmuls; JAX's share of it uses XLA's cost analysis of the compiled step or forward (all
 its FLOPs); the peer's forward FLOPs are torch's FlopCounterMode count (convolutions and matmuls only).
 
@@ -37,8 +40,10 @@ does not exist"), so where torchvision does not import, empty stand-in modules t
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import types
@@ -75,6 +80,8 @@ flags.DEFINE_integer(
     "Ancestral sampling is timed over the last CHAIN_STEPS of the T = 1000 steps and scaled to all T.",
 )
 flags.DEFINE_integer("sample_rounds", 1, "Alternated rounds of the sampler timings (one sampling call a round).")
+flags.DEFINE_enum("worker", "", ["", "jax", "torch"], "Internal: serve one library's timings (see serve).")
+flags.DEFINE_string("worker_spec", "{}", "Internal: the worker's networks, as JSON.")
 flags.DEFINE_bool(
     "quick", False, "Smoke run (the test's): 1 round, 8x8 images batch 4, ch 16, 2-step samplers, no minimum time."
 )
@@ -92,7 +99,9 @@ def import_peer():
             sys.modules[f"torchvision.{name}"] = getattr(stub, name)
         sys.modules["torchvision"] = stub
     import denoising_diffusion_pytorch
+    from denoising_diffusion_pytorch import denoising_diffusion_pytorch as module
 
+    module.tqdm = lambda steps, **_: steps  # its samplers' progress bar a step: not timed, not printed
     return denoising_diffusion_pytorch
 
 
@@ -221,18 +230,89 @@ def first_call_s(fn) -> float:
     return time.perf_counter() - t0
 
 
-def matmul_rates(n: int, min_time: float) -> dict:
-    """fp32 n^3 matmul GFLOP/s of jnp.dot, numpy and torch, timed one after the other."""
+def matmul_rates(lib: str, n: int, min_time: float) -> dict:
+    """fp32 n^3 matmul GFLOP/s in a worker: jnp.dot and numpy (the jax worker) or torch.mm (the torch one)."""
+    a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
+    gflop = 2 * n**3 / 1e9
+    if lib == "jax":
+        return {
+            "jnp.dot": matmul_gflops(n, min_time=min_time),
+            "numpy": gflop / time_fn(lambda: np.dot(a, b), min_time=min_time),
+        }
     import torch
 
-    a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    gflop = 2 * n**3 / 1e9
-    return {
-        "jnp.dot": matmul_gflops(n, min_time=min_time),
-        "numpy": gflop / time_fn(lambda: np.dot(a, b), min_time=min_time),
-        "torch": gflop / time_fn(lambda: torch.mm(ta, tb), min_time=min_time),
-    }
+    return {"torch": gflop / time_fn(lambda: torch.mm(ta, tb), min_time=min_time)}
+
+
+REPLY = "@unet_speed "  # a worker's replies on its stdout start with this (anything else printed is not one)
+
+
+def serve(lib: str, spec: dict) -> None:
+    """A worker process for one library: build its networks at every size, time each call once (the first call),
+    reply with what it built, then time calls as asked, one JSON request per line of stdin. Each library in its
+    own process: in one process, XLA's steps ran 10-25% slower once torch had run there."""
+
+    def reply(obj):
+        print(REPLY + json.dumps(obj), flush=True)
+
+    if lib == "jax":
+        from train.core import parallel
+
+        parallel.xla_cpu_convolutions()  # as train.ddpm runs the U-Net (before JAX's backends start)
+        version = f"jax {jax.__version__}"
+    else:
+        import torch
+
+        torch.set_num_threads(spec["threads"])
+        dd = import_peer()
+        version = (
+            f"torch {torch.__version__}, denoising-diffusion-pytorch {metadata.version('denoising-diffusion-pytorch')}"
+        )
+    nets = {}
+    for size, batch in spec["sizes"]:
+        x_np = np.random.default_rng(size).uniform(-1, 1, (batch, size, size, spec["channels"])).astype(np.float32)
+        args = (size, batch, spec["ch"])
+        steps = (spec["ddim_steps"], spec["chain_steps"])
+        net = ours(*args, x_np, *steps) if lib == "jax" else peer(dd, *args, tuple(spec["dim_mults"]), x_np, *steps)
+        nets[f"{size}:{batch}"] = net
+    first = {key: {c: first_call_s(n["call"][c]) for c in spec["calls"]} for key, n in nets.items()}
+    built = {key: {k: n[k] for k in ("params", "flops", "compile_s") if k in n} for key, n in nets.items()}
+    reply({"nets": built, "first": first, "version": version})
+    for line in sys.stdin:
+        ask = json.loads(line)
+        if ask["op"] == "time":
+            call = nets[ask["net"]]["call"][ask["call"]]
+            reply({"secs": time_fn(call, warmup=0, min_time=ask["min_time"], min_iters=ask["min_iters"])})
+        elif ask["op"] == "matmul":
+            reply(matmul_rates(lib, ask["n"], ask["min_time"]))
+        else:
+            return
+
+
+class Worker:
+    """A library's worker process (serve), asked over its stdin, answering on its stdout."""
+
+    def __init__(self, lib: str, spec: dict):
+        cmd = [sys.executable, "-m", "benchmarks.unet_speed", f"--worker={lib}", f"--worker_spec={json.dumps(spec)}"]
+        self.lib = lib
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.built = self.answer()
+
+    def answer(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY) :])
+        raise RuntimeError(f"the {self.lib} worker stopped (exit code {self.proc.wait()}); its stderr is above")
+
+    def ask(self, **request) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return self.answer()
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def load() -> str:
@@ -240,10 +320,10 @@ def load() -> str:
 
 
 def main(_):
-    from train.core import parallel
-
-    parallel.xla_cpu_convolutions()  # as train.ddpm runs the U-Net (before JAX's backends start)
     f = flags.FLAGS
+    if f.worker:
+        serve(f.worker, json.loads(f.worker_spec))
+        return
     rounds, sizes, ch, min_time, matmul_n = f.rounds, parse_sizes(f.sizes), f.ch, f.min_time, f.matmul_n
     ddim_steps, chain_steps, sample_rounds = f.ddim_steps, f.chain_steps, f.sample_rounds
     if f.quick:
@@ -257,59 +337,69 @@ def main(_):
     if not all(m.isdigit() and int(m) for m in f.peer_dim_mults) or len(f.peer_dim_mults) != len(CH_MULT):
         raise app.UsageError(f"--peer_dim_mults: {len(CH_MULT)} positive integers, got {f.peer_dim_mults}")
     dim_mults = tuple(map(int, f.peer_dim_mults))
-    import torch
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the peer's samplers draw a progress bar a step
     cores = len(os.sched_getaffinity(0))
-    torch.set_num_threads(cores)
-    dd = import_peer()
     load_before = load()
-
-    nets = {}
-    for size, batch in sizes:
-        x_np = np.random.default_rng(size).uniform(-1, 1, (batch, size, size, f.channels)).astype(np.float32)
-        nets[size, batch] = {
-            "jax": ours(size, batch, ch, x_np, ddim_steps, chain_steps),
-            "torch": peer(dd, size, batch, ch, dim_mults, x_np, ddim_steps, chain_steps),
-        }
     samplers = SAMPLERS if sample_rounds else ()
-    first = {
-        (key, lib, s): first_call_s(n[lib]["call"][s])
-        for key, n in nets.items()
-        for lib in ("jax", "torch")
-        for s in STEPS + samplers
+    spec = dict(
+        sizes=sizes,
+        ch=ch,
+        channels=f.channels,
+        dim_mults=dim_mults,
+        ddim_steps=ddim_steps,
+        chain_steps=chain_steps,
+        threads=cores,
+        calls=STEPS + samplers,
+    )
+    workers = {lib: Worker(lib, spec) for lib in ("jax", "torch")}  # one after the other: each compiles alone
+    nets = {
+        (size, batch): {lib: w.built["nets"][f"{size}:{batch}"] for lib, w in workers.items()} for size, batch in sizes
     }
+    first = {
+        ((size, batch), lib, c): w.built["first"][f"{size}:{batch}"][c]
+        for size, batch in sizes
+        for lib, w in workers.items()
+        for c in STEPS + samplers
+    }
+
+    def seconds(lib, size, batch, call, min_time, min_iters):
+        return workers[lib].ask(op="time", net=f"{size}:{batch}", call=call, min_time=min_time, min_iters=min_iters)[
+            "secs"
+        ]
 
     rates = {}  # (step, size, batch, lib) -> images/s of each round
     matmuls = []
     for r in range(rounds):
         libs = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
-        for (size, batch), n in nets.items():
+        for size, batch in nets:
             for s in STEPS:
                 for lib in libs:
-                    secs = time_fn(n[lib]["call"][s], warmup=0, min_time=min_time, min_iters=2)
+                    secs = seconds(lib, size, batch, s, min_time, 2)
                     rates.setdefault((s, size, batch, lib), []).append(batch / secs)
-        matmuls.append(matmul_rates(matmul_n, min_time))
+        matmuls.append(
+            {k: v for w in workers.values() for k, v in w.ask(op="matmul", n=matmul_n, min_time=min_time).items()}
+        )
     for r in range(sample_rounds):  # one call each: a sampling call runs for many seconds at the default sizes
         libs = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
-        for (size, batch), n in nets.items():
+        for size, batch in nets:
             for s in samplers:
                 for lib in libs:
-                    secs = time_fn(n[lib]["call"][s], warmup=0, min_time=0.0, min_iters=1)
+                    secs = seconds(lib, size, batch, s, 0.0, 1)
                     if s == "ancestral":  # the chain's seconds scaled to all T = 1000 steps
                         secs *= 1000 / chain_steps
                     rates.setdefault((s, size, batch, lib), []).append(batch / secs)
+    for w in workers.values():
+        w.close()
     med = {k: statistics.median(v) for k, v in rates.items()}
     mm = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     roofline = max(mm.values())
 
     first_nets = next(iter(nets.values()))
     p_jax, p_torch = first_nets["jax"]["params"], first_nets["torch"]["params"]
+    print(device_line(), "|", workers["torch"].built["version"])
     print(
-        device_line(),
-        f"| torch {torch.__version__}, denoising-diffusion-pytorch {metadata.version('denoising-diffusion-pytorch')}",
+        f"threads: {cores} (the machine's cores) for XLA:CPU and torch, each library in its own worker process; "
+        f"load average {load_before} before"
     )
-    print(f"threads: {cores} (the machine's cores) for XLA:CPU and torch; load average {load_before} before")
     print(
         f"parameters: ours UNet(ch={ch}, ch_mult={CH_MULT}) {p_jax:,}; peer Unet(dim={ch}, "
         f"dim_mults={dim_mults}) {p_torch:,} ({100 * (p_torch / p_jax - 1):+.1f}%)"
