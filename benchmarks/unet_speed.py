@@ -251,7 +251,7 @@ REPLY = "@unet_speed "  # a worker's replies on its stdout start with this (anyt
 def serve(lib: str, spec: dict) -> None:
     """A worker process for one library: build its networks at every size, time each call once (the first call),
     reply with what it built, then time calls as asked, one JSON request per line of stdin. Each library in its
-    own process: in one process, XLA's steps ran 10-25% slower once torch had run there."""
+    own process, so that neither's threads, allocator or libraries share a process with the other's."""
 
     def reply(obj):
         print(REPLY + json.dumps(obj), flush=True)
