@@ -30,7 +30,6 @@ def run_ours(spec: dict) -> dict:
 
     parallel.schedule_depth_first()  # as train.word2vec does, before JAX starts
     cfg = spec["config"]
-    parallel.split_cpu(cfg["cpu_devices"])
     import jax
     import numpy as np
 
@@ -43,10 +42,12 @@ def run_ours(spec: dict) -> dict:
         if not isinstance(value, dict):  # the sweep keys stay unset: one run
             c[key] = value
     c.corpus = "text:" + spec["file"]
-    tw.check_config(c)
+    tw.check_keys(c)
     marks["imported"] = time.time()
     corpus, _ = tw.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
     marks["counted"] = time.time()
+    parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
+    tw.check_config(c)
     c.num_steps = tw.resolve_num_steps(c, corpus)
     examples = tw.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)

@@ -45,7 +45,7 @@ flags.DEFINE_integer("top", 15, "Slowest thunks listed.")
 flags.DEFINE_string("w2v_model", "sgns", "word2vec: config.model (sgns or cbow).")
 flags.DEFINE_integer("tokens", 2_000_000, "word2vec: tokens of the zipf corpus it trains on.")
 flags.DEFINE_integer("zipf_words", 100_000, "word2vec: words of the zipf corpus's lexicon.")
-flags.DEFINE_integer("cpu_devices", 0, "word2vec: config.cpu_devices (0: one per core, as train.word2vec).")
+flags.DEFINE_integer("cpu_devices", 0, "word2vec: config.cpu_devices (0: as train.word2vec chooses).")
 
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S.*?\s([a-z][\w\-]*)\(")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -172,7 +172,6 @@ def word2vec_step(f) -> tuple:
     from train.core import parallel
 
     parallel.schedule_depth_first()
-    parallel.split_cpu(f.cpu_devices)
     from train import word2vec as tw
     from train.core import loop
     from train.data import corpus as generated
@@ -185,8 +184,10 @@ def word2vec_step(f) -> tuple:
         for line in generated.generate_zipf_corpus(f.tokens, num_words=f.zipf_words):
             out.write(line + "\n")
     c.corpus = "text:" + path
-    tw.check_config(c)
+    tw.check_keys(c)
     corpus, _ = tw.load_corpus(c, d)
+    parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
+    tw.check_config(c)
     c.num_steps = tw.resolve_num_steps(c, corpus)
     examples = tw.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)

@@ -37,6 +37,22 @@ def load_vectors(workdir):
     return vectors.load_word2vec_text(os.path.join(workdir, "vectors.txt"))
 
 
+def test_auto_cpu_devices_keep_large_tables_on_one_device():
+    """cpu_devices 0 splits the CPU per core while a V x embed_dim float32 table fits in ONE_DEVICE_TABLE_BYTES,
+    one device beyond; a set count, or replicated updates, are left as they are."""
+    c = tiny_config(embed_dim=100, cpu_devices=0)
+    fits = tw.ONE_DEVICE_TABLE_BYTES // (4 * 100)
+    assert tw.cpu_devices_for(c, fits) == 0  # 62,914 words x 100 floats: just under 24 MiB
+    assert tw.cpu_devices_for(c, fits + 1) == 1
+    assert tw.cpu_devices_for(c, 78_127) == 1 and tw.cpu_devices_for(c, 50_070) == 0  # the measured two
+    c.embed_dim = 300
+    assert tw.cpu_devices_for(c, 50_070) == 1  # 60 MB
+    c.cpu_devices = 2
+    assert tw.cpu_devices_for(c, 10**6) == 2
+    c.cpu_devices, c.device_updates = 0, "replicated"
+    assert tw.cpu_devices_for(c, 10**6) == 0
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """6 steps in one go: the reference for the layout, resume and determinism."""

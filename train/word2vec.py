@@ -27,7 +27,8 @@ How it trains, the way word2vec.c and gensim do, batched for XLA:
   G times fewer noise rows are gathered and scattered. docs/performance.md (word2vec) says what it buys here.
 * Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
   on its share of the step's minibatches and every sync_minibatches the devices' changes are summed, only the
-  rows some device touched (sum_touched).
+  rows some device touched (sum_touched). Tables beyond ONE_DEVICE_TABLE_BYTES run on one device
+  (cpu_devices_for): there the sums' copies of the tables cost more than the second core gains.
 """
 
 from __future__ import annotations
@@ -107,7 +108,10 @@ SCHEMA = config_lib.Schema(
             256, "'local': minibatches a device runs between sums (0: once per step)", range=">= 0"
         ),
         "cpu_devices": Key(
-            0, "no accelerator: split the CPU into this many devices (0: one per core, at most 8)", range=">= 0"
+            0,
+            "no accelerator: split the CPU into this many devices (0: one per core, at most 8, or 1 when a table "
+            "of vocabulary x embed_dim floats exceeds 24 MiB)",
+            range=">= 0",
         ),
         "minibatch_size": Key(
             128, "examples per sparse SGD update (pairs; CBOW: centres); 128 stays in cache", range=">= 1"
@@ -134,8 +138,9 @@ SCHEMA = config_lib.Schema(
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
+def check_keys(c) -> None:
+    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together (all but the
+    device count's checks: these need no JAX backend)."""
     SCHEMA.check(c)
     if not c.min_learning_rate <= c.learning_rate:
         raise ConfigError(
@@ -145,6 +150,11 @@ def check_config(c) -> None:
         raise ConfigError(
             f"config.share_negatives={c.share_negatives} must divide config.minibatch_size={c.minibatch_size}"
         )
+
+
+def check_config(c) -> None:
+    """check_keys, and that the devices JAX runs on divide the batch."""
+    check_keys(c)
     if c.batch_size % jax.device_count():
         raise ConfigError(
             f"config.batch_size={c.batch_size} must be divisible by the device count {jax.device_count()}"
@@ -497,6 +507,21 @@ def load_corpus(c, workdir: str | None):
     return text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir), key
 
 
+# A table (V x embed_dim float32) larger than this gains nothing from splitting the CPU into devices: each sum
+# of the devices' changes keeps a copy of both tables, and beyond the cache those copies cost more than the second
+# core gains. Measured on 2 cores with a 32 MiB L3 (benchmarks.xla_profile --model=word2vec, dim 100): 50,070
+# words (20 MB) 1.19x faster on 2 devices than on 1, 78,127 words (31 MB) 1.26x faster on 1.
+ONE_DEVICE_TABLE_BYTES = 24 * 2**20
+
+
+def cpu_devices_for(c, vocab_size: int) -> int:
+    """config.cpu_devices for split_cpu: as set, or for 0 (auto) 1 when a table of vocab_size x embed_dim
+    float32 exceeds ONE_DEVICE_TABLE_BYTES, else 0 (one device per core)."""
+    if c.cpu_devices or c.device_updates != "local":
+        return c.cpu_devices
+    return 1 if vocab_size * c.embed_dim * 4 > ONE_DEVICE_TABLE_BYTES else 0
+
+
 def resolve_num_steps(c, corpus: text_data.EncodedCorpus) -> int:
     """c.num_steps, or when it is 0, enough steps of batch_size words for num_epochs passes over the corpus."""
     return c.num_steps or math.ceil(c.num_epochs * len(corpus.ids) / c.batch_size)
@@ -504,10 +529,11 @@ def resolve_num_steps(c, corpus: text_data.EncodedCorpus) -> int:
 
 def run(config, workdir: str) -> dict:
     parallel.schedule_depth_first()
-    parallel.split_cpu(config.cpu_devices)  # before anything starts JAX's backends
-    check_config(config)
+    check_keys(config)
     eval_sets = word_eval.load_eval_sets(config)
     corpus, key = load_corpus(config, workdir)
+    parallel.split_cpu(cpu_devices_for(config, len(corpus.vocab)))  # before anything starts JAX's backends
+    check_config(config)
     config.num_steps = resolve_num_steps(config, corpus)
     workdir_lib.refuse_changed(workdir, config, RESUME_KEYS, "checkpoints")
     vocabulary = hashlib.sha256("\n".join(corpus.vocab.words).encode()).hexdigest()
