@@ -37,7 +37,7 @@ flags.FLAGS.set_default("min_time", 4.0)
 flags.DEFINE_integer("size", 32, "Image side.")
 flags.DEFINE_integer("batch", 32, "Images per call.")
 flags.DEFINE_string("settings", ";".join(DEFAULT_SETTINGS), "XLA_FLAGS values separated by ';' (first: baseline).")
-flags.DEFINE_string("worker", "", "Internal: run one setting's timings with this JSON spec and print JSON.")
+flags.DEFINE_string("flags_worker", "", "Internal: run one setting's timings with this JSON spec and print JSON.")
 
 
 def worker(spec: dict) -> dict:
@@ -62,7 +62,7 @@ def worker(spec: dict) -> dict:
 
 def run_setting(setting: str, spec: dict) -> dict:
     env = dict(os.environ, XLA_FLAGS=setting, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "benchmarks.xla_flags", f"--worker={json.dumps(spec)}"]
+    cmd = [sys.executable, "-m", "benchmarks.xla_flags", f"--flags_worker={json.dumps(spec)}"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no output"])[-1]
@@ -74,8 +74,8 @@ def main(_):
     import numpy as np
 
     f = flags.FLAGS
-    if f.worker:
-        print(json.dumps(worker(json.loads(f.worker))))
+    if f.flags_worker:
+        print(json.dumps(worker(json.loads(f.flags_worker))))
         return
     spec = {"size": f.size, "batch": f.batch, "ch": f.ch, "min_time": f.min_time}
     rounds = f.rounds

@@ -97,7 +97,12 @@ CLI_CASES = [
         ["'step'", "accepted: constant, cosine, linear"],
     ),
     case("word2vec-nan-policy", "word2vec", ["--config.nan_policy=ignore"], ["'ignore'", "accepted: stop, skip"]),
-    case("word2vec-cpu-devices", "word2vec", ["--config.cpu_devices=-2"], ["config.cpu_devices=-2", "non-negative"]),
+    case(
+        "word2vec-cpu-devices",
+        "word2vec",
+        ["--config.cpu_devices=-2"],
+        ["config.cpu_devices=-2", "accepted: an integer >= 0"],
+    ),
     case(
         "word2vec-sync-minibatches",
         "word2vec",
