@@ -169,6 +169,129 @@ def test_xla_flag_setters_act_only_before_jax_starts_and_never_over_the_users(se
     assert f"ON {want_on} {want_flags}".strip() == proc.stdout.strip().splitlines()[-1].strip()
 
 
+def _python(script: str, *args: str, env: dict) -> str:
+    """The stdout of `python -c script args` in the repository, after checking it exited 0."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+CPU_SETTINGS = """
+import os, sys
+from train.core import parallel
+import jax
+on = (parallel.schedule_depth_first(), parallel.xla_cpu_convolutions(), parallel.deterministic_ops(True))
+flags = os.environ.get("XLA_FLAGS", "")
+devices = parallel.split_cpu(0)  # last: on the CPU it starts JAX's backends to count the devices
+print("PLANNED", parallel.planned_backend(), "ON", devices, *on[:2], "CPUS", jax.config.jax_num_cpu_devices)
+print("DETERMINISTIC", on[2])
+print("FLAGS", flags)
+"""
+
+
+@pytest.mark.parametrize("platforms, backend", [("cuda", "gpu"), ("tpu", "tpu"), ("cuda,cpu", "gpu"), ("cpu", "cpu")])
+def test_cpu_settings_apply_only_where_the_cpu_is_the_backend(platforms, backend):
+    """A GPU- or TPU-shaped environment (JAX_PLATFORMS names the accelerator first) keeps XLA_FLAGS and the CPU
+    device count as they were: split_cpu, schedule_depth_first and xla_cpu_convolutions do nothing there, decided by
+    parallel.planned_backend without starting a backend; on the CPU they apply. The GPU's deterministic-ops flag
+    is passed through wherever it is asked for."""
+    stdout = _python(CPU_SETTINGS, env=_env(JAX_PLATFORMS=platforms, XLA_FLAGS=""))
+    out = dict(line.split(" ", 1) for line in stdout.splitlines() if " " in line)
+    flags = out.get("FLAGS", "").split()
+    assert out["DETERMINISTIC"] == "True" and f"{parallel.DETERMINISTIC_FLAG}=true" in flags
+    if backend == "cpu":
+        cores = min(len(os.sched_getaffinity(0)), 8)
+        assert out["PLANNED"].split() == ["cpu", "ON", str(cores), "True", "True", "CPUS", str(cores)]
+        assert f"{SCHEDULER}=false" in flags and f"{YNN}=" in flags
+    else:
+        assert out["PLANNED"].split() == [backend, "ON", "0", "False", "False", "CPUS", "-1"]
+        assert flags == [f"{parallel.DETERMINISTIC_FLAG}=true"]  # nothing of the CPU's
+
+
+@pytest.mark.parametrize(
+    "plugins, device_files, libtpu, want",
+    [
+        (["xla_cuda12"], ["/dev/nvidiactl"], False, "gpu"),
+        (["xla_cuda12"], [], False, None),  # a CUDA wheel on a machine without the driver: JAX stays on the CPU
+        ([], [], True, "tpu"),
+        ([], ["/dev/nvidiactl"], False, None),
+    ],
+)
+def test_installed_accelerator_needs_a_plugin_and_for_a_gpu_its_driver(
+    plugins, device_files, libtpu, want, monkeypatch
+):
+    entry = lambda name: type("EntryPoint", (), {"name": name})()
+    monkeypatch.setattr(parallel.importlib.metadata, "entry_points", lambda group: [entry(n) for n in plugins])
+    monkeypatch.setattr(parallel.pkgutil, "iter_modules", lambda path: [])
+    monkeypatch.setattr(parallel.os.path, "exists", lambda f: f in device_files)
+    real_find_spec = parallel.importlib.util.find_spec
+    monkeypatch.setattr(
+        parallel.importlib.util,
+        "find_spec",
+        lambda n: (object() if libtpu else None) if n == "libtpu" else real_find_spec(n),
+    )
+    assert parallel.installed_accelerator() == want
+
+
+DETERMINISTIC_CLI = """
+import os, sys
+from train import autoencoder
+from train.core import cli
+autoencoder.run = lambda config, workdir: print("FLAGS", os.environ.get("XLA_FLAGS", ""), config.deterministic)
+sys.argv = ["autoencoder", "--workdir", sys.argv[1], *sys.argv[2:]]
+cli.main(autoencoder)
+"""
+
+
+@pytest.mark.parametrize("args, want", [((), False), (("--config.deterministic=True",), True)])
+def test_config_deterministic_reaches_xla_before_the_run(args, want, tmp_path):
+    """--config.deterministic=True puts XLA:GPU's deterministic-ops flag into XLA_FLAGS before the module runs
+    (before JAX's backends start, when XLA reads it); without it XLA_FLAGS stays as it was."""
+    out = _python(DETERMINISTIC_CLI, str(tmp_path / "run"), *args, env=_env(XLA_FLAGS=""))
+    line = next(line for line in out.splitlines() if line.startswith("FLAGS"))
+    assert (f"{parallel.DETERMINISTIC_FLAG}=true" in line.split()) == want and line.endswith(str(want))
+
+
+class _Counting:
+    """An input iterator of numbered batches with a grain-like position."""
+
+    def __init__(self):
+        self.next_index = 0
+
+    def __next__(self):
+        self.next_index += 1
+        return {"x": np.full((4, 2), self.next_index - 1, np.float32)}
+
+    def get_state(self):
+        return {"next_index": self.next_index}
+
+    def set_state(self, state):
+        self.next_index = state["next_index"]
+
+
+def test_device_prefetch_hands_out_batches_in_order_with_the_position_of_those_taken():
+    """Batches arrive on the devices ahead of use, in order, as sharded jax Arrays; the position a checkpoint
+    saves is that of the batches handed out (not of those in flight), and a restored position restarts there."""
+    mesh = parallel.data_mesh()
+    it = parallel.DevicePrefetch(_Counting(), mesh, size=2)
+    assert json_state(it) == {"next_index": 0}
+    first = [next(it) for _ in range(3)]
+    assert [int(b["x"][0, 0]) for b in first] == [0, 1, 2]
+    assert isinstance(first[0]["x"], jax.Array) and first[0]["x"].sharding == parallel.batch_sharding(mesh)
+    assert it.iterator.next_index == 4  # one batch in flight
+    assert json_state(it) == {"next_index": 3}
+    it.set_state(b'{"next_index": 1}')
+    assert int(next(it)["x"][0, 0]) == 1 and json_state(it) == {"next_index": 2}
+
+
+def json_state(it):
+    import json
+
+    return json.loads(it.get_state())
+
+
 def test_distributed_flags_must_come_together():
     with pytest.raises(Exception, match="go together"):
         parallel.initialize_distributed("127.0.0.1:1234", None, None)

@@ -151,11 +151,11 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         real = data.to_signed(batch["image"])
         n = real.shape[0]
         g, d = state.params["generator"], state.params["discriminator"]
-        fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent))))
+        fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent), jnp.float32)))
         (d_loss, (lr, lf)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, real, fake, k_gp)
         d_updates, d_opt = txs["discriminator"].update(d_grads, state.opt_state["discriminator"], d)
         d = optax.apply_updates(d, state.scale_updates(d_updates))
-        g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent)))
+        g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent), jnp.float32))
         g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
         g = optax.apply_updates(g, state.scale_updates(g_updates))
         new = state.advance(

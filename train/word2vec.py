@@ -397,7 +397,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
     sync = (sync_minibatches or per_device) if local else per_device
 
     def learning_rate(step, j, n=minibatches):
-        words = (step.astype(jnp.float32) + j / n) * c.batch_size
+        words = (step.astype(jnp.float32) + jnp.asarray(j, jnp.float32) / n) * c.batch_size
         return w2v.linear_decay_lr(c.learning_rate, words / total_words, c.min_learning_rate)
 
     def sgd(tables, batch, lrs):

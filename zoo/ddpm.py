@@ -281,7 +281,7 @@ def drop_labels(key, labels, rate: float, null_label: int):
     if isinstance(rate, (int, float)) and not 0.0 <= rate <= 1.0:
         raise ValueError(f"drop_labels: rate={rate!r} must be in [0, 1]")
     labels = jnp.asarray(labels)
-    return jnp.where(jax.random.uniform(key, labels.shape) < rate, null_label, labels).astype(labels.dtype)
+    return jnp.where(jax.random.uniform(key, labels.shape, jnp.float32) < rate, null_label, labels).astype(labels.dtype)
 
 
 def guided_eps(eps_cond, eps_uncond, w):
@@ -453,7 +453,7 @@ def importance_probs(hist: LossHistory, uniform_share: float = 0.001) -> jax.Arr
     total = jnp.sum(rms)
     p = rms / jnp.where(total > 0, total, 1.0) * (1.0 - uniform_share) + uniform_share / T
     warm = jnp.all(hist.counts >= hist.values.shape[1]) & (total > 0)
-    return jnp.where(warm, p, jnp.full((T,), 1.0 / T))
+    return jnp.where(warm, p, jnp.full((T,), 1.0 / T, p.dtype))
 
 
 def importance_timesteps(key, hist: LossHistory, batch_size: int, uniform_share: float = 0.001):
@@ -540,7 +540,7 @@ def sample_ddim(
     ts_prev = np.append(ts[1:], -1)
     k_init, k_steps = jax.random.split(key)
     x = jax.random.normal(k_init, tuple(shape), jnp.float32)
-    ab_all = jnp.concatenate([sched.alpha_bars, jnp.ones((1,))])  # index -1 reads abar = 1
+    ab_all = jnp.concatenate([sched.alpha_bars, jnp.ones((1,), sched.alpha_bars.dtype)])  # index -1 reads abar = 1
 
     def step(x, inp):
         t, t_prev, k = inp
@@ -553,7 +553,7 @@ def sample_ddim(
             eps_hat = (x - jnp.sqrt(ab) * x0_hat) / jnp.sqrt(1 - ab)
         sigma = eta * jnp.sqrt((1 - ab_prev) / (1 - ab)) * jnp.sqrt(1 - ab / ab_prev)
         direction = jnp.sqrt(jnp.maximum(1 - ab_prev - sigma**2, 0.0)) * eps_hat
-        return jnp.sqrt(ab_prev) * x0_hat + direction + sigma * jax.random.normal(k, x.shape), None
+        return jnp.sqrt(ab_prev) * x0_hat + direction + sigma * jax.random.normal(k, x.shape, x.dtype), None
 
     x, _ = jax.lax.scan(step, x, (jnp.asarray(ts), jnp.asarray(ts_prev), jax.random.split(k_steps, len(ts))))
     return x
@@ -594,9 +594,9 @@ def dpmpp_2m_coefficients(sched: Schedule, ts):
     ab = sched.alpha_bars[ts]
     alpha, sigma, lam = jnp.sqrt(ab), jnp.sqrt(1.0 - ab), half_log_snr(sched, ts)
     h = lam[1:] - lam[:-1]  # [n - 1]: the steps between the timesteps
-    c_x = jnp.append(sigma[1:] / sigma[:-1], 0.0)
-    c_d = jnp.append(-alpha[1:] * jnp.expm1(-h), 1.0)
-    w = jnp.concatenate([jnp.zeros((1,)), h[1:] / (2.0 * h[:-1]), jnp.zeros((1,))])[: len(ts)]
+    c_x = jnp.append(sigma[1:] / sigma[:-1], jnp.zeros((1,), ab.dtype))
+    c_d = jnp.append(-alpha[1:] * jnp.expm1(-h), jnp.ones((1,), ab.dtype))
+    w = jnp.concatenate([jnp.zeros((1,), h.dtype), h[1:] / (2.0 * h[:-1]), jnp.zeros((1,), h.dtype)])[: len(ts)]
     return c_x, c_d, w
 
 

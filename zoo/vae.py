@@ -310,7 +310,7 @@ class VAE(nn.Module):
             raise ValueError(f"VAE: num_classes={self.num_classes} (conditional) needs labels of shape [{batch}]")
         if jnp.shape(labels) != (batch,):
             raise ValueError(f"VAE: labels must have shape [{batch}], got {jnp.shape(labels)}")
-        return jax.nn.one_hot(labels, self.num_classes)
+        return jax.nn.one_hot(labels, self.num_classes, dtype=jnp.float32)
 
     def encode(self, x, labels=None):
         _check_batched("VAE", "x", x)

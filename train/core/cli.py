@@ -76,6 +76,7 @@ def main(module) -> None:
             config = module.SCHEMA.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
             check_data_dir(config)
+            parallel.deterministic_ops(config.get("deterministic", False))  # before anything starts JAX's backends
             parallel.initialize_distributed(
                 flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
             )

@@ -283,6 +283,11 @@ LOOP = {
         "a non-finite loss or gradient stops the run, or skips the step (stopping past 10% skipped)",
         choices=("stop", "skip"),
     ),
+    "deterministic": Key(
+        False,
+        "GPU: XLA's deterministic scatter-adds and reductions, so a resumed run is bit-identical there (slower; CPU "
+        "and TPU runs are deterministic already)",
+    ),
     # A vmapped sweep trains K replicas in one compiled program: replica i has seed seeds[i] and learning rate
     # learning_rates[i]; a module adds `sweep.<key>` for each float key its step reads per replica.
     "sweep.seeds": Key((), "a sweep: one seed per replica", item=int, range=SEED_RANGE),

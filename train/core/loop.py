@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -234,6 +235,13 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
                 f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}"
             )
     lead = jax.process_index() == 0
+    if config.get("deterministic") and jax.default_backend() == "gpu" and not parallel.deterministic_ops(True):
+        print(
+            f"warning: config.deterministic=True, but JAX started before {parallel.DETERMINISTIC_FLAG} could be set; "
+            f"set XLA_FLAGS={parallel.DETERMINISTIC_FLAG}=true for a bit-identical resume on the GPU",
+            file=sys.stderr,
+            flush=True,
+        )
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir, lead):
@@ -250,11 +258,13 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     make_batches = task.batches or functools.partial(
         data.batches, task.train_source, flip=config.get("random_flip", False)
     )
-    data_iter = (
+    host_iter = (
         _StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas])
         if replicas
         else make_batches(config.batch_size, config.seed)
     )
+    # Batches reach the devices a step ahead of use; checkpoints record the position of the steps taken.
+    data_iter = parallel.DevicePrefetch(host_iter, mesh, axis=1 if replicas else 0)
     state = init_state(task, config, mesh, replicas)
     try:
         restored, start = ckpt.restore_latest(state, data_iter)
@@ -292,8 +302,7 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
             skipped = 0
             for s in range(start + 1, config.num_steps + 1):
-                batch = parallel.shard_batch(next(data_iter), mesh, axis=1 if replicas else 0)
-                state, metrics, finite = step(state, batch)
+                state, metrics, finite = step(state, next(data_iter))
                 if wait:
                     jax.block_until_ready(state)
                 pending.append((s, metrics, finite))

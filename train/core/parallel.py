@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import importlib.metadata
+import importlib.util
+import json
 import os
+import pkgutil
 
 import jax
 import numpy as np
@@ -43,12 +48,58 @@ def initialize_distributed(coordinator_address=None, num_processes=None, process
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
 
 
+# The JAX plugins (entry points of group jax_plugins, or modules of the jax_plugins namespace) of each accelerator,
+# by the start of their names, and the device files its driver makes: a plugin alone (a CUDA wheel on a laptop)
+# leaves JAX on the CPU.
+ACCELERATOR_PLUGINS = {
+    "gpu": ("xla_cuda", "jax_cuda", "cuda", "xla_rocm", "jax_rocm", "rocm"),
+    "tpu": ("tpu", "libtpu"),
+}
+ACCELERATOR_DEVICE_FILES = {"gpu": ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"), "tpu": ()}
+PLATFORM_ALIASES = {"cuda": "gpu", "rocm": "gpu", "gpu": "gpu", "tpu": "tpu", "cpu": "cpu"}
+
+
+def planned_backend() -> str:
+    """'cpu', 'gpu' or 'tpu': the backend JAX makes its default, decided without starting any: the one that runs
+    when JAX has started; else the first of jax_platforms / JAX_PLATFORMS when set; else an accelerator whose
+    plugin is installed (and, for a GPU, whose driver's device files exist); else the CPU. The one place that
+    decides whether the CPU-only settings below (split_cpu, schedule_depth_first, xla_cpu_convolutions) apply."""
+    if xla_bridge.backends_are_initialized():
+        return jax.default_backend()
+    platforms = (jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS", "")).strip()
+    if platforms:
+        first = platforms.split(",")[0].strip().lower()
+        return PLATFORM_ALIASES.get(first, first)
+    return installed_accelerator() or "cpu"
+
+
+def installed_accelerator() -> str | None:
+    """'tpu' or 'gpu' when JAX has a plugin for one on this host (and its device files exist), else None."""
+    names = {ep.name.lower() for ep in importlib.metadata.entry_points(group="jax_plugins")}
+    try:
+        import jax_plugins  # the namespace package plugins install their modules into
+
+        names |= {m.name.lower() for m in pkgutil.iter_modules(jax_plugins.__path__)}
+    except ImportError:
+        pass
+    if importlib.util.find_spec("libtpu") is not None:
+        names.add("libtpu")
+    for backend in ("tpu", "gpu"):
+        files = ACCELERATOR_DEVICE_FILES[backend]
+        if any(n.startswith(ACCELERATOR_PLUGINS[backend]) for n in names) and (
+            not files or any(os.path.exists(f) for f in files)
+        ):
+            return backend
+    return None
+
+
 def split_cpu(n: int = 0, most: int = 8) -> int:
     """Make this host's CPU n JAX devices (0: one per core, at most `most`): XLA:CPU runs each device's share
     of a sharded program in its own thread, so work that does not spread over cores by itself (word2vec's
     gathers and scatter-adds) uses all of them. Returns the CPU device count in force: n only when called
     before JAX's backends start and no count was forced already (XLA_FLAGS'
-    --xla_force_host_platform_device_count, jax_num_cpu_devices); harmless on GPU/TPU hosts."""
+    --xla_force_host_platform_device_count, jax_num_cpu_devices); 0 where the default backend is an accelerator
+    (planned_backend), whose hosts it leaves untouched."""
     from train.core.errors import ConfigError
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -56,6 +107,8 @@ def split_cpu(n: int = 0, most: int = 8) -> int:
             f"config.cpu_devices={n!r} must be a non-negative integer (0: one device per core, at most "
             f"{most}; 1: one device)"
         )
+    if planned_backend() != "cpu":
+        return 0
     forced = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
     if n != 1 and not forced and jax.config.jax_num_cpu_devices < 0:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -75,10 +128,13 @@ def schedule_depth_first() -> bool:
     return _default_xla_flag("--xla_cpu_enable_concurrency_optimized_scheduler", "false")
 
 
-def _default_xla_flag(flag: str, value: str) -> bool:
+def _default_xla_flag(flag: str, value: str, cpu_only: bool = True) -> bool:
     """Add flag=value to XLA_FLAGS unless it names the flag already or JAX's backends have started (XLA reads
-    its flags once, then); whether flag=value is in force."""
+    its flags once, then), and for an XLA:CPU flag (cpu_only) unless the default backend is an accelerator;
+    whether flag=value is in force."""
     flags = os.environ.get("XLA_FLAGS", "")
+    if cpu_only and planned_backend() != "cpu":
+        return False
     if flag not in flags and not xla_bridge.backends_are_initialized():
         os.environ["XLA_FLAGS"] = f"{flags} {flag}={value}".strip()
     return f"{flag}={value}" in os.environ.get("XLA_FLAGS", "").split()
@@ -95,6 +151,19 @@ def xla_cpu_convolutions() -> bool:
     programs do not read it. XLA reads it when the CPU backend starts, so this only acts before then and when
     XLA_FLAGS does not set it already; returns whether it is in force."""
     return _default_xla_flag(YNN_FUSIONS_FLAG, "")  # an empty list of YNNPACK fusion types
+
+
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops"
+
+
+def deterministic_ops(on: bool) -> bool:
+    """config.deterministic: have XLA:GPU run scatter-adds and reductions in a fixed order (its default is atomics
+    whose order varies from run to run), so a resumed GPU run is bit-identical to one never interrupted. XLA:CPU
+    and TPU programs are deterministic already and read no such flag. Acts only before JAX's backends start and
+    when XLA_FLAGS does not set the flag already; returns whether it is in force."""
+    if not on:
+        return False
+    return _default_xla_flag(DETERMINISTIC_FLAG, "true", cpu_only=False)
 
 
 def wait_each_step() -> bool:
@@ -125,3 +194,40 @@ def shard_batch(local_batch, mesh: Mesh, axis: int = 0):
 
 def replicate(tree, mesh: Mesh):
     return jax.device_put(tree, replicated(mesh))
+
+
+class DevicePrefetch:
+    """An input iterator's batches put on the devices `size` steps ahead of use (sharded over the mesh's 'data'
+    axis along `axis`), so the host-to-device copy of the next batch overlaps the step running now. Its position
+    (get_state, as JSON bytes, and set_state) is the wrapped iterator's after the last batch handed out, not after
+    the batches still in flight, so a checkpoint resumes at the step it was saved at."""
+
+    def __init__(self, iterator, mesh: Mesh, axis: int = 0, size: int = 2):
+        self.iterator, self.mesh, self.axis, self.size = iterator, mesh, axis, size
+        self._queue, self._state = collections.deque(), None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while len(self._queue) < self.size:
+            batch = shard_batch(next(self.iterator), self.mesh, self.axis)
+            self._queue.append((batch, _state_dict(self.iterator.get_state())))
+        batch, self._state = self._queue.popleft()
+        return batch
+
+    def get_state(self) -> bytes:
+        state = self._state if self._state is not None else _state_dict(self.iterator.get_state())
+        return json.dumps(state).encode()
+
+    def set_state(self, state) -> None:
+        self._queue.clear()
+        self._state = None
+        self.iterator.set_state(_state_dict(state))
+
+    def start_prefetch(self) -> None:
+        getattr(self.iterator, "start_prefetch", lambda: None)()
+
+
+def _state_dict(state):
+    return json.loads(state) if isinstance(state, (bytes, str)) else state
