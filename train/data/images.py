@@ -647,16 +647,28 @@ class InMemoryBatches:
             images = self.images[idx]
             if flip:  # drawn for the global batch from (seed, step): the same flips on any number of processes
                 flips = np.split(np.random.default_rng([seed, step, 1]).random(global_batch_size) < 0.5, nproc)[p]
-                images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+                images = mirror_rows(images, flips)
             return {"image": images, "label": self.labels[idx]}
 
         ds = grain.MapDataset.range(0, 1 << 62).map(record)
         return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
 
 
+def mirror_rows(images: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """A copy of images [B,H,W,C] with the images where flips is True mirrored left-right, each pixel's C values
+    moved as one item (a void view). np.where(flips, images[:, :, ::-1], images) gives the same but takes ~8x as
+    long (3.3 ms against 0.4 ms for 128 32x32x3 images on 2 CPU cores): 342 against 1,479 flipped in-memory batches/s
+    (benchmarks.input_speed)."""
+    out = np.array(images, order="C")
+    pixels = out.view(np.dtype((np.void, out.shape[-1] * out.itemsize)))[..., 0]
+    rows = np.flatnonzero(flips)
+    pixels[rows] = pixels[rows, :, ::-1]
+    return out
+
+
 def _flip_half(batch, rng: np.random.Generator):
     flips = rng.random(len(batch["image"])) < 0.5
-    return {**batch, "image": np.where(flips[:, None, None, None], batch["image"][:, :, ::-1], batch["image"])}
+    return {**batch, "image": mirror_rows(batch["image"], flips)}
 
 
 def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2, flip: bool = False):
