@@ -151,6 +151,36 @@ SCHEMA = config_lib.Schema(
             "log_every": 500,
             "checkpoint_every": 5000,
         },
+        # Improved DDPM's unconditional ImageNet 64x64 model with the hybrid loss (Nichol & Dhariwal 2021; the
+        # improved-diffusion README's flags: ch 128, 3 res blocks, learned sigma, cosine schedule, T = 4000, Adam
+        # 1e-4, batch 128, 1.5M steps; batch 2048 is its class-conditional 270M model's). Its create_model sets
+        # ch_mult (1, 2, 3, 4) at 64x64 and reads attention_resolutions '16,8' as downsampling rates 64 // 16 = 4
+        # and 64 // 8 = 8, i.e. the 16x16 and 8x8 maps: the widths model.attn_resolutions lists. Its defaults:
+        # dropout 0 (0.3 is its CIFAR-10 model's), a constant rate without warmup or clipping, EMA 0.9999, no flips.
+        # Not in this U-Net: 4 attention heads (one here, the same parameters), the scale-shift time conditioning
+        # (use_scale_shift_norm; added here: 5.1M parameters fewer) and timesteps rescaled to [0, 1000).
+        # 115.9M parameters here, 121.1M in improved-diffusion's (tests/test_model_sizes.py counts both).
+        "imagenet64": {
+            "dataset": "imagenet_resized/64x64",
+            "model.ch": 128,
+            "model.ch_mult": (1, 2, 3, 4),
+            "model.num_res_blocks": 3,
+            "model.attn_resolutions": (16, 8),
+            "model.dropout": 0.0,
+            "diffusion.schedule": "cosine",
+            "diffusion.num_timesteps": 4000,
+            "diffusion.variance": "learned",
+            "batch_size": 128,
+            "learning_rate": 1e-4,
+            "lr_schedule": "constant",
+            "warmup_steps": 0,
+            "grad_clip": 0.0,
+            "ema_decay": 0.9999,
+            "eval.num_samples": 1000,
+            "num_steps": 1_500_000,
+            "log_every": 1000,
+            "checkpoint_every": 10_000,
+        },
         "smoke": {
             **evaluation.SMOKE_LOOP,
             **config_lib.SMOKE_RECIPE,
