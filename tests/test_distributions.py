@@ -193,8 +193,10 @@ def test_jit_vmap_and_grad_agree_with_eager(name):
     fn, arity = CALLS[name]
     args = f32(*np.random.default_rng(7).uniform(-0.9, 0.9, (arity, 4, 3)))
     eager = fn(*args)
-    np.testing.assert_allclose(jax.jit(fn)(*args), eager, rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(jax.vmap(fn)(*args), eager, rtol=1e-6, atol=1e-7)
+    # float32 rounding: XLA fuses a jitted program differently from op-by-op eager (jax 0.11's fusion of the
+    # discretised Gaussian's log-CDF differs by 2.6e-6 relative), so agreement is to a few float32 ulps.
+    np.testing.assert_allclose(jax.jit(fn)(*args), eager, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(jax.vmap(fn)(*args), eager, rtol=1e-5, atol=1e-7)
     grads = jax.grad(lambda *a: jnp.sum(fn(*a)), argnums=tuple(range(arity)))(*args)
     assert all(bool(jnp.isfinite(g).all()) for g in grads)
     assert set(CALLS) | {"mvn_log_prob"} == set(dist.__all__)
