@@ -43,10 +43,15 @@ from train import ddpm as train_ddpm
 from train.core import loop, parallel
 from train.data import images as data
 
-flags.DEFINE_list("configs", ["cifar10", "imagenet64"], "Variants of train.ddpm to measure.")
-flags.DEFINE_integer("batch", 128, "Batch of the memory and FLOP columns (even: the fit also compiles half of it).")
-flags.DEFINE_bool("quick", False, "Tiny U-Nets of the configs, at batch 4 unless --batch is given.")
-flags.DEFINE_string("json", "", "Also write the table's rows here, as JSON.")
+
+def define_flags() -> None:
+    """The command line's flags, defined only when run as a script: the tests import this module beside other
+    benchmarks whose absl flags share names (--quick)."""
+    flags.DEFINE_list("configs", ["cifar10", "imagenet64"], "Variants of train.ddpm to measure.")
+    flags.DEFINE_integer("batch", 128, "Batch of the memory and FLOP columns (even: the fit also compiles half of it).")
+    flags.DEFINE_bool("quick", False, "Tiny U-Nets of the configs, at batch 4 unless --batch is given.")
+    flags.DEFINE_string("json", "", "Also write the table's rows here, as JSON.")
+
 
 DTYPES = ("float32", "bfloat16")
 DEVICES = {"16GB": 16e9, "80GB": 80e9}  # bytes of the devices the fit column solves for
@@ -233,4 +238,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

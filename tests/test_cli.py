@@ -103,7 +103,7 @@ def test_schema_makes_checks_and_completes_configs():
 @pytest.mark.parametrize("name", MODULES)
 def test_every_module_declares_default_and_named_configs_that_pass_its_checks(name):
     module = importlib.import_module(f"train.{name}")
-    real = {"ddpm": {"cifar10", "mnist"}, "vae": {"mnist"}, "gan": {"mnist"}, "autoencoder": {"mnist"}}
+    real = {"ddpm": {"cifar10", "mnist", "imagenet64"}, "vae": {"mnist"}, "gan": {"mnist"}, "autoencoder": {"mnist"}}
     assert set(module.SCHEMA.variants) == {"smoke"} | real.get(name, set())
     for variant in (None, *module.SCHEMA.variants):
         c = module.get_config(variant)
