@@ -12,10 +12,9 @@ configs train on (prepared offline from scikit-learn into WORKDIR/tfds), random_
 train/data/corpus.py's Zipf corpus of --zipf_tokens tokens (20M: about 101k words at min_count 5). Image batches come
 from train.data.images.batches, which batches a split held in memory by index (InMemoryBatches, one grain record a
 step) and streams a larger one (over IN_MEMORY_BYTES, 2 GiB) example by example through grain; rows marked
-"streamed" force the second path on the same data. batches() passes num_threads only to the streamed path, and
-TrainingExamples.batches reads with one thread: rows with more --threads run the same records through grain with
-that many threads (InMemoryBatches(num_threads=...), the same map over TrainingExamples.record), what the pipelines
-would do if they passed the threads on. Per row: the seconds to the first batch (reading the split into memory,
+"streamed" force the second path on the same data. Each pipeline is read with each --threads count of grain
+threads (its num_threads; in training, train.core.parallel.input_threads picks one on the CPU, 2 streamed, and up to
+8 beside an accelerator). Per row: the seconds to the first batch (reading the split into memory,
 probing word2vec's steps), then batches/s over at least --min_time seconds after it (the consumer takes each batch
 at once, so this is the pipeline's own rate, its prefetch included).
 
@@ -158,13 +157,9 @@ def time_batches(make_iter, min_time: float, min_batches: int = 3) -> tuple[floa
 
 
 def image_iterator(source, batch: int, threads: int, flip: bool):
-    """data.batches' iterator; for a split it holds in memory and threads > 1, InMemoryBatches with those threads
-    (batches() passes num_threads to the streamed path only)."""
+    """data.batches' iterator, read by `threads` grain threads."""
     from train.data import images as data
 
-    in_memory = len(source) * source[0]["image"].nbytes <= data.IN_MEMORY_BYTES
-    if in_memory and threads != 1:
-        return data.InMemoryBatches(source)(batch, 0, num_threads=threads, flip=flip)
     return data.batches(source, batch, 0, num_threads=threads, flip=flip)
 
 
@@ -310,13 +305,8 @@ def word2vec_step_flops(c, corpus, examples, compiled: bool = False) -> float:
 
 
 def word2vec_iterator(examples, batch: int, threads: int):
-    """TrainingExamples.batches (one read thread); for more threads, the same records through grain with them."""
-    import grain
-
-    if threads == 1:
-        return examples.batches(batch, 0)
-    ds = grain.MapDataset.range(0, 1 << 62).map(functools.partial(examples.record, 0))
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)))
+    """TrainingExamples.batches, read by `threads` grain threads."""
+    return examples.batches(batch, 0, num_threads=threads)
 
 
 def word2vec_rows(F, threads: list[int], min_time: float) -> list[dict]:

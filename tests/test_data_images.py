@@ -101,6 +101,22 @@ def test_random_flip_mirrors_about_half_of_each_batch_deterministically(tmp_path
     np.testing.assert_array_equal(next(data.batches(source, 32, seed=3, flip=True))["image"], flipped)
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+def test_more_read_threads_give_the_same_batches_in_the_same_order(streamed, tmp_path, monkeypatch):
+    """An accelerator's host reads with up to 8 grain threads (parallel.input_threads): the same batches as one
+    thread, in memory and streamed, flips included."""
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (96, 6, 6, 3), dtype=np.uint8))
+    source = data.load_images(f"npz:{tmp_path / 'd.npz'}").train
+    if streamed:
+        monkeypatch.setattr(data, "IN_MEMORY_BYTES", 0)
+    one, many = (data.batches(source, 16, seed=5, flip=True, num_threads=n) for n in (1, 4))
+    for _ in range(12):  # two epochs
+        a, b = next(one), next(many)
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
 def test_a_vae_trains_on_an_image_folder_with_flips(data_dir, tmp_path):
     root = write_folder(tmp_path / "pets", broken=False)
     c = smoke_config(

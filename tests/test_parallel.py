@@ -235,6 +235,15 @@ def test_installed_accelerator_needs_a_plugin_and_for_a_gpu_its_driver(
     assert parallel.installed_accelerator() == want
 
 
+@pytest.mark.parametrize("backend, want", [("cpu", 1), ("gpu", min(len(os.sched_getaffinity(0)), 8))])
+def test_input_threads_stay_one_on_the_cpu_and_use_the_hosts_cores_beside_an_accelerator(backend, want, monkeypatch):
+    monkeypatch.setattr(parallel, "planned_backend", lambda: backend)
+    assert parallel.input_threads(1) == want
+    options = parallel.read_options(1)
+    assert options.num_threads == want and options.prefetch_buffer_size >= 2 * want
+    assert parallel.read_options(1, num_threads=3).num_threads == 3  # asked for: as asked
+
+
 DETERMINISTIC_CLI = """
 import os, sys
 from train import autoencoder

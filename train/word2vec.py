@@ -299,8 +299,9 @@ class TrainingExamples:
         group of share_negatives examples."""
         return w2v.sample_alias(key, self.noise_threshold, self.noise_alias, (rows, self.num_negatives))
 
-    def batches(self, global_batch_size: int, seed: int):
-        """A checkpointable grain iterator over the steps' records (its state is the step it has reached)."""
+    def batches(self, global_batch_size: int, seed: int, num_threads: int | None = None):
+        """A checkpointable grain iterator over the steps' records (its state is the step it has reached), read by
+        num_threads threads (None: parallel.input_threads: one on the CPU, up to 8 beside an accelerator)."""
         if global_batch_size != self.words_per_step:
             raise ConfigError(
                 f"batch_size {global_batch_size} differs from the {self.words_per_step} the examples were sized for"
@@ -311,7 +312,7 @@ class TrainingExamples:
         else:  # each process feeds its devices' share of every array
             record = lambda i: {k: np.split(v, n)[p] for k, v in self.record(seed, i).items()}
         ds = grain.MapDataset.range(0, 1 << 62).map(record)
-        return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)))
+        return iter(ds.to_iter_dataset(parallel.read_options(1, num_threads)))
 
 
 def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:

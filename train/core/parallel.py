@@ -9,6 +9,7 @@ import json
 import os
 import pkgutil
 
+import grain
 import jax
 import numpy as np
 from jax._src import xla_bridge  # backends_are_initialized: no public equivalent
@@ -151,6 +152,24 @@ def xla_cpu_convolutions() -> bool:
     programs do not read it. XLA reads it when the CPU backend starts, so this only acts before then and when
     XLA_FLAGS does not set it already; returns whether it is in force."""
     return _default_xla_flag(YNN_FUSIONS_FLAG, "")  # an empty list of YNNPACK fusion types
+
+
+def input_threads(on_cpu: int, most: int = 8) -> int:
+    """grain read threads of an input pipeline: `on_cpu` where the CPU is the backend (more threads would take
+    cores from the devices' own compute, which runs there too), else one per core of the host, at most `most`:
+    an accelerator's host has cores to spare, and its device waits for batches that one thread makes too slowly
+    for the small models (benchmarks.input_speed). The batches are the same, in the same order, either way."""
+    if planned_backend() == "cpu":
+        return on_cpu
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(on_cpu, min(cores, most))
+
+
+def read_options(on_cpu: int, num_threads: int | None = None) -> grain.ReadOptions:
+    """grain's ReadOptions of an input pipeline: num_threads threads (None: input_threads(on_cpu)) and a prefetch
+    buffer that keeps each of them busy."""
+    threads = num_threads or input_threads(on_cpu)
+    return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4, 2 * threads))
 
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops"

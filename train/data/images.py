@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train.core import files
+from train.core import files, parallel
 from train.core.errors import DataError, quiet_library_logs
 
 DIGITS = "digits"
@@ -637,7 +637,7 @@ class InMemoryBatches:
             out[m] = self._perm(seed, int(e))[within[m]]
         return out
 
-    def __call__(self, global_batch_size: int, seed: int, *, num_threads: int = 1, flip: bool = False):
+    def __call__(self, global_batch_size: int, seed: int, *, num_threads: int | None = None, flip: bool = False):
         nproc, p = jax.process_count(), jax.process_index()
         if global_batch_size % nproc:
             raise DataError(f"batch_size {global_batch_size} is not divisible by the number of processes {nproc}")
@@ -651,7 +651,7 @@ class InMemoryBatches:
             return {"image": images, "label": self.labels[idx]}
 
         ds = grain.MapDataset.range(0, 1 << 62).map(record)
-        return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+        return iter(ds.to_iter_dataset(parallel.read_options(1, num_threads)))
 
 
 def mirror_rows(images: np.ndarray, flips: np.ndarray) -> np.ndarray:
@@ -671,13 +671,14 @@ def _flip_half(batch, rng: np.random.Generator):
     return {**batch, "image": mirror_rows(batch["image"], flips)}
 
 
-def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2, flip: bool = False):
+def batches(source, global_batch_size: int, seed: int, *, num_threads: int | None = None, flip: bool = False):
     """An endless, checkpointable grain iterator of this process's rows of each global batch.
 
     The global batch at step s is the same whatever the number of processes; process p of n feeds rows
     [p*b, (p+1)*b) of it, b = global_batch_size / n, and so never an example another host feeds at that
     step. Splits that fit in memory (IN_MEMORY_BYTES) are read once and batched by index (InMemoryBatches);
-    larger ones are read example by example through grain's shuffled stream.
+    larger ones are read example by example through grain's shuffled stream. num_threads: grain's read threads
+    (None: parallel.input_threads, 1 in memory and 2 streamed on the CPU, up to 8 beside an accelerator).
     """
     n, p = jax.process_count(), jax.process_index()
     if global_batch_size % n:
@@ -685,10 +686,10 @@ def batches(source, global_batch_size: int, seed: int, *, num_threads: int = 2, 
     if len(source) == 0:
         raise DataError("the training split is empty")
     if len(source) * source[0]["image"].nbytes <= IN_MEMORY_BYTES:
-        return InMemoryBatches(source)(global_batch_size, seed, flip=flip)
+        return InMemoryBatches(source)(global_batch_size, seed, num_threads=num_threads, flip=flip)
     ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat().batch(global_batch_size // n, drop_remainder=True)
     if n > 1:
         ds = ds[p::n]
     if flip:
         ds = ds.random_map(_flip_half, seed=seed + 1)
-    return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4)))
+    return iter(ds.to_iter_dataset(parallel.read_options(2, num_threads)))
