@@ -21,6 +21,8 @@ About 8 minutes on one H100. The sections, in this order (the cheap ones and the
   input         `python -m benchmarks.input_speed --json PATH` (the input pipelines alone): its rows.
   train_ddpm    `python -m train.ddpm`, the default run, in a temporary workdir (its digits prepared there too, as
                 on a fresh machine): wall seconds and its last figures.
+  deterministic the cost of --config.deterministic: ddpm_cifar10 and word2vec again, in a child run of this script
+                whose XLA_FLAGS set --xla_gpu_deterministic_ops=true, each figure as a ratio of the default's.
 
 MFU = XLA's FLOPs per step (cost analysis of the compiled step) / step time / the same run's matmul TFLOP/s of the
 step's dtype at JAX's default precision, the precision the steps run at. The image sections train on stand-in data
@@ -66,7 +68,7 @@ from absl import app, flags, logging
 
 from benchmarks.common import compiled_flops, matmul_gflops, time_fn
 
-SECTIONS = ("device", "roofline", "ddpm_cifar10", "loops", "word2vec", "input", "train_ddpm")
+SECTIONS = ("device", "roofline", "ddpm_cifar10", "loops", "word2vec", "input", "train_ddpm", "deterministic")
 BUDGETS = {  # seconds of each section on an accelerator (--quick: x QUICK_SCALE)
     "device": 60,
     "roofline": 60,
@@ -75,7 +77,10 @@ BUDGETS = {  # seconds of each section on an accelerator (--quick: x QUICK_SCALE
     "word2vec": 150,
     "input": 150,
     "train_ddpm": 240,
+    "deterministic": 240,
 }
+# The cost of config.deterministic: these sections again, in a child run whose XLA_FLAGS set the flag.
+DETERMINISTIC_SECTIONS = ("device", "ddpm_cifar10", "word2vec")
 QUICK_SCALE = 3  # a shared CPU is slow, and compiles take most of a quick run
 LOOP_MODULES = ("ddpm", "autoencoder", "vae", "gan")
 DTYPES = ("float32", "bfloat16")
@@ -397,16 +402,22 @@ def log_tail(path: str, chars: int = 3000) -> str:
         return f.read()[-chars:]
 
 
-def run_child(run: Run, cmd: list[str], log: str, cwd: str) -> float:
-    """Run cmd, its output into the file log, within the section's time left; its wall seconds. TimeoutError or
-    RuntimeError with the log's tail when it does not finish or fails."""
+def run_child(run: Run, cmd: list[str], log: str, cwd: str, env: dict | None = None) -> float:
+    """Run cmd (in child_env() updated by env), its output into the file log, within the section's time left; its
+    wall seconds. TimeoutError or RuntimeError with the log's tail when it does not finish or fails."""
     timeout = max(run.left(), 0.1)
     run.log(f"  $ {' '.join(cmd[1:])}  (log {log}, {timeout:.0f} s at most)")
     t0 = time.perf_counter()
     with open(log, "w", encoding="utf-8") as f:
         try:
             subprocess.run(
-                cmd, cwd=cwd, env=child_env(), stdout=f, stderr=subprocess.STDOUT, timeout=timeout, check=True
+                cmd,
+                cwd=cwd,
+                env={**child_env(), **(env or {})},
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=True,
             )
         except subprocess.TimeoutExpired:
             raise TimeoutError(
@@ -490,6 +501,35 @@ def train_ddpm_section(run: Run, entry: dict) -> dict:
     return {"command": command, "wall_s": wall, "last_metrics": last_metrics(workdir)}
 
 
+def deterministic_section(run: Run, entry: dict) -> dict:
+    from train.core import parallel
+
+    out = os.path.join(run.tmp, "deterministic")
+    skip = ",".join(name for name in SECTIONS if name not in DETERMINISTIC_SECTIONS)
+    scale = QUICK_SCALE if run.quick else 1
+    cmd = [sys.executable, "-m", "benchmarks.accelerator", f"--out={out}", f"--skip={skip}"]
+    cmd += [f"--deadline={max(run.left() / scale - 30, 1):.0f}", *(["--quick"] if run.quick else [])]
+    flag = f"{parallel.DETERMINISTIC_FLAG}=true"
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    wall = run_child(run, cmd, run.child_log("deterministic"), run.tmp, {"XLA_FLAGS": xla_flags})
+    with open(os.path.join(out, "accelerator.json"), encoding="utf-8") as f:
+        child = json.load(f)["sections"]
+    if child["device"].get("xla_flags") != xla_flags:
+        raise RuntimeError(f"the child run's XLA_FLAGS are {child['device'].get('xla_flags')!r}, not {xla_flags!r}")
+    sections = run.report["sections"]
+    ratios = {}
+    for name, key in (("ddpm_cifar10", "examples_per_sec"), ("word2vec", "words_per_sec")):
+        mine, theirs = child.get(name, {}), sections.get(name, {})
+        if key in mine and key in theirs:
+            ratios[name] = mine[key] / theirs[key]
+    return {
+        "xla_flags": xla_flags,
+        "wall_s": wall,
+        "ratios": ratios,
+        **{n: child.get(n) for n in DETERMINISTIC_SECTIONS[1:]},
+    }
+
+
 SECTION_FUNCTIONS = {
     "device": device_section,
     "roofline": roofline_section,
@@ -498,6 +538,7 @@ SECTION_FUNCTIONS = {
     "word2vec": word2vec_section,
     "input": input_section,
     "train_ddpm": train_ddpm_section,
+    "deterministic": deterministic_section,
 }
 
 
@@ -588,6 +629,20 @@ def train_ddpm_rows(e: dict) -> list:
     return [cells("train_ddpm", e["command"].split(" --workdir")[0], "", e["wall_s"], "s wall", notes=notes)]
 
 
+def deterministic_rows(e: dict) -> list:
+    rows = []
+    for name, key, unit in (
+        ("ddpm_cifar10", "examples_per_sec", "examples/s"),
+        ("word2vec", "words_per_sec", "words/s"),
+    ):
+        child = e.get(name) or {}
+        if key in child:
+            ratio = e.get("ratios", {}).get(name)
+            notes = f"{ratio:.3g}x the default's" if ratio else "no default figure to compare"
+            rows.append(cells("deterministic", f"{name} with {e['xla_flags']}", "", child[key], unit, notes=notes))
+    return rows
+
+
 ROWS = {
     "roofline": roofline_rows,
     "ddpm_cifar10": ddpm_cifar10_rows,
@@ -595,6 +650,7 @@ ROWS = {
     "word2vec": word2vec_rows,
     "input": input_rows,
     "train_ddpm": train_ddpm_rows,
+    "deterministic": deterministic_rows,
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 from tests.configs import table_rows
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SECTIONS = ["device", "roofline", "ddpm_cifar10", "loops", "word2vec", "input", "train_ddpm"]
+SECTIONS = ["device", "roofline", "ddpm_cifar10", "loops", "word2vec", "input", "train_ddpm", "deterministic"]
 STEP_FIGURES = ("examples_per_sec", "step_ms", "gflops_per_step", "tflops", "mfu", "compile_s", "params")
 
 
@@ -79,6 +79,10 @@ def test_quick_run_records_every_section_with_positive_figures(tmp_path):
         assert s["input"]["rows"] and all(positive(r["examples_per_s"]) for r in s["input"]["rows"])
     t = s["train_ddpm"]
     assert positive(t["wall_s"]) and t["last_metrics"]["step"] == 4 and math.isfinite(t["last_metrics"]["loss"])
+    det = s["deterministic"]  # the same sections in a child whose XLA_FLAGS ask for deterministic GPU ops
+    assert "--xla_gpu_deterministic_ops=true" in det["xla_flags"].split()
+    assert positive(det["ddpm_cifar10"]["examples_per_sec"]) and positive(det["word2vec"]["words_per_sec"])
+    assert set(det["ratios"]) == {"ddpm_cifar10", "word2vec"} and all(map(positive, det["ratios"].values()))
 
     table = (tmp_path / "out" / "accelerator.md").read_text()
     assert table.strip() in out  # printed too
@@ -92,11 +96,11 @@ def test_quick_run_records_every_section_with_positive_figures(tmp_path):
 def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path):
     """word2vec and train_ddpm overrun budgets of a fraction of a second: each is killed and recorded as an error,
     the run goes on to the next and exits 0; --skip'ped sections are marked so. An unknown section is refused."""
-    skip = "--skip=roofline,ddpm_cifar10,loops,input"
+    skip = "--skip=roofline,ddpm_cifar10,loops,input,deterministic"
     out, report = run_quick(tmp_path, skip, "--budgets=word2vec=0.3,train_ddpm=0.3")
     s = report["sections"]
     assert s["device"]["status"] == "ok"
-    for name in ("roofline", "ddpm_cifar10", "loops", "input"):
+    for name in ("roofline", "ddpm_cifar10", "loops", "input", "deterministic"):
         assert s[name] == {"status": "skipped", "why": "--skip"}
     for name in ("word2vec", "train_ddpm"):
         assert s[name]["status"] == "error" and s[name]["error"].startswith("TimeoutError: killed after"), s[name]
