@@ -3,6 +3,7 @@
 A tiny task keeps compilation to about a second, so each guarantee is checked on real training runs.
 """
 
+import functools
 import glob
 import json
 import os
@@ -46,7 +47,7 @@ def softmax_task(ds, hidden=4, explode=False):
             loss = loss + jnp.exp(jnp.sum(params["w"]) ** 2)  # Adam at lr 1e6 overshoots the minimum to inf
         return loss, {}
 
-    return loop.Task("tiny", init_params, loss_fn=loss_fn, train_source=ds.train)
+    return loop.Task("tiny", init_params, loss_fn=loss_fn, batches=functools.partial(data.batches, ds.train))
 
 
 @pytest.fixture(scope="module")

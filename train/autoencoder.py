@@ -16,7 +16,7 @@ import numpy as np
 
 from train.core import cli, config as config_lib, loop
 from train.core.config import Key
-from train.data import images as data
+from train.data import image_runs, images as data
 from train.evaluation import images as evaluation, plots
 from zoo import autoencoder as ae
 
@@ -136,12 +136,14 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("autoencoder", init_params, loss_fn=loss_fn, evaluate=evaluate, train_source=ds.train)
+    return loop.Task(
+        "autoencoder", init_params, loss_fn=loss_fn, evaluate=evaluate, batches=data.training_batches(c, ds)
+    )
 
 
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
-    return loop.train_images(config, workdir, check_config, make_task)
+    return image_runs.train(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import optax
 from train.core import cli, config as config_lib, files, loop, parallel, saved
 from train.core.config import Key
 from train.core.writers import image_grid, save_png
-from train.data import images as data
+from train.data import image_runs, images as data
 from train.data.images import to_uint8
 from train.evaluation import images as evaluation
 from zoo import ddpm
@@ -434,14 +434,14 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         train_step=train_step,
         init_aux=init_aux,
         evaluate=evaluate,
-        train_source=ds.train,
+        batches=data.training_batches(c, ds),
     )
 
 
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
     parallel.xla_cpu_convolutions()  # before anything starts JAX's backends: the U-Net's convolutions on XLA:CPU
-    return loop.train_images(config, workdir, check_config, make_task)
+    return image_runs.train(config, workdir, check_config, make_task)
 
 
 # ----------------------------------------------------------------------------- a trained run: load, mode=sample
@@ -502,7 +502,7 @@ class TrainedDDPM:
 def load(workdir: str) -> TrainedDDPM:
     """The DDPM trained in workdir: its config (workdir/config.json), the EMA parameters of its newest checkpoint
     that restores, and sample(key, num_images, **sample_overrides); ConfigError when workdir holds none."""
-    run, ds = saved.load_image_run(workdir, sys.modules[__name__], RENAMED_KEYS)
+    run, ds = image_runs.load(workdir, sys.modules[__name__], RENAMED_KEYS)
     return TrainedDDPM(run.config, run.params, run.step, tuple(ds.image_shape), run.workdir)
 
 

@@ -19,7 +19,7 @@ import optax
 
 from train.core import cli, config as config_lib, loop, state as state_lib
 from train.core.config import Key
-from train.data import images as data
+from train.data import image_runs, images as data
 from train.evaluation import images as evaluation, plots
 from zoo import gan
 
@@ -207,13 +207,18 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         return scalars, images
 
     return loop.Task(
-        "gan", init_params, train_step=train_step, optimizer=per_network(txs), evaluate=evaluate, train_source=ds.train
+        "gan",
+        init_params,
+        train_step=train_step,
+        optimizer=per_network(txs),
+        evaluate=evaluate,
+        batches=data.training_batches(c, ds),
     )
 
 
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
-    return loop.train_images(config, workdir, check_config, make_task)
+    return image_runs.train(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 
 from train.core import cli, config as config_lib, loop
 from train.core.config import Key
-from train.data import images as data
+from train.data import image_runs, images as data
 from train.evaluation import images as evaluation, plots
 from zoo import vae
 
@@ -168,7 +168,9 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task("vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate, train_source=ds.train)
+    return loop.Task(
+        "vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate, batches=data.training_batches(c, ds)
+    )
 
 
 def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +186,7 @@ def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray
 
 def run(config, workdir: str) -> dict:
     """Train in workdir (resuming the run there) and return the last figures."""
-    return loop.train_images(config, workdir, check_config, make_task)
+    return image_runs.train(config, workdir, check_config, make_task)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ optimizer and EMA, checkpoints and resume, logs, the progress bar and the final 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import signal
@@ -28,7 +27,6 @@ from tqdm.auto import tqdm
 from train.core import checkpoint, config as config_lib, parallel, state as state_lib, workdir as workdir_lib
 from train.core.errors import ConfigError, NonFiniteError
 from train.core.writers import MetricsWriter
-from train.data import images as data
 
 # nan_policy='skip' stops a run once more than this share of its steps (counted after the first 10) were skipped.
 MAX_SKIPPED_SHARE, MIN_STEPS_FOR_SHARE = 0.1, 10
@@ -51,9 +49,9 @@ class Task:
       them in a vmapped sweep (e.g. ('beta',)); the module's get_config declares each as `sweep.<key> = ()`
     optimizer: an optax transformation replacing the config's
     evaluate(state, step) -> (dict of scalars, dict of name -> uint8 [H,W,C] image), run on the host
-    train_source: random-access examples, batched by data.batches (images)
-    batches(global_batch_size, seed) -> a grain iterator of this process's batches, replacing train_source
-      (for data that is cheaper to batch whole, e.g. word2vec's pairs); it must have get_state/set_state
+    batches(global_batch_size, seed) -> an endless iterator of this process's rows of each global batch, with
+      grain's get_state/set_state (its position, checkpointed with the state): an image model's
+      train.data.images.training_batches, word2vec's TrainingExamples.batches; the loop needs it to train
     export(state, workdir): write the model's deliverables (e.g. vectors.txt) at the end, lead process only
     init_aux() -> the initial state.aux, which train_step reads and replaces (e.g. the DDPM's loss history)
     """
@@ -65,7 +63,6 @@ class Task:
     hparams: tuple[str, ...] = ()
     optimizer: optax.GradientTransformation | None = None
     evaluate: Callable[[state_lib.TrainState, int], tuple[dict, dict]] | None = None
-    train_source: Any = None
     batches: Callable[[int, int], Any] | None = None
     export: Callable[[state_lib.TrainState, str], None] | None = None
     init_aux: Callable[[], Any] | None = None
@@ -255,9 +252,9 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
 def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     replicas = config_lib.sweep_replicas(config)
-    make_batches = task.batches or functools.partial(
-        data.batches, task.train_source, flip=config.get("random_flip", False)
-    )
+    make_batches = task.batches
+    if make_batches is None:
+        raise ValueError(f"task {task.name!r} has no batches to train on (Task.batches)")
     host_iter = (
         _StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas])
         if replicas
@@ -421,10 +418,3 @@ def _evaluate(task, state, step, writer) -> dict:
     for name, image in images.items():
         writer.image(step, name, image)
     return scalars
-
-
-def train_images(config, workdir: str, check_config: Callable, make_task: Callable) -> dict:
-    """run() of an image model: check the config, load its dataset, train make_task(config, dataset) in workdir."""
-    check_config(config)
-    ds = data.images_of(config)
-    return train(config, workdir, make_task(config, ds), ds.fingerprint)

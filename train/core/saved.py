@@ -13,11 +13,10 @@ from typing import Any
 
 import ml_collections
 
-from train.core import checkpoint, config as config_lib, files, loop, parallel
+from train.core import config as config_lib, files
 from train.core.errors import ConfigError
-from train.data import images as data
 
-__all__ = ["SavedRun", "read_config", "with_overrides", "load_image_run"]
+__all__ = ["SavedRun", "read_config", "with_overrides"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,34 +64,3 @@ def with_overrides(config, overrides: dict, block: str, check: Callable) -> ml_c
             c[block][leaf] = tuple(value) if isinstance(value, list) else value
     check(c)
     return c
-
-
-def load_image_run(workdir: str, module, renamed: dict[str, str] | None = None) -> tuple[SavedRun, data.ImageData]:
-    """(the run in workdir, its dataset) of an image module trained by the loop (its SCHEMA, check_config and
-    make_task): the parameters of the newest checkpoint that restores, shaped by the model its config makes.
-    ConfigError when workdir holds no checkpoint, or one of another model, or a vmapped sweep."""
-    workdir = os.path.abspath(workdir)
-    config = read_config(workdir, module.SCHEMA, renamed)
-    module.check_config(config)
-    if config_lib.sweep_replicas(config):
-        raise ConfigError(
-            f"{workdir} holds a sweep (config.sweep.*), whose checkpoints stack the replicas; accepted: the workdir "
-            f"of a single run"
-        )
-    directory = os.path.join(workdir, "checkpoints")
-    missing = ConfigError(
-        f"{workdir} holds no checkpoint to read ({directory} has none); accepted: the --workdir of a run trained "
-        f"there (python -m {getattr(module.__spec__, 'name', module.__name__)} --workdir {workdir})"
-    )
-    if not os.path.isdir(directory) or not os.listdir(directory):
-        raise missing
-    ds = data.images_of(config)
-    task = module.make_task(config, ds)
-    ckpt = checkpoint.Checkpointer(directory, config.keep_checkpoints)
-    try:
-        state, step = ckpt.read_latest_state(loop.abstract_state(task, config, parallel.data_mesh()))
-    finally:
-        ckpt.close()
-    if state is None:
-        raise missing
-    return SavedRun(workdir, config, state.eval_params, int(step)), ds

@@ -671,6 +671,12 @@ def _flip_half(batch, rng: np.random.Generator):
     return {**batch, "image": mirror_rows(batch["image"], flips)}
 
 
+def training_batches(c, ds: ImageData):
+    """Task.batches of an image model: (global_batch_size, seed) -> batches(ds.train, ...), flipped when the config's
+    random_flip (AUGMENTATION) says so."""
+    return functools.partial(batches, ds.train, flip=c.get("random_flip", False))
+
+
 def batches(source, global_batch_size: int, seed: int, *, num_threads: int | None = None, flip: bool = False):
     """An endless, checkpointable grain iterator of this process's rows of each global batch.
 
