@@ -18,6 +18,7 @@ from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
 from train.evaluation import images as evaluation
+from zoo import ddpm
 
 
 def tiny_config(data_dir, **overrides):
@@ -357,6 +358,20 @@ def test_mode_sample_writes_the_npz_that_load_samples_again(straight_run, tmp_pa
         model.sample(jax.random.key(0), 2, temperature=2.0)
     with pytest.raises(ConfigError, match=r"config.sample.steps=50 \(dpmpp_2m\) must be at most"):
         model.sample(jax.random.key(0), 2, sampler="dpmpp_2m", steps=50)
+
+
+def test_every_sample_setting_keys_the_compiled_sampler_cache(straight_run):
+    """load(workdir)'s compiled samplers are keyed by the whole of config.sample: a changed setting draws anew
+    (never a stale sampler), the same settings reuse theirs; samplers come from one registry."""
+    assert set(train_ddpm.SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
+    model, key = train_ddpm.load(straight_run[0]), jax.random.key(3)
+    deterministic = model.sample(key, 2, sampler="ddim", ddim_eta=0.0)
+    noisy = model.sample(key, 2, sampler="ddim", ddim_eta=1.0)
+    assert len(model._samplers) == 2 and not np.array_equal(deterministic, noisy)
+    np.testing.assert_array_equal(model.sample(key, 2, sampler="ddim", ddim_eta=0.0), deterministic)
+    assert len(model._samplers) == 2
+    with pytest.raises(ConfigError, match="sampler=.euler. is not accepted"):
+        train_ddpm.make_sampler(model.config, model.image_shape, 2, "euler")
 
 
 def test_load_refuses_a_workdir_without_a_trained_run(straight_run, tmp_path):

@@ -11,6 +11,7 @@ gives them in Python.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from typing import Any
@@ -292,29 +293,37 @@ def eps_fn_of(c, sched: ddpm.Schedule, net: ddpm.UNet):
     return eps_fn
 
 
+# sample.sampler -> (sched, eps_fn, shape, key, config) -> images: the one place a sampler is added; make_sampler
+# and TrainedDDPM's compiled-sampler cache (keyed by the whole of config.sample) both read it.
+SAMPLER_BUILDERS = {
+    "ancestral": lambda sched, eps_fn, shape, k, c: ddpm.sample_ancestral(
+        sched, eps_fn, shape, k, variance=c.diffusion.variance
+    ),
+    "ddim": lambda sched, eps_fn, shape, k, c: ddpm.sample_ddim(
+        sched, eps_fn, shape, k, num_steps=c.sample.steps, eta=c.sample.ddim_eta, spacing=c.sample.timestep_spacing
+    ),
+    "dpmpp_2m": lambda sched, eps_fn, shape, k, c: ddpm.sample_dpmpp_2m(
+        sched, eps_fn, shape, k, num_steps=c.sample.steps, spacing=c.sample.timestep_spacing
+    ),
+}
+assert set(SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
+
+
 def make_sampler(c, image_shape, num_images: int, sampler: str | None = None):
     """jit (params, key, labels=None) -> num_images images in [-1, 1], float32 [N, H, W, C], by `sampler` (None:
-    config.sample.sampler): ancestral over all T steps (diffusion.variance), ddim (ddim_eta) or dpmpp_2m over
-    sample.steps timesteps of sample.timestep_spacing; labels [N] (a conditional model) guided by sample.guidance."""
+    config.sample.sampler; SAMPLER_BUILDERS): ancestral over all T steps (diffusion.variance), ddim (ddim_eta) or
+    dpmpp_2m over sample.steps timesteps of sample.timestep_spacing; labels [N] (a conditional model) guided by
+    sample.guidance."""
+    c = c.copy_and_resolve_references()  # the builder reads it when the sampler is traced: later changes must not
     sched, shape = schedule_of(c), (num_images, *image_shape)
     eps_fn = eps_fn_of(c, sched, make_unet(c))
-    sampler, s = sampler or c.sample.sampler, c.sample
-    steps, eta, spacing, variance = s.steps, s.ddim_eta, s.timestep_spacing, c.diffusion.variance
-    if sampler == "ancestral":
-        return jax.jit(lambda p, k, y=None: ddpm.sample_ancestral(sched, eps_fn(p, y), shape, k, variance=variance))
-    if sampler == "ddim":
-        return jax.jit(
-            lambda p, k, y=None: ddpm.sample_ddim(
-                sched, eps_fn(p, y), shape, k, num_steps=steps, eta=eta, spacing=spacing
-            )
+    sampler = sampler or c.sample.sampler
+    if sampler not in SAMPLER_BUILDERS:
+        raise config_lib.ConfigError(
+            f"config.sample.sampler={sampler!r} is not accepted; accepted: {', '.join(SAMPLER_BUILDERS)}"
         )
-    if sampler == "dpmpp_2m":
-        return jax.jit(
-            lambda p, k, y=None: ddpm.sample_dpmpp_2m(sched, eps_fn(p, y), shape, k, num_steps=steps, spacing=spacing)
-        )
-    raise config_lib.ConfigError(
-        f"config.sample.sampler={sampler!r} is not accepted; accepted: {', '.join(ddpm.SAMPLERS)}"
-    )
+    build = SAMPLER_BUILDERS[sampler]
+    return jax.jit(lambda p, k, y=None: build(sched, eps_fn(p, y), shape, k, c))
 
 
 def make_task(c, ds: data.ImageData) -> loop.Task:
@@ -475,7 +484,8 @@ class TrainedDDPM:
         if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
             raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
         s, batch = c.sample, min(c.sample.batch_size, int(num_images))
-        settings = (s.sampler, s.steps, s.ddim_eta, s.timestep_spacing, s.guidance, batch)
+        # The whole of config.sample (and the batch), so no setting a sampler reads can be left out of the key.
+        settings = (json.dumps(s.to_dict(), sort_keys=True, default=str), batch)
         if settings not in self._samplers:
             self._samplers[settings] = make_sampler(c, self.image_shape, batch)
         sampler = self._samplers[settings]
