@@ -8,15 +8,15 @@ Each pipeline is the code train/ runs, on data this script writes into --workdir
 given): npz:FILE (--images random 32x32x3 uint8 images), images:DIR (the same images as PNG files in 10 class
 folders; its decoded cache is built first and the batches come from the cache), the digits TFDS dataset the default
 configs train on (prepared offline from scikit-learn into WORKDIR/tfds), random_flip, image_size resizes (digits to
-32 and to 28), and word2vec's examples (train.word2vec.TrainingExamples: skip-gram pairs and CBOW centres) on
-train/data/corpus.py's Zipf corpus of --zipf_tokens tokens (20M: about 101k words at min_count 5). Image batches come
-from train.data.images.batches, which batches a split held in memory by index (InMemoryBatches, one grain record a
-step) and streams a larger one (over IN_MEMORY_BYTES, 2 GiB) example by example through grain; rows marked
-"streamed" force the second path on the same data. Each pipeline is read with each --threads count of grain
-threads (its num_threads; in training, train.core.parallel.input_threads picks one on the CPU, 2 streamed, and up to
-8 beside an accelerator). Per row: the seconds to the first batch (reading the split into memory,
-probing word2vec's steps), then batches/s over at least --min_time seconds after it (the consumer takes each batch
-at once, so this is the pipeline's own rate, its prefetch included).
+32 and to 28), and word2vec's examples (train.data.word2vec_examples.TrainingExamples: skip-gram pairs and CBOW centres)
+on train/data/corpus.py's Zipf corpus of --zipf_tokens tokens (20M: about 101k words at min_count 5). Image batches come
+from train.data.images.batches, which batches a split held in memory by index (InMemoryBatches, one grain record a step)
+and streams a larger one (over IN_MEMORY_BYTES, 2 GiB) example by example through grain; rows marked "streamed" force
+the second path on the same data. Each pipeline is read with each --threads count of grain threads (its num_threads; in
+training, train.core.parallel.input_threads picks one on the CPU, 2 streamed, and up to 8 beside an accelerator). Per
+row: the seconds to the first batch (reading the split into memory, probing word2vec's steps), then batches/s over at
+least --min_time seconds after it (the consumer takes each batch at once, so this is the pipeline's own rate, its
+prefetch included).
 
 Needed: the examples/s (images; word2vec: corpus words) that the model's train step would consume at --mfu of
 --peak_tflops (H100 SXM bf16 dense: 989.4), = mfu * peak / (FLOPs per example), the FLOPs from XLA's cost analysis of
@@ -25,13 +25,13 @@ never run) at the row's batch, on the row's data: the lowered program's count, w
 the image models' steps and 5-12% under it on word2vec's, and 10x faster to get (the DDPMs' compiles take minutes on
 a busy CPU); --compile counts the compiled program, as benchmarks.common.flops_of does. XLA counts a loop body once,
 so word2vec's step (a lax.scan over its minibatches) counts one minibatch's sparse update
-(train.word2vec.sparse_update) once more for each of the others. A need of thousands of steps a second (the small
-models) asks for steps shorter than an accelerator's per-step overhead, and word2vec's step is bound by gathers and
-scatters, not FLOPs: there the need is a bound that no real step reaches. Batches are each model's realistic
+(train.data.word2vec_examples.sparse_update) once more for each of the others. A need of thousands of steps a second
+(the small models) asks for steps shorter than an accelerator's per-step overhead, and word2vec's step is bound by
+gathers and scatters, not FLOPs: there the need is a bound that no real step reaches. Batches are each model's realistic
 config's: the DDPM's cifar10 variant (128 images of 32x32x3) and its mnist variant (128 of 32x32x1), the autoencoder,
 VAE and GAN's default (digits) and mnist variants (128, 128, 64), word2vec's default (65,536 words). --quick:
-seconds-long, for the tests: 512 16x16 images, digits resized to 16 and 12, a 200k-token corpus, word2vec at batch
-8192, every model's 'smoke' network, 0.3 s a row.
+seconds-long, for the tests: 512 16x16 images, digits resized to 16 and 12, a 200k-token corpus, word2vec at batch 8192,
+every model's 'smoke' network, 0.3 s a row.
 --json PATH writes {"cpus", "load", "peak_tflops", "mfu", "quick", "flops_of", "rows"}, a row per table row: key
 (the feed, stable across runs), pipeline, model, batch, threads, batches_per_s, examples_per_s, needed_examples_per_s,
 flops_per_example, ratio, first_batch_s.
@@ -287,9 +287,10 @@ def word2vec_step_flops(c, corpus, examples, compiled: bool = False) -> float:
 
     from train import word2vec as train_word2vec
     from train.core import loop, parallel
+    from train.data import word2vec_examples as w2v_examples
 
     mesh = cpu_mesh()
-    c.num_steps = train_word2vec.resolve_num_steps(c, corpus)
+    c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
     task = train_word2vec.make_task(c, corpus, (None, None), examples)
     state = loop.abstract_state(task, c, mesh)
     record = examples.record(c.seed, 0)
@@ -300,7 +301,7 @@ def word2vec_step_flops(c, corpus, examples, compiled: bool = False) -> float:
     minibatch = {k: jnp.asarray(v[: len(v) // m]) for k, v in record.items() if k != "dropped"}
     minibatch["negatives"] = jnp.zeros((c.minibatch_size // c.share_negatives, c.negatives), jnp.int32)
     tables = {k: jnp.zeros(v.shape, v.dtype) for k, v in state.params.items()}
-    update = jax.jit(functools.partial(train_word2vec.sparse_update, c.model))
+    update = jax.jit(functools.partial(w2v_examples.sparse_update, c.model))
     return step + (m - 1) * step_flops(update, tables, minibatch, jnp.float32(0.025), compiled=compiled)
 
 
@@ -311,8 +312,7 @@ def word2vec_iterator(examples, batch: int, threads: int):
 
 def word2vec_rows(F, threads: list[int], min_time: float) -> list[dict]:
     """A row per word2vec model and thread count: its examples' rates (in corpus words) and its step's need."""
-    from train import word2vec as train_word2vec
-    from train.data import text as text_data
+    from train.data import text as text_data, word2vec_examples as w2v_examples
 
     tokens = quick_or(F, "zipf_tokens", QUICK_TOKENS)
     t0 = time.perf_counter()
@@ -322,7 +322,7 @@ def word2vec_rows(F, threads: list[int], min_time: float) -> list[dict]:
     for model in ("sgns", "cbow"):
         c = word2vec_config(model, F.quick)
         t0 = time.perf_counter()
-        examples = train_word2vec.TrainingExamples(corpus, c, 1)
+        examples = w2v_examples.TrainingExamples(corpus, c, 1)
         probe = time.perf_counter() - t0
         flops = word2vec_step_flops(c, corpus, examples, compiled=F.compile)
         print(f"word2vec {model}: {flops / 1e9:.3f} GFLOP a step, {examples.minibatches} minibatches")

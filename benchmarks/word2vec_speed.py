@@ -145,7 +145,7 @@ def quality(path: str, F, c, eval_sets) -> dict:
     """analogy accuracy and similarity Spearman of the vectors at path, the same scoring for both systems."""
     from train.data.vectors import WordVectors
     from train.evaluation import words as word_eval
-    from zoo import word2vec as w2v
+    from zoo import word_vectors
     from zoo.text import Vocab
 
     kv = WordVectors.load_word2vec_format(path, binary=True)
@@ -168,7 +168,7 @@ def quality(path: str, F, c, eval_sets) -> dict:
             _, spearman, oov = kv.evaluate_word_pairs(pairs)
             out["spearman"] = float(spearman[0])
             with open(pairs, encoding="utf-8") as f:
-                listed = len(w2v.parse_wordsim(f, lowercase=False, delimiter="\t"))
+                listed = len(word_vectors.parse_wordsim(f, lowercase=False, delimiter="\t"))
             out["pairs"] = round(listed * (1 - oov / 100))
         except ValueError:  # fewer than 2 pairs in the vocabulary
             pass

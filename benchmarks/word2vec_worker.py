@@ -35,7 +35,7 @@ def run_ours(spec: dict) -> dict:
 
     from train import word2vec as tw
     from train.core import loop
-    from train.data import vectors
+    from train.data import vectors, word2vec_examples as w2v_examples
 
     c = tw.get_config()
     for key, value in cfg.items():
@@ -44,12 +44,12 @@ def run_ours(spec: dict) -> dict:
     c.corpus = "text:" + spec["file"]
     tw.check_keys(c)
     marks["imported"] = time.time()
-    corpus, _ = tw.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
+    corpus, _ = w2v_examples.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
     marks["counted"] = time.time()
     parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
     tw.check_config(c)
-    c.num_steps = tw.resolve_num_steps(c, corpus)
-    examples = tw.TrainingExamples(corpus, c, jax.device_count())
+    c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
+    examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)
     mesh = parallel.data_mesh()
     state = loop.init_state(task, c, mesh)

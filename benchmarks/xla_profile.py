@@ -174,7 +174,7 @@ def word2vec_step(f) -> tuple:
     parallel.schedule_depth_first()
     from train import word2vec as tw
     from train.core import loop
-    from train.data import corpus as generated
+    from train.data import corpus as generated, word2vec_examples as w2v_examples
 
     c = tw.get_config()
     c.model, c.cpu_devices = f.w2v_model, f.cpu_devices
@@ -185,11 +185,11 @@ def word2vec_step(f) -> tuple:
             out.write(line + "\n")
     c.corpus = "text:" + path
     tw.check_keys(c)
-    corpus, _ = tw.load_corpus(c, d)
+    corpus, _ = w2v_examples.load_corpus(c, d)
     parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
     tw.check_config(c)
-    c.num_steps = tw.resolve_num_steps(c, corpus)
-    examples = tw.TrainingExamples(corpus, c, jax.device_count())
+    c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
+    examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)
     mesh = parallel.data_mesh()
     state = [loop.init_state(task, c, mesh)]

@@ -652,38 +652,38 @@ def tiny_vectors():
 
 
 def test_analogy_with_an_unknown_word_names_it(tiny_vectors):
-    from zoo import word2vec as w2v
+    from zoo import word_vectors as wv
     from zoo.text import UnknownWordError
 
     W, vocab = tiny_vectors
     with pytest.raises(UnknownWordError, match="unknown word 'princess'") as e:
-        w2v.analogy(W, vocab, "man", "king", "princess")
+        wv.analogy(W, vocab, "man", "king", "princess")
     assert e.value.word == "princess" and "4 words" in str(e.value)
 
 
 def test_similarity_query_with_an_unknown_word_names_it(tiny_vectors):
-    from zoo import word2vec as w2v
+    from zoo import word_vectors as wv
     from zoo.text import UnknownWordError
 
     W, vocab = tiny_vectors
     with pytest.raises(UnknownWordError, match="unknown word 'zebra'"):
-        w2v.most_similar(w2v.normalize(W), vocab, "zebra")
+        wv.most_similar(wv.normalize(W), vocab, "zebra")
     with pytest.raises(UnknownWordError, match="unknown word 'prince'"):
-        w2v.most_similar(w2v.normalize(W), vocab, "king", exclude=["prince"])
+        wv.most_similar(wv.normalize(W), vocab, "king", exclude=["prince"])
     with pytest.raises(ValueError, match=r"vector of shape \[3\], got shape \(5,\)"):
-        w2v.most_similar(w2v.normalize(W), vocab, np.ones(5))
+        wv.most_similar(wv.normalize(W), vocab, np.ones(5))
 
 
 def test_analogy_and_similarity_check_their_other_arguments(tiny_vectors):
-    from zoo import word2vec as w2v
+    from zoo import word_vectors as wv
 
     W, vocab = tiny_vectors
     with pytest.raises(ValueError, match="method='3cosavg' not supported; accepted"):
-        w2v.analogy(W, vocab, "man", "king", "woman", method="3cosavg")
+        wv.analogy(W, vocab, "man", "king", "woman", method="3cosavg")
     with pytest.raises(ValueError, match="topn must be >= 1, got 0"):
-        w2v.analogy(W, vocab, "man", "king", "woman", topn=0)
+        wv.analogy(W, vocab, "man", "king", "woman", topn=0)
     with pytest.raises(ValueError, match=r"W has 3 rows but the vocabulary has 4 words"):
-        w2v.analogy(W[:3], vocab, "man", "king", "woman")
+        wv.analogy(W[:3], vocab, "man", "king", "woman")
 
 
 def _init(module, *args):

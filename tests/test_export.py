@@ -21,7 +21,7 @@ from jax import export
 from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae, test_train_word2vec
 from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae, word2vec as tw
 from train.core import loop, parallel
-from train.data import images as data
+from train.data import images as data, word2vec_examples as w2v_examples
 from train.evaluation import words as word_eval
 from zoo import classifier as classifier_lib, ddpm
 
@@ -195,8 +195,8 @@ def test_every_image_train_step_lowers_for_gpu_and_tpu(name, digits, data_dir):
 @pytest.mark.parametrize("model", ["sgns", "cbow", "skipgram_softmax"])
 def test_word2vec_train_step_lowers_for_gpu_and_tpu(model):
     c = test_train_word2vec.tiny_config(model=model)
-    corpus, _ = tw.load_corpus(c, None)
-    c.num_steps = tw.resolve_num_steps(c, corpus)
+    corpus, _ = w2v_examples.load_corpus(c, None)
+    c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
     task = tw.make_task(c, corpus, word_eval.load_eval_sets(c))
     mesh = parallel.data_mesh()
     state = loop.abstract_state(task, c, mesh)

@@ -395,3 +395,40 @@ def test_step_compiles_once(digits):
         state, metrics, _ = step(state, parallel.shard_batch(next(it), mesh))
     jax.block_until_ready(metrics)
     assert step._cache_size() == 1
+
+
+SUM_TOUCHED = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import PartitionSpec as P
+from train.core import parallel
+mesh = parallel.data_mesh()
+assert mesh.size == 4
+rng = np.random.default_rng(0)
+V, D = 300, 3
+old = rng.normal(size=(V, D)).astype(np.float32)
+ids = rng.integers(0, V, size=(4, 20)).astype(np.int32)  # each device's rows, repeats and overlaps included
+new = np.repeat(old[None], 4, axis=0)
+for d in range(4):
+    new[d, ids[d]] += rng.normal(size=(20, D)).astype(np.float32)
+def summed(chunk):
+    def f(o, n, i):
+        return parallel.sum_touched(o, n[0], i[0], "data", chunk)[None]
+    spec = dict(in_specs=(P(), P("data"), P("data")), out_specs=P("data"), check_vma=False)
+    return np.asarray(jax.jit(jax.shard_map(f, mesh=mesh, **spec))(old, new, ids))
+dense = old + (new - old).sum(axis=0)
+for chunk in (7, 50, V - 1, None):  # many chunks, a few, two, and the whole table (V <= SUM_CHUNK_ROWS)
+    out = summed(chunk)
+    assert all(np.array_equal(out[d], out[0]) for d in range(4)), chunk
+    np.testing.assert_allclose(out[0], dense, rtol=1e-6, atol=1e-6, err_msg=str(chunk))
+    untouched = np.setdiff1d(np.arange(V), ids)
+    assert untouched.size and np.array_equal(out[0][untouched], old[untouched]), chunk
+print("OK")
+"""
+
+
+def test_sum_touched_equals_the_dense_sum_of_the_devices_changes():
+    """parallel.sum_touched, on 4 devices that each change their own rows of a table: every device ends with
+    old + the sum of all devices' changes (the dense psum's result), the untouched rows as they were, however
+    many chunks the touched rows take."""
+    out = _python(SUM_TOUCHED, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    assert "OK" in out

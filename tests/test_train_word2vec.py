@@ -1,6 +1,5 @@
-"""train.word2vec end to end on tiny corpora, its sparse updates and examples against zoo.word2vec, and user errors."""
+"""train.word2vec end to end on tiny corpora, its step against zoo.word2vec_rows on 4 devices, and user errors."""
 
-import collections
 import json
 import math
 import os
@@ -15,9 +14,7 @@ import pytest
 from tests.configs import smoke_config
 from train import word2vec as tw
 from train.core.errors import ConfigError, DataError
-from train.data import corpus as planted, text as text_data, vectors
-from zoo import word2vec as w2v
-from zoo.text import tokenize
+from train.data import corpus as planted, vectors
 
 
 def tiny_config(**overrides):
@@ -128,16 +125,18 @@ import dataclasses, jax, numpy as np
 from tests.test_train_word2vec import tiny_config
 from train.core import loop, parallel
 from train import word2vec as tw
+from train.data import word2vec_examples as w2v_examples
 from zoo import word2vec_rows
 assert jax.device_count() == 4
 mesh = parallel.data_mesh()
 for model in ("sgns", "cbow"):
     c = tiny_config(model=model, share_negatives=2 if model == "sgns" else 1)
-    corpus, _ = tw.load_corpus(c, None)
+    corpus, _ = w2v_examples.load_corpus(c, None)
     want = {}
     for mode, sync in (("replicated", 2), ("local", 2), ("local", 0)):
         c.device_updates, c.sync_minibatches = mode, sync
-        examples = tw.TrainingExamples(corpus, c, jax.device_count())  # minibatches per device follow the mode
+        # minibatches per device follow the mode
+        examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
         task = tw.make_task(c, corpus, ([], []), examples)
         record = examples.record(c.seed, 0)
         start = loop.init_state(task, c, mesh)
@@ -181,12 +180,13 @@ for model in ("sgns", "cbow"):
         if (mode, sync) == ("local", 2):  # the sums of the touched rows are the dense sums, in any chunks
             dense = tw.make_train_step(c, M, mesh, examples.negatives, examples.sync_minibatches, dense_sums=True)
             vocab = len(tables["in"])
-            for step_fn, chunk in ((dense, tw.SUM_CHUNK_ROWS), (task.train_step, 50), (task.train_step, vocab - 1)):
-                tw.SUM_CHUNK_ROWS, default = chunk, tw.SUM_CHUNK_ROWS
+            chunks = ((dense, parallel.SUM_CHUNK_ROWS), (task.train_step, 50), (task.train_step, vocab - 1))
+            for step_fn, chunk in chunks:
+                parallel.SUM_CHUNK_ROWS, default = chunk, parallel.SUM_CHUNK_ROWS
                 other = dataclasses.replace(task, train_step=step_fn)
                 fresh = loop.init_state(task, c, mesh)  # the first step took `start` (donated)
                 again, _, _ = loop.compile_step(other, c, mesh)(fresh, parallel.shard_batch(record, mesh))
-                tw.SUM_CHUNK_ROWS = default
+                parallel.SUM_CHUNK_ROWS = default
                 for k in tables:
                     np.testing.assert_array_equal(np.asarray(again.params[k]), np.asarray(state.params[k]))
             assert vocab > 2 * 50  # so 50 rows a chunk take several chunks (and vocab - 1 rows two)
@@ -246,15 +246,6 @@ def test_model_variants_train(model, share, corpus, tmp_path):
         assert loss[0] == pytest.approx(math.log(len(words)), rel=0.02)  # u = 0 at init: uniform softmax
 
 
-def test_num_steps_follow_num_epochs():
-    counts = collections.Counter(w for line in planted.generate_corpus(50_000) for w in tokenize(line))
-    words = sum(n for n in counts.values() if n >= 5)  # min_count 5 drops the rest before training
-    c = tiny_config(num_steps=0, num_epochs=3, batch_size=32768)
-    corpus, _ = tw.load_corpus(c, None)
-    assert tw.resolve_num_steps(c, corpus) == math.ceil(3 * words / 32768)
-    assert tw.resolve_num_steps(tiny_config(num_steps=7), corpus) == 7
-
-
 def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
     """`python -m train.word2vec` as a user runs it, on a smaller generated corpus (1M words seen instead of
     10M): the CPU split into one device per core (at most 8), each running its share of the minibatches,
@@ -284,117 +275,6 @@ def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
     figures = read_metrics(workdir)[-1]
     assert figures["eval/analogy/family"] > 0.35 and figures["eval/analogy_accuracy"] > 0.15  # chance: 1/900
     assert figures["eval/wordsim_spearman"] > 0.2
-
-
-# ----------------------------------------------------------------------------- examples
-
-
-@pytest.fixture(scope="module")
-def small_text(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "small.txt"
-    rng = np.random.default_rng(5)
-    words = [f"w{i}" for i in range(30)]
-    lines = [" ".join(rng.choice(words, size=rng.integers(1, 9))) for _ in range(300)]
-    path.write_text("\n".join(lines) + "\n")
-    return str(path), lines
-
-
-def _encoded(path, min_count=1):
-    return text_data.encode_corpus(text_data.open_corpus(f"text:{path}"), min_count)
-
-
-def test_examples_with_window_1_are_the_adjacent_pairs_of_each_line(small_text):
-    path, lines = small_text
-    corpus = _encoded(path)
-    c = tiny_config(corpus=f"text:{path}", window=1, subsample=0.0, batch_size=len(corpus.ids), min_count=1)
-    ex = tw.TrainingExamples(corpus, c)
-    r = ex.record(0, 0)  # the step reads the whole corpus once
-    real = r["weights"] > 0
-    got = collections.Counter(zip(r["outputs"][real].tolist(), r["inputs"][real].tolist()))
-    want = collections.Counter()
-    for line in lines:
-        ids = corpus.vocab.encode(line)
-        centres, ctx = w2v.skipgram_pairs(ids, 1)  # reach 1 is the only choice with window 1
-        want.update(zip(centres.tolist(), ctx.tolist()))
-    assert got == want and r["dropped"].sum() == 0
-    assert "negatives" not in r and r["inputs"].shape == (ex.capacity,)  # noise words are drawn in the step
-    assert ex.negatives(jax.random.key(0), 7).shape == (7, c.negatives)
-
-
-def test_examples_stay_in_their_line_and_window_and_depend_on_seed_and_step(small_text):
-    path, lines = small_text
-    corpus = _encoded(path)
-    c = tiny_config(corpus=f"text:{path}", window=3, subsample=0.0, batch_size=len(corpus.ids), min_count=1)
-    ex = tw.TrainingExamples(corpus, c)
-    allowed = collections.Counter()
-    for line in lines:
-        ids = corpus.vocab.encode(line)
-        allowed.update(zip(*(a.tolist() for a in w2v.skipgram_pairs(ids, 3))))
-    r = ex.record(0, 1)
-    real = r["weights"] > 0
-    got = collections.Counter(zip(r["outputs"][real].tolist(), r["inputs"][real].tolist()))
-    assert not got - allowed  # every pair is within 3 words, in one line
-    n_adjacent = sum(len(corpus.vocab.encode(line)) - 1 for line in lines) * 2
-    assert n_adjacent < real.sum() < sum(allowed.values())  # offset 1 always, offsets 2-3 only with b >= 2, 3
-    for k, v in ex.record(0, 1).items():
-        np.testing.assert_array_equal(v, r[k])
-    assert not np.array_equal(ex.record(1, 1)["inputs"], r["inputs"])
-    assert not np.array_equal(ex.record(0, 2)["inputs"], r["inputs"])
-    # the noise words, drawn on the device from the step's key, follow unigram^0.75
-    neg = np.asarray(jax.jit(ex.negatives, static_argnums=1)(jax.random.key(3), 200_000)).ravel()
-    p = corpus.vocab.counts**0.75 / np.sum(corpus.vocab.counts**0.75)
-    freq = np.bincount(neg, minlength=len(p)) / neg.size
-    assert np.abs(freq - p).max() < 4 * np.sqrt(p.max() / neg.size)
-
-
-def test_cbow_record_packs_each_centres_contexts_into_whole_minibatches(small_text):
-    """With window 1 every centre's contexts are its in-line neighbours; packed in order, no centre split."""
-    path, lines = small_text
-    corpus = _encoded(path)
-    c = tiny_config(
-        corpus=f"text:{path}",
-        model="cbow",
-        window=1,
-        subsample=0.0,
-        batch_size=len(corpus.ids),
-        min_count=1,
-        minibatch_size=64,
-    )
-    ex = tw.TrainingExamples(corpus, c)
-    r = ex.record(0, 0)
-    B, P, M = c.minibatch_size, ex.context_slots, ex.minibatches
-    assert M > 4 and r["outputs"].shape == (M * B,) and r["contexts"].shape == (M * P,) and r["dropped"].sum() == 0
-    got = collections.Counter()
-    for j in range(M):
-        outputs, weights = (r[k][j * B : (j + 1) * B] for k in ("outputs", "weights"))
-        contexts, owners, mask = (r[k][j * P : (j + 1) * P] for k in ("contexts", "owners", "mask"))
-        for b in np.flatnonzero(weights):
-            got[outputs[b], tuple(sorted(contexts[(owners == b) & (mask > 0)].tolist()))] += 1
-    want = collections.Counter()
-    for line in lines:
-        ctx, mask, centres = w2v.cbow_examples(corpus.vocab.encode(line), 1)
-        want.update((o, tuple(sorted(x[m].tolist()))) for x, m, o in zip(ctx, mask, centres.tolist()))
-    assert got == want
-    # too few minibatches: the centres that do not fit are dropped and counted
-    ex.minibatches = 2
-    small = ex.record(0, 0)
-    assert small["weights"].sum() + small["dropped"].sum() == sum(want.values()) and small["weights"].sum() <= 2 * B
-
-
-def test_pack_centres_bounds_centres_and_slots():
-    counts = np.array([3, 3, 2, 4, 1])
-    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 6), [0, 2, 4])  # 3+3 | 2+4 | 1
-    np.testing.assert_array_equal(tw.pack_centres(counts, 2, 5), [0, 1, 2, 3, 4])  # 3+3 and 2+4 halved
-    np.testing.assert_array_equal(tw.pack_centres(counts, 4, 8), [0, 2, 4])  # 12 halved: 3+3 | 2+4 | 1
-    np.testing.assert_array_equal(tw.pack_centres(counts, 10, 100), [0])
-    np.testing.assert_array_equal(tw.pack_centres(counts, 1, 100), np.arange(5))
-    rng = np.random.default_rng(0)
-    for slots in (300, 400, 10):  # most runs halved, a few, and down to single centres
-        counts = rng.integers(1, 11, 1000)
-        starts = tw.pack_centres(counts, 64, slots)
-        ends = np.append(starts[1:], len(counts))
-        sizes = [counts[a:b].sum() for a, b in zip(starts, ends)]  # brute force, run by run
-        assert starts[0] == 0 and np.all(ends > starts) and max(ends - starts) <= 64 and max(sizes) <= slots
 
 
 # ----------------------------------------------------------------------------- user errors

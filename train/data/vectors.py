@@ -1,5 +1,5 @@
 """Word vectors on disk: the word2vec text and binary formats, the TensorBoard projector's TSV files, and
-``WordVectors``, gensim's ``KeyedVectors`` API over ``zoo.word2vec``'s similarity functions.
+``WordVectors``, gensim's ``KeyedVectors`` API over ``zoo.word_vectors``'s similarity functions.
 
 Both word2vec formats start with a header line "V D\\n". In the text format each of
 the V lines is the word and D numbers separated by spaces. In the binary format
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from train.core import files
-from zoo import word2vec as w2v
+from zoo import word_vectors
 from zoo.text import Vocab
 
 __all__ = [
@@ -327,28 +327,30 @@ class WordVectors:
         return row
 
     def most_similar(self, positive=None, negative=None, topn=10, restrict_vocab=None):
-        """[(word, cos)] nearest to the positive minus the negative terms (``zoo.word2vec.most_similar``)."""
-        return w2v.most_similar(self.vectors, self._vocab, positive, negative, topn, restrict_vocab=restrict_vocab)
+        """[(word, cos)] nearest to the positive minus the negative terms (``zoo.word_vectors.most_similar``)."""
+        return word_vectors.most_similar(
+            self.vectors, self._vocab, positive, negative, topn, restrict_vocab=restrict_vocab
+        )
 
     def most_similar_cosmul(self, positive=None, negative=None, topn=10, restrict_vocab=None):
-        """[(word, 3CosMul score)] (``zoo.word2vec.most_similar_cosmul``)."""
-        return w2v.most_similar_cosmul(
+        """[(word, 3CosMul score)] (``zoo.word_vectors.most_similar_cosmul``)."""
+        return word_vectors.most_similar_cosmul(
             self.vectors, self._vocab, positive, negative, topn, restrict_vocab=restrict_vocab
         )
 
     def similarity(self, w1: str, w2: str) -> float:
         """cos(w1, w2)."""
-        return w2v.similarity(self.vectors, self._vocab, w1, w2)
+        return word_vectors.similarity(self.vectors, self._vocab, w1, w2)
 
     def doesnt_match(self, words: Sequence[str]) -> str:
         """The word farthest from the mean of the words' unit vectors."""
-        return w2v.doesnt_match(self.vectors, self._vocab, words)
+        return word_vectors.doesnt_match(self.vectors, self._vocab, words)
 
     def evaluate_word_analogies(self, analogies, restrict_vocab=300000, case_insensitive=True, dummy4unknown=False):
-        """(score, sections) on a questions-words file or its lines (``zoo.word2vec.evaluate_word_analogies``)."""
+        """(score, sections) on a questions-words file or its lines (``zoo.word_vectors.evaluate_word_analogies``)."""
         lines, where = _read_lines(analogies, "WordVectors.evaluate_word_analogies")
-        sections = _parsed(w2v.parse_questions_words, lines, where)
-        return w2v.evaluate_word_analogies(
+        sections = _parsed(word_vectors.parse_questions_words, lines, where)
+        return word_vectors.evaluate_word_analogies(
             self.vectors, self._vocab, sections, restrict_vocab, case_insensitive, dummy4unknown
         )
 
@@ -357,8 +359,8 @@ class WordVectors:
     ):
         """(pearson, spearman, oov_ratio) on a 'word1<delimiter>word2<delimiter>score' file or its lines."""
         lines, where = _read_lines(pairs, "WordVectors.evaluate_word_pairs")
-        triples = _parsed(w2v.parse_wordsim, lines, where, delimiter=delimiter)
-        return w2v.evaluate_word_pairs(
+        triples = _parsed(word_vectors.parse_wordsim, lines, where, delimiter=delimiter)
+        return word_vectors.evaluate_word_pairs(
             self.vectors, self._vocab, triples, restrict_vocab, case_insensitive, dummy4unknown
         )
 

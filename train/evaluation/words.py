@@ -11,7 +11,7 @@ import numpy as np
 from train.core.config import Key
 from train.core.errors import DataError
 from train.data import corpus as planted
-from zoo import word2vec as w2v
+from zoo import word_vectors
 
 __all__ = ["EVAL_KEYS", "load_eval_sets", "evaluate_vectors", "analogy_line", "planted_pairs_figure"]
 
@@ -37,21 +37,23 @@ def load_eval_sets(c):
             raise DataError(f"config.{what}={path!r}: {e}") from None
 
     analogies = (
-        read(c.analogies, "analogies", w2v.parse_questions_words) if c.analogies else planted.planted_analogies()
+        read(c.analogies, "analogies", word_vectors.parse_questions_words)
+        if c.analogies
+        else planted.planted_analogies()
     )
-    wordsim = read(c.wordsim, "wordsim", w2v.parse_wordsim) if c.wordsim else planted.planted_similarities()
+    wordsim = read(c.wordsim, "wordsim", word_vectors.parse_wordsim) if c.wordsim else planted.planted_similarities()
     return analogies, wordsim
 
 
 def evaluate_vectors(W, vocab, analogies, wordsim) -> dict:
     """Analogy accuracy (3CosAdd) per section and in total, wordsim Spearman; sets without a question are left out."""
     figures = {}
-    result = w2v.evaluate_analogies(W, vocab, analogies)
+    result = word_vectors.evaluate_analogies(W, vocab, analogies)
     if result["total"]:
         figures["analogy_accuracy"] = result["accuracy"]
         figures.update({f"analogy/{name}": acc for name, acc in result["sections"].items() if not math.isnan(acc)})
     figures["analogy_questions"] = result["total"]
-    sim = w2v.evaluate_wordsim(W, vocab, wordsim)
+    sim = word_vectors.evaluate_wordsim(W, vocab, wordsim)
     if not math.isnan(sim["spearman"]):
         figures["wordsim_spearman"] = sim["spearman"]
     figures["wordsim_pairs"] = sim["evaluated"]
@@ -63,7 +65,7 @@ def analogy_line(W, vocab, a="man", b="king", c="woman", topn=5) -> str:
     missing = [w for w in (a, b, c) if w not in vocab]
     if missing:
         return f"{b} - {a} + {c}: {', '.join(missing)} not in the vocabulary"
-    near = w2v.analogy(W, vocab, a, b, c, topn=topn)
+    near = word_vectors.analogy(W, vocab, a, b, c, topn=topn)
     return f"{b} - {a} + {c} ~ " + ", ".join(f"{w} ({s:.3f})" for w, s in near)
 
 
