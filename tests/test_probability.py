@@ -3,6 +3,9 @@ Bayesian inference of a parameter, checked against scipy (entropy, quad, densiti
 closed forms, brute force in probability space and on grids, Monte Carlo and sklearn (naive_bayes,
 LogisticRegression). Computation in jax is float32; references are float64."""
 
+import functools
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +19,7 @@ from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
+from zoo import probability as prob
 from zoo.distributions import diag_normal_kl
 from zoo.gmm import GMM, gmm_log_prob, gmm_responsibilities
 from zoo.probability import (
@@ -23,33 +27,53 @@ from zoo.probability import (
     GaussianNB,
     LogisticRegression,
     MultinomialNB,
-    beta_binomial_posterior,
-    binomial_confidence_interval,
     categorical_model_log_prob,
-    empirical_log_probs,
-    entropy_categorical,
-    fit_by_max_likelihood,
-    fit_by_min_kl,
-    gaussian_mean_confidence_interval,
-    gaussian_mean_posterior,
     gaussian_model_log_prob,
-    gaussian_nb_fit,
-    gaussian_nb_log_joint,
-    gaussian_nb_predict,
     gaussian_nb_to_gmm,
     grid_posterior,
-    kl_categorical,
     kl_monte_carlo,
-    log_posterior,
-    logistic_regression_fit,
-    logistic_regression_log_probs,
-    logistic_regression_loss,
-    logistic_regression_predict,
-    multinomial_nb_fit,
-    multinomial_nb_log_joint,
-    multinomial_nb_predict,
     negative_log_likelihood,
 )
+
+
+def _jit(fn, *static):
+    """fn under jax.jit (static: the names of its static arguments), called with every argument, defaults included,
+    so that a default and a passed value share one compiled program."""
+    signature, compiled = inspect.signature(fn), jax.jit(fn, static_argnames=static)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return compiled(*bound.args, **bound.kwargs)
+
+    return call
+
+
+# The zoo leaves jit to its caller. The math is checked as a caller runs it, one compiled program per function; the
+# checks of concrete values, which step aside for tracers, through the eager functions (prob.*) in the validation
+# tests. grid_posterior stays eager: its callables would be static, so each new likelihood would compile a program
+# of its own, where eagerly the grid's operations are compiled once for all.
+kl_categorical = _jit(prob.kl_categorical)
+entropy_categorical = _jit(prob.entropy_categorical)
+empirical_log_probs = _jit(prob.empirical_log_probs, "num_categories")
+fit_by_max_likelihood = _jit(prob.fit_by_max_likelihood, "model_log_prob", "steps")
+fit_by_min_kl = _jit(prob.fit_by_min_kl, "model_log_prob", "data_log_prob", "steps")
+log_posterior = _jit(prob.log_posterior, "axis")
+gaussian_nb_fit = _jit(prob.gaussian_nb_fit, "num_classes")
+gaussian_nb_log_joint = _jit(prob.gaussian_nb_log_joint)
+gaussian_nb_predict = _jit(prob.gaussian_nb_predict)
+multinomial_nb_fit = _jit(prob.multinomial_nb_fit, "num_classes")
+multinomial_nb_log_joint = _jit(prob.multinomial_nb_log_joint)
+multinomial_nb_predict = _jit(prob.multinomial_nb_predict)
+logistic_regression_log_probs = _jit(prob.logistic_regression_log_probs)
+logistic_regression_loss = _jit(prob.logistic_regression_loss)
+logistic_regression_fit = _jit(prob.logistic_regression_fit, "num_classes", "steps")
+logistic_regression_predict = _jit(prob.logistic_regression_predict)
+beta_binomial_posterior = _jit(prob.beta_binomial_posterior)
+gaussian_mean_posterior = _jit(prob.gaussian_mean_posterior)
+binomial_confidence_interval = _jit(prob.binomial_confidence_interval, "method")
+gaussian_mean_confidence_interval = _jit(prob.gaussian_mean_confidence_interval)
 
 
 def _dirichlet(rng, n, k):
@@ -630,40 +654,40 @@ def test_parameter_inference_validation_and_jit():
     x = np.zeros(4, np.float32)
     flat = jnp.zeros_like
     cases = [
-        (lambda: beta_binomial_posterior(6, 5), "heads must be <= n"),
-        (lambda: beta_binomial_posterior(-1, 5), "heads must be a count >= 0"),
-        (lambda: beta_binomial_posterior(1, np.nan), "n must be a count"),
-        (lambda: beta_binomial_posterior(1, 5, alpha=0.0), "alpha must be > 0"),
-        (lambda: beta_binomial_posterior(1, 5, beta=np.inf), "beta must be > 0 and finite"),
-        (lambda: beta_binomial_posterior(1, 5, level=1.0), r"level must be a number in \(0, 1\)"),
-        (lambda: gaussian_mean_posterior(np.float32(1.0), 1.0), "sample axis"),
-        (lambda: gaussian_mean_posterior(x, 0.0), "sigma must be > 0"),
-        (lambda: gaussian_mean_posterior(x, 1.0, prior_std=-1.0), "prior_std must be > 0"),
-        (lambda: gaussian_mean_posterior(x, 1.0, prior_mean=np.inf), "prior_mean must be finite"),
-        (lambda: grid_posterior(None, flat, COIN_GRID), "log_likelihood must be a callable"),
-        (lambda: grid_posterior(flat, flat, COIN_GRID[::-1]), "strictly increasing"),
-        (lambda: grid_posterior(flat, flat, COIN_GRID[:1]), "at least 2 points"),
-        (lambda: grid_posterior(lambda t: t[:-1], flat, COIN_GRID), "one value per grid point"),
-        (lambda: grid_posterior(lambda t: 0 * jnp.log(t), flat, COIN_GRID), "nan or \\+inf"),
-        (lambda: grid_posterior(lambda t: jnp.full_like(t, -jnp.inf), flat, COIN_GRID), "zero on every grid point"),
-        (lambda: grid_posterior(flat, flat, COIN_GRID, level=0), "level"),
-        (lambda: binomial_confidence_interval(1, 5, method="exact"), "accepted: \\('wilson', 'wald'\\)"),
-        (lambda: binomial_confidence_interval(0, 0), "n must be a count >= 1"),
-        (lambda: gaussian_mean_confidence_interval(np.zeros((3, 0)), 1.0), "at least one sample"),
+        (lambda: prob.beta_binomial_posterior(6, 5), "heads must be <= n"),
+        (lambda: prob.beta_binomial_posterior(-1, 5), "heads must be a count >= 0"),
+        (lambda: prob.beta_binomial_posterior(1, np.nan), "n must be a count"),
+        (lambda: prob.beta_binomial_posterior(1, 5, alpha=0.0), "alpha must be > 0"),
+        (lambda: prob.beta_binomial_posterior(1, 5, beta=np.inf), "beta must be > 0 and finite"),
+        (lambda: prob.beta_binomial_posterior(1, 5, level=1.0), r"level must be a number in \(0, 1\)"),
+        (lambda: prob.gaussian_mean_posterior(np.float32(1.0), 1.0), "sample axis"),
+        (lambda: prob.gaussian_mean_posterior(x, 0.0), "sigma must be > 0"),
+        (lambda: prob.gaussian_mean_posterior(x, 1.0, prior_std=-1.0), "prior_std must be > 0"),
+        (lambda: prob.gaussian_mean_posterior(x, 1.0, prior_mean=np.inf), "prior_mean must be finite"),
+        (lambda: prob.grid_posterior(None, flat, COIN_GRID), "log_likelihood must be a callable"),
+        (lambda: prob.grid_posterior(flat, flat, COIN_GRID[::-1]), "strictly increasing"),
+        (lambda: prob.grid_posterior(flat, flat, COIN_GRID[:1]), "at least 2 points"),
+        (lambda: prob.grid_posterior(lambda t: t[:-1], flat, COIN_GRID), "one value per grid point"),
+        (lambda: prob.grid_posterior(lambda t: 0 * jnp.log(t), flat, COIN_GRID), "nan or \\+inf"),
+        (lambda: prob.grid_posterior(lambda t: jnp.full_like(t, -jnp.inf), flat, COIN_GRID), "zero on every grid"),
+        (lambda: prob.grid_posterior(flat, flat, COIN_GRID, level=0), "level"),
+        (lambda: prob.binomial_confidence_interval(1, 5, method="exact"), "accepted: \\('wilson', 'wald'\\)"),
+        (lambda: prob.binomial_confidence_interval(0, 0), "n must be a count >= 1"),
+        (lambda: prob.gaussian_mean_confidence_interval(np.zeros((3, 0)), 1.0), "at least one sample"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
             call()
     # jit and vmap: the checks step aside for tracers; gradients flow through the closed forms
     heads = jnp.arange(6.0)
-    eager = beta_binomial_posterior(heads, 5.0, 2.0, 2.0)
-    vmapped = jax.vmap(lambda k: beta_binomial_posterior(k, 5.0, 2.0, 2.0))(heads)
-    for e, v in zip(jax.tree.leaves(eager), jax.tree.leaves(vmapped)):
+    whole = beta_binomial_posterior(heads, 5.0, 2.0, 2.0)
+    vmapped = jax.jit(jax.vmap(lambda k: prob.beta_binomial_posterior(k, 5.0, 2.0, 2.0)))(heads)
+    for e, v in zip(jax.tree.leaves(whole), jax.tree.leaves(vmapped)):
         np.testing.assert_allclose(v, e, rtol=1e-6)
     y = jnp.asarray(np.random.default_rng(4).normal(size=10), jnp.float32)
-    d_mean = jax.grad(lambda m0: jax.jit(gaussian_mean_posterior)(y, 1.0, m0, 1.0).mean)(0.0)
+    d_mean = jax.grad(lambda m0: jax.jit(prob.gaussian_mean_posterior)(y, 1.0, m0, 1.0).mean)(0.0)
     np.testing.assert_allclose(d_mean, 1 / (1 + 10), rtol=1e-6)  # m_n = (m0 + sum x) / (1 + n) here
-    jitted = jax.jit(lambda g: grid_posterior(_coin_log_likelihood(3, 10), flat, g))(COIN_GRID)
+    jitted = jax.jit(lambda g: prob.grid_posterior(_coin_log_likelihood(3, 10), flat, g))(COIN_GRID)
     np.testing.assert_allclose(jitted.mean, 4 / 12, atol=1e-5)
 
 
@@ -673,43 +697,43 @@ def test_parameter_inference_validation_and_jit():
 def test_invalid_inputs_raise_value_error():
     x, y = np.zeros((4, 2), np.float32), np.array([0, 1, 0, 1])
     cases = [
-        (lambda: kl_categorical(np.float32(0.0), np.float32(0.0)), "at least one axis"),
+        (lambda: prob.kl_categorical(np.float32(0.0), np.float32(0.0)), "at least one axis"),
         (lambda: kl_monte_carlo(None, lambda t: t, np.zeros(3)), "callables"),
         (lambda: kl_monte_carlo(lambda t: t[:, 0], lambda t: t[:, 0], np.zeros((0, 2))), "size >= 1"),
         (lambda: kl_monte_carlo(lambda t: t, lambda t: t[:, 0], np.zeros((3, 2))), "one log-density per sample"),
-        (lambda: empirical_log_probs(np.array([0, 5]), 3), "0..num_classes-1"),
+        (lambda: prob.empirical_log_probs(np.array([0, 5]), 3), "0..num_classes-1"),
         (
-            lambda: fit_by_max_likelihood(
+            lambda: prob.fit_by_max_likelihood(
                 categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), steps=0
             ),
             "steps",
         ),
         (
-            lambda: fit_by_min_kl(categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), None),
+            lambda: prob.fit_by_min_kl(categorical_model_log_prob, {"logits": jnp.zeros(2)}, np.array([0, 1]), None),
             "data_log_prob",
         ),
-        (lambda: log_posterior(np.float32(1.0)), "at least one axis"),
-        (lambda: log_posterior(np.zeros((2, 3)), axis=2), "axis"),
-        (lambda: gaussian_nb_fit(x, np.array([0, 1, 0, 2]), 2), "0..num_classes-1"),
-        (lambda: gaussian_nb_fit(x, y[:3], 2), "y must be integer labels"),
-        (lambda: gaussian_nb_fit(x[0], y, 2), "x must have shape"),
-        (lambda: gaussian_nb_fit(x, y, 2, var_smoothing=-1.0), "var_smoothing"),
-        (lambda: gaussian_nb_fit(x, y, 0), "num_classes"),
-        (lambda: gaussian_nb_log_joint(gaussian_nb_fit(x, y, 2), np.zeros((3, 5))), r"\[N, 2\]"),
-        (lambda: gaussian_nb_log_joint(None, x), "GaussianNB"),
-        (lambda: multinomial_nb_fit(-x - 1, y, 2), "non-negative"),
-        (lambda: multinomial_nb_fit(x, y, 2, alpha=0.0), "alpha"),
-        (lambda: multinomial_nb_log_joint(None, x), "MultinomialNB"),
+        (lambda: prob.log_posterior(np.float32(1.0)), "at least one axis"),
+        (lambda: prob.log_posterior(np.zeros((2, 3)), axis=2), "axis"),
+        (lambda: prob.gaussian_nb_fit(x, np.array([0, 1, 0, 2]), 2), "0..num_classes-1"),
+        (lambda: prob.gaussian_nb_fit(x, y[:3], 2), "y must be integer labels"),
+        (lambda: prob.gaussian_nb_fit(x[0], y, 2), "x must have shape"),
+        (lambda: prob.gaussian_nb_fit(x, y, 2, var_smoothing=-1.0), "var_smoothing"),
+        (lambda: prob.gaussian_nb_fit(x, y, 0), "num_classes"),
+        (lambda: prob.gaussian_nb_log_joint(gaussian_nb_fit(x, y, 2), np.zeros((3, 5))), r"\[N, 2\]"),
+        (lambda: prob.gaussian_nb_log_joint(None, x), "GaussianNB"),
+        (lambda: prob.multinomial_nb_fit(-x - 1, y, 2), "non-negative"),
+        (lambda: prob.multinomial_nb_fit(x, y, 2, alpha=0.0), "alpha"),
+        (lambda: prob.multinomial_nb_log_joint(None, x), "MultinomialNB"),
         (
-            lambda: logistic_regression_fit(x, y, 2, steps=10, learning_rate=-0.1, key=jax.random.key(0)),
+            lambda: prob.logistic_regression_fit(x, y, 2, steps=10, learning_rate=-0.1, key=jax.random.key(0)),
             "learning_rate",
         ),
-        (lambda: logistic_regression_fit(x, y, 2, steps=10, key=None), "key"),
+        (lambda: prob.logistic_regression_fit(x, y, 2, steps=10, key=None), "key"),
         (
-            lambda: logistic_regression_fit(x, y.astype(np.float32), 2, steps=10, key=jax.random.key(0)),
+            lambda: prob.logistic_regression_fit(x, y.astype(np.float32), 2, steps=10, key=jax.random.key(0)),
             "integer labels",
         ),
-        (lambda: logistic_regression_log_probs(gaussian_nb_fit(x, y, 2), x), "LogisticRegression"),
+        (lambda: prob.logistic_regression_log_probs(gaussian_nb_fit(x, y, 2), x), "LogisticRegression"),
     ]
     for call, match in cases:
         with pytest.raises(ValueError, match=match):
@@ -720,10 +744,10 @@ def test_fits_are_jittable():
     rng = np.random.default_rng(11)
     y = rng.integers(0, 3, 40)
     x = rng.normal(size=(40, 4)).astype(np.float32) + y[:, None]
-    eager = gaussian_nb_fit(x, y, 3)
-    jitted = jax.jit(gaussian_nb_fit, static_argnums=2)(x, y, 3)
+    eager = prob.gaussian_nb_fit(x, y, 3)
+    jitted = jax.jit(prob.gaussian_nb_fit, static_argnums=2)(x, y, 3)
     np.testing.assert_allclose(np.asarray(jitted.variances), np.asarray(eager.variances), rtol=1e-6)
     counts = np.abs(x)
-    eager = multinomial_nb_fit(counts, y, 3)
-    jitted = jax.jit(multinomial_nb_fit, static_argnums=2)(counts, y, 3)
+    eager = prob.multinomial_nb_fit(counts, y, 3)
+    jitted = jax.jit(prob.multinomial_nb_fit, static_argnums=2)(counts, y, 3)
     np.testing.assert_allclose(np.asarray(jitted.feature_log_prob), np.asarray(eager.feature_log_prob), rtol=1e-6)

@@ -33,11 +33,14 @@ Latent-variable models: hide the label Y of Gaussian naive Bayes and its margina
 P(X) = sum_y P(y) N(X | mu_y, diag var_y) is a diagonal Gaussian mixture; that model
 lives in ``zoo.gmm`` (``gaussian_nb_to_gmm`` converts); both take their Gaussian
 densities from ``zoo.distributions``.
+
+Each function holds its formula itself and none is jitted inside: as in optax, ``jax.jit`` is the caller's,
+with the arguments a docstring names static. The argument checks run while tracing; those of values step
+aside for tracers.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -103,10 +106,10 @@ def _float(a) -> jax.Array:
 
 
 def _check_nonneg(value, name: str, fn: str, strict: bool = False) -> None:
-    ok = value > 0 if strict else value >= 0
-    if isinstance(value, jax.core.Tracer):
+    if not _is_concrete(value):
         return
-    if not ok:
+    v = np.asarray(value)  # numpy: a concrete jax array compared under an outer trace would give a tracer
+    if not (v > 0 if strict else v >= 0):
         raise ValueError(f"{fn}: {name} must be {'> 0' if strict else '>= 0'}, got {value}")
 
 
@@ -144,6 +147,16 @@ def _check_matrix(x, name: str, fn: str, d: int | None = None) -> jax.Array:
     return x
 
 
+def _check_labelled(x, name: str, y, num_classes, fn: str, min_classes: int = 1) -> tuple[jax.Array, jax.Array, int]:
+    """A classifier's training data: x a float matrix [N >= 1, D], y [N] integer labels in 0..K-1; (x, y, K)."""
+    x = _check_matrix(x, name, fn)
+    k = as_int(num_classes, "num_classes", fn, minimum=min_classes)
+    y = _check_labels(y, x.shape[0], k, fn)
+    if x.shape[0] < 1:
+        raise ValueError(f"{fn}: {name} must have at least one row, got shape {x.shape}")
+    return x, y, k
+
+
 # ----------------------------------------------------------------------------- 1. KL divergence
 
 
@@ -153,11 +166,7 @@ def kl_categorical(log_q, log_p) -> jax.Array:
     0 ln 0 = 0; from logits, take log_softmax first.
     """
     _broadcast("kl_categorical", log_q=log_q, log_p=log_p)
-    return _kl_categorical(_float(log_q), _float(log_p))
-
-
-@jax.jit
-def _kl_categorical(log_q, log_p):
+    log_q, log_p = _float(log_q), _float(log_p)
     q = jnp.exp(log_q)
     support = q > 0
     # double where: terms with q_k = 0 contribute 0 and no nan gradient, even where ln p_k = -inf
@@ -168,11 +177,7 @@ def _kl_categorical(log_q, log_p):
 def entropy_categorical(log_p) -> jax.Array:
     """H(p) = -sum_k p_k ln p_k over the last axis, from normalised log-probabilities (0 ln 0 = 0)."""
     _broadcast("entropy_categorical", log_p=log_p)
-    return _entropy_categorical(_float(log_p))
-
-
-@jax.jit
-def _entropy_categorical(log_p):
+    log_p = _float(log_p)
     p = jnp.exp(log_p)
     return -jnp.sum(jnp.where(p > 0, p * jnp.where(p > 0, log_p, 0.0), 0.0), axis=-1)
 
@@ -202,7 +207,10 @@ def kl_monte_carlo(log_q_fn: Callable, log_p_fn: Callable, samples) -> jax.Array
 
 
 def empirical_log_probs(samples, num_categories: int) -> jax.Array:
-    """ln P_data(k) = ln(#{n : x_n = k} / N) for k in 0..K-1 (-inf for unseen symbols); samples [N] ints -> [K]."""
+    """ln P_data(k) = ln(#{n : x_n = k} / N) for k in 0..K-1 (-inf for unseen symbols); samples [N] ints -> [K].
+
+    Under jit, num_categories is static.
+    """
     fn = "empirical_log_probs"
     k = as_int(num_categories, "num_categories", fn, minimum=1)
     samples = jnp.asarray(samples)
@@ -211,12 +219,7 @@ def empirical_log_probs(samples, num_categories: int) -> jax.Array:
             f"{fn}: samples must be a non-empty 1-d integer array, got dtype {samples.dtype} shape {samples.shape}"
         )
     _check_labels(samples, samples.shape[0], k, fn)
-    return _empirical_log_probs(samples, num_categories=k)
-
-
-@functools.partial(jax.jit, static_argnames=("num_categories",))
-def _empirical_log_probs(samples, *, num_categories):
-    counts = jnp.zeros((num_categories,), jnp.float32).at[samples].add(1.0)
+    counts = jnp.zeros((k,), jnp.float32).at[samples].add(1.0)
     return jnp.log(counts) - jnp.log(float(samples.shape[0]))
 
 
@@ -238,28 +241,6 @@ def negative_log_likelihood(model_log_prob: Callable, params, samples) -> jax.Ar
     return -jnp.mean(model_log_prob(params, samples))
 
 
-@functools.partial(jax.jit, static_argnames=("model_log_prob", "steps"))
-def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, *, steps):
-    """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)].
-
-    The objective is the NLL when data_log_probs = 0, the KL estimate when data_log_probs_n = ln P_data(x_n).
-    """
-
-    def objective(params):
-        return jnp.mean(data_log_probs - model_log_prob(params, samples))
-
-    opt = optax.adam(learning_rate)
-
-    def step(carry, _):
-        params, state = carry
-        loss, grads = jax.value_and_grad(objective)(params)
-        updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), loss
-
-    (params, _), history = jax.lax.scan(step, (init_params, opt.init(init_params)), None, length=steps)
-    return params, history
-
-
 def _check_fit_args(fn, model_log_prob, samples, steps, learning_rate):
     if not callable(model_log_prob):
         raise ValueError(
@@ -278,7 +259,7 @@ def fit_by_max_likelihood(
 ) -> tuple[object, jax.Array]:
     """theta* = argmax_theta (1/N) sum_n ln P_theta(x_n) by optax Adam.
 
-    Returns (params, history of the NLL before each step).
+    Returns (params, history of the NLL before each step). Under jit, model_log_prob and steps are static.
     """
     samples, steps = _check_fit_args("fit_by_max_likelihood", model_log_prob, samples, steps, learning_rate)
     zeros = jnp.zeros((samples.shape[0],), jnp.float32)
@@ -300,7 +281,8 @@ def fit_by_min_kl(
 
     Returns (params, history of the KL estimate before each step). With P_data the
     empirical distribution of ``samples`` on a finite alphabet the estimate is the
-    exact KL; with a known density it is the Monte Carlo estimate ``kl_monte_carlo``.
+    exact KL; with a known density it is the Monte Carlo estimate ``kl_monte_carlo``. Under jit,
+    model_log_prob and steps are static.
     """
     fn = "fit_by_min_kl"
     samples, steps = _check_fit_args(fn, model_log_prob, samples, steps, learning_rate)
@@ -316,11 +298,35 @@ def fit_by_min_kl(
     return _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, steps=steps)
 
 
+def _adam_fit(model_log_prob, init_params, samples, data_log_probs, learning_rate, *, steps):
+    """Adam on (1/N) sum_n [data_log_probs_n - ln P_theta(x_n)].
+
+    The objective is the NLL when data_log_probs = 0, the KL estimate when data_log_probs_n = ln P_data(x_n).
+    """
+
+    def objective(params):
+        return jnp.mean(data_log_probs - model_log_prob(params, samples))
+
+    opt = optax.adam(learning_rate)
+
+    def step(carry, _):
+        params, state = carry
+        loss, grads = jax.value_and_grad(objective)(params)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), loss
+
+    (params, _), history = jax.lax.scan(step, (init_params, opt.init(init_params)), None, length=steps)
+    return params, history
+
+
 # ----------------------------------------------------------------------------- 3. Bayes' rule
 
 
 def log_posterior(log_joint, axis: int = -1) -> jax.Array:
-    """Bayes' rule in log space: ln P(y | x) = ln P(x, y) - logsumexp_y' ln P(x, y'), normalised over ``axis``."""
+    """Bayes' rule in log space: ln P(y | x) = ln P(x, y) - logsumexp_y' ln P(x, y'), normalised over ``axis``.
+
+    Under jit, axis is static.
+    """
     log_joint = _float(log_joint)
     if log_joint.ndim < 1:
         raise ValueError(
@@ -328,11 +334,6 @@ def log_posterior(log_joint, axis: int = -1) -> jax.Array:
         )
     if not -log_joint.ndim <= axis < log_joint.ndim:
         raise ValueError(f"log_posterior: axis must be in [-{log_joint.ndim}, {log_joint.ndim - 1}], got {axis}")
-    return _log_posterior(log_joint, axis=axis % log_joint.ndim)
-
-
-@functools.partial(jax.jit, static_argnames=("axis",))
-def _log_posterior(log_joint, *, axis):
     return log_joint - logsumexp(log_joint, axis=axis, keepdims=True)
 
 
@@ -365,98 +366,71 @@ def _class_counts(y, num_classes, dtype):
     return onehot, counts, jnp.log(counts) - jnp.log(jnp.sum(counts))
 
 
+def _num_features(params, cls, fn: str) -> int:
+    """D, the features per example of params, a fitted cls (GaussianNB, MultinomialNB or LogisticRegression)."""
+    if not isinstance(params, cls):
+        raise ValueError(f"{fn}: params must be a {cls.__name__}, got {type(params).__name__}")
+    if cls is LogisticRegression:
+        return jnp.shape(params.weights)[0]  # [D, K]
+    return jnp.shape(params.means if cls is GaussianNB else params.feature_log_prob)[1]  # [K, D]
+
+
 def gaussian_nb_fit(x, y, num_classes: int, var_smoothing: float = 1e-9) -> GaussianNB:
     """Closed-form MLE: P(y=k) = N_k/N, mu_k = mean of x in class k, var_k = biased class variance + epsilon.
 
     The smoothing epsilon follows sklearn.naive_bayes.GaussianNB: var_smoothing
     times the largest per-feature variance of all of x. A class with no examples
-    gets ln P(y=k) = -inf (mean 0, variance 1 as placeholders).
+    gets ln P(y=k) = -inf (mean 0, variance 1 as placeholders). Under jit, num_classes is static.
     """
     fn = "gaussian_nb_fit"
-    x = _check_matrix(x, "x", fn)
-    k = as_int(num_classes, "num_classes", fn, minimum=1)
-    y = _check_labels(y, x.shape[0], k, fn)
-    if x.shape[0] < 1:
-        raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
+    x, y, k = _check_labelled(x, "x", y, num_classes, fn)
     _check_nonneg(var_smoothing, "var_smoothing", fn)
-    return _gnb_fit(x, y, jnp.asarray(var_smoothing, x.dtype), num_classes=k)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _gnb_fit(x, y, var_smoothing, *, num_classes):
-    onehot, counts, log_prior = _class_counts(y, num_classes, x.dtype)
+    onehot, counts, log_prior = _class_counts(y, k, x.dtype)
     safe = jnp.maximum(counts, 1.0)[:, None]
     means = onehot.T @ x / safe
     variances = onehot.T @ jnp.square(x - means[y]) / safe  # two-pass per-class variance
-    epsilon = var_smoothing * jnp.max(jnp.var(x, axis=0))
+    epsilon = jnp.asarray(var_smoothing, x.dtype) * jnp.max(jnp.var(x, axis=0))
     present = (counts > 0)[:, None]
     return GaussianNB(log_prior=log_prior, means=means, variances=jnp.where(present, variances + epsilon, 1.0))
-
-
-def _check_gnb(params, fn):
-    if not isinstance(params, GaussianNB):
-        raise ValueError(f"{fn}: params must be a GaussianNB, got {type(params).__name__}")
-    return jnp.shape(params.means)[1]
 
 
 def gaussian_nb_log_joint(params: GaussianNB, x) -> jax.Array:
     """ln P(x, y=k) = ln P(y=k) + sum_d ln N(x_d | mu_kd, var_kd); x [N, D] -> [N, K]."""
     fn = "gaussian_nb_log_joint"
-    x = _check_matrix(x, "x", fn, _check_gnb(params, fn))
-    return _gnb_log_joint(params, x)
-
-
-@jax.jit
-def _gnb_log_joint(params, x):
+    x = _check_matrix(x, "x", fn, _num_features(params, GaussianNB, fn))
     comp = diag_normal_log_prob(x[:, None, :], params.means, jnp.log(params.variances))  # [N, K]
     return params.log_prior + comp
 
 
 def gaussian_nb_predict(params: GaussianNB, x) -> jax.Array:
     """y_hat = argmax_k ln P(x, y=k) = argmax_k P(y=k | x); x [N, D] -> [N] ints."""
-    x = _check_matrix(x, "x", "gaussian_nb_predict", _check_gnb(params, "gaussian_nb_predict"))
-    return _argmax_of(_gnb_log_joint, params, x)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _argmax_of(log_scores, params, x):
-    return jnp.argmax(log_scores(params, x), axis=-1)
+    fn = "gaussian_nb_predict"
+    x = _check_matrix(x, "x", fn, _num_features(params, GaussianNB, fn))
+    return jnp.argmax(gaussian_nb_log_joint(params, x), axis=-1)
 
 
 def gaussian_nb_to_gmm(params: GaussianNB) -> GMM:
     """Hide the label: P(x) = sum_k P(y=k) N(x | mu_k, diag var_k) is a diagonal GMM (zoo.gmm) with weights P(y)."""
-    _check_gnb(params, "gaussian_nb_to_gmm")
+    _num_features(params, GaussianNB, "gaussian_nb_to_gmm")
     return GMM(weights=jnp.exp(params.log_prior), means=params.means, covs=params.variances, covariance_type="diag")
 
 
 def multinomial_nb_fit(counts, y, num_classes: int, alpha: float = 1.0) -> MultinomialNB:
-    """Add-alpha MLE: P(y=k) = N_k/N, theta_kv = (sum_{n in k} x_nv + alpha) / (sum_{n in k} sum_v' x_nv' + alpha V)."""
+    """Add-alpha MLE: P(y=k) = N_k/N, theta_kv = (sum_{n in k} x_nv + alpha) / (sum_{n in k} sum_v' x_nv' + alpha V).
+
+    Under jit, num_classes is static.
+    """
     fn = "multinomial_nb_fit"
-    counts = _check_matrix(counts, "counts", fn)
-    k = as_int(num_classes, "num_classes", fn, minimum=1)
-    y = _check_labels(y, counts.shape[0], k, fn)
-    if counts.shape[0] < 1:
-        raise ValueError(f"{fn}: counts must have at least one row, got shape {counts.shape}")
+    counts, y, k = _check_labelled(counts, "counts", y, num_classes, fn)
     if _is_concrete(counts) and counts.size and float(np.min(np.asarray(counts))) < 0:
         raise ValueError(
             f"{fn}: counts must be non-negative (bag-of-words counts), got min {float(np.min(np.asarray(counts)))}"
         )
     _check_nonneg(alpha, "alpha", fn, strict=True)
-    return _mnb_fit(counts, y, jnp.asarray(alpha, counts.dtype), num_classes=k)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _mnb_fit(counts, y, alpha, *, num_classes):
-    onehot, _, log_prior = _class_counts(y, num_classes, counts.dtype)
-    feature_counts = onehot.T @ counts + alpha  # [K, V]
+    onehot, _, log_prior = _class_counts(y, k, counts.dtype)
+    feature_counts = onehot.T @ counts + jnp.asarray(alpha, counts.dtype)  # [K, V]
     feature_log_prob = jnp.log(feature_counts) - jnp.log(jnp.sum(feature_counts, axis=1, keepdims=True))
     return MultinomialNB(log_prior=log_prior, feature_log_prob=feature_log_prob)
-
-
-def _check_mnb(params, fn):
-    if not isinstance(params, MultinomialNB):
-        raise ValueError(f"{fn}: params must be a MultinomialNB, got {type(params).__name__}")
-    return jnp.shape(params.feature_log_prob)[1]
 
 
 def multinomial_nb_log_joint(params: MultinomialNB, counts) -> jax.Array:
@@ -465,19 +439,15 @@ def multinomial_nb_log_joint(params: MultinomialNB, counts) -> jax.Array:
     The multinomial coefficient is dropped: it is constant in k.
     """
     fn = "multinomial_nb_log_joint"
-    counts = _check_matrix(counts, "counts", fn, _check_mnb(params, fn))
-    return _mnb_log_joint(params, counts)
-
-
-@jax.jit
-def _mnb_log_joint(params, counts):
+    counts = _check_matrix(counts, "counts", fn, _num_features(params, MultinomialNB, fn))
     return params.log_prior + counts @ params.feature_log_prob.T
 
 
 def multinomial_nb_predict(params: MultinomialNB, counts) -> jax.Array:
     """y_hat = argmax_k ln P(x, y=k); counts [N, V] -> [N] ints."""
-    counts = _check_matrix(counts, "counts", "multinomial_nb_predict", _check_mnb(params, "multinomial_nb_predict"))
-    return _argmax_of(_mnb_log_joint, params, counts)
+    fn = "multinomial_nb_predict"
+    counts = _check_matrix(counts, "counts", fn, _num_features(params, MultinomialNB, fn))
+    return jnp.argmax(multinomial_nb_log_joint(params, counts), axis=-1)
 
 
 # ----------------------------------------------------------------------------- discriminative: logistic regression
@@ -491,52 +461,22 @@ class LogisticRegression:
     bias: jax.Array
 
 
-def _check_lr(params, fn):
-    if not isinstance(params, LogisticRegression):
-        raise ValueError(f"{fn}: params must be a LogisticRegression, got {type(params).__name__}")
-    return jnp.shape(params.weights)[0]
-
-
 def logistic_regression_log_probs(params: LogisticRegression, x) -> jax.Array:
     """ln P(y=k | x) = (x W + b)_k - logsumexp_j (x W + b)_j; x [N, D] -> [N, K]."""
     fn = "logistic_regression_log_probs"
-    x = _check_matrix(x, "x", fn, _check_lr(params, fn))
-    return _lr_log_probs(params, x)
-
-
-@jax.jit
-def _lr_log_probs(params, x):
+    x = _check_matrix(x, "x", fn, _num_features(params, LogisticRegression, fn))
     return jax.nn.log_softmax(x @ params.weights + params.bias, axis=-1)
 
 
 def logistic_regression_loss(params: LogisticRegression, x, y, l2: float = 0.0) -> jax.Array:
     """L = -(1/N) sum_n ln P(y_n | x_n) + l2/2 ||W||^2 (bias not penalised)."""
     fn = "logistic_regression_loss"
-    x = _check_matrix(x, "x", fn, _check_lr(params, fn))
+    x = _check_matrix(x, "x", fn, _num_features(params, LogisticRegression, fn))
     y = _check_labels(y, x.shape[0], jnp.shape(params.bias)[0], fn)
     _check_nonneg(l2, "l2", fn)
-    return _lr_loss(params, x, y, l2)
-
-
-@jax.jit
-def _lr_loss(params, x, y, l2):
-    log_probs = _lr_log_probs(params, x)
+    log_probs = logistic_regression_log_probs(params, x)
     nll = -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
     return nll + 0.5 * l2 * jnp.sum(jnp.square(params.weights))
-
-
-@functools.partial(jax.jit, static_argnames=("steps",))
-def _lr_fit(init, x, y, learning_rate, l2, *, steps):
-    opt = optax.adam(learning_rate)
-
-    def step(carry, _):
-        params, state = carry
-        grads = jax.grad(_lr_loss)(params, x, y, l2)
-        updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), None
-
-    (params, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
-    return params
 
 
 def logistic_regression_fit(
@@ -544,14 +484,10 @@ def logistic_regression_fit(
 ) -> LogisticRegression:
     """argmin_{W, b} -(1/N) sum_n ln softmax(x_n W + b)_{y_n} + l2/2 ||W||^2 by full-batch optax Adam.
 
-    Starts from W ~ N(0, 0.01^2), b = 0.
+    Starts from W ~ N(0, 0.01^2), b = 0. Under jit, num_classes and steps are static.
     """
     fn = "logistic_regression_fit"
-    x = _check_matrix(x, "x", fn)
-    k = as_int(num_classes, "num_classes", fn, minimum=2)
-    y = _check_labels(y, x.shape[0], k, fn)
-    if x.shape[0] < 1:
-        raise ValueError(f"{fn}: x must have at least one row, got shape {x.shape}")
+    x, y, k = _check_labelled(x, "x", y, num_classes, fn, min_classes=2)
     steps = as_int(steps, "steps", fn, minimum=1)
     _check_nonneg(learning_rate, "learning_rate", fn, strict=True)
     _check_nonneg(l2, "l2", fn)
@@ -562,13 +498,23 @@ def logistic_regression_fit(
         weights=0.01 * jax.random.normal(key, (x.shape[1] * k,), x.dtype).reshape(x.shape[1], k),
         bias=jnp.zeros((k,), x.dtype),
     )
-    return _lr_fit(init, x, y, jnp.asarray(learning_rate, x.dtype), jnp.asarray(l2, x.dtype), steps=steps)
+    l2, opt = jnp.asarray(l2, x.dtype), optax.adam(jnp.asarray(learning_rate, x.dtype))
+
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(logistic_regression_loss)(params, x, y, l2)
+        updates, state = opt.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
+    return params
 
 
 def logistic_regression_predict(params: LogisticRegression, x) -> jax.Array:
     """y_hat = argmax_k P(y=k | x); x [N, D] -> [N] ints."""
-    x = _check_matrix(x, "x", "logistic_regression_predict", _check_lr(params, "logistic_regression_predict"))
-    return _argmax_of(_lr_log_probs, params, x)
+    fn = "logistic_regression_predict"
+    x = _check_matrix(x, "x", fn, _num_features(params, LogisticRegression, fn))
+    return jnp.argmax(logistic_regression_log_probs(params, x), axis=-1)
 
 
 # ----------------------------------------------------------------------------- 4. frequentist vs Bayesian inference
@@ -635,9 +581,11 @@ class GridPosterior(NamedTuple):
     interval: Interval
 
 
-def _check_level(level, fn: str) -> None:
+def _check_level(level, fn: str) -> jax.Array:
+    """level as a float array; when concrete, a number in (0, 1)."""
     if _is_concrete(level) and not (np.ndim(level) == 0 and 0 < float(level) < 1):
         raise ValueError(f"{fn}: level must be a number in (0, 1) (0.95 for a 95% interval), got {level!r}")
+    return _float(level)
 
 
 def _check_values(value, name: str, fn: str, ok: Callable, accepted: str) -> jax.Array:
@@ -677,30 +625,6 @@ def _z(level):
     return ndtri(0.5 + 0.5 * level)
 
 
-@jax.jit
-def _beta_quantile(a, b, q):
-    """theta with I_theta(a, b) = q (the Beta cdf is the regularised incomplete beta), by 60 bisection steps."""
-    a, b, q = jnp.broadcast_arrays(a, b, q)
-
-    def halve(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        below = betainc(a, b, mid) < q
-        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, 60, halve, (jnp.zeros_like(q), jnp.ones_like(q)))
-    return 0.5 * (lo + hi)
-
-
-def _beta_mode(a, b):
-    """argmax_theta Beta(theta | a, b): (a-1)/(a+b-2) inside, 0 or 1 on a monotone side, nan when U-shaped/flat."""
-    flat = (a == 1) & (b == 1)
-    interior = (a - 1) / jnp.where((a > 1) & (b > 1), a + b - 2, 1.0)
-    at_zero = (a <= 1) & (b >= 1) & ~flat
-    at_one = (a >= 1) & (b <= 1) & ~flat
-    return jnp.where((a > 1) & (b > 1), interior, jnp.where(at_zero, 0.0, jnp.where(at_one, 1.0, jnp.nan)))
-
-
 def beta_binomial_posterior(heads, n, alpha=1.0, beta=1.0, level=0.95) -> BetaPosterior:
     """Beta(alpha, beta) prior, heads in n tosses: p(theta | data) = Beta(theta | alpha + heads, beta + n - heads).
 
@@ -714,12 +638,7 @@ def beta_binomial_posterior(heads, n, alpha=1.0, beta=1.0, level=0.95) -> BetaPo
     fn = "beta_binomial_posterior"
     heads, n = _check_coin(heads, n, fn)
     alpha, beta = _positive(alpha, "alpha", fn), _positive(beta, "beta", fn)
-    _check_level(level, fn)
-    return _beta_binomial_posterior(heads, n, alpha, beta, level)
-
-
-@jax.jit
-def _beta_binomial_posterior(heads, n, alpha, beta, level):
+    level = _check_level(level, fn)
     a, b = alpha + heads, beta + n - heads
     mean = a / (a + b)
     std = jnp.sqrt(a * b / (jnp.square(a + b) * (a + b + 1)))
@@ -727,6 +646,31 @@ def _beta_binomial_posterior(heads, n, alpha, beta, level):
     interval = Interval(_beta_quantile(a, b, tail), _beta_quantile(a, b, 1 - tail))
     mle = heads / n
     return BetaPosterior(a, b, mean, std, _beta_mode(a, b), mle, interval, mean)
+
+
+def _beta_quantile(a, b, q):
+    """theta with I_theta(a, b) = q (the Beta cdf is the regularised incomplete beta), by 60 bisection steps."""
+    a, b, q = jnp.broadcast_arrays(a, b, q)
+    *_, lo, hi = jax.lax.fori_loop(0, 60, _halve, (a, b, q, jnp.zeros_like(q), jnp.ones_like(q)))
+    return 0.5 * (lo + hi)
+
+
+def _halve(_, carry):
+    """One bisection step of _beta_quantile on [lo, hi]. A module-level body, so that called eagerly the loop is
+    compiled once per shape rather than once per call."""
+    a, b, q, lo, hi = carry
+    mid = 0.5 * (lo + hi)
+    below = betainc(a, b, mid) < q
+    return a, b, q, jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+
+def _beta_mode(a, b):
+    """argmax_theta Beta(theta | a, b): (a-1)/(a+b-2) inside, 0 or 1 on a monotone side, nan when U-shaped/flat."""
+    flat = (a == 1) & (b == 1)
+    interior = (a - 1) / jnp.where((a > 1) & (b > 1), a + b - 2, 1.0)
+    at_zero = (a <= 1) & (b >= 1) & ~flat
+    at_one = (a >= 1) & (b <= 1) & ~flat
+    return jnp.where((a > 1) & (b > 1), interior, jnp.where(at_zero, 0.0, jnp.where(at_one, 1.0, jnp.nan)))
 
 
 def gaussian_mean_posterior(x, sigma, prior_mean=0.0, prior_std=1.0, level=0.95) -> GaussianMeanPosterior:
@@ -743,12 +687,7 @@ def gaussian_mean_posterior(x, sigma, prior_mean=0.0, prior_std=1.0, level=0.95)
     sigma = _positive(sigma, "sigma", fn)
     prior_mean = _check_values(prior_mean, "prior_mean", fn, np.isfinite, "finite")
     prior_std = _positive(prior_std, "prior_std", fn, allow_inf=True)
-    _check_level(level, fn)
-    return _gaussian_mean_posterior(x, sigma, prior_mean, prior_std, level)
-
-
-@jax.jit
-def _gaussian_mean_posterior(x, sigma, prior_mean, prior_std, level):
+    level = _check_level(level, fn)
     n, total = x.shape[-1], jnp.sum(x, axis=-1)
     prior_precision, data_precision = 1 / jnp.square(prior_std), n / jnp.square(sigma)
     var = 1 / (prior_precision + data_precision)
@@ -778,7 +717,7 @@ def grid_posterior(log_likelihood: Callable, log_prior: Callable, grid, level=0.
         raise ValueError(f"{fn}: grid must be a 1-d array of at least 2 points, got shape {grid.shape}")
     if _is_concrete(grid) and not np.all(np.diff(np.asarray(grid)) > 0):
         raise ValueError(f"{fn}: grid must be strictly increasing (and free of nan), got {np.asarray(grid)[:5]}...")
-    _check_level(level, fn)
+    level = _check_level(level, fn)
     values = []
     for name, f in (("log_likelihood", log_likelihood), ("log_prior", log_prior)):
         v = _float(f(grid))
@@ -790,11 +729,6 @@ def grid_posterior(log_likelihood: Callable, log_prior: Callable, grid, level=0.
     log_lik, log_pri = values
     if _is_concrete(log_lik) and _is_concrete(log_pri) and not np.any(np.isfinite(np.asarray(log_lik + log_pri))):
         raise ValueError(f"{fn}: the posterior is zero on every grid point (log_likelihood + log_prior is -inf)")
-    return _grid_posterior(grid, log_lik, log_pri, level)
-
-
-@jax.jit
-def _grid_posterior(grid, log_lik, log_pri, level):
     h = jnp.diff(grid)
     weights = 0.5 * (jnp.pad(h, (1, 0)) + jnp.pad(h, (0, 1)))  # trapezoid rule
     log_joint = log_lik + log_pri
@@ -826,18 +760,14 @@ def binomial_confidence_interval(heads, n, level=0.95, method: str = "wilson") -
     "wald": p_hat +- z sqrt(p_hat (1 - p_hat) / n), clipped to [0, 1] (the textbook interval; poor coverage
     for small n or p near 0 or 1). "wilson" (default): the p with |p_hat - p| <= z sqrt(p (1 - p) / n),
     centre (p_hat + z^2/2n) / (1 + z^2/n), half-width z / (1 + z^2/n) sqrt(p_hat (1 - p_hat)/n + z^2/4n^2).
-    Over repeated samples it covers the true rate with probability near ``level``. Arguments broadcast.
+    Over repeated samples it covers the true rate with probability near ``level``. Arguments broadcast; under
+    jit, method is static.
     """
     fn = "binomial_confidence_interval"
     if method not in BINOMIAL_INTERVALS:
         raise ValueError(f"{fn}: method={method!r} not supported; accepted: {BINOMIAL_INTERVALS}")
     heads, n = _check_coin(heads, n, fn, min_n=1)
-    _check_level(level, fn)
-    return _binomial_interval(heads, n, level, method=method)
-
-
-@functools.partial(jax.jit, static_argnames="method")
-def _binomial_interval(heads, n, level, *, method):
+    level = _check_level(level, fn)
     p, z = heads / n, _z(level)
     if method == "wald":
         half = z * jnp.sqrt(p * (1 - p) / n)
@@ -859,11 +789,6 @@ def gaussian_mean_confidence_interval(x, sigma, level=0.95) -> Interval:
     if x.shape[-1] < 1:
         raise ValueError(f"{fn}: x must have at least one sample on its last axis, got shape {x.shape}")
     sigma = _positive(sigma, "sigma", fn)
-    _check_level(level, fn)
-    return _gaussian_interval(x, sigma, level)
-
-
-@jax.jit
-def _gaussian_interval(x, sigma, level):
+    level = _check_level(level, fn)
     mean, half = jnp.mean(x, axis=-1), _z(level) * sigma / jnp.sqrt(x.shape[-1])
     return Interval(mean - half, mean + half)
