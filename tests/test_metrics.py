@@ -3,12 +3,19 @@
 The jax side runs in float32.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
 
-from zoo.metrics import frechet_distance, gaussian_stats, precision_recall, sqrtm_psd
+from zoo import metrics
+from zoo.metrics import gaussian_stats, sqrtm_psd
+
+# the zoo leaves jit to its callers: one compiled program per function, as before; the argument checks run while
+# tracing, so the bad inputs below are refused the same way
+frechet_distance = jax.jit(metrics.frechet_distance)
+precision_recall = jax.jit(metrics.precision_recall, static_argnames=("k", "batch_size"))
 
 
 def _spd(d, seed, jitter=0.1):

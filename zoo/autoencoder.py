@@ -141,7 +141,8 @@ def fit_code_density(
             )
         from zoo.gmm import gmm_fit  # sibling zoo module; imported lazily so 'gaussian' needs nothing else
 
-        params, _ = gmm_fit(codes, int(num_components), key=key)
+        fit = jax.jit(gmm_fit, static_argnames=("num_components", "num_iters", "covariance_type"))  # one EM program
+        params, _ = fit(codes, int(num_components), key=key)
         return CodeDensity(params=params, kind="gmm")
     raise ValueError(f"fit_code_density: kind={kind!r} not supported; accepted: {DENSITY_KINDS}")
 

@@ -14,13 +14,11 @@ EM alternates two closed-form steps, and each never decreases log p(x):
 
 Covariances are stored as ``covs`` [K, D, D] for ``covariance_type='full'`` or as
 the diagonal variances [K, D] for ``covariance_type='diag'``. The whole EM loop is
-one ``jax.lax.scan`` so ``gmm_fit`` compiles to a single program. The Gaussian log-densities
-are ``zoo.distributions``' (``mvn_log_prob``, ``diag_normal_log_prob``).
+one ``jax.lax.scan``, so ``gmm_fit`` under ``jax.jit`` compiles to a single program. The Gaussian
+log-densities are ``zoo.distributions``' (``mvn_log_prob``, ``diag_normal_log_prob``).
 """
 
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +162,45 @@ def gmm_m_step(x, resp, *, covariance_type: str = "full", reg: float = 1e-6) -> 
 # ----------------------------------------------------------------------------- fitting
 
 
+def gmm_fit(
+    x, num_components: int, *, key: jax.Array, num_iters: int = 100, covariance_type: str = "full", reg: float = 1e-6
+) -> tuple[GMM, jax.Array]:
+    """Fit a K-component GMM to x [N, D] by EM; returns (params, history).
+
+    ``history[t]`` = (1/N) sum_n log p(x_n) after M-step t+1.
+
+    Means are seeded by k-means++ on ``key``; covariances start at the data
+    covariance. ``history[-1]`` is the mean log-likelihood of the returned params.
+    ``reg`` is added to every covariance diagonal to keep it positive definite. Under jit, num_components,
+    num_iters and covariance_type are static.
+    """
+    fn = "gmm_fit"
+    x = _check_data(x, None, fn)
+    n = x.shape[0]
+    k = as_int(num_components, "num_components", fn)
+    if not 1 <= k <= n:
+        raise ValueError(f"{fn}: num_components must be in 1..N={n} (number of rows of x), got {k}")
+    num_iters = as_int(num_iters, "num_iters", fn, minimum=1)
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
+    if not reg >= 0:
+        raise ValueError(f"{fn}: reg must be >= 0, got {reg}")
+    if key is None:
+        raise ValueError(f"{fn}: key must be a jax.random key, got None")
+    reg = jnp.asarray(reg, x.dtype)
+    params = _init_params(key, x, k, covariance_type, reg)
+    resp, _ = _e_step(params, x)
+
+    def step(carry, _):
+        _, resp = carry
+        params = _m_step(x, resp, covariance_type, reg)
+        resp, loglik = _e_step(params, x)
+        return (params, resp), loglik
+
+    (params, _), history = jax.lax.scan(step, (params, resp), None, length=num_iters)
+    return params, history
+
+
 def _kmeanspp_centers(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
     """k-means++ seeding: each new centre is a data point drawn with probability proportional to D(x)^2."""
     n = x.shape[0]
@@ -197,48 +234,6 @@ def _init_params(key: jax.Array, x: jax.Array, k: int, covariance_type: str, reg
         covs=covs,
         covariance_type=covariance_type,
     )
-
-
-@functools.partial(jax.jit, static_argnames=("k", "num_iters", "covariance_type"))
-def _fit(x, key, reg, *, k, num_iters, covariance_type):
-    params = _init_params(key, x, k, covariance_type, reg)
-    resp, _ = _e_step(params, x)
-
-    def step(carry, _):
-        _, resp = carry
-        params = _m_step(x, resp, covariance_type, reg)
-        resp, loglik = _e_step(params, x)
-        return (params, resp), loglik
-
-    (params, _), history = jax.lax.scan(step, (params, resp), None, length=num_iters)
-    return params, history
-
-
-def gmm_fit(
-    x, num_components: int, *, key: jax.Array, num_iters: int = 100, covariance_type: str = "full", reg: float = 1e-6
-) -> tuple[GMM, jax.Array]:
-    """Fit a K-component GMM to x [N, D] by EM; returns (params, history).
-
-    ``history[t]`` = (1/N) sum_n log p(x_n) after M-step t+1.
-
-    Means are seeded by k-means++ on ``key``; covariances start at the data
-    covariance. ``history[-1]`` is the mean log-likelihood of the returned params.
-    ``reg`` is added to every covariance diagonal to keep it positive definite.
-    """
-    fn = "gmm_fit"
-    x = _check_data(x, None, fn)
-    n = x.shape[0]
-    k = as_int(num_components, "num_components", fn)
-    if not 1 <= k <= n:
-        raise ValueError(f"{fn}: num_components must be in 1..N={n} (number of rows of x), got {k}")
-    num_iters = as_int(num_iters, "num_iters", fn, minimum=1)
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(f"{fn}: covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
-    if not reg >= 0:
-        raise ValueError(f"{fn}: reg must be >= 0, got {reg}")
-    if key is None:
-        raise ValueError(f"{fn}: key must be a jax.random key, got None")
-    return _fit(x, key, jnp.asarray(reg, x.dtype), k=k, num_iters=num_iters, covariance_type=covariance_type)
 
 
 # ----------------------------------------------------------------------------- sampling

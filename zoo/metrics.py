@@ -14,11 +14,12 @@ Given features of real and generated samples (from any fixed embedding network):
    union of balls around each real feature with radius its distance to its k-th
    nearest real neighbour; precision is the fraction of fake features inside it,
    recall the fraction of real features inside the fake manifold built the same way.
+
+Nothing here is jitted inside: ``jax.jit`` is the caller's (static: ``precision_recall``'s k and batch_size).
 """
 
 from __future__ import annotations
 
-import functools
 import operator
 
 import jax
@@ -90,11 +91,6 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> jax.Array:
     for name, arr, want in (("mu2", mu2, (d,)), ("cov1", cov1, (d, d)), ("cov2", cov2, (d, d))):
         if arr.shape != want:
             raise ValueError(f"{fn}: {name} must have shape {want} to match mu1 [D={d}], got {arr.shape}")
-    return _frechet_distance(mu1, cov1, mu2, cov2)
-
-
-@jax.jit
-def _frechet_distance(mu1, cov1, mu2, cov2):
     s1 = _sqrtm_psd(cov1)
     m = s1 @ cov2 @ s1
     w = jnp.linalg.eigvalsh(0.5 * (m + m.T))
@@ -104,6 +100,38 @@ def _frechet_distance(mu1, cov1, mu2, cov2):
 
 
 # ----------------------------------------------------------------------------- k-NN precision / recall
+
+
+def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 256) -> tuple[jax.Array, jax.Array]:
+    """k-NN manifold precision and recall (Kynkaanniemi et al. 2019).
+
+    precision = mean_fake 1[fake in real manifold], recall = mean_real 1[real in fake manifold].
+
+    Pairwise distances are computed ``batch_size`` query rows at a time, so
+    memory is O(batch_size * N) rather than O(N^2). Under jit, k and batch_size are static.
+    """
+    fn = "precision_recall"
+    real = _check_features(real_feats, fn, "real_feats")
+    fake = _check_features(fake_feats, fn, "fake_feats")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"{fn}: real_feats and fake_feats must have the same feature size, got {real.shape[1]} and {fake.shape[1]}"
+        )
+    try:
+        k = operator.index(k)
+        batch_size = operator.index(batch_size)
+    except TypeError:
+        raise ValueError(f"{fn}: k and batch_size must be integers, got k={k!r}, batch_size={batch_size!r}") from None
+    n_min = min(real.shape[0], fake.shape[0])
+    if not 1 <= k <= n_min - 1:
+        raise ValueError(f"{fn}: k must be in 1..min(N_real, N_fake) - 1={n_min - 1}, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"{fn}: batch_size must be >= 1, got {batch_size}")
+    dtype = jnp.promote_types(real.dtype, fake.dtype)
+    real, fake = real.astype(dtype), fake.astype(dtype)
+    real_r2 = _knn_radii_sq(real, k, batch_size)
+    fake_r2 = _knn_radii_sq(fake, k, batch_size)
+    return _coverage(fake, real, real_r2, batch_size), _coverage(real, fake, fake_r2, batch_size)
 
 
 def _sq_dists(q: jax.Array, refs: jax.Array) -> jax.Array:
@@ -126,39 +154,3 @@ def _coverage(queries: jax.Array, refs: jax.Array, radii_sq: jax.Array, batch_si
     """Fraction of queries inside the union of balls: mean_q 1[exists j: ||q - r_j||^2 <= radius_j^2]."""
     inside = jax.lax.map(lambda q: jnp.any(_sq_dists(q, refs) <= radii_sq), queries, batch_size=batch_size)
     return jnp.mean(inside.astype(queries.dtype))
-
-
-@functools.partial(jax.jit, static_argnames=("k", "batch_size"))
-def _precision_recall(real, fake, *, k, batch_size):
-    real_r2 = _knn_radii_sq(real, k, batch_size)
-    fake_r2 = _knn_radii_sq(fake, k, batch_size)
-    return _coverage(fake, real, real_r2, batch_size), _coverage(real, fake, fake_r2, batch_size)
-
-
-def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 256) -> tuple[jax.Array, jax.Array]:
-    """k-NN manifold precision and recall (Kynkaanniemi et al. 2019).
-
-    precision = mean_fake 1[fake in real manifold], recall = mean_real 1[real in fake manifold].
-
-    Pairwise distances are computed ``batch_size`` query rows at a time, so
-    memory is O(batch_size * N) rather than O(N^2).
-    """
-    fn = "precision_recall"
-    real = _check_features(real_feats, fn, "real_feats")
-    fake = _check_features(fake_feats, fn, "fake_feats")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"{fn}: real_feats and fake_feats must have the same feature size, got {real.shape[1]} and {fake.shape[1]}"
-        )
-    try:
-        k = operator.index(k)
-        batch_size = operator.index(batch_size)
-    except TypeError:
-        raise ValueError(f"{fn}: k and batch_size must be integers, got k={k!r}, batch_size={batch_size!r}") from None
-    n_min = min(real.shape[0], fake.shape[0])
-    if not 1 <= k <= n_min - 1:
-        raise ValueError(f"{fn}: k must be in 1..min(N_real, N_fake) - 1={n_min - 1}, got {k}")
-    if batch_size < 1:
-        raise ValueError(f"{fn}: batch_size must be >= 1, got {batch_size}")
-    dtype = jnp.promote_types(real.dtype, fake.dtype)
-    return _precision_recall(real.astype(dtype), fake.astype(dtype), k=k, batch_size=batch_size)

@@ -438,6 +438,10 @@ def feature_extractor(
 
 # ----------------------------------------------------------------------------- the evaluator
 
+# one compiled program each (the zoo leaves jit to its callers); k and batch_size pick the k-NN program
+_frechet_distance = jax.jit(metrics.frechet_distance)
+_precision_recall = jax.jit(metrics.precision_recall, static_argnames=("k", "batch_size"))
+
 
 def gaussian_stats64(feats) -> tuple[np.ndarray, np.ndarray]:
     """zoo.metrics.gaussian_stats in float64 (FD of nearly equal sets is a difference of large traces)."""
@@ -449,7 +453,7 @@ def gaussian_stats64(feats) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance64(mu1, cov1, mu2, cov2) -> float:
     """zoo.metrics.frechet_distance in float64: float32 leaves ~1e-2 of rounding on 64-d features."""
     with jax.enable_x64(True):
-        return float(metrics.frechet_distance(*(np.asarray(a, np.float64) for a in (mu1, cov1, mu2, cov2))))
+        return float(_frechet_distance(*(np.asarray(a, np.float64) for a in (mu1, cov1, mu2, cov2))))
 
 
 class ImageEvaluator:
@@ -486,7 +490,7 @@ class ImageEvaluator:
     def compare_features(self, feats: np.ndarray) -> dict:
         n = len(feats)
         fd = frechet_distance64(*gaussian_stats64(feats), self.mu, self.cov)
-        precision, recall = metrics.precision_recall(self.test_features, feats, k=self.k)
+        precision, recall = _precision_recall(self.test_features, feats, k=self.k)
         return {
             "fd": fd,
             "precision": float(precision),
