@@ -257,43 +257,8 @@ def count_ngrams(
             "got a single 1-D array; wrap it in a list"
         )
 
-    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(order)]
-    max_id = max(bos, eos)
-    num_sentences = 0
-
-    def flush(buf: list[np.ndarray]):
-        nonlocal max_id
-        lengths = np.fromiter((a.size for a in buf), np.int64, count=len(buf))
-        raw = np.concatenate(buf).astype(np.int64, copy=False)
-        if raw.size:
-            lo, hi = int(raw.min()), int(raw.max())
-            if lo < 0 or (vocab_size is not None and hi >= vocab_size):
-                limit = vocab_size if vocab_size is not None else "inf"
-                raise ValueError(f"{fn}: ids must lie in [0, {limit}), got {lo if lo < 0 else hi}")
-            if np.any((raw == bos) | (raw == eos)):
-                raise ValueError(
-                    f"{fn}: sentences must not contain the bos/eos ids ({bos}, {eos}); "
-                    "they are added around each sentence"
-                )
-            max_id = max(max_id, hi)
-        # <s> w_1 .. w_m </s> for every sentence, laid end to end
-        padded_len = lengths + 2
-        first = np.cumsum(padded_len) - padded_len
-        ids = np.empty(int(padded_len.sum()), np.int64)
-        inner = np.ones(ids.size, bool)
-        inner[first] = inner[first + lengths + 1] = False
-        ids[first], ids[first + lengths + 1], ids[inner] = bos, eos, raw
-        sent = np.repeat(np.arange(len(buf)), padded_len)
-        for k in range(1, order + 1):
-            n = ids.size - k + 1
-            if n <= 0:
-                continue
-            same = sent[:n] == sent[k - 1 :]
-            rows = np.stack([ids[j : j + n][same] for j in range(k)], axis=1)
-            parts[k - 1].append(_unique_rows(rows))
-
-    buf: list[np.ndarray] = []
-    size = 0
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(order)]  # per k, each chunk's counts
+    max_id, num_sentences, buf, size = max(bos, eos), 0, [], 0
     for seq in sentences_ids:
         a = np.asarray(seq)
         if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
@@ -302,10 +267,10 @@ def count_ngrams(
         num_sentences += 1
         size += a.size + 2
         if size >= chunk_tokens:
-            flush(buf)
+            max_id = max(max_id, _count_chunk(buf, parts, bos, eos, vocab_size))
             buf, size = [], 0
     if buf:
-        flush(buf)
+        max_id = max(max_id, _count_chunk(buf, parts, bos, eos, vocab_size))
 
     grams, counts = [], []
     for k in range(1, order + 1):
@@ -321,6 +286,42 @@ def count_ngrams(
     return NGramCounts(
         order, vocab_size if vocab_size is not None else max_id + 1, bos, eos, grams, counts, num_sentences
     )
+
+
+def _count_chunk(buf: list[np.ndarray], parts: list[list], bos: int, eos: int, vocab_size: int | None) -> int:
+    """Append the distinct k-grams of one chunk of sentences, with their counts, to parts[k - 1] for every k.
+
+    Returns the chunk's largest id (-1 when it holds no words).
+    """
+    fn = "count_ngrams"
+    lengths = np.fromiter((a.size for a in buf), np.int64, count=len(buf))
+    raw = np.concatenate(buf).astype(np.int64, copy=False)
+    hi = -1
+    if raw.size:
+        lo, hi = int(raw.min()), int(raw.max())
+        if lo < 0 or (vocab_size is not None and hi >= vocab_size):
+            limit = vocab_size if vocab_size is not None else "inf"
+            raise ValueError(f"{fn}: ids must lie in [0, {limit}), got {lo if lo < 0 else hi}")
+        if np.any((raw == bos) | (raw == eos)):
+            raise ValueError(
+                f"{fn}: sentences must not contain the bos/eos ids ({bos}, {eos}); they are added around each sentence"
+            )
+    # <s> w_1 .. w_m </s> for every sentence, laid end to end
+    padded_len = lengths + 2
+    first = np.cumsum(padded_len) - padded_len
+    ids = np.empty(int(padded_len.sum()), np.int64)
+    inner = np.ones(ids.size, bool)
+    inner[first] = inner[first + lengths + 1] = False
+    ids[first], ids[first + lengths + 1], ids[inner] = bos, eos, raw
+    sent = np.repeat(np.arange(len(buf)), padded_len)
+    for k in range(1, len(parts) + 1):
+        n = ids.size - k + 1
+        if n <= 0:
+            continue
+        same = sent[:n] == sent[k - 1 :]
+        rows = np.stack([ids[j : j + n][same] for j in range(k)], axis=1)
+        parts[k - 1].append(_unique_rows(rows))
+    return hi
 
 
 # ----------------------------------------------------------------------------- maximum likelihood
