@@ -1,5 +1,8 @@
-"""zoo.layers: the resolution arithmetic the conv encoders and decoders share."""
+"""zoo.layers: the resolution arithmetic the conv encoders and decoders share, and the conv trunk of the encoders."""
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import pytest
 
 from zoo import layers
@@ -37,3 +40,21 @@ def test_decoder_base_refuses_shapes_it_cannot_halve():
 
 def test_num_groups_divides_the_channels():
     assert [layers.num_groups(c) for c in (1, 6, 32, 48, 96)] == [1, 6, 32, 24, 32]
+
+
+def test_conv_trunk_layers_belong_to_the_calling_module():
+    """The trunk's convs are named in the caller, as if written there (Conv_0, Downsample_0, ...): the parameter
+    trees of ConvEncoder and DCDiscriminator, and so their checkpoints, do not depend on it being shared."""
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(layers.conv_trunk("Net", x, (4, 8), None, nn.relu))
+
+    x = jnp.zeros((2, 16, 16, 1))
+    params = Net().init(jax.random.key(0), x)["params"]
+    assert sorted(params) == ["Conv_0", "Dense_0", "Downsample_0", "Downsample_1"]  # 16 -> 8 -> 4: two halvings
+    assert params["Downsample_1"]["Conv_0"]["kernel"].shape == (3, 3, 8, 8)  # channels (4, 8): the last repeats
+    assert params["Dense_0"]["kernel"].shape == (4 * 4 * 8, 3)  # flattened
+    with pytest.raises(ValueError, match=r"Net: x must be NHWC \[B, H, W, C\], got shape \(16, 16, 1\)"):
+        Net().init(jax.random.key(0), x[0])

@@ -30,7 +30,7 @@ import numpy as np
 from flax import struct
 
 from zoo.distributions import bernoulli_log_prob
-from zoo.layers import MLP, Downsample, Upsample, conv_levels, decoder_base, level_channels
+from zoo.layers import MLP, Upsample, conv_levels, conv_trunk, decoder_base, level_channels
 
 __all__ = [
     "LOSS_KINDS",
@@ -228,13 +228,8 @@ class ConvEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"ConvEncoder: x must be NHWC [B, H, W, C], got shape {x.shape}")
-        levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
-        x = self.activation(nn.Conv(level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
-        for i in range(levels):
-            x = self.activation(Downsample(level_channels(self.channels, i + 1), dtype=self.dtype)(x))
-        return nn.Dense(self.features, dtype=self.dtype)(x.reshape(x.shape[0], -1)).astype(jnp.float32)
+        x = conv_trunk("ConvEncoder", x, self.channels, self.num_levels, self.activation, self.dtype)
+        return nn.Dense(self.features, dtype=self.dtype)(x).astype(jnp.float32)
 
 
 class ConvDecoder(nn.Module):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.layers import Downsample, Upsample, conv_levels, decoder_base, level_channels, num_groups
+from zoo.layers import Upsample, conv_trunk, decoder_base, level_channels, num_groups
 
 __all__ = [
     "minimax_value",
@@ -223,11 +223,6 @@ class DCDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"DCDiscriminator: x must be NHWC [B, H, W, C], got shape {x.shape}")
-        levels = conv_levels(x.shape[1], x.shape[2]) if self.num_levels is None else self.num_levels
         act = lambda h: nn.leaky_relu(h, self.negative_slope)
-        x = act(nn.Conv(level_channels(self.channels, 0), (3, 3), dtype=self.dtype)(x))
-        for i in range(levels):
-            x = act(Downsample(level_channels(self.channels, i + 1), dtype=self.dtype)(x))
-        return nn.Dense(1, dtype=self.dtype)(x.reshape(x.shape[0], -1))[:, 0].astype(jnp.float32)
+        x = conv_trunk("DCDiscriminator", x, self.channels, self.num_levels, act, self.dtype)
+        return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)

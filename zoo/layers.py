@@ -25,6 +25,7 @@ __all__ = [
     "conv_levels",
     "level_channels",
     "decoder_base",
+    "conv_trunk",
     "MLP",
     "Upsample",
     "Downsample",
@@ -69,6 +70,21 @@ def decoder_base(name: str, image_shape, channels: Sequence[int], num_levels: in
     if height % (2**n) or width % (2**n):
         raise ValueError(f"{name}: image {height}x{width} is not divisible by 2^num_levels={2**n}")
     return n, (height // 2**n, width // 2**n, level_channels(channels, n)), c
+
+
+def conv_trunk(name: str, x, channels: Sequence[int], num_levels: int | None, activation: Callable, dtype=None):
+    """NHWC x -> 3x3 conv, n stride-2 Downsample convs, the activation after each -> flattened [B, features].
+
+    The body of a conv encoder or discriminator: level i (i halvings) has level_channels(channels, i), n =
+    conv_levels(H, W) unless num_levels. Call it inside an nn.compact method; its layers are that module's.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"{name}: x must be NHWC [B, H, W, C], got shape {x.shape}")
+    levels = conv_levels(x.shape[1], x.shape[2]) if num_levels is None else num_levels
+    x = activation(nn.Conv(level_channels(channels, 0), (3, 3), dtype=dtype)(x))
+    for i in range(levels):
+        x = activation(Downsample(level_channels(channels, i + 1), dtype=dtype)(x))
+    return x.reshape(x.shape[0], -1)
 
 
 def num_groups(channels: int, max_groups: int = 32) -> int:
