@@ -285,7 +285,7 @@ def image_config(run: Run, name: str, variant: str, dtype: str):
     c.dataset, c.data_dir, c.dtype = stand_in(run, (h, w, channels)), "", dtype
     if run.quick and name == "ddpm":
         c.model.update(QUICK_UNET)
-    getattr(module, "check_config", lambda c: None)(c)
+    module.SCHEMA.check(c)
     return module, c
 
 

@@ -78,7 +78,7 @@ def config_of(name: str, dtype: str, quick: bool = False):
     c.dtype = dtype
     if quick:  # base channels 8, one residual block a level, the first two levels
         c.model.ch, c.model.num_res_blocks, c.model.ch_mult = 8, 1, tuple(c.model.ch_mult)[:2]
-    train_ddpm.check_config(c)
+    train_ddpm.SCHEMA.check(c)
     return c
 
 

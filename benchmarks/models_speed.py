@@ -29,7 +29,7 @@ def step_speed(name: str, batch_size: int, min_time: float, data_dir: str) -> di
     if batch_size:
         c.batch_size = batch_size
     c.data_dir = data_dir
-    module.check_config(c)
+    module.SCHEMA.check(c)
     secs, flops, _ = train_step_speed(module, c, min_time=min_time)
     return {"secs": secs, "flops": flops, "batch_size": c.batch_size, "arch": c.model.arch}
 

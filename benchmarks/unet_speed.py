@@ -122,7 +122,7 @@ def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int = 50,
     c = train_ddpm.get_config()
     c.model.ch, c.model.ch_mult, c.model.num_res_blocks = ch, CH_MULT, NUM_RES_BLOCKS
     c.model.attn_resolutions = (size // 2 ** (len(CH_MULT) - 1),)  # the lowest resolution
-    train_ddpm.check_config(c)
+    train_ddpm.SCHEMA.check(c)
     net, sched = train_ddpm.make_unet(c), train_ddpm.schedule_of(c)
     x0 = jnp.asarray(x_np)
     t = jax.random.randint(jax.random.key(1), (batch,), 0, sched.num_steps)

@@ -204,7 +204,7 @@ def main(_):
     rounds = F.rounds
     if F.quick:
         F.tokens, F.zipf_words, c.num_tokens, c.num_epochs, c.embed_dim, rounds = 200_000, 20_000, 200_000, 1, 32, 1
-    train_word2vec.check_config(c)
+    train_word2vec.SCHEMA.check(c)
     workdir = os.path.abspath(F.workdir)
     os.makedirs(workdir, exist_ok=True)
     path, what = prepare_corpus(F, c, workdir)
@@ -220,7 +220,7 @@ def main(_):
     for _, _, cfg in systems:
         check = train_word2vec.get_config()
         check.share_negatives = cfg["share_negatives"]
-        train_word2vec.check_config(check)
+        train_word2vec.SCHEMA.check(check)
     if F.gensim:
         try:
             import gensim  # noqa: F401

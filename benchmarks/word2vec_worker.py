@@ -42,12 +42,11 @@ def run_ours(spec: dict) -> dict:
         if not isinstance(value, dict):  # the sweep keys stay unset: one run
             c[key] = value
     c.corpus = "text:" + spec["file"]
-    tw.check_keys(c)
+    tw.SCHEMA.check(c)
     marks["imported"] = time.time()
     corpus, _ = w2v_examples.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
     marks["counted"] = time.time()
     parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
-    tw.check_config(c)
     c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
     examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)

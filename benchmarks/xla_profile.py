@@ -184,10 +184,9 @@ def word2vec_step(f) -> tuple:
         for line in generated.generate_zipf_corpus(f.tokens, num_words=f.zipf_words):
             out.write(line + "\n")
     c.corpus = "text:" + path
-    tw.check_keys(c)
+    tw.SCHEMA.check(c)
     corpus, _ = w2v_examples.load_corpus(c, d)
     parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts
-    tw.check_config(c)
     c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
     examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)

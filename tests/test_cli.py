@@ -14,12 +14,13 @@ import sys
 import ml_collections
 import pytest
 
-from train.core import cli, config as config_lib
+from train import registry
+from train.core import cli, config as config_lib, entry as entry_lib
 from train.core.config import Key, Schema
 from train.core.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODULES = ("autoencoder", "pca", "vae", "gan", "ddpm", "word2vec", "ngram", "cooccurrence")
+MODULES = registry.NAMES
 
 
 def _run(*args, cwd=ROOT):
@@ -107,9 +108,37 @@ def test_every_module_declares_default_and_named_configs_that_pass_its_checks(na
     assert set(module.SCHEMA.variants) == {"smoke"} | real.get(name, set())
     for variant in (None, *module.SCHEMA.variants):
         c = module.get_config(variant)
-        module.check_config(c)
+        module.ENTRY.schema.check(c)
         assert sorted(config_lib.dotted(c)) == sorted(module.SCHEMA.keys)
         assert all(k.help for k in module.SCHEMA.keys.values())
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_declares_its_contract_once(name):
+    """train.<name> declares an Entry that cli, the readers and the tests read: its own name, file, docstring and
+    schema; run() is the Entry's; the image models load and sample trained runs, the others do not."""
+    module = importlib.import_module(f"train.{name}")
+    e = module.ENTRY
+    assert isinstance(e, entry_lib.Entry) and e is registry.entry(name)
+    assert (e.name, e.file, e.doc, e.schema) == (name, module.__file__, module.__doc__, module.SCHEMA)
+    assert module.run == e.run and module.get_config == e.schema.config
+    image = name in registry.IMAGE_MODELS
+    assert (e.load is not None, e.sample is not None, e.make_task is not None) == (
+        image,
+        image,
+        image or name == "word2vec",
+    )
+    if image:
+        assert module.load == e.load and module.sample_workdir == e.sample
+    assert "cli.main(ENTRY)" in pathlib.Path(module.__file__).read_text()
+    assert not any(k.startswith("check") and k.endswith("config") for k in vars(module)), "checks go in the Schema"
+
+
+def test_every_entry_module_is_registered():
+    found = {p.stem for p in (ROOT / "train").glob("*.py") if "cli.main(ENTRY)" in p.read_text()}
+    assert found == set(registry.NAMES)
+    with pytest.raises(KeyError, match="accepted: pca"):
+        registry.entry("vq_vae")
 
 
 def _sources(name: str) -> str:
@@ -149,7 +178,7 @@ def test_closed_form_modules_expose_no_loop_or_optimizer_keys():
 @pytest.mark.parametrize("name", MODULES)
 def test_help_lists_the_flags_and_every_key_with_its_default(name):
     module = importlib.import_module(f"train.{name}")
-    text = cli.help_text(module)
+    text = cli.help_text(module.ENTRY)
     assert len(text.splitlines()) < 200
     for flag in (
         "--workdir",
@@ -160,7 +189,7 @@ def test_help_lists_the_flags_and_every_key_with_its_default(name):
         "--process_id",
     ):
         assert flag in text
-    assert ("--mode=train|sample" in text) == (name == "ddpm")  # the modules with a sample_workdir
+    assert ("--mode=train|sample" in text) == (name in registry.IMAGE_MODELS)  # the modules with Entry.sample
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and line.split()}
     for key, decl in module.SCHEMA.keys.items():
         assert key in lines, key
@@ -232,3 +261,23 @@ def test_the_ddpm_cifar10_variant_is_the_papers_35_7m_parameter_model():
         0.1,
         True,
     )
+
+
+def test_process_wide_settings_are_made_before_jax_starts_or_warned_about():
+    """A module's declared settings (train.ddpm: XLA:CPU's own convolution kernels) are made by Entry.run and the
+    command line before JAX starts; a library caller whose JAX started first gets one warning naming them."""
+    show = "print(ddpm.ENTRY.apply_settings(ddpm.get_config()), os.environ.get('XLA_FLAGS', ''))"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+
+    def python(code):
+        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    fresh = python(f"import os; from train import ddpm; {show}")
+    assert fresh.returncode == 0 and fresh.stdout.startswith("[] ") and "ynn_fusion_type=" in fresh.stdout
+    assert "warning" not in fresh.stderr
+    late = python(f"import os, jax; jax.devices(); from train import ddpm; {show}")
+    assert late.returncode == 0 and late.stdout.startswith("['xla_cpu_convolutions']"), late.stderr
+    warnings = [line for line in late.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "train.ddpm's process-wide settings xla_cpu_convolutions" in warnings[0]
+    assert "XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type='" in warnings[0]

@@ -3,6 +3,7 @@
 The classifier is trained once per module with a test-only step count (TEST_STEPS) in a temporary data dir.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
+from train.core import files
 from train.data import images as data
 from train.evaluation import images as evaluation
 from zoo import classifier
@@ -144,6 +147,22 @@ def test_npz_cache_keys_follow_content(tmp_path):
     assert key("a.npz") == key("a_copy.npz")
     assert key("a.npz").startswith("npz-") and "_8x8x1_" in key("a.npz")
     assert key("a.npz") != evaluation.cache_key(data.load_images(f"npz:{tmp_path / 'a.npz'}"), steps=11, seed=0)
+
+
+def test_each_image_source_declares_its_content_key(tmp_path, data_dir):
+    """The classifier's cache is keyed by what each source names its content: the TFDS name, a hash of an .npz's
+    bytes, a hash of a folder's files; a dataset that names none is refused rather than keyed by its path."""
+    np.savez(tmp_path / "a.npz", x=np.zeros((20, 8, 8), np.uint8))
+    digest = files.fingerprint(str(tmp_path / "a.npz"))["sha256"]
+    assert evaluation.dataset_key(data.load_images(f"npz:{tmp_path / 'a.npz'}")) == f"npz-{digest[:20]}"
+    assert evaluation.dataset_key(data.load_images("digits", str(data_dir))) == "digits"
+    (tmp_path / "folder" / "a").mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(tmp_path / "folder" / "a" / f"{i}.png")
+    folder = data.load_images(f"images:{tmp_path / 'folder'}", str(tmp_path / "cache"))
+    assert evaluation.dataset_key(folder) == f"images-{folder.fingerprint['sha256'][:20]}"
+    with pytest.raises(ValueError, match="declares no content_key"):
+        evaluation.dataset_key(dataclasses.replace(folder, content_key=""))
 
 
 def test_unlabelled_npz_uses_untrained_features(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_
 from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae, word2vec as tw
 from train.core import loop, parallel
 from train.data import images as data, word2vec_examples as w2v_examples
-from train.evaluation import words as word_eval
+from train.evaluation import diffusion, words as word_eval
 from zoo import classifier as classifier_lib, ddpm
 
 PLATFORMS = ("cuda", "tpu")
@@ -227,7 +227,7 @@ def test_the_bits_per_dim_bound_lowers_for_gpu_and_tpu(ddpm_parts):
     c, shape, params = ddpm_parts
     sched, eps_fn = (
         train_ddpm.schedule_of(c),
-        train_ddpm.eps_fn_of(c, train_ddpm.schedule_of(c), train_ddpm.make_unet(c)),
+        diffusion.eps_fn_of(c, train_ddpm.schedule_of(c), train_ddpm.make_unet(c)),
     )
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k)[0])
     check_program(bound, params, jax.ShapeDtypeStruct((4, *shape), jnp.float32), jax.random.key(0))

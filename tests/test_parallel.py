@@ -245,12 +245,12 @@ def test_input_threads_stay_one_on_the_cpu_and_use_the_hosts_cores_beside_an_acc
 
 
 DETERMINISTIC_CLI = """
-import os, sys
+import dataclasses, os, sys
 from train import autoencoder
 from train.core import cli
-autoencoder.run = lambda config, workdir: print("FLAGS", os.environ.get("XLA_FLAGS", ""), config.deterministic)
+show = lambda config, workdir: print("FLAGS", os.environ.get("XLA_FLAGS", ""), config.deterministic)
 sys.argv = ["autoencoder", "--workdir", sys.argv[1], *sys.argv[2:]]
-cli.main(autoencoder)
+cli.main(dataclasses.replace(autoencoder.ENTRY, train=show))
 """
 
 

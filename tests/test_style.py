@@ -43,3 +43,26 @@ def test_the_backbone_imports_no_data_or_evaluation():
         bad = sorted(m for m in imported_modules(path) if m.startswith(above))
         assert not bad, (path.name, bad)
     assert "train.data.images" in imported_modules(ROOT / "train" / "data" / "image_runs.py")  # the check can fire
+
+
+def long_functions(path: pathlib.Path, most: int) -> list[str]:
+    """The functions (and methods) of a file longer than `most` lines, as 'name: lines'."""
+    nodes = ast.walk(ast.parse(path.read_text()))
+    return [
+        f"{n.name}: {n.end_lineno - n.lineno + 1}"
+        for n in nodes
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > most
+    ]
+
+
+def test_functions_stay_short_and_entry_points_thin():
+    """No function of train/ or zoo/ over 80 lines, no entry module (train/<name>.py) over 300: the math and the
+    machinery live in their own modules, an entry point declares and joins them."""
+    from train import registry
+
+    paths = sorted([*(ROOT / "train").rglob("*.py"), *(ROOT / "zoo").rglob("*.py")])
+    long = {p.relative_to(ROOT).as_posix(): f for p in paths if (f := long_functions(p, 80))}
+    assert not long, long
+    sizes = {name: len((ROOT / "train" / f"{name}.py").read_text().splitlines()) for name in registry.NAMES}
+    assert max(sizes.values()) <= 300, sizes
+    assert long_functions(ROOT / "train" / "core" / "loop.py", 40)  # the check can fire

@@ -17,7 +17,7 @@ from tests.configs import read_metrics, smoke_config, straight_records, train_lo
 from train import ddpm as train_ddpm
 from train.core.errors import ConfigError
 from train.data import images as data
-from train.evaluation import images as evaluation
+from train.evaluation import diffusion, images as evaluation
 from zoo import ddpm
 
 
@@ -363,13 +363,13 @@ def test_mode_sample_writes_the_npz_that_load_samples_again(straight_run, tmp_pa
 def test_every_sample_setting_keys_the_compiled_sampler_cache(straight_run):
     """load(workdir)'s compiled samplers are keyed by the whole of config.sample: a changed setting draws anew
     (never a stale sampler), the same settings reuse theirs; samplers come from one registry."""
-    assert set(train_ddpm.SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
+    assert set(diffusion.SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
     model, key = train_ddpm.load(straight_run[0]), jax.random.key(3)
     deterministic = model.sample(key, 2, sampler="ddim", ddim_eta=0.0)
     noisy = model.sample(key, 2, sampler="ddim", ddim_eta=1.0)
-    assert len(model._samplers) == 2 and not np.array_equal(deterministic, noisy)
+    assert len(model._generators) == 2 and not np.array_equal(deterministic, noisy)
     np.testing.assert_array_equal(model.sample(key, 2, sampler="ddim", ddim_eta=0.0), deterministic)
-    assert len(model._samplers) == 2
+    assert len(model._generators) == 2
     with pytest.raises(ConfigError, match="sampler=.euler. is not accepted"):
         train_ddpm.make_sampler(model.config, model.image_shape, 2, "euler")
 

@@ -75,9 +75,11 @@ def test_conditional_needs_labels(data_dir, tmp_path):
 
 def _train_without_evaluation(c, workdir):
     """train.vae.run, minus the final evaluation (the sweep's subject is the training step)."""
-    train_vae.check_config(c)
-    task = train_vae.make_task(c, data.load_images(c.dataset, c.data_dir))
-    return loop.train(c, workdir, dataclasses.replace(task, evaluate=None))
+    train_vae.SCHEMA.check(c)
+    ds = data.load_images(c.dataset, c.data_dir)
+    return loop.train(
+        c, workdir, dataclasses.replace(train_vae.make_task(c, ds.spec), batches=data.training_batches(c, ds))
+    )
 
 
 def test_beta_sweep_replicas_equal_single_runs(data_dir, tmp_path):

@@ -12,12 +12,11 @@ Default: the generated 2M-token corpus, window 5, 100 dimensions, well under a m
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import scipy.sparse
 
-from train.core import cli, config as config_lib, files, fit as fit_lib
+from train.core import cli, config as config_lib, entry, files, fit as fit_lib
 from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import text as text_data, vectors
@@ -50,9 +49,6 @@ SCHEMA = config_lib.Schema(
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-check_config = SCHEMA.check
-
-
 def save_counts(path: str, key: str, counts) -> None:
     x = scipy.sparse.csr_matrix(counts)
     files.save_npz(path, key=np.array(key), data=x.data, indices=x.indices, indptr=x.indptr, shape=np.array(x.shape))
@@ -69,9 +65,10 @@ def load_counts(path: str, key: str | None):
     return files.load_npz(path, read)
 
 
-def run(config, workdir: str) -> dict:
+def fit_vectors(config, workdir: str) -> dict:
+    """Count (or reuse) the co-occurrences of a checked config in workdir, fit the vectors, evaluate and write
+    them; the figures."""
     c = config
-    check_config(c)
     eval_sets = word_eval.load_eval_sets(c)
     source = text_data.corpus_of(c)
     corpus_key = text_data.cache_key(source, c.min_count, c.max_vocab)
@@ -114,5 +111,8 @@ def run(config, workdir: str) -> dict:
     return fit_lib.run(c, workdir, fit_lib.Fit("cooccurrence", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
 
 
+ENTRY = entry.Entry("cooccurrence", __doc__, __file__, SCHEMA, fit_vectors)
+run = ENTRY.run
+
 if __name__ == "__main__":
-    cli.main(sys.modules[__name__])
+    cli.main(ENTRY)

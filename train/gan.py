@@ -11,7 +11,6 @@ value V(D, G), sample quality), samples/{samples,interpolation}_*.png.
 from __future__ import annotations
 
 import functools
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +39,7 @@ SCHEMA = config_lib.Schema(
     config_lib.latent_network_keys(ARCHS, "generator and discriminator", "z", 32, (256, 256), "of both networks"),
     evaluation.eval_keys(num_samples=500),
     evaluation.INTERPOLATION_KEYS,
+    image_runs.SAMPLE_KEYS,
     checks=(evaluation.check_eval_config,),
     defaults=dict(
         num_steps=10000,
@@ -70,9 +70,6 @@ SCHEMA = config_lib.Schema(
 
 
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
-
-
-check_config = SCHEMA.check
 
 
 def make_nets(c, image_shape):
@@ -109,9 +106,9 @@ def per_network(txs: dict) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def make_task(c, ds: data.ImageData) -> loop.Task:
-    evaluation.check_dataset_for_eval(c, ds)
-    gen, disc = make_nets(c, ds.image_shape)
+def make_task(c, spec: data.ImageSpec) -> loop.Task:
+    """The training part: generator and discriminator of config.model, each step D's update then G's."""
+    gen, disc = make_nets(c, spec.image_shape)
     txs = optimizers(c)
     latent = c.model.latent_dim
     g_apply = lambda p, z: gen.apply({"params": p}, z)
@@ -121,7 +118,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         kg, kd = jax.random.split(key)
         return {
             "generator": gen.init(kg, jnp.zeros((1, latent)))["params"],
-            "discriminator": disc.init(kd, jnp.zeros((1, *ds.image_shape)))["params"],
+            "discriminator": disc.init(kd, jnp.zeros((1, *spec.image_shape)))["params"],
         }
 
     def d_objective(d_params, real, fake, key):
@@ -173,6 +170,26 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
         }
         return new, metrics
 
+    return loop.Task("gan", init_params, train_step=train_step, optimizer=per_network(txs))
+
+
+def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:
+    """num_images images a call of the (EMA) generator, from z ~ N(0, I)."""
+    gen, _ = make_nets(c, spec.image_shape)
+    generate = jax.jit(
+        lambda p, k: gen.apply({"params": p["generator"]}, jax.random.normal(k, (num_images, c.model.latent_dim)))
+    )
+    return image_runs.Generator(lambda p, k, y: data.signed_to_uint8(generate(p, k)))
+
+
+def make_evaluation(c, ds: data.ImageData) -> dict:
+    """{'evaluate'}: samples, an interpolation in z, the test minimax value and sample quality."""
+    evaluation.check_dataset_for_eval(c, ds)
+    gen, disc = make_nets(c, ds.image_shape)
+    latent = c.model.latent_dim
+    g_apply = lambda p, z: gen.apply({"params": p}, z)
+    d_apply = lambda p, x: disc.apply({"params": p}, x)
+
     @functools.partial(jax.jit, static_argnums=2)
     def generate(g_params, key, n):
         return g_apply(g_params, jax.random.normal(key, (n, latent)))
@@ -206,20 +223,11 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task(
-        "gan",
-        init_params,
-        train_step=train_step,
-        optimizer=per_network(txs),
-        evaluate=evaluate,
-        batches=data.training_batches(c, ds),
-    )
+    return {"evaluate": evaluate}
 
 
-def run(config, workdir: str) -> dict:
-    """Train in workdir (resuming the run there) and return the last figures."""
-    return image_runs.train(config, workdir, check_config, make_task)
-
+ENTRY = image_runs.ImageModel("gan", SCHEMA, make_task, make_evaluation, make_generator).entry(__doc__, __file__)
+run, load, sample_workdir = ENTRY.run, ENTRY.load, ENTRY.sample
 
 if __name__ == "__main__":
-    cli.main(sys.modules[__name__])
+    cli.main(ENTRY)

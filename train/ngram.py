@@ -11,11 +11,10 @@ loads them instead of counting again. Default: the generated 2M-token corpus, or
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
-from train.core import cli, config as config_lib, files, fit as fit_lib
+from train.core import cli, config as config_lib, entry, files, fit as fit_lib
 from train.core.config import Key
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data
@@ -25,6 +24,14 @@ from zoo.text import Vocab, tokenize
 SMOOTHINGS = ("all", "kneser_ney", "add_k")
 COUNTS_FILE = "ngram_counts.npz"
 FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "order")  # what the saved counts depend on
+
+
+def check_order(c) -> None:
+    """Kneser-Ney discounts lower orders: order >= 2."""
+    if c.smoothing == "kneser_ney" and c.order < 2:
+        raise ConfigError(
+            f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 (or smoothing='add_k')"
+        )
 
 
 SCHEMA = config_lib.Schema(
@@ -42,20 +49,12 @@ SCHEMA = config_lib.Schema(
         "num_samples": Key(5, "sentences sampled from each highest-order model", range=">= 0"),
         "max_sample_len": Key(30, "words per sampled sentence at most", range=">= 1"),
     },
+    checks=(check_order,),
     variants={"smoke": {"num_tokens": 20_000, "num_samples": 2}},
 )
 
 
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
-
-
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
-    SCHEMA.check(c)
-    if c.smoothing == "kneser_ney" and c.order < 2:
-        raise ConfigError(
-            f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 (or smoothing='add_k')"
-        )
 
 
 # ----------------------------------------------------------------------------- counts, saved and loaded
@@ -150,9 +149,9 @@ def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
 # ----------------------------------------------------------------------------- run
 
 
-def run(config, workdir: str) -> dict:
+def count_and_evaluate(config, workdir: str) -> dict:
+    """Count (or reuse) the n-grams of a checked config in workdir, evaluate and sample the model; the figures."""
     c = config
-    check_config(c)
     source = text_data.corpus_of(c)
     train, test = source.split("train"), source.split("test")
     path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), counts_key(source, c)
@@ -205,5 +204,8 @@ def run(config, workdir: str) -> dict:
     return fit_lib.run(c, workdir, fit_lib.Fit("ngram", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
 
 
+ENTRY = entry.Entry("ngram", __doc__, __file__, SCHEMA, count_and_evaluate)
+run = ENTRY.run
+
 if __name__ == "__main__":
-    cli.main(sys.modules[__name__])
+    cli.main(ENTRY)

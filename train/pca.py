@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from train.core import cli, config as config_lib, files, fit as fit_lib
+from train.core import cli, config as config_lib, entry, files, fit as fit_lib
 from train.core.config import Key
 from train.core.writers import MetricsWriter, image_grid
 from train.data import images as data
@@ -30,6 +29,12 @@ from zoo import autoencoder as ae, pca as pca_lib
 METHODS = ("exact", "randomized")
 PCA_FIELDS = ("mean", "components", "singular_values", "explained_variance", "explained_variance_ratio")
 FIT_KEYS = ("dataset", "num_components", "method", "seed", "fit_examples")  # what the saved PCA depends on
+
+
+def check_k(c) -> None:
+    """k of at most num_components components (when set)."""
+    if c.num_components and c.k > c.num_components:
+        raise config_lib.ConfigError(f"config.k={c.k} must be at most config.num_components={c.num_components}")
 
 
 SCHEMA = config_lib.Schema(
@@ -52,19 +57,12 @@ SCHEMA = config_lib.Schema(
         "density.num_components": Key(10, "components of the 'gmm' code density", range=">= 1"),
     },
     evaluation.eval_keys(num_samples=500),
+    checks=(evaluation.check_eval_config, check_k),
     variants={"smoke": {**evaluation.SMOKE, "k": 5, "ks": (1, 2, 5, 10), "eval.test_examples": 0}},
 )
 
 
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
-
-
-def check_config(c) -> None:
-    """ConfigError naming the first value SCHEMA does not accept, or keys that do not fit together."""
-    SCHEMA.check(c)
-    evaluation.check_eval_config(c)
-    if c.num_components and c.k > c.num_components:
-        raise config_lib.ConfigError(f"config.k={c.k} must be at most config.num_components={c.num_components}")
 
 
 def flatten(images) -> jax.Array:
@@ -96,9 +94,10 @@ def truncate(p: pca_lib.PCA, k: int) -> pca_lib.PCA:
     )
 
 
-def run(config, workdir: str) -> dict:
+def fit_and_evaluate(config, workdir: str) -> dict:
+    """Fit (or reuse) the PCA of a checked config in workdir, evaluate it at every k of config.ks, write the
+    figures; the last figures."""
     c = config
-    check_config(c)
     ds = data.images_of(c)
     evaluation.check_dataset_for_eval(c, ds)
     n_fit = min(c.fit_examples or len(ds.train), len(ds.train))
@@ -211,5 +210,8 @@ def components_grid(p: pca_lib.PCA, shape, n: int) -> np.ndarray:
     return image_grid(tiles)
 
 
+ENTRY = entry.Entry("pca", __doc__, __file__, SCHEMA, fit_and_evaluate)
+run = ENTRY.run
+
 if __name__ == "__main__":
-    cli.main(sys.modules[__name__])
+    cli.main(ENTRY)

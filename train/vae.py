@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +45,7 @@ SCHEMA = config_lib.Schema(
     config_lib.latent_network_keys(vae.ARCHS, "encoder and decoder", "z", 8, (256, 128), "the decoder mirrors them"),
     evaluation.eval_keys(num_samples=500),
     evaluation.INTERPOLATION_KEYS,
+    image_runs.SAMPLE_KEYS,
     {"eval.iwae_k": Key(100, "importance samples of the IWAE bound on log p(x)", range=">= 1")},
     checks=(evaluation.check_eval_config,),
     defaults={**config_lib.IMAGE_RECIPE, "num_steps": 10000, "checkpoint_every": 2000},
@@ -70,52 +70,70 @@ SCHEMA = config_lib.Schema(
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-check_config = SCHEMA.check
-
-
-def make_task(c, ds: data.ImageData) -> loop.Task:
-    evaluation.check_dataset_for_eval(c, ds)
-    if c.conditional and ds.num_classes < 2:
-        raise data.DataError(
-            f"config.conditional=True needs labelled data; dataset {ds.name!r} has {ds.num_classes} class"
-        )
-    num_classes = ds.num_classes if c.conditional else 0
-    net = vae.VAE(
-        tuple(ds.image_shape),
+def make_net(c, spec: data.ImageSpec) -> vae.VAE:
+    """The VAE of config.model on images of spec.image_shape, conditioned on spec's labels for a CVAE."""
+    return vae.VAE(
+        tuple(spec.image_shape),
         latent_dim=c.model.latent_dim,
         arch=c.model.arch,
         likelihood=c.likelihood,
         hidden=tuple(c.model.hidden),
         channels=tuple(c.model.channels),
-        num_classes=num_classes,
+        num_classes=spec.num_classes if c.conditional else 0,
         dtype=config_lib.compute_dtype(c),
     )
+
+
+def labels_of(c):
+    return (lambda y: jnp.asarray(y, jnp.int32)) if c.conditional else (lambda y: None)
+
+
+def decoder_kwargs(c) -> dict:
+    """The likelihood of the decoder: Bernoulli, or Gaussian of variance 1/(2C)."""
+    return dict(likelihood=c.likelihood, obs_log_var=math.log(1.0 / (2.0 * c.C)))
+
+
+def make_task(c, spec: data.ImageSpec) -> loop.Task:
+    """The training part: the VAE of config.model, the loss of config.loss (times beta on the KL)."""
+    if c.conditional:
+        data.check_labels(spec, "conditional", True)
+    net = make_net(c, spec)
     apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
-    obs_log_var = math.log(1.0 / (2.0 * c.C))
-    labels_of = (lambda y: jnp.asarray(y, jnp.int32)) if c.conditional else (lambda y: None)
-    kw = dict(likelihood=c.likelihood, obs_log_var=obs_log_var)
+    y_of = labels_of(c)
 
     def init_params(key):
         y = jnp.zeros((1,), jnp.int32) if c.conditional else None
-        return net.init(key, jnp.zeros((1, *ds.image_shape)), labels=y)["params"]
+        return net.init(key, jnp.zeros((1, *spec.image_shape)), labels=y)["params"]
 
     def loss_fn(params, batch, key, beta=c.beta):  # beta: a sweep's replica passes its own (config.sweep.beta)
-        per, terms = vae.vae_loss(
-            params,
-            apply,
-            data.to_unit(batch["image"]),
-            key,
-            loss=c.loss,
-            beta=beta,
-            C=c.C,
-            labels=labels_of(batch["label"]),
-            **kw,
-        )
+        x, y = data.to_unit(batch["image"]), y_of(batch["label"])
+        per, terms = vae.vae_loss(params, apply, x, key, loss=c.loss, beta=beta, C=c.C, labels=y, **decoder_kwargs(c))
         return jnp.mean(per), {k: jnp.mean(v) for k, v in terms.items()}
+
+    return loop.Task("vae", init_params, loss_fn=loss_fn, hparams=("beta",))
+
+
+def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:
+    """num_images decoded draws of the prior a call (the decoder's mean), of the labels given for a CVAE."""
+    net = make_net(c, spec)
+    apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
+    generate = jax.jit(
+        lambda p, k, y: vae.sample(p, apply, k, num_images, c.model.latent_dim, likelihood=c.likelihood, labels=y)
+    )
+    draw = lambda p, k, y: data.unit_to_uint8(generate(p, k, None if y is None else jnp.asarray(y, jnp.int32)))
+    return image_runs.Generator(draw, spec.num_classes if c.conditional else 0)
+
+
+def make_evaluation(c, ds: data.ImageData) -> dict:
+    """{'evaluate'}: the test ELBO and IWAE bound, reconstructions, the latent means, samples, interpolations."""
+    evaluation.check_dataset_for_eval(c, ds)
+    net, y_of, kw = make_net(c, ds), labels_of(c), decoder_kwargs(c)
+    apply = lambda params, x, **kw: net.apply({"params": params}, x, **kw)
+    num_classes = ds.num_classes if c.conditional else 0
 
     @jax.jit
     def test_figures(params, images, labels, key):
-        x, y = data.to_unit(images), labels_of(labels)
+        x, y = data.to_unit(images), y_of(labels)
         k_elbo, k_iwae = jax.random.split(key)
         _, terms = vae.vae_loss(params, apply, x, k_elbo, loss="elbo", labels=y, **kw)
         iwae = vae.iwae_bound(params, apply, x, k_iwae, c.eval.iwae_k, labels=y, **kw)
@@ -168,9 +186,7 @@ def make_task(c, ds: data.ImageData) -> loop.Task:
             scalars.update(quality(samples[: c.eval.num_samples]))
         return scalars, images
 
-    return loop.Task(
-        "vae", init_params, loss_fn=loss_fn, hparams=("beta",), evaluate=evaluate, batches=data.training_batches(c, ds)
-    )
+    return {"evaluate": evaluate}
 
 
 def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -184,10 +200,8 @@ def interpolation_pairs(labels, rows: int, same_label: bool) -> tuple[np.ndarray
     return starts, np.asarray(ends)
 
 
-def run(config, workdir: str) -> dict:
-    """Train in workdir (resuming the run there) and return the last figures."""
-    return image_runs.train(config, workdir, check_config, make_task)
-
+ENTRY = image_runs.ImageModel("vae", SCHEMA, make_task, make_evaluation, make_generator).entry(__doc__, __file__)
+run, load, sample_workdir = ENTRY.run, ENTRY.load, ENTRY.sample
 
 if __name__ == "__main__":
-    cli.main(sys.modules[__name__])
+    cli.main(ENTRY)

@@ -1,13 +1,15 @@
 """Command line of every module: `python -m train.<model> [--workdir DIR] [--config=FILE.py[:VARIANT]]
 [--config.KEY=VALUE ...]`, and `--help` for its flags and every config key.
 
-`--config` defaults to the module's own file, so its `get_config()` is the config; a file of the user's whose
-`get_config()` returns a config (keys left out keep their defaults) may replace it, as Flax's examples take it,
-and `:VARIANT` picks a named variant (`--config=train/vae.py:smoke`). A module with a `sample_workdir(workdir,
-overrides)` (train.ddpm) also takes `--mode=sample`: the run in --workdir samples with its own config, changed by
---config.sample.KEY=VALUE overrides only. Bad input (unknown or mistyped flags and config keys, values out of
-range, unusable data or workdir) prints one line `error: ...` on stderr and exits with code 2 before anything is
-written. A run stopped by NaN/Inf prints one line and exits with code 1.
+It reads the module's declared contract only (its ENTRY, a train.core.entry.Entry). `--config` defaults to the
+module's own file, so its `get_config()` is the config; a file of the user's whose `get_config()` returns a config
+(keys left out keep their defaults) may replace it, as Flax's examples take it, and `:VARIANT` picks a named variant
+(`--config=train/vae.py:smoke`). A module that samples a trained run (Entry.sample: the image models) also takes
+`--mode=sample`: the run in --workdir samples with its own config, changed by --config.sample.KEY=VALUE overrides
+only. The module's process-wide settings (Entry.settings) are made before JAX starts. Bad input (unknown or
+mistyped flags and config keys, values out of range, unusable data or workdir) prints one line `error: ...` on
+stderr and exits with code 2 before anything is written. A run stopped by NaN/Inf prints one line and exits with
+code 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train.core import files, parallel
+from train.core.entry import Entry
 from train.core.errors import ConfigError, DataError, NonFiniteError
 
 __all__ = ["main", "help_text", "sample_overrides", "check_workdir", "check_data_dir"]
@@ -32,14 +35,15 @@ SAMPLE_MODE_HELP = (
 )
 
 
-def main(module) -> None:
-    """The command line of an entry-point module (its SCHEMA, run, docstring and file): parse, check, run."""
-    name = os.path.splitext(os.path.basename(module.__file__))[0]
+def main(entry: Entry) -> None:
+    """The command line of an entry module, from its declared Entry: parse, check, make its settings, run."""
     if any(a in HELP_FLAGS for a in sys.argv[1:]):
-        print(help_text(module))
+        print(help_text(entry))
         sys.exit(0)
-    flags.DEFINE_string("workdir", f"runs/{name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/.")
-    sample = getattr(module, "sample_workdir", None)  # a module that samples a trained run has --mode=sample
+    flags.DEFINE_string(
+        "workdir", f"runs/{entry.name}", "Directory for checkpoints, metrics.jsonl, samples/, tensorboard/."
+    )
+    sample = entry.sample  # a module that samples a trained run has --mode=sample
     if sample is not None:
         flags.DEFINE_enum(
             "mode", "train", ["train", "sample"], "train (or resume) in --workdir, or sample the run there."
@@ -48,7 +52,7 @@ def main(module) -> None:
     flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
     flags.DEFINE_integer("process_id", None, "This process's index in 0..num_processes-1.")
     try:  # ml_collections loads the file and applies sys.argv's overrides already here
-        config_flags.DEFINE_config_file("config", module.__file__, "A file whose get_config() returns the config.")
+        config_flags.DEFINE_config_file("config", entry.file, "A file whose get_config() returns the config.")
     except OVERRIDE_ERRORS as e:
         _bad_override(e)
 
@@ -70,17 +74,17 @@ def main(module) -> None:
                 f"get_config([VARIANT]) returns the config"
             )
         try:
+            entry.apply_settings(loaded)  # before anything starts JAX's backends
             if sample is not None and flags.FLAGS.mode == "sample":
                 sample(flags.FLAGS.workdir, sample_overrides(sys.argv[1:], loaded))
                 return
-            config = module.SCHEMA.complete(loaded)
+            config = entry.schema.complete(loaded)
             check_workdir(flags.FLAGS.workdir)
             check_data_dir(config)
-            parallel.deterministic_ops(config.get("deterministic", False))  # before anything starts JAX's backends
             parallel.initialize_distributed(
                 flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
             )
-            module.run(config, flags.FLAGS.workdir)
+            entry.run(config, flags.FLAGS.workdir)
         except USER_ERRORS as e:
             _fail(str(e))
         except NonFiniteError as e:
@@ -98,11 +102,10 @@ def main(module) -> None:
     app.run(_main, flags_parser=_parse_flags)
 
 
-def help_text(module) -> str:
+def help_text(entry: Entry) -> str:
     """The module's flags and every config key with its default, help and accepted values."""
-    name = os.path.splitext(os.path.basename(module.__file__))[0]
-    schema = module.SCHEMA
-    about = (module.__doc__ or "").strip().split("\n\n")
+    name, schema = entry.name, entry.schema
+    about = (entry.doc or "").strip().split("\n\n")
     variants = ", ".join(schema.variants) or "none"
     lines = [
         f"usage: python -m train.{name} [--workdir DIR] [--config=FILE.py[:VARIANT]] [--config.KEY=VALUE ...]",
@@ -117,7 +120,7 @@ def help_text(module) -> str:
         "  --config.KEY=VALUE         set one key of the config (tuples as '(16, 32)')",
         "  --coordinator_address=HOST:PORT --num_processes=N --process_id=I",
         "                             one process of a multi-process run (every host runs the same command)",
-        *(SAMPLE_MODE_HELP if hasattr(module, "sample_workdir") else ()),
+        *(SAMPLE_MODE_HELP if entry.sample is not None else ()),
         "  --help                     this text",
         "",
         "config keys (default, what it does [accepted]):",

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +53,8 @@ class Task:
       train.data.images.training_batches, word2vec's TrainingExamples.batches; the loop needs it to train
     export(state, workdir): write the model's deliverables (e.g. vectors.txt) at the end, lead process only
     init_aux() -> the initial state.aux, which train_step reads and replaces (e.g. the DDPM's loss history)
+    spec: what rebuilds the model without its data (an image model's image shape and number of classes), a dict
+      of JSON values recorded in workdir/spec.json, where train.data.image_runs.load reads it
     """
 
     name: str
@@ -66,6 +67,7 @@ class Task:
     batches: Callable[[int, int], Any] | None = None
     export: Callable[[state_lib.TrainState, str], None] | None = None
     init_aux: Callable[[], Any] | None = None
+    spec: dict | None = None
 
 
 def gradient_step(loss_fn: LossFn) -> StepFn:
@@ -232,13 +234,6 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
                 f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}"
             )
     lead = jax.process_index() == 0
-    if config.get("deterministic") and jax.default_backend() == "gpu" and not parallel.deterministic_ops(True):
-        print(
-            f"warning: config.deterministic=True, but JAX started before {parallel.DETERMINISTIC_FLAG} could be set; "
-            f"set XLA_FLAGS={parallel.DETERMINISTIC_FLAG}=true for a bit-identical resume on the GPU",
-            file=sys.stderr,
-            flush=True,
-        )
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir, lead):
@@ -246,19 +241,20 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
             workdir_lib.refuse_changed_data(workdir, data, "checkpoints")
             if lead:
                 workdir_lib.record_data(workdir, data)
+        if task.spec is not None and lead:
+            workdir_lib.record_spec(workdir, task.spec)
         return _train_locked(config, workdir, task, mesh, lead)
 
 
 def _train_locked(config, workdir, task, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     replicas = config_lib.sweep_replicas(config)
-    make_batches = task.batches
-    if make_batches is None:
+    if task.batches is None:
         raise ValueError(f"task {task.name!r} has no batches to train on (Task.batches)")
     host_iter = (
-        _StackedBatches([make_batches(config.batch_size, r.seed) for r in replicas])
+        _StackedBatches([task.batches(config.batch_size, r.seed) for r in replicas])
         if replicas
-        else make_batches(config.batch_size, config.seed)
+        else task.batches(config.batch_size, config.seed)
     )
     # Batches reach the devices a step ahead of use; checkpoints record the position of the steps taken.
     data_iter = parallel.DevicePrefetch(host_iter, mesh, axis=1 if replicas else 0)
@@ -281,108 +277,130 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
     # main log and in each replica's.
     writer = MetricsWriter(workdir, enabled=lead, keep_until=start)
     # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
-    replica_writers = [_replica_writer(workdir, i, config, r, lead, start) for i, r in enumerate(replicas)]
-    step = compile_step(task, config, mesh, replicas)
-    wait = parallel.wait_each_step()
-
-    last, saved = {}, start
-    pbar = tqdm(
-        total=config.num_steps,
-        initial=start,
-        desc=task.name,
-        unit="step",
-        dynamic_ncols=True,
-        disable=not (config.progress and lead),
-    )
+    writers = [writer, *(_replica_writer(workdir, i, config, r, lead, start) for i, r in enumerate(replicas))]
+    run = _Run(config, task, ckpt, data_iter, writers, start, lead)
     try:
-        with _Interrupts() as interrupts:
-            pending, timed_steps, t0, t_start, first_step_secs = [], 0, None, time.perf_counter(), None
-            skipped = 0
-            for s in range(start + 1, config.num_steps + 1):
-                state, metrics, finite = step(state, next(data_iter))
-                if wait:
-                    jax.block_until_ready(state)
-                pending.append((s, metrics, finite))
-                if t0 is None:  # the first step carries compilation: time from its end
-                    jax.block_until_ready(metrics)
-                    t0 = time.perf_counter()
-                    first_step_secs = t0 - t_start
-                else:
-                    timed_steps += 1
-                stop = interrupts.signum  # read once: a signal arriving later is handled at the next step
-                log_now = s % config.log_every == 0 or s == config.num_steps
-                save_now = s % config.checkpoint_every == 0 or s == config.num_steps or stop
-                if log_now or save_now:
-                    bad = _first_non_finite(pending)
-                    if bad and config.nan_policy == "stop":
-                        raise NonFiniteError(
-                            f"non-finite {', '.join(f'{k}={v}' for k, v in bad[1].items())} at step {bad[0]}; no "
-                            f"checkpoint was written after step {saved}. Lower config.learning_rate, check the data, "
-                            f"or set config.nan_policy=skip"
-                        )
-                if log_now:
-                    flags = jax.device_get([f for _, _, f in pending])
-                    skipped += int(len(flags) - np.sum(flags))
-                    last = _mean_metrics([m for (_, m, _), ok in zip(pending, flags) if ok] or [pending[-1][1]])
-                    elapsed = time.perf_counter() - t0
-                    if timed_steps:
-                        last["examples_per_sec"] = timed_steps * config.batch_size / elapsed
-                    if first_step_secs is not None:  # compile + first step, reported once per process start
-                        last["first_step_secs"], first_step_secs = first_step_secs, None
-                    if config.nan_policy == "skip":
-                        last["skipped_steps"] = skipped
-                        ran = s - start
-                        if ran >= MIN_STEPS_FOR_SHARE and skipped > MAX_SKIPPED_SHARE * ran:
-                            raise NonFiniteError(
-                                f"{skipped} of the {ran} steps since step {start} were non-finite and skipped, more "
-                                f"than {MAX_SKIPPED_SHARE:.0%}; stopping (no checkpoint after step {saved}). Lower "
-                                f"config.learning_rate or check the data"
-                            )
-                    if replicas:
-                        for i, w in enumerate(replica_writers):
-                            w.scalars(s, {k: v[i] if np.ndim(v) else v for k, v in last.items()})
-                        last = {k: float(np.mean(v)) for k, v in last.items()}  # the main log: replica means
-                    writer.scalars(s, last)
-                    pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
-                    pending, timed_steps, t0 = [], 0, time.perf_counter()
-                if save_now:
-                    ckpt.save(s, state, data_iter)
-                    saved = s
-                pbar.update(1)
-                if stop:
-                    name = signal.Signals(stop).name
-                    pbar.close()
-                    print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
-                    raise SystemExit(128 + stop)
-                if task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
-                    _evaluate_all(task, state, s, writer, replica_writers)
-        pbar.close()
+        state = run.steps(state, compile_step(task, config, mesh, replicas))
         if task.evaluate:
-            last.update(_evaluate_all(task, state, config.num_steps, writer, replica_writers))
+            run.last.update(_evaluate_all(task, state, config.num_steps, writer, writers[1:]))
         if task.export and lead:
-            for i, w in enumerate(replica_writers):
+            for i, w in enumerate(writers[1:]):
                 task.export(_replica(state, i), w.workdir)
             if not replicas:
                 task.export(state, workdir)
     finally:
-        pbar.close()
+        run.pbar.close()
         ckpt.close()
-        for w in [writer, *replica_writers]:
+        for w in writers:
             w.close()
     if lead:
+        run.summary(workdir)
+    return run.last
+
+
+class _Run:
+    """The steps of a run from `start`: the step loop, its logs, checkpoints, interrupts and the summary."""
+
+    def __init__(self, config, task, ckpt, data_iter, writers, start: int, lead: bool):
+        self.config, self.task, self.ckpt, self.data_iter = config, task, ckpt, data_iter
+        self.writer, self.replica_writers, self.start = writers[0], writers[1:], start
+        self.last, self.saved, self.skipped = {}, start, 0
+        self.pending, self.timed_steps, self.t0, self.first_step_secs = [], 0, None, None
+        self.pbar = tqdm(
+            total=config.num_steps,
+            initial=start,
+            desc=task.name,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not (config.progress and lead),
+        )
+
+    def steps(self, state, step):
+        config, wait, t_start = self.config, parallel.wait_each_step(), time.perf_counter()
+        with _Interrupts() as interrupts:
+            for s in range(self.start + 1, config.num_steps + 1):
+                state, metrics, finite = step(state, next(self.data_iter))
+                if wait:
+                    jax.block_until_ready(state)
+                self.pending.append((s, metrics, finite))
+                if self.t0 is None:  # the first step carries compilation: time from its end
+                    jax.block_until_ready(metrics)
+                    self.t0 = time.perf_counter()
+                    self.first_step_secs = self.t0 - t_start
+                else:
+                    self.timed_steps += 1
+                stop = interrupts.signum  # read once: a signal arriving later is handled at the next step
+                log_now = s % config.log_every == 0 or s == config.num_steps
+                save_now = s % config.checkpoint_every == 0 or s == config.num_steps or stop
+                if (log_now or save_now) and config.nan_policy == "stop":
+                    self.stop_on_non_finite()
+                if log_now:
+                    self.log(s)
+                if save_now:
+                    self.ckpt.save(s, state, self.data_iter)
+                    self.saved = s
+                self.pbar.update(1)
+                if stop:
+                    self.pbar.close()
+                    name = signal.Signals(stop).name
+                    print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
+                    raise SystemExit(128 + stop)
+                if self.task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
+                    _evaluate_all(self.task, state, s, self.writer, self.replica_writers)
+        self.pbar.close()
+        return state
+
+    def stop_on_non_finite(self) -> None:
+        bad = _first_non_finite(self.pending)
+        if bad:
+            raise NonFiniteError(
+                f"non-finite {', '.join(f'{k}={v}' for k, v in bad[1].items())} at step {bad[0]}; no "
+                f"checkpoint was written after step {self.saved}. Lower config.learning_rate, check the data, "
+                f"or set config.nan_policy=skip"
+            )
+
+    def log(self, s: int) -> None:
+        """The means of the metrics since the last log, the speed and (once) the first step's seconds."""
+        config, pending = self.config, self.pending
+        flags = jax.device_get([f for _, _, f in pending])
+        self.skipped += int(len(flags) - np.sum(flags))
+        last = _mean_metrics([m for (_, m, _), ok in zip(pending, flags) if ok] or [pending[-1][1]])
+        elapsed = time.perf_counter() - self.t0
+        if self.timed_steps:
+            last["examples_per_sec"] = self.timed_steps * config.batch_size / elapsed
+        if self.first_step_secs is not None:  # compile + first step, reported once per process start
+            last["first_step_secs"], self.first_step_secs = self.first_step_secs, None
+        if config.nan_policy == "skip":
+            last["skipped_steps"] = self.skipped
+            ran = s - self.start
+            if ran >= MIN_STEPS_FOR_SHARE and self.skipped > MAX_SKIPPED_SHARE * ran:
+                raise NonFiniteError(
+                    f"{self.skipped} of the {ran} steps since step {self.start} were non-finite and skipped, more "
+                    f"than {MAX_SKIPPED_SHARE:.0%}; stopping (no checkpoint after step {self.saved}). Lower "
+                    f"config.learning_rate or check the data"
+                )
+        if self.replica_writers:
+            for i, w in enumerate(self.replica_writers):
+                w.scalars(s, {k: v[i] if np.ndim(v) else v for k, v in last.items()})
+            last = {k: float(np.mean(v)) for k, v in last.items()}  # the main log: replica means
+        self.writer.scalars(s, last)
+        self.pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
+        self.last, self.pending, self.timed_steps, self.t0 = last, [], 0, time.perf_counter()
+
+    def summary(self, workdir: str) -> None:
+        config, skipped = self.config, self.skipped
         samples = os.path.join(workdir, "samples")
         latest = sorted(os.listdir(samples))[-1:] if os.path.isdir(samples) else []
         warning = (
-            (f"  warning: {skipped} of the {config.num_steps - start} steps were non-finite and skipped",)
+            (f"  warning: {skipped} of the {config.num_steps - self.start} steps were non-finite and skipped",)
             if config.nan_policy == "skip" and skipped
             else ()
         )
         workdir_lib.print_summary(
-            f"{task.name}: finished at step {config.num_steps}; workdir {workdir}",
-            last,
+            f"{self.task.name}: finished at step {config.num_steps}; workdir {workdir}",
+            self.last,
             (*warning, *(f"  samples in {samples}/ (latest: {name})" for name in latest)),
         )
-    return last
 
 
 def _replica(state, i):

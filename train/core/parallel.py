@@ -175,7 +175,7 @@ def read_options(on_cpu: int, num_threads: int | None = None) -> grain.ReadOptio
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops"
 
 
-def deterministic_ops(on: bool) -> bool:
+def deterministic_ops(on: bool = True) -> bool:
     """config.deterministic: have XLA:GPU run scatter-adds and reductions in a fixed order (its default is atomics
     whose order varies from run to run), so a resumed GPU run is bit-identical to one never interrupted. XLA:CPU
     and TPU programs are deterministic already and read no such flag. Acts only before JAX's backends start and
@@ -183,6 +183,33 @@ def deterministic_ops(on: bool) -> bool:
     if not on:
         return False
     return _default_xla_flag(DETERMINISTIC_FLAG, "true", cpu_only=False)
+
+
+# The process-wide settings an entry module may declare (train.core.entry.Entry.settings): the XLA flag each sets and
+# the backend that reads it.
+SETTINGS = {
+    "xla_cpu_convolutions": (f"{YNN_FUSIONS_FLAG}=", "cpu"),
+    "schedule_depth_first": ("--xla_cpu_enable_concurrency_optimized_scheduler=false", "cpu"),
+    "deterministic_ops": (f"{DETERMINISTIC_FLAG}=true", "gpu"),
+}
+
+
+def apply_settings(settings) -> list[str]:
+    """Make each process-wide setting (setters named in SETTINGS) and return the names of those not in force
+    because JAX's backends had started before, on the backend that reads them (none on another backend)."""
+    started = xla_bridge.backends_are_initialized()
+    missed = []
+    for setter in settings:
+        in_force = setter()
+        if not in_force and started and jax.default_backend() == SETTINGS[setter.__name__][1]:
+            missed.append(setter.__name__)
+    return missed
+
+
+def settings_hint(names) -> str:
+    """How to make the settings `names` where JAX starts before the module does."""
+    flags = " ".join(SETTINGS[n][0] for n in names)
+    return f"set XLA_FLAGS='{flags}' before JAX starts, or run the module from the command line"
 
 
 def wait_each_step() -> bool:

@@ -18,10 +18,13 @@ __all__ = [
     "refuse_changed",
     "refuse_changed_data",
     "record_data",
+    "record_spec",
+    "read_spec",
     "print_summary",
 ]
 
 DATA_FILE = "data.json"  # what the run's artefacts were made from: the fingerprint of its dataset or corpus
+SPEC_FILE = "spec.json"  # what rebuilds the run's model without its data (loop.Task.spec)
 
 
 def make_workdir(workdir: str) -> None:
@@ -108,6 +111,17 @@ def refuse_changed_data(workdir: str, data: dict, artefact: str) -> None:
 def record_data(workdir: str, data: dict) -> None:
     """workdir/data.json: the fingerprint of the data the run's artefacts are made from."""
     files.write_json(os.path.join(workdir, DATA_FILE), data)
+
+
+def record_spec(workdir: str, spec: dict) -> None:
+    """workdir/spec.json: what rebuilds the run's model without its data (Task.spec)."""
+    files.write_json(os.path.join(workdir, SPEC_FILE), spec)
+
+
+def read_spec(workdir: str) -> dict | None:
+    """workdir/spec.json (record_spec), or None where the run was written before runs recorded it."""
+    path = os.path.join(workdir, SPEC_FILE)
+    return files.read_json(path, "the model spec of the run in this workdir") if os.path.lexists(path) else None
 
 
 def _holds(path: str) -> bool:

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import struct
 import zipfile
 import zlib
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from train.core import files, parallel
-from train.core.errors import DataError, quiet_library_logs
+from train.core.errors import ConfigError, DataError, quiet_library_logs
 
 DIGITS = "digits"
 
@@ -97,6 +98,38 @@ def prepare_digits(data_dir: str | None = None):
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """What an image model is built from, without the images: the dataset's name, the image shape [H, W, C] and
+    the number of classes (1: unlabelled). A run records it (workdir/spec.json) to be rebuilt without its data."""
+
+    name: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+
+    def to_json(self) -> dict:
+        return {"dataset": self.name, "image_shape": list(self.image_shape), "num_classes": self.num_classes}
+
+    @classmethod
+    def from_json(cls, d: dict) -> ImageSpec:
+        return cls(str(d["dataset"]), tuple(int(n) for n in d["image_shape"]), int(d["num_classes"]))
+
+
+def check_labels(spec: ImageSpec, key: str, value, num_classes: int = 0) -> None:
+    """DataError where config.<key>=value asks for the labels of an unlabelled dataset; ConfigError where a model
+    of num_classes classes (> 0) does not fit the dataset's number of labels."""
+    if spec.num_classes < 2:
+        raise DataError(
+            f"config.{key}={value!r} needs labelled data; dataset {spec.name!r} has no labels ({spec.num_classes} "
+            f"class); accepted: config.{key}={0 if num_classes else False}"
+        )
+    if num_classes and num_classes != spec.num_classes:
+        raise ConfigError(
+            f"config.{key}={value!r} does not match dataset {spec.name!r}, which has {spec.num_classes} classes; "
+            f"accepted: 0 (unconditional) or {spec.num_classes}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class ImageData:
     """A dataset's two splits as random-access sources, and what a model needs to know of them."""
 
@@ -106,6 +139,13 @@ class ImageData:
     image_shape: tuple[int, int, int]
     num_classes: int
     fingerprint: dict = dataclasses.field(default_factory=dict)  # what a resumed run must find again
+    # A file-name-safe name of the images' content, which keys caches made from them (the feature classifier):
+    # each source declares its own (the TFDS name; npz- or images- and a hash of the bytes read).
+    content_key: str = ""
+
+    @property
+    def spec(self) -> ImageSpec:
+        return ImageSpec(self.name, tuple(self.image_shape), self.num_classes)
 
 
 class _ArraySource:
@@ -205,13 +245,15 @@ def load_npz(path: str) -> ImageData:
         x, xt, y, yt = x[:cut], x[cut:], y[:cut], y[cut:]
     num_classes = int(max(y.max(initial=0), yt.max(initial=0))) + 1
     name = f"npz:{path}"
+    fingerprint = {"dataset": f"npz:{os.path.abspath(path)}", **files.fingerprint(path)}
     return ImageData(
         name,
         _ArraySource(x, y),
         _ArraySource(xt, yt),
         tuple(x.shape[1:]),
         num_classes,
-        {"dataset": f"npz:{os.path.abspath(path)}", **files.fingerprint(path)},
+        fingerprint,
+        "npz-" + (fingerprint.get("sha256") or fingerprint["sha256_sampled"])[:20],
     )
 
 
@@ -343,6 +385,7 @@ def load_tfds(name: str, data_dir: str | None, download: bool = True) -> ImageDa
         shape,
         int(num_classes),
         fingerprint,
+        re.sub(r"[^A-Za-z0-9_.-]+", "_", name),
     )
 
 
@@ -491,7 +534,8 @@ def load_image_folder(
     held_out = np.arange(len(images)) % 10 == 9
     train, test = _Rows(images, labels, np.flatnonzero(~held_out)), _Rows(images, labels, np.flatnonzero(held_out))
     fingerprint = {"dataset": f"images:{root}", "sha256": digest, "files": len(found), "skipped": info["skipped"]}
-    return ImageData(f"images:{path}", train, test, tuple(images.shape[1:]), max(1, len(classes)), fingerprint)
+    shape, num_classes = tuple(images.shape[1:]), max(1, len(classes))
+    return ImageData(f"images:{path}", train, test, shape, num_classes, fingerprint, f"images-{digest[:20]}")
 
 
 def _decode_folder(path, root, found, classes, channels, image_size, skip_bad, cache) -> None:

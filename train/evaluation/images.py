@@ -32,11 +32,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,20 +83,11 @@ def default_data_dir() -> str:
 
 
 def dataset_key(ds: data.ImageData) -> str:
-    """A file-name-safe name for the dataset's content: the TFDS name, or 'npz-<sha256 of the file>'."""
-    if ds.name.startswith("npz:"):
-        path = ds.name[4:]
-        try:
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
-        except OSError as e:
-            raise data.DataError(
-                f"dataset {ds.name!r}: cannot read the file to key the feature classifier's cache ({e})"
-            ) from None
-        return f"npz-{digest[:20]}"
-    if ds.name.startswith("images:"):
-        return f"images-{ds.fingerprint['sha256'][:20]}"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.name)
+    """The name of the dataset's content its source declares (ImageData.content_key: the TFDS name, or npz- or
+    images- and a hash of the bytes read), so the classifier's cache follows the content, not the path."""
+    if not ds.content_key:
+        raise ValueError(f"dataset {ds.name!r} declares no content_key; its source must name its content")
+    return ds.content_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,6 +332,22 @@ def _check_int(name, v, low):
     return int(v)
 
 
+def _cached_extractor(net, template, image_shape, params_path: str, info_path: str) -> FeatureExtractor:
+    """The feature classifier cached in params_path, with its info_path."""
+    with open(info_path) as f:
+        info = json.load(f)
+    with open(params_path, "rb") as f:
+        try:
+            params = flax.serialization.from_bytes(template, f.read())
+        except Exception as e:
+            raise RuntimeError(
+                f"feature classifier cache {params_path} does not match the classifier "
+                f"({type(e).__name__}: {e}); delete it to retrain"
+            ) from None
+    params = jax.tree.map(jnp.asarray, params)
+    return FeatureExtractor(net, params, image_shape, float(info["test_accuracy"]), info, params_path)
+
+
 def feature_extractor(
     ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS, verbose: bool = True
 ) -> FeatureExtractor:
@@ -365,19 +370,7 @@ def feature_extractor(
 
     with _file_lock(os.path.join(root, key + ".lock")):
         if os.path.exists(info_path) and os.path.exists(params_path):  # info is renamed in last: it marks completion
-            with open(info_path) as f:
-                info = json.load(f)
-            with open(params_path, "rb") as f:
-                try:
-                    params = flax.serialization.from_bytes(template, f.read())
-                except Exception as e:
-                    raise RuntimeError(
-                        f"feature classifier cache {params_path} does not match the classifier "
-                        f"({type(e).__name__}: {e}); delete it to retrain"
-                    ) from None
-            params = jax.tree.map(jnp.asarray, params)
-            ext = FeatureExtractor(net, params, tuple(ds.image_shape), float(info["test_accuracy"]), info, params_path)
-            return ext
+            return _cached_extractor(net, template, tuple(ds.image_shape), params_path, info_path)
 
         train = data.as_arrays(ds.train)
         test = data.as_arrays(ds.test)
