@@ -9,7 +9,6 @@ optimizer and EMA, checkpoints and resume, logs, the progress bar and the final 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import threading
@@ -23,7 +22,14 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from train.core import checkpoint, config as config_lib, parallel, state as state_lib, workdir as workdir_lib
+from train.core import (
+    checkpoint,
+    config as config_lib,
+    parallel,
+    state as state_lib,
+    sweep as sweep_lib,
+    workdir as workdir_lib,
+)
 from train.core.errors import ConfigError, NonFiniteError
 from train.core.writers import MetricsWriter
 
@@ -86,55 +92,83 @@ def step_key(seed: int, step) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def compile_step(task: Task, config, mesh, replicas=()):
-    """The jitted step driver: (state, global batch) -> (state, metrics, finite), state replicated, batch sharded.
+class Single:
+    """One model's run, what the loop asks of it: its state, jitted step, data, logs, evaluation and export. A
+    sweep (train.core.sweep.Sweep) wraps one to run many replicas as one program."""
 
-    `finite` is False when any metric (loss, grad norm, ...) is NaN or Inf; with nan_policy='skip' the
-    state then keeps its previous values (only the step counter advances). With `replicas` (a sweep),
-    state and batch carry a leading replica axis and the step is vmapped over it.
-    """
-    step_fn = task.train_step or gradient_step(task.loss_fn)
-    skip = config.get("nan_policy", "stop") == "skip"
+    data_axis = 0  # the batch axis of the data stream
 
-    def one(state, batch, seed):
-        new, metrics = step_fn(state, batch, step_key(seed, state.step))
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
-        if skip:
-            new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state).replace(step=new.step)
-        return new, metrics, finite
+    def __init__(self, task: Task, config):
+        self.task, self.config = task, config
+        self.step_fn = task.train_step or gradient_step(task.loss_fn)
+        self.tx = task.optimizer or state_lib.make_optimizer(config)
+        self.init = jax.jit(task.init_params)  # one compiled program, not one per initialiser
 
-    if replicas:
-        seeds = jnp.asarray([r.seed for r in replicas])
-
-        def step(state, batch):
-            new, metrics, finite = jax.vmap(one)(state, batch, seeds)
-            return new, metrics, jnp.all(finite)
-    else:
-
-        def step(state, batch):
-            return one(state, batch, config.seed)
-
-    repl = parallel.replicated(mesh)
-    return jax.jit(step, donate_argnums=0, out_shardings=(repl, repl, repl))
-
-
-def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
-    """The initial state; for a sweep, the replicas' states stacked on a leading axis."""
-    tx = task.optimizer or state_lib.make_optimizer(config)
-    init = jax.jit(task.init_params)  # one compiled program, not one per initialiser
-
-    def make(seed, lr_scale=None, hparams=None):
+    def new_state(self, seed: int, lr_scale=None, hparams=None) -> state_lib.TrainState:
         key = jax.random.fold_in(jax.random.key(seed), -1 & 0x7FFFFFFF)  # distinct from every step key
-        aux = task.init_aux() if task.init_aux else None
-        state = state_lib.create_train_state(init(key), tx, config.get("ema_decay", 0.0), aux)
+        aux = self.task.init_aux() if self.task.init_aux else None
+        state = state_lib.create_train_state(self.init(key), self.tx, self.config.get("ema_decay", 0.0), aux)
         if lr_scale is not None:
             state = state.replace(lr_scale=jnp.float32(lr_scale))
         return state.replace(hparams={k: jnp.float32(v) for k, v in hparams.items()}) if hparams else state
 
-    if not replicas:
-        return parallel.replicate(make(config.seed), mesh)
-    states = [make(r.seed, r.learning_rate / config.learning_rate, r.values) for r in replicas]
-    return parallel.replicate(jax.tree.map(lambda *xs: jnp.stack(xs), *states), mesh)
+    def step(self, state, batch, seed):
+        """(state, metrics, finite): `finite` is False when any metric is NaN or Inf; with nan_policy='skip' the
+        state then keeps its previous values (only the step counter advances)."""
+        new, metrics = self.step_fn(state, batch, step_key(seed, state.step))
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+        if self.config.get("nan_policy", "stop") == "skip":
+            new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state).replace(step=new.step)
+        return new, metrics, finite
+
+    def jit_step(self, step, mesh):
+        repl = parallel.replicated(mesh)
+        return jax.jit(step, donate_argnums=0, out_shardings=(repl, repl, repl))
+
+    def init_state(self, mesh):
+        return parallel.replicate(self.new_state(self.config.seed), mesh)
+
+    def compile_step(self, mesh):
+        return self.jit_step(lambda state, batch: self.step(state, batch, self.config.seed), mesh)
+
+    def batches(self):
+        return self.task.batches(self.config.batch_size, self.config.seed)
+
+    def writers(self, workdir: str, lead: bool, start: int) -> list[MetricsWriter]:
+        # Records after the checkpoint resumed from (or all, from scratch) came from a run that died: dropped.
+        return [MetricsWriter(workdir, enabled=lead, keep_until=start)]
+
+    def log(self, step: int, figures: dict, writers) -> dict:
+        writers[0].scalars(step, figures)
+        return figures
+
+    def evaluate(self, state, step: int, writers) -> dict:
+        scalars, images = self.task.evaluate(state, step)
+        scalars = {f"eval/{k}": v for k, v in scalars.items()}
+        writers[0].scalars(step, scalars)
+        for name, image in images.items():
+            writers[0].image(step, name, image)
+        return scalars
+
+    def export(self, state, workdir: str, writers) -> None:
+        self.task.export(state, workdir)
+
+
+def run_of(task: Task, config, replicas=()) -> Single | sweep_lib.Sweep:
+    """The run of task by config: a Single, or for a sweep (`replicas`) the Sweep that wraps it."""
+    single = Single(task, config)
+    return sweep_lib.Sweep(single, list(replicas)) if replicas else single
+
+
+def compile_step(task: Task, config, mesh, replicas=()):
+    """The jitted step driver: (state, global batch) -> (state, metrics, finite), state replicated, batch sharded
+    (Single.step); with `replicas` (a sweep), state and batch carry a leading replica axis, vmapped over."""
+    return run_of(task, config, replicas).compile_step(mesh)
+
+
+def init_state(task: Task, config, mesh, replicas=()) -> state_lib.TrainState:
+    """The initial state; for a sweep, the replicas' states stacked on a leading axis."""
+    return run_of(task, config, replicas).init_state(mesh)
 
 
 def abstract_state(task: Task, config, mesh) -> state_lib.TrainState:
@@ -149,33 +183,6 @@ def abstract_state(task: Task, config, mesh) -> state_lib.TrainState:
     )
     repl = parallel.replicated(mesh)
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), jax.eval_shape(init))
-
-
-class _StackedBatches:
-    """A sweep's data: one stream per replica (each with its replica's seed), advanced in lockstep."""
-
-    def __init__(self, iterators):
-        self.iterators = iterators
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batches = [next(it) for it in self.iterators]
-        return jax.tree.map(lambda *xs: np.stack(xs), *batches)
-
-    # grain's checkpoint handler takes JSON bytes from iterators that are not its own.
-    def get_state(self) -> bytes:
-        return json.dumps(self.iterators[0].get_state()).encode()  # lockstep: one position for all
-
-    def set_state(self, state) -> None:
-        state = json.loads(state) if isinstance(state, (bytes, str)) else state
-        for it in self.iterators:
-            it.set_state(state)
-
-    def start_prefetch(self) -> None:
-        for it in self.iterators:
-            getattr(it, "start_prefetch", lambda: None)()
 
 
 def _mean_metrics(pending: list[dict]) -> dict:
@@ -227,12 +234,7 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
         raise ConfigError(
             f"config.batch_size={config.batch_size} must be divisible by the device count {jax.device_count()}"
         )
-    for key, values in config_lib.swept_values(config).items():
-        if key not in task.hparams:
-            raise ConfigError(
-                f"config.sweep.{key}={values}: {task.name} reads no config.{key} per replica; accepted: "
-                f"{', '.join(f'config.sweep.{k}' for k in config_lib.SWEEP_BUILTINS + tuple(task.hparams))}"
-            )
+    run = run_of(task, config, config_lib.sweep_replicas(config))  # a sweep refuses keys the task does not sweep
     lead = jax.process_index() == 0
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
@@ -243,22 +245,17 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
                 workdir_lib.record_data(workdir, data)
         if task.spec is not None and lead:
             workdir_lib.record_spec(workdir, task.spec)
-        return _train_locked(config, workdir, task, mesh, lead)
+        return _train_locked(config, workdir, run, mesh, lead)
 
 
-def _train_locked(config, workdir, task, mesh, lead) -> dict:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    replicas = config_lib.sweep_replicas(config)
+def _train_locked(config, workdir, run, mesh, lead) -> dict:
+    task = run.task
     if task.batches is None:
         raise ValueError(f"task {task.name!r} has no batches to train on (Task.batches)")
-    host_iter = (
-        _StackedBatches([task.batches(config.batch_size, r.seed) for r in replicas])
-        if replicas
-        else task.batches(config.batch_size, config.seed)
-    )
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     # Batches reach the devices a step ahead of use; checkpoints record the position of the steps taken.
-    data_iter = parallel.DevicePrefetch(host_iter, mesh, axis=1 if replicas else 0)
-    state = init_state(task, config, mesh, replicas)
+    data_iter = parallel.DevicePrefetch(run.batches(), mesh, axis=run.data_axis)
+    state = run.init_state(mesh)
     try:
         restored, start = ckpt.restore_latest(state, data_iter)
     except BaseException:
@@ -273,49 +270,43 @@ def _train_locked(config, workdir, task, mesh, lead) -> dict:
             print(f"Resuming {task.name} from {workdir}/checkpoints at step {start}.", flush=True)
     if lead:
         workdir_lib.write_config(workdir, config)
-    # Records after the checkpoint resumed from (or all, from scratch) came from a run that died: dropped, in the
-    # main log and in each replica's.
-    writer = MetricsWriter(workdir, enabled=lead, keep_until=start)
-    # A sweep writes one result set per replica: <workdir>/replica_<i>/ with its own config and metrics.
-    writers = [writer, *(_replica_writer(workdir, i, config, r, lead, start) for i, r in enumerate(replicas))]
-    run = _Run(config, task, ckpt, data_iter, writers, start, lead)
+    writers = run.writers(workdir, lead, start)
+    steps = _Steps(run, ckpt, data_iter, writers, start, lead)
     try:
-        state = run.steps(state, compile_step(task, config, mesh, replicas))
+        state = steps.run(state, run.compile_step(mesh))
         if task.evaluate:
-            run.last.update(_evaluate_all(task, state, config.num_steps, writer, writers[1:]))
+            steps.last.update(run.evaluate(state, config.num_steps, writers))
         if task.export and lead:
-            for i, w in enumerate(writers[1:]):
-                task.export(_replica(state, i), w.workdir)
-            if not replicas:
-                task.export(state, workdir)
+            run.export(state, workdir, writers)
     finally:
-        run.pbar.close()
+        steps.pbar.close()
         ckpt.close()
         for w in writers:
             w.close()
     if lead:
-        run.summary(workdir)
-    return run.last
+        steps.summary(workdir)
+    return steps.last
 
 
-class _Run:
-    """The steps of a run from `start`: the step loop, its logs, checkpoints, interrupts and the summary."""
+class _Steps:
+    """The steps of a run (a Single or a Sweep) from `start`: the step loop, its logs, checkpoints, interrupts and
+    the summary."""
 
-    def __init__(self, config, task, ckpt, data_iter, writers, start: int, lead: bool):
-        self.config, self.task, self.ckpt, self.data_iter = config, task, ckpt, data_iter
-        self.writer, self.replica_writers, self.start = writers[0], writers[1:], start
+    def __init__(self, run, ckpt, data_iter, writers, start: int, lead: bool):
+        self.run_, self.config, self.task, self.ckpt, self.data_iter = run, run.config, run.task, ckpt, data_iter
+        self.writers, self.start = writers, start
         self.last, self.saved, self.skipped = {}, start, 0
         self.pending, self.timed_steps, self.t0, self.first_step_secs = [], 0, None, None
         self.pbar = tqdm(
-            total=config.num_steps,
+            total=self.config.num_steps,
             initial=start,
-            desc=task.name,
+            desc=self.task.name,
             unit="step",
             dynamic_ncols=True,
-            disable=not (config.progress and lead),
+            disable=not (self.config.progress and lead),
         )
 
-    def steps(self, state, step):
+    def run(self, state, step):
         config, wait, t_start = self.config, parallel.wait_each_step(), time.perf_counter()
         with _Interrupts() as interrupts:
             for s in range(self.start + 1, config.num_steps + 1):
@@ -346,7 +337,7 @@ class _Run:
                     print(f"{name} at step {s}: checkpoint saved; run the same command to resume.", flush=True)
                     raise SystemExit(128 + stop)
                 if self.task.evaluate and config.eval_every and s % config.eval_every == 0 and s != config.num_steps:
-                    _evaluate_all(self.task, state, s, self.writer, self.replica_writers)
+                    self.run_.evaluate(state, s, self.writers)
         self.pbar.close()
         return state
 
@@ -379,11 +370,7 @@ class _Run:
                     f"than {MAX_SKIPPED_SHARE:.0%}; stopping (no checkpoint after step {self.saved}). Lower "
                     f"config.learning_rate or check the data"
                 )
-        if self.replica_writers:
-            for i, w in enumerate(self.replica_writers):
-                w.scalars(s, {k: v[i] if np.ndim(v) else v for k, v in last.items()})
-            last = {k: float(np.mean(v)) for k, v in last.items()}  # the main log: replica means
-        self.writer.scalars(s, last)
+        last = self.run_.log(s, last, self.writers)  # a sweep's: each replica's in its log, the means in the run's
         self.pbar.set_postfix(loss=f"{last['loss']:.4f}", ex_s=f"{last.get('examples_per_sec', 0):.0f}")
         self.last, self.pending, self.timed_steps, self.t0 = last, [], 0, time.perf_counter()
 
@@ -401,38 +388,3 @@ class _Run:
             self.last,
             (*warning, *(f"  samples in {samples}/ (latest: {name})" for name in latest)),
         )
-
-
-def _replica(state, i):
-    return jax.tree.map(lambda x: x[i], state)
-
-
-def _replica_writer(workdir, i, config, replica: config_lib.Replica, lead, start: int) -> MetricsWriter:
-    path = os.path.join(workdir, f"replica_{i}")
-    if lead:
-        os.makedirs(path, exist_ok=True)
-        replica_config = config.copy_and_resolve_references()  # the config of the single run this replica equals
-        replica_config.seed, replica_config.learning_rate = replica.seed, replica.learning_rate
-        for key, value in replica.values.items():
-            replica_config[key] = value
-        for key in replica_config.sweep:
-            replica_config.sweep[key] = ()
-        workdir_lib.write_config(path, replica_config)
-    return MetricsWriter(path, enabled=lead, keep_until=start)
-
-
-def _evaluate_all(task, state, step, writer, replica_writers) -> dict:
-    """Evaluate the model, or each replica of a sweep into its own result set (then return their means)."""
-    if not replica_writers:
-        return _evaluate(task, state, step, writer)
-    figures = [_evaluate(task, _replica(state, i), step, w) for i, w in enumerate(replica_writers)]
-    return {k: float(np.mean([f[k] for f in figures])) for k in figures[0]}
-
-
-def _evaluate(task, state, step, writer) -> dict:
-    scalars, images = task.evaluate(state, step)
-    scalars = {f"eval/{k}": v for k, v in scalars.items()}
-    writer.scalars(step, scalars)
-    for name, image in images.items():
-        writer.image(step, name, image)
-    return scalars
