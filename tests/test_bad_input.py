@@ -23,6 +23,8 @@ import sys
 import numpy as np
 import pytest
 
+from train import registry
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TIMEOUT_S = 180  # a case that is not refused would start training: fail it instead of waiting
 WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -636,7 +638,7 @@ def test_cli_refuses_bad_input(c: Case, outcomes):
 
 def test_table_covers_every_training_module():
     modules = {p.values[0].module for p in CLI_CASES}
-    assert modules == {"ddpm", "autoencoder", "vae", "gan", "pca", "word2vec", "ngram", "cooccurrence"}
+    assert modules == set(registry.NAMES)
     assert len(CLI_CASES) >= 100 and len({p.values[0].id for p in CLI_CASES}) == len(CLI_CASES)
 
 
@@ -747,7 +749,7 @@ def test_zoo_names_unknown_choices_and_bad_sizes():
 
 # ----------------------------------------------------------------------------- the declarations behind the table
 
-TRAIN_MODULES = ("ddpm", "autoencoder", "vae", "gan", "pca", "word2vec", "ngram", "cooccurrence")
+TRAIN_MODULES = registry.NAMES
 
 
 @pytest.mark.parametrize("name", TRAIN_MODULES)

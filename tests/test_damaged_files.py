@@ -206,7 +206,7 @@ def save(self, step, *args, **kwargs):
     return original(self, step, *args, **kwargs)
 checkpoint.Checkpointer.save = save
 sys.argv = ["train.vae", *sys.argv[1:]]
-cli.main(vae)
+cli.main(vae.ENTRY)
 """
 
 

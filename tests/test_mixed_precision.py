@@ -5,24 +5,24 @@ The dtype checks trace (jax.eval_shape, jax.make_jaxpr) and compile nothing; onl
 compile, one small step per module.
 """
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
-from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae
-from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae
+from train import registry
 from train.core import loop, parallel, state as state_lib
 from train.data import images as data
 from zoo import autoencoder as ae, gan, vae
 
 BF16, F32 = np.dtype(jnp.bfloat16), np.dtype(jnp.float32)
+# Every image model (train.registry), with the tiny config of its own test file.
 MODULES = {
-    "ddpm": (train_ddpm, test_train_ddpm.tiny_config),
-    "autoencoder": (train_ae, test_train_autoencoder.tiny_config),
-    "vae": (train_vae, test_train_vae.tiny_config),
-    "gan": (train_gan, test_train_gan.tiny_config),
+    name: (importlib.import_module(f"train.{name}"), importlib.import_module(f"tests.test_train_{name}").tiny_config)
+    for name in registry.IMAGE_MODELS
 }
 SMALL_UNET = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}  # one level, attention at 8x8: quick to trace
 SHAPE = (8, 8, 1)
