@@ -315,6 +315,10 @@ def test_bad_corpora_and_model_raise_before_touching_the_workdir(tmp_path):
         tw.run(tiny_config(analogies="/nonexistent/q.txt"), str(workdir))
     single = tmp_path / "single.txt"
     single.write_text("word\n" * 20)
-    with pytest.raises(DataError, match="yields no training example"):
+    with pytest.raises(DataError, match="keeps 1 distinct word at min_count=5; accepted: more words than"):
         tw.run(tiny_config(corpus=f"text:{single}"), str(workdir))
+    solo = tmp_path / "solo.txt"
+    solo.write_text("".join(f"word{i}\n" for i in range(10)) * 5)
+    with pytest.raises(DataError, match="yields no training example"):
+        tw.run(tiny_config(corpus=f"text:{solo}"), str(workdir))
     assert not workdir.exists()

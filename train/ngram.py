@@ -24,13 +24,20 @@ from zoo.text import Vocab, tokenize
 SMOOTHINGS = ("all", "kneser_ney", "add_k")
 COUNTS_FILE = "ngram_counts.npz"
 FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "order")  # what the saved counts depend on
+# The counts hold about tokens x order^2 / 2 ids, and beyond this almost every n-gram of a corpus occurs once.
+MAX_ORDER = 10
 
 
 def check_order(c) -> None:
-    """Kneser-Ney discounts lower orders: order >= 2."""
+    """Kneser-Ney discounts lower orders: order >= 2; and order <= MAX_ORDER, whose counts fit in memory."""
     if c.smoothing == "kneser_ney" and c.order < 2:
         raise ConfigError(
             f"config.order={c.order} is too small for Kneser-Ney; accepted: order >= 2 (or smoothing='add_k')"
+        )
+    if c.order > MAX_ORDER:
+        raise ConfigError(
+            f"config.order={c.order} is too large: the counts hold about corpus tokens x order^2 / 2 ids; "
+            f"accepted: order <= {MAX_ORDER}"
         )
 
 
@@ -60,8 +67,9 @@ get_config = SCHEMA.config  # get_config() is the default config, get_config('sm
 # ----------------------------------------------------------------------------- counts, saved and loaded
 
 
-def counts_key(source: text_data.TextSource, c) -> str:
-    return f"{source.fingerprint}|min_count={c.min_count}|max_vocab={c.max_vocab}|order={c.order}"
+def counts_key(fingerprint: str, c) -> str:
+    """What the counts depend on: the corpus (the fingerprint of the bytes read) and the counting keys."""
+    return f"{fingerprint}|min_count={c.min_count}|max_vocab={c.max_vocab}|order={c.order}"
 
 
 def save_counts(path: str, key: str, vocab: Vocab, counts: ngram.NGramCounts) -> None:
@@ -84,16 +92,14 @@ def load_counts(path: str, key: str, order: int):
         if str(f["key"]) != key:
             return None
         vocab = Vocab([str(w) for w in f["words"]], f["word_counts"], unk=ngram.UNK)
-        counts = ngram.NGramCounts(
-            order,
-            len(vocab),
-            vocab.id(ngram.BOS),
-            vocab.id(ngram.EOS),
-            [f[f"grams{k}"] for k in range(order)],
-            [f[f"counts{k}"] for k in range(order)],
-            int(f["num_sentences"]),
-        )
-        return vocab, counts
+        grams, counts = [f[f"grams{k}"] for k in range(order)], [f[f"counts{k}"] for k in range(order)]
+        for k, (g, n) in enumerate(zip(grams, counts)):
+            if g.ndim != 2 or g.shape[1] != k + 1 or n.shape != (len(g),) or (g.size and g.min() < 0):
+                raise ValueError(f"the {k + 1}-grams have shape {g.shape} with {n.shape} counts")
+            if g.size and g.max() >= len(vocab):
+                raise ValueError(f"{k + 1}-grams with ids outside the vocabulary of {len(vocab)} words")
+        bos, eos = vocab.id(ngram.BOS), vocab.id(ngram.EOS)
+        return vocab, ngram.NGramCounts(order, len(vocab), bos, eos, grams, counts, int(f["num_sentences"]))
 
     return files.load_npz(path, read)
 
@@ -105,8 +111,21 @@ def nonblank(source: text_data.TextSource):
 
 
 def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCounts]:
-    """Vocabulary (with <s>, </s>, <unk>) and k-gram counts of the train lines: two streamed passes."""
-    vocab = ngram.ngram_vocab(nonblank(train), c.min_count, c.max_vocab or None)
+    """Vocabulary (with <s>, </s>, <unk>) and k-gram counts of the train lines: two streamed passes, the order
+    checked against the longest line between them."""
+    longest = [0]
+
+    def measured(lines):
+        for words in lines:
+            longest[0] = max(longest[0], len(words))
+            yield words
+
+    vocab = ngram.ngram_vocab(measured(nonblank(train)), c.min_count, c.max_vocab or None)
+    if 0 < longest[0] and c.order > longest[0] + 2:
+        raise DataError(
+            f"config.order={c.order} is longer than every train line of corpus {train.name!r} with its <s> and </s> "
+            f"(the longest holds {longest[0]} words): no {c.order}-gram to count; accepted: order <= {longest[0] + 2}"
+        )
     words = len(vocab) - 3  # <s>, </s>, <unk> come first
     if words == 0:
         if vocab.counts[vocab.unk_id] == 0:
@@ -125,6 +144,18 @@ def count_corpus(train: text_data.TextSource, c) -> tuple[Vocab, ngram.NGramCoun
         eos=vocab.id(ngram.EOS),
     )
     return vocab, counts
+
+
+def refuse_without_held_out(source: text_data.TextSource) -> None:
+    """The DataError of a corpus without a held-out line: it holds no word at all, or too few lines."""
+    if not any(words for words in nonblank(source)):
+        raise DataError(
+            f"corpus {source.name!r} holds no words; accepted: text with at least one word (letters or digits)"
+        )
+    raise DataError(
+        f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
+        f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines"
+    )
 
 
 def truncate(counts: ngram.NGramCounts, order: int) -> ngram.NGramCounts:
@@ -153,19 +184,16 @@ def count_and_evaluate(config, workdir: str) -> dict:
     """Count (or reuse) the n-grams of a checked config in workdir, evaluate and sample the model; the figures."""
     c = config
     source = text_data.corpus_of(c)
-    train, test = source.split("train"), source.split("test")
-    path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), counts_key(source, c)
+    held_out = list(nonblank(source.split("test")))  # a whole pass: the counts are keyed by the bytes it read
+    if not held_out:
+        refuse_without_held_out(source)
+    path, key = os.path.join(os.path.abspath(workdir), COUNTS_FILE), counts_key(source.counted_fingerprint(), c)
     loaded = load_counts(path, key, c.order)
     if loaded is None:
-        vocab, counts = count_corpus(train, c)
+        vocab, counts = count_corpus(source.split("train"), c)
+        key = counts_key(source.counted_fingerprint(), c)  # DataError if the corpus changed between the passes
     else:
         vocab, counts = loaded
-    held_out = list(nonblank(test))
-    if not held_out:
-        raise DataError(
-            f"corpus {source.name!r} has no held-out line (every {text_data.HELD_OUT_EVERY}th line); "
-            f"accepted: a corpus of at least {text_data.HELD_OUT_EVERY} lines"
-        )
 
     kinds = ("add_k", "kneser_ney") if c.smoothing == "all" else (c.smoothing,)
 

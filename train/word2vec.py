@@ -120,7 +120,7 @@ SCHEMA = config_lib.Schema(
     },
     word_eval.EVAL_KEYS,
     defaults=dict(log_every=10, checkpoint_every=50),
-    checks=(check_learning_rates, check_shared_negatives),
+    checks=(check_learning_rates, check_shared_negatives, w2v_examples.check_step_size),
     variants={
         "smoke": {
             "num_tokens": 50_000,
@@ -262,7 +262,7 @@ def cpu_devices_for(c, vocab_size: int) -> int:
 
 
 def train_vectors(config, workdir: str) -> dict:
-    """Train (or resume) the vectors of a checked config in workdir; the last figures."""
+    """Train (or resume) the vectors of a checked config in workdir; the last figures. The loop writes the workdir."""
     eval_sets = word_eval.load_eval_sets(config)
     corpus, key = w2v_examples.load_corpus(config, workdir)
     # The device count depends on the vocabulary, so it is set here, before anything starts JAX's backends.
@@ -275,11 +275,11 @@ def train_vectors(config, workdir: str) -> dict:
     workdir_lib.refuse_changed(workdir, config, RESUME_KEYS, "checkpoints")
     vocabulary = hashlib.sha256("\n".join(corpus.vocab.words).encode()).hexdigest()
     data = {"corpus": key, "vocabulary": vocabulary}
-    workdir_lib.refuse_changed_data(workdir, data, "checkpoints")  # before the corpus cache is rewritten
+    workdir_lib.refuse_changed_data(workdir, data, "checkpoints")
     examples = w2v_examples.TrainingExamples(corpus, config, jax.device_count())
     task = make_task(config, corpus, eval_sets, examples)
+    task.batches = w2v_examples.caching_batches(examples, corpus, workdir)
     if jax.process_index() == 0:
-        text_data.save_cached(workdir, key, corpus)
         print(
             f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
             f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "

@@ -23,8 +23,10 @@ import dataclasses
 import glob
 import gzip
 import hashlib
+import io
 import json
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -47,7 +49,11 @@ CORPUS_KEYS = {
         "'generated' (embedded), 'zipf' (generated, a 100k-word Zipf vocabulary), 'text:PATH' (one sentence a "
         "line) or a prepared TFDS text dataset name",
     ),
-    "num_tokens": Key(2_000_000, "size of the generated corpus ('generated' or 'zipf')", range=">= 1"),
+    "num_tokens": Key(
+        2_000_000,
+        "size of the generated corpus ('generated' or 'zipf'; at most 10^9 tokens: ~7 minutes, 4 GB of ids)",
+        range=f"[1, {10**9}]",
+    ),
     "tokenizer": Key(
         "words",
         "'words' (letters/digits, punctuation dropped), 'whitespace' (pre-tokenised text; punctuation at the ends "
@@ -62,21 +68,61 @@ HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the 
 CACHE_FILE = "corpus.npz"
 ID_CHUNK = 1 << 22  # tokens per chunk written, counted and renumbered: 16 MiB of int32 ids
 SNIFF_BYTES = 1 << 20  # the head of a text file checked for binary data and its encoding
+HASH_BLOCK = 1 << 16  # bytes hashed at a time when a file's print is taken before reading it
+# A longer line comes in pieces of at most this many characters, each cut after a whitespace (gensim cuts lines at
+# 10,000 words): a file of one huge line (text8) is never held whole in memory.
+MAX_LINE_CHARS = 1 << 20
 # More undecodable characters than this share (and at least MIN_UNDECODABLE): not UTF-8; fewer become U+FFFD.
 MAX_UNDECODABLE_SHARE, MIN_UNDECODABLE = 0.01, 8
 _TEXT_KEYS = ("text", "sentence", "content", "document", "article", "review")
 
 
+@dataclasses.dataclass
+class Reads:
+    """What a source's content was: `opened`, its print when the source was opened (what a cache is looked up
+    by), and `passes`, the print of the bytes each completed pass over the lines read (what was counted)."""
+
+    opened: str
+    passes: list[str] = dataclasses.field(default_factory=list)
+
+
 @dataclasses.dataclass(frozen=True)
 class TextSource:
     """A corpus as lines: lines() starts a fresh pass, tokens() a pass of token lists (its tokenizer and
-    lowercase); fingerprint identifies the content and the tokenization (for caches and resumes)."""
+    lowercase). The fingerprint identifies the content and the tokenization (for caches and resumes): it is
+    `origin`, then the content's print, then the tokenization and the split (`parts`). A file's print is of the
+    bytes read: `fingerprint` the one taken when it was opened, `counted_fingerprint()` the one of the passes."""
 
     name: str
     lines: Callable[[], Iterator[str]]
-    fingerprint: str
+    origin: str
+    reads: Reads
     tokenizer: str = "words"
     lowercase: bool = True
+    parts: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint(self.reads.opened)
+
+    def counted_fingerprint(self) -> str:
+        """The fingerprint of the bytes the completed passes read (before any, the one taken when opened);
+        DataError when two passes read different bytes: the corpus changed while it was read."""
+        passes = set(self.reads.passes)
+        if len(passes) > 1:
+            raise DataError(
+                f"corpus {self.name!r} changed while it was read (two passes over it read different bytes); "
+                f"accepted: a corpus that no other program writes to during the run"
+            )
+        return self._fingerprint(passes.pop() if passes else self.reads.opened)
+
+    def _fingerprint(self, content: str) -> str:
+        how = (
+            ""
+            if (self.tokenizer, self.lowercase) == ("words", True)
+            else (f"|tokenizer={self.tokenizer}|lowercase={self.lowercase}")
+        )
+        return f"{self.origin}:{content}{how}{self.parts}"
 
     def tokens(self) -> Iterator[list[str]]:
         for line in self.lines():
@@ -91,9 +137,7 @@ class TextSource:
                 if (i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1) == held_out:
                     yield line
 
-        return dataclasses.replace(
-            self, name=f"{self.name} ({part})", lines=lines, fingerprint=f"{self.fingerprint}|{part}"
-        )
+        return dataclasses.replace(self, name=f"{self.name} ({part})", lines=lines, parts=f"{self.parts}|{part}")
 
 
 def corpus_of(c) -> TextSource:
@@ -115,10 +159,7 @@ def open_corpus(
     if tokenizer not in TOKENIZERS:
         raise DataError(f"tokenizer {tokenizer!r} is not accepted; accepted: {', '.join(TOKENIZERS)}")
     source = _open_lines(corpus, num_tokens, data_dir)
-    how = "" if (tokenizer, lowercase) == ("words", True) else f"|tokenizer={tokenizer}|lowercase={lowercase}"
-    return dataclasses.replace(
-        source, fingerprint=source.fingerprint + how, tokenizer=tokenizer, lowercase=bool(lowercase)
-    )
+    return dataclasses.replace(source, tokenizer=tokenizer, lowercase=bool(lowercase))
 
 
 def _open_lines(corpus: str, num_tokens: int, data_dir: str | None) -> TextSource:
@@ -132,12 +173,14 @@ def _open_lines(corpus: str, num_tokens: int, data_dir: str | None) -> TextSourc
             return TextSource(
                 f"zipf ({num_tokens} tokens)",
                 lambda: g.generate_zipf_corpus(num_tokens, 0),
-                f"zipf:{num_tokens}:{g.ZIPF_WORDS}:{g.ZIPF_EXPONENT}:{g.ZIPF_PLANTED_SHARE}:seed0",
+                "zipf",
+                Reads(f"{num_tokens}:{g.ZIPF_WORDS}:{g.ZIPF_EXPONENT}:{g.ZIPF_PLANTED_SHARE}:seed0"),
             )
         return TextSource(
             f"generated ({num_tokens} tokens)",
             lambda: generated_corpus.generate_corpus(num_tokens, 0),
-            f"generated:{num_tokens}:seed0",
+            GENERATED,
+            Reads(f"{num_tokens}:seed0"),
         )
     if corpus.startswith("text:"):
         return _text_file(corpus[len("text:") :])
@@ -146,82 +189,176 @@ def _open_lines(corpus: str, num_tokens: int, data_dir: str | None) -> TextSourc
 
 TEXT_SUFFIXES = (".txt", ".txt.gz")
 ACCEPTED_TEXT = "text:PATH with PATH a UTF-8 text file (.txt.gz read as gzip), a directory of them, or a glob"
+_LAST_SPACE = re.compile(r"\s\S*\Z")
 
 
 def _text_files(spec: str, path: str) -> list[str]:
-    """The files a text:PATH names: the file, every *.txt and *.txt.gz below a directory, or a glob's files."""
+    """The files a text:PATH names: the file, every *.txt and *.txt.gz below a directory (symlinked folders
+    followed), or a glob's files. A path that exists is taken as it is, brackets and all (file[1].txt)."""
     if not path:
         raise DataError(f"corpus {spec!r} names no file; accepted: {ACCEPTED_TEXT}")
-    if any(ch in path for ch in "*?["):
-        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if not os.path.lexists(path) and any(ch in path for ch in "*?["):
+        found = sorted(p for p in glob.glob(path, recursive=True) if not os.path.isdir(p))
         if not found:
             raise DataError(f"corpus {spec!r}: the glob matches no file; accepted: {ACCEPTED_TEXT}")
-        return found
+        return [_regular_file(spec, p) for p in found]
     if os.path.isdir(path):
-        found = sorted(
-            os.path.join(d, name) for d, _, names in os.walk(path) for name in names if name.endswith(TEXT_SUFFIXES)
-        )
+        found = sorted(_files_below(path))
         if not found:
             raise DataError(
                 f"corpus {spec!r}: the directory holds no *.txt or *.txt.gz file; accepted: {ACCEPTED_TEXT}"
             )
-        return found
-    if not os.path.exists(path):
+        return [_regular_file(spec, p) for p in found]
+    if not os.path.lexists(path):
         raise DataError(f"corpus {spec!r}: no such file; accepted: {ACCEPTED_TEXT}")
-    if not os.path.isfile(path):
-        raise DataError(f"corpus {spec!r} is not a regular file; accepted: {ACCEPTED_TEXT}")
-    return [path]
+    return [_regular_file(spec, path, path)]
 
 
-def _open_text(path: str):
-    """A text stream of a file, gunzipped when it ends in .gz; universal newlines, so CRLF lines read as LF."""
+def _files_below(directory: str) -> Iterator[str]:
+    """The *.txt and *.txt.gz names below directory, symlinked folders followed once each (a link loop ends)."""
+    seen = set()
+    for d, dirs, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        yield from (os.path.join(d, name) for name in names if name.endswith(TEXT_SUFFIXES))
+
+
+def _regular_file(spec: str, p: str, path: str | None = None) -> str:
+    """p, or DataError when it is a dangling symbolic link or not a regular file (a FIFO or a device would be read
+    forever): a corpus is refused rather than read without one of its files."""
+    where = repr(spec) if p == path else f"{spec!r} (file {p})"
+    if os.path.islink(p) and not os.path.exists(p):
+        raise DataError(
+            f"corpus {where} is a symbolic link to {os.readlink(p)!r}, which does not exist; accepted: "
+            f"{ACCEPTED_TEXT} (remove the link or restore its target)"
+        )
+    if not os.path.isfile(p):
+        raise DataError(f"corpus {where} is not a regular file; accepted: {ACCEPTED_TEXT}")
+    return p
+
+
+class _HashedFile(io.RawIOBase):
+    """A file read through SHA-256: every byte that comes off the disk is hashed once, in order, so a pass's print
+    is of the very bytes it read (a file that grows while it is read included)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._file = open(path, "rb", buffering=0)
+        self.sha, self.size = hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._file.readinto(buffer)
+        if n:
+            self.sha.update(memoryview(buffer)[:n])
+            self.size += n
+        return n
+
+    def finish(self) -> dict:
+        """{'size', 'sha256'} of the whole file, hashing the bytes the reader above left (a gzip trailer)."""
+        for block in iter(lambda: self._file.read(HASH_BLOCK), b""):
+            self.sha.update(block)
+            self.size += len(block)
+        return {"size": self.size, "sha256": self.sha.hexdigest()}
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _whole_print(path: str) -> dict:
+    """{'size', 'sha256'} of a file's bytes, as a pass over it (_HashedFile) takes them."""
+    with _HashedFile(path) as raw:
+        return raw.finish()
+
+
+def _open_text(raw: io.RawIOBase, path: str) -> io.TextIOWrapper:
+    """A text stream over raw, gunzipped when path ends in .gz; universal newlines, so CRLF lines read as LF."""
+    binary = io.BufferedReader(raw)
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        binary = gzip.GzipFile(fileobj=binary, mode="rb")
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
+
+
+def _bounded_lines(f) -> Iterator[str]:
+    """The lines of a text stream, a line longer than MAX_LINE_CHARS in pieces of at most that many characters,
+    each cut after its last whitespace (where it has one), so no line is held whole."""
+    carry = ""
+    while True:
+        text = f.readline(MAX_LINE_CHARS - len(carry))
+        if not text:
+            if carry:
+                yield carry
+            return
+        line, carry = carry + text, ""
+        if line.endswith("\n") or len(line) < MAX_LINE_CHARS:
+            yield line
+            continue
+        space = _LAST_SPACE.search(line)
+        cut = space.start() + 1 if space else len(line)
+        line, carry = line[:cut], line[cut:]
+        yield line
+
+
+def _content(path: str, paths: list[str], prints: list[dict]) -> str:
+    """The content part of a text corpus's fingerprint: one file's size and hash, or a digest of every file's."""
+    if paths == [path]:
+        return f"{prints[0]['size']}:{prints[0]['sha256']}"
+    digest = hashlib.sha256(
+        "\n".join(f"{os.path.abspath(p)}:{json.dumps(fp, sort_keys=True)}" for p, fp in zip(paths, prints)).encode()
+    ).hexdigest()
+    return f"{len(paths)}:{digest}"
+
+
+def _opened_print(spec: str, path: str, p: str) -> dict:
+    """p's print, after its head was checked for text; DataError naming it when it cannot be read."""
+    where = repr(spec) if p == path else f"{spec!r} (file {p})"
+    try:
+        with _HashedFile(p) as raw, _open_text(raw, p) as f:
+            head = f.buffer.read(SNIFF_BYTES)
+        found = _whole_print(p)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(
+            f"corpus {where} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__}); accepted: "
+            f"{ACCEPTED_TEXT}"
+        ) from None
+    _refuse_non_text(where, head)
+    return found
 
 
 def _text_file(path: str) -> TextSource:
     spec = f"text:{path}"
     paths = _text_files(spec, path)
-    prints = []
-    for p in paths:
-        where = repr(spec) if p == path else f"{spec!r} (file {p})"
-        try:
-            with _open_text(p) as f:
-                head = f.buffer.read(SNIFF_BYTES) if hasattr(f, "buffer") else b""
-            prints.append(files.fingerprint(p))
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(
-                f"corpus {where} cannot be read ({getattr(e, 'strerror', None) or type(e).__name__}); accepted: "
-                f"{ACCEPTED_TEXT}"
-            ) from None
-        _refuse_non_text(where, head)
+    reads = Reads(_content(path, paths, [_opened_print(spec, path, p) for p in paths]))
     warned = set()
 
     def lines():
         # Undecodable bytes become U+FFFD, which the tokenizers drop (a stray Latin-1 byte costs one word, not the
-        # run); each file's count of them is said once.
+        # run); each file's count of them is said once. Each file is hashed as it is read: the pass's print.
+        read = []
         for p in paths:
             replaced = 0
             try:
-                with _open_text(p) as f:
-                    for line in f:
+                with _HashedFile(p) as raw, _open_text(raw, p) as f:
+                    for line in _bounded_lines(f):
                         if "\ufffd" in line:
                             replaced += line.count("\ufffd")
                         yield line
+                    read.append(raw.finish())
             except (OSError, EOFError, zlib.error) as e:
                 raise DataError(f"corpus {spec!r}: file {p} is damaged ({type(e).__name__}: {e})") from None
             if replaced and p not in warned:
                 warned.add(p)
                 print(f"warning: corpus file {p}: {replaced} undecodable bytes read as U+FFFD and dropped", flush=True)
+        reads.passes.append(_content(path, paths, read))
 
-    if len(paths) == 1 and paths[0] == path:
-        content = prints[0].get("sha256") or prints[0]["sha256_sampled"]
-        return TextSource(spec, lines, f"text:{os.path.abspath(path)}:{prints[0]['size']}:{content}")
-    digest = hashlib.sha256(
-        "\n".join(f"{os.path.abspath(p)}:{json.dumps(fp, sort_keys=True)}" for p, fp in zip(paths, prints)).encode()
-    ).hexdigest()
-    return TextSource(f"{spec} ({len(paths)} files)", lines, f"text:{os.path.abspath(path)}:{len(paths)}:{digest}")
+    name = spec if paths == [path] else f"{spec} ({len(paths)} files)"
+    return TextSource(name, lines, f"text:{os.path.abspath(path)}", reads)
 
 
 def _refuse_non_text(where: str, head: bytes) -> None:
@@ -280,7 +417,7 @@ def _tfds_source(tfds, name: str, data_dir: str | None) -> TextSource:
             text = source[i][key]
             yield from (text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)).splitlines()
 
-    return TextSource(f"tfds:{name}", lines, f"tfds:{name}:{data_dir or ''}:{len(source)}")
+    return TextSource(f"tfds:{name}", lines, f"tfds:{name}", Reads(f"{data_dir or ''}:{len(source)}"))
 
 
 # ----------------------------------------------------------------------------- encoded corpus
@@ -299,15 +436,18 @@ class EncodedCorpus:
     ids: np.ndarray
     sentence_lengths: np.ndarray
     raw_tokens: int  # tokens before min_count and max_vocab dropped any
+    key: str = ""  # what it was counted from (cache_key): the fingerprint of the bytes read and the vocabulary keys
 
     def sentence_index(self) -> np.ndarray:
         """int32 [len(ids)]: the line each token comes from (windows must not cross lines)."""
         return np.repeat(np.arange(len(self.sentence_lengths), dtype=np.int32), self.sentence_lengths)
 
 
-def cache_key(source: TextSource, min_count: int, max_vocab: int = 0) -> str:
-    """What an encoded corpus depends on: the content and the vocabulary settings."""
-    return f"{source.fingerprint}|min_count={min_count}|max_vocab={max_vocab}"
+def cache_key(source: TextSource | str, min_count: int, max_vocab: int = 0) -> str:
+    """What an encoded corpus depends on: the content (a source's fingerprint when opened, or a fingerprint) and
+    the vocabulary settings."""
+    fingerprint = source if isinstance(source, str) else source.fingerprint
+    return f"{fingerprint}|min_count={min_count}|max_vocab={max_vocab}"
 
 
 def encode_corpus(
@@ -319,8 +459,9 @@ def encode_corpus(
     The ids never sit in memory whole: they stream to an unnamed temporary file (_spill_dir) as they are
     read, are renumbered chunk by chunk into a second one, and come back memory-mapped, so a corpus larger
     than memory needs memory only for its vocabulary and its line lengths. With cache_dir, a cache there
-    (save_cached) with the same cache_key is read instead of the lines. Raises DataError for a corpus without
-    words or without a word that occurs min_count times.
+    (save_cached) with the same cache_key is read instead of the lines. Its key is of the bytes the pass read
+    (TextSource.counted_fingerprint), which a file that grew since it was opened makes another than the one
+    looked up. Raises DataError for a corpus without words or without a word that occurs min_count times.
     """
     cached = load_cached(cache_dir, cache_key(source, min_count, max_vocab)) if cache_dir else None
     if cached is not None:
@@ -378,7 +519,8 @@ def encode_corpus(
             # the mapping keeps the unnamed file alive after it is closed
             kept_ids = np.memmap(ids_file, np.int32, "r", shape=(int(kept_per_line.sum()),))
     vocab = Vocab([words[i] for i in kept], counts[kept])
-    return EncodedCorpus(source.name, vocab, kept_ids, kept_per_line[kept_per_line > 0], num_raw)
+    key = cache_key(source.counted_fingerprint(), min_count, max_vocab)
+    return EncodedCorpus(source.name, vocab, kept_ids, kept_per_line[kept_per_line > 0], num_raw, key)
 
 
 def _spill_dir(cache_dir: str | None) -> str | None:
@@ -400,8 +542,9 @@ def _ids_file(directory: str, key: str) -> str:
 def save_cached(directory: str, key: str, c: EncodedCorpus) -> None:
     """Store c in directory under key: the ids as a .npy named by the key (written first, streamed from
     their mapping), then corpus.npz with the vocabulary, the line lengths and the key, which marks the cache
-    complete; ids files of other keys are removed after. Callers write it once their checks have passed."""
-    if cached_key(directory) == key:
+    complete; ids files of other keys are removed after. Callers write it once their checks have passed. A cache
+    of this key is left as it is, unless its ids file is missing (set aside as damaged)."""
+    if cached_key(directory) == key and os.path.exists(_ids_file(directory, key)):
         return
     os.makedirs(directory, exist_ok=True)
     ids_path = _ids_file(directory, key)
@@ -446,10 +589,21 @@ def load_cached(directory: str, key: str) -> EncodedCorpus | None:
     if not os.path.exists(ids_path):
         return None
     try:
-        ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
-        if ids.dtype != np.int32 or ids.shape != (int(lengths.sum()),):
-            raise ValueError(f"{ids.dtype} {ids.shape} where int32 ({int(lengths.sum())},) was written")
-    except (OSError, ValueError) as e:
+        ids = _mapped_ids(ids_path, int(lengths.sum()), len(vocab))
+    except (OSError, EOFError, ValueError) as e:
         files.set_aside(ids_path, f"{type(e).__name__}: {e}")
         return None
-    return EncodedCorpus(name, vocab, ids, lengths, raw_tokens)
+    return EncodedCorpus(name, vocab, ids, lengths, raw_tokens, key)
+
+
+def _mapped_ids(path: str, length: int, vocab_size: int) -> np.ndarray:
+    """The cached ids, memory-mapped; ValueError unless they are `length` int32 ids of the vocabulary (a damaged
+    file would otherwise index past the tables)."""
+    ids = np.load(path, mmap_mode="r", allow_pickle=False)
+    if ids.dtype != np.int32 or ids.shape != (length,):
+        raise ValueError(f"{ids.dtype} {ids.shape} where int32 ({length},) was written")
+    for start in range(0, length, ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        if chunk.min() < 0 or chunk.max() >= vocab_size:
+            raise ValueError(f"ids outside the vocabulary of {vocab_size} words")
+    return ids

@@ -93,6 +93,13 @@ def _parse_header(line: bytes, path, fn: str) -> tuple[int, int]:
     return vocab_size, dim
 
 
+def _table(vocab_size: int, dim: int, room: int, per_entry: int) -> np.ndarray:
+    """The float32 [V, D] table the entries are read into, with no more rows than the `room` bytes after the header
+    can hold (each entry takes at least per_entry bytes): a damaged header claiming terabytes allocates nothing
+    beyond the file, and the reader then says where the file ends."""
+    return np.empty((min(vocab_size, room // per_entry), dim), np.float32)
+
+
 # ----------------------------------------------------------------------------- text format
 
 
@@ -123,7 +130,7 @@ def load_word2vec_text(path) -> tuple[list[str], np.ndarray]:
     lines = text.split("\n")
     vocab_size, dim = _parse_header(lines[0].encode("utf-8"), path, fn)
     words: list[str] = []
-    W = np.empty((vocab_size, dim), np.float32)
+    W = _table(vocab_size, dim, len(data) - len(lines[0]), 2 * dim + 1)  # a word, then dim numbers after spaces
     n = 1
     for n, line in enumerate(lines[1:], 2):
         parts = line.rstrip("\r").rstrip(" ").split(" ")
@@ -178,7 +185,7 @@ def load_word2vec_binary(path) -> tuple[list[str], np.ndarray]:
     vocab_size, dim = _parse_header(data[:eol], path, fn)
     nbytes = 4 * dim
     words: list[str] = []
-    W = np.empty((vocab_size, dim), np.float32)
+    W = _table(vocab_size, dim, len(data) - eol - 1, nbytes + 2)  # a word, a space, dim float32
     pos = eol + 1
     for i in range(vocab_size):
         while pos < len(data) and data[pos : pos + 1] == b"\n":

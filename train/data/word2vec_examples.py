@@ -35,6 +35,9 @@ from zoo.text import noise_distribution, subsample_keep_prob
 
 __all__ = [
     "load_corpus",
+    "check_step_size",
+    "check_corpus",
+    "caching_batches",
     "resolve_num_steps",
     "TrainingExamples",
     "pack_centres",
@@ -47,12 +50,71 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- the corpus and its steps
 
+# A step's host arrays (2 x window neighbour slots per corpus word: ids and masks, then the pairs' ids and weights)
+# and its noise ids beyond this would exhaust memory before the first step: refused at the door (check_step_size).
+MAX_STEP_BYTES = 4 << 30
+# The two V x embed_dim float32 tables beyond this: refused once the vocabulary is known (check_corpus).
+MAX_TABLE_BYTES = 16 << 30
+
+
+def check_step_size(c) -> None:
+    """ConfigError when a step's examples would take more than MAX_STEP_BYTES: at most 2 x window pairs per
+    corpus word, each a neighbour slot (5 bytes), a pair (12 bytes) and negatives / share_negatives noise ids."""
+    per_pair = 17 + (0 if c.model == "skipgram_softmax" else 4 * c.negatives / c.share_negatives)
+    need = 2 * c.window * c.batch_size * per_pair
+    if need > MAX_STEP_BYTES:
+        most = max(1, int(MAX_STEP_BYTES / (2 * c.batch_size * per_pair)))
+        raise ConfigError(
+            f"config.window={c.window} with config.batch_size={c.batch_size} and config.negatives={c.negatives}: "
+            f"a step's examples would take {need / 2**30:.1f} GiB (2 x window x batch_size pairs of "
+            f"{per_pair:g} bytes); accepted: at most {MAX_STEP_BYTES >> 30} GiB, e.g. window <= {most} or a "
+            f"smaller batch_size or negatives"
+        )
+
+
+def check_corpus(c, corpus: text_data.EncodedCorpus) -> None:
+    """DataError, right after the corpus is read and before anything is written, when its vocabulary cannot train:
+    negative sampling contrasts each example with `negatives` noise words drawn from the vocabulary, and with no
+    more words than that they are mostly the example's own, whose summed updates diverge (a corpus of one or two
+    words: NaN within a few steps); a softmax over one word has nothing to learn. ConfigError when the two tables
+    would exceed MAX_TABLE_BYTES."""
+    words = len(corpus.vocab)
+    least = 2 if c.model == "skipgram_softmax" else c.negatives + 1
+    if words < least:
+        why = "a softmax needs two words" if least == 2 else f"more words than config.negatives={c.negatives}"
+        raise DataError(
+            f"corpus {corpus.name!r} keeps {words} distinct word{'s' * (words != 1)} at min_count={c.min_count}; "
+            f"accepted: {why} (a corpus of at least {least} distinct words, a lower min_count"
+            f"{'' if least == 2 else ', or fewer negatives'})"
+        )
+    need = 2 * words * c.embed_dim * 4
+    if need > MAX_TABLE_BYTES:
+        raise ConfigError(
+            f"config.embed_dim={c.embed_dim}: the two tables of {words} words x embed_dim float32 would take "
+            f"{need / 2**30:.1f} GiB; accepted: at most {MAX_TABLE_BYTES >> 30} GiB, embed_dim <= "
+            f"{MAX_TABLE_BYTES // (8 * words)} (or a smaller max_vocab)"
+        )
+
 
 def load_corpus(c, workdir: str | None):
-    """(encoded corpus, cache key); the corpus.npz cached in workdir is reused when it matches."""
+    """(encoded corpus, its cache key), checked (check_corpus); the corpus.npz cached in workdir is reused when it
+    matches. The key is of the bytes read (text.encode_corpus), which is what a rerun must find again."""
     source = text_data.corpus_of(c)
-    key = text_data.cache_key(source, c.min_count, c.max_vocab)
-    return text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir), key
+    corpus = text_data.encode_corpus(source, c.min_count, max_vocab=c.max_vocab, cache_dir=workdir)
+    check_corpus(c, corpus)
+    return corpus, corpus.key
+
+
+def caching_batches(examples: TrainingExamples, corpus: text_data.EncodedCorpus, workdir: str):
+    """examples.batches, first caching the corpus in workdir (text.save_cached) on the lead process: the loop asks
+    for the batches under the workdir's lock, after its checks, so a refused run has written nothing."""
+
+    def batches(global_batch_size: int, seed: int, num_threads: int | None = None):
+        if jax.process_index() == 0:
+            text_data.save_cached(workdir, corpus.key, corpus)
+        return examples.batches(global_batch_size, seed, num_threads)
+
+    return batches
 
 
 def resolve_num_steps(c, corpus: text_data.EncodedCorpus) -> int:

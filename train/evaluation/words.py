@@ -5,6 +5,7 @@ line and a PCA figure of the planted pairs. The question sets are the generated 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from zoo import word_vectors
 
 __all__ = ["EVAL_KEYS", "load_eval_sets", "evaluate_vectors", "analogy_line", "planted_pairs_figure"]
 
+# The files are read whole into lists of questions: Google's questions-words.txt is 0.6 MB, WordSim-353 10 kB.
+MAX_EVAL_FILE_BYTES = 64 << 20
 EVAL_KEYS = {
     "analogies": Key("", "questions-words file for evaluation ('': the generated corpus's planted sets)"),
     "wordsim": Key("", "word1 word2 score file, WordSim-353 style ('': the planted similarities)"),
@@ -26,6 +29,7 @@ def load_eval_sets(c):
 
     def read(path, what, parse):
         try:
+            _check_eval_file(path, what)
             with open(path, encoding="utf-8") as f:
                 return parse(f)
         except OSError as e:
@@ -43,6 +47,22 @@ def load_eval_sets(c):
     )
     wordsim = read(c.wordsim, "wordsim", word_vectors.parse_wordsim) if c.wordsim else planted.planted_similarities()
     return analogies, wordsim
+
+
+def _check_eval_file(path: str, what: str) -> None:
+    """DataError unless path is a regular file of at most MAX_EVAL_FILE_BYTES (a FIFO or a device would be read
+    forever, a corpus given by mistake whole into memory); OSError when it cannot be looked at."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DataError(
+            f"config.{what}={path!r} is not a regular file; accepted: a {what} file, or '' for the generated corpus's "
+            f"planted set"
+        )
+    size = os.path.getsize(path)
+    if size > MAX_EVAL_FILE_BYTES:
+        raise DataError(
+            f"config.{what}={path!r} holds {size} bytes; accepted: a {what} file of at most {MAX_EVAL_FILE_BYTES} "
+            f"bytes (questions-words.txt is 0.6 MB), or '' for the generated corpus's planted set"
+        )
 
 
 def evaluate_vectors(W, vocab, analogies, wordsim) -> dict:
