@@ -86,8 +86,10 @@ class ImageModel:
         )
 
     def train(self, config, workdir: str) -> dict:
-        """Train in workdir: the training part on the dataset's spec, the evaluation part and the batches joined."""
-        ds = images.images_of(config)
+        """Train in workdir: the training part on the dataset's spec, the evaluation part and the batches joined.
+        Every check of the data (the model's, the evaluation's, the sweep's) runs before an image folder's decoded
+        cache is written to data_dir and before the workdir is made."""
+        ds = images.images_of(config, cache=False)
         task = self.make_task(config, ds.spec)
         task = dataclasses.replace(
             task,
@@ -95,6 +97,8 @@ class ImageModel:
             batches=images.training_batches(config, ds),
             spec=ds.spec.to_json(),
         )
+        loop.run_of(task, config, config_lib.sweep_replicas(config))  # a sweep's checks of the task
+        images.save_cache(ds)
         return loop.train(config, workdir, task, ds.fingerprint)
 
     def load(self, workdir: str) -> TrainedImageModel:

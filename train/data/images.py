@@ -16,9 +16,15 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import re
+import shutil
+import socket
 import struct
+import threading
+import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 from typing import Any
@@ -142,6 +148,9 @@ class ImageData:
     # A file-name-safe name of the images' content, which keys caches made from them (the feature classifier):
     # each source declares its own (the TFDS name; npz- or images- and a hash of the bytes read).
     content_key: str = ""
+    # Freshly decoded images:DIR images waiting in memory for the run's checks (images_of(c, cache=False)):
+    # save_cache(data) writes them to data_dir's cache.
+    unsaved_cache: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def spec(self) -> ImageSpec:
@@ -190,22 +199,71 @@ MIN_TRAIN_IMAGES = 2  # a split a batch can be drawn from, and a held-out split 
 MAX_LABEL = 2**31 - 1  # labels are int32 on device
 
 
-def load_npz(path: str) -> ImageData:
-    """The images of a user's .npz, every member checked before anything is trained (DataError naming the file)."""
-    if not os.path.isfile(path):
-        raise _npz_error(path, "no such file" if not os.path.exists(path) else "not a regular file")
+NPZ_KEYS = ("x", "y", "x_test", "y_test")  # the members read; any other is left unread
+# The most a deflated member expands: DEFLATE's limit is about 1032:1 (a 258-byte match coded in 2 bits); a margin.
+DEFLATE_MAX_RATIO = 1100
+
+
+def _npz_arrays(path: str) -> dict[str, np.ndarray]:
+    """The NPZ_KEYS members of the .npz at path, each one's .npy header first checked against the bytes the archive
+    holds for it, so a header that claims more than the file holds is refused before anything is allocated."""
     try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise _npz_error(path, f"a single {type(f).__name__} (a .npy file?), not an .npz archive of arrays")
-        with f:
-            arrays = {k: f[k] for k in f.files}
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                npy = f.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX
+            raise _npz_error(
+                path,
+                "a single array (a .npy file?), not an .npz archive of arrays" if npy else "not a readable .npz file",
+            )
+        with zipfile.ZipFile(path) as z:
+            members = {_npz_key(info.filename): info for info in z.infolist()}
+            if "x" not in members:
+                raise _npz_error(path, f"no array 'x' (found {sorted(members) or 'none'})")
+            for key in NPZ_KEYS:
+                if key in members:
+                    _check_npz_member(path, z, key, members[key], os.path.getsize(path))
+        with np.load(path, allow_pickle=False) as f:
+            return {key: f[key] for key in NPZ_KEYS if key in members}
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, TypeError, AttributeError) as e:
         raise _npz_error(path, f"not a readable .npz file ({type(e).__name__})") from None
-    if "x" not in arrays:
-        raise _npz_error(path, f"no array 'x' (found {sorted(arrays) or 'none'})")
+
+
+def _npz_key(member: str) -> str:
+    """The name np.load gives an archive member: 'x.npy' -> 'x' (a member without the suffix keeps its name)."""
+    return member[: -len(".npy")] if member.endswith(".npy") else member
+
+
+def _check_npz_member(path: str, z: zipfile.ZipFile, key: str, info: zipfile.ZipInfo, file_size: int) -> None:
+    """DataError unless the member is an .npy array whose header's shape and dtype need no more bytes than the
+    member stores, and the member no more than its compressed bytes in the file can hold."""
+    with z.open(info) as member:
+        try:
+            version = np.lib.format.read_magic(member)
+        except ValueError:
+            raise _npz_error(path, f"'{key}' is not an array (its member {info.filename!r} holds raw bytes)") from None
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(member)
+        header_bytes = member.tell()
+    if dtype.hasobject:
+        raise _npz_error(path, f"'{key}' holds Python objects (dtype {dtype})")
+    needed = math.prod(shape) * dtype.itemsize
+    expands = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: DEFLATE_MAX_RATIO}.get(info.compress_type)
+    stored = info.file_size - header_bytes
+    if needed > stored or info.compress_size > file_size or (expands and info.file_size > expands * info.compress_size):
+        raise _npz_error(
+            path,
+            f"the header of '{key}' claims shape {shape} of {dtype} ({needed:,} bytes) but the file holds "
+            f"{max(0, min(stored, file_size)):,} bytes of it (truncated or damaged)",
+        )
+
+
+def load_npz(path: str) -> ImageData:
+    """The images of a user's .npz, every member checked before anything is trained (DataError naming the file)."""
+    if not os.path.isfile(path):
+        raise _npz_error(path, "no such file" if not os.path.exists(path) else "not a regular file")
+    arrays = _npz_arrays(path)
 
     def images(key):
         x = arrays[key]
@@ -283,22 +341,94 @@ def prepared_builder(name: str, data_dir: str | None, download: bool = True):
                 f"prepare it where there is internet (python -m train.<model> --config.dataset={name} "
                 f"--config.data_dir=DIR), then pass --config.data_dir=DIR"
             )
-        tfds.disable_progress_bar()
-        try:
-            builder.download_and_prepare()
-        except ImportError as e:
+        refuse_unreachable(name, where)
+        _download_and_prepare(builder, name, where, data_dir)
+    return builder
+
+
+def _download_and_prepare(builder, name: str, where: str, data_dir: str | None) -> None:
+    """builder.download_and_prepare(), its failures one DataError line, the temporary downloads of a failed one
+    removed (a retry downloads afresh what did not finish; what did finish stays)."""
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
+    before = _entries(data_dir)
+    try:
+        builder.download_and_prepare()
+    except BaseException as e:
+        _remove_failed_download(data_dir, before)
+        if isinstance(e, ImportError):
             raise DataError(
                 f"TFDS dataset {name!r} needs TensorFlow to prepare ({e.name or e}); pip install 'jax-zoo[tf]' "
                 f"(on Colab it is there), then run the same command again"
             ) from None
-        except Exception as e:
-            why = (str(e).strip().splitlines() or [""])[0][:200]
-            raise DataError(
-                f"TFDS dataset {name!r} could not be downloaded and prepared in {where} ({type(e).__name__}: "
-                f"{why}); offline? prepare it where there is internet and pass --config.data_dir=DIR, or set "
-                f"--config.download=False"
-            ) from None
-    return builder
+        if not isinstance(e, Exception):  # Ctrl-C
+            raise
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise DataError(
+            f"TFDS dataset {name!r} could not be downloaded and prepared in {where} ({type(e).__name__}: "
+            f"{why}); offline? prepare it where there is internet and pass --config.data_dir=DIR, or set "
+            f"--config.download=False"
+        ) from None
+
+
+# Where a download is first tried: the host most TFDS datasets (mnist, fashion_mnist, ...) come from. The environment
+# variable names another as HOST:PORT, or '' for no probe (docs/images.md#data).
+DOWNLOAD_HOST, DOWNLOAD_HOST_VARIABLE = "storage.googleapis.com:443", "ZOO_DOWNLOAD_HOST"
+PROBE_SECONDS = 10  # TFDS itself retries an unreachable host for minutes, silently
+
+
+def refuse_unreachable(name: str, where: str) -> None:
+    """DataError, within PROBE_SECONDS and before anything is written, where the download host (or the HTTPS proxy
+    the environment names for it) takes no TCP connection."""
+    target = os.environ.get(DOWNLOAD_HOST_VARIABLE, DOWNLOAD_HOST)
+    if not target:
+        return
+    host, _, port = target.rpartition(":")
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = url.hostname or host, url.port or (443 if url.scheme == "https" else 80)
+    failure = []
+
+    def connect():
+        try:
+            socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+        except (OSError, ValueError) as e:  # name resolution, refused, unreachable, timed out; a bad port
+            failure.append(f"{type(e).__name__}: {e}")
+
+    probe = threading.Thread(target=connect, daemon=True)  # a name lookup has no timeout of its own
+    probe.start()
+    probe.join(PROBE_SECONDS)
+    if probe.is_alive() or failure:
+        why = failure[0] if failure else f"no answer in {PROBE_SECONDS} s"
+        raise DataError(
+            f"TFDS dataset {name!r} is not prepared in {where} and cannot be downloaded: {host}:{port} cannot be "
+            f"reached ({why}); offline? prepare it where there is internet and pass --config.data_dir=DIR, or set "
+            f"--config.download=False"
+        )
+
+
+def _entries(data_dir: str | None) -> set[str]:
+    """Every file and folder under data_dir (the default TFDS data dir for None), data_dir itself included."""
+    from tensorflow_datasets.core import constants
+
+    root = os.path.expanduser(data_dir or constants.DATA_DIR)
+    return {root, *(os.path.join(d, n) for d, dirs, names in os.walk(root) for n in dirs + names)}
+
+
+def _remove_failed_download(data_dir: str | None, before: set[str]) -> None:
+    """Remove what a failed download_and_prepare made under data_dir that is of no use to a retry: its temporary
+    downloads (<name>.tmp.<32 hex digits>, files or folders) and the folders it made that are left empty."""
+    made = _entries(data_dir) - before
+    for path in sorted(made, key=len, reverse=True):  # the deepest first, so a folder is emptied before it is tried
+        if re.search(r"\.tmp\.[0-9a-f]{32}$", os.path.basename(path)):
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            elif os.path.lexists(path):
+                os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
 
 
 def tfrecord_records(path: str):
@@ -397,8 +527,10 @@ def load_images(
     channels: int = 0,
     skip_bad_images: bool = False,
     download: bool = True,
+    cache: bool = True,
 ) -> ImageData:
-    """Resolve a `dataset` config value to its train and test sources, resized to image_size when > 0."""
+    """Resolve a `dataset` config value to its train and test sources, resized to image_size when > 0 (cache: see
+    load_image_folder)."""
     if not isinstance(dataset, str) or not dataset:
         raise DataError(
             f"dataset must be a non-empty string, got {dataset!r}; accepted: 'digits', 'npz:PATH', 'images:DIR', "
@@ -407,14 +539,14 @@ def load_images(
     if dataset.startswith("npz:"):
         ds = load_npz(dataset[4:])
     elif dataset.startswith("images:"):
-        return load_image_folder(dataset[len("images:") :], data_dir, image_size, channels, skip_bad_images)
+        return load_image_folder(dataset[len("images:") :], data_dir, image_size, channels, skip_bad_images, cache)
     else:
         ds = load_tfds(dataset, data_dir, download)
     return resized(ds, image_size)
 
 
-def images_of(c) -> ImageData:
-    """The dataset a config's IMAGE_DATA keys name."""
+def images_of(c, cache: bool = True) -> ImageData:
+    """The dataset a config's IMAGE_DATA keys name (cache: see load_image_folder)."""
     return load_images(
         c.dataset,
         c.data_dir or None,
@@ -422,6 +554,7 @@ def images_of(c) -> ImageData:
         channels=c.get("channels", 0),
         skip_bad_images=c.get("skip_bad_images", False),
         download=c.get("download", True),
+        cache=cache,
     )
 
 
@@ -490,83 +623,188 @@ def resized(ds: ImageData, size: int) -> ImageData:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-FOLDER_CACHE = "image_folders"  # under data_dir: one decoded copy of each folder, keyed by its files
+FOLDER_CACHE = "image_folders"  # under data_dir: one decoded copy of each folder, keyed by its files' bytes
+FOLDER_DECODER = 2  # part of the cache key: a change of how files become pixels must not read an older cache
+HELD_OUT_EVERY = 10  # every 10th image in sorted order is the held-out split, so a folder needs at least 10
 
 
 def _folder_error(path: str, what: str) -> DataError:
     return DataError(
         f"dataset 'images:{path}': {what}; accepted: a directory of PNG/JPEG/BMP/WebP files (labels from the "
-        f"first-level subfolders, in sorted order; none: unlabelled), at least 3 images"
+        f"first-level subfolders, in sorted order; none: unlabelled), at least {HELD_OUT_EVERY} images (every "
+        f"{HELD_OUT_EVERY}th is held out)"
     )
+
+
+def _bad_file(path: str, name: str, why: str) -> DataError:
+    return _folder_error(path, f"{name} {why}; fix or remove it, or set config.skip_bad_images=True to skip such files")
 
 
 def load_image_folder(
-    path: str, data_dir: str | None, image_size: int = 0, channels: int = 0, skip_bad: bool = False
+    path: str, data_dir: str | None, image_size: int = 0, channels: int = 0, skip_bad: bool = False, cache=True
 ) -> ImageData:
-    """Every image file below path, decoded once into a memory-mapped cache in data_dir (keyed by the files'
-    names, sizes and mtimes, the channels and the size), so a rerun does not decode again; every 10th file in
-    sorted order is the held-out split."""
+    """Every image file below path (symlinked folders followed), decoded once into a memory-mapped cache in data_dir
+    keyed by the files' names and bytes, the channels and the size, so a rerun does not decode again; every 10th
+    file in sorted order is the held-out split. cache=False: freshly decoded images wait in memory until
+    save_cache(the data), so a run refused by a check of the data leaves no cache behind."""
+    root, found, classes = _folder_files(path)
+    settings = f"decoder={FOLDER_DECODER}\nchannels={channels}\nsize={image_size}"
+    digest, readable, unreadable = _content_digest(path, root, found, skip_bad, settings)
+    cache_dir = os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"), FOLDER_CACHE, digest[:32])
+    cached = _read_folder_cache(cache_dir)
+    unsaved = None
+    if cached is None:
+        images, labels, undecodable = _decode_folder(path, root, readable, classes, channels, image_size, skip_bad)
+        skipped = sorted(unreadable + undecodable)
+        if skipped:
+            print(f"warning: images:{path}: skipped {len(skipped)} file(s) that cannot be read or decoded", flush=True)
+        info = {"classes": classes, "skipped": len(skipped), "skipped_files": skipped, "count": len(images)}
+        unsaved = functools.partial(
+            _write_folder_cache, cache_dir, images, labels, {**info, "channels": images.shape[-1]}
+        )
+        if cache:
+            unsaved()
+            info, images, labels = _read_folder_cache(cache_dir) or (info, images, labels)
+            unsaved = None
+    else:
+        info, images, labels = cached
+        if info["skipped_files"] and not skip_bad:
+            raise _bad_file(path, info["skipped_files"][0], "cannot be read or decoded (it was skipped before)")
+    held_out = np.arange(len(images)) % HELD_OUT_EVERY == HELD_OUT_EVERY - 1
+    train, test = _Rows(images, labels, np.flatnonzero(~held_out)), _Rows(images, labels, np.flatnonzero(held_out))
+    fingerprint = {"dataset": f"images:{root}", "sha256": digest, "files": len(found), "skipped": info["skipped"]}
+    shape, num_classes = tuple(images.shape[1:]), max(1, len(classes))
+    return ImageData(
+        f"images:{path}", train, test, shape, num_classes, fingerprint, f"images-{digest[:20]}", unsaved_cache=unsaved
+    )
+
+
+def _folder_files(path: str) -> tuple[str, list[str], list[str]]:
+    """(the folder's absolute path, its image files relative to it in sorted order, the class subfolders); DataError
+    before anything is read where it cannot give both splits an image."""
     if not os.path.isdir(path):
         raise _folder_error(path, "no such directory" if not os.path.exists(path) else "not a directory")
     root = os.path.abspath(path)
-    found = sorted(
-        os.path.relpath(os.path.join(d, n), root)
-        for d, _, names in os.walk(root)
-        for n in names
-        if n.lower().endswith(IMAGE_SUFFIXES)
-    )
+    found = []
+    for d, dirs, names in os.walk(root, followlinks=True):  # a symlinked class folder is a class folder
+        dirs[:] = [n for n in dirs if not _loops_back(os.path.join(d, n), root)]
+        found += [os.path.relpath(os.path.join(d, n), root) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    found.sort()
     if not found:
         raise _folder_error(path, "holds no image file")
     classes = sorted({f.split(os.sep)[0] for f in found if os.sep in f})
     if classes and any(os.sep not in f for f in found):
         loose = next(f for f in found if os.sep not in f)
         raise _folder_error(path, f"{loose} lies beside the class subfolders {classes[:3]}; put it in one")
-    stats = [os.stat(os.path.join(root, f)) for f in found]
-    listing = "\n".join(f"{f}:{s.st_size}:{s.st_mtime_ns}" for f, s in zip(found, stats))
-    digest = hashlib.sha256(f"{listing}\nchannels={channels}\nsize={image_size}".encode()).hexdigest()
-    cache = os.path.join(data_dir or os.path.expanduser("~/tensorflow_datasets"), FOLDER_CACHE, digest[:32])
-    if not os.path.exists(os.path.join(cache, "info.json")):
-        _decode_folder(path, root, found, classes, channels, image_size, skip_bad, cache)
-    with open(os.path.join(cache, "info.json")) as f:
-        info = json.load(f)
-    images = np.load(os.path.join(cache, "images.npy"), mmap_mode="r")
-    labels = np.load(os.path.join(cache, "labels.npy"))
-    held_out = np.arange(len(images)) % 10 == 9
-    train, test = _Rows(images, labels, np.flatnonzero(~held_out)), _Rows(images, labels, np.flatnonzero(held_out))
-    fingerprint = {"dataset": f"images:{root}", "sha256": digest, "files": len(found), "skipped": info["skipped"]}
-    shape, num_classes = tuple(images.shape[1:]), max(1, len(classes))
-    return ImageData(f"images:{path}", train, test, shape, num_classes, fingerprint, f"images-{digest[:20]}")
+    if len(found) < HELD_OUT_EVERY:
+        raise _folder_error(path, f"holds {len(found)} image file(s), which leave the held-out split empty")
+    return root, found, classes
 
 
-def _decode_folder(path, root, found, classes, channels, image_size, skip_bad, cache) -> None:
-    from PIL import Image, UnidentifiedImageError
+def _loops_back(d: str, root: str) -> bool:
+    """Whether directory d (below root) is a link to itself or a folder above it: walking it would never end."""
+    real, up = os.path.realpath(d), d
+    while up != root:
+        up = os.path.dirname(up)
+        if os.path.realpath(up) == real:
+            return True
+    return False
 
-    decoded, labels, modes, skipped = [], [], [], 0
+
+def _content_digest(path, root, found, skip_bad, settings) -> tuple[str, list[str], list[str]]:
+    """(the sha256 of the files' names and bytes and the settings, the files that can be read, those that cannot);
+    a file that cannot be read (a dangling symlink, no permission) is DataError naming it, unless skip_bad."""
+    lines, readable, unreadable = [], [], []
+    for f in found:
+        p = os.path.join(root, f)
+        try:
+            fp = files.fingerprint(p)
+        except OSError as e:
+            dangling = os.path.islink(p) and not os.path.exists(p)
+            why = f"is a symlink to {os.readlink(p)}, which does not exist" if dangling else f"cannot be read ({e})"
+            if not skip_bad:
+                raise _bad_file(path, f, why) from None
+            unreadable.append(f)
+            continue
+        readable.append(f)
+        lines.append(f"{f}:{fp['size']}:{fp.get('sha256') or fp['sha256_sampled']}")
+    lines += [f"unreadable:{f}" for f in unreadable] + [settings]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest(), readable, unreadable
+
+
+def _read_folder_cache(cache: str) -> tuple[dict, np.ndarray, np.ndarray] | None:
+    """(info, images memory-mapped, labels) of a folder's cache, or None where there is none; a damaged one (a file
+    truncated, garbled or missing, or the files disagreeing) is set aside with one warning and None returned, so the
+    folder is decoded again."""
+    info_path = os.path.join(cache, "info.json")
+    if not os.path.exists(info_path):  # written last: without it the cache was never finished
+        return None
+    reading = info_path
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        reading = os.path.join(cache, "images.npy")
+        images = np.load(reading, mmap_mode="r")
+        reading = os.path.join(cache, "labels.npy")
+        labels = np.load(reading, allow_pickle=False)
+        reading = info_path
+        _check_folder_cache(info, images, labels)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError) as e:
+        files.set_aside(reading if os.path.exists(reading) else info_path, f"{type(e).__name__}: {e}")
+        return None
+    return info, images, labels
+
+
+def _check_folder_cache(info, images, labels) -> None:
+    """ValueError where a folder cache's three files disagree."""
+    n = info["count"]
+    if not (isinstance(info["skipped_files"], list) and info["skipped"] == len(info["skipped_files"])):
+        raise ValueError(f"skipped {info['skipped']!r} does not count skipped_files")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] != n or images.shape[-1] != info["channels"]:
+        raise ValueError(
+            f"images.npy holds {images.dtype} {images.shape}, not {n} uint8 images of {info['channels']} channel(s)"
+        )
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels.npy holds {labels.dtype} {labels.shape}, not {n} integer labels")
+
+
+def _write_folder_cache(cache: str, images: np.ndarray, labels: np.ndarray, info: dict) -> None:
+    os.makedirs(cache, exist_ok=True)
+    with files.atomic_write(os.path.join(cache, "images.npy")) as f:
+        np.save(f, images)
+    with files.atomic_write(os.path.join(cache, "labels.npy")) as f:
+        np.save(f, labels)
+    files.write_json(os.path.join(cache, "info.json"), info)  # last: it marks the cache complete
+
+
+def save_cache(ds: ImageData) -> None:
+    """Write the decoded images that waited for the run's checks (images_of(c, cache=False)) to their cache in
+    data_dir, so the next run reads them without decoding; nothing for data that has no such images."""
+    if ds.unsaved_cache is not None:
+        ds.unsaved_cache()
+
+
+def _decode_folder(path, root, found, classes, channels, image_size, skip_bad) -> tuple[np.ndarray, np.ndarray, list]:
+    """(uint8 images [N, H, W, C], int32 labels [N], the files skipped) of the files that decode (pixels());
+    C is `channels`, or 0: 1 where most files are grey, else 3."""
+    from PIL import Image
+
+    decoded, labels, skipped = [], [], []
     for f in found:
         try:
             with Image.open(os.path.join(root, f)) as im:
                 im.load()
-                modes.append(im.mode)
-                decoded.append(im.copy())
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+                decoded.append(pixels(im))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             if not skip_bad:
-                raise _folder_error(
-                    path,
-                    f"{f} cannot be decoded ({type(e).__name__}); fix or remove it, or set "
-                    f"config.skip_bad_images=True to skip such files",
-                ) from None
-            skipped += 1
+                why = str(e) if isinstance(e, UnsupportedPixels) else type(e).__name__
+                raise _bad_file(path, f, f"cannot be decoded ({why})") from None
+            skipped.append(f)
             continue
         labels.append(classes.index(f.split(os.sep)[0]) if classes else 0)
-    if skipped:
-        print(f"warning: images:{path}: skipped {skipped} file(s) that cannot be decoded", flush=True)
-    grey = sum(m in ("1", "L", "LA", "I", "I;16", "F") for m in modes)
-    c = channels or (1 if grey * 2 > len(modes) else 3)
-    arrays = []
-    for im in decoded:
-        x = np.asarray(im.convert("L" if c == 1 else "RGB"), np.uint8)
-        x = x[..., None] if x.ndim == 2 else x
-        arrays.append(resize_and_crop(x, image_size) if image_size else x)
+    c = channels or (1 if sum(x.ndim == 2 for x in decoded) * 2 > len(decoded) else 3)
+    arrays = [with_channels(x, c) for x in decoded]
+    arrays = [resize_and_crop(x, image_size) for x in arrays] if image_size else arrays
     sizes = sorted({a.shape[:2] for a in arrays})
     if len(sizes) > 1:
         raise _folder_error(
@@ -574,14 +812,63 @@ def _decode_folder(path, root, found, classes, channels, image_size, skip_bad, c
             f"images of {len(sizes)} sizes ({', '.join(f'{h}x{w}' for h, w in sizes[:3])}, ...); set "
             f"config.image_size to resize and centre-crop them all",
         )
-    if len(arrays) < 3:
+    if len(arrays) < HELD_OUT_EVERY:
         raise _folder_error(path, f"{len(arrays)} image(s) could be decoded")
-    os.makedirs(cache, exist_ok=True)
-    with files.atomic_write(os.path.join(cache, "images.npy")) as f:
-        np.save(f, np.stack(arrays))
-    with files.atomic_write(os.path.join(cache, "labels.npy")) as f:
-        np.save(f, np.asarray(labels, np.int32))
-    files.write_json(os.path.join(cache, "info.json"), {"classes": classes, "skipped": skipped, "channels": c})
+    return np.stack(arrays), np.asarray(labels, np.int32), skipped
+
+
+# ----------------------------------------------------------------------------- pixel modes
+# How each PIL mode becomes uint8 pixels, explicitly (docs/images.md#pixel-modes), as PIL's own convert('L') clips a
+# 16-bit image (almost every pixel 255) instead of scaling it.
+
+
+class UnsupportedPixels(ValueError):
+    """An image whose pixels have no one mapping to 0..255 (a 32-bit float image, LAB)."""
+
+
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+STRAIGHT_ALPHA = {"LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA", "RGBX": "RGBA", "P": "RGBA", "PA": "RGBA"}
+
+
+def pixels(im) -> np.ndarray:
+    """A decoded PIL image's pixels as uint8 [H, W] (grey) or [H, W, 3] (colour), by its mode:
+    L, RGB as they are; 1 as 0 or 255;
+    16-bit grey (I;16*, and I whose values lie in 0..65535, as PIL opens 16-bit PNG and TIFF) as x >> 8, the high
+      byte, as PIL itself reduces 16-bit colour and grey-alpha PNGs: a grey and a colour copy of one 16-bit image
+      agree, and an 8-bit image stored as 16 bits (v * 257) comes back exactly;
+    alpha (LA, RGBA, PA, and the premultiplied La, RGBa made straight first) dropped, the stored colour kept, as
+      PIL's convert('RGB') and torchvision's ImageFolder loader do; palettes (P, PA) looked up;
+    CMYK, YCbCr, HSV by PIL's conversion to RGB (CMYK: R = (255 - C)(255 - K) / 255, rounded);
+    refused (UnsupportedPixels): F (32-bit float: no one scale to 0..255), I outside 0..65535, LAB."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return np.asarray(im, np.uint8)
+    if mode == "1":
+        return np.asarray(im, np.uint8) * np.uint8(255)
+    if mode in SIXTEEN_BIT or mode == "I":
+        x = np.asarray(im).astype(np.int64)
+        if x.size and (x.min() < 0 or x.max() > 0xFFFF):
+            raise UnsupportedPixels(f"mode I pixels in [{x.min()}, {x.max()}], outside the 16-bit range 0..65535")
+        return (x >> 8).astype(np.uint8)
+    if mode in STRAIGHT_ALPHA:
+        straight = np.asarray(im.convert(STRAIGHT_ALPHA[mode]), np.uint8)
+        return straight[..., 0] if STRAIGHT_ALPHA[mode] == "LA" else straight[..., :3]
+    if mode in ("CMYK", "YCbCr", "HSV"):
+        return np.asarray(im.convert("RGB"), np.uint8)
+    raise UnsupportedPixels(
+        f"mode {mode} ({'32-bit float' if mode == 'F' else 'no one mapping to 0..255'}); accepted: 8- or 16-bit "
+        f"grey, palette, RGB(A), CMYK or YCbCr images"
+    )
+
+
+def with_channels(x: np.ndarray, c: int) -> np.ndarray:
+    """uint8 [H, W] or [H, W, 3] -> [H, W, c]: colour to grey by PIL's ITU-R 601-2 luma (L = 0.299 R + 0.587 G +
+    0.114 B), grey to colour by repeating it."""
+    from PIL import Image
+
+    if c == 1:
+        return (np.asarray(Image.fromarray(x).convert("L"), np.uint8) if x.ndim == 3 else x)[..., None]
+    return np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x
 
 
 def as_arrays(source, limit: int | None = None) -> dict[str, np.ndarray]:

@@ -332,20 +332,28 @@ def _check_int(name, v, low):
     return int(v)
 
 
-def _cached_extractor(net, template, image_shape, params_path: str, info_path: str) -> FeatureExtractor:
-    """The feature classifier cached in params_path, with its info_path."""
-    with open(info_path) as f:
-        info = json.load(f)
-    with open(params_path, "rb") as f:
-        try:
+def _cached_extractor(net, template, image_shape, params_path: str, info_path: str) -> FeatureExtractor | None:
+    """The feature classifier cached in params_path, with its info_path; None where there is none, or where it is
+    damaged (truncated, garbled, or of another network): then the damaged file is set aside with one warning, so
+    the classifier is trained again."""
+    if not (os.path.exists(info_path) and os.path.exists(params_path)):  # info is renamed in last: it marks completion
+        return None
+    reading = info_path
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+        test_accuracy = float(info["test_accuracy"])
+        reading = params_path
+        with open(params_path, "rb") as f:
             params = flax.serialization.from_bytes(template, f.read())
-        except Exception as e:
-            raise RuntimeError(
-                f"feature classifier cache {params_path} does not match the classifier "
-                f"({type(e).__name__}: {e}); delete it to retrain"
-            ) from None
+        shapes = jax.tree.map(lambda a: tuple(np.shape(a)), params)
+        if shapes != jax.tree.map(lambda a: tuple(a.shape), template):
+            raise ValueError("its parameter shapes are not the classifier's")
+    except Exception as e:  # msgpack and flax raise many types for a damaged file; any of them means: train again
+        files.set_aside(reading, f"{type(e).__name__}: {e}")
+        return None
     params = jax.tree.map(jnp.asarray, params)
-    return FeatureExtractor(net, params, image_shape, float(info["test_accuracy"]), info, params_path)
+    return FeatureExtractor(net, params, image_shape, test_accuracy, info, params_path)
 
 
 def feature_extractor(
@@ -369,8 +377,9 @@ def feature_extractor(
     template = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros((1, *ds.image_shape)))["params"])
 
     with _file_lock(os.path.join(root, key + ".lock")):
-        if os.path.exists(info_path) and os.path.exists(params_path):  # info is renamed in last: it marks completion
-            return _cached_extractor(net, template, tuple(ds.image_shape), params_path, info_path)
+        cached = _cached_extractor(net, template, tuple(ds.image_shape), params_path, info_path)
+        if cached is not None:
+            return cached
 
         train = data.as_arrays(ds.train)
         test = data.as_arrays(ds.test)
