@@ -242,3 +242,343 @@ def struct_record(payload: bytes) -> bytes:
     import struct
 
     return struct.pack("<Q", len(payload)) + bytes(4) + payload + bytes(4)
+
+
+# ----------------------------------------------------------------------------- pixel modes: every PIL mode to uint8
+# Each mode's pixels against a reference computed here with numpy from the raw array the image was made of.
+
+RNG = np.random.default_rng(7)
+GREY = RNG.integers(0, 256, (6, 5), dtype=np.uint8)
+ALPHA = RNG.integers(1, 256, (6, 5), dtype=np.uint8)
+COLOUR = RNG.integers(0, 256, (6, 5, 3), dtype=np.uint8)
+PALETTE = RNG.integers(0, 256, (256, 3), dtype=np.uint8)
+WIDE = RNG.integers(0, 1 << 16, (6, 5)).astype(np.uint16)
+CMYK = RNG.integers(0, 256, (6, 5, 4), dtype=np.uint8)
+
+
+def _raw(mode: str, array: np.ndarray) -> Image.Image:
+    return Image.frombytes(mode, array.shape[1::-1], np.ascontiguousarray(array).tobytes())
+
+
+def _paletted(mode: str, array: np.ndarray) -> Image.Image:
+    im = _raw(mode, array)
+    im.putpalette(PALETTE.ravel().tolist())
+    return im
+
+
+def _ycbcr_to_rgb(ycc):  # JFIF (ITU-R BT.601, full range)
+    y, cb, cr = (ycc[..., i].astype(float) for i in range(3))
+    rgb = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)])
+    return np.clip(np.moveaxis(rgb, 0, -1), 0, 255)
+
+
+def _hsv_to_rgb(hsv):
+    import colorsys
+
+    return np.array([[colorsys.hsv_to_rgb(*(p / 255.0)) for p in row] for row in hsv]) * 255
+
+
+# mode -> (the image, its reference uint8 pixels, the tolerance of PIL's fixed-point colour conversions)
+MODES = {
+    "1": (Image.fromarray(GREY > 127), (GREY > 127) * 255, 0),
+    "L": (_raw("L", GREY), GREY, 0),
+    "LA": (_raw("LA", np.stack([GREY, ALPHA], -1)), GREY, 0),  # alpha dropped
+    "La": (
+        _raw("La", np.stack([np.minimum(GREY, ALPHA), ALPHA], -1)),
+        np.minimum(GREY, ALPHA).astype(int) * 255 // ALPHA,
+        0,
+    ),
+    "P": (_paletted("P", GREY), PALETTE[GREY], 0),
+    "PA": (_paletted("PA", np.stack([GREY, ALPHA], -1)), PALETTE[GREY], 0),
+    "RGB": (_raw("RGB", COLOUR), COLOUR, 0),
+    "RGBA": (_raw("RGBA", np.dstack([COLOUR, ALPHA])), COLOUR, 0),
+    "RGBX": (_raw("RGBX", np.dstack([COLOUR, ALPHA])), COLOUR, 0),
+    "CMYK": (_raw("CMYK", CMYK), np.round((255 - CMYK[..., :3] * 1.0) * (255 - CMYK[..., 3:] * 1.0) / 255), 0),
+    "YCbCr": (_raw("YCbCr", COLOUR), _ycbcr_to_rgb(COLOUR), 1),
+    "HSV": (_raw("HSV", COLOUR), _hsv_to_rgb(COLOUR), 1),
+    "I;16": (_raw("I;16", WIDE.astype("<u2")), WIDE >> 8, 0),
+    "I;16L": (_raw("I;16L", WIDE.astype("<u2")), WIDE >> 8, 0),
+    "I;16B": (_raw("I;16B", WIDE.astype(">u2")), WIDE >> 8, 0),
+    "I;16N": (_raw("I;16N", WIDE.astype("=u2")), WIDE >> 8, 0),
+    "I": (Image.fromarray(WIDE.astype(np.int32)), WIDE >> 8, 0),  # 16-bit values in a 32-bit image: as 16-bit
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_each_pil_mode_decodes_to_uint8_as_its_reference(mode):
+    im, reference, tolerance = MODES[mode]
+    assert im.mode == mode
+    got = data.pixels(im)
+    assert got.dtype == np.uint8 and got.shape == np.shape(reference)
+    np.testing.assert_allclose(got, reference, atol=tolerance + 0.5 if tolerance else 0)
+
+
+@pytest.mark.parametrize(
+    "im, fragment",
+    [
+        (Image.fromarray(np.full((4, 4), 0.5, np.float32)), r"mode F \(32-bit float\)"),
+        (Image.fromarray(np.full((4, 4), 70000, np.int32)), r"mode I pixels in \[70000, 70000\], outside"),
+        (Image.fromarray(np.full((4, 4), -1, np.int32)), r"mode I pixels in \[-1, -1\]"),
+        (Image.new("LAB", (4, 4)), "mode LAB"),
+    ],
+)
+def test_modes_without_one_mapping_to_0_255_are_refused_in_one_line(im, fragment):
+    with pytest.raises(data.UnsupportedPixels, match=fragment) as e:
+        data.pixels(im)
+    assert "\n" not in str(e.value)
+
+
+def test_channels_are_made_by_the_601_luma_or_by_repeating_the_grey():
+    grey = data.with_channels(COLOUR, 1)
+    reference = COLOUR @ np.array([0.299, 0.587, 0.114])
+    assert grey.shape == (6, 5, 1) and np.abs(grey[..., 0] - reference).max() <= 0.5 + 1e-9
+    np.testing.assert_array_equal(data.with_channels(GREY, 3), np.stack([GREY] * 3, -1))
+    np.testing.assert_array_equal(data.with_channels(GREY, 1)[..., 0], GREY)
+
+
+def test_a_folder_of_16_bit_pngs_is_scaled_not_clipped(tmp_path):
+    """The issue's case: 16-bit grey PNGs (mode I;16) came out almost all 255 (PIL's convert('L') clips)."""
+    root = tmp_path / "wide"
+    root.mkdir()
+    wide = RNG.integers(0, 1 << 16, (12, 8, 8)).astype(np.uint16)
+    for i, x in enumerate(wide):
+        _raw("I;16", x.astype("<u2")).save(root / f"{i:02d}.png")
+    assert Image.open(root / "00.png").mode == "I;16"
+    ds = data.load_images(f"images:{root}", str(tmp_path / "tfds"))
+    order = np.flatnonzero(np.arange(12) % 10 != 9)
+    np.testing.assert_array_equal(data.as_arrays(ds.train)["image"][..., 0], wide[order] >> 8)
+
+
+def test_a_palette_png_with_transparency_decodes_without_a_warning(tmp_path):
+    import warnings
+
+    root = tmp_path / "icons"
+    root.mkdir()
+    for i in range(10):
+        _paletted("P", np.roll(GREY, i)).save(root / f"{i}.png", transparency=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL warns where a palette with transparency is converted to RGB
+        ds = data.load_images(f"images:{root}", str(tmp_path / "tfds"))
+    np.testing.assert_array_equal(data.as_arrays(ds.test)["image"][0], PALETTE[np.roll(GREY, 9)])
+
+
+# ----------------------------------------------------------------------------- the folder cache: keyed by content
+
+
+def write_bmps(root, n=12, seed=0, shape=(8, 8)):
+    """n BMPs (their size depends on the image size only) of seeded grey pixels; returns the pixels."""
+    root.mkdir(parents=True, exist_ok=True)
+    x = np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
+    for i, image in enumerate(x):
+        Image.fromarray(image).save(root / f"{i:02d}.bmp")
+    return x
+
+
+def test_a_folder_rewritten_with_other_pixels_at_the_same_size_and_mtime_is_decoded_again(tmp_path):
+    root, cache = tmp_path / "shots", str(tmp_path / "tfds")
+    before = write_bmps(root, seed=0)
+    first = data.load_images(f"images:{root}", cache)
+    stats = {p.name: os.stat(p) for p in root.iterdir()}
+    after = write_bmps(root, seed=1)
+    for p in root.iterdir():
+        os.utime(p, ns=(stats[p.name].st_atime_ns, stats[p.name].st_mtime_ns))
+        assert (os.stat(p).st_size, os.stat(p).st_mtime_ns) == (stats[p.name].st_size, stats[p.name].st_mtime_ns)
+    again = data.load_images(f"images:{root}", cache)
+    assert again.fingerprint["sha256"] != first.fingerprint["sha256"] and again.content_key != first.content_key
+    np.testing.assert_array_equal(data.as_arrays(first.test)["image"][..., 0], before[9:10])
+    np.testing.assert_array_equal(data.as_arrays(again.test)["image"][..., 0], after[9:10])
+
+
+def _truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+# damage -> (the cache file damaged, how, the file set aside: the marker info.json where the damage is a disagreement)
+DAMAGES = {
+    "images.npy truncated": ("images.npy", _truncate, "images.npy"),
+    "info.json garbage": ("info.json", lambda p: open(p, "wb").write(b"\x00{not json"), "info.json"),
+    "labels.npy missing": ("labels.npy", os.remove, "info.json"),
+    "labels.npy of other images": ("labels.npy", lambda p: np.save(p, np.zeros(3, np.int32)), "info.json"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_folder_cache_is_set_aside_and_rebuilt_the_same(damage, tmp_path, capsys):
+    root, data_dir = tmp_path / "shots", str(tmp_path / "tfds")
+    write_bmps(root)
+    first = data.as_arrays(data.load_images(f"images:{root}", data_dir).train)
+    (cache,) = (tmp_path / "tfds" / data.FOLDER_CACHE).iterdir()
+    damaged, hurt, aside = DAMAGES[damage]
+    hurt(str(cache / damaged))
+    capsys.readouterr()
+    rebuilt = data.as_arrays(data.load_images(f"images:{root}", data_dir).train)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{cache / aside} is damaged" in warnings[0], warnings
+    assert (cache / f"{aside}.damaged").exists()
+    for key in ("image", "label"):
+        np.testing.assert_array_equal(rebuilt[key], first[key])
+    data.load_images(f"images:{root}", data_dir)
+    assert "warning" not in capsys.readouterr().out  # rebuilt whole
+
+
+def test_a_symlinked_class_folder_is_followed_and_a_link_loop_is_not_walked_forever(tmp_path):
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "pets"
+    cats = write_bmps(elsewhere / "cats", n=10, seed=0)
+    write_bmps(root / "dogs", n=10, seed=1)
+    (root / "cats").symlink_to(elsewhere / "cats", target_is_directory=True)
+    (root / "dogs" / "again").symlink_to(root, target_is_directory=True)  # a loop back to the top
+    ds = data.load_images(f"images:{root}", str(tmp_path / "tfds"))
+    assert ds.num_classes == 2 and len(ds.train) + len(ds.test) == 20
+    x = data.as_arrays(ds.train)
+    np.testing.assert_array_equal(x["image"][x["label"] == 0][..., 0], cats[:9])  # cats: label 0, files 00..08
+
+
+def test_a_dangling_symlink_is_one_line_or_with_skip_bad_images_skipped_with_a_warning(tmp_path, capsys):
+    root, data_dir = tmp_path / "shots", str(tmp_path / "tfds")
+    write_bmps(root, n=12)
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError, match=r"gone\.png is a symbolic link to .*nowhere\.png, which does not exist"):
+        data.load_images(f"images:{root}", data_dir)
+    ds = data.load_images(f"images:{root}", data_dir, skip_bad_images=True)
+    assert "warning: images:" in capsys.readouterr().out and len(ds.train) + len(ds.test) == 12
+
+
+def test_a_cache_that_skipped_a_file_does_not_let_a_strict_run_pass(tmp_path):
+    root, data_dir = tmp_path / "shots", str(tmp_path / "tfds")
+    write_bmps(root, n=12)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
+    data.load_images(f"images:{root}", data_dir, skip_bad_images=True)
+    with pytest.raises(DataError, match=r"broken\.png cannot be read or decoded \(it was skipped before\)"):
+        data.load_images(f"images:{root}", data_dir)
+
+
+def test_brackets_in_folder_and_file_names_are_names_not_patterns(tmp_path):
+    x = write_bmps(tmp_path / "shots[1]", n=10, seed=0)
+    write_bmps(tmp_path / "shots1", n=20, seed=1)  # what the pattern shots[1] would match
+    os.replace(tmp_path / "shots[1]" / "00.bmp", tmp_path / "shots[1]" / "[0].bmp")
+    ds = data.load_images(f"images:{tmp_path / 'shots[1]'}", str(tmp_path / "tfds"))
+    assert len(ds.train) + len(ds.test) == 10
+    np.testing.assert_array_equal(data.as_arrays(ds.train)["image"][0, ..., 0], x[1])  # [0].bmp sorts last
+    np.savez(tmp_path / "x[1].npz", x=x)
+    np.savez(tmp_path / "x1.npz", x=x[:5])
+    assert len(data.load_images(f"npz:{tmp_path / 'x[1].npz'}").train) == 9
+
+
+def test_a_folder_cache_waits_for_save_cache(tmp_path, monkeypatch):
+    root, data_dir = tmp_path / "shots", tmp_path / "tfds"
+    write_bmps(root)
+    ds = data.load_images(f"images:{root}", str(data_dir), cache=False)
+    assert not data_dir.exists() and len(ds.train) == 11
+    data.save_cache(ds)
+    monkeypatch.setattr(data, "_decode_folder", lambda *a: pytest.fail("decoded again"))
+    again = data.load_images(f"images:{root}", str(data_dir), cache=False)
+    np.testing.assert_array_equal(data.as_arrays(again.train)["image"], data.as_arrays(ds.train)["image"])
+    assert again.unsaved_cache is None
+
+
+# ----------------------------------------------------------------------------- npz members, read from their headers
+
+
+def _zip_member(path, name: str, payload: bytes, compression=0):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression) as z:
+        z.writestr(name, payload)
+
+
+def _npy_bytes(array, claimed_shape=None) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    raw = buf.getvalue()
+    return raw.replace(str(array.shape).encode(), str(claimed_shape).encode(), 1) if claimed_shape else raw
+
+
+def test_an_npz_member_without_the_npy_suffix_is_read_when_it_holds_an_array(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (10, 4, 4), dtype=np.uint8)
+    _zip_member(tmp_path / "plain.npz", "x", _npy_bytes(x))
+    np.testing.assert_array_equal(
+        data.as_arrays(data.load_npz(str(tmp_path / "plain.npz")).train)["image"][..., 0], x[:9]
+    )
+
+
+@pytest.mark.parametrize(
+    "name, payload, compression, fragment",
+    [
+        ("x", b"raw image bytes" * 10, 0, "'x' is not an array (its member 'x' holds raw bytes)"),
+        ("x.npy", _npy_bytes(np.zeros((10, 8, 8), np.uint8), (10**10, 8, 8)), 0, "claims shape (10000000000, 8, 8)"),
+        ("x.npy", _npy_bytes(np.zeros((10, 8, 8), np.uint8), (10**10, 8, 8)), 8, "(640,000,000,000 bytes)"),
+        ("x.npy", _npy_bytes(np.array([None] * 10, object)), 0, "'x' holds Python objects"),
+    ],
+)
+def test_an_npz_member_is_refused_from_its_header_before_it_is_read(tmp_path, name, payload, compression, fragment):
+    _zip_member(tmp_path / "bad.npz", name, payload, compression)
+    with pytest.raises(DataError) as e:
+        data.load_npz(str(tmp_path / "bad.npz"))
+    assert fragment in str(e.value) and "bad.npz" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- a TFDS download without a network
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_download_host_is_one_line_in_bounded_time(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    port = _closed_port()
+    monkeypatch.setenv(data.DOWNLOAD_HOST_VARIABLE, f"127.0.0.1:{port}")
+    with pytest.raises(DataError, match=rf"'mnist' is not prepared in {tmp_path} .* 127\.0\.0\.1:{port} cannot be"):
+        data.load_images("mnist", str(tmp_path))
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setenv(data.DOWNLOAD_HOST_VARIABLE, "example.com:443")
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")  # the proxy is what must answer
+    with pytest.raises(DataError, match=rf"127\.0\.0\.1:{port} cannot be reached \(ConnectionRefusedError"):
+        data.refuse_unreachable("mnist", str(tmp_path))
+    monkeypatch.delenv("https_proxy")
+    monkeypatch.setattr(data, "PROBE_SECONDS", 0.3)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))  # a lookup that hangs
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match=r"example\.com:443 cannot be reached \(no answer in 0\.3 s\)"):
+        data.refuse_unreachable("mnist", str(tmp_path))
+    assert time.perf_counter() - t0 < 2
+
+
+def test_a_failed_download_leaves_no_temporary_files(tmp_path, monkeypatch):
+    """A builder whose download cannot connect (TFDS's own retries cut to none): what TFDS made for it is gone."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download import downloader
+
+    url = f"http://127.0.0.1:{_closed_port()}/images.gz"
+
+    class Unreachable(tfds.core.GeneratorBasedBuilder):
+        name = "zoo_fake_unreachable"
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"label": tfds.features.ClassLabel(num_classes=2)})
+            )
+
+        def _split_generators(self, dl_manager):
+            dl_manager.download(url)
+
+        def _generate_examples(self):
+            yield from ()
+
+    monkeypatch.setenv(data.DOWNLOAD_HOST_VARIABLE, "")
+    monkeypatch.setattr(downloader, "MAX_RETRIES", 0)
+    with pytest.raises(DataError, match="could not be downloaded and prepared"):
+        data.load_images("zoo_fake_unreachable", str(tmp_path / "tfds"))
+    leftovers = [str(p) for p in tmp_path.rglob("*") if ".tmp." in p.name]
+    assert leftovers == []
+    assert not (tmp_path / "tfds").exists() or not any(p.is_file() for p in (tmp_path / "tfds").rglob("*"))

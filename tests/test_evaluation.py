@@ -134,6 +134,34 @@ def test_concurrent_callers_train_once(digits, tmp_path, monkeypatch):
     assert leftovers == []
 
 
+# damage -> how the cache file of that suffix is damaged
+CLASSIFIER_DAMAGES = {
+    "msgpack truncated": (".msgpack", lambda b: b[: len(b) // 2]),
+    "msgpack garbage": (".msgpack", lambda b: b"\x00\xff garbage" * 8),
+    "info garbage": (".json", lambda b: b"{not json"),
+    "info without accuracy": (".json", lambda b: b'{"steps": 3}'),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(CLASSIFIER_DAMAGES))
+def test_a_damaged_classifier_cache_is_set_aside_and_trained_again_the_same(damage, digits, tmp_path, capsys):
+    ds, _ = digits
+    first = evaluation.feature_extractor(ds, str(tmp_path), steps=3, seed=0, verbose=False)
+    suffix, hurt = CLASSIFIER_DAMAGES[damage]
+    path = first.cache_path[: -len(".msgpack")] + suffix
+    with open(path, "rb") as f:
+        payload = f.read()
+    with open(path, "wb") as f:
+        f.write(hurt(payload))
+    capsys.readouterr()
+    again = evaluation.feature_extractor(ds, str(tmp_path), steps=3, seed=0, verbose=False)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"{path} is damaged" in warnings[0] and os.path.exists(path + files.DAMAGED_SUFFIX)
+    for x, y in zip(jax.tree.leaves(first.params), jax.tree.leaves(again.params)):
+        np.testing.assert_array_equal(x, y)
+    assert again.test_accuracy == first.test_accuracy
+
+
 def test_npz_cache_keys_follow_content(tmp_path):
     rng = np.random.default_rng(0)
     x1 = rng.integers(0, 256, (20, 8, 8), dtype=np.uint8)

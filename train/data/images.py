@@ -13,6 +13,7 @@ from the seed, so resuming at a step resumes the stream exactly.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import hashlib
 import json
@@ -21,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import struct
 import threading
 import urllib.parse
@@ -713,23 +715,37 @@ def _loops_back(d: str, root: str) -> bool:
 
 def _content_digest(path, root, found, skip_bad, settings) -> tuple[str, list[str], list[str]]:
     """(the sha256 of the files' names and bytes and the settings, the files that can be read, those that cannot);
-    a file that cannot be read (a dangling symlink, no permission) is DataError naming it, unless skip_bad."""
+    a file that cannot be read (a dangling symbolic link, a FIFO or device, no permission) is DataError naming it,
+    unless skip_bad."""
     lines, readable, unreadable = [], [], []
     for f in found:
-        p = os.path.join(root, f)
-        try:
-            fp = files.fingerprint(p)
-        except OSError as e:
-            dangling = os.path.islink(p) and not os.path.exists(p)
-            why = f"is a symlink to {os.readlink(p)}, which does not exist" if dangling else f"cannot be read ({e})"
+        why = _unreadable(os.path.join(root, f))
+        if why is None:
+            try:
+                fp = files.fingerprint(os.path.join(root, f))
+            except OSError as e:
+                why = f"cannot be read ({e.strerror or type(e).__name__})"
+        if why is not None:
             if not skip_bad:
-                raise _bad_file(path, f, why) from None
+                raise _bad_file(path, f, why)
             unreadable.append(f)
             continue
         readable.append(f)
         lines.append(f"{f}:{fp['size']}:{fp.get('sha256') or fp['sha256_sampled']}")
     lines += [f"unreadable:{f}" for f in unreadable] + [settings]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest(), readable, unreadable
+
+
+def _unreadable(p: str) -> str | None:
+    """Why the file at p cannot be read as an image file, or None: reading a FIFO or a device would block or never
+    end, so only regular files are opened."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        if os.path.islink(p) and e.errno == errno.ENOENT:
+            return f"is a symbolic link to {os.readlink(p)}, which does not exist"
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    return None if stat.S_ISREG(mode) else "is not a regular file"
 
 
 def _read_folder_cache(cache: str) -> tuple[dict, np.ndarray, np.ndarray] | None:
