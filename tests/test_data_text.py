@@ -200,3 +200,118 @@ def test_the_zipf_corpus_is_a_named_corpus():
     assert text_data.open_corpus("zipf", num_tokens=30_001).fingerprint != source.fingerprint
     with pytest.raises(DataError, match="num_tokens"):
         text_data.open_corpus("zipf", num_tokens=0)
+
+
+# ----------------------------------------------------------------------------- the bytes read, and paths as named
+
+
+def test_a_pass_fingerprints_the_bytes_it_read(tmp_path):
+    """A file appended to after it was opened is counted with the new lines, and keyed by them: the key of the
+    encoded corpus is the one a fresh open of the file as it now is looks up."""
+    path = tmp_path / "grows.txt"
+    path.write_text("the king rules\nthe queen rules\n")
+    source = text_data.open_corpus(f"text:{path}")
+    with open(path, "a") as f:
+        f.write("a zebra rules\n")
+    corpus = text_data.encode_corpus(source, 1)
+    now = text_data.open_corpus(f"text:{path}")
+    assert "zebra" in corpus.vocab
+    assert corpus.key == text_data.cache_key(now, 1) != text_data.cache_key(source, 1)
+    assert source.counted_fingerprint() == now.fingerprint and source.split("test").counted_fingerprint().endswith(
+        "|test"
+    )
+
+
+def test_passes_that_read_different_bytes_are_refused(tmp_path):
+    path = tmp_path / "changes.txt"
+    path.write_text("the king rules\n")
+    source = text_data.open_corpus(f"text:{path}")
+    list(source.lines())
+    path.write_text("the queen rules\n")
+    list(source.lines())
+    with pytest.raises(DataError, match="changed while it was read"):
+        source.counted_fingerprint()
+
+
+def test_small_files_keep_the_fingerprint_runs_recorded(tree):
+    """Files up to 256 MiB keep the fingerprint format data.json and the caches recorded before the hash moved
+    into the read: the size and SHA-256 of the file, so earlier runs still resume."""
+    from train.core import files
+
+    one = tree / "a.txt"
+    found = files.fingerprint(str(one))
+    assert text_data.open_corpus(f"text:{one}").fingerprint == f"text:{one}:{found['size']}:{found['sha256']}"
+    gz = tree / "sub" / "b.txt.gz"
+    source = text_data.open_corpus(f"text:{gz}")
+    list(source.lines())  # the whole gzip file is hashed, not just what the decompressor read
+    assert (
+        source.counted_fingerprint()
+        == source.fingerprint
+        == f"text:{gz}:{os.path.getsize(gz)}:" + (files.fingerprint(str(gz))["sha256"])
+    )
+
+
+def test_a_name_with_brackets_is_a_name_before_it_is_a_glob(tmp_path):
+    (tmp_path / "file[1].txt").write_text("the literal file\n")
+    (tmp_path / "file1.txt").write_text("what the glob matches\n")
+    assert tokens(f"text:{tmp_path}/file[1].txt") == [["the", "literal", "file"]]
+    assert tokens(f"text:{tmp_path}/file[0-9].txt") == [["what", "the", "glob", "matches"]]  # no such file: a glob
+
+
+def test_symlinked_folders_are_followed_once_and_dangling_links_refused(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.txt").write_text("linked words\n")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("plain words\n")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "corpus" / "linked")
+    os.symlink(tmp_path / "corpus", tmp_path / "corpus" / "loop")  # a loop: walked once
+    assert tokens(f"text:{tmp_path / 'corpus'}") == [["plain", "words"], ["linked", "words"]]
+    os.symlink(tmp_path / "gone.txt", tmp_path / "corpus" / "gone.txt")
+    with pytest.raises(DataError, match=r"gone.txt\) is a symbolic link to .*gone.txt', which does not exist"):
+        text_data.open_corpus(f"text:{tmp_path / 'corpus'}")
+
+
+def test_a_long_line_comes_in_pieces_cut_at_spaces(tmp_path, monkeypatch):
+    """A line longer than MAX_LINE_CHARS is never held whole: pieces of at most that many characters, cut after a
+    space, so no word is split (one without any space is cut where the bound falls)."""
+    monkeypatch.setattr(text_data, "MAX_LINE_CHARS", 16)
+    words = [f"word{i}" for i in range(40)]
+    (tmp_path / "long.txt").write_text(" ".join(words) + "\nshort line\n" + "x" * 40 + "\n")
+    pieces = list(text_data.open_corpus(f"text:{tmp_path / 'long.txt'}").lines())
+    assert all(len(p) <= 16 for p in pieces)
+    assert [w for p in pieces[:-4] for w in p.split()] == words and pieces[-4] == "short line\n"
+    assert "".join(pieces[-3:]) == "x" * 40 + "\n"
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("which", ["corpus.npz", "corpus_ids-"])
+def test_a_damaged_corpus_cache_is_set_aside_and_written_again(prose, tmp_path, capsys, which, how):
+    from tests.test_hostile_text import damage
+
+    path, _ = prose
+    workdir = str(tmp_path / "w")
+    source = text_data.open_corpus(f"text:{path}")
+    key = text_data.cache_key(source, 2)
+    corpus = text_data.encode_corpus(source, 2, cache_dir=workdir)
+    text_data.save_cached(workdir, key, corpus)
+    (damaged,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith(which)]
+    damage(damaged, how)
+    capsys.readouterr()
+    assert text_data.load_cached(workdir, key) is None
+    assert f"warning: {damaged} is damaged" in capsys.readouterr().out and os.path.exists(damaged + ".damaged")
+    text_data.save_cached(workdir, key, text_data.encode_corpus(source, 2, cache_dir=workdir))
+    assert text_data.load_cached(workdir, key).ids.tolist() == corpus.ids.tolist()  # made again
+
+
+def test_ids_outside_the_vocabulary_are_a_damaged_cache(prose, tmp_path, capsys):
+    path, _ = prose
+    workdir = str(tmp_path / "w")
+    source = text_data.open_corpus(f"text:{path}")
+    key = text_data.cache_key(source, 2)
+    text_data.save_cached(workdir, key, text_data.encode_corpus(source, 2))
+    (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]
+    ids = np.load(ids_path)
+    ids[3] = 10**6  # a flipped bit: the right size and type, an id past the tables
+    np.save(ids_path, ids)
+    assert text_data.load_cached(workdir, key) is None
+    assert "ids outside the vocabulary" in capsys.readouterr().out
