@@ -87,8 +87,8 @@ class ImageModel:
 
     def train(self, config, workdir: str) -> dict:
         """Train in workdir: the training part on the dataset's spec, the evaluation part and the batches joined.
-        Every check of the data (the model's, the evaluation's, the sweep's) runs before an image folder's decoded
-        cache is written to data_dir and before the workdir is made."""
+        An image folder's decoded cache is written to data_dir by the first call of the batches, once every check
+        of the run (the model's, the evaluation's, the loop's, the workdir's) has passed."""
         ds = images.images_of(config, cache=False)
         task = self.make_task(config, ds.spec)
         task = dataclasses.replace(
@@ -97,8 +97,6 @@ class ImageModel:
             batches=images.training_batches(config, ds),
             spec=ds.spec.to_json(),
         )
-        loop.run_of(task, config, config_lib.sweep_replicas(config))  # a sweep's checks of the task
-        images.save_cache(ds)
         return loop.train(config, workdir, task, ds.fingerprint)
 
     def load(self, workdir: str) -> TrainedImageModel:

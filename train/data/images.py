@@ -661,9 +661,8 @@ def load_image_folder(
         if skipped:
             print(f"warning: images:{path}: skipped {len(skipped)} file(s) that cannot be read or decoded", flush=True)
         info = {"classes": classes, "skipped": len(skipped), "skipped_files": skipped, "count": len(images)}
-        unsaved = functools.partial(
-            _write_folder_cache, cache_dir, images, labels, {**info, "channels": images.shape[-1]}
-        )
+        info["channels"] = images.shape[-1]
+        unsaved = functools.cache(functools.partial(_write_folder_cache, cache_dir, images, labels, info))  # once
         if cache:
             unsaved()
             info, images, labels = _read_folder_cache(cache_dir) or (info, images, labels)
@@ -1020,8 +1019,14 @@ def _flip_half(batch, rng: np.random.Generator):
 
 def training_batches(c, ds: ImageData):
     """Task.batches of an image model: (global_batch_size, seed) -> batches(ds.train, ...), flipped when the config's
-    random_flip (AUGMENTATION) says so."""
-    return functools.partial(batches, ds.train, flip=c.get("random_flip", False))
+    random_flip (AUGMENTATION) says so. Its first call writes the decoded images that wait for the run's checks
+    (images_of(c, cache=False)) to their folder cache: the loop asks for batches once every check has passed."""
+
+    def training(global_batch_size: int, seed: int, **kw):
+        save_cache(ds)
+        return batches(ds.train, global_batch_size, seed, flip=c.get("random_flip", False), **kw)
+
+    return training
 
 
 def batches(source, global_batch_size: int, seed: int, *, num_threads: int | None = None, flip: bool = False):
