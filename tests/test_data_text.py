@@ -164,13 +164,20 @@ def test_encoding_holds_no_per_token_array_in_memory(tmp_path, monkeypatch):
     assert peak < 0.5 * 4 * len(corpus.ids), peak  # chunks, the vocabulary and the line lengths only
 
 
-def test_the_cache_maps_its_ids_and_a_damaged_ids_file_is_rebuilt(prose, tmp_path, capsys):
+@pytest.fixture
+def cached(prose, tmp_path):
+    """(workdir, source, key, corpus): the prose encoded at min_count 2 and cached in workdir under key."""
     path, _ = prose
     workdir = str(tmp_path / "w")
     source = text_data.open_corpus(f"text:{path}")
     key = text_data.cache_key(source, 2)
-    first = text_data.encode_corpus(source, 2, cache_dir=workdir)
-    text_data.save_cached(workdir, key, first)
+    corpus = text_data.encode_corpus(source, 2, cache_dir=workdir)
+    text_data.save_cached(workdir, key, corpus)
+    return workdir, source, key, corpus
+
+
+def test_the_cache_maps_its_ids_and_a_damaged_ids_file_is_rebuilt(cached, capsys):
+    workdir, source, key, first = cached
     (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]
     again = text_data.load_cached(workdir, key)
     assert isinstance(again.ids, np.memmap) and again.ids.tolist() == first.ids.tolist()
@@ -285,15 +292,10 @@ def test_a_long_line_comes_in_pieces_cut_at_spaces(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "empty"])
 @pytest.mark.parametrize("which", ["corpus.npz", "corpus_ids-"])
-def test_a_damaged_corpus_cache_is_set_aside_and_written_again(prose, tmp_path, capsys, which, how):
+def test_a_damaged_corpus_cache_is_set_aside_and_written_again(cached, capsys, which, how):
     from tests.test_hostile_text import damage
 
-    path, _ = prose
-    workdir = str(tmp_path / "w")
-    source = text_data.open_corpus(f"text:{path}")
-    key = text_data.cache_key(source, 2)
-    corpus = text_data.encode_corpus(source, 2, cache_dir=workdir)
-    text_data.save_cached(workdir, key, corpus)
+    workdir, source, key, corpus = cached
     (damaged,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith(which)]
     damage(damaged, how)
     capsys.readouterr()
@@ -303,12 +305,8 @@ def test_a_damaged_corpus_cache_is_set_aside_and_written_again(prose, tmp_path, 
     assert text_data.load_cached(workdir, key).ids.tolist() == corpus.ids.tolist()  # made again
 
 
-def test_ids_outside_the_vocabulary_are_a_damaged_cache(prose, tmp_path, capsys):
-    path, _ = prose
-    workdir = str(tmp_path / "w")
-    source = text_data.open_corpus(f"text:{path}")
-    key = text_data.cache_key(source, 2)
-    text_data.save_cached(workdir, key, text_data.encode_corpus(source, 2))
+def test_ids_outside_the_vocabulary_are_a_damaged_cache(cached, capsys):
+    workdir, _, key, _ = cached
     (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]
     ids = np.load(ids_path)
     ids[3] = 10**6  # a flipped bit: the right size and type, an id past the tables

@@ -29,18 +29,11 @@ from train.data import text as text_data
 
 SMOKE = "--config=train/{}.py:smoke"
 W2V = SMOKE.format("word2vec")
+# The finished tiny runs: the `existing` cases' (--config.KEY=VALUE) and the ones whose caches are damaged.
 SETUPS = {
-    "ngram": {"num_tokens": "20000", "order": "2"},
-    "word2vec": {
-        "num_tokens": "5000",
-        "batch_size": "1024",
-        "num_steps": "2",
-        "minibatch_size": "256",
-        "embed_dim": "8",
-        "log_every": "1",
-        "checkpoint_every": "1",
-        "progress": "False",
-    },
+    "ngram": dict(num_tokens="20000", order="2"),
+    "word2vec": dict(num_tokens="5000", batch_size="1024", minibatch_size="256", num_steps="2", embed_dim="8"),
+    "cooccurrence": dict(num_tokens="20000", embed_dim="16"),
 }
 STEP = "a step's examples would take"
 NOT_ACCEPTED = "is not accepted; accepted: an integer in"
@@ -170,11 +163,7 @@ def test_the_table_covers_the_three_text_modules():
 
 # ----------------------------------------------------------------------------- damaged caches: set aside, made again
 
-RUNS = {  # the tiny run whose caches are damaged, per module
-    "word2vec": [W2V, "--config.num_tokens=5000", "--config.num_steps=2", "--config.embed_dim=8"],
-    "ngram": ["--config.num_tokens=20000", "--config.order=2"],
-    "cooccurrence": [COOC, "--config.num_tokens=20000"],
-}
+RUNS = {m: [SMOKE.format(m)] + [f"--config.{k}={v}" for k, v in keys.items()] for m, keys in SETUPS.items()}
 DAMAGED = [  # (module, the cache's file, how it is damaged)
     ("word2vec", "corpus.npz", "truncated"),
     ("word2vec", "corpus_ids-*.npy", "empty"),
