@@ -1,52 +1,25 @@
 """Bad input is refused at the boundary: one `error: ...` line on stderr naming the value (and what is
 accepted), exit code 2, no traceback, and nothing in the workdir created or changed.
 
-CLI cases run `python -m train.<model> --workdir=W <args> --config.data_dir=<tmp>/tfds` as subprocesses
-(JAX_PLATFORMS=cpu). Every error must come before any compilation, so each subprocess costs about its
-start-up (imports). The pytest run puts this whole file on one xdist worker (--dist loadfile), so the
-subprocesses of the selected cases are started together from a module-scoped fixture on a small thread pool;
-each test then checks its own case's outcome. A few cases run on an EXISTING workdir holding a finished
-tiny run (made once per module by the same pool) and check that every file's size and mtime are unchanged.
+CLI cases run as real processes (tests/cli_cases.py says how); a few run on an EXISTING workdir holding a
+finished tiny run and check that every file's size and mtime are unchanged.
 
 In-process cases at the end check the zoo's own argument checks (UnknownWordError, ValueError naming a shape).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.cli_cases import Case, case, check_refused, outcomes_fixture
 from train import registry
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-TIMEOUT_S = 180  # a case that is not refused would start training: fail it instead of waiting
-WORKERS = max(2, min(4, os.cpu_count() or 2))
-JAX_CACHE = os.environ.get("ZOO_TEST_JAX_CACHE", str(ROOT / ".pytest_cache" / "jax"))
 
 # ----------------------------------------------------------------------------- the table
 # args may use {tmp} (the module's data files), {workdir}; fragments must all appear in the error line.
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    id: str
-    module: str
-    args: tuple[str, ...]
-    fragments: tuple[str, ...]
-    workdir: str = "{case}/run"  # fresh: must not exist afterwards, and nothing is created next to it
-    existing: bool = False  # on the module's finished tiny run: every file unchanged
-    env: tuple[tuple[str, str], ...] = ()
-
-
-def case(id, module, args, fragments, **kw):
-    return pytest.param(Case(id, module, tuple(args), tuple(fragments), **kw), id=id)
 
 
 NPZ_ACCEPTED = "accepted: a .npz with uint8 'x' of shape [N,H,W] or [N,H,W,C]"
@@ -473,81 +446,6 @@ CLI_CASES += RANGE_CASES + DATA_FILE_CASES + PLACE_CASES
 # ----------------------------------------------------------------------------- running the cases
 
 
-@dataclasses.dataclass
-class Outcome:
-    returncode: int | None
-    stdout: str
-    stderr: str
-    workdir: str
-    before: dict | None = None
-    after: dict | None = None
-    sibling_entries: list | None = None
-    setup_failure: str | None = None
-
-
-def snapshot(root: str) -> dict:
-    """path -> (size, mtime_ns) of every file and directory under root (root included)."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [""] + dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            out[os.path.relpath(p, root)] = (st.st_size if name in filenames else 0, st.st_mtime_ns)
-    return out
-
-
-def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
-    data_dir = f"--config.data_dir={tmp}/tfds"  # never created by a refused run; --mode=sample takes the run's own
-    cmd = [
-        sys.executable,
-        "-m",
-        f"train.{module}",
-        f"--workdir={workdir}",
-        *args,
-        *([] if any(a.startswith("--config.data_dir=") or a == "--mode=sample" for a in args) else [data_dir]),
-    ]
-    try:
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        return None, str(e.stdout or ""), f"TIMEOUT after {timeout}s (not refused before training?)\n{e.stderr or ''}"
-
-
-def _fill(s: str, tmp: str, case_dir: str = "") -> str:
-    return s.replace("{tmp}", tmp).replace("{case}", case_dir)
-
-
-def _run_case(c: Case, tmp: str) -> Outcome:
-    args = [_fill(a, tmp) for a in c.args]
-    if c.existing:
-        workdir = os.path.join(tmp, f"existing_{c.module}")
-        args = [
-            f"--config.{k}={_fill(v, tmp)}"
-            for k, v in SETUPS[c.module].items()
-            if not any(a.startswith(f"--config.{k}=") for a in args)
-        ] + args
-        before = snapshot(workdir)
-        rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
-        return Outcome(rc, out, err, workdir, before=before, after=snapshot(workdir))
-    case_dir = os.path.join(tmp, "cases", c.id)
-    os.makedirs(case_dir)
-    workdir = _fill(c.workdir, tmp, case_dir)
-    rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
-    return Outcome(rc, out, err, workdir, sibling_entries=sorted(os.listdir(case_dir)))
-
-
-def _setup_then_cases(module: str, cases: list[Case], tmp: str) -> dict[str, Outcome]:
-    """The module's finished tiny run, then its `existing` cases against it (in this one worker thread)."""
-    workdir = os.path.join(tmp, f"existing_{module}")
-    args = [f"--config.{k}={_fill(v, tmp)}" for k, v in SETUPS[module].items()]
-    rc, out, err = run_cli(module, workdir, args, tmp, (("JAX_COMPILATION_CACHE_DIR", JAX_CACHE),), timeout=300)
-    if rc != 0:
-        failure = f"setup run of train.{module} failed (rc={rc}):\n{err[-3000:]}"
-        return {c.id: Outcome(None, "", "", workdir, setup_failure=failure) for c in cases}
-    return {c.id: _run_case(c, tmp) for c in cases}
-
-
 def _write_data_files(tmp: pathlib.Path) -> None:
     rng = np.random.default_rng(0)
     np.savez(tmp / "good.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8))
@@ -586,53 +484,13 @@ def _write_data_files(tmp: pathlib.Path) -> None:
     np.savez(tmp / "three_labels.npz", x=np.zeros((40, 8, 8), np.uint8), y=np.arange(40) % 3)
 
 
-@pytest.fixture(scope="module")
-def outcomes(request, tmp_path_factory):
-    """Outcomes of the selected CLI cases, all started together on a thread pool."""
-    tmp = tmp_path_factory.mktemp("bad_input")
-    _write_data_files(tmp)
-    selected = [
-        item.callspec.params["c"]
-        for item in request.session.items
-        if getattr(item, "module", None) is request.module
-        and "c" in getattr(getattr(item, "callspec", None), "params", {})
-    ]
-    existing = {}
-    for c in selected:
-        if c.existing:
-            existing.setdefault(c.module, []).append(c)
-    results = {}
-    with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(_setup_then_cases, m, cs, str(tmp)) for m, cs in existing.items()]  # longest first
-        singles = {pool.submit(_run_case, c, str(tmp)): c.id for c in selected if not c.existing}
-        for f in futures:
-            results.update(f.result())
-        for f, cid in singles.items():
-            results[cid] = f.result()
-    results["_tmp"] = str(tmp)
-    return results
+outcomes = outcomes_fixture("bad_input", _write_data_files, SETUPS)
 
 
 @pytest.mark.parametrize("c", CLI_CASES)
 def test_cli_refuses_bad_input(c: Case, outcomes):
-    o = outcomes[c.id]
-    if o.setup_failure:
-        pytest.fail(o.setup_failure)
     tmp = outcomes["_tmp"]
-    where = f"train.{c.module} {' '.join(c.args)}\nstderr:\n{o.stderr[-4000:]}"
-    assert o.returncode == 2, where
-    assert "Traceback" not in o.stderr, where
-    lines = [line for line in o.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    assert len(errors) == 1 and len(lines) == 1, where
-    for fragment in c.fragments:
-        assert _fill(fragment, tmp) in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    if c.existing:
-        assert o.after == o.before, f"workdir changed: {set(o.after.items()) ^ set(o.before.items())}"
-    else:
-        assert not os.path.lexists(o.workdir), f"{o.workdir} was created"
-        assert o.sibling_entries == [], f"created next to the workdir: {o.sibling_entries}"
-    assert not os.path.exists(os.path.join(tmp, "tfds")), "a refused run prepared data in data_dir"
+    check_refused(c, outcomes[c.id], tmp)
     assert pathlib.Path(tmp, "a_regular_file").read_text() == "not a directory\n"
 
 

@@ -214,6 +214,8 @@ class Schema:
         self._refuse_unknown(config)
         full = self.config()
         for name, value in dotted(config).items():
+            if isinstance(value, bool) and self.keys[name].kind in (int, float):
+                self.keys[name].check(name, value)  # refused here: the ConfigDict would make True 1.0
             *parents, leaf = name.split(".")
             node = full
             for p in parents:

@@ -20,7 +20,7 @@ from typing import Any
 
 import ml_collections
 
-from train.core import config as config_lib, parallel
+from train.core import config as config_lib, parallel, workdir as workdir_lib
 
 __all__ = ["Entry"]
 
@@ -76,7 +76,10 @@ class Entry:
 
     def run(self, config, workdir: str) -> dict:
         """Train in workdir (resuming the run there) and return the last figures: the settings made (a warning
-        where JAX started too early for them), the config checked by the schema, then `train`."""
+        where JAX started too early for them), the config checked by the schema, a workdir of another module
+        refused, then `train`."""
         self.apply_settings(config)
         self.schema.check(config)
-        return self.train(config, os.fspath(workdir))
+        workdir = os.fspath(workdir)
+        workdir_lib.refuse_other_module(os.path.abspath(workdir), self.module, self.schema.keys, self.renamed)
+        return self.train(config, workdir)

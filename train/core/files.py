@@ -32,6 +32,7 @@ __all__ = [
     "is_disk_full",
     "save_npz",
     "load_npz",
+    "remove_temporaries",
 ]
 
 T = TypeVar("T")
@@ -59,6 +60,34 @@ def atomic_write(path: str, mode: str = "wb", encoding: str | None = None):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def remove_temporaries(directory: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Remove the temporary files (<name>.tmp.<pid>) that writes by processes no longer running left under
+    `directory` (a kill -9 or a power cut between the write and the rename), except under its subdirectories named
+    in `skip`; a live process's are left to it. Returns the paths removed."""
+    removed = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not (root == directory and d in skip)]
+        for name in names:
+            stem, _, pid = name.rpartition(".tmp.")
+            if stem and pid.isdigit() and not _is_running(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(root, name))
+                    removed.append(os.path.join(root, name))
+    return removed
+
+
+def _is_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_json(path: str, obj) -> None:

@@ -37,9 +37,12 @@ def run(config, workdir: str, fit: Fit) -> dict:
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir):
+        workdir_lib.refuse_other_module(workdir, f"train.{fit.name}")
         workdir_lib.refuse_changed(workdir, config, fit.fit_keys, fit.artefact)
         if fit.data is not None:
             workdir_lib.refuse_changed_data(workdir, fit.data, fit.artefact)
+        workdir_lib.claim(workdir, f"train.{fit.name}")
+        if fit.data is not None:
             workdir_lib.record_data(workdir, fit.data)
         workdir_lib.write_config(workdir, config)
         writer = MetricsWriter(workdir, keep_until=0)  # a fit logs its records afresh each time

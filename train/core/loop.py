@@ -239,10 +239,13 @@ def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
     workdir = os.path.abspath(workdir)
     workdir_lib.make_workdir(workdir)
     with workdir_lib.locked(workdir, lead):
+        workdir_lib.refuse_other_module(workdir, f"train.{task.name}")
         if data is not None:
             workdir_lib.refuse_changed_data(workdir, data, "checkpoints")
-            if lead:
-                workdir_lib.record_data(workdir, data)
+        if lead:
+            workdir_lib.claim(workdir, f"train.{task.name}")
+        if data is not None and lead:
+            workdir_lib.record_data(workdir, data)
         if task.spec is not None and lead:
             workdir_lib.record_spec(workdir, task.spec)
         return _train_locked(config, workdir, run, mesh, lead)

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from train.core import config as config_lib, files
+from train.core import config as config_lib, files, workdir as workdir_lib
 from train.core.errors import ConfigError
 
 __all__ = ["SavedRun", "read_config", "with_overrides"]
@@ -29,16 +29,19 @@ class SavedRun:
     step: int
 
 
-def read_config(workdir: str, schema: config_lib.Schema, renamed: dict[str, str] | None = None):
+def read_config(workdir: str, schema: config_lib.Schema, renamed: dict[str, str] | None = None, module: str = ""):
     """workdir/config.json as a config of `schema` (lists back to tuples, keys a later version added at their
     defaults, keys it renamed, {old: new}, under their new names); ConfigError, naming the file, when it is missing
-    or damaged or holds a key the schema does not know."""
+    or damaged or holds a key the schema does not know, and naming the module that made the run where it is not
+    `module` ('train.vae')."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise ConfigError(
             f"{os.path.abspath(workdir)} holds no trained run ({path} is missing); accepted: the --workdir of a "
             f"run trained there"
         )
+    if module:
+        workdir_lib.refuse_other_module(os.path.abspath(workdir), module, schema.keys, renamed)
     flat = config_lib.dotted(files.read_json(path, "the config of the run in this workdir"))
     for old, new in (renamed or {}).items():
         if old in flat:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 
-from train.core import files
+from train.core import config as config_lib, files
 from train.core.errors import ConfigError
 
 __all__ = [
@@ -21,10 +22,37 @@ __all__ = [
     "record_spec",
     "read_spec",
     "print_summary",
+    "claim",
+    "check_writable",
+    "refuse_other_module",
+    "module_of",
 ]
 
 DATA_FILE = "data.json"  # what the run's artefacts were made from: the fingerprint of its dataset or corpus
 SPEC_FILE = "spec.json"  # what rebuilds the run's model without its data (loop.Task.spec)
+RUN_FILE = "run.json"  # which module made the run: {"module": "train.vae"}
+
+
+def check_writable(workdir: str) -> None:
+    """ConfigError, before anything is created, unless workdir is (or can be made) a writable directory: its deepest
+    existing part is a directory a file can be written in."""
+    if not workdir:
+        raise ConfigError("--workdir='' names no directory; accepted: a directory path (default: runs/<module>)")
+    path = os.path.abspath(workdir)
+    existing = path
+    while not os.path.lexists(existing):  # the deepest part of the path that exists
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        reason = f"{existing} is not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        try:  # what os.access does not see for a superuser: a read-only or immutable file system
+            with tempfile.TemporaryFile(dir=existing):  # an unnamed file where the OS can: the directory is unchanged
+                return
+        except OSError as e:
+            reason = f"{existing} cannot be written: {e.strerror or type(e).__name__}"
+    raise ConfigError(f"workdir {path} is not a writable directory ({reason}); pass a --workdir you can write to")
 
 
 def make_workdir(workdir: str) -> None:
@@ -62,6 +90,49 @@ def locked(workdir: str, lead: bool = True):
         yield
     finally:
         os.close(fd)
+
+
+def module_of(workdir: str) -> str | None:
+    """The module recorded in workdir/run.json ('train.vae'), or None where there is none (a fresh workdir, or a
+    run written before runs recorded it)."""
+    path = os.path.join(workdir, RUN_FILE)
+    if not os.path.lexists(path):
+        return None
+    module = files.read_json(path, "the record of which module made the run in this workdir").get("module")
+    if not isinstance(module, str):
+        raise ConfigError(f"{path} names no module ({module!r}); accepted: a new --workdir")
+    return module
+
+
+def refuse_other_module(workdir: str, module: str, known_keys=None, renamed: dict | None = None) -> None:
+    """ConfigError, before anything is written, when workdir holds a run of another module than `module`
+    ('train.vae'): the one its run.json names or, for a run written before runs recorded it, one whose config.json
+    holds keys that are not among `known_keys` (the dotted keys of the module's schema; `renamed` {old: new})."""
+    found = module_of(workdir)
+    if found is not None and found != module:
+        raise ConfigError(
+            f"workdir {workdir} holds a run of {found}, not of {module}; accepted: the --workdir of a {module} run "
+            f"to continue it, or a new --workdir (nothing there was changed)"
+        )
+    config_path = os.path.join(workdir, "config.json")
+    if found is None and known_keys is not None and os.path.isfile(config_path):
+        old = config_lib.dotted(files.read_json(config_path, "the config of the run in this workdir"))
+        foreign = sorted(k for k in old if (renamed or {}).get(k, k) not in known_keys)
+        if foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise ConfigError(
+                f"workdir {workdir} holds a run of another module than {module} (its config.json has keys {module} "
+                f"does not: {shown}); accepted: the --workdir of a {module} run, or a new --workdir"
+            )
+
+
+def claim(workdir: str, module: str) -> None:
+    """Under the workdir's lock, before anything else is written: refuse a workdir of another module, record this
+    one in run.json, and remove the temporary files (*.tmp.<pid>) an interrupted write of an earlier run left."""
+    refuse_other_module(workdir, module)
+    files.remove_temporaries(workdir, skip=("checkpoints",))  # Orbax clears its own temporaries
+    if module_of(workdir) is None:
+        files.write_json(os.path.join(workdir, RUN_FILE), {"module": module})
 
 
 def write_config(workdir: str, config) -> None:

@@ -104,7 +104,7 @@ class ImageModel:
         checkpoint that restores, shaped by the model its config and spec make; ConfigError when workdir holds no
         checkpoint, or one of another model, or a vmapped sweep."""
         workdir = os.path.abspath(workdir)
-        config = saved.read_config(workdir, self.schema, self.renamed)
+        config = saved.read_config(workdir, self.schema, self.renamed, f"train.{self.name}")
         self.schema.check(config)
         if config_lib.sweep_replicas(config):
             raise ConfigError(
@@ -139,10 +139,13 @@ class ImageModel:
         drawn by load(workdir).sample(jax.random.key(sample.seed), ...), into workdir/samples/samples_<step>.npz
         (images uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model) with a PNG grid of the first
         GRID_IMAGES beside it, each written whole or not at all; returns the .npz path."""
-        # The overrides are refused before the checkpoint is read.
-        saved.with_overrides(saved.read_config(workdir, self.schema, self.renamed), overrides, "sample", self.check)
+        # The overrides, and a place the samples cannot be written to, are refused before the checkpoint is read.
+        config = saved.read_config(workdir, self.schema, self.renamed, f"train.{self.name}")
+        saved.with_overrides(config, overrides, "sample", self.check)
+        workdir_lib.check_writable(os.path.join(workdir, "samples"))
         model = self.load(workdir)
         c = model.configured(**overrides)
+        _refuse_more_than_memory(c.sample.num_images, model.image_shape)
         drawn, labels = model.draw(c, jax.random.key(c.sample.seed), c.sample.num_images)
         samples = os.path.join(model.workdir, "samples")
         os.makedirs(samples, exist_ok=True)
@@ -210,3 +213,17 @@ class TrainedImageModel:
         of sample.batch_size images, batch i drawn from jax.random.fold_in(key, i) (the last one cut to
         num_images): the same key, number and settings give the same images."""
         return self.draw(self.configured(**overrides), key, num_images)[0]
+
+
+def _refuse_more_than_memory(num_images: int, image_shape) -> None:
+    """ConfigError when num_images uint8 images of image_shape, held in memory until written, would take more
+    than half of this machine's memory."""
+    need = num_images * int(np.prod(image_shape))
+    budget = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    if need > budget:
+        raise ConfigError(
+            f"config.sample.num_images={num_images} images of shape {tuple(image_shape)} take {need / 2**30:.1f} "
+            f"GiB, more than half of this machine's {2 * budget / 2**30:.0f} GiB; accepted: at most "
+            f"{budget // int(np.prod(image_shape))} images here (sample more in several runs with other "
+            f"sample.seed values)"
+        )
