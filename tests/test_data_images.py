@@ -532,6 +532,7 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_download_host_is_one_line_in_bounded_time(tmp_path, monkeypatch):
+    import io
     import socket
     import time
 
@@ -546,7 +547,7 @@ def test_an_unreachable_download_host_is_one_line_in_bounded_time(tmp_path, monk
         data.refuse_unreachable("mnist", str(tmp_path))
     monkeypatch.delenv("https_proxy")
     monkeypatch.setattr(data, "PROBE_SECONDS", 0.3)
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))  # a lookup that hangs
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5) or io.BytesIO())  # hangs
     t0 = time.perf_counter()
     with pytest.raises(DataError, match=r"example\.com:443 cannot be reached \(no answer in 0\.3 s\)"):
         data.refuse_unreachable("mnist", str(tmp_path))
