@@ -176,10 +176,9 @@ DAMAGED = [  # (module, the cache's file, how it is damaged)
 
 
 def damage(path: str, how: str) -> None:
-    data = open(path, "rb").read()
+    data = pathlib.Path(path).read_bytes()
     blob = {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"not a cache at all\n" * 40}[how]
-    with open(path, "wb") as f:
-        f.write(blob)
+    pathlib.Path(path).write_bytes(blob)
 
 
 def _damage_and_rerun(d: tuple[str, str, str], finished: tuple, tmp: str) -> dict:
