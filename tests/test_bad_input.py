@@ -86,7 +86,7 @@ CLI_CASES = [
     ),
     case("ddpm-dtype", "ddpm", ["--config.dtype=float16"], ["'float16'", "accepted: float32, bfloat16"]),
     *[
-        case(f"{m}-bfloat16", m, ["--config.dtype=bfloat16"], ["dtype", "accepted: the keys of get_config()"])
+        case(f"{m}-bfloat16", m, ["--config.dtype=bfloat16"], ["config.dtype is not a key", "accepted: the keys"])
         for m in ("word2vec", "pca", "ngram", "cooccurrence")
     ],
     # sweeps: lists of different lengths, a key the module cannot sweep
@@ -100,7 +100,7 @@ CLI_CASES = [
         "ddpm-sweep-unknown-key",
         "ddpm",
         ["--config.sweep.beta=(1.0,2.0)"],
-        ["config.sweep.beta is not a key", "accepted: the keys of get_config()"],
+        ["config.sweep.beta is not a key", "accepted: the keys"],
     ),
     # model-specific choices
     case(

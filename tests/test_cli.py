@@ -229,7 +229,7 @@ def test_an_unusable_config_file_is_one_error_line(tmp_path):
         "import ml_collections\n\n\ndef get_config():\n    return ml_collections.ConfigDict({'ordr': 2})\n"
     )
     cases = {
-        f"--config={tmp_path / 'missing.py'}": "No such file",
+        f"--config={tmp_path / 'missing.py'}": "no such file",
         f"--config={tmp_path / 'no_get_config.py'}": "get_config",
         f"--config={tmp_path / 'bad_key.py'}": "config.ordr is not a key",
         "--config=train/ngram.py:smok": "config variant 'smok' is not defined; accepted: 'smoke'",

@@ -61,6 +61,12 @@ FOLDER_CASES = [
          ["the test split has 1 images"]),
     case("autoencoder-folder-test-split-too-small", "autoencoder", ["--config.dataset=images:{tmp}/twelve"],
          ["the test split has 1 images"]),
+    case("pca-folder-k-above-rank", "pca", ["--config.dataset=images:{tmp}/twelve", "--config.k=500", NO_SAMPLES],
+         ["config.k=500 must be at most min(train images, pixels)"]),
+    case("pca-folder-density-components", "pca",
+         ["--config.dataset=images:{tmp}/twelve", "--config.density.kind=gmm", "--config.density.num_components=50",
+          NO_SAMPLES],
+         ["config.density.num_components=50 exceeds the"]),
     case("gan-folder-mixed-sizes", "gan", ["--config.dataset=images:{tmp}/sizes", NO_SAMPLES],
          ["images of 2 sizes (8x8, 10x10, ...)", "set config.image_size"]),
 ]  # fmt: skip

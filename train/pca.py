@@ -98,7 +98,7 @@ def fit_and_evaluate(config, workdir: str) -> dict:
     """Fit (or reuse) the PCA of a checked config in workdir, evaluate it at every k of config.ks, write the
     figures; the last figures."""
     c = config
-    ds = data.images_of(c)
+    ds = data.images_of(c, cache=False)  # an image folder's decoded cache is written once the checks have passed
     evaluation.check_dataset_for_eval(c, ds)
     n_fit = min(c.fit_examples or len(ds.train), len(ds.train))
     dim = int(np.prod(ds.image_shape))
@@ -128,6 +128,7 @@ def fit_and_evaluate(config, workdir: str) -> dict:
         )
 
     def fit_and_evaluate(workdir, writer):
+        data.save_cache(ds)
         if saved is not None:
             p = saved[0]
             print(f"Reusing the PCA in {path} ({p.components.shape[0]} components).", flush=True)
