@@ -68,7 +68,7 @@ HELD_OUT_EVERY = 10  # held-out split (n-gram perplexity): every 10th line, the 
 CACHE_FILE = "corpus.npz"
 ID_CHUNK = 1 << 22  # tokens per chunk written, counted and renumbered: 16 MiB of int32 ids
 SNIFF_BYTES = 1 << 20  # the head of a text file checked for binary data and its encoding
-HASH_BLOCK = 1 << 16  # bytes hashed at a time when a file's print is taken before reading it
+HASH_BLOCK = 1 << 16  # bytes hashed at a time where no reader above asks for them (a print taken apart from a pass)
 # A longer line comes in pieces of at most this many characters, each cut after a whitespace (gensim cuts lines at
 # 10,000 words): a file of one huge line (text8) is never held whole in memory.
 MAX_LINE_CHARS = 1 << 20
@@ -117,11 +117,9 @@ class TextSource:
         return self._fingerprint(passes.pop() if passes else self.reads.opened)
 
     def _fingerprint(self, content: str) -> str:
-        how = (
-            ""
-            if (self.tokenizer, self.lowercase) == ("words", True)
-            else (f"|tokenizer={self.tokenizer}|lowercase={self.lowercase}")
-        )
+        how = f"|tokenizer={self.tokenizer}|lowercase={self.lowercase}"
+        if (self.tokenizer, self.lowercase) == ("words", True):
+            how = ""  # the default adds nothing: fingerprints recorded before the tokenizer key existed still match
         return f"{self.origin}:{content}{how}{self.parts}"
 
     def tokens(self) -> Iterator[list[str]]:
