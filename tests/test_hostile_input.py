@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.cli_cases import JAX_CACHE, ROOT, Case, case, check_refused, outcomes_fixture, run_cli, snapshot
 from train import registry
-from train.core import workdir as workdir_lib
+from train.core import files, workdir as workdir_lib
 from train.core.errors import ConfigError
 
 IMAGE = ["--config.dataset=npz:{tmp}/good.npz", "--config.eval.num_samples=0"]
@@ -269,6 +269,23 @@ def test_temporaries_of_interrupted_writes_are_removed_on_the_next_start(tmp_pat
     assert [n for n in left if (tmp_path / n).exists()] == []
     assert [n for n in kept if not (tmp_path / n).exists()] == []
     assert json.loads((tmp_path / "run.json").read_text()) == {"module": "train.toy"}
+
+
+def test_writing_a_file_again_removes_what_an_interrupted_write_of_it_left(tmp_path):
+    """A cache outside any workdir (data_dir's decoded folders, corpora, classifiers) loses the temporaries of an
+    interrupted write when that file is written again, or when its cache directory is read."""
+    dead = _dead_pid()
+    live = os.getppid()  # a process that is running: its temporaries are its own
+    for name in (f"x.json.tmp.{dead}", f"x.json.tmp.{live}", f"y.json.tmp.{dead}"):
+        (tmp_path / name).write_text("partial")
+    files.write_json(str(tmp_path / "x.json"), {"a": 1})
+    assert sorted(os.listdir(tmp_path)) == sorted(["x.json", f"x.json.tmp.{live}", f"y.json.tmp.{dead}"])
+    from train.data import images
+
+    cache = tmp_path / "folder_cache"
+    cache.mkdir()
+    (cache / f"images.npy.tmp.{dead}").write_bytes(b"partial")
+    assert images._read_folder_cache(str(cache)) is None and os.listdir(cache) == []
 
 
 # ----------------------------------------------------------------------------- file systems that fail

@@ -33,6 +33,7 @@ __all__ = [
     "save_npz",
     "load_npz",
     "remove_temporaries",
+    "remove_temporaries_of",
 ]
 
 T = TypeVar("T")
@@ -47,8 +48,10 @@ SAMPLE_BLOCKS, BLOCK_BYTES = 64, 1 << 20
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "wb", encoding: str | None = None):
     """Open a temporary file beside `path` for writing; on a clean exit flush it to disk and rename it onto
-    `path`; on any error remove it, leaving `path` as it was."""
+    `path`; on any error remove it, leaving `path` as it was. The temporaries of `path` that an interrupted write
+    of a process no longer running left are removed first."""
     tmp = f"{path}.tmp.{os.getpid()}"
+    remove_temporaries_of(path)  # what an interrupted write of this file left: it is made again now
     try:
         text = "b" not in mode  # text is written with '\n' line ends on every platform
         with open(tmp, mode, encoding=encoding if text else None, newline="\n" if text else None) as f:
@@ -70,12 +73,26 @@ def remove_temporaries(directory: str, skip: tuple[str, ...] = ()) -> list[str]:
     for root, dirs, names in os.walk(directory):
         dirs[:] = [d for d in dirs if not (root == directory and d in skip)]
         for name in names:
-            stem, _, pid = name.rpartition(".tmp.")
-            if stem and pid.isdigit() and not _is_running(int(pid)):
+            if _is_stale_temporary(name):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(root, name))
                     removed.append(os.path.join(root, name))
     return removed
+
+
+def remove_temporaries_of(path: str) -> None:
+    """Remove the temporaries (<path>.tmp.<pid>) that interrupted writes of `path` by processes no longer running
+    left beside it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    with contextlib.suppress(OSError):
+        for left in [n for n in os.listdir(directory) if n.startswith(f"{name}.tmp.") and _is_stale_temporary(n, name)]:
+            os.remove(os.path.join(directory, left))
+
+
+def _is_stale_temporary(name: str, of: str = "") -> bool:
+    """Whether a file name is <of>.tmp.<pid> (any <of> when empty) of a process no longer running."""
+    stem, _, pid = name.rpartition(".tmp.")
+    return bool(stem) and (not of or stem == of) and pid.isdigit() and not _is_running(int(pid))
 
 
 def _is_running(pid: int) -> bool:
@@ -159,10 +176,11 @@ def save_npz(path: str, **arrays) -> None:
 def load_npz(path: str, read: Callable[[np.lib.npyio.NpzFile], T]) -> T | None:
     """read(the .npz at path), or None when there is no file; a file that cannot be read (truncated, empty, not
     an .npz, a member missing or garbled) is set aside with one line and None returned, so it is made again."""
+    remove_temporaries_of(path)
     if not os.path.exists(path):
         return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
+    try:  # the file opened here, so a member numpy fails to read does not leave it open
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as f:
             return read(f)
     except NPZ_ERRORS as e:
         set_aside(path, f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)

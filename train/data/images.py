@@ -752,6 +752,8 @@ def _read_folder_cache(cache: str) -> tuple[dict, np.ndarray, np.ndarray] | None
     truncated, garbled or missing, or the files disagreeing) is set aside with one warning and None returned, so the
     folder is decoded again."""
     info_path = os.path.join(cache, "info.json")
+    if os.path.isdir(cache):
+        files.remove_temporaries(cache)  # of writes a kill cut short
     if not os.path.exists(info_path):  # written last: without it the cache was never finished
         return None
     reading = info_path

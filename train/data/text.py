@@ -584,6 +584,7 @@ def load_cached(directory: str, key: str) -> EncodedCorpus | None:
         return None
     name, vocab, lengths, raw_tokens = found
     ids_path = _ids_file(directory, key)
+    files.remove_temporaries_of(ids_path)  # of a write a kill cut short
     if not os.path.exists(ids_path):
         return None
     try:

@@ -336,6 +336,7 @@ def _cached_extractor(net, template, image_shape, params_path: str, info_path: s
     """The feature classifier cached in params_path, with its info_path; None where there is none, or where it is
     damaged (truncated, garbled, or of another network): then the damaged file is set aside with one warning, so
     the classifier is trained again."""
+    files.remove_temporaries(os.path.dirname(params_path) or ".")  # of writes a kill cut short
     if not (os.path.exists(info_path) and os.path.exists(params_path)):  # info is renamed in last: it marks completion
         return None
     reading = info_path
