@@ -1,6 +1,7 @@
-"""The runner of the bad-input tables (tests/test_bad_input.py, tests/test_hostile_input.py): each case a real
-`python -m train.<model> --workdir=W <args> --config.data_dir=<tmp>/tfds` process (JAX_PLATFORMS=cpu), checked for
-one `error:` line on stderr holding the case's fragments, exit code 2, no traceback, and nothing created or changed.
+"""The runner of the bad-input tables (tests/test_bad_input.py, test_hostile_input.py, test_hostile_images.py,
+test_hostile_text.py): each case a real `python -m train.<model> --workdir=W <args> --config.data_dir=<tmp>/tfds`
+process (JAX_PLATFORMS=cpu), checked for one `error:` line on stderr holding the case's fragments, exit code 2, no
+traceback, and nothing created or changed.
 
 Every refusal must come before any compilation, so a case costs about its process's start-up (imports). A table's
 test file runs on one xdist worker (--dist loadfile); its selected cases are started together from a module-scoped
