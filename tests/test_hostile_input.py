@@ -517,7 +517,7 @@ TRAINABLE = [k for k in sorted(registry.entry("vae").schema.keys) if not k.start
 
 
 @pytest.mark.slow
-@hypothesis.settings(max_examples=4, deadline=None, derandomize=True, database=None)
+@hypothesis.settings(max_examples=2, deadline=None, derandomize=True, database=None)
 @hypothesis.given(data=st.data())
 def test_the_rule_on_the_command_line_inside_trains_outside_is_one_line(data, tmp_path_factory):
     """The rule as a user meets it, on real processes: a drawn value inside a key's declaration trains (VAE smoke,
