@@ -14,8 +14,15 @@ Given features of real and generated samples (from any fixed embedding network):
    union of balls around each real feature with radius its distance to its k-th
    nearest real neighbour; precision is the fraction of fake features inside it,
    recall the fraction of real features inside the fake manifold built the same way.
+3. Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) of a classifier's predictions on the
+   samples, p(y) their mean, on consecutive splits of the sample (mean and std over the splits), as the original
+   code and torch-fidelity compute it (torch-fidelity shuffles the rows first; pass them shuffled for that).
+4. Kernel Inception Distance (Binkowski et al. 2018): the unbiased estimate of the squared MMD between the two
+   feature distributions with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over random subsets
+   of equal size of each set (mean and std over the subsets), as torch-fidelity and clean-fid compute it.
 
-Nothing here is jitted inside: ``jax.jit`` is the caller's (static: ``precision_recall``'s k and batch_size).
+Nothing here is jitted inside: ``jax.jit`` is the caller's (static: ``precision_recall``'s k and batch_size,
+``inception_score``'s num_splits, ``kernel_inception_distance``'s num_subsets and subset_size).
 """
 
 from __future__ import annotations
@@ -25,7 +32,17 @@ import operator
 import jax
 import jax.numpy as jnp
 
-__all__ = ["sqrtm_psd", "gaussian_stats", "frechet_distance", "precision_recall"]
+from zoo._checks import as_int
+
+__all__ = [
+    "sqrtm_psd",
+    "gaussian_stats",
+    "frechet_distance",
+    "precision_recall",
+    "inception_score",
+    "polynomial_mmd2",
+    "kernel_inception_distance",
+]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -50,6 +67,17 @@ def _check_features(x, fn: str, name: str) -> jax.Array:
     if x.ndim != 2:
         raise ValueError(f"{fn}: {name} must have shape [N, D], got {x.shape}")
     return x
+
+
+def _check_feature_pair(a, b, fn: str, names=("real_feats", "fake_feats")) -> tuple[jax.Array, jax.Array]:
+    """Features a [N, D] and b [M, D] (arguments `names` of fn), both in their promoted float dtype."""
+    real, fake = _check_features(a, fn, names[0]), _check_features(b, fn, names[1])
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"{fn}: {names[0]} and {names[1]} must have the same feature size, got {real.shape[1]} and {fake.shape[1]}"
+        )
+    dtype = jnp.promote_types(real.dtype, fake.dtype)
+    return real.astype(dtype), fake.astype(dtype)
 
 
 # ----------------------------------------------------------------------------- Gaussian statistics
@@ -111,12 +139,7 @@ def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 25
     memory is O(batch_size * N) rather than O(N^2). Under jit, k and batch_size are static.
     """
     fn = "precision_recall"
-    real = _check_features(real_feats, fn, "real_feats")
-    fake = _check_features(fake_feats, fn, "fake_feats")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"{fn}: real_feats and fake_feats must have the same feature size, got {real.shape[1]} and {fake.shape[1]}"
-        )
+    real, fake = _check_feature_pair(real_feats, fake_feats, fn)
     try:
         k = operator.index(k)
         batch_size = operator.index(batch_size)
@@ -127,8 +150,6 @@ def precision_recall(real_feats, fake_feats, k: int = 3, *, batch_size: int = 25
         raise ValueError(f"{fn}: k must be in 1..min(N_real, N_fake) - 1={n_min - 1}, got {k}")
     if batch_size < 1:
         raise ValueError(f"{fn}: batch_size must be >= 1, got {batch_size}")
-    dtype = jnp.promote_types(real.dtype, fake.dtype)
-    real, fake = real.astype(dtype), fake.astype(dtype)
     real_r2 = _knn_radii_sq(real, k, batch_size)
     fake_r2 = _knn_radii_sq(fake, k, batch_size)
     return _coverage(fake, real, real_r2, batch_size), _coverage(real, fake, fake_r2, batch_size)
@@ -154,3 +175,85 @@ def _coverage(queries: jax.Array, refs: jax.Array, radii_sq: jax.Array, batch_si
     """Fraction of queries inside the union of balls: mean_q 1[exists j: ||q - r_j||^2 <= radius_j^2]."""
     inside = jax.lax.map(lambda q: jnp.any(_sq_dists(q, refs) <= radii_sq), queries, batch_size=batch_size)
     return jnp.mean(inside.astype(queries.dtype))
+
+
+# ----------------------------------------------------------------------------- Inception Score
+
+
+def inception_score(logits_or_probs, num_splits: int = 10, *, from_logits: bool = True) -> tuple[jax.Array, jax.Array]:
+    """IS = exp(mean_x sum_y p(y|x) (log p(y|x) - log p(y))), p(y) = mean_x p(y|x), on each split; (mean, std).
+
+    Rows [N, K] are logits (softmax taken; from_logits) or probabilities (rows summing to 1); split i holds rows
+    i N // num_splits up to (i + 1) N // num_splits, as in Salimans et al.'s code; the std is over the splits
+    (ddof 0). Terms with p(y|x) = 0 count 0.
+    """
+    fn = "inception_score"
+    x = _check_features(logits_or_probs, fn, "logits_or_probs")
+    num_splits = as_int(num_splits, "num_splits", fn, minimum=1)
+    n = x.shape[0]
+    if num_splits > n:
+        raise ValueError(f"{fn}: num_splits must be at most the number of rows N={n}, got {num_splits}")
+    if from_logits:
+        log_p = jax.nn.log_softmax(x, axis=-1)
+        p = jnp.exp(log_p)
+    else:
+        p = x
+        log_p = jnp.log(jnp.where(p > 0, p, 1.0))
+    scores = []
+    for i in range(num_splits):
+        lo, hi = i * n // num_splits, (i + 1) * n // num_splits
+        p_i, log_p_i = p[lo:hi], log_p[lo:hi]
+        log_marginal = jnp.log(jnp.maximum(jnp.mean(p_i, axis=0), jnp.finfo(p.dtype).tiny))
+        kl = jnp.sum(jnp.where(p_i > 0, p_i * (log_p_i - log_marginal), 0.0), axis=-1)
+        scores.append(jnp.exp(jnp.mean(kl)))
+    scores = jnp.stack(scores)
+    return jnp.mean(scores), jnp.std(scores)
+
+
+# ----------------------------------------------------------------------------- Kernel Inception Distance
+
+
+def polynomial_mmd2(x, y) -> jax.Array:
+    """Unbiased MMD^2, k(a, b) = (a.b / d + 1)^3: sum_{i!=j} k(x_i, x_j) / (m(m-1)) + sum_{i!=j} k(y_i, y_j) /
+    (n(n-1)) - 2 sum_{i,j} k(x_i, y_j) / (m n)."""
+    x, y = _check_feature_pair(x, y, "polynomial_mmd2", ("x", "y"))
+    if min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(f"polynomial_mmd2: x and y need at least 2 rows each, got {x.shape[0]} and {y.shape[0]}")
+    return _polynomial_mmd2(x, y)
+
+
+def _polynomial_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
+    m, n, d = x.shape[0], y.shape[0], x.shape[1]
+    kernel = lambda a, b: (a @ b.T / d + 1.0) ** 3
+    k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
+    within_x = (jnp.sum(k_xx) - jnp.trace(k_xx)) / (m * (m - 1))
+    within_y = (jnp.sum(k_yy) - jnp.trace(k_yy)) / (n * (n - 1))
+    return within_x + within_y - 2.0 * jnp.sum(k_xy) / (m * n)
+
+
+def kernel_inception_distance(
+    real_feats, fake_feats, num_subsets: int = 100, subset_size: int = 1000, *, key
+) -> tuple[jax.Array, jax.Array]:
+    """KID: mean and std (ddof 0) over subsets s of polynomial_mmd2(real[I_s], fake[J_s]), |I_s| = |J_s| = m.
+
+    m = min(subset_size, N_real, N_fake) (clean-fid's rule; torch-fidelity refuses fewer rows than subset_size);
+    I_s, J_s are drawn without replacement by jax.random.choice with the two keys of
+    jax.random.split(jax.random.fold_in(key, s)), real first. Under jit, num_subsets and subset_size are static.
+    """
+    fn = "kernel_inception_distance"
+    real, fake = _check_feature_pair(real_feats, fake_feats, fn)
+    num_subsets = as_int(num_subsets, "num_subsets", fn, minimum=1)
+    subset_size = as_int(subset_size, "subset_size", fn, minimum=2)
+    n_real, n_fake = real.shape[0], fake.shape[0]
+    if min(n_real, n_fake) < 2:
+        raise ValueError(f"{fn}: real_feats and fake_feats need at least 2 rows each, got {n_real} and {n_fake}")
+    m = min(subset_size, n_real, n_fake)
+
+    def subset_mmd2(s):
+        k_real, k_fake = jax.random.split(jax.random.fold_in(key, s))
+        i = jax.random.choice(k_real, n_real, (m,), replace=False)
+        j = jax.random.choice(k_fake, n_fake, (m,), replace=False)
+        return _polynomial_mmd2(real[i], fake[j])
+
+    mmd2 = jax.lax.map(subset_mmd2, jnp.arange(num_subsets))
+    return jnp.mean(mmd2), jnp.std(mmd2)
