@@ -93,10 +93,10 @@ def bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, 
     s = max((i + 1/2) in/out - 1/2, 0), taps lo = floor(s) and hi = min(lo + 1, in - 1), weight of hi s - lo."""
     if in_size < 1 or out_size < 1:
         raise ValueError(f"bilinear_taps: sizes must be >= 1, got in_size={in_size}, out_size={out_size}")
-    # torch computes the scale and the source index in float32 (the opmath type of float inputs)
-    scale = np.float32(in_size) / np.float32(out_size)
-    src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
-    src = np.maximum(src, np.float32(0.0))
+    # torch computes the scale in float32 and s = scale (i + 1/2) - 1/2 as one fused multiply-add, rounded to float32
+    # once: in float64 the product and the difference are exact, so one rounding of them gives its s to the bit
+    scale = np.float64(np.float32(in_size) / np.float32(out_size))
+    src = np.maximum((scale * (np.arange(out_size) + 0.5) - 0.5).astype(np.float32), np.float32(0.0))
     lo = np.floor(src).astype(np.int32)
     hi = np.minimum(lo + 1, in_size - 1)
     return lo, hi, (src - lo).astype(np.float32)
