@@ -533,7 +533,7 @@ def test_a_truncated_file_is_one_line(tmp_path, full_size):
     for fmt, path in paths.items():
         cut = tmp_path / f"cut.{fmt}.pth"
         cut.write_bytes(path.read_bytes()[:5_000_000])
-        _one_line_error(cut, "not a torch state dict")
+        _one_line_error(cut, "not a torch state dict.*" + ("a damaged zip archive" if fmt == "zip" else "ends inside"))
 
 
 # ----------------------------------------------------------------------------- against pytorch-fid (optional)

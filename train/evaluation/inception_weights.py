@@ -247,10 +247,14 @@ def _read_legacy(path: str) -> tuple[object, dict[str, Storage]]:
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
     """{name: array} of a torch state dict file (zip or legacy format); NotAStateDict says why not, OSError when the
     file cannot be read."""
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"  # torch's own test: a zip's first local header, not a scan of the end
     try:
-        obj, _ = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
+        obj, _ = _read_zip(path) if is_zip else _read_legacy(path)
     except (NotAStateDict, OSError):
         raise
+    except zipfile.BadZipFile as e:
+        raise NotAStateDict(f"a damaged zip archive ({e})") from None
     except Exception as e:  # a damaged or foreign pickle fails in many ways (opcodes, arities, truncation)
         raise NotAStateDict(f"it cannot be unpickled as a state dict ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(obj, dict) or not obj:
