@@ -99,7 +99,12 @@ def test_mode_sample_writes_what_load_samples(runs, name, tmp_path, no_dataset_c
     assert path == str(workdir / "samples" / "samples_000004.npz") and os.path.isfile(path[:-4] + ".png")
     with np.load(path) as f:
         drawn, labels = f["images"], f["labels"]
+        assert sorted(f.files) == ["images", "labels"]
     assert drawn.shape == (5, 8, 8, 1) and labels.tolist() == [-1] * 5
+    with np.load(path[: -len(".npz")] + "_arr.npz") as f:  # guided-diffusion's layout: arr_0 images, arr_1 labels
+        assert sorted(f.files) == ["arr_0", "arr_1"]
+        np.testing.assert_array_equal(f["arr_0"], drawn)
+        np.testing.assert_array_equal(f["arr_1"], labels)
     again = entry.load(str(workdir)).sample(jax.random.key(3), 5, batch_size=2)
     np.testing.assert_array_equal(again, drawn)
 

@@ -137,8 +137,9 @@ class ImageModel:
     def sample(self, workdir: str, overrides: dict) -> str:
         """`--mode=sample`: sample.num_images samples of the run in workdir (config.sample's keys overridden),
         drawn by load(workdir).sample(jax.random.key(sample.seed), ...), into workdir/samples/samples_<step>.npz
-        (images uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model) with a PNG grid of the first
-        GRID_IMAGES beside it, each written whole or not at all; returns the .npz path."""
+        (images uint8 [N, H, W, C], labels int32 [N], -1 for an unconditional model), the same as arr_0 and arr_1
+        in samples_<step>_arr.npz (the layout guided-diffusion's sampler writes and its evaluator reads) and a PNG
+        grid of the first GRID_IMAGES beside it, each written whole or not at all; returns the first .npz's path."""
         # The overrides, and a place the samples cannot be written to, are refused before the checkpoint is read.
         config = saved.read_config(workdir, self.schema, self.renamed, f"train.{self.name}")
         saved.with_overrides(config, overrides, "sample", self.check)
@@ -151,6 +152,7 @@ class ImageModel:
         os.makedirs(samples, exist_ok=True)
         path = os.path.join(samples, f"samples_{model.step:06d}")
         files.save_npz(f"{path}.npz", images=drawn, labels=labels)
+        files.save_npz(f"{path}_arr.npz", arr_0=drawn, arr_1=labels)  # guided-diffusion's layout
         save_png(f"{path}.png", image_grid(drawn[:GRID_IMAGES]))
         how = f" ({self.describe(c)})" if self.describe else ""
         print(f"{self.name}: {len(drawn)} samples{how} of step {model.step} in {path}.npz, grid {path}.png", flush=True)
