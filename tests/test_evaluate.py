@@ -424,8 +424,9 @@ def test_the_error_line_names_every_flag():
 def test_the_real_network_with_random_weights_in_torchs_file_format(tmp_path):
     """End to end through zoo.inception and train.evaluation.inception_weights: random FIDInceptionV3 weights
     written as torch.save's zip file (tests/test_inception.py's writer), 12 digits against 12 others, in a process of
-    its own: every figure is there and finite, IS within [1, 1008], and the same digits against themselves give FD 0
-    and precision and recall 1 (the network is tests/test_inception.py's to check against pytorch-fid's)."""
+    its own: every figure is there and finite and IS within [1, 1008] (the network is tests/test_inception.py's to
+    check against pytorch-fid's; the figures of samples against themselves, the classifier path's to check: one
+    compilation of the network in a process is what this test can afford)."""
     from tests.test_inception import random_state_dict, save_state_dict
 
     save_state_dict(tmp_path / "random.pth", random_state_dict(0), "zip")
@@ -440,8 +441,3 @@ def test_the_real_network_with_random_weights_in_torchs_file_format(tmp_path):
     keys = ("fd", "kid", "kid_std", "precision", "recall", "inception_score", "inception_score_std")
     assert all(np.isfinite(figures[k]) for k in keys) and figures["fd"] > 0, figures
     assert 1.0 <= figures["inception_score"] <= 1008 and figures["num_reference"] == 12
-    rc, out, err = run_evaluate([f"--samples={tmp_path}/samples.npz", f"--reference={tmp_path}/samples.npz", *flags])
-    assert rc == 0, err[-3000:]
-    same = json.loads(out)
-    assert abs(same["fd"]) < 1e-5 * figures["fd"]  # float64 rounding of rank-11 covariances in 2048-d: 1.5e-6 of it
-    assert same["precision"] == same["recall"] == 1.0
