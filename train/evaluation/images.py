@@ -413,6 +413,28 @@ def _cached_extractor(net, template, image_shape, params_path: str, info_path: s
     return FeatureExtractor(net, params, image_shape, test_accuracy, info, params_path)
 
 
+def _classifier_info(ds, key, recipe, ext, train, test, labelled, budget, steps_run, seed) -> dict:
+    """What the cache's .json records of a trained feature classifier (its accuracies and time are added)."""
+    return dict(
+        dataset=ds.name,
+        key=key,
+        image_shape=list(ds.image_shape),
+        num_classes=ds.num_classes,
+        steps=steps_run,
+        budget=budget if labelled else 0,
+        stopped_early=bool(labelled and steps_run < budget),
+        seed=seed,
+        batch_size=BATCH_SIZE,
+        learning_rate=recipe.learning_rate,
+        arch={k: list(v) if isinstance(v, tuple) else v for k, v in recipe.arch.items()},
+        shift=recipe.shift,
+        feature_dim=ext.feature_dim,
+        num_train=len(train["image"]),
+        num_test=len(test["image"]),
+        note="" if labelled else "no labels: untrained random-feature network",
+    )
+
+
 def feature_extractor(
     ds: data.ImageData, data_dir: str | None, *, seed: int = 0, steps: int = DEFAULT_STEPS, verbose: bool = True
 ) -> FeatureExtractor:
@@ -465,27 +487,8 @@ def feature_extractor(
         ext = FeatureExtractor(net, params, tuple(ds.image_shape), float("nan"), {}, params_path)
         acc = ext.accuracy(test["image"], test["label"]) if labelled else float("nan")
         train_acc = ext.accuracy(train["image"], train["label"]) if labelled else float("nan")
-        info = dict(
-            dataset=ds.name,
-            key=key,
-            image_shape=list(ds.image_shape),
-            num_classes=ds.num_classes,
-            steps=steps_run,
-            budget=budget if labelled else 0,
-            stopped_early=bool(labelled and steps_run < budget),
-            seed=seed,
-            batch_size=BATCH_SIZE,
-            learning_rate=recipe.learning_rate,
-            arch={k: list(v) if isinstance(v, tuple) else v for k, v in recipe.arch.items()},
-            shift=recipe.shift,
-            feature_dim=ext.feature_dim,
-            num_train=len(train["image"]),
-            num_test=len(test["image"]),
-            train_accuracy=train_acc,
-            test_accuracy=acc,
-            train_secs=train_secs,
-            note="" if labelled else "no labels: untrained random-feature network",
-        )
+        info = _classifier_info(ds, key, recipe, ext, train, test, labelled, budget, steps_run, seed)
+        info.update(train_accuracy=train_acc, test_accuracy=acc, train_secs=train_secs)
         _atomic_write(params_path, flax.serialization.to_bytes(jax.device_get(params)))
         _atomic_write(info_path, (json.dumps(info, indent=2) + "\n").encode())
         ext.test_accuracy, ext.info = acc, info
