@@ -70,7 +70,7 @@ INPUT_SIZE = 299  # the side every image is resized to
 POOL_FEATURES = 2048
 NUM_CLASSES = 1008  # the TF graph's softmax: 1000 ImageNet classes and 8 unused
 
-Precision = jax.lax.Precision | str | None
+_Precision = jax.lax.Precision | str | None
 _UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
 
 
@@ -150,7 +150,7 @@ class BasicConv2d(nn.Module):
     kernel: tuple[int, int]
     stride: int = 1
     padding: tuple[int, int] = (0, 0)
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -173,7 +173,7 @@ class InceptionA(nn.Module):
     [1x1, 1x1 -> 5x5, 1x1 -> 3x3 -> 3x3, avg pool (inside the image) -> 1x1]."""
 
     pool_features: int
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -192,7 +192,7 @@ class InceptionB(nn.Module):
     """torchvision's InceptionB (Mixed_6a), a grid reduction, channels 384 + 96 + in:
     [3x3/2, 1x1 -> 3x3 -> 3x3/2, max pool 3x3/2]."""
 
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -209,7 +209,7 @@ class InceptionC(nn.Module):
     1x1 -> 7x1 -> 1x7 -> 7x1 -> 1x7, avg pool (inside the image) -> 1x1]."""
 
     channels_7x7: int
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -232,7 +232,7 @@ class InceptionD(nn.Module):
     """torchvision's InceptionD (Mixed_7a), a grid reduction, channels 320 + 192 + in:
     [1x1 -> 3x3/2, 1x1 -> 1x7 -> 7x1 -> 3x3/2, max pool 3x3/2]."""
 
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -251,7 +251,7 @@ class InceptionE(nn.Module):
     320 + 768 + 768 + 192: [1x1, 1x1 -> (1x3 | 3x1), 1x1 -> 3x3 -> (1x3 | 3x1), pool 3x3/1 -> 1x1]."""
 
     pool: Literal["avg", "max"]
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, x):
@@ -286,7 +286,7 @@ class InceptionV3(nn.Module):
     """pytorch-fid's InceptionV3(resize_input=True, normalize_input=True, use_fid_inception=True) and the fc layer of
     its FIDInceptionV3: images [N, H, W, 3] -> (pool features [N, 2048], logits [N, 1008])."""
 
-    precision: Precision = jax.lax.Precision.HIGHEST
+    precision: _Precision = jax.lax.Precision.HIGHEST
 
     @nn.compact
     def __call__(self, images) -> tuple[jax.Array, jax.Array]:
