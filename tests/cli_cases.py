@@ -3,7 +3,9 @@ test_hostile_text.py): each case a real `python -m train.<model> --workdir=W <ar
 process (JAX_PLATFORMS=cpu), checked for one `error:` line on stderr holding the case's fragments, exit code 2, no
 traceback, and nothing created or changed.
 
-Every refusal must come before any compilation, so a case costs about its process's start-up (imports). A table's
+Every refusal must come before any compilation, so a case costs about its process's start-up (imports). A case
+without environment of its own is forked from tests/cli_forkserver.py, which has those imports done, and is then
+`python -m train.<model>` from the entry module on; a case with its own environment is a real process. A table's
 test file runs on one xdist worker (--dist loadfile); its selected cases are started together from a module-scoped
 fixture on a small thread pool (`run_selected`), and each test checks its own case's outcome (`check_refused`).
 A case on an EXISTING workdir runs on a finished tiny run (its module's, or another module's, made once by the
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import os
 import pathlib
 import subprocess
 import sys
+import tempfile
+import threading
 
 import pytest
 
@@ -71,17 +76,66 @@ def snapshot(root: str) -> dict:
     return out
 
 
-def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
+def cli_args(workdir: str, args, tmp: str) -> list[str]:
     data_dir = f"--config.data_dir={tmp}/tfds"  # never created by a refused run; --mode=sample takes the run's own
-    cmd = [
-        sys.executable,
-        "-m",
-        f"train.{module}",
-        f"--workdir={workdir}",
-        *args,
-        *([] if any(a.startswith("--config.data_dir=") or a == "--mode=sample" for a in args) else [data_dir]),
-    ]
+    given = any(a.startswith("--config.data_dir=") or a == "--mode=sample" for a in args)
+    return [f"--workdir={workdir}", *args, *([] if given else [data_dir])]
+
+
+class ForkServer:
+    """tests/cli_forkserver.py, started once per table with env_extra on top of JAX_PLATFORMS=cpu: run(module,
+    argv) -> (returncode, stdout, stderr) of a child forked there, from any thread."""
+
+    def __init__(self, env_extra=()):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "cli_forkserver.py")],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert json.loads(self.proc.stdout.readline()) == {"ready": True}, "the fork server did not start"
+        self.env, self.outputs = env, tempfile.mkdtemp(prefix="cli_forks_")
+        self.lock, self.waiting, self.count = threading.Lock(), {}, 0
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            done = json.loads(line)
+            box = self.waiting[done["id"]]
+            box.append(done["rc"])
+            box[0].set()
+
+    def run(self, module: str, argv: list[str], timeout=TIMEOUT_S):
+        with self.lock:
+            self.count += 1
+            rid = str(self.count)
+            box = self.waiting[rid] = [threading.Event()]
+            out, err = (os.path.join(self.outputs, f"{rid}.{s}") for s in ("out", "err"))
+            req = dict(id=rid, module=module, argv=argv, cwd=str(ROOT), env=self.env, out=out, err=err, timeout=timeout)
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        box[0].wait()
+        rc = box[1]
+        stdout, stderr = (pathlib.Path(p).read_text() for p in (out, err))
+        if rc == -14:  # SIGALRM: past its timeout
+            return None, stdout, f"TIMEOUT after {timeout}s (not refused before training?)\n{stderr}"
+        return rc, stdout, stderr
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S, forks: ForkServer = None):
+    """The process `python -m train.<module> --workdir=W ARGS --config.data_dir=<tmp>/tfds`; forked from `forks`
+    when given and the case has no environment of its own."""
+    if forks is not None and not env_extra:
+        return forks.run(module, cli_args(workdir, args, tmp), timeout)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", **dict(env_extra)}
+    cmd = [sys.executable, "-m", f"train.{module}", *cli_args(workdir, args, tmp)]
     try:
         p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
@@ -105,7 +159,7 @@ def owner(c: Case) -> str:
     return c.existing if isinstance(c.existing, str) else c.module
 
 
-def _run_case(c: Case, tmp: str, setups: dict) -> Outcome:
+def _run_case(c: Case, tmp: str, setups: dict, forks: ForkServer | None = None) -> Outcome:
     args = [fill(a, tmp) for a in c.args]
     if c.existing:
         workdir = os.path.join(tmp, f"existing_{owner(c)}")
@@ -113,16 +167,16 @@ def _run_case(c: Case, tmp: str, setups: dict) -> Outcome:
             given = {a.split("=", 1)[0] for a in args}
             args = [a for a in setup_args(setups[c.module], tmp) if a.split("=", 1)[0] not in given] + args
         before = snapshot(workdir)
-        rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
+        rc, out, err = run_cli(c.module, workdir, args, tmp, c.env, forks=forks)
         return Outcome(rc, out, err, workdir, before=before, after=snapshot(workdir))
     case_dir = os.path.join(tmp, "cases", c.id)
     os.makedirs(case_dir)
     workdir = fill(c.workdir, tmp, case_dir)
-    rc, out, err = run_cli(c.module, workdir, args, tmp, c.env)
+    rc, out, err = run_cli(c.module, workdir, args, tmp, c.env, forks=forks)
     return Outcome(rc, out, err, workdir, sibling_entries=sorted(os.listdir(case_dir)))
 
 
-def _setup_then_cases(module: str, cases: list[Case], tmp: str, setups: dict) -> dict[str, Outcome]:
+def _setup_then_cases(module: str, cases: list[Case], tmp: str, setups: dict, forks) -> dict[str, Outcome]:
     """The module's finished tiny run, then the `existing` cases against it (in this one worker thread)."""
     workdir = os.path.join(tmp, f"existing_{module}")
     args = setup_args(setups[module], tmp)
@@ -130,7 +184,7 @@ def _setup_then_cases(module: str, cases: list[Case], tmp: str, setups: dict) ->
     if rc != 0:
         failure = f"setup run of train.{module} failed (rc={rc}):\n{err[-3000:]}"
         return {c.id: Outcome(None, "", "", workdir, setup_failure=failure) for c in cases}
-    return {c.id: _run_case(c, tmp, setups) for c in cases}
+    return {c.id: _run_case(c, tmp, setups, forks) for c in cases}
 
 
 def run_selected(request, tmp: str, setups: dict) -> dict:
@@ -146,14 +200,15 @@ def run_selected(request, tmp: str, setups: dict) -> dict:
     for c in selected:
         if c.existing:
             existing.setdefault(owner(c), []).append(c)
-    results = {}
+    results, forks = {}, ForkServer()
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        futures = [pool.submit(_setup_then_cases, m, cs, tmp, setups) for m, cs in existing.items()]  # longest first
-        singles = {pool.submit(_run_case, c, tmp, setups): c.id for c in selected if not c.existing}
+        futures = [pool.submit(_setup_then_cases, m, cs, tmp, setups, forks) for m, cs in existing.items()]
+        singles = {pool.submit(_run_case, c, tmp, setups, forks): c.id for c in selected if not c.existing}
         for f in futures:
             results.update(f.result())
         for f, cid in singles.items():
             results[cid] = f.result()
+    forks.close()
     results["_tmp"] = tmp
     return results
 

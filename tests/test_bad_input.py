@@ -15,7 +15,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from tests.cli_cases import Case, case, check_refused, outcomes_fixture
+from tests.cli_cases import Case, ForkServer, case, check_refused, cli_args, fill, outcomes_fixture, run_cli
 from train import registry
 
 # ----------------------------------------------------------------------------- the table
@@ -492,6 +492,21 @@ def test_cli_refuses_bad_input(c: Case, outcomes):
     tmp = outcomes["_tmp"]
     check_refused(c, outcomes[c.id], tmp)
     assert pathlib.Path(tmp, "a_regular_file").read_text() == "not a directory\n"
+
+
+def test_a_forked_case_is_what_its_own_process_gives(tmp_path):
+    """The table's cases are forked from tests/cli_forkserver.py: the same cases as their own `python -m`
+    processes give the same exit codes, stdout and stderr."""
+    _write_data_files(tmp_path)
+    ids = ("ddpm-unknown-key", "pca-ks-not-ints", "word2vec-corpus-missing", "word2vec-corpus-binary")
+    cases = [p.values[0] for p in CLI_CASES if p.values[0].id in ids]
+    forks = ForkServer()
+    for c in cases:
+        args, workdir, tmp = [fill(a, str(tmp_path)) for a in c.args], str(tmp_path / "run"), str(tmp_path)
+        forked = forks.run(c.module, cli_args(workdir, args, tmp))
+        assert forked[0] == 2 and run_cli(c.module, workdir, args, tmp) == forked
+    forks.close()
+    assert len(cases) == len(ids)
 
 
 def test_table_covers_every_training_module():

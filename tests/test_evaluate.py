@@ -28,7 +28,7 @@ import pytest
 import scipy.linalg
 from PIL import Image
 
-from tests.cli_cases import JAX_CACHE, ROOT, WORKERS, Case, Outcome, case, check_refused, fill
+from tests.cli_cases import JAX_CACHE, ROOT, WORKERS, Case, ForkServer, Outcome, case, check_refused, fill
 from train import evaluate as evaluate_lib
 from zoo import metrics
 
@@ -160,8 +160,11 @@ def write_files(tmp: pathlib.Path) -> None:
     (tmp / "pca_run" / "run.json").write_text('{"module": "train.pca"}')
 
 
-def run_evaluate(args, env_extra=(), timeout=300) -> tuple[int | None, str, str]:
-    """(exit code, stdout, stderr) of `python -m train.evaluate ARGS` (JAX on the CPU, the tests' compile cache)."""
+def run_evaluate(args, env_extra=(), timeout=300, forks: ForkServer | None = None) -> tuple[int | None, str, str]:
+    """(exit code, stdout, stderr) of `python -m train.evaluate ARGS` (JAX on the CPU, the tests' compile cache),
+    forked from `forks` when given."""
+    if forks is not None and not env_extra:
+        return forks.run("evaluate", list(args), timeout)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": JAX_CACHE, **dict(env_extra)}
     cmd = [sys.executable, "-m", "train.evaluate", *args]
     try:
@@ -171,7 +174,7 @@ def run_evaluate(args, env_extra=(), timeout=300) -> tuple[int | None, str, str]
         return None, str(e.stdout or ""), f"TIMEOUT after {timeout}s (not refused?)\n{e.stderr or ''}"
 
 
-def run_case(c: Case, tmp: str) -> Outcome:
+def run_case(c: Case, tmp: str, forks: ForkServer) -> Outcome:
     """A case's process with --out and --save_stats in its own empty folder (unless it names its own) and
     --data_dir={tmp}/tfds: `workdir` is the --out file, which must not be written, and the folder must stay empty."""
     case_dir = os.path.join(tmp, "cases", c.id)
@@ -180,7 +183,7 @@ def run_case(c: Case, tmp: str) -> Outcome:
     given = {a.split("=", 1)[0] for a in args}
     extra = {"--out": f"{case_dir}/figures.json", "--save_stats": f"{case_dir}/stats.npz", "--data_dir": f"{tmp}/tfds"}
     args += [f"{k}={v}" for k, v in extra.items() if k not in given]
-    rc, out, err = run_evaluate(args)
+    rc, out, err = run_evaluate(args, forks=forks)
     return Outcome(rc, out, err, f"{case_dir}/figures.json", sibling_entries=sorted(os.listdir(case_dir)))
 
 
@@ -195,9 +198,12 @@ def outcomes(request, tmp_path_factory):
         if getattr(item, "module", None) is request.module
         and "c" in getattr(getattr(item, "callspec", None), "params", {})
     ]
+    forks = ForkServer((("JAX_COMPILATION_CACHE_DIR", JAX_CACHE),))
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
-        futures = {c.id: pool.submit(run_case, c, str(tmp)) for c in selected}
-        return {"_tmp": str(tmp), **{cid: f.result() for cid, f in futures.items()}}
+        futures = {c.id: pool.submit(run_case, c, str(tmp), forks) for c in selected}
+        results = {"_tmp": str(tmp), **{cid: f.result() for cid, f in futures.items()}}
+    forks.close()
+    return results
 
 
 @pytest.mark.parametrize("c", CASES)
