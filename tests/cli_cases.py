@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,7 @@ class ForkServer:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        shutil.rmtree(self.outputs, ignore_errors=True)
 
 
 def run_cli(module: str, workdir: str, args, tmp: str, env_extra=(), timeout=TIMEOUT_S, forks: ForkServer = None):

@@ -130,6 +130,43 @@ CLI_CASES = [
     case("vae-loss", "vae", ["--config.loss=mse"], ["config.loss='mse'", "accepted: elbo, lecture"]),
     case("vae-likelihood", "vae", ["--config.likelihood=laplace"], ["'laplace'", "accepted: bernoulli, gaussian"]),
     case("gan-loss", "gan", ["--config.loss=wasserstein"], ["'wasserstein'", "minimax", "wgan-gp"]),
+    # the in-run evaluation's feature network: Inception needs its weights, named and readable, before any write
+    case("vae-eval-features", "vae", ["--config.eval.features=clip"], ["'clip'", "accepted: classifier, inception"]),
+    case(
+        "gan-inception-without-weights",
+        "gan",
+        ["--config.eval.features=inception"],
+        [
+            "config.eval.features=inception needs config.eval.inception_weights=PATH",
+            "pt_inception-2015-12-05",
+            "nothing is downloaded",
+            "config.eval.features=classifier",
+        ],
+    ),
+    case(
+        "ddpm-inception-weights-missing",
+        "ddpm",
+        ["--config.eval.features=inception", "--config.eval.inception_weights={tmp}/pt_inception.pth"],
+        ["config.eval.inception_weights={tmp}/pt_inception.pth: no such file", "pt_inception-2015-12-05"],
+    ),
+    case(
+        "autoencoder-inception-weights-a-folder",
+        "autoencoder",
+        ["--config.eval.features=inception", "--config.eval.inception_weights={tmp}/empty_dir"],
+        ["config.eval.inception_weights={tmp}/empty_dir: not a regular file"],
+    ),
+    case(
+        "vae-inception-weights-not-torch",
+        "vae",
+        ["--config.eval.features=inception", "--config.eval.inception_weights={tmp}/binary.txt"],
+        ["inception weights '{tmp}/binary.txt': not a torch state dict of pytorch-fid's FIDInceptionV3"],
+    ),
+    case(
+        "pca-inception-weights-not-torch",
+        "pca",
+        ["--config.eval.features=inception", "--config.eval.inception_weights={tmp}/binary.txt"],
+        ["inception weights '{tmp}/binary.txt': not a torch state dict of pytorch-fid's FIDInceptionV3"],
+    ),
     case("autoencoder-loss", "autoencoder", ["--config.loss=l1"], ["'l1'", "accepted: mse, bce"]),
     case("autoencoder-arch", "autoencoder", ["--config.model.arch=resnet"], ["'resnet'", "accepted: mlp, conv"]),
     case("word2vec-model", "word2vec", ["--config.model=glove"], ["'glove'", "accepted: sgns, cbow, skipgram_softmax"]),

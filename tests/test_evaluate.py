@@ -346,12 +346,12 @@ def test_a_workdir_is_scored_by_its_newest_samples_or_by_drawing(digits_npz, dat
     assert sibling["fd"] == newest["fd"] and sibling["kid"] == newest["kid"]
 
 
-def _stand_in_inception(calls: list):
+def stand_in_inception(calls: list, dims: int = 2048):
     """A stand-in for train.evaluation.inception_weights: load_inception(path) gives (module, variables) whose
-    module.apply(variables, uint8 RGB images of any size) is a fixed random map to (pool [B, 2048], logits [B, 1008]),
+    module.apply(variables, uint8 RGB images of any size) is a fixed random map to (pool [B, dims], logits [B, 1008]),
     as zoo.inception's InceptionV3 is applied; the shape of every batch it is traced with is recorded in `calls`."""
     rng = np.random.default_rng(0)
-    variables = {"pool": rng.normal(size=(48, 2048)), "logits": rng.normal(size=(2048, 1008)) / 40}
+    variables = {"pool": rng.normal(size=(48, dims)), "logits": rng.normal(size=(dims, 1008)) / 40}
 
     def apply(v, images):
         calls.append((images.shape, images.dtype))
@@ -372,7 +372,7 @@ def test_the_inception_path_with_a_stand_in_network(monkeypatch, digits_npz, dat
     statistics --save_stats writes, saved again as pytorch-fid saves them (no network named), are read back as the
     reference. (Each FD of 2048-d features takes ~12 s on 2 cores: three are computed.)"""
     calls = []
-    module, network = _stand_in_inception(calls)
+    module, network = stand_in_inception(calls)
     monkeypatch.setitem(sys.modules, "train.evaluation.inception_weights", module)
     weights = tmp_path / "pt_inception.pth"
     weights.write_bytes(b"stand-in weights")

@@ -8,18 +8,21 @@ import json
 import os
 import re
 import shutil
+import sys
 import threading
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_evaluate import stand_in_inception
 from train.core import files
 from train.data import images as data
 from train.evaluation import images as evaluation
-from zoo import classifier
+from zoo import classifier, metrics
 
 TEST_STEPS = 200  # the default (evaluation.DEFAULT_STEPS) reaches ~0.98 test accuracy; 200 steps ~0.9
 
@@ -249,6 +252,38 @@ def test_sample_quality_of_labelled_images_reports_the_classifiers_accuracy_on_t
     for c in range(10):
         assert q[f"class_accuracy_{c}"] == pytest.approx(np.mean(logits[labels == c].argmax(-1) == c))
     assert "class_accuracy" not in evaluator.sample_quality(test)
+
+
+def test_in_run_figures_in_inception_space_are_zoo_metrics_of_its_features(digits, splits, tmp_path, monkeypatch):
+    """eval.features=inception (a stand-in network of 32-d pool features): fd, kid, precision/recall are
+    zoo.metrics' of its features of the samples against the whole test split's, inception_score of its logits, the
+    ref_* floor the same of train images; no classifier is trained and no class accuracy given (Inception's 1008
+    classes are not the dataset's)."""
+    ds, _ = digits
+    module, network = stand_in_inception([], dims=32)
+    monkeypatch.setitem(sys.modules, "train.evaluation.inception_weights", module)
+    monkeypatch.setattr(evaluation, "_train_classifier", _no_training)
+    (tmp_path / "w.pth").write_bytes(b"stand-in weights")
+    keys = dict(features="inception", inception_weights=str(tmp_path / "w.pth"), classifier_steps=5, pr_k=3)
+    c = ml_collections.ConfigDict(dict(data_dir=str(tmp_path), eval=dict(num_samples=40, **keys)))
+    evaluation.check_eval_config(c)
+    quality = evaluation.SampleQuality(c, ds)
+    samples = splits[0][-40:]
+    out = quality(samples, np.zeros(40, np.int32))
+    pool, logits = network(np.repeat(samples, 3, -1))
+    test_pool = network(np.repeat(splits[1], 3, -1))[0]
+    with jax.enable_x64(True):
+        mu, cov = metrics.gaussian_stats(test_pool.astype(np.float64))
+        fd = metrics.frechet_distance(*metrics.gaussian_stats(pool.astype(np.float64)), mu, cov)
+        score, _ = metrics.inception_score(logits.astype(np.float64), 10)
+    kid, _ = metrics.kernel_inception_distance(test_pool, pool, 100, 40, key=jax.random.key(0))
+    precision, recall = metrics.precision_recall(test_pool, pool, k=3)
+    assert out["fd"] == pytest.approx(float(fd), rel=1e-4) and out["kid"] == pytest.approx(float(kid), rel=1e-4)
+    assert out["inception_score"] == pytest.approx(float(score), rel=1e-5)
+    assert (out["precision"], out["recall"]) == pytest.approx((float(precision), float(recall)))
+    assert {"ref_fd", "ref_kid", "ref_precision", "ref_recall", "ref_inception_score"} <= set(out)
+    assert not any(k.startswith(("class_accuracy", "classifier")) for k in out), out
+    assert not os.path.exists(tmp_path / evaluation.CACHE_SUBDIR)
 
 
 def test_labels_in_proportion_keep_each_class_within_one_of_its_share():

@@ -2,7 +2,9 @@
 
 import functools
 import itertools
+import math
 import os
+import sys
 
 import jax
 import numpy as np
@@ -111,3 +113,19 @@ def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match
     with pytest.raises(ConfigError, match=match.replace("(", r"\(").replace(")", r"\)")):
         train_gan.run(tiny_config(data_dir, **overrides), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_in_run_evaluation_in_inception_space(data_dir, tmp_path, monkeypatch):
+    """eval.features=inception (a stand-in network, tests/test_evaluate.py's): the run's evaluation reports FD,
+    KID, precision/recall and the Inception Score in its space, with their real-vs-real floor, and no classifier
+    figure."""
+    from tests.test_evaluate import stand_in_inception
+
+    monkeypatch.setitem(sys.modules, "train.evaluation.inception_weights", stand_in_inception([], dims=32)[0])
+    (tmp_path / "w.pth").write_bytes(b"stand-in weights")
+    c = tiny_config(data_dir, num_steps=2)
+    c.eval.features, c.eval.inception_weights = "inception", str(tmp_path / "w.pth")
+    figures = train_gan.run(c, str(tmp_path / "run"))
+    for k in ("fd", "kid", "precision", "recall", "inception_score"):
+        assert math.isfinite(figures[f"eval/{k}"]) and math.isfinite(figures[f"eval/ref_{k}"]), k
+    assert figures["eval/inception_score"] >= 1 and not any("classifier" in k for k in figures), figures

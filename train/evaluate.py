@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import functools
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -54,8 +52,6 @@ INTEGER_FLAGS = {  # the least value each takes
     "is_splits": 1,
     "classifier_steps": 1,
 }
-INCEPTION_BATCH = 50  # pytorch-fid's default batch
-INCEPTION_DIMS = 2048
 SAMPLES_HELP = (
     "an .npz of uint8 images ('images', 'arr_0' or 'x' [N,H,W] or [N,H,W,C]), a folder of image files, or the "
     "workdir of a trained image model"
@@ -356,38 +352,19 @@ def classifier_network(ds: data.ImageData, args) -> Network:
 
 
 def inception_features(path: str, images) -> tuple[np.ndarray, np.ndarray]:
-    """(pool features float32 [N, 2048], logits [N, 1008]) of uint8 images [N, H, W, C], grey ones repeated to RGB
-    as PIL's convert('RGB') does, by the InceptionV3 of the weights file at path (zoo.inception's network, which
-    resizes to 299x299 itself), INCEPTION_BATCH images a call."""
-    network = _inception(path)
-    images = np.asarray(images)
-    rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
-    pool, logits = data.batched(network, rgb, batch_size=INCEPTION_BATCH)
-    return np.asarray(pool, np.float32), np.asarray(logits, np.float32)
+    """(pool features float32 [N, 2048], logits [N, 1008]) of uint8 images [N, H, W, C] by the InceptionV3 of the
+    weights file at path: train.evaluation.images.InceptionExtractor's (grey repeated to RGB, resized to 299x299 by
+    zoo.inception, 50 images a call)."""
+    from train.evaluation import images as evaluation
 
-
-@functools.cache
-def _inception(path: str):
-    """uint8 images [B, H, W, 3] -> (pool, logits): train.evaluation.inception_weights.load_inception(path)'s
-    (module, variables), applied as zoo.inception.features applies them, jitted."""
-    import jax
-
-    try:
-        weights = importlib.import_module("train.evaluation.inception_weights")
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "--features=inception: this version has no Inception network; accepted: --features=classifier"
-        ) from None
-    module, variables = weights.load_inception(path)
-    apply = jax.jit(module.apply)
-    return lambda images: apply(variables, images)
+    return evaluation.inception_extractor(path).logits_and_features(images)[::-1]
 
 
 def inception_network(args) -> Network:
     """InceptionV3 of the weights file --inception_weights names, known by a hash of the file."""
     digest = files.fingerprint(args.inception_weights)
     name = f"inception:{(digest.get('sha256') or digest['sha256_sampled'])[:16]}"
-    return Network(name, INCEPTION_DIMS, None, lambda x: inception_features(args.inception_weights, x))
+    return Network(name, 2048, None, lambda x: inception_features(args.inception_weights, x))
 
 
 # ----------------------------------------------------------------------------- checks before the work
@@ -496,8 +473,10 @@ def evaluate(argv) -> dict:
     DataError, before anything is written, where its input cannot be used."""
     args = parser().parse_args(argv)
     check_flags(args)
-    if args.features == "inception":
-        _inception(args.inception_weights)  # a file that is not the weights: refused before anything is read
+    if args.features == "inception":  # a file that is not the weights: refused before anything is read
+        from train.evaluation.images import inception_extractor
+
+        inception_extractor(args.inception_weights)
     samples, source = read_samples(args.samples, args) if args.samples else (None, "")
     reference = read_reference(args.reference, args)
     ds = classifier_dataset(args, reference) if args.features == "classifier" else None

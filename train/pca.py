@@ -98,6 +98,7 @@ def fit_and_evaluate(config, workdir: str) -> dict:
     """Fit (or reuse) the PCA of a checked config in workdir, evaluate it at every k of config.ks, write the
     figures; the last figures."""
     c = config
+    evaluation.feature_network(c)  # the Inception weights, read before data is prepared
     ds = data.images_of(c, cache=False)  # an image folder's decoded cache is written once the checks have passed
     evaluation.check_dataset_for_eval(c, ds)
     n_fit = min(c.fit_examples or len(ds.train), len(ds.train))

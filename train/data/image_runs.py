@@ -88,7 +88,11 @@ class ImageModel:
     def train(self, config, workdir: str) -> dict:
         """Train in workdir: the training part on the dataset's spec, the evaluation part and the batches joined.
         An image folder's decoded cache is written to data_dir by the first call of the batches, once every check
-        of the run (the model's, the evaluation's, the loop's, the workdir's) has passed."""
+        of the run (the model's, the evaluation's, the loop's, the workdir's) has passed. The Inception weights of
+        eval.features=inception are read first: a file that is not the weights is refused before data is prepared."""
+        from train.evaluation import images as evaluation  # the sampling side of this module never needs it
+
+        evaluation.feature_network(config)
         ds = images.images_of(config, cache=False)
         task = self.make_task(config, ds.spec)
         task = dataclasses.replace(

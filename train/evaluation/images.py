@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
+import importlib
 import json
 import math
 import os
@@ -76,6 +78,10 @@ VALIDATION_SHARE, MAX_VALIDATION = 0.1, 5000
 BATCH_SIZE = 128
 LEARNING_RATE = 2e-3
 FEATURE_BATCH = 500
+INCEPTION_BATCH = 50  # pytorch-fid's default batch
+INCEPTION_DIMS = 2048
+FEATURES = ("classifier", "inception")
+INCEPTION_ACCEPTED = "pytorch-fid's pt_inception-2015-12-05 weights file (nothing is downloaded)"
 
 
 # ----------------------------------------------------------------------------- cache key and files
@@ -318,6 +324,8 @@ def classifier_budget(num_train: int, steps: int) -> int:
 class FeatureExtractor:
     """A trained classifier's feature map: features(uint8 [N,H,W,C]) -> float32 [N, D]."""
 
+    kind = "classifier"
+
     net: classifier_lib.Classifier
     params: Any
     image_shape: tuple[int, int, int]
@@ -380,6 +388,52 @@ class FeatureExtractor:
         labels = np.asarray(labels)
         loss = float(classifier_lib.cross_entropy_loss(jnp.asarray(logits), jnp.asarray(labels, jnp.int32)))
         return float(np.mean(np.argmax(logits, -1) == labels)), loss
+
+
+class InceptionExtractor:
+    """pytorch-fid's InceptionV3 of a weights file as the feature map: logits_and_features(uint8 [N, H, W, 1 or 3])
+    -> (1008-way logits, pool features float32 [N, 2048]), any size (zoo.inception resizes to 299x299), grey images
+    repeated to RGB as PIL's convert('RGB') does, INCEPTION_BATCH images a call."""
+
+    kind = "inception"
+    feature_dim = INCEPTION_DIMS
+    test_accuracy = float("nan")  # not a classifier of the dataset
+
+    def __init__(self, path: str):
+        try:  # imported here: train.evaluate's tests stand a small network in for it
+            weights = importlib.import_module("train.evaluation.inception_weights")
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "features=inception: this version has no Inception network; accepted: classifier"
+            ) from None
+        module, variables = weights.load_inception(path)
+        apply = jax.jit(module.apply)
+        self.path, self._apply = path, lambda images: apply(variables, images)
+
+    def check_images(self, images, fn: str = "features") -> np.ndarray:
+        images = np.asarray(images)
+        images = images[..., None] if images.ndim == 3 else images
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise ValueError(
+                f"{fn}: images must be uint8 pixels 0..255 of shape [N, H, W, 1 or 3], got {images.dtype} "
+                f"{images.shape}"
+            )
+        return images
+
+    def logits_and_features(self, images) -> tuple[np.ndarray, np.ndarray]:
+        images = self.check_images(images, "logits_and_features")
+        rgb = np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+        pool, logits = data.batched(self._apply, rgb, batch_size=INCEPTION_BATCH)
+        return np.asarray(logits, np.float32), np.asarray(pool, np.float32)
+
+    def features(self, images) -> np.ndarray:
+        return self.logits_and_features(images)[1]
+
+
+@functools.cache
+def inception_extractor(path: str) -> InceptionExtractor:
+    """The InceptionExtractor of a weights file, loaded once a process; DataError when the file is not the weights."""
+    return InceptionExtractor(path)
 
 
 def _check_int(name, v, low):
@@ -506,6 +560,9 @@ def feature_extractor(
 # one compiled program each (the zoo leaves jit to its callers); k and batch_size pick the k-NN program
 _frechet_distance = jax.jit(metrics.frechet_distance)
 _precision_recall = jax.jit(metrics.precision_recall, static_argnames=("k", "batch_size"))
+_kid = jax.jit(metrics.kernel_inception_distance, static_argnames=("num_subsets", "subset_size"))
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # clean-fid's and torch-fidelity's defaults
+IS_SPLITS = 10
 
 
 def gaussian_stats64(feats) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +579,8 @@ def frechet_distance64(mu1, cov1, mu2, cov2) -> float:
 
 
 class ImageEvaluator:
-    """FD and precision/recall of generated images against the test split, in the feature classifier's space."""
+    """FD, KID and precision/recall of generated images against the test split, in the feature space of the
+    dataset's classifier or of the given extractor (an InceptionExtractor adds the Inception Score)."""
 
     def __init__(
         self,
@@ -552,23 +610,28 @@ class ImageEvaluator:
     def num_reference(self) -> int:
         return len(self.test_features)
 
-    def compare_features(self, feats: np.ndarray) -> dict:
+    def compare_features(self, feats: np.ndarray, logits: np.ndarray | None = None) -> dict:
+        """fd, kid (mean over KID_SUBSETS subsets), precision, recall of features against the test split's; with an
+        Inception extractor's logits, the Inception Score (IS_SPLITS splits, fewer for fewer images)."""
         n = len(feats)
         fd = frechet_distance64(*gaussian_stats64(feats), self.mu, self.cov)
         precision, recall = _precision_recall(self.test_features, feats, k=self.k)
-        return {
-            "fd": fd,
-            "precision": float(precision),
-            "recall": float(recall),
-            "fd_num_samples": n,
-            "fd_num_reference": self.num_reference,
-            "pr_k": self.k,
-            "classifier_test_accuracy": self.extractor.test_accuracy,
-        }
+        m = min(KID_SUBSET_SIZE, n, self.num_reference)
+        kid, _ = _kid(self.test_features, feats, KID_SUBSETS, m, key=jax.random.key(self.seed))
+        out = {"fd": fd, "kid": float(kid), "precision": float(precision), "recall": float(recall)}
+        out.update(fd_num_samples=n, fd_num_reference=self.num_reference, pr_k=self.k)
+        if self.extractor.kind == "classifier":
+            out["classifier_test_accuracy"] = self.extractor.test_accuracy
+        elif logits is not None:
+            with jax.enable_x64(True):
+                score, _ = metrics.inception_score(np.asarray(logits, np.float64), min(IS_SPLITS, n))
+            out["inception_score"] = float(score)
+        return out
 
     def sample_quality(self, images, labels=None) -> dict:
-        """fd, precision, recall of uint8 images [N,H,W,C] vs the whole test split, with the sample sizes; given
-        the labels [N] the images were generated for, also the classifier's accuracy on them: class_accuracy (the
+        """fd, kid, precision, recall (inception_score in Inception's space) of uint8 images [N,H,W,C] vs the whole
+        test split, with the sample sizes; given the labels [N] the images were generated for, also the feature
+        classifier's accuracy on them: class_accuracy (the
         share of images it labels as generated) and class_accuracy_<c> (the share of class c's images labelled c).
 
         FD grows as N shrinks: compare with reference_figures(N), the real-vs-real floor at the same N.
@@ -579,8 +642,8 @@ class ImageEvaluator:
                 f"sample_quality: needs at least k+1={self.k + 1} images (k-NN radii, covariance), got {len(images)}"
             )
         logits, feats = self.extractor.logits_and_features(images)
-        out = self.compare_features(feats)
-        if labels is not None:
+        out = self.compare_features(feats, logits)
+        if labels is not None and self.extractor.kind == "classifier":  # Inception's 1008 classes are not these
             labels = np.asarray(labels)
             out["class_accuracy"] = float(classifier_lib.accuracy(logits, labels))
             per_class = np.asarray(classifier_lib.per_class_accuracy(logits, labels, self.ds.num_classes))
@@ -603,7 +666,7 @@ class ImageEvaluator:
         if n not in self._reference:
             idx = np.sort(np.random.default_rng(self.seed).choice(n_train, n, replace=False))
             images = np.stack([self.ds.train[int(i)]["image"] for i in idx])
-            figures = self.compare_features(self.extractor.features(images))
+            figures = self.compare_features(*self.extractor.logits_and_features(images)[::-1])
             self._reference[n] = {f"ref_{k}": v for k, v in figures.items() if k != "classifier_test_accuracy"}
         return dict(self._reference[n])
 
@@ -626,6 +689,13 @@ def eval_keys(num_samples: int = 500, test_examples: int = 0) -> dict:
             "in data_dir",
             range=">= 1",
         ),
+        "eval.features": Key(
+            "classifier",
+            "the feature space of FD / KID / precision / recall: classifier (the dataset's own, offline) or "
+            "inception (pytorch-fid's InceptionV3, from eval.inception_weights; adds the Inception Score)",
+            choices=FEATURES,
+        ),
+        "eval.inception_weights": Key("", f"eval.features=inception: {INCEPTION_ACCEPTED}"),
         "eval.pr_k": Key(3, "neighbours of the k-NN precision/recall manifolds", range=">= 1"),
         "eval.test_examples": Key(
             test_examples, "test images in likelihood / reconstruction figures (0: the whole test split)", range=">= 0"
@@ -647,12 +717,30 @@ SMOKE_LOOP = {"num_steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every
 
 
 def check_eval_config(c) -> None:
-    """ConfigError unless eval.num_samples is 0 or enough for the k-NN manifolds."""
+    """ConfigError unless eval.num_samples is 0 or enough for the k-NN manifolds, and eval.features=inception names
+    a weights file that is there."""
     if c.eval.num_samples and c.eval.num_samples < c.eval.pr_k + 1:
         raise ConfigError(
             f"config.eval.num_samples={c.eval.num_samples} must be 0 (no sample quality) or at least "
             f"config.eval.pr_k + 1 = {c.eval.pr_k + 1}"
         )
+    path = c.eval.inception_weights
+    if c.eval.features == "inception" and not path:
+        raise ConfigError(
+            f"config.eval.features=inception needs config.eval.inception_weights=PATH; accepted: {INCEPTION_ACCEPTED}"
+            f", or config.eval.features=classifier"
+        )
+    if c.eval.features == "inception" and not os.path.isfile(os.path.expanduser(path)):
+        why = "not a regular file" if os.path.exists(os.path.expanduser(path)) else "no such file"
+        raise ConfigError(f"config.eval.inception_weights={path}: {why}; accepted: {INCEPTION_ACCEPTED}")
+
+
+def feature_network(c):
+    """The Inception extractor of eval.inception_weights when eval.features=inception (DataError, before any write,
+    when the file is not the weights), else None: the dataset's classifier, built on first use."""
+    if c.eval.features != "inception" or not c.eval.num_samples:
+        return None
+    return inception_extractor(os.path.abspath(os.path.expanduser(c.eval.inception_weights)))
 
 
 def check_dataset_for_eval(c, ds: data.ImageData) -> None:
@@ -668,12 +756,14 @@ WARN_ACCURACY = 0.97  # below it, a run says its sample-quality figures stand on
 
 
 class SampleQuality:
-    """FD, precision and recall of generated uint8 images against the test split (train.evaluation), plus the
-    real-vs-real floor at the same sample size (ref_*). The feature classifier is built on first use."""
+    """FD, KID, precision and recall of generated uint8 images against the test split (train.evaluation), in
+    eval.features's space (Inception adds its score), plus the real-vs-real floor at the same sample size (ref_*).
+    The Inception weights are read here, before training; the feature classifier is built on first use."""
 
     def __init__(self, c, ds: data.ImageData):
         self.ds, self.data_dir = ds, c.data_dir or None
         self.steps, self.k, self.num_samples = c.eval.classifier_steps, c.eval.pr_k, c.eval.num_samples
+        self.extractor = feature_network(c)
         self._evaluator = None
 
     @property
@@ -683,7 +773,9 @@ class SampleQuality:
     @property
     def evaluator(self):
         if self._evaluator is None:
-            self._evaluator = ImageEvaluator(self.ds, self.data_dir, steps=self.steps, k=self.k)
+            self._evaluator = ImageEvaluator(
+                self.ds, self.data_dir, steps=self.steps, k=self.k, extractor=self.extractor
+            )
             acc = self._evaluator.extractor.test_accuracy
             if acc < WARN_ACCURACY and jax.process_index() == 0:  # NaN (no labels) compares False: no warning
                 print(
@@ -698,12 +790,12 @@ class SampleQuality:
         """The figures of uint8 images; with the labels they were generated for, the class accuracies too."""
         ev = self.evaluator
         q = ev.sample_quality(images, labels)
-        keep = ("fd", "precision", "recall", "classifier_test_accuracy")
+        keep = ("fd", "kid", "precision", "recall", "inception_score", "classifier_test_accuracy")
         out = {k: v for k, v in q.items() if k in keep or k.startswith("class_accuracy")}
         n = len(images)
         if ev.k + 1 <= n <= len(self.ds.train):
             ref = ev.reference_figures(n)
-            out.update(ref_fd=ref["ref_fd"], ref_precision=ref["ref_precision"], ref_recall=ref["ref_recall"])
+            out.update({f"ref_{k}": ref[f"ref_{k}"] for k in keep if f"ref_{k}" in ref})
         return out
 
 
