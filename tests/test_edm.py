@@ -271,3 +271,52 @@ def test_bad_arguments_name_the_value():
         edm.ddpm_denoiser(ddpm.schedule_from_name("linear", 10), "score", None)
     with pytest.raises(ValueError, match="sampler='lms'"):
         edm.num_evaluations("lms", 4)
+
+
+def test_euler_on_karras_sigmas_steps_as_diffusers_does():
+    """Optional (the `diffusers-check` extra): diffusers' EulerDiscreteScheduler(use_karras_sigmas=True) on the
+    exact eps-model of Gaussian data and the linear schedule, 10 steps from the same noise, against sample_euler on
+    ddpm_denoiser of the same model; EDMEulerScheduler on the exact EDM network (F = (D - c_skip x) / c_out) against
+    sample_euler on its preconditioning."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    sched = ddpm.schedule_from_name("linear", 1000)
+    log_sigmas = np.log(edm.ddpm_sigmas(sched)).astype(np.float32)
+
+    def eps_model(xt, t):
+        sigma = jnp.exp(
+            jnp.interp(jnp.broadcast_to(jnp.asarray(t, jnp.float32), xt.shape[:1]), jnp.arange(1000.0), log_sigmas)
+        )
+        ab = (1 / (1 + sigma**2))[:, None]
+        return (xt - jnp.sqrt(ab) * exact_denoiser(xt / jnp.sqrt(ab), sigma)) / jnp.sqrt(1 - ab)
+
+    theirs = diffusers.EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear", use_karras_sigmas=True
+    )
+    theirs.set_timesteps(10)
+    key, shape = jax.random.key(8), (64, 2)
+    ours = edm.sample_euler(
+        edm.ddpm_denoiser(sched, "eps", eps_model), np.asarray(theirs.sigmas, np.float64), shape, key
+    )
+    k_init, _ = jax.random.split(key)
+    x = torch.from_numpy(np.array(jax.random.normal(k_init, shape))) * theirs.init_noise_sigma
+    for t in theirs.timesteps:
+        eps = eps_model(jnp.asarray(theirs.scale_model_input(x, t).numpy()), float(t))
+        x = theirs.step(torch.from_numpy(np.array(eps)), t, x).prev_sample
+    np.testing.assert_allclose(np.asarray(ours), x.numpy(), rtol=1e-3, atol=1e-3)
+
+    theirs = diffusers.EDMEulerScheduler()
+    theirs.set_timesteps(12)
+
+    def net(x_in, c_noise):  # the exact F, from c_noise back to sigma
+        sigma = jnp.exp(4 * jnp.asarray(c_noise, jnp.float32)) * jnp.ones(x_in.shape[:1])
+        c_skip, c_out, c_in, _ = edm.preconditioning(sigma)
+        x = x_in / c_in[:, None]
+        return (exact_denoiser(x, sigma) - c_skip[:, None] * x) / c_out[:, None]
+
+    ours = edm.sample_euler(edm.precondition(net), edm.karras_sigmas(12), shape, key)
+    x = torch.from_numpy(np.array(jax.random.normal(k_init, shape))) * theirs.init_noise_sigma
+    for t in theirs.timesteps:
+        out = net(jnp.asarray(theirs.scale_model_input(x, t).numpy()), float(t))
+        x = theirs.step(torch.from_numpy(np.array(out)), t, x).prev_sample
+    np.testing.assert_allclose(np.asarray(ours), x.numpy(), rtol=1e-3, atol=1e-3)

@@ -143,3 +143,19 @@ def test_bad_arguments_name_the_value():
         flow.flow_sigmas(0)
     with pytest.raises(ValueError, match="sampler='rk4'"):
         flow.num_evaluations("rk4", 3)
+
+
+def test_euler_steps_as_diffusers_flow_match_euler_does():
+    """Optional (the `diffusers-check` extra): FlowMatchEulerDiscreteScheduler(shift=3) on the exact velocity, 8 steps
+    from the same noise (its timesteps are t * 1000), against sample_euler on flow_sigmas(8, 3)."""
+    torch = pytest.importorskip("torch")
+    diffusers = pytest.importorskip("diffusers")
+    theirs = diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    theirs.set_timesteps(8)
+    key, shape = jax.random.key(9), (64, 2)
+    ours = flow.sample_euler(exact_velocity, flow.flow_sigmas(8, 3.0), shape, key)
+    x = torch.from_numpy(np.array(jax.random.normal(key, shape)))
+    for t in theirs.timesteps:
+        v = exact_velocity(jnp.asarray(x.numpy()), jnp.full((64,), float(t) / 1000))
+        x = theirs.step(torch.from_numpy(np.array(v)), t, x).prev_sample
+    np.testing.assert_allclose(np.asarray(ours), x.numpy(), rtol=1e-4, atol=1e-4)
