@@ -119,6 +119,29 @@ CLI_CASES = [
         ["vlb_sampling='importance'", "accepted with config.diffusion.variance='learned'"],
     ),
     case("ddpm-sampler", "ddpm", ["--config.sample.sampler=euler"], ["'euler'", "accepted: ancestral, ddim, dpmpp_2m"]),
+    # EDM and flow matching: their samplers, forms and schedules, the U-Net's halvings and labels
+    case("edm-form", "edm", ["--config.edm.form=subvp"], ["'subvp'", "accepted: edm, vp, ve"]),
+    case("edm-sampler", "edm", ["--config.sample.sampler=midpoint"], ["'midpoint'", "accepted: euler, heun, dpmpp_2m"]),
+    case("edm-sigmas-crossed", "edm", ["--config.sample.sigma_min=100"], ["sample.sigma_min=100", "below", "80"]),
+    case("edm-guidance-unconditional", "edm", ["--config.sample.guidance=2"], ["sample.guidance=2.0", "conditional"]),
+    case("edm-unknown-key", "edm", ["--config.edm.sigma_dat=1"], ["sigma_dat", 'Did you mean "sigma_data"']),
+    case(
+        "flow-sampler", "flow", ["--config.sample.sampler=dpmpp_2m"], ["'dpmpp_2m'", "accepted: euler, heun, midpoint"]
+    ),
+    case("flow-t-distribution", "flow", ["--config.flow.t_distribution=beta"], ["'beta'", "uniform, logit_normal"]),
+    case(
+        "flow-ch-mult-too-deep",
+        "flow",
+        ["--config.dataset=npz:{tmp}/good.npz", "--config.model.ch_mult=(1,2,2,2,2)"],
+        ["ch_mult=(1, 2, 2, 2, 2)", "8x8"],
+    ),
+    case(
+        "edm-num-classes-not-the-datasets",
+        "edm",
+        ["--config.dataset=npz:{tmp}/three_labels.npz", "--config.model.num_classes=10"],
+        ["config.model.num_classes=10 does not match", "which has 3 classes"],
+    ),
+    case("edm-sample-no-run", "edm", ["--mode=sample"], ["holds no trained run", "config.json is missing"]),
     # --mode=sample: a workdir that holds no run, an override of another key than config.sample's
     case("ddpm-sample-no-run", "ddpm", ["--mode=sample"], ["holds no trained run", "config.json is missing"]),
     case(
@@ -351,6 +374,12 @@ RANGE_CASES = [
     out_of_range("ddpm", "sample.ddim_eta", "nan"),
     out_of_range("ddpm", "sample.guidance", "nan"),
     out_of_range("ddpm", "diffusion.num_timesteps", "0"),
+    out_of_range("edm", "edm.sigma_data", "0"),
+    out_of_range("edm", "sample.s_churn", "-1"),
+    out_of_range("edm", "sample.steps", "0"),
+    out_of_range("flow", "sample.shift", "0"),
+    out_of_range("flow", "flow.t_std", "-1"),
+    out_of_range("flow", "sample.guidance", "-2"),
     out_of_range("autoencoder", "ema_decay", "1.0"),
     out_of_range("gan", "weight_decay", "-1.0"),
     out_of_range("gan", "gp_weight", "nan"),

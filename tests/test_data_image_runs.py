@@ -64,6 +64,10 @@ def in_run_grid(name: str, model) -> tuple[str, np.ndarray]:
     if name == "ddpm":  # the grid of sample.sampler: the second of four keys, sample.num_images images
         generator = model.model.make_generator(c, model.spec, c.sample.num_images)
         return f"ddim_{step:06d}.png", image_grid(generator.draw(model.params, jax.random.split(key, 4)[1], None))
+    if name in ("edm", "flow"):  # train.data.diffusion_runs: the grid of sample.sampler, the first of three keys
+        generator = model.model.make_generator(c, model.spec, c.sample.num_images)
+        grid = image_grid(generator.draw(model.params, jax.random.split(key, 3)[0], None))
+        return f"{c.sample.sampler}_{step:06d}.png", grid
     k_sample = {"autoencoder": lambda: jax.random.split(key)[1], "vae": lambda: jax.random.split(key)[1]}.get(
         name, lambda: jax.random.split(key, 3)[0]
     )()

@@ -71,6 +71,10 @@ OTHER_MODULE_CASES = [
         ("ddpm", "vae", ["--mode=sample"]),
         ("autoencoder", "pca", ["--mode=sample"]),
         ("vae", "word2vec", ["--mode=sample"]),
+        ("edm", "vae", IMAGE),
+        ("flow", "pca", IMAGE),
+        ("flow", "vae", ["--mode=sample"]),
+        ("edm", "word2vec", ["--mode=sample"]),
     )
 ]
 

@@ -364,7 +364,7 @@ def test_mode_sample_writes_the_npz_that_load_samples_again(straight_run, tmp_pa
 def test_every_sample_setting_keys_the_compiled_sampler_cache(straight_run):
     """load(workdir)'s compiled samplers are keyed by the whole of config.sample: a changed setting draws anew
     (never a stale sampler), the same settings reuse theirs; samplers come from one registry."""
-    assert set(diffusion.SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
+    assert set(diffusion.SAMPLER_BUILDERS) == set(ddpm.SAMPLERS + diffusion.KARRAS_SAMPLERS)
     model, key = train_ddpm.load(straight_run[0]), jax.random.key(3)
     deterministic = model.sample(key, 2, sampler="ddim", ddim_eta=0.0)
     noisy = model.sample(key, 2, sampler="ddim", ddim_eta=1.0)
@@ -401,3 +401,23 @@ def test_the_sampler_benchmark_prints_a_row_per_sampler(straight_run, capsys):
     for r in rows[1:]:
         values = [float(v) for v in r.strip("| ").split(" | ")[2:]]
         assert len(values) == 5 and all(np.isfinite(values)) and values[-1] > 0
+
+
+@pytest.mark.parametrize(
+    "prediction, variance, samplers",
+    [
+        ("eps", "beta", diffusion.KARRAS_SAMPLERS),
+        ("x0", "beta", ("karras_dpmpp_2m",)),
+        ("v", "learned", ("karras_heun",)),
+    ],
+)
+def test_the_karras_samplers_read_every_prediction_at_fractional_timesteps(data_dir, prediction, variance, samplers):
+    """A DDPM network sampled on Karras sigmas (zoo.edm.ddpm_denoiser at fractional timesteps): eps, x0 and v
+    predictions, a learned variance's second half dropped, images of the data's shape within [-1, 1] (up to rounding:
+    the last Euler step, to sigma = 0, lands on the clipped D)."""
+    c = tiny_config(data_dir, **{"diffusion.prediction": prediction, "diffusion.variance": variance})
+    net = train_ddpm.make_unet(c)
+    params = net.init(jax.random.key(0), np.zeros((1, 8, 8, 1)), np.zeros((1,), np.int32))["params"]
+    for name in samplers:
+        images = np.asarray(train_ddpm.make_sampler(c, (8, 8, 1), 3, name)(params, jax.random.key(1)))
+        assert images.shape == (3, 8, 8, 1) and np.all(np.abs(images) <= 1 + 1e-5), name  # the last step: x = D

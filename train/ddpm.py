@@ -17,24 +17,10 @@ import optax
 from train.core import cli, config as config_lib, loop, parallel
 from train.core.config import Key
 from train.core.errors import ConfigError
-from train.data import image_runs, images as data
+from train.data import diffusion_runs, image_runs, images as data
 from train.data.images import to_uint8
 from train.evaluation import diffusion, images as evaluation
 from zoo import ddpm
-
-# What the DDPM paper's models share: 2 res blocks a level, attention at 16x16, dropout 0.1, Adam 2e-4 at batch
-# 128 after a warmup, gradients clipped at norm 1, an EMA of 0.9999.
-PAPER_RECIPE = {
-    "model.num_res_blocks": 2,
-    "model.attn_resolutions": (16,),
-    "model.dropout": 0.1,
-    "batch_size": 128,
-    "learning_rate": 2e-4,
-    "lr_schedule": "constant",
-    "grad_clip": 1.0,
-    "ema_decay": 0.9999,
-    "eval.num_samples": 1000,
-}
 
 
 def check_importance(c) -> None:
@@ -47,36 +33,10 @@ def check_importance(c) -> None:
         )
 
 
-def check_halvings(c, image_shape) -> None:
-    """ConfigError unless 2^(len(ch_mult) - 1) divides both sides of the images."""
-    (height, width), halvings = image_shape[:2], len(c.model.ch_mult) - 1
-    if height % 2**halvings or width % 2**halvings:
-        divisor = 1
-        while height % (divisor * 2) == 0 and width % (divisor * 2) == 0:
-            divisor *= 2
-        raise ConfigError(
-            f"config.model.ch_mult={tuple(c.model.ch_mult)} halves the {height}x{width} images {halvings} times; "
-            f"accepted: at most {divisor.bit_length() - 1} halvings (len(ch_mult) - 1), as 2^halvings must divide "
-            f"both sides"
-        )
-
-
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
+    diffusion_runs.UNET_KEYS,
     {
-        "model.ch": Key(32, "U-Net base channels", range=">= 1"),
-        "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),
-        "model.num_res_blocks": Key(1, "residual blocks per level", range=">= 1"),
-        "model.attn_resolutions": Key((4,), "resolutions with self-attention", range=">= 1", item=int),
-        "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
-        "model.num_classes": Key(
-            0, "class-conditional U-Net on the dataset's labels: their number (0: unconditional)", range=">= 0"
-        ),
-        "model.class_dropout": Key(
-            0.1,
-            "share of training labels replaced by the null label, for classifier-free guidance (conditional models)",
-            range="[0, 1)",
-        ),
         "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
         "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
         "diffusion.prediction": Key(
@@ -110,39 +70,10 @@ SCHEMA = config_lib.Schema(
     # (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
     checks=(diffusion.check_steps, check_importance, diffusion.check_conditioning, evaluation.check_eval_config),
-    defaults={
-        **config_lib.IMAGE_RECIPE,
-        "num_steps": 2000,
-        "batch_size": 64,
-        "ema_decay": 0.995,
-        "log_every": 50,
-        "checkpoint_every": 500,
-    },
+    defaults=diffusion_runs.DEFAULTS,
     variants={
-        # The DDPM paper's CIFAR-10 model and recipe (Ho et al. 2020, appendix B): 35.7M parameters.
-        "cifar10": {
-            **PAPER_RECIPE,
-            "dataset": "cifar10",
-            "random_flip": True,
-            "model.ch": 128,
-            "model.ch_mult": (1, 2, 2, 2),
-            "warmup_steps": 5000,
-            "num_steps": 800_000,
-            "log_every": 1000,
-            "checkpoint_every": 10_000,
-        },
-        # The same recipe at MNIST's size: 28x28 digits resized to 32 so ch_mult (1, 2, 2) halves them twice.
-        "mnist": {
-            **PAPER_RECIPE,
-            "dataset": "mnist",
-            "image_size": 32,
-            "model.ch": 64,
-            "model.ch_mult": (1, 2, 2),
-            "warmup_steps": 1000,
-            "num_steps": 100_000,
-            "log_every": 500,
-            "checkpoint_every": 5000,
-        },
+        "cifar10": diffusion_runs.VARIANTS["cifar10"],  # the DDPM paper's CIFAR-10 model and recipe
+        "mnist": diffusion_runs.VARIANTS["mnist"],
         # Improved DDPM's unconditional ImageNet 64x64 model with the hybrid loss (Nichol & Dhariwal 2021; the
         # improved-diffusion README's flags: ch 128, 3 res blocks, learned sigma, cosine schedule, T = 4000, Adam
         # 1e-4, batch 128, 1.5M steps; batch 2048 is its class-conditional 270M model's). Its create_model sets
@@ -173,17 +104,7 @@ SCHEMA = config_lib.Schema(
             "log_every": 1000,
             "checkpoint_every": 10_000,
         },
-        "smoke": {
-            **evaluation.SMOKE_LOOP,
-            **config_lib.SMOKE_RECIPE,
-            "model.ch": 8,
-            "model.num_res_blocks": 1,
-            "diffusion.num_timesteps": 20,
-            "sample.num_images": 4,
-            "sample.steps": 5,
-            "eval.test_examples": 4,
-            "eval.num_samples": 0,
-        },
+        "smoke": {**diffusion_runs.VARIANTS["smoke"], "diffusion.num_timesteps": 20, "sample.steps": 5},
     },
 )
 
@@ -193,16 +114,7 @@ get_config = SCHEMA.config  # get_config() is the default config, get_config('sm
 
 def make_unet(c) -> ddpm.UNet:
     """The U-Net of config.model (outputs doubled for a learned variance), computing in config.dtype."""
-    return ddpm.UNet(
-        ch=c.model.ch,
-        ch_mult=tuple(c.model.ch_mult),
-        num_res_blocks=c.model.num_res_blocks,
-        attn_resolutions=tuple(c.model.attn_resolutions),
-        dropout=c.model.dropout,
-        dtype=config_lib.compute_dtype(c),
-        num_classes=c.model.num_classes,
-        learned_variance=c.diffusion.variance == "learned",
-    )
+    return diffusion_runs.make_unet(c, learned_variance=c.diffusion.variance == "learned")
 
 
 def schedule_of(c) -> ddpm.Schedule:
@@ -220,7 +132,7 @@ def make_task(c, spec: data.ImageSpec) -> loop.Task:
     """The training part: the U-Net of config.model on images of spec.image_shape, the loss of config.diffusion."""
     if c.model.num_classes:
         data.check_labels(spec, "model.num_classes", c.model.num_classes, c.model.num_classes)
-    check_halvings(c, spec.image_shape)
+    diffusion_runs.check_halvings(c, spec.image_shape)
     sched, net, d = schedule_of(c), make_unet(c), c.diffusion
     init_labels = jnp.zeros((1,), jnp.int32) if c.model.num_classes else None  # an unconditional U-Net takes none
 

@@ -15,9 +15,11 @@ from train.core.config import Key
 from train.core.writers import image_grid
 from train.data import images as data
 from train.evaluation import images as evaluation
-from zoo import ddpm
+from zoo import ddpm, edm
 
 __all__ = [
+    "COMMON_SAMPLE_KEYS",
+    "KARRAS_SAMPLERS",
     "SAMPLE_KEYS",
     "check_steps",
     "check_conditioning",
@@ -29,24 +31,13 @@ __all__ = [
 ]
 
 
-# The sampler's keys: of the evaluation's grids and samples, mode=sample and load(workdir).sample.
-SAMPLE_KEYS = {
-    "sample.sampler": Key(
-        "ddim",
-        "sampler of the evaluation's samples, its second grid and mode=sample: ancestral (all T steps), ddim "
-        "(sample.ddim_eta) or dpmpp_2m (DPM-Solver++(2M), Lu et al. 2022)",
-        choices=ddpm.SAMPLERS,
-    ),
-    "sample.steps": Key(50, "network calls of ddim and dpmpp_2m (at most num_timesteps)", range=">= 1"),
-    "sample.timestep_spacing": Key(
-        "linspace",
-        "the timesteps of ddim and dpmpp_2m: linspace, leading or trailing, as diffusers spaces them",
-        choices=ddpm.SPACINGS,
-    ),
-    "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
+# The keys of every U-Net model's samples (train.ddpm, train.edm, train.flow): guidance, the grids' labels,
+# mode=sample's count, batch and seed.
+COMMON_SAMPLE_KEYS = {
     "sample.guidance": Key(
         0.0,
-        "classifier-free guidance w: eps = (1 + w) eps(x, c) - w eps(x, null); 0 conditional, -1 unconditional",
+        "classifier-free guidance w: f = (1 + w) f(x, c) - w f(x, null) of the network's prediction f; 0 "
+        "conditional, -1 unconditional",
         range=">= -1",
     ),
     "sample.labels": Key(
@@ -58,11 +49,33 @@ SAMPLE_KEYS = {
         0, "seed of mode=sample's draws: load(workdir).sample(jax.random.key(seed), n)", range=config_lib.SEED_RANGE
     ),
 }
+KARRAS_SAMPLERS = tuple(f"karras_{s}" for s in edm.SAMPLERS)  # a DDPM's network on the Karras sigmas (zoo.edm)
+# The DDPM's sampler keys: of the evaluation's grids and samples, mode=sample and load(workdir).sample.
+SAMPLE_KEYS = {
+    "sample.sampler": Key(
+        "ddim",
+        "sampler of the evaluation's samples, its second grid and mode=sample: ancestral (all T steps), ddim "
+        "(sample.ddim_eta), dpmpp_2m (DPM-Solver++(2M), Lu et al. 2022), or karras_euler, karras_heun, "
+        "karras_dpmpp_2m (on sample.steps Karras sigmas spanning the trained ones, EDM's)",
+        choices=ddpm.SAMPLERS + KARRAS_SAMPLERS,
+    ),
+    "sample.steps": Key(
+        50, "steps of ddim and dpmpp_2m (at most num_timesteps) and the karras_ samplers", range=">= 1"
+    ),
+    "sample.timestep_spacing": Key(
+        "linspace",
+        "the timesteps of ddim and dpmpp_2m: linspace, leading or trailing, as diffusers spaces them",
+        choices=ddpm.SPACINGS,
+    ),
+    "sample.ddim_eta": Key(0.0, "DDIM's eta: 0 deterministic, 1 DDPM-like", range="[0, 1]"),
+    "sample.rho": Key(7.0, "rho of the karras_ samplers' sigmas (EDM's eq. 5)", range="> 0"),
+    **COMMON_SAMPLE_KEYS,
+}
 
 
 def check_steps(c) -> None:
     """ddim and dpmpp_2m take at most T steps."""
-    if c.sample.sampler != "ancestral" and c.sample.steps > c.diffusion.num_timesteps:
+    if c.sample.sampler in ("ddim", "dpmpp_2m") and c.sample.steps > c.diffusion.num_timesteps:
         raise config_lib.ConfigError(
             f"config.sample.steps={c.sample.steps} ({c.sample.sampler}) must be at most "
             f"config.diffusion.num_timesteps={c.diffusion.num_timesteps}"
@@ -85,19 +98,36 @@ def check_conditioning(c) -> None:
         )
 
 
-def eps_fn_of(c, sched: ddpm.Schedule, net: ddpm.UNet):
+def eps_fn_of(c, sched: ddpm.Schedule, net: ddpm.UNet, convert: bool = True):
     """(params, labels=None, w=sample.guidance) -> the eps_fn(x_t, t) every sampler and the bound take: the U-Net's
-    output converted from what it predicts (config.diffusion.prediction); for labels y [B] (a conditional model)
-    guided by w (w = 0: the conditional eps); returning (eps, v) for a learned variance."""
-    learned = net.learned_variance
+    output converted from what it predicts (config.diffusion.prediction; with convert=False left as it is, for a
+    sampler that converts it at fractional timesteps); for labels y [B] (a conditional model) guided by w (w = 0:
+    the conditional one); returning (eps, v) for a learned variance."""
+    learned, prediction = net.learned_variance, c.diffusion.prediction if convert else "eps"
 
     def eps_fn(params, y=None, w=c.sample.guidance):
         model_fn = lambda x, t, labels=None: net.apply({"params": params}, x, t, labels)
         if y is None:
-            return ddpm.as_eps_fn(sched, c.diffusion.prediction, model_fn, learned)
-        return ddpm.guided_eps_fn(sched, c.diffusion.prediction, model_fn, y, net.null_label, w, learned)
+            return ddpm.as_eps_fn(sched, prediction, model_fn, learned)
+        return ddpm.guided_eps_fn(sched, prediction, model_fn, y, net.null_label, w, learned)
 
     return eps_fn
+
+
+def _karras(sampler: str):
+    """A DDPM's network (its own prediction: eps_fn_of(..., convert=False)) sampled by zoo.edm's sampler on
+    sample.steps Karras sigmas from its largest trained sigma to its smallest (diffusers' use_karras_sigmas), as
+    zoo.edm.ddpm_denoiser reads it at fractional timesteps, x_0 clipped to [-1, 1] as the other samplers clip it;
+    the result, EDM's scaled-out x at sigma = 0, is x_0."""
+    sample = {"euler": edm.sample_euler, "heun": edm.sample_heun, "dpmpp_2m": edm.sample_dpmpp_2m}[sampler]
+
+    def build(sched, model_fn, shape, k, c):
+        trained = edm.ddpm_sigmas(sched)
+        sigmas = jnp.asarray(edm.karras_sigmas(c.sample.steps, trained[0], trained[-1], c.sample.rho), jnp.float32)
+        denoise = edm.ddpm_denoiser(sched, c.diffusion.prediction, model_fn, clip_x0=True)
+        return sample(denoise, sigmas, shape, k)
+
+    return build
 
 
 # sample.sampler -> (sched, eps_fn, shape, key, config) -> images: the one place a sampler is added.
@@ -111,8 +141,9 @@ SAMPLER_BUILDERS = {
     "dpmpp_2m": lambda sched, eps_fn, shape, k, c: ddpm.sample_dpmpp_2m(
         sched, eps_fn, shape, k, num_steps=c.sample.steps, spacing=c.sample.timestep_spacing
     ),
+    **{name: _karras(name.removeprefix("karras_")) for name in KARRAS_SAMPLERS},
 }
-assert set(SAMPLER_BUILDERS) == set(ddpm.SAMPLERS)
+assert set(SAMPLER_BUILDERS) == set(ddpm.SAMPLERS + KARRAS_SAMPLERS)
 
 
 def make_sampler(c, net: ddpm.UNet, sched: ddpm.Schedule, image_shape, num_images: int, sampler: str | None = None):
@@ -122,8 +153,8 @@ def make_sampler(c, net: ddpm.UNet, sched: ddpm.Schedule, image_shape, num_image
     sample.guidance."""
     c = c.copy_and_resolve_references()  # the builder reads it when the sampler is traced: later changes must not
     shape = (num_images, *image_shape)
-    eps_fn = eps_fn_of(c, sched, net)
     sampler = sampler or c.sample.sampler
+    eps_fn = eps_fn_of(c, sched, net, convert=sampler not in KARRAS_SAMPLERS)
     if sampler not in SAMPLER_BUILDERS:
         raise config_lib.ConfigError(
             f"config.sample.sampler={sampler!r} is not accepted; accepted: {', '.join(SAMPLER_BUILDERS)}"
