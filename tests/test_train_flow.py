@@ -52,3 +52,19 @@ def test_each_sampler_draws(data_dir):
 
 def test_load_samples_again(straight_run):
     check_sample_mode(train_flow, straight_run, "heun")
+
+
+def test_the_objectives_benchmark_writes_a_row_per_sampler_and_budget(straight_run, tmp_path, capsys):
+    """benchmarks.objectives on the smoke run at budgets of 2 and 4 calls: Euler at 2 and 4 steps, Heun and the
+    midpoint rule at 1 and 2, each row with finite figures, and its JSON, markdown and plot."""
+    import json
+
+    from benchmarks import objectives
+
+    objectives.main(["--flow", straight_run[0], "--nfe", "2,4", "--num", "8", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "objectives.json").read_text())
+    assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [
+        ("euler", 2, 2), ("heun", 1, 2), ("midpoint", 1, 2), ("euler", 4, 4), ("heun", 2, 4), ("midpoint", 2, 4)
+    ]  # fmt: skip
+    assert all(np.isfinite(r[k]) for r in rows for k in ("fd", "kid", "precision", "recall", "ref_fd"))
+    assert (tmp_path / "objectives.png").stat().st_size > 0 and "| flow | heun | 4 |" in capsys.readouterr().out
