@@ -2,7 +2,7 @@
 DIR/accelerator.md (a markdown table, also printed).
 
     python -m benchmarks.accelerator --out DIR [--quick] [--skip=train_ddpm,...] [--commit=SHA]
-        [--deadline=520] [--budgets=loops=240,...]
+        [--deadline=520] [--budgets=loops=240,...] [--samplers=ddim,dpmpp_2m]
 
 About 8 minutes on one H100. The sections, in this order (the cheap ones and the headline first):
   device        the device (kind, platform, count), the versions of jax, jaxlib, flax, optax, numpy, grain, Python,
@@ -39,9 +39,11 @@ device command's limit is 600 s), and the one running then gets no more time tha
 preallocation is turned off (XLA_PYTHON_CLIENT_PREALLOCATE=false, unless set) so that the subprocesses (word2vec,
 input, train_ddpm) find device memory beside this process.
 
---quick: every module's 'smoke' config on 8x8 stand-ins (the DDPM's U-Net at one resolution, without attention:
-QUICK_UNET), a 200k-token corpus over a 20k-word lexicon, input_speed --quick and the smoke run of train.ddpm (with
-QUICK_UNET), budgets and deadline x3: a minute or two on 2 CPU cores, for the tests.
+--quick: every module's 'smoke' config on one 8x8x3 stand-in (the DDPM's U-Net at one resolution, without attention:
+QUICK_UNET), programs compiled with QUICK_XLA_FLAG (here and in the subprocesses), timings of QUICK_MIN_TIME seconds,
+a 200k-token corpus over a 20k-word lexicon, input_speed --quick with one read thread, the smoke run of train.ddpm
+(with QUICK_UNET), a deterministic child that times no samplers, budgets and deadline x3: about a minute on 2 CPU
+cores, for the tests, most of it compiling (less where a persistent compilation cache, the tests', has the programs).
 """
 
 from __future__ import annotations
@@ -82,13 +84,23 @@ BUDGETS = {  # seconds of each section on an accelerator (--quick: x QUICK_SCALE
 # The cost of config.deterministic: these sections again, in a child run whose XLA_FLAGS set the flag.
 DETERMINISTIC_SECTIONS = ("device", "ddpm_cifar10", "word2vec")
 QUICK_SCALE = 3  # a shared CPU is slow, and compiles take most of a quick run
-LOOP_MODULES = ("ddpm", "autoencoder", "vae", "gan")
+LOOP_MODULES = ("ddpm", "edm", "flow", "autoencoder", "vae", "gan")
 DTYPES = ("float32", "bfloat16")
 ROOFLINES = (("float32_highest", "float32", "highest"), ("float32", "float32", None), ("bfloat16", "bfloat16", None))
 SAMPLERS = ("ddim", "dpmpp_2m")
 STAND_IN_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}  # before a variant's image_size
+# --quick's one stand-in, every module's: loops' ddpm bfloat16 step is then ddpm_cifar10's program, which a persistent
+# compilation cache (the tests') loads rather than compiling it again
+QUICK_STAND_IN = (8, 8, 3)
+# --quick's timings: seconds each runs after its warm-up call (time_fn's minimum calls still made: 3, samplers 2)
+QUICK_MIN_TIME = 0.05
 QUICK_TOKENS, QUICK_WORDS = 200_000, 20_000
-# --quick's DDPM: the smoke U-Net at one resolution, without attention, which compiles in half the time
+# --quick's XLA, in this process and its children: LLVM's code generation unoptimised (as benchmarks.model_sizes'
+# FAST_COMPILE), which leaves the HLO and its FLOPs as they are and cuts a third of the compiling, most of a quick run
+QUICK_XLA_FLAG = "--xla_backend_optimization_level=0"
+# --quick's input_speed: its --quick, each pipeline read by one thread (not also four), timed for QUICK_MIN_TIME
+QUICK_INPUT_FLAGS = ("--quick", "--threads=1", f"--min_time={QUICK_MIN_TIME}")
+# --quick's U-Net modules (ddpm, edm, flow): the smoke U-Net at one resolution, without attention: half the compiling
 QUICK_UNET = {"ch_mult": (1,), "attn_resolutions": ()}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "grain", "tensorflow-datasets")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,6 +111,9 @@ flags.DEFINE_list("skip", [], f"Sections not to run: any of {','.join(SECTIONS)}
 flags.DEFINE_string("commit", os.environ.get("ZOO_COMMIT", ""), "The commit measured ('': git rev-parse HEAD).")
 flags.DEFINE_float("deadline", 520.0, "Seconds of the whole run after which no section starts (--quick: x3).")
 flags.DEFINE_list("budgets", [], "NAME=SECONDS overrides of the per-section budgets (not scaled by --quick).")
+flags.DEFINE_list(
+    "samplers", list(SAMPLERS), f"ddpm_cifar10's samplers to time: any of {','.join(SAMPLERS)} (none: '--samplers=')."
+)
 
 
 @dataclasses.dataclass
@@ -252,7 +267,7 @@ def roofline_section(run: Run, entry: dict) -> dict:
     rows = entry["rows"] = []
     for key, dtype, precision in ROOFLINES:
         with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
-            gflops = matmul_gflops(n, getattr(jnp, dtype), min_time=0.2 if run.quick else 2.0)
+            gflops = matmul_gflops(n, getattr(jnp, dtype), min_time=QUICK_MIN_TIME if run.quick else 2.0)
         rows.append({"key": key, "dtype": dtype, "precision": precision or "default", "n": n, "tflops": gflops / 1e3})
         run.log(f"  matmul {n}^3 {dtype} precision {precision or 'default'}: {gflops / 1e3:.2f} TFLOP/s")
     return {"tflops": {r["key"]: r["tflops"] for r in rows}}
@@ -274,16 +289,14 @@ def stand_in(run: Run, shape: tuple[int, int, int]) -> str:
 
 def image_config(run: Run, name: str, variant: str, dtype: str):
     """(train module, its config: the variant, or 'smoke' with --quick, computing in dtype, on a stand-in dataset of
-    the variant's image shape; 8x8 with --quick)."""
+    the variant's image shape; QUICK_STAND_IN's with --quick)."""
     module = importlib.import_module(f"train.{name}")
     c = module.get_config("smoke" if run.quick else variant)
-    h, w, channels = STAND_IN_SHAPES[variant]
-    if run.quick:
-        h = w = 8
-    elif c.get("image_size", 0):
+    h, w, channels = QUICK_STAND_IN if run.quick else STAND_IN_SHAPES[variant]
+    if not run.quick and c.get("image_size", 0):
         h = w = c.image_size
     c.dataset, c.data_dir, c.dtype = stand_in(run, (h, w, channels)), "", dtype
-    if run.quick and name == "ddpm":
+    if run.quick and name in ("ddpm", "edm", "flow"):
         c.model.update(QUICK_UNET)
     module.SCHEMA.check(c)
     return module, c
@@ -313,7 +326,7 @@ def step_speed(run: Run, module, c) -> tuple[dict, tuple]:
         holder[0], metrics, _ = step(holder[0], batch)
         return metrics
 
-    secs = time_fn(one_step, min_time=0.3 if run.quick else 2.0)
+    secs = time_fn(one_step, min_time=QUICK_MIN_TIME if run.quick else 2.0)
     roof = run.roofline(c.dtype)
     figures = {
         "batch": c.batch_size,
@@ -367,7 +380,7 @@ def sampler_speed(run: Run, c, ds, params, name: str, num_images: int) -> dict:
     t0 = time.perf_counter()
     compiled = f.lower(params, key).compile()
     compile_s = time.perf_counter() - t0
-    secs = time_fn(compiled, params, key, min_time=0.3 if run.quick else 2.0, min_iters=2)
+    secs = time_fn(compiled, params, key, min_time=QUICK_MIN_TIME if run.quick else 2.0, min_iters=2)
     out = {"steps": c.sample.steps, "images": num_images, "compile_s": compile_s, "seconds_per_call": secs}
     out["images_per_sec"] = num_images / secs
     run.log(f"  {name}-{c.sample.steps}: {out['images_per_sec']:,.1f} images/s, compile {compile_s:.1f} s")
@@ -382,7 +395,7 @@ def ddpm_cifar10_section(run: Run, entry: dict) -> None:
     run.log(f"  train step: {figures['params'] / 1e6:.2f}M parameters, {describe_step(figures)}")
     run.save()
     samplers = entry["samplers"] = {}
-    for name in SAMPLERS:
+    for name in flags.FLAGS.samplers:
         n = 4 if run.quick else 256
         samplers[name] = measured(run, entry, name, lambda: sampler_speed(run, c, ds, state.params, name, n))
         run.save()
@@ -471,7 +484,7 @@ def input_section(run: Run, entry: dict) -> dict:
     if importlib.util.find_spec("benchmarks.input_speed") is None:
         raise ModuleNotFoundError("benchmarks/input_speed.py is not there (yet)")
     path = os.path.join(run.tmp, "input.json")
-    cmd = [sys.executable, "-m", "benchmarks.input_speed", f"--json={path}", *(["--quick"] if run.quick else [])]
+    cmd = [sys.executable, "-m", "benchmarks.input_speed", f"--json={path}", *(QUICK_INPUT_FLAGS if run.quick else [])]
     wall = run_child(run, cmd, run.child_log("input"), run.tmp)
     with open(path, encoding="utf-8") as f:
         written = json.load(f)
@@ -509,6 +522,8 @@ def deterministic_section(run: Run, entry: dict) -> dict:
     scale = QUICK_SCALE if run.quick else 1
     cmd = [sys.executable, "-m", "benchmarks.accelerator", f"--out={out}", f"--skip={skip}"]
     cmd += [f"--deadline={max(run.left() / scale - 30, 1):.0f}", *(["--quick"] if run.quick else [])]
+    if run.quick:  # the ratios compare train steps, not samplers: a quick child does not compile them again
+        cmd.append("--samplers=")
     flag = f"{parallel.DETERMINISTIC_FLAG}=true"
     xla_flags = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
     wall = run_child(run, cmd, run.child_log("deterministic"), run.tmp, {"XLA_FLAGS": xla_flags})
@@ -692,6 +707,13 @@ def markdown(report: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def quick_xla_flags() -> None:
+    """Add QUICK_XLA_FLAG to XLA_FLAGS (read when JAX's backends start, so before then) unless they set its level."""
+    xla_flags = os.environ.get("XLA_FLAGS", "")
+    if QUICK_XLA_FLAG.split("=")[0] not in xla_flags:
+        os.environ["XLA_FLAGS"] = f"{xla_flags} {QUICK_XLA_FLAG}".strip()
+
+
 def parse_budgets(F) -> dict:
     budgets = {k: v * (QUICK_SCALE if F.quick else 1) for k, v in BUDGETS.items()}
     for item in F.budgets:
@@ -714,12 +736,17 @@ def main(argv):
     unknown = set(F.skip) - set(SECTIONS)
     if unknown:
         raise app.UsageError(f"--skip: unknown sections {sorted(unknown)}; accepted: {', '.join(SECTIONS)}")
+    unknown = set(F.samplers) - set(SAMPLERS)
+    if unknown:
+        raise app.UsageError(f"--samplers: unknown samplers {sorted(unknown)}; accepted: {', '.join(SAMPLERS)}")
     budgets = parse_budgets(F)
     logging.set_verbosity(logging.WARNING)  # as train/'s command lines: no INFO lines of JAX's backends, Orbax
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before JAX's backends start
     from train.core import parallel
 
     parallel.xla_cpu_convolutions()  # as train.ddpm runs (an XLA:CPU flag; before JAX's backends start)
+    if F.quick:
+        quick_xla_flags()
     os.makedirs(F.out, exist_ok=True)
     started = time.perf_counter()
     deadline = started + F.deadline * (QUICK_SCALE if F.quick else 1)

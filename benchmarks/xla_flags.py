@@ -8,16 +8,19 @@ forward under those flags, times each for at least --min_time seconds and report
 output on fixed inputs after one Adam step from the seeded init. The table prints the medians, the ratio to the
 defaults' (above 1: faster) and the largest absolute difference of the forward's output from the defaults' (the
 same model computed another way should differ by float32 rounding only). A setting this jaxlib does not know
-fails its process; its row says so.
+fails its process; its row says so. --quick (the test's): one round of two calls each on a smaller U-Net
+(QUICK_SPEC).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+from unittest import mock
 
 from absl import app, flags
 
@@ -39,6 +42,11 @@ flags.DEFINE_integer("batch", 32, "Images per call.")
 flags.DEFINE_string("settings", ";".join(DEFAULT_SETTINGS), "XLA_FLAGS values separated by ';' (first: baseline).")
 flags.DEFINE_string("flags_worker", "", "Internal: run one setting's timings with this JSON spec and print JSON.")
 
+# --quick: 8x8 images, batch 2, ch 16, two calls each, on a U-Net of one level of one residual block (unet_speed's:
+# three levels of two): its 3x3 and 1x1 convolutions, attention (at 8x8 and in the middle), GroupNorms and skips in a
+# third of the compile time, which is most of a quick sweep
+QUICK_SPEC = {"size": 8, "batch": 2, "ch": 16, "min_time": 0.0, "unet": {"CH_MULT": (1,), "NUM_RES_BLOCKS": 1}}
+
 
 def worker(spec: dict) -> dict:
     """In a process started with the setting's XLA_FLAGS: compile, time and run the forward on fixed inputs."""
@@ -48,7 +56,10 @@ def worker(spec: dict) -> dict:
     from benchmarks.common import time_fn
 
     x = np.random.default_rng(0).uniform(-1, 1, (spec["batch"], spec["size"], spec["size"], 1)).astype(np.float32)
-    ours = unet_speed.ours(spec["size"], spec["batch"], spec["ch"], x)
+    # ours() builds from unet_speed's CH_MULT and NUM_RES_BLOCKS; --quick's smaller U-Net patches them (QUICK_SPEC)
+    unet = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("unet", {}).items()}
+    with mock.patch.multiple(unet_speed, **unet) if unet else contextlib.nullcontext():
+        ours = unet_speed.ours(spec["size"], spec["batch"], spec["ch"], x)
     # The forward after one Adam step from the seeded init: deterministic, and not the init's zero output (the
     # U-Net's last convolution starts at zero).
     ours["call"]["train"]()
@@ -81,7 +92,7 @@ def main(_):
     rounds = f.rounds
     settings = f.settings.split(";")
     if f.quick:
-        spec, rounds = {"size": 8, "batch": 2, "ch": 16, "min_time": 0.0}, 1  # 2 calls each
+        spec, rounds = QUICK_SPEC, 1
     if rounds < 1:
         raise app.UsageError(f"--rounds: an integer >= 1, got {rounds}")
     results = {s: [] for s in settings}

@@ -97,7 +97,8 @@ def test_quick_run_records_every_section_with_positive_figures(tmp_path):
 
 def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path):
     """word2vec and train_ddpm overrun budgets of a fraction of a second: each is killed and recorded as an error,
-    the run goes on to the next and exits 0; --skip'ped sections are marked so. An unknown section is refused."""
+    the run goes on to the next and exits 0; --skip'ped sections are marked so. An unknown section or sampler is
+    refused."""
     skip = "--skip=roofline,ddpm_cifar10,loops,input,deterministic"
     out, report = run_quick(tmp_path, skip, "--budgets=word2vec=0.3,train_ddpm=0.3")
     s = report["sections"]
@@ -112,6 +113,9 @@ def test_a_failing_section_is_recorded_and_the_next_one_runs(tmp_path):
         (name, "error" if name in ("word2vec", "train_ddpm") else "skipped") for name in SECTIONS[1:]
     ]
 
-    cmd = [sys.executable, "-m", "benchmarks.accelerator", f"--out={tmp_path}", "--skip=nope"]
-    bad = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown sections ['nope']" in bad.stderr
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    refusals = {"--skip=nope": "unknown sections ['nope']", "--samplers=nope": "unknown samplers ['nope']"}
+    for flag, refusal in refusals.items():
+        cmd = [sys.executable, "-m", "benchmarks.accelerator", f"--out={tmp_path}", flag]
+        bad = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert bad.returncode != 0 and refusal in bad.stderr, (flag, bad.stderr[-2000:])

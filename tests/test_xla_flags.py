@@ -19,6 +19,11 @@ YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="  # what train.core.parallel.
 @pytest.mark.slow
 def test_quick_sweep_times_the_defaults_and_reports_an_unknown_flag(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # The test suite's persistent XLA cache (tests/conftest.py), keyed by XLA_FLAGS too: each setting's programs are
+    # its own, and a rerun skips most of the compiling; the older threefry lowering compiles the init twice as fast.
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "jax"))
+    env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+    env.setdefault("JAX_THREEFRY_PARTITIONABLE", "false")
     settings = ";".join(["", YNN_OFF, "--xla_cpu_no_such_flag_for_test=1"])
     cmd = [sys.executable, "-m", "benchmarks.xla_flags", "--quick", f"--settings={settings}"]
     run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
