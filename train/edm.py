@@ -109,6 +109,13 @@ OBJECTIVE = diffusion_runs.Objective(
 )
 assert set(OBJECTIVE.samplers) == set(edm.SAMPLERS)
 ENTRY = diffusion_runs.entry(SCHEMA, OBJECTIVE, __doc__, __file__)
+
+
+def make_task(c, spec):
+    """The training part, as train.ddpm.make_task: the U-Net on spec's images, trained on this objective's loss."""
+    return diffusion_runs.make_task(c, spec, OBJECTIVE)
+
+
 run, load, sample_workdir = ENTRY.run, ENTRY.load, ENTRY.sample
 
 if __name__ == "__main__":
