@@ -4,12 +4,12 @@ every sampler of a DDPM, an EDM and a flow-matching run.
     python -m benchmarks.objectives --ddpm runs/ddpm --edm runs/edm --flow runs/flow [--nfe 5,10,20,50,100]
         [--num 1000] [--out DIR]
 
-Each run is read by its module's `load` (its config, its EMA parameters); every sampler is run at the most steps
-whose calls stay within each NFE (Heun: 2N - 1 for EDM's and the DDPM's karras_heun, 2N for the flow's; the
+Each run is read by its module's `load` (its config, its EMA parameters); every sampler is run once at the most
+steps whose calls stay within each NFE (Heun: 2N - 1 for EDM's and the DDPM's karras_heun, 2N for the flow's; the
 midpoint rule 2N; the others N), from the same key, on --num images, scored by the run's own evaluation
 (train.evaluation.images.SampleQuality: FD, KID, precision and recall in its feature space, against the test
-split; the floor of --num real train images beside them). The DDPM's ancestral sampler over all T steps is the
-reference. Prints a markdown table and writes DIR/objectives.json, DIR/objectives.md and DIR/objectives.png (FD
+split; the floor of --num real train images beside them); with --ancestral, the DDPM's ancestral sampler over
+all T steps too. Prints a markdown table and writes DIR/objectives.json, DIR/objectives.md and DIR/objectives.png (FD
 against NFE).
 """
 
@@ -49,20 +49,20 @@ def steps_within(calls, nfe: int) -> int:
 
 
 def score(model, quality, sampler: str, steps: int, num: int, seed: int) -> dict:
-    """The figures of num samples of one sampler at `steps`, timed after a compiling call."""
+    """The figures of num samples of one sampler at `steps`, and the seconds of that one call, its compiling
+    included (a second, compiled call would double the run: the samplers' speed is benchmarks.ddpm_samplers')."""
     over = {"sampler": sampler, "steps": steps, "batch_size": num}
-    model.sample(jax.random.key(seed + 1), num, **over)  # compile
     t0 = time.perf_counter()
     images = model.sample(jax.random.key(seed), num, **over)
     secs = time.perf_counter() - t0
     return {**quality(images), "seconds": secs}
 
 
-def rows_of(name: str, workdir: str, nfes: list[int], num: int, seed: int) -> list[dict]:
+def rows_of(name: str, workdir: str, nfes: list[int], num: int, seed: int, ancestral: bool = False) -> list[dict]:
     model = MODULES[name].load(workdir)
     quality = evaluation.SampleQuality(model.config, data.images_of(model.config))
     settings = [(s, steps_within(calls, nfe)) for nfe in nfes for s, calls in SAMPLERS[name]]
-    if name == "ddpm":
+    if name == "ddpm" and ancestral:
         settings.append(("ancestral", model.config.diffusion.num_timesteps))
     rows, calls_of = [], dict(SAMPLERS[name]) | {"ancestral": lambda n: n}
     for sampler, steps in dict.fromkeys(settings):  # in order, each once
@@ -80,9 +80,11 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key in dict.fromkeys((r["objective"], r["sampler"]) for r in rows if r["sampler"] != "ancestral"):
+    keys = dict.fromkeys((r["objective"], r["sampler"]) for r in rows if r["sampler"] != "ancestral")
+    for i, key in enumerate(keys):
         pts = sorted((r["nfe"], r["fd"]) for r in rows if (r["objective"], r["sampler"]) == key)
-        ax.plot(*zip(*pts), marker="o", label=f"{key[0]}: {key[1]}", linestyle="-" if key[0] != "ddpm" else "--")
+        style = {"ddpm": "--", "edm": "-", "flow": ":"}.get(key[0], "-")
+        ax.plot(*zip(*pts), marker="o", label=f"{key[0]}: {key[1]}", linestyle=style, color=plt.cm.tab20(i % 20))
     for r in rows:
         if r["sampler"] == "ancestral":
             ax.scatter([r["nfe"]], [r["fd"]], marker="*", s=120, color="k", label="ddpm: ancestral", zorder=3)
@@ -101,14 +103,22 @@ def main(argv=None) -> None:
     p.add_argument("--num", type=int, default=1000, help="images per sampler and budget")
     p.add_argument("--seed", type=int, default=0, help="the sampling key")
     p.add_argument("--out", default="", help="a folder for objectives.json, .md and .png")
+    p.add_argument("--ancestral", action="store_true", help="also the DDPM's ancestral sampler over all T steps")
     a = p.parse_args(argv)
     nfes = [int(n) for n in a.nfe.split(",")]
     print(device_line())
     header = (
-        "| objective | sampler | NFE | FD | KID | precision | recall | seconds |\n|---|---|---|---|---|---|---|---|"
+        "| objective | sampler | NFE | FD | KID | precision | recall | seconds (compiling included) |\n"
+        + "|---" * 8
+        + "|"
     )
     print(header)
-    rows = [r for name in MODULES if getattr(a, name) for r in rows_of(name, getattr(a, name), nfes, a.num, a.seed)]
+    rows = [
+        r
+        for name in MODULES
+        if getattr(a, name)
+        for r in rows_of(name, getattr(a, name), nfes, a.num, a.seed, a.ancestral)
+    ]
     if not rows:
         p.error("name at least one run: --ddpm, --edm or --flow")
     floor = f"floor (real vs real, {a.num}): FD {rows[0]['ref_fd']:.2f}, KID {rows[0]['ref_kid']:.3g}"

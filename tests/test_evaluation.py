@@ -317,9 +317,8 @@ def test_a_weak_feature_classifier_is_named_in_one_warning(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "r.npz", x=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8), y=rng.integers(0, 4, 60))
     ds = data.load_images(f"npz:{tmp_path / 'r.npz'}")
-    c = ml_collections.ConfigDict(
-        {"data_dir": str(tmp_path), "eval": {"classifier_steps": 5, "pr_k": 3, "num_samples": 8}}
-    )
+    keys = {"classifier_steps": 5, "pr_k": 3, "num_samples": 8, "features": "classifier", "inception_weights": ""}
+    c = ml_collections.ConfigDict({"data_dir": str(tmp_path), "eval": keys})
     quality = evaluation.SampleQuality(c, ds)
     assert quality.evaluator.extractor.test_accuracy < evaluation.WARN_ACCURACY
     out = capsys.readouterr().out
