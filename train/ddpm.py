@@ -35,7 +35,7 @@ def check_importance(c) -> None:
 
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
-    diffusion_runs.UNET_KEYS,
+    diffusion_runs.DENOISER_KEYS,
     {
         "diffusion.schedule": Key("linear", "beta schedule", choices=("linear", "cosine")),
         "diffusion.num_timesteps": Key(1000, "T, the diffusion steps", range=">= 1"),
@@ -69,7 +69,13 @@ SCHEMA = config_lib.Schema(
     # sample.sampler (DDIM by default) and of the ancestral grid; the bits/dim bound on test_examples test images
     # (each costs T network calls).
     evaluation.eval_keys(num_samples=256, test_examples=64),
-    checks=(diffusion.check_steps, check_importance, diffusion.check_conditioning, evaluation.check_eval_config),
+    checks=(
+        diffusion.check_steps,
+        diffusion_runs.check_dit,
+        check_importance,
+        diffusion.check_conditioning,
+        evaluation.check_eval_config,
+    ),
     defaults=diffusion_runs.DEFAULTS,
     variants={
         "cifar10": diffusion_runs.VARIANTS["cifar10"],  # the DDPM paper's CIFAR-10 model and recipe
@@ -112,9 +118,13 @@ SCHEMA = config_lib.Schema(
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def make_unet(c) -> ddpm.UNet:
-    """The U-Net of config.model (outputs doubled for a learned variance), computing in config.dtype."""
-    return diffusion_runs.make_unet(c, learned_variance=c.diffusion.variance == "learned")
+def make_network(c):
+    """The denoiser of config.model, U-Net or DiT (outputs doubled for a learned variance), computing in
+    config.dtype."""
+    return diffusion_runs.make_network(c, learned_variance=c.diffusion.variance == "learned")
+
+
+make_unet = make_network  # the name before model.backbone; kept while tests move over
 
 
 def schedule_of(c) -> ddpm.Schedule:
@@ -125,15 +135,15 @@ def schedule_of(c) -> ddpm.Schedule:
 def make_sampler(c, image_shape, num_images: int, sampler: str | None = None):
     """jit (params, key, labels=None) -> num_images images in [-1, 1] by `sampler` (None: config.sample.sampler),
     of the U-Net and schedule of config c (train.evaluation.diffusion.make_sampler)."""
-    return diffusion.make_sampler(c, make_unet(c), schedule_of(c), image_shape, num_images, sampler)
+    return diffusion.make_sampler(c, make_network(c), schedule_of(c), image_shape, num_images, sampler)
 
 
 def make_task(c, spec: data.ImageSpec) -> loop.Task:
     """The training part: the U-Net of config.model on images of spec.image_shape, the loss of config.diffusion."""
     if c.model.num_classes:
         data.check_labels(spec, "model.num_classes", c.model.num_classes, c.model.num_classes)
-    diffusion_runs.check_halvings(c, spec.image_shape)
-    sched, net, d = schedule_of(c), make_unet(c), c.diffusion
+    diffusion_runs.check_shape(c, spec.image_shape)
+    sched, net, d = schedule_of(c), make_network(c), c.diffusion
     init_labels = jnp.zeros((1,), jnp.int32) if c.model.num_classes else None  # an unconditional U-Net takes none
 
     def init_params(key):
@@ -179,7 +189,7 @@ def make_task(c, spec: data.ImageSpec) -> loop.Task:
 
 def make_evaluation(c, ds: data.ImageData) -> dict:
     """The evaluation part (train.evaluation.diffusion): sample grids, the bits/dim bound, sample quality."""
-    return diffusion.make_evaluation(c, ds, make_unet(c), schedule_of(c))
+    return diffusion.make_evaluation(c, ds, make_network(c), schedule_of(c))
 
 
 def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:

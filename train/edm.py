@@ -32,7 +32,7 @@ def check_sigmas(c) -> None:
 
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
-    diffusion_runs.UNET_KEYS,
+    diffusion_runs.DENOISER_KEYS,
     {
         "edm.form": Key(
             "edm",
@@ -60,7 +60,7 @@ SCHEMA = config_lib.Schema(
         **diffusion.COMMON_SAMPLE_KEYS,
     },
     evaluation.eval_keys(num_samples=256, test_examples=256),
-    checks=(check_sigmas, diffusion.check_conditioning, evaluation.check_eval_config),
+    checks=(diffusion_runs.check_dit, check_sigmas, diffusion.check_conditioning, evaluation.check_eval_config),
     defaults=diffusion_runs.DEFAULTS,
     variants={**diffusion_runs.VARIANTS, "smoke": {**diffusion_runs.VARIANTS["smoke"], "sample.steps": 3}},
 )

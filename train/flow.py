@@ -25,7 +25,7 @@ TIME_SCALE = 1000.0  # the U-Net reads time t as 1000 t, the scale of the DDPM's
 
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
-    diffusion_runs.UNET_KEYS,
+    diffusion_runs.DENOISER_KEYS,
     {
         "flow.t_distribution": Key(
             "uniform",
@@ -46,7 +46,7 @@ SCHEMA = config_lib.Schema(
         **diffusion.COMMON_SAMPLE_KEYS,
     },
     evaluation.eval_keys(num_samples=256, test_examples=256),
-    checks=(diffusion.check_conditioning, evaluation.check_eval_config),
+    checks=(diffusion_runs.check_dit, diffusion.check_conditioning, evaluation.check_eval_config),
     defaults=diffusion_runs.DEFAULTS,
     variants={**diffusion_runs.VARIANTS, "smoke": {**diffusion_runs.VARIANTS["smoke"], "sample.steps": 3}},
 )

@@ -1,13 +1,13 @@
-"""What the U-Net generative modules share (train.ddpm, train.edm, train.flow): the U-Net's config keys and its
-construction, and, for an objective declared as an `Objective`, the training part, the evaluation part and the
-generator of an `ImageModel` (train.data.image_runs).
+"""What the diffusion modules share (train.ddpm, train.edm, train.flow): the denoiser's config keys and its
+construction (the U-Net, or a DiT by model.backbone='dit'), and, for an objective declared as an `Objective`, the
+training part, the evaluation part and the generator of an `ImageModel` (train.data.image_runs).
 
-An Objective says how the U-Net is read and trained and how it is sampled: field(config, apply) turns the U-Net
-applied, apply(x, t, labels), into the function its samplers integrate, fn(x, s, labels), s the objective's noise
-level (EDM's sigma, the flow's time); losses(config, fn, x0, key) gives per-example losses of a batch of images in
-[-1, 1]; samplers maps each value of config.sample.sampler to a function (config, fn(x, s), shape, key) -> images.
-Classifier-free guidance is the objective's own: fn~ = (1 + w) fn(x, s, c) - w fn(x, s, null), one call on the
-batch doubled (zoo.flow.guided_velocity_fn).
+An Objective says how the denoiser is read and trained and how it is sampled: field(config, apply) turns the
+network applied, apply(x, t, labels), into the function its samplers integrate, fn(x, s, labels), s the
+objective's noise level (EDM's sigma, the flow's time); losses(config, fn, x0, key) gives per-example losses of a
+batch of images in [-1, 1]; samplers maps each value of config.sample.sampler to a function (config, fn(x, s),
+shape, key) -> images. Classifier-free guidance is the objective's own: fn~ = (1 + w) fn(x, s, c) - w fn(x, s,
+null), one call on the batch doubled (zoo.flow.guided_velocity_fn).
 """
 
 from __future__ import annotations
@@ -26,31 +26,45 @@ from train.core.errors import ConfigError
 from train.core.writers import image_grid
 from train.data import image_runs, images as data
 from train.evaluation import diffusion, images as evaluation
-from zoo import ddpm, flow
+from zoo import ddpm, dit, flow
 
 __all__ = [
-    "UNET_KEYS",
+    "BACKBONES",
+    "DENOISER_KEYS",
     "make_task",
     "make_evaluation",
     "PAPER_RECIPE",
     "VARIANTS",
     "DEFAULTS",
     "check_halvings",
-    "make_unet",
+    "check_shape",
+    "check_dit",
+    "make_network",
     "Objective",
     "make_sampler",
     "image_model",
     "entry",
 ]
 
-UNET_KEYS = {
+BACKBONES = ("unet", "dit")
+DENOISER_KEYS = {
+    "model.backbone": Key(
+        "unet", "the denoiser: the DDPM's convolutional U-Net, or a diffusion transformer (DiT)", choices=BACKBONES
+    ),
     "model.ch": Key(32, "U-Net base channels", range=">= 1"),
     "model.ch_mult": Key((1, 2), "channel multiplier per resolution level", range=">= 1", nonempty=True),
     "model.num_res_blocks": Key(1, "residual blocks per level", range=">= 1"),
     "model.attn_resolutions": Key((4,), "resolutions with self-attention", range=">= 1", item=int),
     "model.dropout": Key(0.0, "dropout in the residual blocks", range="[0, 1)"),
+    "model.patch_size": Key(
+        2, "DiT: the patches' side p, each a token (p must divide the images' sides)", range=">= 1"
+    ),
+    "model.hidden": Key(64, "DiT: the tokens' width (a multiple of 4 and of model.num_heads)", range=">= 4"),
+    "model.depth": Key(4, "DiT: the transformer blocks", range=">= 1"),
+    "model.num_heads": Key(4, "DiT: attention heads", range=">= 1"),
+    "model.mlp_ratio": Key(4.0, "DiT: the MLP's width over model.hidden", range="> 0"),
     "model.num_classes": Key(
-        0, "class-conditional U-Net on the dataset's labels: their number (0: unconditional)", range=">= 0"
+        0, "class-conditional denoiser on the dataset's labels: their number (0: unconditional)", range=">= 0"
     ),
     "model.class_dropout": Key(
         0.1,
@@ -135,8 +149,42 @@ def check_halvings(c, image_shape) -> None:
         )
 
 
-def make_unet(c, learned_variance: bool = False) -> ddpm.UNet:
-    """The U-Net of config.model, computing in config.dtype (outputs doubled for a learned variance)."""
+def check_dit(c) -> None:
+    """A DiT's width is a multiple of 4 (its 2-D sin-cos position code) and of its heads."""
+    if c.model.backbone == "dit" and (c.model.hidden % 4 or c.model.hidden % c.model.num_heads):
+        raise ConfigError(
+            f"config.model.hidden={c.model.hidden} must be a multiple of 4 and of "
+            f"config.model.num_heads={c.model.num_heads} (model.backbone='dit')"
+        )
+
+
+def check_shape(c, image_shape) -> None:
+    """ConfigError unless the backbone reads images of image_shape: the U-Net's halvings or DiT's patches."""
+    if c.model.backbone == "unet":
+        return check_halvings(c, image_shape)
+    (height, width), p = image_shape[:2], c.model.patch_size
+    if height % p or width % p:
+        raise ConfigError(
+            f"config.model.patch_size={p} does not divide the {height}x{width} images; accepted: a common divisor "
+            f"of {height} and {width}"
+        )
+
+
+def make_network(c, learned_variance: bool = False) -> ddpm.UNet | dit.DiT:
+    """The denoiser of config.model (U-Net or DiT), computing in config.dtype (outputs doubled for a learned
+    variance); both are called as net.apply(params, x, t, labels, train=...)."""
+    m = c.model
+    if m.backbone == "dit":
+        return dit.DiT(
+            patch_size=m.patch_size,
+            hidden=m.hidden,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+            num_classes=m.num_classes,
+            learned_variance=learned_variance,
+            dtype=config_lib.compute_dtype(c),
+        )
     return ddpm.UNet(
         ch=c.model.ch,
         ch_mult=tuple(c.model.ch_mult),
@@ -151,7 +199,7 @@ def make_unet(c, learned_variance: bool = False) -> ddpm.UNet:
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-    """An objective on the U-Net (module docstring): its name, field, losses and samplers."""
+    """An objective on the denoiser (module docstring): its name, field, losses and samplers."""
 
     name: str
     field: Callable  # (config, apply(x, t, labels)) -> fn(x, s, labels)
@@ -165,12 +213,12 @@ class Objective:
 
 
 def make_task(c, spec: data.ImageSpec, objective: Objective) -> loop.Task:
-    """The training part: the U-Net of config.model on spec's images, trained on the objective's mean loss; a
+    """The training part: the denoiser of config.model on spec's images, trained on the objective's mean loss; a
     conditional model's labels dropped to the null label at model.class_dropout (classifier-free guidance)."""
     if c.model.num_classes:
         data.check_labels(spec, "model.num_classes", c.model.num_classes, c.model.num_classes)
-    check_halvings(c, spec.image_shape)
-    net = make_unet(c)
+    check_shape(c, spec.image_shape)
+    net = make_network(c)
     init_labels = jnp.zeros((1,), jnp.int32) if c.model.num_classes else None
 
     def init_params(key):
@@ -190,7 +238,7 @@ def make_task(c, spec: data.ImageSpec, objective: Objective) -> loop.Task:
 
 
 def _field_of(c, net: ddpm.UNet, objective: Objective, params, labels, w):
-    """fn(x, s) of the U-Net's parameters: unconditional (labels None) or guided by w towards labels."""
+    """fn(x, s) of the network's parameters: unconditional (labels None) or guided by w towards labels."""
     fn = objective.field(c, lambda x, t, y: net.apply({"params": params}, x, t, y))
     if labels is None:
         return lambda x, s: fn(x, s, None)
@@ -205,7 +253,7 @@ def make_sampler(c, objective: Objective, image_shape, num_images: int, sampler:
     if sampler not in objective.samplers:
         accepted = ", ".join(objective.samplers)
         raise ConfigError(f"config.sample.sampler={sampler!r} is not accepted; accepted: {accepted}")
-    net, build, shape = make_unet(c), objective.samplers[sampler], (num_images, *image_shape)
+    net, build, shape = make_network(c), objective.samplers[sampler], (num_images, *image_shape)
     return jax.jit(lambda p, k, y=None: build(c, _field_of(c, net, objective, p, y, c.sample.guidance), shape, k))
 
 
@@ -218,7 +266,7 @@ def make_evaluation(c, ds: data.ImageData, objective: Objective) -> dict:
     grid = make_sampler(c, objective, ds.image_shape, c.sample.num_images if grid_y is None else len(grid_y))
     many = make_sampler(c, objective, ds.image_shape, c.eval.num_samples)
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
-    net, conditional = make_unet(c), bool(c.model.num_classes)
+    net, conditional = make_network(c), bool(c.model.num_classes)
 
     @jax.jit
     def test_losses(params, x, y, key):
@@ -249,7 +297,7 @@ def make_evaluation(c, ds: data.ImageData, objective: Objective) -> dict:
 
 
 def image_model(name: str, schema: config_lib.Schema, objective: Objective) -> image_runs.ImageModel:
-    """The ImageModel of a U-Net trained on `objective`: its task, evaluation and generator."""
+    """The ImageModel of a denoiser trained on `objective`: its task, evaluation and generator."""
 
     def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:
         sampler = make_sampler(c, objective, spec.image_shape, num_images)
@@ -267,7 +315,10 @@ def image_model(name: str, schema: config_lib.Schema, objective: Objective) -> i
 
 
 def entry(schema: config_lib.Schema, objective: Objective, doc: str, file: str) -> Entry:
-    """The Entry of the module `file` training a U-Net on `objective` (train.edm, train.flow); its convolutions on
-    XLA:CPU's own kernels, as train.ddpm's (parallel.xla_cpu_convolutions)."""
+    """The Entry of the module `file` training a denoiser on `objective` (train.edm, train.flow); the U-Net's
+    convolutions on XLA:CPU's own kernels, as train.ddpm's (parallel.xla_cpu_convolutions)."""
     model = image_model(objective.name, schema, objective)
     return model.entry(doc, file, settings=(parallel.xla_cpu_convolutions,))
+
+
+make_unet = make_network  # the name before model.backbone; kept while tests move over
