@@ -105,7 +105,7 @@ def test_schema_makes_checks_and_completes_configs():
 def test_every_module_declares_default_and_named_configs_that_pass_its_checks(name):
     module = importlib.import_module(f"train.{name}")
     real = {"ddpm": {"cifar10", "mnist", "imagenet64"}, "vae": {"mnist"}, "gan": {"mnist"}, "autoencoder": {"mnist"}}
-    real |= {"edm": {"cifar10", "mnist"}, "flow": {"cifar10", "mnist"}}
+    real |= {"edm": {"cifar10", "mnist"}, "flow": {"cifar10", "mnist"}, "vqvae": {"mnist"}}
     assert set(module.SCHEMA.variants) == {"smoke"} | real.get(name, set())
     for variant in (None, *module.SCHEMA.variants):
         c = module.get_config(variant)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.configs import override
 from train import registry
 from train.core.errors import DataError
 from train.core.writers import image_grid
@@ -24,6 +25,10 @@ from train.evaluation import images as evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = registry.IMAGE_MODELS
+# The U-Net models' smoke U-Net at one resolution, attention at 8x8: about half their compiling. What is read back
+# (the config, the spec, the parameters, the samples) does not depend on how many levels the U-Net has.
+SMALL_UNET = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}
+UNET_MODELS = ("ddpm", "edm", "flow")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,7 @@ def runs(data_dir, tmp_path_factory):
     workdirs = {}
     for name in MODELS:
         module = importlib.import_module(f"train.{name}")
-        c = module.get_config("smoke")
+        c = override(module.get_config("smoke"), SMALL_UNET if name in UNET_MODELS else {})
         c.dataset, c.data_dir = f"npz:{npz}", str(data_dir)
         module.run(c, str(root / name))
         workdirs[name] = str(root / name)
@@ -68,9 +73,8 @@ def in_run_grid(name: str, model) -> tuple[str, np.ndarray]:
         generator = model.model.make_generator(c, model.spec, c.sample.num_images)
         grid = image_grid(generator.draw(model.params, jax.random.split(key, 3)[0], None))
         return f"{c.sample.sampler}_{step:06d}.png", grid
-    k_sample = {"autoencoder": lambda: jax.random.split(key)[1], "vae": lambda: jax.random.split(key)[1]}.get(
-        name, lambda: jax.random.split(key, 3)[0]
-    )()
+    second = lambda: jax.random.split(key)[1]
+    k_sample = {"autoencoder": second, "vae": second, "vqvae": second}.get(name, lambda: jax.random.split(key, 3)[0])()
     n = max(c.eval.num_samples, c.eval.grid_images)
     drawn = model.model.make_generator(c, model.spec, n).draw(model.params, k_sample, None)
     return f"samples_{step:06d}.png", image_grid(drawn[: c.eval.grid_images])

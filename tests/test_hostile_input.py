@@ -75,6 +75,8 @@ OTHER_MODULE_CASES = [
         ("flow", "pca", IMAGE),
         ("flow", "vae", ["--mode=sample"]),
         ("edm", "word2vec", ["--mode=sample"]),
+        ("vqvae", "vae", IMAGE),
+        ("vqvae", "pca", ["--mode=sample"]),
     )
 ]
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from train.core import cli, config as config_lib
 from train.core.config import Key
 from train.core.errors import ConfigError
-from train.data import diffusion_runs
+from train.data import diffusion_runs, latents
 from train.evaluation import diffusion, images as evaluation
 from zoo import edm
 
@@ -33,6 +33,7 @@ def check_sigmas(c) -> None:
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
     diffusion_runs.DENOISER_KEYS,
+    latents.LATENT_KEYS,
     {
         "edm.form": Key(
             "edm",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from train.core import cli, config as config_lib
 from train.core.config import Key
-from train.data import diffusion_runs
+from train.data import diffusion_runs, latents
 from train.evaluation import diffusion, images as evaluation
 from zoo import flow
 
@@ -26,6 +26,7 @@ TIME_SCALE = 1000.0  # the U-Net reads time t as 1000 t, the scale of the DDPM's
 SCHEMA = config_lib.Schema(
     *config_lib.IMAGE_MODEL,
     diffusion_runs.DENOISER_KEYS,
+    latents.LATENT_KEYS,
     {
         "flow.t_distribution": Key(
             "uniform",

@@ -10,11 +10,11 @@ from train.core.entry import Entry
 __all__ = ["NAMES", "IMAGE_MODELS", "entry", "entries"]
 
 # In the lecture's order: images (linear, then networks, then generative), then words.
-NAMES = ("pca", "autoencoder", "vae", "gan", "ddpm", "edm", "flow", "ngram", "cooccurrence", "word2vec")
+NAMES = ("pca", "autoencoder", "vae", "vqvae", "gan", "ddpm", "edm", "flow", "ngram", "cooccurrence", "word2vec")
 
 # The image models trained on the shared loop and read back by train.data.image_runs: load(workdir) and
 # --mode=sample without their dataset.
-IMAGE_MODELS = ("autoencoder", "vae", "gan", "ddpm", "edm", "flow")
+IMAGE_MODELS = ("autoencoder", "vae", "vqvae", "gan", "ddpm", "edm", "flow")
 
 
 def entry(name: str) -> Entry:

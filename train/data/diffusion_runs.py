@@ -24,7 +24,7 @@ from train.core.config import Key
 from train.core.entry import Entry
 from train.core.errors import ConfigError
 from train.core.writers import image_grid
-from train.data import image_runs, images as data
+from train.data import image_runs, images as data, latents
 from train.evaluation import diffusion, images as evaluation
 from zoo import ddpm, dit, flow
 
@@ -212,6 +212,16 @@ class Objective:
         return f"{c.sample.sampler}, {self.num_evaluations(c.sample.sampler, c.sample.steps)} network calls"
 
 
+def is_latent(c) -> bool:
+    """Whether the run learns an autoencoder's latents (config.latent.autoencoder, train.data.latents)."""
+    return bool(c.get("latent", {}).get("autoencoder", ""))
+
+
+def inputs_of(c) -> Callable:
+    """What the denoiser learns of a batch's 'image' rows: uint8 images in [-1, 1], or scaled latents as they are."""
+    return (lambda x: jnp.asarray(x, jnp.float32)) if is_latent(c) else data.to_signed
+
+
 def make_task(c, spec: data.ImageSpec, objective: Objective) -> loop.Task:
     """The training part: the denoiser of config.model on spec's images, trained on the objective's mean loss; a
     conditional model's labels dropped to the null label at model.class_dropout (classifier-free guidance)."""
@@ -231,7 +241,7 @@ def make_task(c, spec: data.ImageSpec, objective: Objective) -> loop.Task:
             labels = ddpm.drop_labels(k_labels, batch["label"], c.model.class_dropout, net.null_label)
         apply = lambda x, t, y: net.apply({"params": params}, x, t, y, train=True, rngs={"dropout": k_drop})
         fn = objective.field(c, apply)
-        losses = objective.losses(c, lambda x, s: fn(x, s, labels), data.to_signed(batch["image"]), k_loss)
+        losses = objective.losses(c, lambda x, s: fn(x, s, labels), inputs_of(c)(batch["image"]), k_loss)
         return jnp.mean(losses), {}
 
     return loop.Task(objective.name, init_params, loss_fn=loss_fn)
@@ -257,23 +267,26 @@ def make_sampler(c, objective: Objective, image_shape, num_images: int, sampler:
     return jax.jit(lambda p, k, y=None: build(c, _field_of(c, net, objective, p, y, c.sample.guidance), shape, k))
 
 
-def make_evaluation(c, ds: data.ImageData, objective: Objective) -> dict:
+def make_evaluation(c, ds: data.ImageData, objective: Objective, space: latents.LatentSpace | None = None) -> dict:
     """{'evaluate': (state, step) -> (scalars, images)}: a grid of sample.sampler's samples, the objective's loss
     on the test split (eval.test_examples, a fixed key, the test labels unguided), and eval.num_samples samples
-    scored by FD / KID / precision / recall (evaluation.SampleQuality)."""
-    evaluation.check_dataset_for_eval(c, ds)
+    scored by FD / KID / precision / recall (evaluation.SampleQuality). A latent run (space given) is tested on ds's
+    latents, and its samples are decoded by the space before they are shown and scored against the images."""
+    images = space.image_data if space else ds
+    evaluation.check_dataset_for_eval(c, images)
     grid_y, grid_columns = diffusion.grid_labels(c)
     grid = make_sampler(c, objective, ds.image_shape, c.sample.num_images if grid_y is None else len(grid_y))
     many = make_sampler(c, objective, ds.image_shape, c.eval.num_samples)
     test = data.as_arrays(ds.test, c.eval.test_examples or None)
-    net, conditional = make_network(c), bool(c.model.num_classes)
+    net, conditional, inputs = make_network(c), bool(c.model.num_classes), inputs_of(c)
+    to_uint8 = space.to_uint8 if space else data.to_uint8
 
     @jax.jit
     def test_losses(params, x, y, key):
         fn = objective.field(c, lambda x, t, labels: net.apply({"params": params}, x, t, labels))
-        return objective.losses(c, lambda x, s: fn(x, s, y if conditional else None), x, key)
+        return objective.losses(c, lambda x, s: fn(x, s, y if conditional else None), inputs(x), key)
 
-    quality = evaluation.SampleQuality(c, ds)
+    quality = evaluation.SampleQuality(c, images)
     many_y = None
     if conditional and quality.enabled:  # the scored samples have the test split's label proportions
         many_y = evaluation.labels_in_proportion(data.as_arrays(ds.test)["label"], c.eval.num_samples).astype(np.int32)
@@ -281,35 +294,75 @@ def make_evaluation(c, ds: data.ImageData, objective: Objective) -> dict:
     def evaluate(state, step):
         k_grid, k_test, k_many = jax.random.split(evaluation.eval_key(c.seed, step), 3)
         p = state.eval_params
-        images = {c.sample.sampler: image_grid(data.to_uint8(grid(p, k_grid, grid_y)), grid_columns)}
+        images = {c.sample.sampler: image_grid(to_uint8(grid(p, k_grid, grid_y)), grid_columns)}
         parts = range(0, len(test["image"]), 128)
         losses = [
-            test_losses(p, data.to_signed(jnp.asarray(test["image"][i : i + 128])), test["label"][i : i + 128], k)
+            test_losses(p, jnp.asarray(test["image"][i : i + 128]), test["label"][i : i + 128], k)
             for i, k in zip(parts, jax.random.split(k_test, len(parts)))
         ]
         scalars = {"test_loss": float(jnp.mean(jnp.concatenate(losses)))}
         if quality.enabled:
-            drawn = data.to_uint8(many(p, k_many, many_y))
+            drawn = to_uint8(many(p, k_many, many_y))
             scalars.update({f"{c.sample.sampler}_{k}": v for k, v in quality(drawn, many_y).items()})
         return scalars, images
 
     return {"evaluate": evaluate}
 
 
-def image_model(name: str, schema: config_lib.Schema, objective: Objective) -> image_runs.ImageModel:
-    """The ImageModel of a denoiser trained on `objective`: its task, evaluation and generator."""
+class DiffusionModel(image_runs.ImageModel):
+    """The ImageModel of a denoiser trained on an objective, in pixel space or, by config.latent.autoencoder, in a
+    trained autoencoder's latent space (train.data.latents): there the dataset is encoded once, the denoiser
+    trains on the latents, its spec (workdir/spec.json) is theirs, and it decodes with the copy of the autoencoder
+    the run keeps in its workdir."""
+
+    def train(self, config, workdir: str) -> dict:
+        if not is_latent(config):
+            return super().train(config, workdir)
+        evaluation.feature_network(config)
+        autoencoder = latents.autoencoder_of(config)
+        ds = data.images_of(config, cache=False)
+        space, splits = latents.latent_space(config, ds, autoencoder)
+        space = dataclasses.replace(space, image_data=ds)
+        codes = latents.latent_data(ds, space, splits)
+        task = self.make_task(config, codes.spec)
+        evaluate = self.make_evaluation(config, codes, space)
+
+        def batches(global_batch_size: int, seed: int, **kw):  # asked for once every check has passed
+            data.save_cache(ds)
+            space.save(workdir)
+            return data.batches(codes.train, global_batch_size, seed, **kw)
+
+        task = dataclasses.replace(task, **evaluate, batches=batches, spec=codes.spec.to_json())
+        return loop.train(config, workdir, task, codes.fingerprint)
+
+
+def sampling_params(trained):
+    """What a trained run's generator draws with: its parameters, and for a latent run, {'denoiser': those,
+    'space': the autoencoder copy in its workdir (latents.LatentSpace.read)}."""
+    if not is_latent(trained.config):
+        return trained.params
+    return {"denoiser": trained.params, "space": latents.LatentSpace.read(trained.workdir)}
+
+
+def image_model(name: str, schema: config_lib.Schema, objective: Objective) -> DiffusionModel:
+    """The DiffusionModel of a denoiser trained on `objective`: its task, evaluation and generator."""
 
     def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:
         sampler = make_sampler(c, objective, spec.image_shape, num_images)
-        draw = lambda p, k, y: data.to_uint8(sampler(p, k) if y is None else sampler(p, k, jnp.asarray(y)))
+        drawn = lambda p, k, y: sampler(p, k) if y is None else sampler(p, k, jnp.asarray(y))
+        if is_latent(c):
+            draw = lambda p, k, y: p["space"].to_uint8(drawn(p["denoiser"], k, y))
+        else:
+            draw = lambda p, k, y: data.to_uint8(drawn(p, k, y))
         return image_runs.Generator(draw, c.model.num_classes)
 
-    return image_runs.ImageModel(
+    return DiffusionModel(
         name,
         schema,
         lambda c, spec: make_task(c, spec, objective),
-        lambda c, ds: make_evaluation(c, ds, objective),
+        lambda c, ds, space=None: make_evaluation(c, ds, objective, space),
         make_generator,
+        sampling_params=sampling_params,
         describe=objective.describe,
     )
 

@@ -159,7 +159,7 @@ class ImageData:
         return ImageSpec(self.name, tuple(self.image_shape), self.num_classes)
 
 
-class _ArraySource:
+class ArraySource:
     """A random-access source over in-memory arrays (grain needs __len__ and __getitem__)."""
 
     def __init__(self, images, labels):
@@ -308,8 +308,8 @@ def load_npz(path: str) -> ImageData:
     fingerprint = {"dataset": f"npz:{os.path.abspath(path)}", **files.fingerprint(path)}
     return ImageData(
         name,
-        _ArraySource(x, y),
-        _ArraySource(xt, yt),
+        ArraySource(x, y),
+        ArraySource(xt, yt),
         tuple(x.shape[1:]),
         num_classes,
         fingerprint,
@@ -612,9 +612,9 @@ def resized(ds: ImageData, size: int) -> ImageData:
     """ds with every image resized and centre-cropped to size x size (size 0, or the stored size: ds itself)."""
     if not size or ds.image_shape[:2] == (size, size):
         return ds
-    if isinstance(ds.train, _ArraySource) and isinstance(ds.test, _ArraySource):  # small: once, in memory
+    if isinstance(ds.train, ArraySource) and isinstance(ds.test, ArraySource):  # small: once, in memory
         train, test = (
-            _ArraySource(np.stack([resize_and_crop(x, size) for x in s.images]), s.labels) for s in (ds.train, ds.test)
+            ArraySource(np.stack([resize_and_crop(x, size) for x in s.images]), s.labels) for s in (ds.train, ds.test)
         )
     else:
         train, test = _Resized(ds.train, size), _Resized(ds.test, size)
