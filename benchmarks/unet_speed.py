@@ -2,7 +2,7 @@
 
     python -m benchmarks.unet_speed [--rounds=5] [--sizes=16:64,32:32] [--sample_rounds=1] [--quick]
 
-Ours: zoo.ddpm.UNet built by train.ddpm.make_unet, trained on zoo.ddpm.training_losses as train.ddpm.make_task's
+Ours: zoo.ddpm.UNet built by train.ddpm.make_network, trained on zoo.ddpm.training_losses as train.ddpm.make_task's
 loss (eps prediction, linear betas, T = 1000, uniform weight), with plain Adam (optax.adam, lr 2e-4) in one jitted
 step. The peer: denoising_diffusion_pytorch's Unet inside its GaussianDiffusion (objective pred_noise, linear betas,
 T = 1000, images already in [-1, 1]) with torch.optim.Adam. Neither has an EMA, gradient clipping or dropout.
@@ -123,7 +123,7 @@ def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int = 50,
     c.model.ch, c.model.ch_mult, c.model.num_res_blocks = ch, CH_MULT, NUM_RES_BLOCKS
     c.model.attn_resolutions = (size // 2 ** (len(CH_MULT) - 1),)  # the lowest resolution
     train_ddpm.SCHEMA.check(c)
-    net, sched = train_ddpm.make_unet(c), train_ddpm.schedule_of(c)
+    net, sched = train_ddpm.make_network(c), train_ddpm.schedule_of(c)
     x0 = jnp.asarray(x_np)
     t = jax.random.randint(jax.random.key(1), (batch,), 0, sched.num_steps)
     params = jax.jit(net.init)(jax.random.key(0), x0[:1], t[:1])["params"]

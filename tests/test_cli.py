@@ -251,7 +251,7 @@ def test_the_ddpm_cifar10_variant_is_the_papers_35_7m_parameter_model():
     from train import ddpm as train_ddpm
 
     c = train_ddpm.get_config("cifar10")
-    net = train_ddpm.make_unet(c)
+    net = train_ddpm.make_network(c)
     init = lambda key: net.init(key, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32))
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
     assert round(n / 1e6, 1) == 35.7

@@ -19,7 +19,17 @@ import pytest
 from jax import export
 
 from tests import test_train_autoencoder, test_train_ddpm, test_train_gan, test_train_vae, test_train_word2vec
-from train import autoencoder as train_ae, ddpm as train_ddpm, gan as train_gan, vae as train_vae, word2vec as tw
+from tests.configs import smoke_config
+from train import (
+    autoencoder as train_ae,
+    ddpm as train_ddpm,
+    edm as train_edm,
+    flow as train_flow,
+    gan as train_gan,
+    vae as train_vae,
+    vqvae as train_vqvae,
+    word2vec as tw,
+)
 from train.core import loop, parallel
 from train.data import images as data, word2vec_examples as w2v_examples
 from train.evaluation import diffusion, words as word_eval
@@ -40,6 +50,7 @@ DDPM_MODES = {
     "learned-variance-importance": {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance"},
     "conditional": {"model.num_classes": 10},
     "bfloat16": {"dtype": "bfloat16"},
+    "dit": {"model.backbone": "dit", "model.hidden": 16, "model.depth": 1, "model.num_heads": 2},
 }
 
 
@@ -62,6 +73,13 @@ def image_configs(data_dir):
                 train_vae,
                 test_train_vae.tiny_config(data_dir, **common, **{"model.arch": "conv", "conditional": True}),
             ),
+            "edm": (train_edm, smoke_config(train_edm, data_dir, **common, **SMALL_UNET)),
+            "flow-dit-conditional": (
+                train_flow,
+                smoke_config(train_flow, data_dir, **common, **DDPM_MODES["dit"], **{"model.num_classes": 10}),
+            ),
+            "vqvae-ema": (train_vqvae, smoke_config(train_vqvae, data_dir, **common)),
+            "vqvae-loss": (train_vqvae, smoke_config(train_vqvae, data_dir, **common, **{"vq.codebook": "loss"})),
             "gan-mlp": (train_gan, test_train_gan.tiny_config(data_dir, **common)),
             "gan-dcgan-wgan-gp": (
                 train_gan,
@@ -181,6 +199,10 @@ def digits(data_dir):
         "vae-conv-conditional",
         "gan-mlp",
         "gan-dcgan-wgan-gp",
+        "edm",
+        "flow-dit-conditional",
+        "vqvae-ema",
+        "vqvae-loss",
     ],
 )
 def test_every_image_train_step_lowers_for_gpu_and_tpu(name, digits, data_dir):
@@ -210,7 +232,7 @@ def test_word2vec_train_step_lowers_for_gpu_and_tpu(model):
 @pytest.fixture(scope="module")
 def ddpm_parts(data_dir):
     c = test_train_ddpm.tiny_config(data_dir, **SMALL_UNET)
-    net, shape = train_ddpm.make_unet(c), (8, 8, 1)
+    net, shape = train_ddpm.make_network(c), (8, 8, 1)
     params = jax.eval_shape(
         lambda k: net.init(k, jnp.zeros((1, *shape)), jnp.zeros((1,), jnp.int32))["params"], jax.random.key(0)
     )
@@ -227,10 +249,24 @@ def test_the_bits_per_dim_bound_lowers_for_gpu_and_tpu(ddpm_parts):
     c, shape, params = ddpm_parts
     sched, eps_fn = (
         train_ddpm.schedule_of(c),
-        diffusion.eps_fn_of(c, train_ddpm.schedule_of(c), train_ddpm.make_unet(c)),
+        diffusion.eps_fn_of(c, train_ddpm.schedule_of(c), train_ddpm.make_network(c)),
     )
     bound = jax.jit(lambda p, x, k: ddpm.nll_bound_bpd(sched, eps_fn(p), x, k)[0])
     check_program(bound, params, jax.ShapeDtypeStruct((4, *shape), jnp.float32), jax.random.key(0))
+
+
+def test_a_latent_runs_step_and_its_decoding_lower_for_gpu_and_tpu(data_dir):
+    """The denoiser's step on float latents (a 4x4x2 grid, config.latent set) and the VQ-VAE's decoding of them."""
+    c = smoke_config(train_flow, data_dir, batch_size=BATCH, **{"latent.autoencoder": "vq", "model.ch_mult": (1,)})
+    spec, mesh = data.ImageSpec("digits", (4, 4, 2), 10), parallel.data_mesh()
+    task = train_flow.make_task(c, spec)
+    state = loop.abstract_state(task, c, mesh)
+    batch = {"image": np.zeros((BATCH, 4, 4, 2), np.float32), "label": np.zeros((BATCH,), np.int32)}
+    check_program(loop.compile_step(task, c, mesh), state, abstract(batch, parallel.batch_sharding(mesh)), state=state)
+    vq_c, image_spec = smoke_config(train_vqvae, data_dir), data.ImageSpec("digits", (8, 8, 1), 10)
+    params = jax.eval_shape(train_vqvae.make_task(vq_c, image_spec).init_params, jax.random.key(0))
+    check_program(train_vqvae.decoder_of(vq_c, image_spec), params, jax.ShapeDtypeStruct((4, 4, 4, 2), jnp.float32))
+    check_program(train_vqvae.unigram_draw(vq_c, image_spec, 4), params, jax.random.key(0))
 
 
 def test_the_feature_network_lowers_for_gpu_and_tpu():

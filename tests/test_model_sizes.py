@@ -64,7 +64,7 @@ def unet_parameters(ch, ch_mult, num_res_blocks, attn_resolutions, size, in_ch=3
 
 def traced_parameters(c, image_shape) -> int:
     """Parameters of train.ddpm's U-Net for config c, from jax.eval_shape (no arrays)."""
-    net = train_ddpm.make_unet(c)
+    net = train_ddpm.make_network(c)
     init = lambda key: net.init(key, jnp.zeros((1, *image_shape)), jnp.zeros((1,), jnp.int32))
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(jax.eval_shape(init, jax.random.key(0))))
 

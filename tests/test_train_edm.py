@@ -21,6 +21,9 @@ def tiny_config(data_dir, **overrides):
 TRAIN = train_edm  # the module conftest's straight_run runs, with these overrides
 STRAIGHT_OVERRIDES = {"eval.num_samples": 8, "eval.classifier_steps": 5}
 EVAL_KEYS = tuple(f"eval/{k}" for k in ("test_loss", "heun_fd", "heun_kid", "heun_precision", "heun_ref_fd"))
+# The smoke U-Net at one resolution, attention at 8x8: about half the compiling, for the checks of the loss, the
+# samplers and conditioning, which do not depend on the U-Net's depth (the straight run keeps the smoke config's).
+SMALL_UNET = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}
 
 
 def check_layout(straight_run, eval_keys, grid: str) -> None:
@@ -40,11 +43,11 @@ def test_resume_matches_uninterrupted_run(straight_run, data_dir, tmp_path):
 
 
 def batch_and_unet(module, data_dir, **overrides):
-    """(config, a batch of 4 digits, the U-Net, its initial parameters) of module's smoke config."""
-    c = smoke_config(module, data_dir, **overrides)
+    """(config, a batch of 4 digits, the U-Net, its initial parameters) of module's smoke config with SMALL_UNET."""
+    c = smoke_config(module, data_dir, **{**SMALL_UNET, **overrides})
     ds = data.load_images("digits", str(data_dir))
     batch = next(data.batches(ds.train, 4, 0))
-    net = diffusion_runs.make_unet(c)
+    net = diffusion_runs.make_network(c)
     task = diffusion_runs.make_task(c, ds.spec, module.OBJECTIVE)
     return c, batch, net, task.init_params(jax.random.key(0)), task
 
@@ -94,7 +97,7 @@ def test_a_conditional_run_guides_its_samples(data_dir, tmp_path):
     trains and evaluates; its samples guided at w = 2 are (1 + w) D(x, c) - w D(x, null)
     at every step, so they differ from the unguided ones (w = 0) of the same key, and load(workdir) draws uint8
     images for given labels."""
-    overrides = {"model.num_classes": 10, "sample.num_images": 10, "ema_decay": 0.0}  # the trained parameters
+    overrides = {"model.num_classes": 10, "sample.num_images": 10, "ema_decay": 0.0, **SMALL_UNET}  # trained params
     c = smoke_config(train_edm, data_dir, num_steps=4, **overrides)  # from step 3 the labels reach the output
     figures = train_edm.run(c, str(tmp_path))
     assert np.isfinite(figures["eval/test_loss"])
