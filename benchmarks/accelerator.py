@@ -13,8 +13,8 @@ About 8 minutes on one H100. The sections, in this order (the cheap ones and the
                 bfloat16.
   ddpm_cifar10  train.ddpm's cifar10 variant (35.7M parameters, 32x32x3, batch 128) in bfloat16: compile seconds,
                 examples/s, MFU, and DDIM and DPM-Solver++(2M) images/s over sample.steps (50), 256 images a call.
-  loops         the train step of ddpm, autoencoder, vae and gan at their mnist variants, float32 and bfloat16:
-                compile seconds, examples/s, XLA GFLOPs per step, MFU.
+  loops         the train step of every image model at its mnist variant (and train.flow's with DiT-S/2), float32
+                and bfloat16: compile seconds, examples/s, XLA GFLOPs per step, MFU.
   word2vec      skip-gram (sgns) on train/data/corpus.py's Zipf corpus (20M tokens over a 100k-word lexicon), one
                 epoch, in a process of benchmarks.word2vec_worker's: training words/s (the steps after the compiling
                 one) and end-to-end seconds (start-up, reading and counting, compiling, training, writing).
@@ -84,13 +84,14 @@ BUDGETS = {  # seconds of each section on an accelerator (--quick: x QUICK_SCALE
 # The cost of config.deterministic: these sections again, in a child run whose XLA_FLAGS set the flag.
 DETERMINISTIC_SECTIONS = ("device", "ddpm_cifar10", "word2vec")
 QUICK_SCALE = 3  # a shared CPU is slow, and compiles take most of a quick run
-LOOP_MODULES = ("ddpm", "edm", "flow", "autoencoder", "vae", "gan")
+LOOP_MODULES = ("ddpm", "edm", "flow", "flow-dit", "autoencoder", "vae", "vqvae", "gan")
+# flow-dit: train.flow with DiT-S/2 (Peebles & Xie's S size on 2x2 patches, 256 tokens at 32x32) for its U-Net
+DIT_S2 = {"backbone": "dit", "patch_size": 2, "hidden": 384, "depth": 12, "num_heads": 6}
 DTYPES = ("float32", "bfloat16")
 ROOFLINES = (("float32_highest", "float32", "highest"), ("float32", "float32", None), ("bfloat16", "bfloat16", None))
 SAMPLERS = ("ddim", "dpmpp_2m")
 STAND_IN_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}  # before a variant's image_size
-# --quick's one stand-in, every module's: loops' ddpm bfloat16 step is then ddpm_cifar10's program, which a persistent
-# compilation cache (the tests') loads rather than compiling it again
+# --quick's one stand-in, every module's (--quick's loops run float32 only: its bfloat16 step is ddpm_cifar10's)
 QUICK_STAND_IN = (8, 8, 3)
 # --quick's timings: seconds each runs after its warm-up call (time_fn's minimum calls still made: 3, samplers 2)
 QUICK_MIN_TIME = 0.05
@@ -102,6 +103,7 @@ QUICK_XLA_FLAG = "--xla_backend_optimization_level=0"
 QUICK_INPUT_FLAGS = ("--quick", "--threads=1", f"--min_time={QUICK_MIN_TIME}")
 # --quick's U-Net modules (ddpm, edm, flow): the smoke U-Net at one resolution, without attention: half the compiling
 QUICK_UNET = {"ch_mult": (1,), "attn_resolutions": ()}
+QUICK_DIT = {"backbone": "dit", "patch_size": 2, "hidden": 16, "depth": 1, "num_heads": 2}
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "grain", "tensorflow-datasets")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -290,13 +292,16 @@ def stand_in(run: Run, shape: tuple[int, int, int]) -> str:
 def image_config(run: Run, name: str, variant: str, dtype: str):
     """(train module, its config: the variant, or 'smoke' with --quick, computing in dtype, on a stand-in dataset of
     the variant's image shape; QUICK_STAND_IN's with --quick)."""
+    name, _, backbone = name.partition("-")  # 'flow-dit': train.flow with a DiT
     module = importlib.import_module(f"train.{name}")
     c = module.get_config("smoke" if run.quick else variant)
     h, w, channels = QUICK_STAND_IN if run.quick else STAND_IN_SHAPES[variant]
     if not run.quick and c.get("image_size", 0):
         h = w = c.image_size
     c.dataset, c.data_dir, c.dtype = stand_in(run, (h, w, channels)), "", dtype
-    if run.quick and name in ("ddpm", "edm", "flow"):
+    if backbone == "dit":
+        c.model.update(QUICK_DIT if run.quick else DIT_S2)
+    elif run.quick and name in ("ddpm", "edm", "flow"):
         c.model.update(QUICK_UNET)
     module.SCHEMA.check(c)
     return module, c
@@ -357,14 +362,16 @@ def loops_section(run: Run, entry: dict) -> None:
     rows = entry["rows"] = []
     variant = "smoke" if run.quick else "mnist"
     for name in LOOP_MODULES:
-        for dtype in DTYPES:
+        for dtype in ("float32",) if run.quick else DTYPES:  # --quick: bfloat16 is ddpm_cifar10's step
 
             def measure():
                 figures, _ = step_speed(run, *image_config(run, name, "mnist", dtype))
                 run.log(f"  {name}:{variant} {dtype}: {describe_step(figures)}")
                 return figures
 
-            rows.append({"module": name, "variant": variant, "dtype": dtype, **measured(run, entry, name, measure)})
+            module, _, backbone = name.partition("-")
+            row = {"module": module, "variant": f"{variant}-{backbone}" if backbone else variant, "dtype": dtype}
+            rows.append({**row, **measured(run, entry, name, measure)})
             gc.collect()
             run.save()
 

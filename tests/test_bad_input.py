@@ -172,6 +172,12 @@ CLI_CASES = [
         ["config.model.hidden=64 must be a multiple of 4 and of config.model.num_heads=3"],
     ),
     case(
+        "edm-latent-with-flips",
+        "edm",
+        ["--config.latent.autoencoder={tmp}/vq", "--config.random_flip=True"],
+        ["config.random_flip=True flips images", "accepted: config.random_flip=False"],
+    ),
+    case(
         "flow-latent-autoencoder-missing",
         "flow",
         ["--config.latent.autoencoder={tmp}/no_vqvae_here"],

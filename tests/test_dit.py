@@ -12,7 +12,7 @@ from zoo import dit
 
 
 def _net(**kw):
-    return dit.DiT(**{"patch_size": 2, "hidden": 32, "depth": 2, "num_heads": 4, **kw})
+    return dit.DiT(**{"patch_size": 2, "hidden": 32, "depth": 1, "num_heads": 4, **kw})
 
 
 def test_patchify_is_slicing_and_unpatchify_inverts_it():

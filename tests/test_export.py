@@ -50,8 +50,8 @@ DDPM_MODES = {
     "learned-variance-importance": {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance"},
     "conditional": {"model.num_classes": 10},
     "bfloat16": {"dtype": "bfloat16"},
-    "dit": {"model.backbone": "dit", "model.hidden": 16, "model.depth": 1, "model.num_heads": 2},
 }
+DIT = {"model.backbone": "dit", "model.hidden": 16, "model.depth": 1, "model.num_heads": 2}
 
 
 def image_configs(data_dir):
@@ -76,10 +76,9 @@ def image_configs(data_dir):
             "edm": (train_edm, smoke_config(train_edm, data_dir, **common, **SMALL_UNET)),
             "flow-dit-conditional": (
                 train_flow,
-                smoke_config(train_flow, data_dir, **common, **DDPM_MODES["dit"], **{"model.num_classes": 10}),
+                smoke_config(train_flow, data_dir, **common, **DIT, **{"model.num_classes": 10}),
             ),
             "vqvae-ema": (train_vqvae, smoke_config(train_vqvae, data_dir, **common)),
-            "vqvae-loss": (train_vqvae, smoke_config(train_vqvae, data_dir, **common, **{"vq.codebook": "loss"})),
             "gan-mlp": (train_gan, test_train_gan.tiny_config(data_dir, **common)),
             "gan-dcgan-wgan-gp": (
                 train_gan,
@@ -202,7 +201,6 @@ def digits(data_dir):
         "edm",
         "flow-dit-conditional",
         "vqvae-ema",
-        "vqvae-loss",
     ],
 )
 def test_every_image_train_step_lowers_for_gpu_and_tpu(name, digits, data_dir):

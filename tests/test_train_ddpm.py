@@ -25,6 +25,12 @@ def tiny_config(data_dir, **overrides):
     return smoke_config(train_ddpm, data_dir, **overrides)
 
 
+# The smoke U-Net at one resolution, attention at 8x8: about half the compiling. The runs of a variant (sharding,
+# learned variance, bfloat16, v-prediction, class conditioning, Karras samplers) take it; the straight run and the
+# runs compared with it keep the smoke config's two levels.
+SMALL_UNET = {"model.ch_mult": (1,), "model.attn_resolutions": (8,)}
+
+
 TRAIN = train_ddpm  # the module conftest's straight_run runs, with these overrides
 STRAIGHT_OVERRIDES = {"eval.num_samples": 8, "eval.classifier_steps": 5}
 EVAL_KEYS = tuple(
@@ -175,8 +181,9 @@ def test_runs_sharded_over_several_devices(data_dir, tmp_path):
     """The same command on 4 simulated CPU devices: batch split 4 ways, parameters replicated."""
     code = (
         "import jax; assert jax.device_count() == 4; from train import ddpm as d; "
-        "from tests.test_train_ddpm import tiny_config; import sys; "
-        f"f = d.run(tiny_config({str(data_dir)!r}, num_steps=2), {str(tmp_path)!r}); print('LOSS', f['loss'])"
+        "from tests.test_train_ddpm import SMALL_UNET, tiny_config; import sys; "
+        f"f = d.run(tiny_config({str(data_dir)!r}, num_steps=2, **SMALL_UNET), {str(tmp_path)!r}); "
+        "print('LOSS', f['loss'])"
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run(
@@ -192,7 +199,9 @@ def test_runs_sharded_over_several_devices(data_dir, tmp_path):
 
 
 def test_bfloat16_compute_trains_with_float32_params(data_dir, tmp_path):
-    c = tiny_config(data_dir, num_steps=12, log_every=1, checkpoint_every=12, dtype="bfloat16", learning_rate=3e-3)
+    c = tiny_config(
+        data_dir, num_steps=12, log_every=1, checkpoint_every=12, dtype="bfloat16", learning_rate=3e-3, **SMALL_UNET
+    )
     train_ddpm.run(c, str(tmp_path))
     curve = [l for _, l in sorted(train_losses(str(tmp_path)).items())]
     assert np.mean(curve[-4:]) < np.mean(curve[:4])  # the loss falls
@@ -219,7 +228,12 @@ def test_in_memory_batches_cover_each_epoch_and_resume(data_dir):
 
 def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
     """With sample.sampler=dpmpp_2m, whose grid then stands beside the ancestral one."""
-    overrides = {"diffusion.prediction": "v", "diffusion.loss_weight": "min_snr", "sample.sampler": "dpmpp_2m"}
+    overrides = {
+        "diffusion.prediction": "v",
+        "diffusion.loss_weight": "min_snr",
+        "sample.sampler": "dpmpp_2m",
+        **SMALL_UNET,
+    }
     figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **overrides), str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "dpmpp_2m_000002.png"]
@@ -235,7 +249,7 @@ def test_a_learned_variance_run_trains_by_the_hybrid_loss_and_checkpoints_its_lo
     import orbax.checkpoint as ocp
 
     workdir = str(tmp_path)
-    learned = {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance"}
+    learned = {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance", **SMALL_UNET}
     train_ddpm.run(tiny_config(data_dir, num_steps=4, **learned), workdir)
     figures = train_ddpm.run(tiny_config(data_dir, num_steps=6, **learned), workdir)
     for k in ("loss", "mse", "vb_bpd", "eval/test_bpd_bound"):
@@ -251,7 +265,7 @@ def test_a_learned_variance_run_trains_by_the_hybrid_loss_and_checkpoints_its_lo
 
 
 def test_a_conditional_run_trains_samples_each_class_and_reports_the_class_accuracy(data_dir, tmp_path):
-    c = tiny_config(data_dir, num_steps=2, **CONDITIONAL, **{"eval.classifier_steps": 5})
+    c = tiny_config(data_dir, num_steps=2, **CONDITIONAL, **SMALL_UNET, **{"eval.classifier_steps": 5})
     figures = train_ddpm.run(c, str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
     logged = [r for r in read_metrics(str(tmp_path)) if "eval/ddim_class_accuracy" in r][-1]
@@ -415,8 +429,8 @@ def test_the_karras_samplers_read_every_prediction_at_fractional_timesteps(data_
     """A DDPM network sampled on Karras sigmas (zoo.edm.ddpm_denoiser at fractional timesteps): eps, x0 and v
     predictions, a learned variance's second half dropped, images of the data's shape within [-1, 1] (up to rounding:
     the last Euler step, to sigma = 0, lands on the clipped D)."""
-    c = tiny_config(data_dir, **{"diffusion.prediction": prediction, "diffusion.variance": variance})
-    net = train_ddpm.make_unet(c)
+    c = tiny_config(data_dir, **SMALL_UNET, **{"diffusion.prediction": prediction, "diffusion.variance": variance})
+    net = train_ddpm.make_network(c)
     params = net.init(jax.random.key(0), np.zeros((1, 8, 8, 1)), np.zeros((1,), np.int32))["params"]
     for name in samplers:
         images = np.asarray(train_ddpm.make_sampler(c, (8, 8, 1), 3, name)(params, jax.random.key(1)))

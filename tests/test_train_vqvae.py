@@ -67,10 +67,10 @@ def test_a_step_moves_the_codebook_by_zoo_vqvaes_moving_averages_or_its_gradient
 
 
 def test_a_short_run_on_the_digits_uses_most_of_its_codebook(data_dir):
-    """150 steps of the default config (64 codes, ema, restarts): the test split's codes use at least 3/4 of the
+    """150 steps of 64 of the default config (64 codes, ema, restarts): the test split's codes use at least 3/4 of the
     codebook, with a perplexity of at least 24 (a collapsed codebook has a few)."""
     c = train_vqvae.get_config()
-    c.data_dir, c.num_steps, c.warmup_steps = str(data_dir), 150, 10
+    c.data_dir, c.num_steps, c.warmup_steps, c.batch_size = str(data_dir), 150, 10, 64
     ds = data.load_images("digits", str(data_dir))
     task = train_vqvae.make_task(c, ds.spec)
     state = loop.init_state(task, c, parallel.data_mesh())

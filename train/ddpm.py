@@ -124,9 +124,6 @@ def make_network(c):
     return diffusion_runs.make_network(c, learned_variance=c.diffusion.variance == "learned")
 
 
-make_unet = make_network  # the name before model.backbone; kept while tests move over
-
-
 def schedule_of(c) -> ddpm.Schedule:
     """The noise schedule of config.diffusion."""
     return ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)

@@ -61,7 +61,13 @@ SCHEMA = config_lib.Schema(
         **diffusion.COMMON_SAMPLE_KEYS,
     },
     evaluation.eval_keys(num_samples=256, test_examples=256),
-    checks=(diffusion_runs.check_dit, check_sigmas, diffusion.check_conditioning, evaluation.check_eval_config),
+    checks=(
+        diffusion_runs.check_dit,
+        latents.check_latent,
+        check_sigmas,
+        diffusion.check_conditioning,
+        evaluation.check_eval_config,
+    ),
     defaults=diffusion_runs.DEFAULTS,
     variants={**diffusion_runs.VARIANTS, "smoke": {**diffusion_runs.VARIANTS["smoke"], "sample.steps": 3}},
 )

@@ -372,6 +372,3 @@ def entry(schema: config_lib.Schema, objective: Objective, doc: str, file: str) 
     convolutions on XLA:CPU's own kernels, as train.ddpm's (parallel.xla_cpu_convolutions)."""
     model = image_model(objective.name, schema, objective)
     return model.entry(doc, file, settings=(parallel.xla_cpu_convolutions,))
-
-
-make_unet = make_network  # the name before model.backbone; kept while tests move over

@@ -29,7 +29,7 @@ from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import images
 
-__all__ = ["LATENT_KEYS", "COPY_DIR", "LatentSpace", "autoencoder_of", "latent_space", "latent_data"]
+__all__ = ["LATENT_KEYS", "COPY_DIR", "check_latent", "LatentSpace", "autoencoder_of", "latent_space", "latent_data"]
 
 LATENT_KEYS = {
     "latent.autoencoder": Key(
@@ -42,6 +42,15 @@ LATENT_KEYS = {
     ),
 }
 COPY_DIR = "autoencoder"  # in a latent run's workdir: the autoencoder it decodes with
+
+
+def check_latent(c) -> None:
+    """Flips are of images: a latent run, which trains on cached latents, refuses random_flip."""
+    if c.latent.autoencoder and c.get("random_flip", False):
+        raise ConfigError(
+            "config.random_flip=True flips images, and a latent run trains on its autoencoder's cached latents; "
+            "accepted: config.random_flip=False with config.latent.autoencoder"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
