@@ -116,7 +116,23 @@ CLI_CASES = [
         "ddpm-importance-without-learned-variance",
         "ddpm",
         ["--config.diffusion.vlb_sampling=importance"],
-        ["vlb_sampling='importance'", "accepted with config.diffusion.variance='learned'"],
+        [
+            "vlb_sampling='importance'",
+            "accepted with config.diffusion.loss='kl' or config.diffusion.variance='learned'",
+        ],
+    ),
+    case("ddpm-loss", "ddpm", ["--config.diffusion.loss=l1"], ["'l1'", "accepted: mse, kl"]),
+    case(
+        "ddpm-kl-loss-weighted",
+        "ddpm",
+        ["--config.diffusion.loss=kl", "--config.diffusion.loss_weight=min_snr"],
+        ["loss_weight='min_snr'", "accepted with it, config.diffusion.loss_weight='uniform'"],
+    ),
+    case(
+        "ddpm-zero-terminal-snr-eps",
+        "ddpm",
+        ["--config.diffusion.zero_terminal_snr=True"],
+        ["zero_terminal_snr=True", "accepted with config.diffusion.prediction='v'"],
     ),
     case("ddpm-sampler", "ddpm", ["--config.sample.sampler=euler"], ["'euler'", "accepted: ancestral, ddim, dpmpp_2m"]),
     # EDM and flow matching: their samplers, forms and schedules, the U-Net's halvings and labels

@@ -48,6 +48,12 @@ DDPM_MODES = {
     "v-min-snr": {"diffusion.prediction": "v", "diffusion.loss_weight": "min_snr"},
     "posterior-variance": {"diffusion.variance": "posterior"},
     "learned-variance-importance": {"diffusion.variance": "learned", "diffusion.vlb_sampling": "importance"},
+    "kl-zero-terminal-snr": {
+        "diffusion.loss": "kl",
+        "diffusion.prediction": "v",
+        "diffusion.zero_terminal_snr": True,
+        "diffusion.vlb_sampling": "importance",
+    },
     "conditional": {"model.num_classes": 10},
     "bfloat16": {"dtype": "bfloat16"},
 }

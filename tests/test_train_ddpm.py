@@ -226,16 +226,21 @@ def test_in_memory_batches_cover_each_epoch_and_resume(data_dir):
     assert not np.array_equal(next(data.batches(ds.train, 100, 1))["label"], first[0]["label"])
 
 
-def test_a_v_prediction_run_trains_samples_and_bounds(data_dir, tmp_path):
-    """With sample.sampler=dpmpp_2m, whose grid then stands beside the ancestral one."""
+def test_a_v_prediction_run_at_zero_terminal_snr_trains_by_l_vlb_samples_and_bounds(data_dir, tmp_path):
+    """v-prediction on a zero-terminal-SNR schedule, trained by the kl loss (L_vlb alone) with importance-sampled t,
+    sampled with sample.sampler=dpmpp_2m, whose grid then stands beside the ancestral one. The loss is L_t itself:
+    the mean of the logged vb_bpd (t is drawn uniformly, weight 1, until the history fills)."""
     overrides = {
         "diffusion.prediction": "v",
-        "diffusion.loss_weight": "min_snr",
+        "diffusion.zero_terminal_snr": True,
+        "diffusion.loss": "kl",
+        "diffusion.vlb_sampling": "importance",
         "sample.sampler": "dpmpp_2m",
         **SMALL_UNET,
     }
     figures = train_ddpm.run(tiny_config(data_dir, num_steps=2, **overrides), str(tmp_path))
     assert np.isfinite(figures["loss"]) and np.isfinite(figures["eval/test_bpd_bound"])
+    assert figures["loss"] == pytest.approx(figures["vb_bpd"], rel=1e-5) and figures["vb_bpd"] > 0
     assert sorted(os.listdir(tmp_path / "samples")) == ["ancestral_000002.png", "dpmpp_2m_000002.png"]
 
 

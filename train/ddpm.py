@@ -23,13 +23,25 @@ from train.evaluation import diffusion, images as evaluation
 from zoo import ddpm
 
 
-def check_importance(c) -> None:
-    """Importance sampling of t reads L_vlb, which only a learned variance trains."""
-    if c.diffusion.vlb_sampling == "importance" and c.diffusion.variance != "learned":
+def check_loss(c) -> None:
+    """Importance sampling of t reads L_vlb, which only the kl loss or a learned variance trains; the kl loss takes no
+    weight over t; a zero terminal SNR needs a prediction that stays defined at SNR 0."""
+    d = c.diffusion
+    if d.vlb_sampling == "importance" and d.variance != "learned" and d.loss != "kl":
         raise ConfigError(
-            "config.diffusion.vlb_sampling='importance' samples t by L_vlb, which only a learned variance trains; "
-            f"accepted with config.diffusion.variance='learned' (got {c.diffusion.variance!r}), or "
-            "config.diffusion.vlb_sampling='uniform'"
+            "config.diffusion.vlb_sampling='importance' samples t by L_vlb, which only the kl loss or a learned "
+            f"variance trains; accepted with config.diffusion.loss='kl' or config.diffusion.variance='learned' "
+            f"(got loss={d.loss!r}, variance={d.variance!r}), or config.diffusion.vlb_sampling='uniform'"
+        )
+    if d.loss == "kl" and d.loss_weight != "uniform":
+        raise ConfigError(
+            f"config.diffusion.loss_weight={d.loss_weight!r} weights the mse loss; config.diffusion.loss='kl' is "
+            "L_vlb itself: accepted with it, config.diffusion.loss_weight='uniform'"
+        )
+    if d.zero_terminal_snr and d.prediction != "v":
+        raise ConfigError(
+            f"config.diffusion.zero_terminal_snr=True makes x_T pure noise, where an {d.prediction!r}-prediction "
+            "says nothing of x_0 (Lin et al. 2024); accepted with config.diffusion.prediction='v'"
         )
 
 
@@ -57,10 +69,20 @@ SCHEMA = config_lib.Schema(
         "diffusion.vlb_weight": Key(
             0.001, "lambda of the hybrid loss L_simple + lambda L_vlb (variance=learned)", range=">= 0"
         ),
+        "diffusion.loss": Key(
+            "mse",
+            "mse: L_simple (plus lambda L_vlb with variance=learned: the hybrid); kl: L_vlb alone, training mean and "
+            "variance (improved-diffusion's use_kl)",
+            choices=ddpm.LOSSES,
+        ),
+        "diffusion.zero_terminal_snr": Key(
+            False,
+            "rescale the betas so SNR(T) = 0 and x_T is pure noise, as sampling starts (Lin et al. 2024; prediction=v)",
+        ),
         "diffusion.vlb_sampling": Key(
             "uniform",
             "training timesteps: uniform, or importance (p_t from the running second moments of L_vlb, the loss "
-            "weighted by 1 / (T p_t); variance=learned)",
+            "weighted by 1 / (T p_t); loss=kl or variance=learned)",
             choices=ddpm.VLB_SAMPLINGS,
         ),
     },
@@ -72,7 +94,7 @@ SCHEMA = config_lib.Schema(
     checks=(
         diffusion.check_steps,
         diffusion_runs.check_dit,
-        check_importance,
+        check_loss,
         diffusion.check_conditioning,
         evaluation.check_eval_config,
     ),
@@ -126,7 +148,8 @@ def make_network(c):
 
 def schedule_of(c) -> ddpm.Schedule:
     """The noise schedule of config.diffusion."""
-    return ddpm.schedule_from_name(c.diffusion.schedule, c.diffusion.num_timesteps)
+    d = c.diffusion
+    return ddpm.schedule_from_name(d.schedule, d.num_timesteps, zero_terminal_snr=d.zero_terminal_snr)
 
 
 def make_sampler(c, image_shape, num_images: int, sampler: str | None = None):
@@ -156,11 +179,11 @@ def make_task(c, spec: data.ImageSpec) -> loop.Task:
         x0 = data.to_signed(batch["image"])
         kw = dict(prediction=d.prediction, loss_weight=d.loss_weight, min_snr_gamma=d.min_snr_gamma)
         terms = ddpm.training_loss_terms(
-            sched, model_fn, x0, k_loss, **kw, variance=d.variance, vlb_weight=d.vlb_weight, t=t
+            sched, model_fn, x0, k_loss, **kw, variance=d.variance, vlb_weight=d.vlb_weight, t=t, loss=d.loss
         )
         loss = terms["loss"] if weights is None else weights * terms["loss"]
-        learned = d.variance == "learned"
-        metrics = {"mse": jnp.mean(terms["mse"]), "vb_bpd": jnp.mean(terms["vb"])} if learned else {}
+        with_vb = d.variance == "learned" or d.loss == "kl"
+        metrics = {"mse": jnp.mean(terms["mse"]), "vb_bpd": jnp.mean(terms["vb"])} if with_vb else {}
         return jnp.mean(loss), (metrics, terms)
 
     def loss_fn(params, batch, key):

@@ -31,6 +31,7 @@ __all__ = [
     "cosine_betas",
     "Schedule",
     "make_schedule",
+    "zero_terminal_snr_betas",
     "schedule_from_name",
     "q_step_mean_variance",
     "q_step_sample",
@@ -50,6 +51,7 @@ __all__ = [
     "guided_eps",
     "guided_eps_fn",
     "LOSS_WEIGHTS",
+    "LOSSES",
     "snr",
     "min_snr_weight",
     "model_log_variance",
@@ -92,6 +94,7 @@ VARIANCES = ("beta", "posterior", "learned")
 VLB_SAMPLINGS = ("uniform", "importance")  # of the training timesteps: uniform, or by L_vlb's second moments
 PREDICTIONS = ("eps", "x0", "v")  # what the network outputs
 LOSS_WEIGHTS = ("uniform", "min_snr")
+LOSSES = ("mse", "kl")  # L_simple (+ lambda L_vlb with a learned variance: the hybrid), or L_vlb alone
 SPACINGS = ("linspace", "leading", "trailing")  # of the sampling timesteps, as diffusers names them
 SAMPLERS = ("ancestral", "ddim", "dpmpp_2m")  # sample_ancestral, sample_ddim, sample_dpmpp_2m
 
@@ -138,9 +141,14 @@ class Schedule:
 def make_schedule(betas) -> Schedule:
     """All constants derived from beta_1..beta_T (computed in float64, stored in float32)."""
     betas = np.asarray(betas, dtype=np.float64)
-    if betas.ndim != 1 or not np.all((betas > 0) & (betas < 1)):
-        raise ValueError("betas must be a 1-D array with every value in (0, 1)")
+    if betas.ndim != 1 or not np.all((betas[:-1] > 0) & (betas[:-1] < 1)) or not 0 < betas[-1] <= 1:
+        raise ValueError("betas must be a 1-D array with every value in (0, 1), the last in (0, 1]")
     alpha_bars = np.cumprod(1.0 - betas)
+    if alpha_bars[-1] == 0:
+        # A zero terminal SNR: abar_T = 0 is kept as 2^-24, as diffusers does, or as half of abar_{T-1} where that
+        # is smaller (abar must decrease), so that x_0 from eps, the log-SNR and the samplers stay finite.
+        alpha_bars[-1] = min(2.0**-24, alpha_bars[-2] / 2) if len(betas) > 1 else 2.0**-24
+        betas = np.append(betas[:-1], 1.0 - alpha_bars[-1] / (alpha_bars[-2] if len(betas) > 1 else 1.0))
     alpha_bars_prev = np.append(1.0, alpha_bars[:-1])
     post_var = betas * (1.0 - alpha_bars_prev) / (1.0 - alpha_bars)
     post_log_var = np.log(np.append(post_var[1], post_var[1:])) if len(betas) > 1 else np.log(betas)
@@ -156,16 +164,33 @@ def make_schedule(betas) -> Schedule:
     )
 
 
-def schedule_from_name(name: str, num_steps: int = 1000) -> Schedule:
-    """make_schedule(linear_betas(T)) or make_schedule(cosine_betas(T)) by name."""
+def zero_terminal_snr_betas(betas) -> np.ndarray:
+    """Betas whose sqrt(abar_t) is the original's shifted and scaled to end at 0 and keep sqrt(abar_1): SNR(T) = 0
+    (Lin et al. 2024, Algorithm 1). The last beta is 1; only a v- (or x_0-) predicting model can use it."""
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.ndim != 1 or len(betas) < 2 or not np.all((betas > 0) & (betas < 1)):
+        raise ValueError("zero_terminal_snr_betas: betas must be a 1-D array of >= 2 values in (0, 1)")
+    root = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = root[0], root[-1]
+    root = (root - last) * first / (first - last)
+    alpha_bars = root**2
+    alphas = np.append(alpha_bars[0], alpha_bars[1:] / alpha_bars[:-1])
+    return 1.0 - alphas
+
+
+def schedule_from_name(name: str, num_steps: int = 1000, zero_terminal_snr: bool = False) -> Schedule:
+    """make_schedule(linear_betas(T)) or make_schedule(cosine_betas(T)) by name, rescaled to a zero terminal SNR
+    (zero_terminal_snr_betas) if asked."""
     _check_steps(num_steps)
     if name == "linear":
         # Keep the paper's per-step noise scale when T differs from 1000.
         scale = 1000 / num_steps
-        return make_schedule(linear_betas(num_steps, 1e-4 * scale, min(0.02 * scale, 0.999)))
-    if name == "cosine":
-        return make_schedule(cosine_betas(num_steps))
-    raise ValueError(f"unknown noise schedule {name!r}; accepted: 'linear', 'cosine'")
+        betas = linear_betas(num_steps, 1e-4 * scale, min(0.02 * scale, 0.999))
+    elif name == "cosine":
+        betas = cosine_betas(num_steps)
+    else:
+        raise ValueError(f"unknown noise schedule {name!r}; accepted: 'linear', 'cosine'")
+    return make_schedule(zero_terminal_snr_betas(betas) if zero_terminal_snr else betas)
 
 
 def _bcast(a: jax.Array, t: jax.Array, x: jax.Array) -> jax.Array:
@@ -398,6 +423,7 @@ def training_loss_terms(
     variance: str = "beta",
     vlb_weight: float = 0.001,
     t=None,
+    loss: str = "mse",
 ) -> dict:
     """The per-example terms [B] of the loss at x_t = q_sample(x_0, t, eps), eps ~ N(0, I), t ~ U{0..T-1} unless given:
     'mse' w(t) ||target - model(x_t, t)||^2 (training_losses), 'vb' L_t in bits/dim, 'loss' and 't'.
@@ -405,7 +431,12 @@ def training_loss_terms(
     With variance='learned' model_fn outputs [prediction, v] (twice the channels) and 'loss' is the hybrid
     L_simple + lambda L_vlb (Nichol & Dhariwal 2021), L_vlb = T L_t (vb_term_bpd of the learned variance, the
     mean's gradient stopped, x_0 unclipped): lambda = vlb_weight = 0.001 is improved-diffusion's 'hybrid' loss;
-    otherwise 'vb' is 0 and 'loss' is 'mse'."""
+    otherwise 'vb' is 0 and 'loss' is 'mse'. loss='kl' makes 'loss' L_t alone, through mean and variance alike
+    (improved-diffusion's use_kl; its mean over t ~ U is L_vlb / T, less the constant L_T)."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; accepted: {', '.join(LOSSES)}")
+    if loss == "kl" and loss_weight != "uniform":
+        raise ValueError(f"loss='kl' is L_vlb itself, which takes no weight over t; got loss_weight={loss_weight!r}")
     k_t, k_eps = jax.random.split(key)
     if t is None:
         t = jax.random.randint(k_t, (x0.shape[0],), 0, sched.num_steps)
@@ -421,6 +452,10 @@ def training_loss_terms(
         mse = min_snr_weight(sched, t, prediction, min_snr_gamma) * mse
     elif loss_weight != "uniform":
         raise ValueError(f"unknown loss_weight {loss_weight!r}; accepted: {', '.join(LOSS_WEIGHTS)}")
+    if loss == "kl":
+        eps_hat = eps_from_prediction(sched, prediction, out, xt, t)
+        vb = vb_term_bpd(sched, lambda *_: (eps_hat, v), x0, xt, t, variance=variance, clip_x0=False)
+        return {"loss": vb, "mse": mse, "vb": vb, "t": t}
     if v is None:
         return {"loss": mse, "mse": mse, "vb": jnp.zeros_like(mse), "t": t}
     # L_vlb trains only the variance: the mean is L_simple's (improved-diffusion's frozen_out).
