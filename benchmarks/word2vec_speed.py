@@ -1,7 +1,8 @@
 """word2vec against gensim end to end, each run in a process of its own, alternated: time, words/s, memory, quality.
 
     python -m benchmarks.word2vec_speed [--corpus=zipf|generated|text:PATH] [--tokens=20000000]
-        [--zipf_words=100000] [--rounds=2] [--config.model=sgns|cbow] [--config.KEY=VALUE ...]
+        [--zipf_words=100000] [--rounds=2] [--config.model=sgns|cbow|fasttext|fasttext_cbow]
+        [--config.loss=negative|hs] [--config.KEY=VALUE ...]
         [--gensim_workers=2] [--gensim_input=linesentence|corpus_file] [--nogensim]
         [--share_negatives=1,4] [--workdir=runs/word2vec_speed] [--quick]
 
@@ -24,7 +25,12 @@ on the generated corpora; on a user's text gensim's own evaluators on the questi
 gensim ships (gensim.test.utils.datapath), or config.analogies / config.wordsim, through
 train.data.vectors.WordVectors. Hyperparameters are train.word2vec's config (skip-gram, negative 5, window 5,
 dim 100, min_count 5, sample 1e-3, 5 epochs, alpha 0.025 -> 0.0001), matched in gensim (sg=1 for sgns; sg=0,
-cbow_mean=1 for cbow). Prints a markdown table of every run, one of the medians and the ratios ours / gensim,
+cbow_mean=1 for cbow; FastText(sg=1 or 0, min_n=minn, max_n=maxn, bucket) for fasttext and fasttext_cbow;
+hs=1, negative=0 for --config.loss=hs). For FastText both runs also write subwords.npz (gensim's from its
+wv.vectors_vocab and wv.vectors_ngrams) and are scored on unseen words too, the same way: the mean cosine between
+a word's vector and that of a misspelling of it that is not in the vocabulary (two middle letters swapped; up to
+500 frequent words of 5 letters or more), beside the same cosine with the misspelling of another word (the
+baseline). Prints a markdown table of every run, one of the medians and the ratios ours / gensim,
 and the load average (these are shared machines). --quick: a seconds-long run (200k tokens, a 20k-word
 lexicon, one epoch, dim 32, one round), for the tests.
 """
@@ -64,7 +70,8 @@ flags.DEFINE_list("share_negatives", [], "Run ours once per value (e.g. 1,4) ins
 flags.DEFINE_string("workdir", "runs/word2vec_speed", "Where the corpus file and each run's vectors go.")
 flags.DEFINE_bool("quick", False, "A seconds-long run: 200k tokens, 20k words, 1 epoch, dim 32, 1 round.")
 
-GENSIM_MODELS = ("sgns", "cbow")
+GENSIM_MODELS = ("sgns", "cbow", "fasttext", "fasttext_cbow")
+MISSPELT_WORDS = 500
 
 
 def load() -> str:
@@ -175,6 +182,36 @@ def quality(path: str, F, c, eval_sets) -> dict:
     return out
 
 
+def misspelling(word: str) -> str:
+    """The word with its two middle letters swapped ('kingdom' -> 'kigndom'): a typo never seen."""
+    i = len(word) // 2 - 1
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+
+
+def unseen_word_similarity(directory: str) -> dict:
+    """Mean cos(x_w, x_misspelt(w)) over up to MISSPELT_WORDS of the most frequent words of 5+ letters whose
+    misspelling is unseen (vectors of unseen words from n-grams: train.data.vectors.load_subword_vectors), and
+    the baseline mean cos(x_w, x_misspelt(w')) against the next word's misspelling."""
+    import numpy as np
+
+    from train.data.vectors import load_subword_vectors
+
+    kv = load_subword_vectors(directory)
+    words = [
+        w for w in kv.index_to_key if len(w) >= 5 and w.isalpha() and misspelling(w) != w and misspelling(w) not in kv
+    ][:MISSPELT_WORDS]
+    if len(words) < 2:
+        return {"unseen_cos": math.nan, "unseen_baseline_cos": math.nan, "unseen_words": len(words)}
+    unit = lambda x: x / max(float(np.linalg.norm(x)), 1e-12)  # noqa: E731
+    seen = np.array([unit(kv[w]) for w in words])
+    typos = np.array([unit(kv[misspelling(w)]) for w in words])
+    return {
+        "unseen_cos": float(np.mean(np.sum(seen * typos, axis=1))),
+        "unseen_baseline_cos": float(np.mean(np.sum(seen * np.roll(typos, 1, axis=0), axis=1))),
+        "unseen_words": len(words),
+    }
+
+
 def gensim_test_files(c) -> tuple[str | None, str | None]:
     """config.analogies / config.wordsim, else gensim's shipped questions-words.txt and wordsim353.tsv where found."""
     found = [None, None]
@@ -228,7 +265,7 @@ def main(_):
             if c.model in GENSIM_MODELS:
                 systems.append((f"gensim ({F.gensim_workers} workers, {F.gensim_input})", "gensim", c.to_dict()))
             else:
-                print(f"gensim has no {c.model} (its hs=1 is a hierarchical softmax): skipping it")
+                print(f"gensim has no {c.model} (a full softmax): skipping it")
         except ImportError:
             print("gensim is not installed (pip install gensim): skipping it")
     print(
@@ -245,6 +282,8 @@ def main(_):
             print(f"round {r + 1}, {name}: {result['end_to_end']:.1f} s end to end; {load()}", flush=True)
     for result in runs:
         result.update(quality(result["vectors"], F, c, eval_sets))
+        if c.model.startswith("fasttext"):
+            result.update(unseen_word_similarity(os.path.dirname(result["vectors"])))
     print_tables(runs, systems)
 
 
@@ -310,6 +349,13 @@ def print_tables(runs, systems) -> None:
                 ]
             )
         )
+    if "unseen_cos" in runs[0]:
+        print()
+        print(row(["unseen words", "cos(word, its misspelling)", "cos(word, another's misspelling)", "words"]))
+        print(row(["---"] * 4))
+        for r in runs:
+            cells = [f"{r['unseen_cos']:.3f}", f"{r['unseen_baseline_cos']:.3f}", str(r["unseen_words"])]
+            print(row([f"{r['name']} (round {r['round'] + 1})", *cells]))
     print(
         f"\nquality on {runs[0]['questions']:,} analogy questions and {runs[0]['pairs']:,} similarity pairs "
         "(those with every word in the first run's vocabulary)"

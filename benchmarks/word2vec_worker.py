@@ -5,8 +5,9 @@
 SPEC.json holds the config (train.word2vec's keys), the corpus file (one sentence a line, tokens separated
 by spaces), the output directory and, for gensim, its workers and input mode. The run does what a user waits
 for, nothing else: read and count the corpus, build the vocabulary, (ours) compile, train, write the vectors
-(word2vec binary format, OUT/vectors.bin). It writes OUT/result.json: wall-clock marks (time.time(), so the
-parent can subtract its own spawn time), the words trained and the vocabulary. Nothing is evaluated here: the
+(word2vec binary format, OUT/vectors.bin; for FastText also OUT/subwords.npz, the n-gram table). It writes
+OUT/result.json: wall-clock marks (time.time(), so the parent can subtract its own spawn time), the words
+trained and the vocabulary. Nothing is evaluated here: the
 parent scores both systems' vectors.bin the same way. Only the system measured is imported (gensim's run never
 loads JAX).
 """
@@ -64,8 +65,11 @@ def run_ours(spec: dict) -> dict:
             jax.block_until_ready(state)
     jax.block_until_ready(state.params)
     marks["trained"] = time.time()
-    W = np.asarray(jax.device_get(state.params["in"]))
+    table = np.asarray(jax.device_get(state.params["in"]))
+    W = examples.word_vectors(table)  # FastText: each word's mean of its own and its n-grams' rows
     vectors.save_word2vec_binary(os.path.join(spec["out"], "vectors.bin"), corpus.vocab.words, W)
+    if c.model in w2v_examples.FASTTEXT_MODELS:
+        vectors.save_subwords(spec["out"], table[: len(corpus.vocab)], table[len(corpus.vocab) :], c.minn, c.maxn)
     marks["written"] = time.time()
     return {
         "marks": marks,
@@ -82,17 +86,20 @@ def run_gensim(spec: dict) -> dict:
     marks = {"started": time.time()}
     import logging
 
-    from gensim.models import Word2Vec
+    from gensim.models import FastText, Word2Vec
     from gensim.models.word2vec import LineSentence
 
     logging.getLogger("gensim").setLevel(logging.WARNING)
     c, path = spec["config"], spec["file"]
-    model = Word2Vec(
+    fasttext = c["model"].startswith("fasttext")
+    hs = c.get("loss") == "hs"
+    subwords = dict(min_n=c["minn"], max_n=c["maxn"], bucket=c["bucket"]) if fasttext else {}
+    model = (FastText if fasttext else Word2Vec)(
         vector_size=c["embed_dim"],
         window=c["window"],
-        negative=c["negatives"],
-        hs=0,
-        sg=1 if c["model"] == "sgns" else 0,
+        negative=0 if hs else c["negatives"],
+        hs=int(hs),
+        sg=1 if c["model"] in ("sgns", "fasttext") else 0,
         cbow_mean=1,
         min_count=c["min_count"],
         max_final_vocab=c["max_vocab"] or None,
@@ -101,6 +108,7 @@ def run_gensim(spec: dict) -> dict:
         min_alpha=c["min_learning_rate"],
         workers=spec["gensim_workers"],
         seed=c["seed"],
+        **subwords,
     )
     marks["imported"] = time.time()
     if spec["gensim_input"] == "corpus_file":  # gensim's own file reader in every worker (no GIL-bound feeder)
@@ -115,6 +123,17 @@ def run_gensim(spec: dict) -> dict:
     marks["compiled"] = marks["counted"]  # nothing to compile
     marks["trained"] = time.time()
     model.wv.save_word2vec_format(os.path.join(spec["out"], "vectors.bin"), binary=True)
+    if fasttext:  # the n-gram table in the file ours writes (train.data.vectors.save_subwords; numpy, no JAX here)
+        import numpy as np
+
+        wv = model.wv
+        np.savez(
+            os.path.join(spec["out"], "subwords.npz"),
+            vectors_vocab=wv.vectors_vocab,
+            vectors_ngrams=wv.vectors_ngrams,
+            minn=np.int64(wv.min_n),
+            maxn=np.int64(wv.max_n),
+        )
     marks["written"] = time.time()
     words = int(model.wv.expandos["count"].sum())  # the in-vocabulary corpus words, as ours counts them
     return {

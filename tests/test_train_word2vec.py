@@ -322,3 +322,138 @@ def test_bad_corpora_and_model_raise_before_touching_the_workdir(tmp_path):
     with pytest.raises(DataError, match="yields no training example"):
         tw.run(tiny_config(corpus=f"text:{solo}"), str(workdir))
     assert not workdir.exists()
+
+
+# ----------------------------------------------------------------------------- FastText and hierarchical softmax
+
+
+def _first_step(c):
+    """(tables before, tables after one jitted step, the step's record, its noise words, the examples) of config c
+    on the generated corpus, every device running every minibatch in order ('replicated': the 1-device step)."""
+    from train.core import loop, parallel
+    from train.data import word2vec_examples as w2v_examples
+
+    c.device_updates = "replicated"
+    corpus, _ = w2v_examples.load_corpus(c, None)
+    examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
+    task = tw.make_task(c, corpus, ([], []), examples)
+    mesh = parallel.data_mesh()
+    record = examples.record(c.seed, 0)
+    start = loop.init_state(task, c, mesh)
+    before = {k: np.asarray(v, np.float64) for k, v in start.params.items()}
+    rows = examples.minibatches * c.minibatch_size
+    negatives = None if c.loss == "hs" else np.asarray(examples.negatives(loop.step_key(c.seed, 0), rows))
+    state, _, _ = loop.compile_step(task, c, mesh)(start, parallel.shard_batch(record, mesh))
+    return before, {k: np.asarray(v) for k, v in state.params.items()}, record, negatives, examples, corpus
+
+
+def _sgd_reference(before, minibatches, output_layer, lr):
+    """A numpy loop of word2vec's update: per minibatch, every example's gradient from the tables at the
+    minibatch's start, summed. An example is (input rows, output word, index): h = mean of the input rows,
+    output_layer(index, output) lists (row of 'out', label) pairs; g = (label - sigma(u.h)) lr, u += g h,
+    and every input row += sum g u (undivided, as word2vec's CBOW, fastText and gensim)."""
+    t = {k: v.copy() for k, v in before.items()}
+    for examples in minibatches:
+        start = {k: v.copy() for k, v in t.items()}
+        for rows, output, index in examples:
+            h, work = start["in"][rows].mean(axis=0), np.zeros(start["in"].shape[1])
+            for row, label in output_layer(index, output):
+                u = start["out"][row]
+                g = (label - 1 / (1 + math.exp(-float(u @ h)))) * lr
+                work += g * u
+                t["out"][row] += g * h
+            for r in rows:
+                t["in"][r] += work
+    return t
+
+
+def _tiny(**overrides):
+    return tiny_config(
+        num_tokens=5000, batch_size=512, minibatch_size=32, embed_dim=8, window=3, negatives=3, **overrides
+    )
+
+
+def test_fasttext_step_is_a_numpy_loop_over_each_words_ngram_rows():
+    """model=fasttext: one jitted step equals word2vec's SGD in a numpy loop where each pair's input word is the
+    mean of its own row and its n-grams' rows V + gensim's ft_ngram_hashes (rtol 1e-4: float32 against float64);
+    the pairs are sgns's, in order."""
+    from gensim.models.fasttext import ft_ngram_hashes
+
+    from train.data import word2vec_examples as w2v_examples
+
+    c = _tiny(model="fasttext", bucket=300, minn=2, maxn=4)
+    before, after, record, negatives, examples, corpus = _first_step(c)
+    V, B = len(corpus.vocab), c.minibatch_size
+    assert before["in"].shape == (V + 300, 8) and before["out"].shape == (V, 8)
+    words = corpus.vocab.words
+    word_rows = [[w] + [V + h for h in ft_ngram_hashes(words[w], 2, 4, 300)] for w in range(V)]
+    # the same step's pairs as sgns makes them (the same draws), cut as the packed minibatches hold them
+    pairs = w2v_examples.TrainingExamples(corpus, _tiny(model="sgns"))._examples(0, np.random.default_rng([c.seed, 0]))
+    per_minibatch = record["weights"].reshape(-1, B).sum(axis=1).astype(int)
+    assert per_minibatch.sum() == len(pairs[1]) and record["dropped"].sum() == 0
+    minibatches, at = [], 0
+    for j, n in enumerate(per_minibatch):
+        np.testing.assert_array_equal(record["outputs"][j * B : j * B + n], pairs[1][at : at + n])
+        minibatches.append([(word_rows[pairs[0][at + i]], pairs[1][at + i], j * B + i) for i in range(n)])
+        at += n
+    layer = lambda i, o: [(o, 1.0)] + [(k, 0.0) for k in negatives[i]]  # noqa: E731
+    want = _sgd_reference(before, minibatches, layer, c.learning_rate)
+    for k in want:
+        np.testing.assert_allclose(after[k], want[k], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(after["in"][V:], before["in"][V:])  # the n-gram rows trained
+
+
+def test_hierarchical_softmax_step_is_a_numpy_loop_of_word2vecs_hs_update():
+    """loss=hs (skip-gram): one jitted step equals a numpy loop of word2vec.c's update along each output word's
+    Huffman path (label 1 - code at each inner node), minibatch by minibatch (rtol 1e-4)."""
+    from zoo import word2vec as w2v
+
+    c = _tiny(model="sgns", loss="hs")
+    before, after, record, _, _, corpus = _first_step(c)
+    codes, points, lengths = w2v.huffman_tree(corpus.vocab.counts)
+    B = c.minibatch_size
+    real = record["weights"] > 0
+    minibatches = [
+        [(np.array([record["inputs"][i]]), record["outputs"][i], i) for i in range(j, j + B) if real[i]]
+        for j in range(0, len(real), B)
+    ]
+    layer = lambda i, o: [(points[o, n], 1.0 - codes[o, n]) for n in range(lengths[o])]  # noqa: E731
+    want = _sgd_reference(before, minibatches, layer, c.learning_rate)
+    for k in want:
+        np.testing.assert_allclose(after[k], want[k], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("model,loss", [("fasttext", "hs"), ("fasttext_cbow", "negative"), ("cbow", "hs")])
+def test_fasttext_and_hs_variants_train(model, loss, tmp_path):
+    figures = tw.run(
+        tiny_config(model=model, loss=loss, bucket=2000, log_every=1, min_learning_rate=1e-4, learning_rate=0.05),
+        str(tmp_path),
+    )
+    loss_curve = [r["loss"] for r in read_metrics(tmp_path) if "loss" in r]
+    assert len(loss_curve) == 6 and all(np.isfinite(loss_curve)) and loss_curve[-1] < loss_curve[0]
+    assert np.isfinite(figures["eval/wordsim_spearman"])
+    assert os.path.exists(tmp_path / "subwords.npz") == model.startswith("fasttext")
+
+
+def test_fasttext_run_gives_vectors_to_unseen_words_from_its_files(tmp_path):
+    """A FastText run's vectors.txt holds each word's mean of its own and its n-grams' rows, and
+    load_subword_vectors gives an unseen word the mean of its n-gram rows (hashed here by gensim), from the
+    saved files alone."""
+    from gensim.models.fasttext import ft_ngram_hashes
+
+    tw.run(tiny_config(model="fasttext", bucket=3000, minn=3, maxn=5), str(tmp_path))
+    words, W = load_vectors(tmp_path)
+    kv = vectors.load_subword_vectors(str(tmp_path))
+    with np.load(tmp_path / "subwords.npz") as f:
+        own, ngrams = f["vectors_vocab"], f["vectors_ngrams"]
+    assert kv.index_to_key == words and ngrams.shape == (3000, 16) and own.shape == (len(words), 16)
+    for i in (0, 5, len(words) - 1):
+        rows = [own[i]] + [ngrams[h] for h in ft_ngram_hashes(words[i], 3, 5, 3000)]
+        np.testing.assert_allclose(W[i], np.mean(rows, axis=0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(kv[words[i]], W[i])
+    for unseen in ("kingz", "queens-to-be", "naïveté"):
+        assert unseen not in kv
+        want = ngrams[ft_ngram_hashes(unseen, 3, 5, 3000)].mean(axis=0)
+        np.testing.assert_allclose(kv[unseen], want, rtol=1e-5, atol=1e-7)
+    assert kv.similarity("king", "king") == pytest.approx(1.0, abs=1e-6)
+    assert not kv[""].any()  # "<>" has no n-gram of 3 to 5 characters: the zero vector, as gensim's

@@ -476,3 +476,138 @@ def test_linear_decay_lr():
         np.testing.assert_allclose(w2v.linear_decay_lr(0.025, progress, 1e-4), want, rtol=1e-5)  # float32
     with pytest.raises(ValueError, match="lr0"):
         w2v.linear_decay_lr(-0.1, 0.5)
+
+
+# ----------------------------------------------------------------------------- hierarchical softmax
+
+
+def test_huffman_tree_is_gensims_for_every_word():
+    """Codes and points equal gensim's Word2Vec(hs=1, negative=0) vocabulary's, on a corpus with tied counts."""
+    import logging
+
+    gensim_word2vec = pytest.importorskip("gensim.models.word2vec")
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    sentences = [[words[j] for j in rng.integers(0, rng.integers(1, 61), 15)] for _ in range(80)]
+    model = gensim_word2vec.Word2Vec(sentences, hs=1, negative=0, min_count=1, vector_size=4, workers=1, epochs=1)
+    wv = model.wv
+    counts = np.array([wv.get_vecattr(w, "count") for w in wv.index_to_key])
+    assert len(set(counts.tolist())) < len(counts) - 10  # many ties, broken as gensim breaks them
+    codes, points, lengths = w2v.huffman_tree(counts)
+    for i, word in enumerate(wv.index_to_key):
+        assert codes[i, : lengths[i]].tolist() == wv.get_vecattr(word, "code").tolist(), word
+        assert points[i, : lengths[i]].tolist() == wv.get_vecattr(word, "point").tolist(), word
+    assert not codes[np.arange(codes.shape[1]) >= lengths[:, None]].any()  # 0-padded
+
+
+def test_huffman_tree_is_a_prefix_code_of_minimal_cost():
+    """Kraft's sum_w 2^-len(w) = 1 (a full binary tree), no code a prefix of another, points from the root
+    V-2, and the cost sum_w count_w len(w) of Huffman's merges (the sum of the V-1 merged weights)."""
+    counts = np.array([50, 20, 20, 9, 9, 9, 3, 1, 1, 0])
+    codes, points, lengths = w2v.huffman_tree(counts)
+    assert sum(2.0 ** -int(n) for n in lengths) == 1.0
+    strings = ["".join(map(str, codes[w, : lengths[w]])) for w in range(len(counts))]
+    assert not any(a != b and b.startswith(a) for a in strings for b in strings)
+    assert (points[:, 0] == len(counts) - 2).all()
+    weights, merged = sorted(counts.tolist()), 0
+    while len(weights) > 1:  # brute-force Huffman cost
+        a, b = weights.pop(0), weights.pop(0)
+        merged += a + b
+        weights = sorted(weights + [a + b])
+    assert int(np.sum(counts * lengths)) == merged
+    one = w2v.huffman_tree(np.array([4]))
+    assert one[0].shape == (1, 0) and one[2].tolist() == [0]
+    with pytest.raises(ValueError, match="non-negative integers"):
+        w2v.huffman_tree(np.array([1.5, 2.0]))
+
+
+def _hs_tree(V=9, seed=0):
+    counts = np.random.default_rng(seed).integers(1, 100, V)
+    return w2v.huffman_tree(counts)
+
+
+def test_hs_loss_brute_force_and_leaf_probabilities_sum_to_one():
+    V = 9
+    codes, points, lengths = _hs_tree(V)
+    params = _params(3, V=V, D=4)
+    p = _np(params)
+    inputs, outputs = np.array([0, 3, 8, 3]), np.array([1, 1, 5, 8])
+    want = []
+    for c, o in zip(inputs, outputs):  # -sum_j log sigma((1 - 2 code_j) u_{point_j} . v_c), one node at a time
+        total = 0.0
+        for j in range(lengths[o]):
+            x = float(p["out"][points[o, j]] @ p["in"][c])
+            total -= _log_sigmoid((1 - 2 * int(codes[o, j])) * x)
+        want.append(total)
+    got = w2v.hs_loss(params, inputs, outputs, codes, points, lengths, "sum")
+    assert float(got) == pytest.approx(sum(want), rel=RTOL)
+    assert float(w2v.hs_loss(params, inputs, outputs, codes, points, lengths)) == pytest.approx(np.mean(want), RTOL)
+    # P(w | c) = exp(-loss) is a distribution over the V leaves, for every input word
+    c, o = np.divmod(np.arange(V * V), V)  # every (input, leaf)
+    nll = jax.jit(jax.vmap(lambda c, o: w2v.hs_loss(params, c[None], o[None], codes, points, lengths)))(c, o)
+    np.testing.assert_allclose(np.exp(-np.asarray(nll)).reshape(V, V).sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="codes and points must be"):
+        w2v.hs_loss(params, inputs, outputs, codes[:, :1], points, lengths)
+
+
+def test_hs_rows_step_is_sgd_on_hs_loss_and_word2vecs_update():
+    """hs_rows_step = params - lr * jax.grad(summed hs_loss) over the real pairs (weight 1), and equals a numpy
+    loop of word2vec.c's update g = (1 - code - sigma(u.v)) lr from the same params; padding changes nothing."""
+    V, lr = 9, 0.1
+    codes, points, lengths = _hs_tree(V, seed=1)
+    signs = word2vec_rows.path_signs(codes, lengths)
+    params = _params(4, V=V, D=4)
+    rng = np.random.default_rng(4)
+    inputs, outputs = rng.integers(0, V, 7).astype(np.int32), rng.integers(0, V, 7).astype(np.int32)
+    weights = np.ones(7, np.float32)
+    weights[-2:] = 0
+    got, loss = jax.jit(word2vec_rows.hs_rows_step)(params, inputs, points[outputs], signs[outputs], weights, lr)
+    objective = lambda q: w2v.hs_loss(q, inputs[:-2], outputs[:-2], codes, points, lengths, "sum")  # noqa: E731
+    want = _dense_sgd(params, jax.jit(jax.grad(objective))(params), lr)
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL)
+    assert float(loss) == pytest.approx(float(jax.jit(objective)(params)), rel=RTOL)
+    p, ref = _np(params), _np(params)
+    for c, o in zip(inputs[:-2], outputs[:-2]):
+        v, work = p["in"][c], np.zeros(4)
+        for j in range(lengths[o]):
+            u = p["out"][points[o, j]]
+            g = (1 - int(codes[o, j]) - 1 / (1 + math.exp(-float(u @ v)))) * lr
+            work += g * u
+            ref["out"][points[o, j]] += g * v
+        ref["in"][c] += work
+    for k in params:
+        np.testing.assert_allclose(got[k], ref[k], rtol=RTOL, atol=ATOL)
+
+
+def test_cbow_hs_rows_step_is_a_numpy_loop_of_the_cbow_hs_update():
+    """h = mean of each centre's packed context rows; node rows step by g h, every context row by sum_j g u_j
+    (word2vec's undivided CBOW update), g = (1 - code - sigma(u.h)) lr, all from the same params."""
+    V, lr = 9, 0.1
+    codes, points, lengths = _hs_tree(V, seed=2)
+    signs = word2vec_rows.path_signs(codes, lengths)
+    params = _params(5, V=V, D=4)
+    contexts = np.array([1, 2, 2, 5, 0, 7, 3, 0], np.int32)
+    owners = np.array([0, 0, 0, 1, 2, 2, 2, 0], np.int32)
+    mask = np.array([1, 1, 1, 1, 1, 1, 1, 0], np.float32)  # the last slot empty
+    centres = np.array([4, 6, 4, 0], np.int32)
+    weights = np.array([1, 1, 1, 0], np.float32)  # the last centre padding
+    step = jax.jit(word2vec_rows.cbow_hs_rows_step)
+    got, loss = step(params, contexts, owners, mask, points[centres], signs[centres], weights, lr)
+    p, ref, total = _np(params), _np(params), 0.0
+    for b in range(3):
+        rows = contexts[(owners == b) & (mask > 0)]
+        h, work, o = p["in"][rows].mean(axis=0), np.zeros(4), centres[b]
+        for j in range(lengths[o]):
+            u = p["out"][points[o, j]]
+            f = 1 / (1 + math.exp(-float(u @ h)))
+            total -= math.log(f if codes[o, j] == 0 else 1 - f)
+            g = (1 - int(codes[o, j]) - f) * lr
+            work += g * u
+            ref["out"][points[o, j]] += g * h
+        for r in rows:
+            ref["in"][r] += work
+    for k in params:
+        np.testing.assert_allclose(got[k], ref[k], rtol=RTOL, atol=ATOL)
+    assert float(loss) == pytest.approx(total, rel=RTOL)

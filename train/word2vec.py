@@ -1,10 +1,15 @@
-"""Train word2vec: `python -m train.word2vec [--workdir runs/word2vec] [--config.model=sgns|cbow|skipgram_softmax]`.
+"""Train word2vec: `python -m train.word2vec [--workdir runs/word2vec] [--config.model=sgns|cbow|skipgram_softmax|
+fasttext|fasttext_cbow] [--config.loss=negative|hs]`.
 
 Default: skip-gram with negative sampling on the generated 2M-token corpus (train/data/corpus.py), 5 epochs,
 dim 100, window 5, 5 negatives, about 30 s on 2 CPU cores; it recovers king - man + woman = queen
 and most planted analogies. `--config.corpus=text:PATH` trains on a text file (one sentence a line).
 Writes vectors.txt (word2vec text format), vectors.bin, projector/ (TensorBoard projector TSVs), vocab.txt,
 metrics.jsonl (loss, words/s, analogy accuracy, wordsim Spearman) and checkpoints; a rerun resumes.
+FastText (`fasttext`: skip-gram, `fasttext_cbow`) trains subword vectors (zoo.fasttext: each word the mean of its
+own row and its character n-grams' bucket rows, keys minn, maxn, bucket) and also writes subwords.npz, from which
+train.data.vectors.load_subword_vectors gives a vector to any word, seen or not. loss=hs replaces negative
+sampling by word2vec's hierarchical softmax over a Huffman tree of the vocabulary (gensim's hs=1, negative=0).
 
 How it trains, the way word2vec.c and gensim do, batched for XLA (docs/words.md, "How it trains"):
 * One loop step reads `batch_size` consecutive corpus words (before subsampling; epochs follow each
@@ -37,12 +42,17 @@ from train.core.config import Key
 from train.core.errors import ConfigError
 from train.data import text as text_data, vectors, word2vec_examples as w2v_examples
 from train.evaluation import words as word_eval
-from zoo import word2vec as w2v
+from zoo import fasttext, word2vec as w2v
 
-MODELS = ("sgns", "cbow", "skipgram_softmax")
+MODELS = ("sgns", "cbow", "skipgram_softmax", *w2v_examples.FASTTEXT_MODELS)
+LOSSES = ("negative", "hs")
 # keys a resumed run must share with the run that wrote the checkpoints (the tables and the data stream)
 RESUME_KEYS = (
     "model",
+    "loss",
+    "minn",
+    "maxn",
+    "bucket",
     "corpus",
     "num_tokens",
     "min_count",
@@ -74,13 +84,40 @@ def check_shared_negatives(c) -> None:
         )
 
 
+def check_loss(c) -> None:
+    """skipgram_softmax is its own output layer: it takes no loss but the default."""
+    if c.model == "skipgram_softmax" and c.loss != "negative":
+        raise ConfigError(
+            f"config.loss={c.loss!r} is not accepted with config.model='skipgram_softmax' (a full softmax); "
+            f"accepted: loss 'hs' with sgns, cbow, fasttext or fasttext_cbow"
+        )
+
+
+def check_ngram_lengths(c) -> None:
+    """FastText's n-grams run from minn to maxn characters: minn <= maxn."""
+    if c.minn > c.maxn:
+        raise ConfigError(f"config.minn={c.minn} must be at most config.maxn={c.maxn}; accepted: minn <= maxn")
+
+
 SCHEMA = config_lib.Schema(
     config_lib.LOOP,
     {
         "num_steps": Key(0, "loop steps (0: ceil(num_epochs * corpus words / batch_size))", range=">= 0"),
         "batch_size": Key(65536, "corpus words per loop step (one jitted call)", range=">= 1"),
         "model": Key(
-            "sgns", "skip-gram with negative sampling, CBOW, or skip-gram with a full softmax", choices=MODELS
+            "sgns",
+            "skip-gram, CBOW, skip-gram with a full softmax, or FastText's subword skip-gram or CBOW",
+            choices=MODELS,
+        ),
+        "loss": Key(
+            "negative",
+            "output layer: negative sampling, or word2vec's hierarchical softmax (gensim's hs=1, negative=0)",
+            choices=LOSSES,
+        ),
+        "minn": Key(3, "fasttext: shortest character n-gram of <word> (gensim's min_n)", range=">= 1"),
+        "maxn": Key(6, "fasttext: longest character n-gram (gensim's max_n; >= minn)", range=">= 1"),
+        "bucket": Key(
+            2_000_000, "fasttext: rows of the n-gram table the n-grams hash into (gensim's bucket)", range=">= 1"
         ),
     },
     text_data.CORPUS_KEYS,
@@ -120,7 +157,13 @@ SCHEMA = config_lib.Schema(
     },
     word_eval.EVAL_KEYS,
     defaults=dict(log_every=10, checkpoint_every=50),
-    checks=(check_learning_rates, check_shared_negatives, w2v_examples.check_step_size),
+    checks=(
+        check_learning_rates,
+        check_shared_negatives,
+        check_loss,
+        check_ngram_lengths,
+        w2v_examples.check_step_size,
+    ),
     variants={
         "smoke": {
             "num_tokens": 50_000,
@@ -143,11 +186,14 @@ get_config = SCHEMA.config  # get_config() is the default config, get_config('sm
 # ----------------------------------------------------------------------------- the step
 
 
-def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0, dense_sums=False):
+def make_train_step(
+    c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0, dense_sums=False, paths=None
+):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
 
     negatives(key, rows) -> [rows, K] noise words (TrainingExamples.negatives), drawn from the step's key:
     one draw for the whole step, or on each device from fold_in(key, device index) for its share.
+    paths(outputs) -> the output words' Huffman paths (TrainingExamples.paths), for loss 'hs'.
     sync_minibatches: TrainingExamples.sync_minibatches, which divides each device's share (0: once per step).
 
     On a mesh of several devices with c.device_updates = 'local', each device runs SGD over its own share of
@@ -160,6 +206,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
     'replicated' runs every minibatch in order on every device: the single-device result, without a speed-up.
     """
     total_words = c.num_steps * c.batch_size
+    kind = w2v_examples.step_kind(c)
     local = mesh is not None and mesh.size > 1 and c.device_updates == "local"
     shards = mesh.size if local else 1
     per_device = minibatches // shards
@@ -170,6 +217,8 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
         return w2v.linear_decay_lr(c.learning_rate, words / total_words, c.min_learning_rate)
 
     def with_negatives(batch, key, rows):
+        if paths is not None:
+            batch = {**batch, **paths(batch["outputs"])}
         return batch if negatives is None else {**batch, "negatives": negatives(key, rows // c.share_negatives)}
 
     def local_sgd(tables, batch, lrs, key):  # one device's share: lrs [per_device], in rounds of `sync` minibatches
@@ -179,8 +228,8 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
         xs = {k: v.reshape(rounds, -1, *v.shape[1:]) for k, v in batch.items()}
 
         def one_round(tables, x):
-            new, loss = w2v_examples.scan_minibatches(c.model, tables, *x)
-            return w2v_examples.sum_changes(c.model, tables, new, x[0], dense_sums), jax.lax.psum(loss, "data")
+            new, loss = w2v_examples.scan_minibatches(kind, tables, *x)
+            return w2v_examples.sum_changes(kind, tables, new, x[0], dense_sums), jax.lax.psum(loss, "data")
 
         tables, losses = jax.lax.scan(one_round, tables, (xs, lrs.reshape(rounds, sync)))
         return tables, jnp.sum(losses)
@@ -198,7 +247,7 @@ def make_train_step(c, minibatches: int, mesh=None, negatives=None, sync_minibat
             tables, loss = sharded(state.params, examples, lrs, key)
         else:
             examples = with_negatives(examples, key, minibatches * c.minibatch_size)
-            tables, loss = w2v_examples.scan_minibatches(c.model, state.params, examples, lrs[0])
+            tables, loss = w2v_examples.scan_minibatches(kind, state.params, examples, lrs[0])
         n = jnp.sum(batch["weights"])
         metrics = {
             "loss": loss / jnp.maximum(n, 1.0),
@@ -223,21 +272,32 @@ def make_task(
     analogies, wordsim = eval_sets
 
     def evaluate(state, step):
-        W = np.asarray(jax.device_get(state.params["in"]))
+        W = examples.word_vectors(jax.device_get(state.params["in"]))
         image = word_eval.planted_pairs_figure(W, vocab)
         images = {"planted_pairs_pca": image} if image is not None else {}
         return word_eval.evaluate_vectors(W, vocab, analogies, wordsim), images
 
     def export(state, workdir):
-        W = np.asarray(jax.device_get(state.params["in"]))
+        table = np.asarray(jax.device_get(state.params["in"]))
+        W = examples.word_vectors(table)
         vectors.export_vectors(workdir, vocab, W)
+        if c.model in w2v_examples.FASTTEXT_MODELS:  # what an unseen word's vector needs: the n-gram table
+            vectors.save_subwords(workdir, table[: len(vocab)], table[len(vocab) :], c.minn, c.maxn)
         print(f"{word_eval.analogy_line(W, vocab)}\nvectors: {os.path.join(workdir, 'vectors.txt')}", flush=True)
 
-    negatives = None if c.model == "skipgram_softmax" else examples.negatives
-    step = make_train_step(c, examples.minibatches, parallel.data_mesh(), negatives, examples.sync_minibatches)
+    hs = c.loss == "hs" and c.model != "skipgram_softmax"
+    negatives = None if c.model == "skipgram_softmax" or hs else examples.negatives
+    paths = examples.paths if hs else None
+    step = make_train_step(
+        c, examples.minibatches, parallel.data_mesh(), negatives, examples.sync_minibatches, paths=paths
+    )
+    if c.model in w2v_examples.FASTTEXT_MODELS:
+        init_params = lambda key: fasttext.init_params(key, len(vocab), c.bucket, c.embed_dim)  # noqa: E731
+    else:
+        init_params = lambda key: w2v.init_params(key, len(vocab), c.embed_dim)  # noqa: E731
     return loop.Task(
         "word2vec",
-        lambda key: w2v.init_params(key, len(vocab), c.embed_dim),
+        init_params,
         train_step=step,
         optimizer=optax.identity(),
         evaluate=evaluate,
@@ -255,10 +315,10 @@ ONE_DEVICE_TABLE_BYTES = 24 * 2**20
 
 def cpu_devices_for(c, vocab_size: int) -> int:
     """config.cpu_devices for split_cpu: as set, or for 0 (auto) 1 when a table of vocab_size x embed_dim
-    float32 exceeds ONE_DEVICE_TABLE_BYTES, else 0 (one device per core)."""
+    float32 (FastText's: with its n-gram buckets) exceeds ONE_DEVICE_TABLE_BYTES, else 0 (one device per core)."""
     if c.cpu_devices or c.device_updates != "local":
         return c.cpu_devices
-    return 1 if vocab_size * c.embed_dim * 4 > ONE_DEVICE_TABLE_BYTES else 0
+    return 1 if w2v_examples.table_rows(c, vocab_size) * c.embed_dim * 4 > ONE_DEVICE_TABLE_BYTES else 0
 
 
 def train_vectors(config, workdir: str) -> dict:

@@ -12,7 +12,9 @@ row times a matrix is a row lookup, so "the hidden layer" is ``params['in'][c]``
    times T / (number of pairs). ``sgns_loss`` replaces the
    softmax by negative sampling (logistic regression of the true context against K
    noise words); ``cbow_loss`` predicts the centre from the mean of its context
-   vectors, also with negatives.
+   vectors, also with negatives. ``hs_loss`` replaces it by a hierarchical softmax instead
+   (word2vec's -hs 1, gensim's hs=1): P(o|c) is a product of binary decisions along the path
+   to o in a Huffman tree of the vocabulary (``huffman_tree``), one inner-node vector each.
 2. Training data: ``skipgram_pairs`` (all pairs within the window),
    ``dynamic_window_pairs`` and ``cbow_examples`` (word2vec's reduced window
    b ~ U{1..window}), ``sample_negatives`` (noise words from a unigram^0.75
@@ -40,6 +42,7 @@ Using the vectors (nearest words, analogies, word similarity) is ``zoo.word_vect
 
 from __future__ import annotations
 
+import heapq
 import math
 import operator
 
@@ -56,6 +59,8 @@ __all__ = [
     "skipgram_objective",
     "sgns_loss",
     "cbow_loss",
+    "huffman_tree",
+    "hs_loss",
     "skipgram_pairs",
     "dynamic_window_pairs",
     "cbow_examples",
@@ -227,6 +232,94 @@ def cbow_loss(params, contexts, mask, centres, negatives, reduction: str = "mean
     _check_reduction(reduction, fn)
     h, _, _ = _cbow_hidden(params["in"], contexts, mask)
     return _reduce(_sgns_terms(h, params["out"][centres], params["out"][negatives]), reduction)
+
+
+# ----------------------------------------------------------------------------- hierarchical softmax
+
+
+class _Node:
+    """A Huffman tree node in the heap, ordered by its count only (ties: heapq's order, as gensim's)."""
+
+    __slots__ = ("count", "id")
+
+    def __init__(self, count: int, node_id: int):
+        self.count, self.id = count, node_id
+
+    def __lt__(self, other: _Node) -> bool:
+        return self.count < other.count
+
+
+def huffman_tree(counts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Huffman codes of word counts [V]: (codes [V, L] uint8, points [V, L] int32, lengths [V] int32), 0-padded.
+
+    Row w holds word w's path from the root: points the inner nodes it passes (ids 0..V-2, the row of each in
+    the output table; node V-2 is the root), codes the branch taken at each (0: the first-popped, lighter
+    child). The tree is gensim's (``Word2Vec(hs=1)``): the words with ids 0..V-1 go into a heapq heap,
+    then V-1 times the two lightest nodes are popped and their parent (id V + i) pushed. Nodes compare by
+    count alone, so equal counts come out in whatever order heapq's sifts leave them, as in gensim (whose
+    heap items compare by count); word2vec.c's two-queue build may break ties otherwise. Frequent words get
+    short codes: sum_w counts[w] lengths[w] is minimal.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.shape[0] < 1 or not np.issubdtype(counts.dtype, np.integer) or counts.min() < 0:
+        raise ValueError(
+            f"huffman_tree: counts must be a 1-D array of V >= 1 non-negative integers, "
+            f"got dtype {counts.dtype} shape {counts.shape}"
+        )
+    v = counts.shape[0]
+    parent = np.full(2 * v - 1, -1, np.int64)
+    branch = np.zeros(2 * v - 1, np.uint8)
+    heap = [_Node(int(n), w) for w, n in enumerate(counts)]
+    heapq.heapify(heap)
+    for i in range(v - 1):
+        lighter, heavier = heapq.heappop(heap), heapq.heappop(heap)
+        parent[lighter.id] = parent[heavier.id] = v + i
+        branch[heavier.id] = 1
+        heapq.heappush(heap, _Node(lighter.count + heavier.count, v + i))
+    # climb from every leaf at once, recording the branches and inner nodes from the leaf up
+    node, up_codes, up_points = np.arange(v), [], []
+    while True:
+        above = parent[node]
+        alive = above >= 0
+        if not alive.any():
+            break
+        up_codes.append(np.where(alive, branch[node], 0))
+        up_points.append(np.where(alive, above - v, -1))
+        node = np.where(alive, above, node)
+    lengths = np.sum([p >= 0 for p in up_points], axis=0, dtype=np.int32) if up_points else np.zeros(v, np.int32)
+    depth = len(up_points)
+    codes, points = np.zeros((v, depth), np.uint8), np.zeros((v, depth), np.int32)
+    rows = np.arange(v)
+    for k in range(depth):  # step k up from the leaf is position lengths - 1 - k from the root
+        real = k < lengths
+        codes[rows[real], lengths[real] - 1 - k] = up_codes[k][real]
+        points[rows[real], lengths[real] - 1 - k] = up_points[k][real]
+    return codes, points, lengths
+
+
+def hs_loss(params, inputs, outputs, codes, points, lengths, reduction: str = "mean") -> jax.Array:
+    """Hierarchical softmax: -log P(o|c) = -sum_{j < len(o)} log sigma((1 - 2 code_{o,j}) u_{point_{o,j}}.v_c).
+
+    inputs [B] rows of 'in' (v), outputs [B] the predicted words, whose paths (codes, points, lengths:
+    ``huffman_tree``) pick rows of 'out' (u, the inner nodes; 'out' has at least V-1 rows). word2vec.c's
+    gradient factor (1 - code - sigma(u.v)) is minus this loss's derivative in u.v: code 0 is the
+    branch of probability sigma(u.v), and the probabilities of all leaves sum to one.
+    """
+    fn = "hs_loss"
+    _check_params(params, fn)
+    inputs, outputs = _check_batch(inputs, outputs, fn)
+    _check_reduction(reduction, fn)
+    codes, points, lengths = jnp.asarray(codes), jnp.asarray(points), jnp.asarray(lengths)
+    if codes.ndim != 2 or codes.shape != points.shape or lengths.shape != codes.shape[:1]:
+        raise ValueError(
+            f"{fn}: codes and points must be [V, L] and lengths [V] (huffman_tree), "
+            f"got {codes.shape}, {points.shape} and {lengths.shape}"
+        )
+    v = params["in"][inputs]  # [B, D]
+    x = jnp.einsum("bd,bld->bl", v, params["out"][points[outputs]])  # [B, L]
+    sign = 1.0 - 2.0 * codes[outputs].astype(x.dtype)
+    on_path = jnp.arange(codes.shape[1])[None, :] < lengths[outputs][:, None]
+    return _reduce(jnp.sum(jnp.where(on_path, jax.nn.softplus(-sign * x), 0.0), axis=-1), reduction)
 
 
 # ----------------------------------------------------------------------------- training data

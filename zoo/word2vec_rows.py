@@ -8,8 +8,13 @@ slow loops there), and plain fused vector work on accelerators.
 
 The steps are unchecked and traceable (the body of a training loop's ``lax.scan``). They follow the
 lecture's losses and the reference updates of ``zoo.word2vec`` (``sgns_update``, ``cbow_update``,
-``skipgram_softmax_loss``), which tests/test_word2vec.py checks them against; CBOW follows
+``skipgram_softmax_loss``, ``hs_loss``), which tests/test_word2vec.py checks them against; CBOW follows
 ``zoo.word2vec.cbow_grads``'s convention: every context row takes the full gradient of h.
+
+The hierarchical-softmax steps (``hs_rows_step``, ``cbow_hs_rows_step``) take each example's path as
+points [B, L] (rows of 'out', the inner nodes) and signs [B, L] (``path_signs``: 1 - 2 code on the path,
+0 past its end, so padding costs nothing). FastText trains with the CBOW steps: an input word's rows
+(its own and its n-grams', zoo.fasttext) are the "context" whose mean is h.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["sgns_rows_step", "cbow_rows_step", "softmax_rows_step"]
+__all__ = ["sgns_rows_step", "cbow_rows_step", "softmax_rows_step", "path_signs", "hs_rows_step", "cbow_hs_rows_step"]
 
 
 def _negative_sampling_rows(h, u, negatives, w_out, weights, lr):
@@ -103,3 +108,60 @@ def softmax_rows_step(params, inputs, outputs, weights, lr):
     return {"in": w_in.at[inputs].add(-lr * (d_logits @ w_out)), "out": w_out - lr * (d_logits.T @ v)}, jnp.sum(
         weights * nll
     )
+
+
+def path_signs(codes, lengths):
+    """s [V, L] float32 of Huffman codes [V, L] and lengths [V] (zoo.word2vec.huffman_tree): 1 - 2 code on
+    the path, 0 past its end."""
+    codes = jnp.asarray(codes)
+    on_path = jnp.arange(codes.shape[1])[None, :] < jnp.asarray(lengths)[:, None]
+    return jnp.where(on_path, 1.0 - 2.0 * codes.astype(jnp.float32), 0.0)
+
+
+def _hierarchical_softmax_rows(h, points, signs, w_out, weights, lr):
+    """-lr times the row gradients of the summed loss sum_j |s_j| (-log sigma(s_j u_{p_j}.h)), and the loss.
+
+    h [B, D]; points [B, L] rows of w_out, signs [B, L] (path_signs); weights [B]. Returns (loss, step_h [B, D],
+    step_nodes [L * B, D] for the ids points.T.ravel()). d/dx [-log sigma(s x)] = -s sigma(-s x): word2vec.c's
+    -(1 - code - sigma(x)) for s = 1 - 2 code, and 0 where s = 0. The path's L columns are unrolled, like the
+    noise words of the negative-sampling steps.
+    """
+    step = -lr * weights
+    d_h = jnp.zeros_like(h)
+    loss = jnp.zeros((), h.dtype)
+    d_nodes = []
+    for j in range(points.shape[1]):
+        u_j = w_out[points[:, j]]  # [B, D]
+        x = jnp.sum(h * u_j, axis=-1)
+        s = signs[:, j]
+        loss = loss + jnp.sum(weights * jnp.abs(s) * jax.nn.softplus(-s * x))
+        c = step * (-s * jax.nn.sigmoid(-s * x))
+        d_h = d_h + c[:, None] * u_j
+        d_nodes.append(c[:, None] * h)
+    return loss, d_h, jnp.concatenate(d_nodes)
+
+
+def hs_rows_step(params, inputs, points, signs, weights, lr):
+    """One SGD step on the summed hierarchical-softmax loss (zoo.word2vec.hs_loss) of B pairs: (params, loss).
+
+    inputs [B] rows of 'in'; points, signs [B, L] the paths of the pairs' output words (rows of 'out': the
+    inner nodes); weights [B]. Unchecked and traceable.
+    """
+    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
+    loss, s_h, s_nodes = _hierarchical_softmax_rows(w_in[inputs], points, signs, w_out, weights, lr)
+    return {"in": w_in.at[inputs].add(s_h), "out": w_out.at[points.T.reshape(-1)].add(s_nodes)}, loss
+
+
+def cbow_hs_rows_step(params, contexts, owners, mask, points, signs, weights, lr):
+    """cbow_rows_step with the hierarchical softmax: h = mean of each centre's packed context rows, the loss
+    hs_loss of the centre's path (points, signs [B, L]); every context row steps by -lr dL/dh undivided."""
+    w_in, w_out = jnp.asarray(params["in"]), jnp.asarray(params["out"])
+    b = points.shape[0]
+    m = mask.astype(w_in.dtype)
+    count = jax.ops.segment_sum(m, owners, num_segments=b)
+    h = jax.ops.segment_sum(m[:, None] * w_in[contexts], owners, num_segments=b) / jnp.maximum(count, 1.0)[:, None]
+    loss, s_h, s_nodes = _hierarchical_softmax_rows(h, points, signs, w_out, weights, lr)
+    return {
+        "in": w_in.at[contexts].add(m[:, None] * s_h[owners]),
+        "out": w_out.at[points.T.reshape(-1)].add(s_nodes),
+    }, loss

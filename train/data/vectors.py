@@ -8,6 +8,10 @@ with ``binary=True``) each entry is the UTF-8 word, a space, then D float32
 little-endian values, optionally followed by "\\n" (word2vec.c writes it, gensim
 does not; both readers accept either).
 
+FastText's runs also write ``subwords.npz`` (``save_subwords``: the words' own rows, the n-gram table and
+minn / maxn); ``load_subword_vectors(workdir)`` reads it with vectors.bin into ``SubwordVectors``, whose
+``kv[word]`` is any word's vector, an unseen one's from its n-grams (zoo.fasttext), as gensim's FastText.
+
 Loaders return (words, W) with W a float32 numpy array [V, D]. A missing file
 raises ``MissingVectorFileError`` (a ValueError and a FileNotFoundError); a
 malformed one raises ``VectorFileError`` (a ValueError) naming the path and the
@@ -22,7 +26,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from train.core import files
-from zoo import word_vectors
+from zoo import fasttext, word_vectors
 from zoo.text import Vocab
 
 __all__ = [
@@ -34,6 +38,9 @@ __all__ = [
     "load_word2vec_binary",
     "save_projector_tsv",
     "WordVectors",
+    "SubwordVectors",
+    "save_subwords",
+    "load_subword_vectors",
 ]
 
 
@@ -392,3 +399,67 @@ def export_vectors(workdir: str, vocab, W) -> None:
     save_projector_tsv(os.path.join(workdir, "projector"), vocab.words, W)
     with files.atomic_write(os.path.join(workdir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{w} {n}\n" for w, n in zip(vocab.words, vocab.counts.tolist()))
+
+
+# ----------------------------------------------------------------------------- FastText's subwords
+
+
+SUBWORDS_FILE = "subwords.npz"
+
+
+def save_subwords(directory: str, vectors_vocab, vectors_ngrams, minn: int, maxn: int) -> str:
+    """directory/subwords.npz: the words' own rows [V, D] and the n-gram table [bucket, D] (gensim's
+    vectors_vocab and vectors_ngrams) with minn and maxn; the path."""
+    path = os.path.join(directory, SUBWORDS_FILE)
+    files.save_npz(
+        path,
+        vectors_vocab=np.asarray(vectors_vocab, np.float32),
+        vectors_ngrams=np.asarray(vectors_ngrams, np.float32),
+        minn=np.int64(minn),
+        maxn=np.int64(maxn),
+    )
+    return path
+
+
+class SubwordVectors(WordVectors):
+    """``WordVectors`` of a FastText run that give every word a vector, as gensim's ``FastTextKeyedVectors``:
+    a word of the vocabulary its row of ``vectors`` (its own and its n-grams' rows averaged), an unseen one
+    the mean of its n-grams' rows (``zoo.fasttext.unseen_word_vector``; the zero vector when it has none).
+    ``word in kv`` stays "in the vocabulary"."""
+
+    def __init__(self, words: Sequence[str], vectors, vectors_ngrams, minn: int, maxn: int):
+        super().__init__(words, vectors)
+        self.vectors_ngrams = np.asarray(vectors_ngrams, np.float32)
+        if self.vectors_ngrams.ndim != 2 or self.vectors_ngrams.shape[1] != self.vector_size:
+            raise ValueError(
+                f"SubwordVectors: vectors_ngrams must be [bucket, D={self.vector_size}], "
+                f"got {self.vectors_ngrams.shape}"
+            )
+        self.min_n, self.max_n, self.bucket = int(minn), int(maxn), self.vectors_ngrams.shape[0]
+
+    def get_vector(self, key: str, norm: bool = False) -> np.ndarray:
+        """The word's row, or for an unseen word the mean of its n-gram rows; / ||.|| with ``norm``."""
+        if key in self:
+            return super().get_vector(key, norm)
+        ids, _ = fasttext.ngram_buckets([key], self.min_n, self.max_n, self.bucket)
+        row = np.asarray(fasttext.unseen_word_vector(self.vectors_ngrams, ids))
+        return row / max(float(np.linalg.norm(row)), 1e-12) if norm else row
+
+
+def load_subword_vectors(directory: str) -> SubwordVectors:
+    """A FastText run's SubwordVectors from its directory's vectors.bin and subwords.npz."""
+    words, W = load_word2vec_binary(os.path.join(directory, "vectors.bin"))
+    path = os.path.join(directory, SUBWORDS_FILE)
+    if not os.path.exists(path):
+        raise MissingVectorFileError(
+            f"load_subword_vectors: no {SUBWORDS_FILE} in {os.fspath(directory)!r} (a FastText run writes it)"
+        )
+    try:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as f:
+            ngrams, minn, maxn = f["vectors_ngrams"], int(f["minn"]), int(f["maxn"])
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise VectorFileError(f"load_subword_vectors: {path!r} cannot be read: {type(e).__name__}: {e}") from None
+    try:
+        return SubwordVectors(words, W, ngrams, minn, maxn)
+    except ValueError as e:
+        raise VectorFileError(f"load_subword_vectors: {path!r}: {e}") from None

@@ -12,9 +12,16 @@ but inside the jitted step from the step's key (`TrainingExamples.negatives`, zo
 each device for its own share: drawing them on the host cost 16 ms of every 26 ms of host work per step, and
 that thread took CPU from the devices.
 
+FastText (`fasttext`, `fasttext_cbow`) trains with CBOW's packed records: an input word stands for its rows of
+the 'in' table (its own, then one per character n-gram's bucket, zoo.fasttext; `TrainingExamples.word_rows`),
+so a skip-gram pair becomes a "centre" (the output word) with those rows as its contexts, and a CBOW centre's
+context words each become their rows. The hierarchical softmax (`loss` 'hs') draws no noise words: the step
+looks up each output word's Huffman path (`TrainingExamples.paths`, zoo.word2vec.huffman_tree) on the device.
+
 What a minibatch of those records does to the tables, inside the step (train.word2vec.make_train_step):
 `sparse_update` (one SGD step of zoo.word2vec_rows on its rows), `scan_minibatches` (a lax.scan of them),
 `touched_rows` (the rows they can change) and `sum_changes` (the devices' changes summed, only those rows).
+Which row step a config runs is its `step_kind`.
 """
 
 from __future__ import annotations
@@ -30,13 +37,17 @@ import numpy as np
 from train.core import parallel
 from train.core.errors import ConfigError, DataError
 from train.data import text as text_data
-from zoo import word2vec as w2v, word2vec_rows
+from zoo import fasttext, word2vec as w2v, word2vec_rows
 from zoo.text import noise_distribution, subsample_keep_prob
 
 __all__ = [
     "load_corpus",
     "check_step_size",
     "check_corpus",
+    "FASTTEXT_MODELS",
+    "step_kind",
+    "table_rows",
+    "expand_words",
     "caching_batches",
     "resolve_num_steps",
     "TrainingExamples",
@@ -50,6 +61,41 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- the corpus and its steps
 
+FASTTEXT_MODELS = ("fasttext", "fasttext_cbow")
+# The row steps of zoo.word2vec_rows, by step_kind: pairs of rows or CBOW's packed context slots, and the output layer.
+PAIR_KINDS = ("sgns", "hs", "skipgram_softmax")
+
+
+def step_kind(c) -> str:
+    """The row step a config trains with: 'sgns', 'cbow' (negative sampling on pairs or on packed contexts, which
+    FastText's word rows are too), 'hs', 'cbow_hs' (their hierarchical-softmax forms) or 'skipgram_softmax'."""
+    if c.model == "skipgram_softmax":
+        return "skipgram_softmax"
+    packed = c.model != "sgns"
+    if c.loss == "hs":
+        return "cbow_hs" if packed else "hs"
+    return "cbow" if packed else "sgns"
+
+
+def table_rows(c, vocab_size: int) -> int:
+    """Rows of the 'in' table: one per word, and for FastText one per n-gram bucket after them."""
+    return vocab_size + (c.bucket if c.model in FASTTEXT_MODELS else 0)
+
+
+def expand_words(ids: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of each id in turn, how many each has): rows[offsets[i]:offsets[i + 1]] for i in ids, concatenated
+    (vectorised: no loop per id)."""
+    first, counts = offsets[ids], offsets[ids + 1] - offsets[ids]
+    ends = np.cumsum(counts)
+    at = np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - counts), counts)
+    return rows[at], counts
+
+
+def _rows_per_word(c) -> float:
+    """A rough count of a word's rows for sizing: FastText's n-grams of a 6-letter word (8 characters marked)."""
+    return 1 + sum(max(8 - n + 1, 0) for n in range(c.minn, c.maxn + 1)) if c.model in FASTTEXT_MODELS else 1
+
+
 # A step's host arrays (2 x window neighbour slots per corpus word: ids and masks, then the pairs' ids and weights)
 # and its noise ids beyond this would exhaust memory before the first step: refused at the door (check_step_size).
 MAX_STEP_BYTES = 4 << 30
@@ -59,8 +105,10 @@ MAX_TABLE_BYTES = 16 << 30
 
 def check_step_size(c) -> None:
     """ConfigError when a step's examples would take more than MAX_STEP_BYTES: at most 2 x window pairs per
-    corpus word, each a neighbour slot (5 bytes), a pair (12 bytes) and negatives / share_negatives noise ids."""
-    per_pair = 17 + (0 if c.model == "skipgram_softmax" else 4 * c.negatives / c.share_negatives)
+    corpus word, each a neighbour slot (5 bytes), a pair (12 bytes) and negatives / share_negatives noise ids;
+    for FastText, 12 bytes per row of the input word (about those of a 6-letter word)."""
+    noise = 0 if c.model == "skipgram_softmax" or c.loss == "hs" else 4 * c.negatives / c.share_negatives
+    per_pair = 17 + noise + (12 * _rows_per_word(c) if c.model in FASTTEXT_MODELS else 0)
     need = 2 * c.window * c.batch_size * per_pair
     if need > MAX_STEP_BYTES:
         most = max(1, int(MAX_STEP_BYTES / (2 * c.batch_size * per_pair)))
@@ -79,7 +127,7 @@ def check_corpus(c, corpus: text_data.EncodedCorpus) -> None:
     words: NaN within a few steps); a softmax over one word has nothing to learn. ConfigError when the two tables
     would exceed MAX_TABLE_BYTES."""
     words = len(corpus.vocab)
-    least = 2 if c.model == "skipgram_softmax" else c.negatives + 1
+    least = 2 if c.model == "skipgram_softmax" or c.loss == "hs" else c.negatives + 1
     if words < least:
         why = "a softmax needs two words" if least == 2 else f"more words than config.negatives={c.negatives}"
         raise DataError(
@@ -87,12 +135,14 @@ def check_corpus(c, corpus: text_data.EncodedCorpus) -> None:
             f"accepted: {why} (a corpus of at least {least} distinct words, a lower min_count"
             f"{'' if least == 2 else ', or fewer negatives'})"
         )
-    need = 2 * words * c.embed_dim * 4
+    rows = words + table_rows(c, words)
+    need = rows * c.embed_dim * 4
     if need > MAX_TABLE_BYTES:
+        buckets = f" + {c.bucket} n-gram buckets" if c.model in FASTTEXT_MODELS else ""
         raise ConfigError(
-            f"config.embed_dim={c.embed_dim}: the two tables of {words} words x embed_dim float32 would take "
-            f"{need / 2**30:.1f} GiB; accepted: at most {MAX_TABLE_BYTES >> 30} GiB, embed_dim <= "
-            f"{MAX_TABLE_BYTES // (8 * words)} (or a smaller max_vocab)"
+            f"config.embed_dim={c.embed_dim}: the two tables of {words} words{buckets} x embed_dim float32 would "
+            f"take {need / 2**30:.1f} GiB; accepted: at most {MAX_TABLE_BYTES >> 30} GiB, embed_dim <= "
+            f"{MAX_TABLE_BYTES // (4 * rows)} (or a smaller max_vocab{' or bucket' if buckets else ''})"
         )
 
 
@@ -137,6 +187,20 @@ class TrainingExamples:
 
     def __init__(self, corpus: text_data.EncodedCorpus, c, num_devices: int = 1):
         self.model, self.window, self.num_negatives = c.model, c.window, c.negatives
+        self.kind = step_kind(c)
+        self.packed = self.kind in ("cbow", "cbow_hs")  # CBOW's context slots (FastText's word rows too)
+        vocab_size = len(corpus.vocab)
+        if c.model in FASTTEXT_MODELS:  # word w's rows of 'in': w, then V + each of its n-grams' buckets
+            self.ngram_ids, self.ngram_counts = fasttext.ngram_buckets(corpus.vocab.words, c.minn, c.maxn, c.bucket)
+            self.word_offsets = np.concatenate([[0], np.cumsum(1 + self.ngram_counts)])
+            self.word_rows = np.empty(self.word_offsets[-1], np.int32)
+            self.word_rows[self.word_offsets[:-1]] = np.arange(vocab_size)
+            own = np.zeros(self.word_offsets[-1], bool)
+            own[self.word_offsets[:-1]] = True
+            self.word_rows[~own] = vocab_size + self.ngram_ids
+        if c.loss == "hs" and c.model != "skipgram_softmax":
+            codes, points, lengths = w2v.huffman_tree(corpus.vocab.counts)
+            self.path_points, self.path_signs = points, np.asarray(word2vec_rows.path_signs(codes, lengths))
         self.group, self.words_per_step, self.num_devices = c.share_negatives, c.batch_size, num_devices
         self.ids = corpus.ids
         self.line_ends = np.cumsum(corpus.sentence_lengths)  # the line of a position: searchsorted, no per-token array
@@ -154,9 +218,12 @@ class TrainingExamples:
                 f"corpus {corpus.name!r} yields no training example: no line has two in-vocabulary "
                 f"words within window={c.window}; accepted: lines of at least two words"
             )
-        if self.model == "cbow":  # context slots per minibatch: 10% above the probes' most contexts per centre
+        if self.packed:  # context slots per minibatch: 10% above the probes' most contexts per centre
             ratio = max(len(ex[0]) / max(len(ex[1]), 1) for ex in probed)
-            self.context_slots = max(2 * c.window, 8 * math.ceil(c.minibatch_size * ratio * 1.1 / 8))
+            most = 2 * c.window  # a centre's most contexts; FastText's: its input word's rows, or each context's
+            if c.model in FASTTEXT_MODELS:
+                most = int(np.diff(self.word_offsets).max()) * (2 * c.window if c.model == "fasttext_cbow" else 1)
+            self.context_slots = max(most, 8 * math.ceil(c.minibatch_size * ratio * 1.1 / 8))
         # every device gets whole minibatches, 5% more than the probes' most
         per_device = math.ceil(max(self._minibatches(ex) for ex in probed) * 1.05 / num_devices)
         # devices that sum their changes do it in whole rounds of at most sync_minibatches, as even as can be
@@ -172,13 +239,13 @@ class TrainingExamples:
 
     def _minibatches(self, ex) -> float:
         """Minibatches the examples fill: pairs / minibatch_size, or the CBOW centres packed (`pack_centres`)."""
-        if self.model == "cbow":
+        if self.packed:
             return len(pack_centres(ex[1], self.minibatch_size, self.context_slots))
         return self._count(ex) / self.minibatch_size
 
     def _examples(self, i: int, rng: np.random.Generator):
         """Unpadded examples of step i: (inputs, outputs) pairs, or for CBOW (contexts centre by centre,
-        contexts per centre, centres)."""
+        contexts per centre, centres); FastText's in CBOW's form, each input word replaced by its rows."""
         n_words = len(self.ids)
         position = np.arange(i * self.words_per_step, (i + 1) * self.words_per_step, dtype=np.int64)
         epoch, position = np.divmod(position, n_words)
@@ -203,18 +270,25 @@ class TrainingExamples:
         valid, neighbour = valid.T, neighbour.T  # [n, 2w] views
         flat = np.flatnonzero(valid)  # ordered by centre: consecutive pairs share their output word
         contexts = np.ascontiguousarray(neighbour).ravel()[flat]
-        if self.model == "cbow":
+        if self.model in ("cbow", "fasttext_cbow"):
             counts = valid.sum(axis=1)
             has = counts > 0
+            if self.model == "fasttext_cbow":  # each context word's rows; a centre's count sums its contexts'
+                contexts, per_word = expand_words(contexts, self.word_offsets, self.word_rows)
+                counts = np.bincount(np.repeat(np.arange(n), counts), weights=per_word, minlength=n).astype(np.int64)
             return contexts, counts[has], tokens[has]
-        return contexts, tokens[flat // (2 * w)]
+        outputs = tokens[flat // (2 * w)]
+        if self.model == "fasttext":  # a pair: the output word with its input word's rows as the "contexts"
+            rows, counts = expand_words(contexts, self.word_offsets, self.word_rows)
+            return rows, counts, outputs
+        return contexts, outputs
 
     def record(self, seed: int, i: int) -> dict:
         """Step i's arrays: per example (weights: 1, or 0 for padding) of leading size capacity, and for CBOW
         the packed context slots (contexts, owners, mask) of leading size minibatches x context_slots. The
         noise words are drawn in the step (`negatives`)."""
         ex = self._examples(i, np.random.default_rng([seed, i]))
-        record = self._cbow_arrays(*ex) if self.model == "cbow" else self._pair_arrays(*ex)
+        record = self._cbow_arrays(*ex) if self.packed else self._pair_arrays(*ex)
         dropped = np.zeros(self.num_devices, np.int32)
         dropped[0] = self._count(ex) - int(record["weights"].sum())
         return {**record, "dropped": dropped}
@@ -253,6 +327,20 @@ class TrainingExamples:
             1.0,
         )
         return record
+
+    def paths(self, outputs: jax.Array) -> dict:
+        """The Huffman paths of the output words [B] (loss 'hs'): points and signs [B, L] (zoo.word2vec_rows),
+        gathered on the device from the vocabulary's tables."""
+        return {"points": jnp.asarray(self.path_points)[outputs], "signs": jnp.asarray(self.path_signs)[outputs]}
+
+    def word_vectors(self, table) -> np.ndarray:
+        """The words' vectors [V, D] of an 'in' table: its rows, or FastText's mean of each word's rows
+        (zoo.fasttext.word_vectors, gensim's wv.vectors)."""
+        table = jnp.asarray(table)
+        if self.model not in FASTTEXT_MODELS:
+            return np.asarray(table)
+        v = len(self.ngram_counts)
+        return np.asarray(fasttext.word_vectors(table[:v], table[v:], self.ngram_ids, self.ngram_counts))
 
     def negatives(self, key: jax.Array, rows: int) -> jax.Array:
         """Noise words [rows, negatives] from unigram^0.75 (zoo.text.noise_distribution), drawn on the device
@@ -294,7 +382,14 @@ def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:
 
 
 def sparse_update(model: str, tables, mb, lr):
-    """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec_rows)."""
+    """One SGD step on the summed loss of a minibatch, touching only its rows (zoo.word2vec_rows); model: the
+    config's step_kind."""
+    if model == "hs":
+        return word2vec_rows.hs_rows_step(tables, mb["inputs"], mb["points"], mb["signs"], mb["weights"], lr)
+    if model == "cbow_hs":
+        return word2vec_rows.cbow_hs_rows_step(
+            tables, mb["contexts"], mb["owners"], mb["mask"], mb["points"], mb["signs"], mb["weights"], lr
+        )
     if model == "sgns":
         return word2vec_rows.sgns_rows_step(tables, mb["inputs"], mb["outputs"], mb["negatives"], mb["weights"], lr)
     if model == "cbow":
@@ -305,9 +400,12 @@ def sparse_update(model: str, tables, mb, lr):
 
 
 def touched_rows(model: str, mb) -> dict:
-    """The ids of the rows of each table that minibatches `mb` (sgns or cbow, with their negatives) can change:
-    the inputs' or contexts' rows of 'in', the outputs' and noise words' rows of 'out' (padding's row 0 too)."""
-    inputs = mb["inputs"] if model == "sgns" else mb["contexts"]
+    """The ids of the rows of each table that minibatches `mb` (a step_kind other than skipgram_softmax) can
+    change: the inputs' or contexts' rows of 'in', the outputs' and noise words' rows of 'out', or for 'hs'
+    the inner nodes of the output words' paths (padding's row 0 too)."""
+    inputs = mb["inputs"] if model in PAIR_KINDS else mb["contexts"]
+    if model in ("hs", "cbow_hs"):
+        return {"in": inputs.ravel(), "out": mb["points"].ravel()}
     return {"in": inputs.ravel(), "out": jnp.concatenate([mb["outputs"].ravel(), mb["negatives"].ravel()])}
 
 
