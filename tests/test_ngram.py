@@ -1,12 +1,29 @@
 """Tests for zoo.ngram against hand counts from the lecture's sentences, Counter and brute-force formulas."""
 
 import collections
+import functools
 import math
 
 import numpy as np
 import pytest
 
-from zoo.ngram import BOS, EOS, UNK, AddKLM, KneserNeyLM, count_ngrams, mle_prob, ngram_vocab
+from zoo.ngram import (
+    BOS,
+    EOS,
+    FALLBACK_DISCOUNTS,
+    UNK,
+    AddKLM,
+    KneserNeyLM,
+    ModifiedKneserNeyLM,
+    count_ngrams,
+    count_of_counts,
+    discount_of,
+    kn_backoff_weight,
+    kn_interpolation_weight,
+    mle_prob,
+    modified_kn_discounts,
+    ngram_vocab,
+)
 from zoo.text import Vocab
 
 LECTURE = ["I like deep learning.", "I like NLP.", "I enjoy flying."]
@@ -303,6 +320,152 @@ def test_kneser_ney_trigram_matches_brute_force():
     for h in [(BOS,), (BOS, "w0"), (BOS, "w3"), ("w1", "w2"), ("w5", "w5"), ("w2", EOS), (EOS, "w1"), ("w0",)]:
         for w in ws:
             assert model.prob(list(h), w) == pytest.approx(brute(h, w), rel=1e-12, abs=1e-15), (h, w)
+
+
+# ----------------------------------------------------------------------------- modified Kneser-Ney
+
+
+def test_count_of_counts_and_discounts_by_hand():
+    counts = [1] * 10 + [2] * 4 + [3] * 2 + [4] + [7, 9, 0]  # by hand: n1 = 10, n2 = 4, n3 = 2, n4 = 1
+    assert count_of_counts(np.array(counts)).tolist() == [10, 4, 2, 1]
+    # Y = 10 / (10 + 2*4) = 5/9; D1 = 1 - 2 (5/9) 4/10 = 5/9; D2 = 2 - 3 (5/9) 2/4 = 7/6; D3+ = 3 - 4 (5/9) 1/2 = 17/9
+    assert modified_kn_discounts([10, 4, 2, 1]) == pytest.approx((5 / 9, 7 / 6, 17 / 9), rel=1e-14)
+    # n1 = 3, n2 = 1, n3 = 1, n4 = 0: Y = 3/5; D1 = 1 - 2/5 = 3/5; D2 = 2 - 9/5 = 1/5; D3+ = 3 - 0 = 3
+    assert modified_kn_discounts(count_of_counts(np.array([1, 1, 1, 2, 3, 5]))) == pytest.approx((0.6, 0.2, 3.0))
+    # fallbacks: a zero count-of-count (n3 = 0), D2 <= 0 (n1 = n2 = 1, n3 = 5: D2 = 2 - 3 (1/3) 5 = -3),
+    # D3+ <= 0 (n4 = 10: D3+ = 3 - 4 (5/9) 10 < 0)
+    for bad in ([10, 4, 0, 1], [0, 4, 2, 1], [1, 1, 5, 0], [10, 4, 1, 10]):
+        assert modified_kn_discounts(bad) == FALLBACK_DISCOUNTS
+    assert discount_of(np.array([0, 1, 2, 3, 9]), (0.1, 0.2, 0.3)).tolist() == [0.0, 0.1, 0.2, 0.3, 0.3]
+    # a context followed by words with adjusted counts 1, 1, 2, 3, 5, 8 (total 20): N1 = 2, N2 = 1, N3+ = 3
+    d = (0.5, 1.25, 2.0)
+    assert kn_interpolation_weight(2, 1, 3, 20, d) == pytest.approx((2 * 0.5 + 1.25 + 3 * 2.0) / 20, rel=1e-15)
+    assert kn_backoff_weight(0.3, 0.4) == pytest.approx(0.5, rel=1e-15)
+    with pytest.raises(ValueError, match="4 counts"):
+        modified_kn_discounts([1, 2, 3])
+
+
+def _brute_modified_kn(sentences, words, order, form, min_count=1):
+    """Modified Kneser-Ney written out with dicts from the formulas: adjusted counts (raw at the top order and
+    after <s>, continuation counts below), each order's discounts from its count-of-counts, gamma from
+    N1, N2, N3+ of the context, and for the backoff form alpha from the lower order's seen mass."""
+    vocab = set(words)
+    padded = [[BOS] + [w if w in vocab else UNK for w in s] + [EOS] for s in sentences]
+    raw = {k: _counter(padded, k) for k in range(1, order + 1)}
+
+    def adjusted(g):
+        if len(g) == order or g[0] == BOS:
+            return raw[len(g)][g]
+        return len({x[0] for x in raw[len(g) + 1] if x[1:] == g})
+
+    adj = {k: {g: adjusted(g) for g in raw[k] if g != (BOS,)} for k in raw}
+    discounts = {}
+    for k, table in adj.items():
+        n1, n2, n3, n4 = (sum(1 for a in table.values() if a == r) for r in (1, 2, 3, 4))
+        y = n1 / (n1 + 2 * n2)
+        d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+        assert all(0 < x <= i + 1 for i, x in enumerate(d)), "the corpus must not need the fallback"
+        discounts[k] = d
+    predictable = [w for w in words if w != BOS]
+
+    def gamma(block, d):
+        n1 = sum(1 for a in block.values() if a == 1)
+        n2 = sum(1 for a in block.values() if a == 2)
+        n3 = sum(1 for a in block.values() if a >= 3)
+        return (d[0] * n1 + d[1] * n2 + d[2] * n3) / sum(block.values())
+
+    def disc(a, d):
+        return a - (0 if a == 0 else d[min(a, 3) - 1])
+
+    @functools.cache
+    def p(h, w):
+        if w == BOS:
+            return 0.0
+        if not h:
+            a1 = {v: adj[1].get((v,), 0) for v in predictable}
+            return disc(a1[w], discounts[1]) / sum(a1.values()) + gamma(a1, discounts[1]) / len(predictable)
+        d = discounts[len(h) + 1]
+        block = {g[-1]: a for g, a in adj[len(h) + 1].items() if g[:-1] == h}
+        if not block:
+            return p(h[1:], w)
+        total, g = sum(block.values()), gamma(block, d)
+        interpolated = disc(block.get(w, 0), d) / total + g * p(h[1:], w)
+        if form == "interpolated" or len(block) == len(predictable):
+            return interpolated
+        if w in block:
+            return disc(block[w], d) / total
+        return g / (1 - sum(p(h[1:], v) for v in block)) * p(h[1:], w)
+
+    return p, discounts
+
+
+@pytest.mark.parametrize("form", ["interpolated", "backoff"])
+def test_modified_kneser_ney_matches_brute_force(form):
+    sents = _markov_corpus(4, 40, n_words=12)  # n1..n3 > 0 at every order: no fallback discounts
+    model = ModifiedKneserNeyLM.fit(sents, 3, form=form)
+    brute, discounts = _brute_modified_kn(sents, model.vocab.words, 3, form)
+    assert model.discounts == pytest.approx([discounts[k] for k in (1, 2, 3)], rel=1e-12)
+    contexts = [(), (BOS,), (BOS, "w0"), (BOS, "w3"), ("w1", "w2"), ("w5", "w5"), ("w2", EOS), (EOS, "w1"), ("w0",)]
+    contexts += [("w4", "w6"), ("w7",), (UNK,)]
+    for h in contexts:
+        for w in model.vocab.words:
+            assert model.prob(list(h), w) == pytest.approx(brute(h, w), rel=1e-12, abs=1e-15), (h, w)
+    assert model.form == form
+
+
+def _all_contexts(model):
+    """Every context the model saw at every order (as id tuples), the empty one, and unseen ones."""
+    out = {()}
+    for lvl in model.levels[1:]:
+        out |= {tuple(g) for g in lvl.grams[lvl.starts, :-1].tolist()}
+    v = model.vocab
+    out |= {(v.id(EOS),), (v.id(UNK), v.id(UNK)), (v.id(EOS), v.id(BOS)), (v.id("w1"), v.id(EOS), v.id("w1"))}
+    return sorted(out)
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("form", ["interpolated", "backoff"])
+def test_modified_kneser_ney_sums_to_one_in_every_context(order, form):
+    sents = _markov_corpus(2, 120) + [["w1", "rare-a"], ["w1", "rare-b"], ["w1", "w1"], ["w1", "w2"]]
+    model = ModifiedKneserNeyLM.fit(sents, order, form=form, min_count=2)
+    v = model.vocab
+    for h in _all_contexts(model):
+        p = model.distribution(h)
+        assert p[v.id(BOS)] == 0.0 and (p[1:] > 0).all()
+        assert math.fsum(p) == pytest.approx(1.0, abs=1e-10), h
+    for w in range(len(v)):  # the scalar path agrees with the vector path
+        assert model.prob(["w1", "w2"][-(order - 1) :], w) == model.distribution(["w1", "w2"])[w]
+
+
+def test_backoff_form_keeps_a_context_followed_by_every_word_interpolated():
+    # after "a" come a, b, </s> and <unk> ("z" is rarer than min_count): every word but <s>, none left to back off to
+    sents = [["a", "b"], ["a", "a"], ["a"], ["b", "a"], ["a", "z"], ["b", "b"]]
+    backoff = ModifiedKneserNeyLM.fit(sents, 2, form="backoff", min_count=2, discounts=[(0.5, 1.0, 1.5)] * 2)
+    interpolated = ModifiedKneserNeyLM.fit(sents, 2, min_count=2, discounts=[(0.5, 1.0, 1.5)] * 2)
+    np.testing.assert_allclose(backoff.distribution(["a"]), interpolated.distribution(["a"]), rtol=1e-14)
+    assert math.fsum(backoff.distribution(["b"])) == pytest.approx(1.0, abs=1e-12)
+    assert backoff.prob(["b"], "b") != interpolated.prob(["b"], "b")  # "b" is not followed by <unk>: backoff
+
+
+@pytest.mark.parametrize("d", [0.75, 0.4])
+def test_modified_kneser_ney_with_one_discount_is_kneser_ney(d):
+    sents = _markov_corpus(5, 150)
+    one = KneserNeyLM.fit(sents, 3, discount=d, min_count=2)
+    same = ModifiedKneserNeyLM.fit(sents, 3, discounts=[(d, d, d)] * 3, min_count=2)
+    for h in _contexts(one.vocab, 3):
+        np.testing.assert_allclose(same.distribution(h), one.distribution(h), rtol=1e-12, atol=1e-16)
+
+
+def test_modified_kneser_ney_validation():
+    sents = _markov_corpus(11, 40)
+    with pytest.raises(ValueError, match="form must be one of interpolated, backoff, got 'katz'"):
+        ModifiedKneserNeyLM.fit(sents, 2, form="katz")
+    with pytest.raises(ValueError, match=r"discounts must be 2 triples"):
+        ModifiedKneserNeyLM.fit(sents, 2, discounts=[(0.5, 1.0, 1.5)])
+    with pytest.raises(ValueError, match=r"0 < D2 <= 2"):
+        ModifiedKneserNeyLM.fit(sents, 2, discounts=[(0.5, 2.5, 1.5)] * 2)
+    with pytest.raises(ValueError, match="order >= 2"):
+        ModifiedKneserNeyLM.fit(sents, 1)
 
 
 # ----------------------------------------------------------------------------- sentences, perplexity, sampling

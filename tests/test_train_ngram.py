@@ -11,6 +11,7 @@ import pytest
 from tests.configs import smoke_config
 from train import ngram as tn
 from train.core.errors import ConfigError, DataError
+from train.data import arpa, text as text_data
 from zoo import ngram
 from zoo.text import tokenize
 
@@ -30,16 +31,25 @@ def test_generated_corpus_perplexities_samples_and_resume(tmp_path, capsys, monk
     records = read_metrics(workdir)
     assert [r["step"] for r in records] == [1, 2, 3]
     assert set(records[0]) == {"step", "test_perplexity/add_k"}
-    assert set(records[2]) == {"step", "test_perplexity/add_k", "test_perplexity/kneser_ney"}
-    kn = [r["test_perplexity/kneser_ney"] for r in records[1:]]
+    kinds = ("add_k", "kneser_ney", "modified_kneser_ney")
+    assert set(records[2]) == {"step"} | {f"test_perplexity/{k}" for k in kinds}
+    kn, mkn = ([r[f"test_perplexity/{k}"] for r in records[1:]] for k in kinds[1:])
     add_k = [r["test_perplexity/add_k"] for r in records]
     assert kn[1] < kn[0] < add_k[0] and add_k[2] < add_k[0]  # context helps; Kneser-Ney beats add-k
+    assert mkn[1] < mkn[0] < add_k[0]
     assert figures["kneser_ney_3gram_test_perplexity"] == kn[1]
+    assert figures["modified_kneser_ney_3gram_test_perplexity"] == mkn[1]
     with open(os.path.join(workdir, "samples.txt")) as f:
         samples = f.read().splitlines()
     assert (
-        len(samples) == 4 and samples[0].startswith("add_k 3-gram: ") and samples[2].startswith("kneser_ney 3-gram: ")
+        len(samples) == 4
+        and samples[0].startswith("add_k 3-gram: ")
+        and samples[2].startswith("modified_kneser_ney 3-gram: ")
     )
+    # model.arpa is the 3-gram modified Kneser-Ney model: loaded, it scores the held-out lines as the run did
+    held_out = list(tn.nonblank(text_data.corpus_of(tiny_config()).split("test")))
+    loaded = arpa.load_arpa(os.path.join(workdir, tn.ARPA_FILE))
+    assert loaded.order == 3 and loaded.perplexity(held_out) == pytest.approx(mkn[1], rel=1e-9)
     assert "counted" in capsys.readouterr().out
 
     def no_counting(*args, **kwargs):
@@ -106,4 +116,35 @@ def test_user_errors_raise_before_touching_the_workdir(tmp_path):
         ConfigError, match=r"config.discount=1.5 is not accepted; accepted: a finite number in \(0, 1\]"
     ):
         tn.run(tiny_config(discount=1.5), str(workdir))
+    with pytest.raises(ConfigError, match=r"config.kn_form='katz' is not accepted; accepted: interpolated, backoff"):
+        tn.run(tiny_config(kn_form="katz"), str(workdir))
+    with pytest.raises(ConfigError, match=r"config.kn_discounts='three' is not accepted; accepted: modified, one"):
+        tn.run(tiny_config(kn_discounts="three"), str(workdir))
     assert not workdir.exists()
+
+
+def test_backoff_form_with_one_discount_writes_that_model_as_arpa(tmp_path):
+    rng = np.random.default_rng(1)
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
+    lines = [" ".join(rng.choice(words, size=rng.integers(1, 9))) for _ in range(200)]
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    c = tiny_config(corpus=f"text:{path}", order=3, kn_form="backoff", kn_discounts="one", smoothing="kneser_ney")
+    figures = tn.run(c, str(tmp_path / "run"))
+    assert sorted(figures) == [
+        f"{k}_{n}gram_test_perplexity" for k in ("kneser_ney", "modified_kneser_ney") for n in (2, 3)
+    ]
+    held_out = [line.split() for i, line in enumerate(lines) if i % 10 == 9]
+    loaded = arpa.load_arpa(tmp_path / "run" / tn.ARPA_FILE)
+    assert loaded.perplexity(held_out) == pytest.approx(figures["kneser_ney_3gram_test_perplexity"], rel=1e-9)
+    # the same counts fitted here: one-discount backoff Kneser-Ney, D = 0.75 at every order
+    model = ngram.ModifiedKneserNeyLM.fit(
+        [line.split() for i, line in enumerate(lines) if i % 10 != 9],
+        3,
+        form="backoff",
+        min_count=2,
+        discounts=[(0.75,) * 3] * 3,
+    )
+    assert model.perplexity(held_out) == pytest.approx(figures["kneser_ney_3gram_test_perplexity"], rel=1e-9)
+    with open(tmp_path / "run" / "samples.txt") as f:
+        assert all(line.startswith("kneser_ney 3-gram: ") for line in f.read().splitlines())

@@ -1,11 +1,13 @@
 """Fit n-gram language models: `python -m train.ngram [--workdir runs/ngram] [--config.order=3 ...]`.
 
 Counts every k-gram (k = 1..order) of the train part of the corpus (9 lines in 10; every 10th line is
-held out, train/data/text.py), fits add-k and interpolated Kneser-Ney models of every order from them
-(zoo.ngram) and reports each one's held-out perplexity in metrics.jsonl, one record per order n
-(step = n). Prints and writes (samples.txt) sentences sampled from the highest-order models. The
-counts are saved as ngram_counts.npz in the workdir; a rerun with the same corpus, min_count and order
-loads them instead of counting again. Default: the generated 2M-token corpus, order 3, < 1 minute.
+held out, train/data/text.py), fits add-k, Kneser-Ney (one discount) and modified Kneser-Ney models of every
+order from them (zoo.ngram; both Kneser-Ney models in the `kn_form`, interpolated or backoff) and reports each
+one's held-out perplexity in metrics.jsonl, one record per order n (step = n). Writes the highest-order
+Kneser-Ney model that `kn_discounts` names as model.arpa (train/data/arpa.py; KenLM and SRILM read it), and
+prints and writes (samples.txt) sentences sampled from it and from add-k. The counts are saved as
+ngram_counts.npz in the workdir; a rerun with the same corpus, min_count and order loads them instead of
+counting again. Default: the generated 2M-token corpus, order 3, < 1 minute.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import numpy as np
 from train.core import cli, config as config_lib, entry, files, fit as fit_lib
 from train.core.config import Key
 from train.core.errors import ConfigError, DataError
-from train.data import text as text_data
+from train.data import arpa, text as text_data
 from zoo import ngram
 from zoo.text import Vocab, tokenize
 
 SMOOTHINGS = ("all", "kneser_ney", "add_k")
 COUNTS_FILE = "ngram_counts.npz"
+ARPA_FILE = "model.arpa"
+KN_DISCOUNTS = ("modified", "one")
+KN_KINDS = {"one": "kneser_ney", "modified": "modified_kneser_ney"}  # kn_discounts -> the model's name
 FIT_KEYS = ("corpus", "num_tokens", "min_count", "max_vocab", "order")  # what the saved counts depend on
 # The counts hold about tokens x order^2 / 2 ids, and beyond this almost every n-gram of a corpus occurs once.
 MAX_ORDER = 10
@@ -50,8 +55,19 @@ SCHEMA = config_lib.Schema(
         ),
         "max_vocab": Key(0, "keep only the most frequent words (0: no limit)", range=">= 0"),
         "order": Key(3, "n: models of every order 1..n (Kneser-Ney: 2..n) are fitted and reported", range=">= 1"),
-        "smoothing": Key("all", "the models fitted: both, Kneser-Ney or add-k", choices=SMOOTHINGS),
+        "smoothing": Key("all", "the models fitted: all, both Kneser-Ney models, or add-k", choices=SMOOTHINGS),
         "discount": Key(0.75, "Kneser-Ney's absolute discount D", range="(0, 1]"),
+        "kn_discounts": Key(
+            "modified",
+            "the Kneser-Ney model written as model.arpa and sampled: modified (D1, D2, D3+ per order "
+            "from the count-of-counts) or one (D = discount)",
+            choices=KN_DISCOUNTS,
+        ),
+        "kn_form": Key(
+            "interpolated",
+            "both Kneser-Ney models' form: interpolated, or backoff (the lower order for unseen words only)",
+            choices=ngram.KN_FORMS,
+        ),
         "k": Key(0.01, "add-k's pseudo-count (k = 1: Laplace, add-one)", range="> 0"),
         "num_samples": Key(5, "sentences sampled from each highest-order model", range=">= 0"),
         "max_sample_len": Key(30, "words per sampled sentence at most", range=">= 1"),
@@ -174,7 +190,11 @@ def truncate(counts: ngram.NGramCounts, order: int) -> ngram.NGramCounts:
 def make_model(kind: str, counts: ngram.NGramCounts, vocab: Vocab, c):
     if kind == "add_k":
         return ngram.AddKLM(counts, vocab, k=c.k)
-    return ngram.KneserNeyLM(counts, vocab, discount=c.discount)
+    if kind == "modified_kneser_ney":
+        return ngram.ModifiedKneserNeyLM(counts, vocab, form=c.kn_form)
+    if c.kn_form == "interpolated":
+        return ngram.KneserNeyLM(counts, vocab, discount=c.discount)
+    return ngram.ModifiedKneserNeyLM(counts, vocab, form="backoff", discounts=[(c.discount,) * 3] * counts.order)
 
 
 # ----------------------------------------------------------------------------- run
@@ -195,7 +215,10 @@ def count_and_evaluate(config, workdir: str) -> dict:
     else:
         vocab, counts = loaded
 
-    kinds = ("add_k", "kneser_ney") if c.smoothing == "all" else (c.smoothing,)
+    kinds = {"all": ("add_k", "kneser_ney", "modified_kneser_ney"), "add_k": ("add_k",)}.get(
+        c.smoothing, ("kneser_ney", "modified_kneser_ney")
+    )
+    sampled = [k for k in kinds if k in ("add_k", KN_KINDS[c.kn_discounts])]
 
     def fit_and_evaluate(workdir, writer):
         if loaded is None:
@@ -211,23 +234,35 @@ def count_and_evaluate(config, workdir: str) -> dict:
         for n in range(1, c.order + 1):
             record = {}
             for kind in kinds:
-                if kind == "kneser_ney" and n < 2:
+                if kind != "add_k" and n < 2:
                     continue
                 model = make_model(kind, truncate(counts, n), vocab, c)
                 record[f"test_perplexity/{kind}"] = model.perplexity(held_out)
                 top[kind] = model
             writer.scalars(n, record)
             figures.update({f"{k.split('/')[1]}_{n}gram_test_perplexity": v for k, v in record.items()})
+        extra = ()
+        if "kneser_ney" in kinds:
+            model, arpa_path = top[KN_KINDS[c.kn_discounts]], os.path.join(workdir, ARPA_FILE)
+            arpa.save_arpa(arpa_path, model)
+            extra = (f"{c.kn_form} {KN_KINDS[c.kn_discounts]} {model.order}-gram model: {arpa_path}",)
+            if "modified_kneser_ney" in top:
+                d = "; ".join(
+                    f"{k}-grams {', '.join(f'{x:.3f}' for x in ds)}"
+                    for k, ds in enumerate(top["modified_kneser_ney"].discounts, start=1)
+                )
+                extra += (f"modified Kneser-Ney discounts D1, D2, D3+: {d}",)
         rng = np.random.default_rng(c.seed)
         lines = []
-        for kind, model in top.items():
+        for kind in sampled:
+            model = top[kind]
             for _ in range(c.num_samples):
                 words = model.sample(rng, c.max_sample_len)
                 lines.append(f"{kind} {model.order}-gram: {' '.join(w for w in words if w != ngram.EOS)}")
         with files.atomic_write(os.path.join(workdir, "samples.txt"), "w", encoding="utf-8") as f:
             f.writelines(line + "\n" for line in lines)
         print("\n".join(lines))
-        return figures, f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}", ()
+        return figures, f"ngram: held-out perplexity of {len(held_out)} lines; workdir {workdir}", extra
 
     return fit_lib.run(c, workdir, fit_lib.Fit("ngram", FIT_KEYS, COUNTS_FILE, fit_and_evaluate))
 

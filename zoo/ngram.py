@@ -13,8 +13,12 @@ estimated from counts. This module builds, in order:
 2. ``mle_prob``: the lecture's maximum-likelihood estimate p(w2 | w1) = count(w1, w2) / count(w1).
 3. ``AddKLM``: add-k smoothing, so that unseen n-grams keep some probability.
 4. ``KneserNeyLM``: interpolated Kneser-Ney, the standard strong n-gram baseline.
+5. ``ModifiedKneserNeyLM``: modified Kneser-Ney (three discounts per order from the count-of-counts,
+   ``modified_kn_discounts``), interpolated or backoff, as KenLM's lmplz and SRILM estimate it.
+6. ``backoff_tables`` and ``BackoffLM``: a Kneser-Ney model as ARPA's tables of log10 probabilities and
+   backoff weights, and the model such tables (an ARPA file, train/data/arpa.py) define.
 
-Both models give P(w | context) over the vocabulary including ``</s>`` (never ``<s>``,
+The models give P(w | context) over the vocabulary including ``</s>`` (never ``<s>``,
 which only starts sentences), score sentences by the chain rule, report perplexity
 and sample sentences. Words outside the vocabulary map to ``<unk>``.
 """
@@ -29,7 +33,28 @@ import numpy as np
 from zoo._checks import as_int, as_positive_float
 from zoo.text import Vocab, tokenize
 
-__all__ = ["BOS", "EOS", "UNK", "ngram_vocab", "NGramCounts", "count_ngrams", "mle_prob", "AddKLM", "KneserNeyLM"]
+__all__ = [
+    "BOS",
+    "EOS",
+    "UNK",
+    "ngram_vocab",
+    "NGramCounts",
+    "count_ngrams",
+    "mle_prob",
+    "AddKLM",
+    "KneserNeyLM",
+    "adjusted_levels",
+    "FALLBACK_DISCOUNTS",
+    "KN_FORMS",
+    "count_of_counts",
+    "modified_kn_discounts",
+    "discount_of",
+    "kn_interpolation_weight",
+    "kn_backoff_weight",
+    "ModifiedKneserNeyLM",
+    "backoff_tables",
+    "BackoffLM",
+]
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -352,64 +377,36 @@ def mle_prob(counts: NGramCounts, context, word) -> float:
 # ----------------------------------------------------------------------------- language models
 
 
-class _NGramLM:
-    """Shared chain-rule machinery; subclasses define _dist(h) and _prob(h, w) for a normalised context h."""
+class _ChainRuleLM:
+    """Shared chain-rule machinery over a vocabulary with <s>, </s> and <unk>.
 
-    def __init__(self, counts: NGramCounts, vocab: Vocab):
+    Subclasses define ``_probs(ctx, words)`` (vectorised, contexts right-aligned with -1 before a short one) and
+    may define a faster ``_dist(h)`` for a normalised context h.
+    """
+
+    def _set_vocab(self, vocab: Vocab, order: int, bos: int, eos: int) -> None:
         name = type(self).__name__
-        if not isinstance(counts, NGramCounts):
-            raise ValueError(f"{name}: counts must be an NGramCounts from count_ngrams, got {type(counts).__name__}")
         if not isinstance(vocab, Vocab):
             raise ValueError(f"{name}: vocab must be a zoo.text.Vocab (see ngram_vocab), got {type(vocab).__name__}")
-        if len(vocab) != counts.vocab_size:
-            raise ValueError(
-                f"{name}: vocab has {len(vocab)} words but the counts were made with "
-                f"vocab_size={counts.vocab_size}; pass vocab_size=len(vocab) to count_ngrams"
-            )
-        for tok, i in ((BOS, counts.bos), (EOS, counts.eos)):
+        for tok, i in ((BOS, bos), (EOS, eos)):
             if vocab.word_to_id.get(tok) != i:
                 raise ValueError(
                     f"{name}: vocab must hold {tok!r} at id {i} (the counts' boundary id); build it with ngram_vocab"
                 )
         if vocab.unk is None:
             raise ValueError(f"{name}: vocab needs an unk token for out-of-vocabulary words; build it with ngram_vocab")
-        if counts.num_sentences == 0:
-            raise ValueError(f"{name}: the counts hold no sentences")
-        self.counts, self.vocab = counts, vocab
-        self.order, self.bos, self.eos = counts.order, counts.bos, counts.eos
+        self.vocab, self.order, self.bos, self.eos = vocab, order, bos, eos
         self._predictable = np.ones(len(vocab), bool)  # every word but <s> can be predicted
-        self._predictable[self.bos] = False
+        self._predictable[bos] = False
 
-    @classmethod
-    def fit(
-        cls,
-        corpus: Iterable,
-        order: int,
-        *,
-        vocab: Vocab | None = None,
-        min_count: int = 1,
-        max_size: int | None = None,
-        lower: bool = True,
-        **kwargs,
-    ):
-        """Build ngram_vocab(corpus) (unless given), count n-grams of the encoded corpus, make the model.
+    def _dist(self, h: tuple) -> np.ndarray:
+        """P(. | h) over the vocabulary by _probs, one row per word."""
+        v, n = len(self.vocab), self.order
+        row = np.array([-1] * (n - 1 - len(h)) + list(h), np.int64).reshape(1, n - 1)
+        return self._probs(np.repeat(row, v, axis=0), np.arange(v, dtype=np.int64))
 
-        Without ``vocab`` the corpus is read twice, so it must be re-iterable (a list,
-        not a generator).
-        """
-        name = f"{cls.__name__}.fit"
-        if isinstance(corpus, str):
-            raise ValueError(f"{name}: corpus must be an iterable of lines or token lists, got a single str")
-        if vocab is None:
-            if iter(corpus) is corpus:
-                raise ValueError(
-                    f"{name}: corpus is a one-pass iterator but building the vocabulary and "
-                    "counting need two passes; pass a list or a prebuilt vocab="
-                )
-            vocab = ngram_vocab(corpus, min_count, max_size, lower=lower)
-        ids = vocab.encode_lines(corpus, unknown="map")
-        counts = count_ngrams(ids, order, vocab_size=len(vocab), bos=vocab.id(BOS), eos=vocab.id(EOS))
-        return cls(counts, vocab, **kwargs)
+    def _probs(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     # -- ids and contexts
 
@@ -516,6 +513,55 @@ class _NGramLM:
         return out
 
 
+class _NGramLM(_ChainRuleLM):
+    """A chain-rule model made from NGramCounts (and fitted from a corpus by ``fit``)."""
+
+    def __init__(self, counts: NGramCounts, vocab: Vocab):
+        name = type(self).__name__
+        if not isinstance(counts, NGramCounts):
+            raise ValueError(f"{name}: counts must be an NGramCounts from count_ngrams, got {type(counts).__name__}")
+        if isinstance(vocab, Vocab) and len(vocab) != counts.vocab_size:
+            raise ValueError(
+                f"{name}: vocab has {len(vocab)} words but the counts were made with "
+                f"vocab_size={counts.vocab_size}; pass vocab_size=len(vocab) to count_ngrams"
+            )
+        self._set_vocab(vocab, counts.order, counts.bos, counts.eos)
+        if counts.num_sentences == 0:
+            raise ValueError(f"{name}: the counts hold no sentences")
+        self.counts = counts
+
+    @classmethod
+    def fit(
+        cls,
+        corpus: Iterable,
+        order: int,
+        *,
+        vocab: Vocab | None = None,
+        min_count: int = 1,
+        max_size: int | None = None,
+        lower: bool = True,
+        **kwargs,
+    ):
+        """Build ngram_vocab(corpus) (unless given), count n-grams of the encoded corpus, make the model.
+
+        Without ``vocab`` the corpus is read twice, so it must be re-iterable (a list,
+        not a generator).
+        """
+        name = f"{cls.__name__}.fit"
+        if isinstance(corpus, str):
+            raise ValueError(f"{name}: corpus must be an iterable of lines or token lists, got a single str")
+        if vocab is None:
+            if iter(corpus) is corpus:
+                raise ValueError(
+                    f"{name}: corpus is a one-pass iterator but building the vocabulary and "
+                    "counting need two passes; pass a list or a prebuilt vocab="
+                )
+            vocab = ngram_vocab(corpus, min_count, max_size, lower=lower)
+        ids = vocab.encode_lines(corpus, unknown="map")
+        counts = count_ngrams(ids, order, vocab_size=len(vocab), bos=vocab.id(BOS), eos=vocab.id(EOS))
+        return cls(counts, vocab, **kwargs)
+
+
 class AddKLM(_NGramLM):
     """Add-k smoothing: P(w | h) = (c(h, w) + k) / (c(h) + k |V'|), V' = vocabulary without <s>.
 
@@ -553,6 +599,37 @@ class AddKLM(_NGramLM):
         return p
 
 
+def adjusted_levels(counts: NGramCounts) -> tuple:
+    """Kneser-Ney's adjusted counts a(g) of every order, as _Level tables of the k-grams with a(g) > 0.
+
+    a(g) = c(g) at the highest order and for g starting with <s> (nothing can precede it), else the
+    continuation count N1+(. g) = #{v : c(v, g) > 0}. Every k-gram seen in training has a(g) > 0.
+    """
+    n, bos = counts.order, counts.bos
+    levels = [None] * n
+    levels[n - 1] = counts.levels[n - 1]
+    for k in range(n - 1, 0, -1):  # adjusted counts of k-grams from the distinct (k+1)-grams
+        suffix = counts.grams[k][:, 1:].astype(np.int64)
+        g_cont, a_cont = _unique_rows(suffix)
+        raw_g, raw_c = counts.grams[k - 1], counts.counts[k - 1]
+        starts_bos = raw_g[:, 0] == bos
+        if k == 1:
+            starts_bos[:] = False  # <s> is never predicted: it gets no unigram mass
+        g, a = _unique_rows(
+            np.concatenate([g_cont, raw_g[starts_bos]]).astype(np.int64), np.concatenate([a_cont, raw_c[starts_bos]])
+        )
+        levels[k - 1] = _Level(g, a)
+    return tuple(levels)
+
+
+def _dense_unigram(level: _Level, vocab_size: int, bos: int) -> np.ndarray:
+    """The adjusted unigram counts a(w) as a float64 [V] vector, 0 at <s>."""
+    a1 = np.zeros(vocab_size, np.float64)
+    a1[level.grams[:, 0]] = level.values
+    a1[bos] = 0.0
+    return a1
+
+
 class KneserNeyLM(_NGramLM):
     """Interpolated Kneser-Ney (Chen & Goodman 1998), recursively over orders n, n-1, ..., 1:
 
@@ -576,27 +653,9 @@ class KneserNeyLM(_NGramLM):
         if not 0 < discount <= 1:
             raise ValueError(f"KneserNeyLM: discount must be in (0, 1], got {discount!r}")
         self.discount = discount
-        n, bos = self.order, self.bos
-        levels = [None] * n
-        levels[n - 1] = counts.levels[n - 1]
-        for k in range(n - 1, 0, -1):  # adjusted counts of k-grams from the distinct (k+1)-grams
-            suffix = counts.grams[k][:, 1:].astype(np.int64)
-            g_cont, a_cont = _unique_rows(suffix)
-            raw_g, raw_c = counts.grams[k - 1], counts.counts[k - 1]
-            starts_bos = raw_g[:, 0] == bos
-            if k == 1:
-                starts_bos[:] = False  # <s> is never predicted: it gets no unigram mass
-            g, a = _unique_rows(
-                np.concatenate([g_cont, raw_g[starts_bos]]).astype(np.int64),
-                np.concatenate([a_cont, raw_c[starts_bos]]),
-            )
-            levels[k - 1] = _Level(g, a)
-        self.levels = tuple(levels)
+        self.levels = adjusted_levels(counts)
         # P_1 as a dense vector
-        uni = levels[0]
-        a1 = np.zeros(len(vocab), np.float64)
-        a1[uni.grams[:, 0]] = uni.values
-        a1[bos] = 0.0
+        a1 = _dense_unigram(self.levels[0], len(vocab), self.bos)
         total, types = a1.sum(), int((a1 > 0).sum())
         lam = discount * types / total
         self._p1 = np.where(
@@ -627,4 +686,275 @@ class KneserNeyLM(_NGramLM):
             b = blk[seen]
             a_h = lvl.totals[b].astype(np.float64)
             p[seen] = d * lvl.types[b] / a_h * p[seen] + np.maximum(val[seen] - d, 0.0) / a_h
+        return p
+
+    def _weights(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per context block of order k >= 2: the weights of P_{k-1} for seen and unseen words, both D N1+(h .)/a(h)."""
+        lvl = self.levels[k - 1]
+        gamma = self.discount * lvl.types / lvl.totals.astype(np.float64)
+        return gamma, gamma
+
+
+# ----------------------------------------------------------------------------- modified Kneser-Ney
+
+# lmplz --discount_fallback's discounts (D1, D2, D3+), used where the count-of-counts cannot give them
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+KN_FORMS = ("interpolated", "backoff")
+
+
+def count_of_counts(counts, max_count: int = 4) -> np.ndarray:
+    """n_r = #{g : c(g) = r} for r = 1..max_count, as int64 [max_count] (n_1 first)."""
+    c = np.asarray(counts)
+    if c.ndim != 1 or (c.size and not np.issubdtype(c.dtype, np.integer)):
+        raise ValueError(f"count_of_counts: counts must be a 1-D integer array, got shape {c.shape} dtype {c.dtype}")
+    max_count = as_int(max_count, "max_count", "count_of_counts", minimum=1)
+    c = c.astype(np.int64)
+    return np.bincount(c[(c >= 1) & (c <= max_count)], minlength=max_count + 1)[1:].astype(np.int64)
+
+
+def modified_kn_discounts(count_of_counts) -> tuple[float, float, float]:
+    """(D1, D2, D3+) = (1 - 2Y n2/n1, 2 - 3Y n3/n2, 3 - 4Y n4/n3) with Y = n1 / (n1 + 2 n2) (Chen & Goodman 1998).
+
+    Falls back to FALLBACK_DISCOUNTS (0.5, 1, 1.5), as ``lmplz --discount_fallback`` does, when n1, n2 or n3
+    is 0 (a ratio is undefined) or a discount D_i leaves (0, i]: a discount <= 0 would give a context
+    no mass to pass down, and D_i > i a negative count. Only D2 <= 0 or D3+ <= 0 can happen with
+    n1..n3 > 0 (D1 > 0 and D_i <= i always hold), on small or artificial data.
+    """
+    n = np.asarray(count_of_counts, np.float64)
+    if n.shape != (4,) or not np.all(np.isfinite(n)) or np.any(n < 0):
+        raise ValueError(
+            f"modified_kn_discounts: count_of_counts must be 4 counts (n1..n4) >= 0, got {count_of_counts!r}"
+        )
+    n1, n2, n3, n4 = n.tolist()
+    if n1 == 0 or n2 == 0 or n3 == 0:
+        return FALLBACK_DISCOUNTS
+    y = n1 / (n1 + 2 * n2)
+    d = (1 - 2 * y * n2 / n1, 2 - 3 * y * n3 / n2, 3 - 4 * y * n4 / n3)
+    if not all(0 < d_i <= i for i, d_i in enumerate(d, start=1)):
+        return FALLBACK_DISCOUNTS
+    return d
+
+
+def discount_of(counts: np.ndarray, discounts) -> np.ndarray:
+    """D(c) = 0, D1, D2, D3+ for c = 0, 1, 2, >= 3, elementwise."""
+    table = np.array((0.0, *discounts), np.float64)
+    return table[np.minimum(np.asarray(counts, np.int64), 3)]
+
+
+def kn_interpolation_weight(n1, n2, n3_plus, total, discounts) -> np.ndarray:
+    """gamma(h) = (D1 N1(h .) + D2 N2(h .) + D3+ N3+(h .)) / c(h): the mass the discounts free in context h."""
+    d1, d2, d3 = discounts
+    return (d1 * np.asarray(n1) + d2 * np.asarray(n2) + d3 * np.asarray(n3_plus)) / np.asarray(total, np.float64)
+
+
+def kn_backoff_weight(gamma, seen_lower_mass) -> np.ndarray:
+    """alpha(h) = gamma(h) / (1 - sum_{w : c(h, w) > 0} P_lower(w | h')): the freed mass spread over unseen words."""
+    return np.asarray(gamma, np.float64) / (1.0 - np.asarray(seen_lower_mass, np.float64))
+
+
+def _check_discounts(discounts, order: int, fn: str) -> tuple:
+    """order triples (D1, D2, D3+) with 0 < D_i <= i, one per order 1..order."""
+    try:
+        d = np.asarray(discounts, np.float64)
+    except (TypeError, ValueError):
+        d = None
+    if d is None or d.shape != (order, 3) or not np.all(np.isfinite(d)) or np.any(d <= 0) or np.any(d > [1, 2, 3]):
+        raise ValueError(
+            f"{fn}: discounts must be {order} triples (D1, D2, D3+), one per order, with 0 < D1 <= 1, "
+            f"0 < D2 <= 2, 0 < D3+ <= 3, or None (estimated from the counts), got {discounts!r}"
+        )
+    return tuple(tuple(row) for row in d.tolist())
+
+
+class ModifiedKneserNeyLM(_NGramLM):
+    """Modified Kneser-Ney (Chen & Goodman 1998): discounts D1, D2, D3+ per order, interpolated or backoff form.
+
+        interpolated: P_k(w | h) = (a(h, w) - D(a(h, w))) / a(h) + gamma(h) P_{k-1}(w | h')
+        backoff:      P_k(w | h) = (a(h, w) - D(a(h, w))) / a(h) if a(h, w) > 0, else alpha(h) P_{k-1}(w | h')
+        P_1(w) = (a(w) - D(a(w))) / a() + gamma() / |V'|   (both forms; V' = vocabulary without <s>)
+
+    with h' = h minus its first word, the adjusted counts a of ``adjusted_levels`` (continuation counts
+    below the highest order), gamma = ``kn_interpolation_weight`` and alpha = ``kn_backoff_weight``. Each
+    order's discounts come from the count-of-counts n1..n4 of its adjusted counts (``modified_kn_discounts``)
+    unless ``discounts`` gives one triple per order ((D, D, D) at every order is one-discount Kneser-Ney).
+    A context with a(h) = 0 passes P_{k-1} through. In the backoff form a context followed by every word
+    but <s> has no unseen word to give alpha's mass to: it keeps the interpolated form, so P still sums to 1.
+    """
+
+    def __init__(self, counts: NGramCounts, vocab: Vocab, form: str = "interpolated", discounts=None):
+        super().__init__(counts, vocab)
+        fn = "ModifiedKneserNeyLM"
+        if self.order < 2:
+            raise ValueError(f"{fn}: needs n-gram counts of order >= 2, got order {self.order}")
+        if form not in KN_FORMS:
+            raise ValueError(f"{fn}: form must be one of {', '.join(KN_FORMS)}, got {form!r}")
+        self.form = form
+        self.levels = adjusted_levels(counts)
+        if discounts is None:
+            discounts = [modified_kn_discounts(count_of_counts(lvl.values)) for lvl in self.levels]
+        self.discounts = _check_discounts(discounts, self.order, fn)
+        a1 = _dense_unigram(self.levels[0], len(vocab), self.bos)
+        a1_int = a1.astype(np.int64)
+        gamma0 = kn_interpolation_weight(
+            (a1_int == 1).sum(), (a1_int == 2).sum(), (a1_int >= 3).sum(), a1.sum(), self.discounts[0]
+        )
+        self._p1 = np.where(
+            self._predictable,
+            (a1 - discount_of(a1_int, self.discounts[0])) / a1.sum() + gamma0 / self._predictable.sum(),
+            0.0,
+        )
+        self._seen_weight, self._unseen_weight = [None, None], [None, None]  # per block of orders 2..n
+        for k in range(2, self.order + 1):
+            seen, unseen = self._level_weights(k)
+            self._seen_weight.append(seen)
+            self._unseen_weight.append(unseen)
+
+    def _level_weights(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The weights of P_{k-1} in each order-k context for seen and for unseen words (orders < k ready)."""
+        lvl = self.levels[k - 1]
+        a = lvl.values
+        block_sum = lambda x: np.add.reduceat(x.astype(np.int64), lvl.starts)  # noqa: E731
+        gamma = kn_interpolation_weight(
+            block_sum(a == 1), block_sum(a == 2), block_sum(a >= 3), lvl.totals, self.discounts[k - 1]
+        )
+        if self.form == "interpolated":
+            return gamma, gamma
+        n = self.order  # backoff: P_{k-1}(w | h') of every seen (h, w), summed per context
+        ctx = np.full((len(a), n - 1), -1, np.int64)
+        ctx[:, n - k + 1 :] = lvl.grams[:, 1:-1]
+        lower = self._probs_to(ctx, lvl.grams[:, -1].astype(np.int64), k - 1)
+        seen_mass = np.add.reduceat(lower, lvl.starts)
+        covered = lvl.types == self._predictable.sum()  # no unseen word: keep this context interpolated
+        alpha = np.where(covered, gamma, kn_backoff_weight(gamma, np.where(covered, 0.0, seen_mass)))
+        return np.where(covered, gamma, 0.0), alpha
+
+    def _weights(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per context block of order k >= 2: the weights of P_{k-1} for seen and unseen words."""
+        return self._seen_weight[k], self._unseen_weight[k]
+
+    def _probs_to(self, ctx: np.ndarray, words: np.ndarray, top: int) -> np.ndarray:
+        """P_top(words[r] | ctx[r]): the recursion up to order top, ctx [m, order-1] right-aligned, -1 padded."""
+        n = self.order
+        p = self._p1[words]
+        for k in range(2, top + 1):
+            lvl = self.levels[k - 1]
+            blk, val = lvl.lookup(ctx[:, n - k :], words)
+            rows = np.flatnonzero(blk >= 0)
+            b, v, lower = blk[rows], val[rows], p[rows]
+            disc = (v - discount_of(v, self.discounts[k - 1])) / lvl.totals[b]
+            p[rows] = np.where(v > 0, disc + self._seen_weight[k][b] * lower, self._unseen_weight[k][b] * lower)
+        return p
+
+    def _probs(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """Vectorised P(words[r] | ctx[r]) with ctx right-aligned and -1 before a short context."""
+        return self._probs_to(ctx, words, self.order)
+
+
+# ----------------------------------------------------------------------------- backoff tables (ARPA's form)
+
+
+def backoff_tables(model) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A Kneser-Ney model in ARPA's backoff form: per order k, (k-grams [m, k], log10 P, log10 backoff weight).
+
+    The k-grams are those with adjusted count a > 0 (order 1: every word, <s> included with log10 P = -99,
+    SRILM's "never"), each with the model's probability P_k(w | h), the interpolated one for an interpolated
+    model as KenLM writes it. The backoff weight of a k-gram g (k < n) is the weight of P_k given to the
+    words never seen after g (gamma(g) interpolated, alpha(g) backoff), 1 (log 0) where nothing follows g.
+    Then P(w | h) = P(h, w) if listed, else bow(h) P(w | h') is the model's probability for every h and w.
+    """
+    if not isinstance(model, (KneserNeyLM, ModifiedKneserNeyLM)):
+        raise ValueError(
+            f"backoff_tables: model must be a KneserNeyLM or ModifiedKneserNeyLM, got {type(model).__name__}"
+        )
+    n, v = model.order, len(model.vocab)
+    tables = []
+    for k in range(1, n + 1):
+        grams = np.arange(v, dtype=np.int64)[:, None] if k == 1 else model.levels[k - 1].grams.astype(np.int64)
+        ctx = np.full((len(grams), n - 1), -1, np.int64)
+        ctx[:, n - k :] = grams[:, :-1]
+        with np.errstate(divide="ignore"):
+            logp = np.log10(model._probs(ctx, grams[:, -1]))
+        if k == 1:
+            logp[model.bos] = -99.0
+        logbow = np.zeros(len(grams))
+        if k < n:
+            blk, _ = model.levels[k].lookup(grams, np.zeros(len(grams), np.int64))
+            has = blk >= 0
+            logbow[has] = np.log10(model._weights(k + 1)[1][blk[has]])
+        tables.append((grams, logp, logbow))
+    return tables
+
+
+class BackoffLM(_ChainRuleLM):
+    """A backoff n-gram model from its tables, the model an ARPA file holds (see ``backoff_tables``):
+
+        P(w | h) = 10^logp(h, w) if (h, w) is listed, else 10^logbow(h) P(w | h')   (logbow = 0 if h is not listed)
+
+    ``tables[k - 1]`` = (k-grams int [m_k, k] of vocab ids, log10 P [m_k], log10 backoff weight [m_k]). Every
+    word but <s> must have a unigram; P(<s>) is 0 whatever its table entry says.
+    """
+
+    def __init__(self, vocab: Vocab, tables):
+        fn = "BackoffLM"
+        if not isinstance(vocab, Vocab):
+            raise ValueError(f"{fn}: vocab must be a zoo.text.Vocab, got {type(vocab).__name__}")
+        tables = list(tables)
+        if not tables:
+            raise ValueError(f"{fn}: tables must hold at least the unigrams, got none")
+        if BOS not in vocab.word_to_id or EOS not in vocab.word_to_id:
+            raise ValueError(f"{fn}: vocab must hold {BOS!r} and {EOS!r}")
+        self._set_vocab(vocab, len(tables), vocab.id(BOS), vocab.id(EOS))
+        v = len(vocab)
+        self._levels, self._logp, self._logbow = [], [], []
+        for k, (grams, logp, logbow) in enumerate(tables, start=1):
+            grams, logp, logbow = np.asarray(grams), np.asarray(logp, np.float64), np.asarray(logbow, np.float64)
+            m = len(grams)
+            if grams.shape != (m, k) or logp.shape != (m,) or logbow.shape != (m,):
+                raise ValueError(
+                    f"{fn}: order {k}'s table must be k-grams [m, {k}] with m log10 probabilities and backoff "
+                    f"weights, got shapes {grams.shape}, {logp.shape}, {logbow.shape}"
+                )
+            if m and (not np.issubdtype(grams.dtype, np.integer) or grams.min() < 0 or grams.max() >= v):
+                raise ValueError(f"{fn}: order {k}'s k-grams must be ids in [0, {v})")
+            if np.any(np.isnan(logp)) or not np.all(np.isfinite(logbow)):
+                raise ValueError(f"{fn}: order {k}'s log10 probabilities must not be NaN and its backoffs finite")
+            order = np.lexsort(grams.T[::-1]) if m else np.zeros(0, np.int64)
+            g = grams[order].astype(np.int64)
+            if m > 1 and np.any(np.all(g[1:] == g[:-1], axis=1)):
+                raise ValueError(f"{fn}: order {k} lists a k-gram twice")
+            self._levels.append(_Level(g, np.arange(1, m + 1, dtype=np.int64)))  # value = row + 1, 0 = unlisted
+            self._logp.append(logp[order])
+            self._logbow.append(logbow[order])
+        listed = np.zeros(v, bool)
+        listed[self._levels[0].grams[:, 0]] = True
+        if not np.all(listed | ~self._predictable):
+            missing = vocab.words[int(np.flatnonzero(~listed & self._predictable)[0])]
+            raise ValueError(f"{fn}: every word but <s> needs a unigram; {missing!r} has none")
+        self._logp1 = np.zeros(v)
+        self._logp1[self._levels[0].grams[:, 0]] = self._logp[0]
+        self._logbow1 = np.zeros(v)
+        self._logbow1[self._levels[0].grams[:, 0]] = self._logbow[0]
+
+    def _context_logbow(self, h: np.ndarray) -> np.ndarray:
+        """log10 backoff weight of each row's context h [m, j] (right-aligned), 0 where h is unlisted or short."""
+        j = h.shape[1]
+        if j == 1:
+            return np.where(h[:, 0] >= 0, self._logbow1[np.maximum(h[:, 0], 0)], 0.0)
+        _, row = self._levels[j - 1].lookup(h[:, :-1], np.maximum(h[:, -1], 0))
+        return np.where(row > 0, self._logbow[j - 1][np.maximum(row - 1, 0)], 0.0)
+
+    def log10_probs(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """log10 P(words[r] | ctx[r]) by the backoff recursion, ctx [m, order-1] right-aligned, -1 padded."""
+        n = self.order
+        logp = self._logp1[words]
+        for k in range(2, n + 1):
+            _, row = self._levels[k - 1].lookup(ctx[:, n - k :], words)
+            listed = row > 0
+            backed_off = logp + self._context_logbow(ctx[:, n - k :])
+            logp = np.where(listed, self._logp[k - 1][np.maximum(row - 1, 0)], backed_off)
+        return logp
+
+    def _probs(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+        p = 10.0 ** self.log10_probs(ctx, words)
+        p[words == self.bos] = 0.0
         return p
