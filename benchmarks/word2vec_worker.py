@@ -32,7 +32,6 @@ def run_ours(spec: dict) -> dict:
     parallel.schedule_depth_first()  # as train.word2vec does, before JAX starts
     cfg = spec["config"]
     import jax
-    import numpy as np
 
     from train import word2vec as tw
     from train.core import loop
@@ -59,17 +58,22 @@ def run_ours(spec: dict) -> dict:
     jax.block_until_ready(metrics)
     marks["compiled"] = time.time()
     wait = parallel.wait_each_step()  # as the training loop does
+    queued = metrics
     for _ in range(c.num_steps - 1):
         state, metrics, _ = step(state, parallel.shard_batch(next(data), mesh))
         if wait:
             jax.block_until_ready(state)
+        # At most one step queued behind the running one, as the loop's syncs bound it: unawaited, the loop runs
+        # ahead of the device and every queued step holds its batch (FastText's 40 MB: 1.5 GB more at 40 steps).
+        jax.block_until_ready(queued)
+        queued = metrics
     jax.block_until_ready(state.params)
     marks["trained"] = time.time()
-    table = np.asarray(jax.device_get(state.params["in"]))
-    W = examples.word_vectors(table)  # FastText: each word's mean of its own and its n-grams' rows
+    # as train.word2vec's export: composed and written from the device table, a block at a time, no host copy
+    W = examples.word_vectors(state.params["in"])  # FastText: each word's mean of its own and its n-grams' rows
     vectors.save_word2vec_binary(os.path.join(spec["out"], "vectors.bin"), corpus.vocab.words, W)
     if c.model in w2v_examples.FASTTEXT_MODELS:
-        vectors.save_subwords(spec["out"], table[: len(corpus.vocab)], table[len(corpus.vocab) :], c.minn, c.maxn)
+        vectors.save_subwords_of_table(spec["out"], state.params["in"], len(corpus.vocab), c.minn, c.maxn)
     marks["written"] = time.time()
     return {
         "marks": marks,

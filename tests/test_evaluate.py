@@ -30,6 +30,7 @@ from PIL import Image
 
 from tests.cli_cases import JAX_CACHE, ROOT, WORKERS, Case, ForkServer, Outcome, case, check_refused, fill
 from train import evaluate as evaluate_lib
+from train.evaluation import images as evaluation_images
 from zoo import metrics
 
 # 1500 real digits against the 297 of the test split, classifier features: FD 1.59, KID 2.5 (std over 20 subsets of
@@ -370,10 +371,12 @@ def test_the_inception_path_with_a_stand_in_network(monkeypatch, digits_npz, dat
     """Plumbing only: grey images reach the network as RGB in batches of 50 (the last one padded), the figures are
     zoo.metrics' of its outputs (FD, KID, precision/recall, IS of the logits), any image size is taken, and the
     statistics --save_stats writes, saved again as pytorch-fid saves them (no network named), are read back as the
-    reference. (Each FD of 2048-d features takes ~12 s on 2 cores: three are computed.)"""
+    reference. The stand-in's features are 64-d, not Inception's 2048 (an FD of 2048-d features takes ~12 s on 2
+    cores, and three are computed)."""
     calls = []
-    module, network = stand_in_inception(calls)
+    module, network = stand_in_inception(calls, dims=64)
     monkeypatch.setitem(sys.modules, "train.evaluation.inception_weights", module)
+    monkeypatch.setattr(evaluation_images, "INCEPTION_DIMS", 64)
     weights = tmp_path / "pt_inception.pth"
     weights.write_bytes(b"stand-in weights")
     x, _, x_test, _ = digits_arrays()

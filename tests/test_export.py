@@ -90,6 +90,10 @@ def image_configs(data_dir):
                 train_gan,
                 test_train_gan.tiny_config(data_dir, **common, **{"model.arch": "dcgan", "loss": "wgan-gp"}),
             ),
+            "gan-dcgan-stabilised": (
+                train_gan,
+                test_train_gan.tiny_config(data_dir, **common, **test_train_gan.STABILISED, **{"model.arch": "dcgan"}),
+            ),
         }
     )
     return configs
@@ -204,6 +208,7 @@ def digits(data_dir):
         "vae-conv-conditional",
         "gan-mlp",
         "gan-dcgan-wgan-gp",
+        "gan-dcgan-stabilised",
         "edm",
         "flow-dit-conditional",
         "vqvae-ema",

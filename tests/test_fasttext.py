@@ -112,3 +112,46 @@ def test_init_params_is_fasttexts_uniform_and_checks_tables():
         ft.unseen_word_vector(np.zeros(3), [0])
     with pytest.raises(ValueError, match="counts must be"):
         ft.word_vectors(np.zeros((2, 4)), np.zeros((5, 4)), [0, 1], [1])
+
+
+@pytest.mark.parametrize("partitionable", [False, True])
+def test_uniform_rows_is_jax_random_uniform_bit_for_bit(partitionable):
+    """init_params draws its table a block of rows at a time (uniform_rows): the values of one
+    jax.random.uniform over the whole table, in either threefry layout, for typed and raw keys, whatever the
+    block (a last block that overlaps, an odd count of floats), jitted or not; and no table-sized temporary."""
+    import jax
+    import jax.numpy as jnp
+
+    with jax.threefry_partitionable(partitionable):
+        for key in (jax.random.key(0), jax.random.PRNGKey(3)):
+            for rows, dim, block_floats in [(1001, 7, 64), (1000, 8, 64), (333, 5, 5), (17, 1, 4), (7, 4, 1000)]:
+                want = np.asarray(jax.random.uniform(key, (rows, dim), jnp.float32, -1 / dim, 1 / dim))
+                draw = lambda k: ft.uniform_rows(k, rows, dim, -1 / dim, 1 / dim, block_floats)  # noqa: B023, E731
+                for got in (draw(key), jax.jit(draw)(key)):
+                    np.testing.assert_array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32))
+        p = ft.init_params(jax.random.key(1), 7, 50, 4)
+        want = jax.random.uniform(jax.random.key(1), (57, 4), jnp.float32, -0.25, 0.25)
+        np.testing.assert_array_equal(np.asarray(p["in"]), np.asarray(want))
+        table_bytes = 100_000 * 8 * 4
+        draw = jax.jit(lambda k: ft.uniform_rows(k, 100_000, 8, -0.1, 0.1, 8192))
+        assert draw.lower(jax.random.key(0)).compile().memory_analysis().temp_size_in_bytes < table_bytes // 4
+
+
+def test_table_word_vectors_are_word_vectors_bit_for_bit():
+    """Composed from the whole 'in' table a block of words at a time (padded blocks, words without n-grams, a
+    word alone in its block), the vectors are word_vectors' of the table's two parts, bit for bit."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    words = ["".join(rng.choice(list("abcdefgé"), rng.integers(1, 9))) for _ in range(300)] + WORDS
+    for minn, maxn in [(3, 6), (7, 9), (1, 2)]:
+        ids, counts = ft.ngram_buckets(words, minn, maxn, 97)
+        v = len(words)
+        table = jnp.asarray(rng.normal(size=(v + 97, 5)).astype(np.float32))
+        want = np.asarray(ft.word_vectors(table[:v], table[v:], ids, counts)).view(np.uint32)
+        for block_floats in (5, 35, 320, 1 << 22):
+            got = ft.table_word_vectors(table, v, ids, counts, block_floats)
+            assert got.dtype == np.float32 and isinstance(got, np.ndarray)
+            np.testing.assert_array_equal(got.view(np.uint32), want)
+    with pytest.raises(ValueError, match="counts must be"):
+        ft.table_word_vectors(np.zeros((7, 4), np.float32), 2, [0, 1], [1])

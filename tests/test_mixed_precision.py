@@ -86,7 +86,10 @@ def _equations(jaxpr):
 def _abstract_state(task, c):
     tx = task.optimizer or state_lib.make_optimizer(c)
     return jax.eval_shape(
-        lambda k: state_lib.create_train_state(task.init_params(k), tx, c.ema_decay), jax.random.key(0)
+        lambda k: state_lib.create_train_state(
+            task.init_params(k), tx, c.ema_decay, task.init_aux() if task.init_aux else None
+        ),
+        jax.random.key(0),
     )
 
 
@@ -101,6 +104,18 @@ def _abstract_state(task, c):
         pytest.param("vae", {"model.arch": "conv", "conditional": True}, id="vae-conv-conditional"),
         pytest.param("gan", {}, id="gan-mlp"),
         pytest.param("gan", {"model.arch": "dcgan", "loss": "wgan-gp"}, id="gan-dcgan-wgan-gp"),
+        pytest.param(
+            "gan",
+            {
+                "model.arch": "dcgan",
+                "n_critic": 3,
+                "d_spectral_norm": True,
+                "r1_gamma": 1.0,
+                "reg_every": 2,
+                "diffaugment": "color,translation,cutout",
+            },
+            id="gan-dcgan-stabilised",
+        ),
     ],
 )
 def test_train_step_matmuls_and_convolutions_run_in_the_config_dtype(name, overrides, digits, data_dir):

@@ -4,16 +4,18 @@ import functools
 import itertools
 import math
 import os
+import signal
+import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
 
-from tests.configs import resumed_records, smoke_config, straight_records
+from tests.configs import read_metrics, resumed_records, smoke_config, straight_records
 from tests.test_train_autoencoder import tiny_npz
 from train import gan as train_gan
-from train.core import config as config_lib, loop, parallel
+from train.core import checkpoint, config as config_lib, loop, parallel
 from train.core.errors import ConfigError
 from train.data import images as data
 
@@ -107,6 +109,10 @@ def test_npz_dcgan_wgan_gp(data_dir, tmp_path):
         ({"model.arch": "stylegan"}, "accepted: mlp, dcgan"),
         ({"gp_weight": -1.0}, "config.gp_weight=-1.0 is not accepted; accepted: a finite number >= 0"),
         ({"model.hidden": ()}, "config.model.hidden=() is not accepted; accepted: a non-empty tuple of integers >= 1"),
+        ({"n_critic": 0}, "config.n_critic=0 is not accepted; accepted: an integer >= 1"),
+        ({"r1_gamma": -1.0}, "config.r1_gamma=-1.0 is not accepted; accepted: a finite number >= 0"),
+        ({"diffaugment": "colour"}, "config.diffaugment='colour' is not accepted; accepted: a comma-separated subset"),
+        ({"reg_every": 4}, "config.reg_every=4 spaces out R1/R2, but both are off"),
     ],
 )
 def test_bad_config_raises_before_any_write(data_dir, tmp_path, overrides, match):
@@ -129,3 +135,96 @@ def test_in_run_evaluation_in_inception_space(data_dir, tmp_path, monkeypatch):
     for k in ("fd", "kid", "precision", "recall", "inception_score"):
         assert math.isfinite(figures[f"eval/{k}"]) and math.isfinite(figures[f"eval/ref_{k}"]), k
     assert figures["eval/inception_score"] >= 1 and not any("classifier" in k for k in figures), figures
+
+
+STABILISED = {
+    "n_critic": 3,
+    "d_spectral_norm": True,
+    "r1_gamma": 1.0,
+    "reg_every": 2,
+    "diffaugment": "color,translation,cutout",
+    "eval.num_samples": 0,
+}
+
+
+def test_stabilised_steps_follow_the_step_counter(data_dir):
+    """n_critic 3: D and spectral norm's u vectors move every step, G at steps 3, 6, ... only (state.step % 3 == 2);
+    lazy R1 every 2nd step (state.step % 2 == 0), weighted by 2, and 0 between."""
+    c = tiny_config(data_dir, **STABILISED)
+    ds = data.load_images("digits", str(data_dir))
+    task, mesh = train_gan.make_task(c, ds), parallel.data_mesh()
+    state, step = loop.init_state(task, c, mesh), loop.compile_step(task, c, mesh)
+    batches = data.batches(ds.train, c.batch_size, 0)
+    moved = lambda a, b: max(jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), a, b)))
+    for s in range(6):
+        before = jax.device_get(state)
+        state, metrics, finite = step(state, parallel.shard_batch(next(batches), mesh))
+        after, metrics = jax.device_get(state), jax.device_get(metrics)
+        assert finite and int(after.step) == s + 1
+        assert moved(before.params["discriminator"], after.params["discriminator"]) > 0, s
+        assert moved(before.aux["spectral_u"], after.aux["spectral_u"]) > 0, s
+        g_moved = moved(before.params["generator"], after.params["generator"])
+        assert (g_moved > 0) == (s % 3 == 2) and (metrics["g_grad_norm"] > 0) == (s % 3 == 2), (s, g_moved)
+        assert (metrics["d_penalty"] > 0) == (s % 2 == 0), (s, metrics["d_penalty"])
+
+
+# A run killed (SIGKILL, nothing saved on the way out) right after logging step `kill_after`.
+KILL_SCRIPT = """
+import os, signal, sys
+import jax
+jax.config.update("jax_threefry_partitionable", False)  # as tests/conftest.py: the in-process runs' draws
+jax.config.update("jax_num_cpu_devices", 1)
+from tests.test_train_gan import STABILISED, tiny_config
+from train import gan as train_gan
+from train.core import loop
+log, kill_after = loop._Steps.log, int(sys.argv[3])
+def log_then_die(self, s):
+    log(self, s)
+    if s == kill_after:
+        os.kill(os.getpid(), signal.SIGKILL)
+loop._Steps.log = log_then_die
+train_gan.run(tiny_config(sys.argv[2], num_steps=12, log_every=1, checkpoint_every=4, **STABILISED), sys.argv[1])
+"""
+
+
+def _final_state(workdir, c, ds):
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), c.keep_checkpoints)
+    try:
+        state, step = ckpt.read_latest_state(loop.abstract_state(train_gan.make_task(c, ds), c, parallel.data_mesh()))
+    finally:
+        ckpt.close()
+    return int(step), jax.device_get(state)
+
+
+def test_kill_9_mid_cycle_then_resume_is_bit_identical(data_dir, tmp_path):
+    """n_critic 3, lazy R1 every 2, spectral norm, DiffAugment: killed after step 10, its last committed checkpoint
+    at step 4 or 8 (saves are asynchronous), one or two critic steps into a cycle, then resumed to step 12: the
+    same losses at every step and the same final state, bit for bit, as a run that was never interrupted."""
+    c = tiny_config(data_dir, num_steps=12, log_every=1, checkpoint_every=4, **STABILISED)
+    ds = data.load_images("digits", str(data_dir))
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    train_gan.run(c, straight)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": root}
+    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(root, ".pytest_cache", "jax_subprocess")
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, killed, str(data_dir), "10"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    committed = [int(s) for s in os.listdir(os.path.join(killed, "checkpoints")) if s.isdigit()]
+    assert max(committed) in (4, 8), os.listdir(os.path.join(killed, "checkpoints"))  # 4 % 3, 8 % 3: mid-cycle
+    train_gan.run(c, killed)  # resumes there
+    per_step = lambda w: [(r["step"], r["d_loss"], r["g_loss"], r["d_penalty"]) for r in read_metrics(w) if "loss" in r]
+    assert [s for s, *_ in per_step(killed)] == list(range(1, 13))
+    assert per_step(killed) == per_step(straight)
+    (step_a, a), (step_b, b) = _final_state(killed, c, ds), _final_state(straight, c, ds)
+    assert step_a == step_b == 12
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        (a.params, a.opt_state, a.ema_params, a.aux),
+        (b.params, b.opt_state, b.ema_params, b.aux),
+    )

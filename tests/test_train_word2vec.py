@@ -125,7 +125,7 @@ import dataclasses, jax, numpy as np
 from tests.test_train_word2vec import tiny_config
 from train.core import loop, parallel
 from train import word2vec as tw
-from train.data import word2vec_examples as w2v_examples
+from train.data import word2vec_examples as w2v_examples, word2vec_step
 from zoo import word2vec_rows
 assert jax.device_count() == 4
 mesh = parallel.data_mesh()
@@ -178,7 +178,8 @@ for model in ("sgns", "cbow"):
         for k in tables:
             np.testing.assert_allclose(np.asarray(state.params[k]), w[k], rtol=1e-4, atol=1e-6)
         if (mode, sync) == ("local", 2):  # the sums of the touched rows are the dense sums, in any chunks
-            dense = tw.make_train_step(c, M, mesh, examples.negatives, examples.sync_minibatches, dense_sums=True)
+            dense = word2vec_step.make_train_step(c, M, mesh, examples.negatives, examples.sync_minibatches,
+                                                  dense_sums=True)
             vocab = len(tables["in"])
             chunks = ((dense, parallel.SUM_CHUNK_ROWS), (task.train_step, 50), (task.train_step, vocab - 1))
             for step_fn, chunk in chunks:
@@ -457,3 +458,22 @@ def test_fasttext_run_gives_vectors_to_unseen_words_from_its_files(tmp_path):
         np.testing.assert_allclose(kv[unseen], want, rtol=1e-5, atol=1e-7)
     assert kv.similarity("king", "king") == pytest.approx(1.0, abs=1e-6)
     assert not kv[""].any()  # "<>" has no n-gram of 3 to 5 characters: the zero vector, as gensim's
+
+
+def test_subwords_of_table_are_save_subwords_file(tmp_path, monkeypatch):
+    """save_subwords_of_table streams a device (or host) 'in' table into subwords.npz a block of rows at a time:
+    the members np.load reads are save_subwords' of the table's two parts, names, dtypes, shapes and values."""
+    rng = np.random.default_rng(0)
+    host = rng.normal(size=(1003, 6)).astype(np.float32)
+    (tmp_path / "want").mkdir()
+    with np.load(vectors.save_subwords(str(tmp_path / "want"), host[:11], host[11:], 2, 5)) as f:
+        want = {k: f[k] for k in f.files}
+    monkeypatch.setattr(vectors, "SAVE_BLOCK_FLOATS", 6 * 64)  # blocks of 64 rows, the last one shorter
+    for table in (jax.numpy.asarray(host), host):
+        out = tmp_path / type(table).__name__
+        out.mkdir()
+        with np.load(vectors.save_subwords_of_table(str(out), table, 11, 2, 5)) as f:
+            assert f.files == list(want)
+            for k, v in want.items():
+                assert f[k].dtype == v.dtype and f[k].shape == v.shape
+                np.testing.assert_array_equal(f[k], v)

@@ -364,7 +364,10 @@ def inception_network(args) -> Network:
     """InceptionV3 of the weights file --inception_weights names, known by a hash of the file."""
     digest = files.fingerprint(args.inception_weights)
     name = f"inception:{(digest.get('sha256') or digest['sha256_sampled'])[:16]}"
-    return Network(name, 2048, None, lambda x: inception_features(args.inception_weights, x))
+    from train.evaluation import images as evaluation
+
+    dims = evaluation.INCEPTION_DIMS
+    return Network(name, dims, None, lambda x: inception_features(args.inception_weights, x))
 
 
 # ----------------------------------------------------------------------------- checks before the work

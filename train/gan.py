@@ -1,11 +1,14 @@
 """Train a GAN: `python -m train.gan [--workdir runs/gan] [--config.key=value ...]`.
 
 Default: an MLP generator and discriminator with the non-saturating loss on the embedded 8x8 digits, a few
-minutes on 2 CPU cores. One jitted step updates the discriminator, then the generator against the updated
-discriminator. config.loss: 'minimax' (the lecture's: D maximises V(D, G), G minimises it), 'nonsaturating'
-(G minimises -log D(G(z))), 'hinge', or 'wgan-gp' (Wasserstein critic + gradient penalty). Both networks
-keep an EMA; samples come from the EMA generator. Writes checkpoints, metrics.jsonl (losses, the minimax
-value V(D, G), sample quality), samples/{samples,interpolation}_*.png.
+minutes on 2 CPU cores. One jitted step updates the discriminator, then (every n_critic-th step) the generator
+against the updated discriminator. config.loss: 'minimax' (the lecture's: D maximises V(D, G), G minimises it),
+'nonsaturating' (G minimises -log D(G(z))), 'hinge', or 'wgan-gp' (Wasserstein critic + gradient penalty).
+Stabilisers: n_critic (critic steps per generator step), d_spectral_norm (D's kernels over their largest
+singular value), r1_gamma / r2_gamma / reg_every (gradient penalties on reals / fakes, lazily every k steps),
+diffaugment (the same differentiable augmentation of reals and fakes before D). Both networks keep an EMA;
+samples come from the EMA generator. Writes checkpoints, metrics.jsonl (losses, the minimax value V(D, G),
+sample quality), samples/{samples,interpolation}_*.png.
 """
 
 from __future__ import annotations
@@ -16,15 +19,30 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from train.core import cli, config as config_lib, loop, state as state_lib
-from train.core.config import Key
-from train.data import image_runs, images as data
+from train.core import cli, config as config_lib, loop
+from train.core.config import ConfigError, Key
+from train.data import gan_runs, image_runs, images as data
 from train.evaluation import images as evaluation, plots
 from zoo import gan
 
 LOSSES = ("minimax", "nonsaturating", "hinge", "wgan-gp")
 ARCHS = ("mlp", "dcgan")
-NETS = ("generator", "discriminator")
+
+
+def check_stabilisers(c) -> None:
+    """ConfigError for a DiffAugment policy with an unknown op, or a reg_every with no R1/R2 to space out."""
+    try:
+        gan.parse_diffaugment_policy(c.diffaugment)
+    except ValueError:
+        raise ConfigError(
+            f"config.diffaugment={c.diffaugment!r} is not accepted; accepted: a comma-separated subset of "
+            f"{', '.join(gan.DIFFAUGMENT_OPS)} (each once), or '' for none"
+        ) from None
+    if c.reg_every > 1 and not (c.r1_gamma or c.r2_gamma):
+        raise ConfigError(
+            f"config.reg_every={c.reg_every} spaces out R1/R2, but both are off; accepted: config.reg_every=1, or "
+            f"config.r1_gamma or config.r2_gamma > 0"
+        )
 
 
 SCHEMA = config_lib.Schema(
@@ -35,12 +53,22 @@ SCHEMA = config_lib.Schema(
         ),
         "loss": Key("nonsaturating", "the GAN objective", choices=LOSSES),
         "gp_weight": Key(10.0, "lambda of the gradient penalty ('wgan-gp')", range=">= 0"),
+        "n_critic": Key(
+            1, "discriminator steps per generator step: a train step updates D, every n-th also G", range=">= 1"
+        ),
+        "d_spectral_norm": Key(False, "divide D's kernels by their largest singular value (one power step a use)"),
+        "r1_gamma": Key(0.0, "gamma of R1 = gamma/2 E_real |grad_x D(x)|^2 in D's loss (0: off)", range=">= 0"),
+        "r2_gamma": Key(0.0, "gamma of R2 = gamma/2 E_fake |grad_x D(x)|^2 in D's loss (0: off)", range=">= 0"),
+        "reg_every": Key(1, "R1/R2 every k-th D step, weighted by k (StyleGAN2's lazy regularisation)", range=">= 1"),
+        "diffaugment": Key(
+            "", "DiffAugment ops on reals and fakes before D: a comma list of color, translation, cutout ('': off)"
+        ),
     },
     config_lib.latent_network_keys(ARCHS, "generator and discriminator", "z", 32, (256, 256), "of both networks"),
     evaluation.eval_keys(num_samples=500),
     evaluation.INTERPOLATION_KEYS,
     image_runs.SAMPLE_KEYS,
-    checks=(evaluation.check_eval_config,),
+    checks=(evaluation.check_eval_config, check_stabilisers),
     defaults=dict(
         num_steps=10000,
         batch_size=64,
@@ -72,47 +100,20 @@ SCHEMA = config_lib.Schema(
 get_config = SCHEMA.config  # get_config() is the default config, get_config('smoke') a seconds-long run
 
 
-def make_nets(c, image_shape):
-    m, dtype = c.model, config_lib.compute_dtype(c)
-    if m.arch == "mlp":
-        return (
-            gan.MLPGenerator(tuple(image_shape), hidden=tuple(m.hidden), dtype=dtype),
-            gan.MLPDiscriminator(hidden=tuple(m.hidden), dtype=dtype),
-        )
-    return (
-        gan.DCGenerator(tuple(image_shape), channels=tuple(m.channels), dtype=dtype),
-        gan.DCDiscriminator(channels=tuple(m.channels), dtype=dtype),
-    )
-
-
-def optimizers(c) -> dict[str, optax.GradientTransformation]:
-    """One optimizer per network, each with the config's schedule (the discriminator's at d_learning_rate)."""
-    d = c.copy_and_resolve_references()
-    d.learning_rate = c.d_learning_rate or c.learning_rate
-    return {"generator": state_lib.make_optimizer(c), "discriminator": state_lib.make_optimizer(d)}
-
-
-def per_network(txs: dict) -> optax.GradientTransformation:
-    """An optimizer over {'generator': ..., 'discriminator': ...} whose state is one sub-state per network,
-    so a step may update the two networks one after the other (txs[name].update on opt_state[name])."""
-
-    def init(params):
-        return {k: txs[k].init(params[k]) for k in NETS}
-
-    def update(grads, opt_state, params=None):
-        out = {k: txs[k].update(grads[k], opt_state[k], None if params is None else params[k]) for k in NETS}
-        return {k: out[k][0] for k in NETS}, {k: out[k][1] for k in NETS}
-
-    return optax.GradientTransformation(init, update)
-
-
 def make_task(c, spec: data.ImageSpec) -> loop.Task:
-    """The training part: generator and discriminator of config.model, each step D's update then G's."""
-    gen, disc = make_nets(c, spec.image_shape)
-    txs = optimizers(c)
+    """The training part: generator and discriminator of config.model. Each step is one D update; every
+    n_critic-th step (step % n_critic == n_critic - 1) also updates G against the updated D, so the position in
+    the cycle is the state's step counter and a resume anywhere in it is exact."""
+    gen, disc = gan_runs.make_nets(c, spec.image_shape)
+    txs = gan_runs.optimizers(c)
     latent = c.model.latent_dim
     g_apply = lambda p, z: gen.apply({"params": p}, z)
-    d_apply = lambda p, x: disc.apply({"params": p}, x)
+    d_in_use = gan_runs.discriminator_in_use(c, disc)
+    policy = gan.parse_diffaugment_policy(c.diffaugment)
+    augment = lambda x, k: gan.diffaugment(x, k, policy)
+    g_loss_of = gan_runs.GENERATOR_LOSSES[c.loss]
+    regularised = bool(c.r1_gamma or c.r2_gamma)
+    lazy = regularised and c.reg_every > 1
 
     def init_params(key):
         kg, kd = jax.random.split(key)
@@ -121,61 +122,63 @@ def make_task(c, spec: data.ImageSpec) -> loop.Task:
             "discriminator": disc.init(kd, jnp.zeros((1, *spec.image_shape)))["params"],
         }
 
-    def d_objective(d_params, real, fake, key):
-        lr, lf = d_apply(d_params, real), d_apply(d_params, fake)
-        if c.loss in ("minimax", "nonsaturating"):
-            per = gan.discriminator_loss(lr, lf)
-        elif c.loss == "hinge":
-            per = gan.hinge_d_loss(lr, lf)
-        else:
-            per = gan.wasserstein_d_loss(lr, lf) + c.gp_weight * gan.gradient_penalty(
-                d_apply, d_params, real, fake, key
-            )
-        return jnp.mean(per), (lr, lf)
+    def d_objective(d_params, xr, xf, key, us):
+        per, lr, lf, next_us = gan_runs.d_loss_per_example(c, d_in_use, d_params, xr, xf, key, us)
+        loss, reg = jnp.mean(per), jnp.zeros((), jnp.float32)
+        if regularised and not lazy:
+            reg = jnp.mean(gan_runs.penalties(c, d_in_use, d_params, xr, xf, us))
+            loss = loss + reg
+        return loss, (lr, lf, next_us, reg)
 
-    def g_objective(g_params, d_params, z):
-        lf = d_apply(d_params, g_apply(g_params, z))
-        per = {
-            "minimax": gan.generator_loss_saturating,
-            "nonsaturating": gan.generator_loss_nonsaturating,
-            "hinge": gan.hinge_g_loss,
-            "wgan-gp": gan.wasserstein_g_loss,
-        }[c.loss](lf)
-        return jnp.mean(per)
+    def g_objective(g_params, d_params, z, key, us):
+        lf, us = d_in_use(d_params, augment(g_apply(g_params, z), key), us)
+        return jnp.mean(g_loss_of(lf)), us
 
     def train_step(state, batch, key):
         k_zd, k_zg, k_gp = jax.random.split(key, 3)
+        k_ar, k_af, k_ag = jax.random.split(jax.random.fold_in(key, 1), 3)  # DiffAugment's draws
         real = data.to_signed(batch["image"])
         n = real.shape[0]
         g, d = state.params["generator"], state.params["discriminator"]
+        us = state.aux["spectral_u"] if c.d_spectral_norm else None
         fake = jax.lax.stop_gradient(g_apply(g, jax.random.normal(k_zd, (n, latent), jnp.float32)))
-        (d_loss, (lr, lf)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, real, fake, k_gp)
+        xr, xf = augment(real, k_ar), augment(fake, k_af)
+        (d_loss, (lr, lf, next_us, reg)), d_grads = jax.value_and_grad(d_objective, has_aux=True)(d, xr, xf, k_gp, us)
+        if lazy:
+            reg, reg_grads = gan_runs.lazy_penalties(c, d_in_use, d, xr, xf, us, state.step)
+            d_loss, d_grads = d_loss + reg, jax.tree.map(jnp.add, d_grads, reg_grads)
         d_updates, d_opt = txs["discriminator"].update(d_grads, state.opt_state["discriminator"], d)
         d = optax.apply_updates(d, state.scale_updates(d_updates))
-        g_loss, g_grads = jax.value_and_grad(g_objective)(g, d, jax.random.normal(k_zg, (n, latent), jnp.float32))
-        g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
-        g = optax.apply_updates(g, state.scale_updates(g_updates))
-        new = state.advance(
-            params={"generator": g, "discriminator": d}, opt_state={"generator": g_opt, "discriminator": d_opt}
-        )
-        metrics = {
-            "loss": d_loss + g_loss,
-            "d_loss": d_loss,
-            "g_loss": g_loss,
-            "minimax_value": gan.minimax_value(lr, lf),
-            "d_real": jnp.mean(lr),
-            "d_fake": jnp.mean(lf),
-            "d_grad_norm": optax.global_norm(d_grads),
-            "g_grad_norm": optax.global_norm(g_grads),
-        }
-        return new, metrics
+        z = jax.random.normal(k_zg, (n, latent), jnp.float32)
 
-    return loop.Task("gan", init_params, train_step=train_step, optimizer=per_network(txs))
+        def g_step():
+            (g_loss, us), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g, d, z, k_ag, next_us)
+            g_updates, g_opt = txs["generator"].update(g_grads, state.opt_state["generator"], g)
+            return optax.apply_updates(g, state.scale_updates(g_updates)), g_opt, g_loss, optax.global_norm(g_grads), us
+
+        def critic_only():  # G unchanged; g_loss is G's loss on this step's fakes under the D before its update
+            return g, state.opt_state["generator"], jnp.mean(g_loss_of(lf)), jnp.zeros((), jnp.float32), next_us
+
+        if c.n_critic == 1:
+            g, g_opt, g_loss, g_grad_norm, us = g_step()
+        else:
+            g, g_opt, g_loss, g_grad_norm, us = jax.lax.cond(
+                state.step % c.n_critic == c.n_critic - 1, g_step, critic_only
+            )
+        new = state.advance(
+            params={"generator": g, "discriminator": d},
+            opt_state={"generator": g_opt, "discriminator": d_opt},
+            aux={"spectral_u": us} if c.d_spectral_norm else state.aux,
+        )
+        return new, gan_runs.step_metrics(d_loss, g_loss, lr, lf, d_grads, g_grad_norm, reg if regularised else None)
+
+    init_aux = lambda: gan_runs.init_spectral_vectors(c, disc, spec.image_shape)
+    return loop.Task("gan", init_params, train_step=train_step, optimizer=gan_runs.per_network(txs), init_aux=init_aux)
 
 
 def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Generator:
     """num_images images a call of the (EMA) generator, from z ~ N(0, I)."""
-    gen, _ = make_nets(c, spec.image_shape)
+    gen, _ = gan_runs.make_nets(c, spec.image_shape)
     generate = jax.jit(
         lambda p, k: gen.apply({"params": p["generator"]}, jax.random.normal(k, (num_images, c.model.latent_dim)))
     )
@@ -185,20 +188,25 @@ def make_generator(c, spec: data.ImageSpec, num_images: int) -> image_runs.Gener
 def make_evaluation(c, ds: data.ImageData) -> dict:
     """{'evaluate'}: samples, an interpolation in z, the test minimax value and sample quality."""
     evaluation.check_dataset_for_eval(c, ds)
-    gen, disc = make_nets(c, ds.image_shape)
+    gen, disc = gan_runs.make_nets(c, ds.image_shape)
     latent = c.model.latent_dim
     g_apply = lambda p, z: gen.apply({"params": p}, z)
-    d_apply = lambda p, x: disc.apply({"params": p}, x)
+    d_in_use = gan_runs.discriminator_in_use(c, disc)
 
     @functools.partial(jax.jit, static_argnums=2)
     def generate(g_params, key, n):
         return g_apply(g_params, jax.random.normal(key, (n, latent)))
 
     @jax.jit
-    def test_value(params, real, key):
-        """The lecture's V(D, G) on test images against as many generated ones, and D's mean score of each."""
+    def test_value(params, aux, real, key):
+        """The lecture's V(D, G) on test images against as many generated ones, and D's mean score of each (no
+        DiffAugment; spectral norm's u vectors are read, not advanced)."""
+        us = aux["spectral_u"] if c.d_spectral_norm else None
         fake = g_apply(params["generator"], jax.random.normal(key, (real.shape[0], latent)))
-        lr, lf = d_apply(params["discriminator"], data.to_signed(real)), d_apply(params["discriminator"], fake)
+        lr, lf = (
+            d_in_use(params["discriminator"], data.to_signed(real), us)[0],
+            d_in_use(params["discriminator"], fake, us)[0],
+        )
         return gan.minimax_value(lr, lf), jnp.mean(lr), jnp.mean(lf)
 
     generate_from = jax.jit(g_apply)
@@ -217,7 +225,7 @@ def make_evaluation(c, ds: data.ImageData) -> dict:
             "samples": plots.samples_grid(samples[: c.eval.grid_images]),
             "interpolation": plots.interpolation_strip(strip, rows),
         }
-        value, d_real, d_fake = test_value(state.params, test["image"], k_test)
+        value, d_real, d_fake = test_value(state.params, state.aux, test["image"], k_test)
         scalars = {"test_minimax_value": float(value), "test_d_real": float(d_real), "test_d_fake": float(d_fake)}
         if quality.enabled:
             scalars.update(quality(samples[: c.eval.num_samples]))

@@ -21,8 +21,10 @@ line (text) or the entry and byte offset (binary).
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Iterable, Sequence
 
+import jax
 import numpy as np
 
 from train.core import files
@@ -40,6 +42,7 @@ __all__ = [
     "WordVectors",
     "SubwordVectors",
     "save_subwords",
+    "save_subwords_of_table",
     "load_subword_vectors",
 ]
 
@@ -418,6 +421,40 @@ def save_subwords(directory: str, vectors_vocab, vectors_ngrams, minn: int, maxn
         minn=np.int64(minn),
         maxn=np.int64(maxn),
     )
+    return path
+
+
+# Rows of the table save_subwords_of_table brings to the host at a time: 2^22 floats, 16 MiB.
+SAVE_BLOCK_FLOATS = 1 << 22
+
+
+def _host_rows(table, start: int, n: int) -> np.ndarray:
+    """table[start : start + n] on the host: a view of a host table, a copy of a device table's rows only (the
+    slice's start a traced operand, so each block size compiles once)."""
+    if isinstance(table, np.ndarray):
+        return table[start : start + n]
+    return np.asarray(jax.lax.dynamic_slice(table, (start, 0), (n, table.shape[1])))
+
+
+def save_subwords_of_table(directory: str, table, vocab_size: int, minn: int, maxn: int) -> str:
+    """``save_subwords`` of a trained 'in' table [V + bucket, D] (the words' rows, then the buckets'): the same
+    subwords.npz (the same members and arrays, as np.load reads them), its float32 rows streamed into the file a
+    block at a time, so that neither the table nor its two parts are copied whole (on an accelerator
+    jax.device_get would bring the whole table to the host); the path."""
+    path = os.path.join(directory, SUBWORDS_FILE)
+    rows, dim = table.shape
+    block = max(1, SAVE_BLOCK_FLOATS // dim)
+    parts = {"vectors_vocab": (0, vocab_size), "vectors_ngrams": (vocab_size, rows)}
+    with files.atomic_write(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, (first, end) in parts.items():  # np.savez's members: name.npy, each a .npy file
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                header = {"descr": np.dtype("<f4").str, "fortran_order": False, "shape": (end - first, dim)}
+                np.lib.format.write_array_header_1_0(member, header)
+                for start in range(first, end, block):
+                    member.write(np.asarray(_host_rows(table, start, min(block, end - start)), "<f4").tobytes())
+        for name, value in (("minn", minn), ("maxn", maxn)):
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(np.int64(value)))
     return path
 
 

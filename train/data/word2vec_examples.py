@@ -18,7 +18,7 @@ so a skip-gram pair becomes a "centre" (the output word) with those rows as its 
 context words each become their rows. The hierarchical softmax (`loss` 'hs') draws no noise words: the step
 looks up each output word's Huffman path (`TrainingExamples.paths`, zoo.word2vec.huffman_tree) on the device.
 
-What a minibatch of those records does to the tables, inside the step (train.word2vec.make_train_step):
+What a minibatch of those records does to the tables, inside the step (train.data.word2vec_step.make_train_step):
 `sparse_update` (one SGD step of zoo.word2vec_rows on its rows), `scan_minibatches` (a lax.scan of them),
 `touched_rows` (the rows they can change) and `sum_changes` (the devices' changes summed, only those rows).
 Which row step a config runs is its `step_kind`.
@@ -335,12 +335,11 @@ class TrainingExamples:
 
     def word_vectors(self, table) -> np.ndarray:
         """The words' vectors [V, D] of an 'in' table: its rows, or FastText's mean of each word's rows
-        (zoo.fasttext.word_vectors, gensim's wv.vectors)."""
-        table = jnp.asarray(table)
+        (zoo.fasttext.table_word_vectors, gensim's wv.vectors), composed a block of words at a time from the
+        table as given: pass the device array (a host one is copied to the device first)."""
         if self.model not in FASTTEXT_MODELS:
             return np.asarray(table)
-        v = len(self.ngram_counts)
-        return np.asarray(fasttext.word_vectors(table[:v], table[v:], self.ngram_ids, self.ngram_counts))
+        return fasttext.table_word_vectors(table, len(self.ngram_counts), self.ngram_ids, self.ngram_counts)
 
     def negatives(self, key: jax.Array, rows: int) -> jax.Array:
         """Noise words [rows, negatives] from unigram^0.75 (zoo.text.noise_distribution), drawn on the device
