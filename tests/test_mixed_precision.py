@@ -138,7 +138,7 @@ def test_train_step_matmuls_and_convolutions_run_in_the_config_dtype(name, overr
         assert {p.dtype for p in jax.tree.leaves(state.params)} == {F32}
 
 
-@pytest.mark.parametrize("name", ["autoencoder", "vae", "gan"])  # ddpm: test_train_ddpm.py's bfloat16 run
+@pytest.mark.parametrize("name", ["autoencoder", "vae", "gan"])  # ddpm: test_train_ddpm_variants.py's bfloat16 run
 def test_bfloat16_training_lowers_the_loss_with_float32_params(name, digits, data_dir):
     module, tiny_config = MODULES[name]
     c = tiny_config(data_dir, dtype="bfloat16", batch_size=32, learning_rate=3e-3)

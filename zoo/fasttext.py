@@ -35,8 +35,11 @@ __all__ = [
     "char_ngrams",
     "ft_hash",
     "ngram_buckets",
+    "INIT_CHUNK_FLOATS",
+    "uniform_rows",
     "init_params",
     "word_vectors",
+    "COMPOSE_BLOCK_FLOATS",
     "table_word_vectors",
     "unseen_word_vector",
 ]
