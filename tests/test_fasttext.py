@@ -124,7 +124,7 @@ def test_uniform_rows_is_jax_random_uniform_bit_for_bit(partitionable):
 
     with jax.threefry_partitionable(partitionable):
         for key in (jax.random.key(0), jax.random.PRNGKey(3)):
-            for rows, dim, block_floats in [(1001, 7, 64), (1000, 8, 64), (333, 5, 5), (17, 1, 4), (7, 4, 1000)]:
+            for rows, dim, block_floats in [(1001, 7, 64), (333, 5, 5), (7, 4, 1000)]:  # overlap, odd count, 1 block
                 want = np.asarray(jax.random.uniform(key, (rows, dim), jnp.float32, -1 / dim, 1 / dim))
                 draw = lambda k: ft.uniform_rows(k, rows, dim, -1 / dim, 1 / dim, block_floats)  # noqa: B023, E731
                 for got in (draw(key), jax.jit(draw)(key)):
@@ -149,7 +149,7 @@ def test_table_word_vectors_are_word_vectors_bit_for_bit():
         v = len(words)
         table = jnp.asarray(rng.normal(size=(v + 97, 5)).astype(np.float32))
         want = np.asarray(ft.word_vectors(table[:v], table[v:], ids, counts)).view(np.uint32)
-        for block_floats in (5, 35, 320, 1 << 22):
+        for block_floats in (5, 320, 1 << 22):
             got = ft.table_word_vectors(table, v, ids, counts, block_floats)
             assert got.dtype == np.float32 and isinstance(got, np.ndarray)
             np.testing.assert_array_equal(got.view(np.uint32), want)
