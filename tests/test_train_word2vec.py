@@ -18,7 +18,8 @@ from train.data import corpus as planted, vectors
 
 
 def tiny_config(**overrides):
-    return smoke_config(tw, **overrides)
+    """The smoke config; the native kernel on one thread, where it is deterministic, as the resume checks need."""
+    return smoke_config(tw, **{"threads": 1, **overrides})
 
 
 def read_metrics(workdir):
@@ -36,8 +37,10 @@ def load_vectors(workdir):
 
 def test_auto_cpu_devices_keep_large_tables_on_one_device():
     """cpu_devices 0 splits the CPU per core while a V x embed_dim float32 table fits in ONE_DEVICE_TABLE_BYTES,
-    one device beyond; a set count, or replicated updates, are left as they are."""
-    c = tiny_config(embed_dim=100, cpu_devices=0)
+    one device beyond; a set count, or replicated updates, are left as they are; the native kernel (it spreads over
+    the cores itself) takes one device."""
+    assert tw.cpu_devices_for(tiny_config(embed_dim=100, cpu_devices=0), 900) == 1
+    c = tiny_config(embed_dim=100, cpu_devices=0, kernel="xla")
     fits = tw.ONE_DEVICE_TABLE_BYTES // (4 * 100)
     assert tw.cpu_devices_for(c, fits) == 0  # 62,914 words x 100 floats: just under 24 MiB
     assert tw.cpu_devices_for(c, fits + 1) == 1
@@ -249,8 +252,7 @@ def test_model_variants_train(model, share, corpus, tmp_path):
 
 def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
     """`python -m train.word2vec` as a user runs it, on a smaller generated corpus (1M words seen instead of
-    10M): the CPU split into one device per core (at most 8), each running its share of the minibatches,
-    and the planted analogies emerge."""
+    10M): the native kernel on one thread per core, and the planted analogies emerge."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_THREEFRY_PARTITIONABLE": "false"}
     env.pop("XLA_FLAGS", None)
     workdir = str(tmp_path / "w2v")
@@ -270,8 +272,8 @@ def test_default_recipe_recovers_king_man_woman_queen(tmp_path):
         env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    devices = min(len(os.sched_getaffinity(0)), 8)
-    assert f"on {devices} cpu device(s)" in proc.stdout
+    threads = len(os.sched_getaffinity(0))
+    assert f"on 1 cpu device(s), word2vec.c's SGD in the native kernel on {threads} threads" in proc.stdout
     assert "king - man + woman ~ queen" in proc.stdout
     figures = read_metrics(workdir)[-1]
     assert figures["eval/analogy/family"] > 0.35 and figures["eval/analogy_accuracy"] > 0.15  # chance: 1/900
@@ -382,7 +384,7 @@ def test_fasttext_step_is_a_numpy_loop_over_each_words_ngram_rows():
 
     from train.data import word2vec_examples as w2v_examples
 
-    c = _tiny(model="fasttext", bucket=300, minn=2, maxn=4)
+    c = _tiny(model="fasttext", bucket=300, minn=2, maxn=4, kernel="xla")  # XLA's minibatch row steps
     before, after, record, negatives, examples, corpus = _first_step(c)
     V, B = len(corpus.vocab), c.minibatch_size
     assert before["in"].shape == (V + 300, 8) and before["out"].shape == (V, 8)

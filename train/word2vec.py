@@ -151,6 +151,16 @@ SCHEMA = config_lib.Schema(
         "minibatch_size": Key(
             128, "examples per sparse SGD update (pairs; CBOW: centres); 128 stays in cache", range=">= 1"
         ),
+        "kernel": Key(
+            "native",
+            "on a CPU, negative sampling (sgns, cbow, fasttext*) runs word2vec.c's per-example SGD in a compiled "
+            "kernel on all cores (built on first use; XLA's row steps where it cannot be), or 'xla': XLA's "
+            "minibatch row steps, on any backend",
+            choices=("native", "xla"),
+        ),
+        "threads": Key(
+            0, "native kernel: threads sharing the tables (0: one per core, 1 when deterministic)", range=">= 0"
+        ),
     },
     word_eval.EVAL_KEYS,
     defaults=dict(log_every=10, checkpoint_every=50),
@@ -207,8 +217,13 @@ def make_task(
     hs = c.loss == "hs" and c.model != "skipgram_softmax"
     negatives = None if c.model == "skipgram_softmax" or hs else examples.negatives
     paths = examples.paths if hs else None
+    mesh = parallel.data_mesh()
+    threads = (
+        word2vec_step.native_threads(c) if mesh.size == 1 else 0
+    )  # the kernel shares one copy of the tables: one device
+    native = (threads, examples.noise_threshold, examples.noise_alias) if threads else None
     step = word2vec_step.make_train_step(
-        c, examples.minibatches, parallel.data_mesh(), negatives, examples.sync_minibatches, paths=paths
+        c, examples.minibatches, mesh, negatives, examples.sync_minibatches, paths=paths, native=native
     )
     if c.model in w2v_examples.FASTTEXT_MODELS:
         init_params = lambda key: fasttext.init_params(key, len(vocab), c.bucket, c.embed_dim)  # noqa: E731
@@ -233,10 +248,13 @@ ONE_DEVICE_TABLE_BYTES = 24 * 2**20
 
 
 def cpu_devices_for(c, vocab_size: int) -> int:
-    """config.cpu_devices for split_cpu: as set, or for 0 (auto) 1 when a table of vocab_size x embed_dim
-    float32 (FastText's: with its n-gram buckets) exceeds ONE_DEVICE_TABLE_BYTES, else 0 (one device per core)."""
+    """config.cpu_devices for split_cpu: as set, or for 0 (auto) 1 when the native kernel runs (it spreads over
+    the cores itself) or a table of vocab_size x embed_dim float32 (FastText's: with its n-gram buckets) exceeds
+    ONE_DEVICE_TABLE_BYTES, else 0 (one device per core)."""
     if c.cpu_devices or c.device_updates != "local":
         return c.cpu_devices
+    if word2vec_step.native_threads(c, warn=False):
+        return 1
     return 1 if w2v_examples.table_rows(c, vocab_size) * c.embed_dim * 4 > ONE_DEVICE_TABLE_BYTES else 0
 
 
@@ -258,12 +276,14 @@ def train_vectors(config, workdir: str) -> dict:
     examples = w2v_examples.TrainingExamples(corpus, config, jax.device_count())
     task = make_task(config, corpus, eval_sets, examples)
     task.batches = w2v_examples.caching_batches(examples, corpus, workdir)
+    threads = word2vec_step.native_threads(config, warn=False) if jax.device_count() == 1 else 0
     if jax.process_index() == 0:
         print(
             f"word2vec {config.model}: {corpus.name}, {len(corpus.ids)} words in the vocabulary of "
             f"{len(corpus.vocab)}, {config.num_steps} steps of {config.batch_size} words "
             f"({examples.minibatches} minibatches of {config.minibatch_size}) on {jax.device_count()} "
-            f"{jax.default_backend()} device(s)",
+            f"{jax.default_backend()} device(s)"
+            + (f", word2vec.c's SGD in the native kernel on {threads} threads" if threads else ""),
             flush=True,
         )
     return loop.train(config, workdir, task, data)

@@ -3,16 +3,48 @@ on one device or, with device_updates='local', as SGD on each device's share sum
 
 from __future__ import annotations
 
+import sys
+
 import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from train.data import word2vec_examples as w2v_examples
+from train.core import parallel
+from train.data import word2vec_examples as w2v_examples, word2vec_native
 from zoo import word2vec as w2v
 
 
+def native_threads(c, warn: bool = True) -> int:
+    """The native kernel's threads for this config (train.data.word2vec_native), or 0 where XLA's row steps run:
+    kernel 'xla', a step kind it lacks (hs, skipgram_softmax), an accelerator, or a kernel that cannot be built
+    (said on stderr in one line when warn)."""
+    if c.kernel != "native" or w2v_examples.step_kind(c) not in word2vec_native.KINDS:
+        return 0
+    if parallel.planned_backend() != "cpu":
+        return 0
+    ok, why = word2vec_native.available()
+    if not ok:
+        if warn:
+            print(f"word2vec: the native kernel is unavailable ({why}); XLA's row steps train instead", file=sys.stderr)
+        return 0
+    return c.threads or (1 if c.deterministic else word2vec_native.default_threads())
+
+
+def native_steps(c, kind: str, native, tables, batch, lrs, key):
+    """(tables, summed loss) of a step's examples through the native kernel (train.data.word2vec_native):
+    native = (threads, threshold, alias), the threads and the noise words' alias table."""
+    threads, threshold, alias = native
+    noise = (threshold, alias, key, c.negatives)
+    common = dict(threads=threads, group=c.share_negatives)
+    if kind == "sgns":
+        args = (batch["inputs"], batch["outputs"], batch["weights"], lrs, noise)
+        return word2vec_native.skipgram_steps(tables, *args, **common)
+    args = (batch["contexts"], batch["owners"], batch["mask"], batch["outputs"], batch["weights"], lrs, noise)
+    return word2vec_native.cbow_steps(tables, *args, **common)
+
+
 def make_train_step(
-    c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0, dense_sums=False, paths=None
+    c, minibatches: int, mesh=None, negatives=None, sync_minibatches: int = 0, dense_sums=False, paths=None, native=None
 ):
     """(state, batch, key) -> (state, metrics): the step's minibatches in one lax.scan, lr decayed by words read.
 
@@ -29,6 +61,8 @@ def make_train_step(
     2 x V x D floats of both tables; dense_sums=True sums the whole tables (the same result: the reference the
     tests compare with), as skipgram_softmax always does (its softmax changes every row of 'out').
     'replicated' runs every minibatch in order on every device: the single-device result, without a speed-up.
+    native = (threads, threshold, alias): on one CPU device, the step's examples go through the native kernel
+    instead (native_steps: word2vec.c's per-example SGD on `threads` threads, noise drawn in the kernel).
     """
     total_words = c.num_steps * c.batch_size
     kind = w2v_examples.step_kind(c)
@@ -66,7 +100,9 @@ def make_train_step(
         # device d's j-th minibatch is the step's (d * per_device + j)-th; the rates follow the words read
         lrs = scale * learning_rate(state.step, jnp.arange(minibatches)).reshape(shards, per_device)
         examples = {k: v for k, v in batch.items() if k != "dropped"}
-        if local:
+        if native is not None:
+            tables, loss = native_steps(c, kind, native, state.params, examples, lrs[0], key)
+        elif local:
             specs = dict(in_specs=(P(), P("data"), P("data"), P()), out_specs=(P(), P()), check_vma=False)
             sharded = jax.shard_map(lambda t, b, r, k: local_sgd(t, b, r[0], k), mesh=mesh, **specs)
             tables, loss = sharded(state.params, examples, lrs, key)
