@@ -20,10 +20,11 @@ How it trains, the way word2vec.c and gensim do, batched for XLA (docs/words.md,
   update on the summed loss (zoo.word2vec_rows: no V x D gradient or optimizer state); lr decays linearly
   from learning_rate to min_learning_rate with the words processed, as in word2vec. share_negatives = G > 1
   is HogBatch (Ji et al. 2016): G consecutive pairs share one draw of noise words (docs/performance.md).
-* Without an accelerator the CPU is split into one JAX device per core (cpu_devices): each device runs SGD
-  on its share of the step's minibatches and every sync_minibatches the devices' changes are summed, only the
-  rows some device touched (train.core.parallel.sum_touched). Tables beyond ONE_DEVICE_TABLE_BYTES run on
-  one device (cpu_devices_for): there the sums' copies of the tables cost more than the second core gains.
+* On a CPU, negative sampling (sgns, cbow, FastText) runs instead in a native kernel (kernel=native,
+  train/data/word2vec_native.py): word2vec.c's per-example SGD, `threads` threads sharing the tables in place
+  (Hogwild, as gensim; threads=1 or deterministic=true: bit-identical reruns). Otherwise the CPU is split into a
+  JAX device per core (cpu_devices), each running SGD on its share of the minibatches, the touched rows summed
+  every sync_minibatches (parallel.sum_touched); tables beyond ONE_DEVICE_TABLE_BYTES run on one device.
 """
 
 from __future__ import annotations

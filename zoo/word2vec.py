@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo._checks import as_int
+from zoo.fasttext import uniform_rows
 
 __all__ = [
     "REDUCTIONS",
@@ -141,10 +142,11 @@ def _reduce(losses: jax.Array, reduction: str) -> jax.Array:
 
 
 def init_params(key: jax.Array, vocab_size: int, dim: int) -> dict[str, jax.Array]:
-    """word2vec's initialisation: v (in) ~ U(-0.5/D, 0.5/D), u (out) = 0."""
+    """word2vec's initialisation: v (in) ~ U(-0.5/D, 0.5/D), u (out) = 0 (jax.random.uniform's values, drawn a
+    block of rows at a time: zoo.fasttext.uniform_rows, no table-sized temporary)."""
     vocab_size = as_int(vocab_size, "vocab_size", "init_params", minimum=1)
     dim = as_int(dim, "dim", "init_params", minimum=1)
-    w_in = jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim)
+    w_in = uniform_rows(key, vocab_size, dim, -0.5 / dim, 0.5 / dim)
     return {"in": w_in, "out": jnp.zeros((vocab_size, dim), jnp.float32)}
 
 
