@@ -123,20 +123,20 @@ def test_cbow_kernel_is_a_numpy_loop_of_word2vec_c_update():
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_apply_every_example_once(threads):
     """At a tiny rate the updates are nearly linear, so the order the threads interleave them in hardly matters:
-    the tables' changes on several threads equal one thread's to 1e-3 (an example skipped or run twice: O(1))."""
+    the tables' change on several threads is one thread's to 1% (Hogwild's rare lost updates, two threads adding
+    to one row at once, stay far below that over 20,000 rows; a minibatch skipped or run twice: about 40%)."""
     rng = np.random.default_rng(2)
-    _, threshold, alias = noise_table()
-    n, m = 600, 6
-    args = (rng.integers(0, V, n), rng.integers(0, V, n), np.ones(n, np.float32), np.full(m, 1e-4, np.float32))
-    noise = (threshold, alias, jax.random.key(9), K)
-    start = tables()
-    one, loss_one = native.skipgram_steps(tables(), *args, noise, threads=1)
-    many, loss_many = native.skipgram_steps(tables(), *args, noise, threads=threads)
+    v, n, m = 20_000, 1200, 6  # rows enough that two threads rarely add to one at once
+    p, alias = w2v.alias_table(rng.dirichlet(np.ones(v)))
+    noise = (w2v.alias_threshold(p), alias, jax.random.key(9), K)
+    start = {k: rng.normal(0, 0.3, (v, D)).astype(np.float32) for k in ("in", "out")}
+    args = (rng.integers(0, v, n), rng.integers(0, v, n), np.ones(n, np.float32), np.full(m, 1e-3, np.float32))
+    one, loss_one = native.skipgram_steps(dict(start), *args, noise, threads=1)
+    many, loss_many = native.skipgram_steps(dict(start), *args, noise, threads=threads)
     for k in start:
-        change = np.asarray(one[k]) - start[k]
-        assert np.abs(change).max() > 1e-4
-        np.testing.assert_allclose(np.asarray(many[k]) - start[k], change, rtol=1e-3, atol=1e-6)
-    np.testing.assert_allclose(float(loss_many), float(loss_one), rtol=1e-4)
+        change, other = np.asarray(one[k]) - start[k], np.asarray(many[k]) - start[k]
+        assert np.linalg.norm(other - change) < 0.01 * np.linalg.norm(change), k
+    np.testing.assert_allclose(float(loss_many), float(loss_one), rtol=1e-3)
 
 
 def test_kernel_updates_the_donated_tables_in_place_under_jit():

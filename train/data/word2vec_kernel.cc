@@ -90,6 +90,10 @@ Noise make_noise(const ffi::Buffer<ffi::U32>& threshold, const ffi::Buffer<ffi::
                static_cast<uint32_t>(threshold.element_count()), k};
 }
 
+inline void prefetch_row(const float* row, int64_t d) {
+  for (int64_t o = 0; o < d; o += 16) __builtin_prefetch(row + o, 1, 3);  // 16 floats: one 64-byte line
+}
+
 // Runs body(first, last, &loss) on `threads` threads over [0, n) in contiguous parts; the summed loss.
 template <typename Body>
 double parallel_parts(int64_t n, int64_t threads, Body body) {
@@ -122,12 +126,24 @@ ffi::Error SkipGramImpl(ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> w_out,
   const float* lr = lrs.typed_data();
   *loss->typed_data() = static_cast<float>(parallel_parts(m, threads, [&](int64_t first, int64_t last, double* l) {
     std::vector<float> grad(d);
-    std::vector<int32_t> drawn(k);
-    int64_t drawn_row = -1;  // G = group consecutive examples share a draw (HogBatch)
+    std::vector<int32_t> drawn(k), ahead(k);
+    int64_t drawn_row = -1, ahead_row = -1;  // G = group consecutive examples share a draw (HogBatch)
     for (int64_t mb = first; mb < last; ++mb) {
-      for (int64_t i = mb * per_minibatch; i < (mb + 1) * per_minibatch; ++i) {
+      const int64_t end = (mb + 1) * per_minibatch;
+      for (int64_t i = mb * per_minibatch; i < end; ++i) {
         if (weight[i] == 0.f) continue;
-        if (i / group != drawn_row) noise.fill(drawn_row = i / group, drawn.data());
+        if (i / group != drawn_row) {
+          if (ahead_row == i / group) std::swap(drawn, ahead); else noise.fill(i / group, drawn.data());
+          drawn_row = i / group;
+        }
+        if (i + 1 < end && weight[i + 1] != 0.f) {  // the next example's rows, on their way while this one runs
+          prefetch_row(t.in + static_cast<int64_t>(in_ids[i + 1]) * d, d);
+          prefetch_row(t.out + static_cast<int64_t>(out_ids[i + 1]) * d, d);
+          if ((i + 1) / group != drawn_row) {
+            noise.fill(ahead_row = (i + 1) / group, ahead.data());
+            for (int64_t j = 0; j < k; ++j) prefetch_row(t.out + static_cast<int64_t>(ahead[j]) * d, d);
+          }
+        }
         float* h = t.in + static_cast<int64_t>(in_ids[i]) * d;
         *l += weight[i] * output_layer(t, h, grad.data(), out_ids[i], drawn.data(), k, lr[mb] * weight[i]);
         axpy(1.f, grad.data(), h, d);
@@ -158,8 +174,8 @@ ffi::Error CbowImpl(ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> w_out, ffi
   const float* lr = lrs.typed_data();
   *loss->typed_data() = static_cast<float>(parallel_parts(m, threads, [&](int64_t first, int64_t last, double* l) {
     std::vector<float> h(d), grad(d);
-    std::vector<int32_t> drawn(k);
-    int64_t drawn_row = -1;
+    std::vector<int32_t> drawn(k), ahead(k);
+    int64_t drawn_row = -1, ahead_row = -1;
     for (int64_t mb = first; mb < last; ++mb) {
       int64_t p = mb * per_slots;
       const int64_t end = p + per_slots;
@@ -168,11 +184,24 @@ ffi::Error CbowImpl(ffi::Buffer<ffi::F32> w_in, ffi::Buffer<ffi::F32> w_out, ffi
         const int64_t start = p, centre = mb * per_minibatch + owner[p];
         while (p < end && on[p] != 0.f && owner[p] == owner[start]) ++p;
         if (weight[centre] == 0.f) continue;
+        if (centre / group != drawn_row) {
+          if (ahead_row == centre / group) std::swap(drawn, ahead); else noise.fill(centre / group, drawn.data());
+          drawn_row = centre / group;
+        }
+        if (p < end && on[p] != 0.f) {  // the next centre's rows, on their way while this one runs
+          const int64_t next = mb * per_minibatch + owner[p];
+          for (int64_t q = p; q < std::min(end, p + 16) && on[q] != 0.f && owner[q] == owner[p]; ++q)
+            prefetch_row(t.in + static_cast<int64_t>(ctx[q]) * d, d);
+          prefetch_row(t.out + static_cast<int64_t>(out_ids[next]) * d, d);
+          if (next / group != drawn_row) {
+            noise.fill(ahead_row = next / group, ahead.data());
+            for (int64_t j = 0; j < k; ++j) prefetch_row(t.out + static_cast<int64_t>(ahead[j]) * d, d);
+          }
+        }
         std::fill(h.begin(), h.end(), 0.f);
         for (int64_t q = start; q < p; ++q) axpy(1.f, t.in + static_cast<int64_t>(ctx[q]) * d, h.data(), d);
         const float inv = 1.f / static_cast<float>(p - start);
         for (auto& x : h) x *= inv;
-        if (centre / group != drawn_row) noise.fill(drawn_row = centre / group, drawn.data());
         *l += weight[centre] *
               output_layer(t, h.data(), grad.data(), out_ids[centre], drawn.data(), k, lr[mb] * weight[centre]);
         for (int64_t q = start; q < p; ++q) axpy(1.f, grad.data(), t.in + static_cast<int64_t>(ctx[q]) * d, d);
