@@ -51,8 +51,9 @@ def run_ours(spec: dict) -> dict:
     examples = w2v_examples.TrainingExamples(corpus, c, jax.device_count())
     task = tw.make_task(c, corpus, ([], []), examples)
     mesh = parallel.data_mesh()
+    loop.trim_host_heap()  # as the training loop does before and after the initialisation
     state = jax.block_until_ready(loop.init_state(task, c, mesh))
-    loop.trim_host_heap()  # as the training loop does after the initialisation
+    loop.trim_host_heap()
     step = loop.compile_step(task, c, mesh)
     data = task.batches(c.batch_size, c.seed)
     state, metrics, _ = step(state, parallel.shard_batch(next(data), mesh))  # compiles, then runs step 0

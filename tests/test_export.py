@@ -225,7 +225,7 @@ def test_every_image_train_step_lowers_for_gpu_and_tpu(name, digits, data_dir):
 
 @pytest.mark.parametrize("model", ["sgns", "cbow", "skipgram_softmax"])
 def test_word2vec_train_step_lowers_for_gpu_and_tpu(model):
-    c = test_train_word2vec.tiny_config(model=model)
+    c = test_train_word2vec.tiny_config(model=model, kernel="xla")  # what accelerators run (the kernel is the CPU's)
     corpus, _ = w2v_examples.load_corpus(c, None)
     c.num_steps = w2v_examples.resolve_num_steps(c, corpus)
     task = tw.make_task(c, corpus, word_eval.load_eval_sets(c))

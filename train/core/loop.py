@@ -268,6 +268,7 @@ def _train_locked(config, workdir, run, mesh, lead) -> dict:
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
     # Batches reach the devices a step ahead of use; checkpoints record the position of the steps taken.
     data_iter = parallel.DevicePrefetch(run.batches(), mesh, axis=run.data_axis)
+    trim_host_heap()  # what reading the data freed (word2vec's counting), before the tables take their place
     state = jax.block_until_ready(run.init_state(mesh))
     trim_host_heap()  # what compiling the initialisation freed
     try:
