@@ -1,7 +1,8 @@
 """Where a compiled JAX step spends its time on XLA:CPU: per-op timings from the profiler, grouped by layer and op.
 
     python -m benchmarks.xla_profile [--size=32 --batch=32 --ch=64] [--step=train|forward] [--calls=3] [--top=15]
-    python -m benchmarks.xla_profile --model=word2vec [--w2v_model=sgns|cbow] [--tokens=2000000] [--zipf_words=100000]
+    python -m benchmarks.xla_profile --model=word2vec [--w2v_model=sgns|cbow] [--w2v_kernel=native|xla]
+        [--tokens=2000000] [--zipf_words=100000]
 
 Runs the DDPM U-Net's train step (or forward) of benchmarks.unet_speed, or train.word2vec's step on a zipf corpus
 (train/data/corpus.py, as benchmarks.word2vec_speed trains on), under jax.profiler for --calls calls and reads the
@@ -46,6 +47,12 @@ flags.DEFINE_string("w2v_model", "sgns", "word2vec: config.model (sgns or cbow).
 flags.DEFINE_integer("tokens", 2_000_000, "word2vec: tokens of the zipf corpus it trains on.")
 flags.DEFINE_integer("zipf_words", 100_000, "word2vec: words of the zipf corpus's lexicon.")
 flags.DEFINE_integer("cpu_devices", 0, "word2vec: config.cpu_devices (0: as train.word2vec chooses).")
+flags.DEFINE_enum(
+    "w2v_kernel",
+    "native",
+    ["native", "xla"],
+    "word2vec: config.kernel (native: one FFI call on the CPU; xla: row steps).",
+)
 
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*\S.*?\s([a-z][\w\-]*)\(")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -177,7 +184,7 @@ def word2vec_step(f) -> tuple:
     from train.data import corpus as generated, word2vec_examples as w2v_examples
 
     c = tw.get_config()
-    c.model, c.cpu_devices = f.w2v_model, f.cpu_devices
+    c.model, c.cpu_devices, c.kernel = f.w2v_model, f.cpu_devices, f.w2v_kernel
     d = tempfile.mkdtemp(prefix="xla_profile_w2v_")
     path = os.path.join(d, "zipf.txt")
     with open(path, "w") as out:
