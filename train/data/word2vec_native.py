@@ -11,20 +11,24 @@ several, the threads' interleaving changes the last bits from run to run, as gen
 
 The kernel is compiled on first use with the C++ compiler on the PATH (`c++`, or $CXX) for this CPU
 (-march=native) against the XLA FFI headers jaxlib ships, into a cache directory ($ZOO_NATIVE_CACHE, else
-$XDG_CACHE_HOME/jax-zoo or ~/.cache/jax-zoo), keyed by the source, the flags and the jaxlib version. Where it
-cannot be built (no compiler, a read-only cache), `available()` says why and train.word2vec keeps XLA's row steps.
+$XDG_CACHE_HOME/jax-zoo or ~/.cache/jax-zoo), keyed by the source, the flags, the jaxlib version and the CPU's
+instruction sets; a new build removes the day-old builds of other keys there. Where it cannot be built (no compiler, a
+read-only cache), `available()` says why and train.word2vec keeps XLA's row steps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import glob
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import time
 
 import jax
 import jax.numpy as jnp
@@ -57,9 +61,8 @@ def build() -> str:
         raise OSError("no C++ compiler on the PATH (c++, g++ or $CXX)")
     with open(SOURCE, "rb") as f:
         source = f.read()
-    key = hashlib.sha256(
-        b"\0".join([source, " ".join(FLAGS).encode(), jaxlib.__version__.encode(), platform.machine().encode()])
-    ).hexdigest()[:16]
+    parts = [source, " ".join(FLAGS).encode(), jaxlib.__version__.encode(), platform.machine().encode(), _cpu_flags()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     path = os.path.join(cache_dir(), f"word2vec_kernel-{key}.so")
     if os.path.exists(path):
         return path
@@ -70,10 +73,26 @@ def build() -> str:
         cmd = [compiler, *FLAGS, "-I", jax.ffi.include_dir(), SOURCE, "-o", tmp]
         subprocess.run(cmd, check=True, capture_output=True, text=True)
         os.replace(tmp, path)
+        # builds of older sources a day old: the cache does not grow with every version (a day's grace, so that
+        # machines of other CPUs sharing a home directory do not delete each other's builds run after run)
+        for stale in glob.glob(os.path.join(cache_dir(), "word2vec_kernel-*.so")):
+            with contextlib.suppress(OSError):
+                if stale != path and time.time() - os.path.getmtime(stale) > 86400:
+                    os.remove(stale)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def _cpu_flags() -> bytes:
+    """This CPU's instruction sets (Linux's /proc/cpuinfo flags), part of the cache key: -march=native code built on
+    one machine of a shared home directory must not load on another that lacks its instructions."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            return next((line for line in f if line.startswith((b"flags", b"Features"))), b"")
+    except OSError:
+        return platform.processor().encode()
 
 
 @functools.cache
