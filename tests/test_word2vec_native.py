@@ -123,8 +123,9 @@ def test_cbow_kernel_is_a_numpy_loop_of_word2vec_c_update():
 @pytest.mark.parametrize("threads", [2, 3])
 def test_threads_apply_every_example_once(threads):
     """At a tiny rate the updates are nearly linear, so the order the threads interleave them in hardly matters:
-    the tables' change on several threads is one thread's to 1% (Hogwild's rare lost updates, two threads adding
-    to one row at once, stay far below that over 20,000 rows; a minibatch skipped or run twice: about 40%)."""
+    a row's change on several threads is one thread's to 5%. Hogwild's lost updates (two threads adding to one row
+    at once) can miss a row's contribution: allowed in at most 1% of the touched rows; a minibatch skipped or run
+    twice changes a sixth of them."""
     rng = np.random.default_rng(2)
     v, n, m = 20_000, 1200, 6  # rows enough that two threads rarely add to one at once
     p, alias = w2v.alias_table(rng.dirichlet(np.ones(v)))
@@ -135,7 +136,11 @@ def test_threads_apply_every_example_once(threads):
     many, loss_many = native.skipgram_steps(dict(start), *args, noise, threads=threads)
     for k in start:
         change, other = np.asarray(one[k]) - start[k], np.asarray(many[k]) - start[k]
-        assert np.linalg.norm(other - change) < 0.01 * np.linalg.norm(change), k
+        size = np.linalg.norm(change, axis=1)
+        touched = size > 0
+        differs = np.linalg.norm(other - change, axis=1) > 0.05 * size
+        assert touched.sum() > 1000 and differs[touched].sum() <= 0.01 * touched.sum(), (k, differs.sum())
+        assert not np.any(other[~touched]), k  # rows no example touched stay as they were
     np.testing.assert_allclose(float(loss_many), float(loss_one), rtol=1e-3)
 
 
