@@ -295,6 +295,47 @@ def test_device_prefetch_hands_out_batches_in_order_with_the_position_of_those_t
     assert int(next(it)["x"][0, 0]) == 1 and json_state(it) == {"next_index": 2}
 
 
+def test_indexed_records_come_in_order_from_any_threads_and_resume_where_their_position_says():
+    """IndexedRecords hands out record(0), record(1), ... in order whatever its threads finish first (later
+    indices here finish sooner), keeps at most 2 * threads ahead, reports grain's position and restarts there;
+    a record's error reaches the reader."""
+    import threading
+    import time
+
+    made, lock = [], threading.Lock()
+
+    def record(i):
+        time.sleep(0.02 * (i % 3 == 0))
+        with lock:
+            made.append(i)
+        if i == 9:
+            raise ValueError("record 9 is bad")
+        return {"i": i}
+
+    it = parallel.IndexedRecords(record, num_threads=3)
+    assert [next(it)["i"] for _ in range(5)] == [0, 1, 2, 3, 4]
+    assert it.get_state() == {"next_index": 5}
+    time.sleep(0.1)
+    assert max(made) <= 4 + 2 * 3
+    it.set_state(b'{"next_index": 2}')
+    assert [next(it)["i"] for _ in range(3)] == [2, 3, 4] and it.get_state() == {"next_index": 5}
+    it.set_state({"next_index": 8})
+    assert next(it)["i"] == 8
+    with pytest.raises(ValueError, match="record 9 is bad"):
+        next(it)
+
+
+def test_a_word2vec_run_imports_neither_grain_orbax_nor_scipy_until_it_needs_them():
+    """train.word2vec's process keeps grain and orbax (37 MB) and scipy (11 MB) out until a checkpoint is opened
+    or a sparse matrix is made: peak memory against gensim's (benchmarks.word2vec_speed)."""
+    script = (
+        "import sys, train.word2vec\n"
+        "from train.core import checkpoint\n"
+        "print(sorted(m for m in ('grain', 'orbax', 'scipy', 'tensorstore') if m in sys.modules))"
+    )
+    assert _python(script, env=_env()).split() == ["[]"]
+
+
 def json_state(it):
     import json
 

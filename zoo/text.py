@@ -22,7 +22,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-import scipy.sparse
 
 from zoo._checks import as_int, as_positive_float
 
@@ -381,6 +380,8 @@ def cooccurrence_matrix(
     cross sentence boundaries. Returns a dense ndarray, or a scipy.sparse CSR matrix
     when ``sparse`` is True (default: sparse when vocab_size > 10000).
     """
+    import scipy.sparse  # here, not at the top: a module that only tokenizes keeps its 11 MB of memory
+
     fn = "cooccurrence_matrix"
     vocab_size = as_int(vocab_size, "vocab_size", fn, minimum=1)
     window = as_int(window, "window", fn, minimum=1)
@@ -431,6 +432,8 @@ def ppmi(counts, alpha: float = 0.75):
     2015 use 0.75); ``alpha=1`` is plain PPMI. Cells with zero count are 0. Returns
     float64, sparse CSR for sparse input.
     """
+    import scipy.sparse
+
     fn = "ppmi"
     alpha = as_positive_float(alpha, "alpha", fn)
     is_sparse = scipy.sparse.issparse(counts)
@@ -473,6 +476,8 @@ def svd_embeddings(matrix, dim: int, *, power: float = 0.5) -> np.ndarray:
     default, Levy et al. 2015) splits S evenly between word and context vectors;
     ``power=0`` uses U_k alone. Sparse input is densified. Returns float32 [rows, dim].
     """
+    import scipy.sparse
+
     from zoo.pca import truncated_svd  # lazy: keeps `import zoo.text` free of JAX start-up
 
     fn = "svd_embeddings"

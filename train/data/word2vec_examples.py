@@ -6,11 +6,11 @@ The corpus is encoded once (`load_corpus`, cached in the workdir) and read `batc
 consecutive corpus words (before subsampling; epochs follow each other), drops frequent words (word2vec's
 subsampling), gives each centre word a reduced window b ~ U{1..window} inside its line, and pairs input =
 context word with output = centre word as in word2vec.c. `TrainingExamples.record` pads them to fixed shapes
-(CBOW's contexts packed into whole minibatches by `pack_centres`), and `TrainingExamples.batches` reads the
-records in grain threads while the previous step runs. The noise words, from unigram^0.75, are not drawn here
-but inside the jitted step from the step's key (`TrainingExamples.negatives`, zoo.word2vec.sample_alias), on
-each device for its own share: drawing them on the host cost 16 ms of every 26 ms of host work per step, and
-that thread took CPU from the devices.
+(CBOW's contexts packed into whole minibatches by `pack_centres`), and `TrainingExamples.batches` makes the
+records in background threads while the previous step runs (train.core.parallel.IndexedRecords). The noise
+words, from unigram^0.75, are not drawn here but inside the jitted step from the step's key
+(`TrainingExamples.negatives`, zoo.word2vec.sample_alias), on each device for its own share: drawing them on the
+host cost 16 ms of every 26 ms of host work per step, and that thread took CPU from the devices.
 
 FastText (`fasttext`, `fasttext_cbow`) trains with CBOW's packed records: an input word stands for its rows of
 the 'in' table (its own, then one per character n-gram's bucket, zoo.fasttext; `TrainingExamples.word_rows`),
@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import math
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -348,8 +347,9 @@ class TrainingExamples:
         return w2v.sample_alias(key, self.noise_threshold, self.noise_alias, (rows, self.num_negatives))
 
     def batches(self, global_batch_size: int, seed: int, num_threads: int | None = None):
-        """A checkpointable grain iterator over the steps' records (its state is the step it has reached), read by
-        num_threads threads (None: parallel.input_threads: one on the CPU, up to 8 beside an accelerator)."""
+        """A checkpointable iterator over the steps' records (parallel.IndexedRecords: its state is the step it has
+        reached), made by num_threads threads (None: parallel.input_threads: one on the CPU, up to 8 beside an
+        accelerator)."""
         if global_batch_size != self.words_per_step:
             raise ConfigError(
                 f"batch_size {global_batch_size} differs from the {self.words_per_step} the examples were sized for"
@@ -359,8 +359,7 @@ class TrainingExamples:
             record = functools.partial(self.record, seed)
         else:  # each process feeds its devices' share of every array
             record = lambda i: {k: np.split(v, n)[p] for k, v in self.record(seed, i).items()}
-        ds = grain.MapDataset.range(0, 1 << 62).map(record)
-        return iter(ds.to_iter_dataset(parallel.read_options(1, num_threads)))
+        return parallel.IndexedRecords(record, num_threads)
 
 
 def pack_centres(counts: np.ndarray, centres: int, slots: int) -> np.ndarray:
