@@ -1,6 +1,6 @@
 """The DDPM U-Net against lucidrains' denoising-diffusion-pytorch on CPU: training and sampling images/s, alternated.
 
-    python -m benchmarks.unet_speed [--rounds=5] [--sizes=16:64,32:32] [--sample_rounds=1] [--quick]
+    python -m benchmarks.unet_speed [--rounds=5] [--sizes=16:64,32:32] [--sample_rounds=1] [--dtype=bfloat16] [--quick]
 
 Ours: zoo.ddpm.UNet built by train.ddpm.make_network, trained on zoo.ddpm.training_losses as train.ddpm.make_task's
 loss (eps prediction, linear betas, T = 1000, uniform weight), with plain Adam (optax.adam, lr 2e-4) in one jitted
@@ -71,6 +71,12 @@ flags.DEFINE_list("sizes", ["16:64", "32:32"], "SIZE:BATCH pairs: square images 
 flags.DEFINE_integer("ch", 64, "Base channels of both U-Nets.")
 flags.DEFINE_list("peer_dim_mults", list(map(str, PEER_DIM_MULTS)), "The peer Unet's dim_mults.")
 flags.DEFINE_integer("channels", 1, "Image channels (1: digits).")
+flags.DEFINE_enum(
+    "dtype",
+    "float32",
+    ["float32", "bfloat16"],
+    "Our U-Net's compute dtype (train.ddpm's config.dtype; the peer's is float32).",
+)
 flags.DEFINE_float("min_time", 1.0, "Seconds each library's step or forward runs in a round (at least 2 calls).")
 flags.DEFINE_integer("matmul_n", 2048, "Side of the fp32 matmul of the roofline.")
 flags.DEFINE_integer("ddim_steps", 50, "Network calls of each library's DDIM sampler (eta 0, x0 clipped).")
@@ -115,13 +121,16 @@ def parse_sizes(sizes) -> list[tuple[int, int]]:
     return pairs
 
 
-def ours(size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int = 50, chain_steps: int = 50) -> dict:
+def ours(
+    size: int, batch: int, ch: int, x_np: np.ndarray, ddim_steps: int = 50, chain_steps: int = 50, dtype="float32"
+) -> dict:
     """One jitted Adam step of train.ddpm's loss and one jitted forward of its U-Net, compiled (timed) with their
     XLA FLOPs, each as a blocking call; zoo.ddpm's DDIM sampler (ddim_steps) and ancestral sampler over the last
     chain_steps timesteps (the schedule's first chain_steps betas: the same constants, fewer steps)."""
     c = train_ddpm.get_config()
     c.model.ch, c.model.ch_mult, c.model.num_res_blocks = ch, CH_MULT, NUM_RES_BLOCKS
     c.model.attn_resolutions = (size // 2 ** (len(CH_MULT) - 1),)  # the lowest resolution
+    c.dtype = dtype  # the parameters stay float32 either way
     train_ddpm.SCHEMA.check(c)
     net, sched = train_ddpm.make_network(c), train_ddpm.schedule_of(c)
     x0 = jnp.asarray(x_np)
@@ -274,7 +283,11 @@ def serve(lib: str, spec: dict) -> None:
         x_np = np.random.default_rng(size).uniform(-1, 1, (batch, size, size, spec["channels"])).astype(np.float32)
         args = (size, batch, spec["ch"])
         steps = (spec["ddim_steps"], spec["chain_steps"])
-        net = ours(*args, x_np, *steps) if lib == "jax" else peer(dd, *args, tuple(spec["dim_mults"]), x_np, *steps)
+        net = (
+            ours(*args, x_np, *steps, spec["dtype"])
+            if lib == "jax"
+            else peer(dd, *args, tuple(spec["dim_mults"]), x_np, *steps)
+        )
         nets[f"{size}:{batch}"] = net
     first = {key: {c: first_call_s(n["call"][c]) for c in spec["calls"]} for key, n in nets.items()}
     built = {key: {k: n[k] for k in ("params", "flops", "compile_s") if k in n} for key, n in nets.items()}
@@ -349,6 +362,7 @@ def main(_):
         chain_steps=chain_steps,
         threads=cores,
         calls=STEPS + samplers,
+        dtype=f.dtype,
     )
     workers = {lib: Worker(lib, spec) for lib in ("jax", "torch")}  # one after the other: each compiles alone
     nets = {
@@ -401,7 +415,7 @@ def main(_):
         f"load average {load_before} before"
     )
     print(
-        f"parameters: ours UNet(ch={ch}, ch_mult={CH_MULT}) {p_jax:,}; peer Unet(dim={ch}, "
+        f"parameters: ours UNet(ch={ch}, ch_mult={CH_MULT}, computing in {f.dtype}) {p_jax:,}; peer Unet(dim={ch}, "
         f"dim_mults={dim_mults}) {p_torch:,} ({100 * (p_torch / p_jax - 1):+.1f}%)"
     )
     print(

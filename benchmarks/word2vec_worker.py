@@ -44,7 +44,6 @@ def run_ours(spec: dict) -> dict:
     c.corpus = "text:" + spec["file"]
     tw.SCHEMA.check(c)
     marks["imported"] = time.time()
-    loop.map_large_allocations()  # as train.word2vec does before reading the corpus
     corpus, _ = w2v_examples.load_corpus(c, spec["out"])  # no cache there: read and counted; the ids spill beside OUT
     marks["counted"] = time.time()
     parallel.split_cpu(tw.cpu_devices_for(c, len(corpus.vocab)))  # as train.word2vec does, before JAX starts

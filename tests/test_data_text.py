@@ -176,6 +176,29 @@ def cached(prose, tmp_path):
     return workdir, source, key, corpus
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the resident set from /proc")
+def test_released_pages_of_mapped_ids_leave_the_process_and_read_back_the_same(tmp_path):
+    """release_pages drops a read-only mapping's pages inside the range (the resident set falls by their 32 MB)
+    and they read back unchanged from the file; the pages straddling the ends stay; an array in memory keeps its
+    values (DONTNEED would have zeroed it)."""
+    want = np.arange(8 << 20, dtype=np.int32)
+    want.tofile(tmp_path / "ids.bin")
+    ids = np.memmap(tmp_path / "ids.bin", np.int32, "r", shape=want.shape)
+    assert int(ids.sum(dtype=np.int64)) == int(want.sum(dtype=np.int64))  # every page mapped in
+    before = _rss_mb()
+    text_data.release_pages(ids, 1, len(ids) - 1)
+    assert before - _rss_mb() > 28
+    np.testing.assert_array_equal(ids, want)
+    in_memory = want.copy()
+    text_data.release_pages(in_memory, 0, len(in_memory))
+    np.testing.assert_array_equal(in_memory, want)
+
+
 def test_the_cache_maps_its_ids_and_a_damaged_ids_file_is_rebuilt(cached, capsys):
     workdir, source, key, first = cached
     (ids_path,) = [os.path.join(workdir, f) for f in os.listdir(workdir) if f.startswith("corpus_ids-")]

@@ -357,35 +357,3 @@ def test_a_resumed_sweep_logs_each_step_once_in_every_replica(digits, tmp_path):
         steps = [s for s, _ in losses(os.path.join(workdir, log))]
         assert steps == [1, 2, 3, 4, 5, 6], log
         assert 9.0 not in [l for _, l in losses(os.path.join(workdir, log))]
-
-
-HEAP_AFTER_FREES = """
-import sys
-import numpy as np
-from train.core import loop
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-took = loop.map_large_allocations() if sys.argv[1] == "mapped" else False
-before = rss_mb()
-for _ in range(3):  # glibc raises its threshold after the first free; the later blocks then stay in its heap
-    block = np.ones(6 << 20, np.uint8)
-    del block
-print(took, rss_mb() - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_map_large_allocations_returns_freed_blocks_to_the_system():
-    """With map_large_allocations a freed 6 MB block leaves the process; without it, glibc keeps the second
-    and later ones in its heap (the memory train.word2vec saves against gensim's)."""
-    out = {
-        mode: subprocess.run(
-            [sys.executable, "-c", HEAP_AFTER_FREES, mode], cwd=ROOT, capture_output=True, text=True, timeout=60
-        ).stdout.split()
-        for mode in ("mapped", "default")
-    }
-    assert out["mapped"][0] == "True" and float(out["mapped"][1]) < 2, out
-    assert float(out["default"][1]) > 4, out  # the test can tell: glibc's default keeps the block

@@ -261,7 +261,6 @@ def cpu_devices_for(c, vocab_size: int) -> int:
 
 def train_vectors(config, workdir: str) -> dict:
     """Train (or resume) the vectors of a checked config in workdir; the last figures. The loop writes the workdir."""
-    loop.map_large_allocations()  # freed counting buffers and step records leave the heap (peak memory)
     eval_sets = word_eval.load_eval_sets(config)
     corpus, key = w2v_examples.load_corpus(config, workdir)
     # The device count depends on the vocabulary, so it is set here, before anything starts JAX's backends.

@@ -234,22 +234,6 @@ def trim_host_heap() -> None:
         pass
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-
-
-def map_large_allocations(threshold: int = 128 << 10) -> bool:
-    """Have glibc's malloc give every block of `threshold` bytes or more its own mapping, returned to the system
-    when freed (mallopt M_MMAP_THRESHOLD; nothing elsewhere). By default glibc raises that threshold to the size
-    of each such block freed (up to 32 MiB), so later blocks of that size come from its heaps and stay there
-    after they are freed: word2vec's per-step records and counting buffers held ~45 MB so (peak memory at 78k
-    words, benchmarks.word2vec_speed). A block this large costs a mapping and its page faults, microseconds
-    against a step's milliseconds. Returns whether it took effect."""
-    try:
-        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
 def train(config, workdir: str, task: Task, data: dict | None = None) -> dict:
     """Train to config.num_steps, resuming from the latest checkpoint in workdir; return the last figures.
 

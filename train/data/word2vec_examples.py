@@ -249,6 +249,9 @@ class TrainingExamples:
         position = np.arange(i * self.words_per_step, (i + 1) * self.words_per_step, dtype=np.int64)
         epoch, position = np.divmod(position, n_words)
         tokens = self.ids[position]
+        wrap = np.flatnonzero(np.diff(position) < 0)  # where an epoch ends inside the step
+        for a, b in zip(np.r_[0, wrap + 1], np.r_[wrap + 1, len(position)]):
+            text_data.release_pages(self.ids, int(position[a]), int(position[b - 1]) + 1)
         if self.keep_prob is not None:  # word2vec's subsampling: drop occurrences before windowing
             kept = rng.random(tokens.shape[0]) < self.keep_prob[tokens]
             tokens, epoch, position = tokens[kept], epoch[kept], position[kept]
