@@ -12,7 +12,8 @@ OIHW kernels (torch's), with the convolutions on XLA's own kernels, as train.ddp
 on as many threads as XLA (the machine's cores). Each SHAPE is BATCH:SIDE:CHANNELS. Each round times every pass
 of every system for at least --min_time seconds, and the figures are medians over the rounds, with GFLOP/s
 (2 * B * H * W * 9 * C * C a pass) and the ratio torch s / XLA s (above 1: XLA is faster). The libraries share a
-process: torch is imported only when its rows are timed. --quick (the test's) is one small shape, one round.
+process: torch is imported only when its rows are timed. --quick (the test's) is one 4:8:8 shape, one round, no
+minimum time.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks import unet_speed  # noqa: F401  its --rounds, --min_time and --quick serve here too
 from benchmarks.common import device_line, time_fn
 from train.core import parallel
 
+flags.FLAGS.set_default("rounds", 3)
 flags.DEFINE_list("shapes", ["32:32:64", "32:16:128", "32:8:128"], "BATCH:SIDE:CHANNELS of each convolution.")
-flags.DEFINE_integer("rounds", 3, "Rounds; the figures are their medians.")
-flags.DEFINE_float("min_time", 1.0, "Seconds each pass runs in a round.")
 flags.DEFINE_bool("torch", True, "Also time torch's passes (if installed).")
-flags.DEFINE_bool("quick", False, "One 4:8:8 shape, one round, no minimum time (the test's).")
 
 PASSES = ("forward", "input grad", "kernel grad")
 LAYOUTS = {"NHWC": ("NHWC", "HWIO", "NHWC"), "NCHW": ("NCHW", "OIHW", "NCHW")}

@@ -460,7 +460,7 @@ def main(_):
             for size, batch in nets:
                 j, t = med[s, size, batch, "jax"], med[s, size, batch, "torch"]
                 print(
-                    f"| {s} | {size} | {batch} | {j:.2f} | {t:.2f} | {j / t:.2f} | {batch / j:.3g} | {batch / t:.3g} |"
+                    f"| {s} | {size} | {batch} | {j:.3g} | {t:.3g} | {j / t:.3g} | {batch / j:.3g} | {batch / t:.3g} |"
                 )
     print(f"load average {load()} after")
 
